@@ -1,0 +1,3 @@
+//! The command-line shells over the codex libraries. They parse, call, print.
+
+pub mod oci;

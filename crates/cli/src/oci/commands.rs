@@ -1,0 +1,297 @@
+//! One function per subcommand: parse what clap gave, call codex-runtime, print.
+
+use std::io::Write;
+
+use anyhow::{bail, Context, Result};
+use codex_runtime::{parse_signal, CreateOptions, ExecOptions, ExecOutcome, Runtime};
+use oci_spec::runtime::{Capability, Process};
+
+use super::args::{Cli, Command, CreateArgs, ExecArgs};
+
+fn create_options(a: &CreateArgs) -> CreateOptions {
+    CreateOptions {
+        bundle: a.bundle.clone(),
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+    }
+}
+
+/// Runs the command; returns the exit code on success.
+pub fn dispatch(cli: &Cli) -> Result<i32> {
+    if cli.systemd_cgroup {
+        bail!("--systemd-cgroup is not supported: codex-oci manages cgroups through cgroupfs");
+    }
+    if cli.rootless.as_deref().is_some_and(|r| r == "true") {
+        bail!("--rootless=true is not supported: codex-oci runs as root");
+    }
+    let rt = Runtime::new(&cli.root).with_warnings(super::log::warn);
+    match &cli.command {
+        Command::Create(a) => {
+            codex_runtime::selfclone::ensure_sealed_self()?;
+            rt.create(&a.id, &create_options(a))?;
+            Ok(0)
+        }
+        Command::Start { id } => {
+            rt.start(id)?;
+            Ok(0)
+        }
+        Command::Run {
+            create,
+            detach,
+            keep: _,
+        } => {
+            codex_runtime::selfclone::ensure_sealed_self()?;
+            let opts = create_options(create);
+            if *detach {
+                rt.run_detached(&create.id, &opts)?;
+                Ok(0)
+            } else {
+                Ok(rt.run(&create.id, &opts)?)
+            }
+        }
+        Command::State { id } => {
+            print_json(&rt.state(id)?)?;
+            Ok(0)
+        }
+        Command::List { format, quiet } => list(&rt, format, *quiet),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, id, format, ps_args),
+        Command::Kill { all, id, signal } => {
+            rt.kill(id, parse_signal(signal)?, *all)?;
+            Ok(0)
+        }
+        Command::Delete { force, id } => {
+            rt.delete(id, *force)?;
+            Ok(0)
+        }
+        Command::Exec(a) => {
+            codex_runtime::selfclone::ensure_sealed_self()?;
+            exec(&rt, a)
+        }
+        Command::Spec { bundle, rootless } => {
+            if *rootless {
+                bail!("spec --rootless is not supported: codex-oci runs as root");
+            }
+            let path = bundle.join("config.json");
+            if path.exists() {
+                bail!("{} exists; remove it first", path.display());
+            }
+            let text = serde_json::to_string_pretty(&codex_runtime::features::default_spec())?;
+            std::fs::write(&path, text + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(0)
+        }
+        Command::Features => {
+            print_json(&codex_runtime::features::features())?;
+            Ok(0)
+        }
+        Command::Pause { .. }
+        | Command::Resume { .. }
+        | Command::Update { .. }
+        | Command::Events { .. } => {
+            bail!("pause, resume, update and events are not supported yet (they come with resource control)")
+        }
+        Command::Checkpoint { .. } | Command::Restore { .. } => {
+            bail!("checkpoint and restore are not supported")
+        }
+    }
+}
+
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, v)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<i32> {
+    let entries = rt.list()?;
+    if quiet {
+        for e in &entries {
+            println!("{}", e.id);
+        }
+    } else if format == "json" {
+        println!("{}", serde_json::to_string(&entries)?);
+    } else {
+        let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+            .map(String::from)
+            .to_vec()];
+        for e in &entries {
+            rows.push(vec![
+                e.id.clone(),
+                e.pid.to_string(),
+                e.status.clone(),
+                e.bundle.clone(),
+                e.created.clone(),
+                e.owner.clone(),
+            ]);
+        }
+        print_table(&rows);
+    }
+    Ok(0)
+}
+
+pub fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(String::len)
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", line.join("   ").trim_end());
+    }
+}
+
+fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {
+    let pids = rt.pids(id)?;
+    if format == "json" {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(0);
+    }
+    let args: Vec<String> = if ps_args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        ps_args.to_vec()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
+    println!("{header}");
+    for l in lines {
+        if let Some(p) = l
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok())
+        {
+            if pids.contains(&p) {
+                println!("{l}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
+    let process = match &a.process {
+        Some(file) => {
+            let text =
+                std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let de = &mut serde_json::Deserializer::from_slice(&text);
+            serde_path_to_error_free(de)
+                .with_context(|| format!("{}: not a valid process JSON", file.display()))?
+        }
+        None => exec_process_from_flags(rt, a)?,
+    };
+    let opts = ExecOptions {
+        process,
+        detach: a.detach,
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        preserve_fds: a.preserve_fds,
+    };
+    match rt.exec(&a.id, &opts)? {
+        ExecOutcome::Detached(_) => Ok(0),
+        ExecOutcome::Exited(code) => Ok(code),
+    }
+}
+
+fn serde_path_to_error_free(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead>,
+) -> Result<Process> {
+    use serde::Deserialize;
+    Ok(Process::deserialize(de)?)
+}
+
+/// runc's rule: start from the container's own process, then apply the flags.
+fn exec_process_from_flags(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
+    if a.args.is_empty() {
+        bail!("exec needs a command (or --process FILE)");
+    }
+    let c = rt.load(&a.id)?;
+    let mut p = c.state.config.process().clone().unwrap_or_default();
+    p.set_args(Some(a.args.clone()));
+    p.set_terminal(Some(a.tty));
+    p.set_console_size(None);
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &a.env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(if kv.contains('=') {
+            kv.clone()
+        } else {
+            format!("{kv}=")
+        });
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &a.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(u) = &a.user {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let uid: u32 = uid
+            .parse()
+            .with_context(|| format!("--user {u:?}: the uid must be a number"))?;
+        let gid: u32 = gid
+            .parse()
+            .with_context(|| format!("--user {u:?}: the gid must be a number"))?;
+        p.user_mut().set_uid(uid);
+        p.user_mut().set_gid(gid);
+    }
+    if !a.additional_gids.is_empty() {
+        p.user_mut()
+            .set_additional_gids(Some(a.additional_gids.clone()));
+    }
+    if !a.cap.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        for name in &a.cap {
+            let cap: Capability =
+                serde_json::from_value(serde_json::Value::String(name.to_ascii_uppercase()))
+                    .with_context(|| format!("--cap {name}: unknown capability"))?;
+            let add = |set: &Option<oci_spec::runtime::Capabilities>| {
+                let mut set = set.clone().unwrap_or_default();
+                set.insert(cap);
+                Some(set)
+            };
+            caps.set_bounding(add(caps.bounding()));
+            caps.set_effective(add(caps.effective()));
+            caps.set_permitted(add(caps.permitted()));
+            caps.set_inheritable(add(caps.inheritable()));
+        }
+        p.set_capabilities(Some(caps));
+    }
+    if a.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    Ok(p)
+}

@@ -1,0 +1,68 @@
+//! Where errors and warnings go: stderr always, and `--log FILE` as JSON lines
+//! (`{"level","msg","time"}`, which containerd's shim reads) or text.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+#[derive(Clone)]
+pub struct Logger {
+    file: Option<PathBuf>,
+    json: bool,
+    debug: bool,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+pub fn install(l: Logger) {
+    let _ = LOGGER.set(l);
+}
+
+/// The warning sink handed to the runtime library.
+pub fn warn(msg: &str) {
+    if let Some(l) = LOGGER.get() {
+        l.write("warning", msg);
+    }
+}
+
+impl Logger {
+    pub fn new(file: Option<PathBuf>, format: String, debug: bool) -> Logger {
+        Logger {
+            file,
+            json: format == "json",
+            debug,
+        }
+    }
+
+    pub fn error(&self, msg: &str) {
+        self.write("error", msg);
+    }
+
+    pub fn debug(&self, msg: &str) {
+        if self.debug {
+            self.write("debug", msg);
+        }
+    }
+
+    fn write(&self, level: &str, msg: &str) {
+        match level {
+            "error" => eprintln!("codex-oci: {msg}"),
+            "warning" => eprintln!("codex-oci: warning: {msg}"),
+            _ => {}
+        }
+        let Some(path) = &self.file else { return };
+        let time = codex_runtime::state::now_rfc3339();
+        let line = if self.json {
+            serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
+        } else {
+            format!("time={time:?} level={level} msg={msg:?}")
+        };
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}

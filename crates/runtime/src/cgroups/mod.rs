@@ -1,0 +1,411 @@
+//! Cgroups on v1, v2 and hybrid hosts: where a container's cgroups live, creating and
+//! removing them, placing processes, and writing `linux.resources`.
+//!
+//! A thin own layer over cgroupfs (see docs/design-decisions.md): hierarchies are read
+//! from /proc/self/mountinfo and /proc/self/cgroup, so the same code works on the real
+//! host, on a pure v2 VM and on a fake tree in unit tests.
+
+mod resources;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Context, Error, Result};
+pub use resources::apply_resources;
+
+/// One hierarchy the container has a cgroup in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CgroupDir {
+    /// Controllers of a v1 hierarchy (`memory`, `cpu,cpuacct`, `name=systemd`), or
+    /// empty for the v2 (unified) hierarchy.
+    pub controllers: String,
+    /// The container's directory in the host's cgroupfs.
+    pub path: PathBuf,
+    /// The directory name under /sys/fs/cgroup where the hierarchy is mounted
+    /// (`memory`, `unified`; empty on a pure v2 host).
+    pub mount_dir: String,
+}
+
+impl CgroupDir {
+    pub fn is_v2(&self) -> bool {
+        self.controllers.is_empty()
+    }
+
+    pub fn has(&self, controller: &str) -> bool {
+        self.controllers.split(',').any(|c| c == controller)
+    }
+}
+
+/// Where the container's cgroups are, one entry per hierarchy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cgroups {
+    pub dirs: Vec<CgroupDir>,
+}
+
+/// A hierarchy as the container's `cgroup` mount shows it.
+#[derive(Debug, Clone)]
+pub struct MountSource {
+    pub dir: String,
+    pub fstype: &'static str,
+    pub options: Vec<String>,
+    pub host_path: PathBuf,
+}
+
+/// A mounted hierarchy of the host.
+#[derive(Debug, Clone)]
+struct Hierarchy {
+    controllers: String,
+    mount_point: PathBuf,
+    mount_root: PathBuf,
+}
+
+fn hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let controllers = match post[0] {
+            "cgroup2" => String::new(),
+            "cgroup" => post[2]
+                .split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro" | "nosuid" | "nodev" | "noexec" | "relatime")
+                        && !o.starts_with("release_agent")
+                        && *o != "clone_children"
+                        && *o != "xattr"
+                        && *o != "noprefix"
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        let mount_point = PathBuf::from(unescape(pre[4]));
+        if out.iter().any(|h: &Hierarchy| h.controllers == controllers) {
+            continue; // the same hierarchy mounted twice: the first is enough
+        }
+        out.push(Hierarchy {
+            controllers,
+            mount_point,
+            mount_root: PathBuf::from(unescape(pre[3])),
+        });
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// `/proc/self/cgroup`: controllers -> the caller's cgroup in that hierarchy.
+fn own_cgroups(proc_cgroup: &str) -> Vec<(String, PathBuf)> {
+    proc_cgroup
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let _id = parts.next()?;
+            let ctrl = parts.next()?.to_string();
+            let path = PathBuf::from(parts.next()?);
+            Some((ctrl, path))
+        })
+        .collect()
+}
+
+fn same_controllers(a: &str, b: &str) -> bool {
+    let mut a: Vec<&str> = a.split(',').collect();
+    let mut b: Vec<&str> = b.split(',').collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    a == b
+}
+
+impl Cgroups {
+    /// Where a container with `cgroups_path` (OCI `linux.cgroupsPath`) goes: absolute
+    /// paths are taken from each hierarchy's root, relative or empty ones are nested
+    /// under the caller's own cgroup (`<own>/<path>`, or `<own>/<id>` when empty).
+    pub fn resolve(cgroups_path: Option<&Path>, id: &str) -> Result<Cgroups> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .ctx(|| "reading /proc/self/mountinfo")?;
+        let own =
+            std::fs::read_to_string("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup")?;
+        Self::resolve_from(&mountinfo, &own, cgroups_path, id)
+    }
+
+    fn resolve_from(
+        mountinfo: &str,
+        own: &str,
+        cgroups_path: Option<&Path>,
+        id: &str,
+    ) -> Result<Cgroups> {
+        if let Some(p) = cgroups_path {
+            let s = p.to_string_lossy();
+            if s.contains(':') && !s.starts_with('/') {
+                return Err(Error::Unsupported(format!(
+                    "linux.cgroupsPath {s:?} in systemd form (slice:prefix:name); use a cgroupfs path"
+                )));
+            }
+            if p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(Error::config(
+                    "linux.cgroupsPath",
+                    format!("{s:?} must not contain '..'"),
+                ));
+            }
+        }
+        let own = own_cgroups(own);
+        let mut dirs = Vec::new();
+        for h in hierarchies(mountinfo) {
+            let Some((_, own_path)) = own
+                .iter()
+                .find(|(c, _)| same_controllers(c, &h.controllers))
+            else {
+                continue;
+            };
+            let rel = match cgroups_path {
+                Some(p) if p.is_absolute() => p.to_path_buf(),
+                Some(p) if !p.as_os_str().is_empty() => own_path.join(p),
+                _ => own_path.join(id),
+            };
+            // The mount may show only part of the hierarchy (its root is not `/`).
+            let below_root = rel.strip_prefix(&h.mount_root).unwrap_or(&rel);
+            let below_root = below_root.strip_prefix("/").unwrap_or(below_root);
+            let mount_dir = h
+                .mount_point
+                .strip_prefix("/sys/fs/cgroup")
+                .map(|d| d.to_string_lossy().trim_start_matches('/').to_string())
+                .unwrap_or_default();
+            dirs.push(CgroupDir {
+                controllers: h.controllers.clone(),
+                path: h.mount_point.join(below_root),
+                mount_dir,
+            });
+        }
+        if dirs.is_empty() {
+            return Err(Error::Other(
+                "no cgroup hierarchy is mounted on this host".into(),
+            ));
+        }
+        Ok(Cgroups { dirs })
+    }
+
+    /// The host kind, for `features` and error messages.
+    pub fn host_kind(&self) -> &'static str {
+        let v2 = self.dirs.iter().any(|d| d.is_v2());
+        let v1 = self.dirs.iter().any(|d| !d.is_v2());
+        match (v1, v2) {
+            (true, true) => "hybrid",
+            (true, false) => "v1",
+            _ => "v2",
+        }
+    }
+
+    /// Creates every directory. Returns an error naming the one that failed.
+    pub fn create(&self) -> Result<()> {
+        for d in &self.dirs {
+            std::fs::create_dir_all(&d.path)
+                .ctx(|| format!("creating cgroup {}", d.path.display()))?;
+            if d.has("cpuset") {
+                inherit_cpuset(&d.path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into the container's cgroup in every hierarchy.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for d in &self.dirs {
+            let f = d.path.join("cgroup.procs");
+            std::fs::write(&f, pid.to_string())
+                .ctx(|| format!("adding pid {pid} to {}", f.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The directory whose `cgroup.procs` lists every process of the container.
+    fn procs_dir(&self) -> Option<&CgroupDir> {
+        self.dirs
+            .iter()
+            .find(|d| d.has("pids") || d.has("freezer"))
+            .or_else(|| self.dirs.iter().find(|d| d.is_v2()))
+            .or(self.dirs.first())
+    }
+
+    /// Every process in the container's cgroup (empty when it is gone).
+    pub fn pids(&self) -> Vec<i32> {
+        let Some(d) = self.procs_dir() else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(d.path.join("cgroup.procs"))
+            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes every directory, retrying while the kernel still counts exiting tasks.
+    pub fn remove(&self) -> Result<()> {
+        for d in &self.dirs {
+            remove_dir(&d.path)?;
+        }
+        Ok(())
+    }
+
+    /// The hierarchies as the container's `cgroup` mount should show them.
+    pub fn mount_sources(&self) -> Vec<MountSource> {
+        self.dirs
+            .iter()
+            .map(|d| MountSource {
+                dir: d.mount_dir.clone().replace("name=", ""),
+                fstype: if d.is_v2() { "cgroup2" } else { "cgroup" },
+                options: if d.is_v2() {
+                    Vec::new()
+                } else {
+                    d.controllers.split(',').map(String::from).collect()
+                },
+                host_path: d.path.clone(),
+            })
+            .collect()
+    }
+}
+
+fn remove_dir(path: &Path) -> Result<()> {
+    let mut delay = Duration::from_millis(1);
+    for _ in 0..12 {
+        match std::fs::remove_dir(path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_millis(200));
+            }
+            Err(e) => return Err(e).ctx(|| format!("removing cgroup {}", path.display())),
+        }
+    }
+    std::fs::remove_dir(path).ctx(|| format!("removing cgroup {} (still busy)", path.display()))
+}
+
+/// A new v1 cpuset cgroup starts with empty cpus/mems, and no task may join it until
+/// they are set: copy them down from the closest ancestor that has them.
+fn inherit_cpuset(path: &Path) -> Result<()> {
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mut chain = Vec::new();
+        let mut p = path.to_path_buf();
+        loop {
+            let v = std::fs::read_to_string(p.join(file)).unwrap_or_default();
+            if !v.trim().is_empty() {
+                for dir in chain.iter().rev() {
+                    let f: PathBuf = PathBuf::from(dir).join(file);
+                    std::fs::write(&f, v.trim()).ctx(|| format!("writing {}", f.display()))?;
+                }
+                break;
+            }
+            chain.push(p.clone());
+            if !p.pop() || !p.join(file).exists() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID_MOUNTINFO: &str = "\
+30 22 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+34 30 0:30 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
+";
+    const HYBRID_OWN: &str = "4:memory:/process_api/abc\n3:cpuacct,cpu:/\n1:name=systemd:/\n0::/\n";
+
+    #[test]
+    fn empty_path_nests_under_the_callers_cgroup_per_hierarchy() {
+        let cg = Cgroups::resolve_from(HYBRID_MOUNTINFO, HYBRID_OWN, None, "c1").unwrap();
+        let paths: Vec<_> = cg
+            .dirs
+            .iter()
+            .map(|d| d.path.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/sys/fs/cgroup/unified/c1",
+                "/sys/fs/cgroup/memory/process_api/abc/c1",
+                "/sys/fs/cgroup/cpu,cpuacct/c1",
+                "/sys/fs/cgroup/systemd/c1"
+            ]
+        );
+        assert_eq!(cg.host_kind(), "hybrid");
+    }
+
+    #[test]
+    fn absolute_path_starts_at_each_hierarchy_root() {
+        let cg = Cgroups::resolve_from(
+            HYBRID_MOUNTINFO,
+            HYBRID_OWN,
+            Some(Path::new("/default/c2")),
+            "c2",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.dirs[1].path,
+            Path::new("/sys/fs/cgroup/memory/default/c2")
+        );
+        assert_eq!(cg.dirs[1].controllers, "memory");
+    }
+
+    #[test]
+    fn relative_path_nests_under_the_callers_cgroup() {
+        let cg = Cgroups::resolve_from(
+            HYBRID_MOUNTINFO,
+            HYBRID_OWN,
+            Some(Path::new("pod/c3")),
+            "c3",
+        )
+        .unwrap();
+        assert_eq!(
+            cg.dirs[1].path,
+            Path::new("/sys/fs/cgroup/memory/process_api/abc/pod/c3")
+        );
+    }
+
+    #[test]
+    fn pure_v2_host_has_one_unified_dir() {
+        let mi = "25 20 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let cg = Cgroups::resolve_from(mi, "0::/user.slice\n", None, "x").unwrap();
+        assert_eq!(cg.dirs.len(), 1);
+        assert_eq!(cg.dirs[0].path, Path::new("/sys/fs/cgroup/user.slice/x"));
+        assert_eq!(cg.host_kind(), "v2");
+        assert_eq!(cg.mount_sources()[0].dir, "");
+    }
+
+    #[test]
+    fn systemd_style_paths_and_dotdot_are_refused() {
+        assert!(Cgroups::resolve_from(
+            HYBRID_MOUNTINFO,
+            HYBRID_OWN,
+            Some(Path::new("system.slice:codex:x")),
+            "x"
+        )
+        .is_err());
+        assert!(Cgroups::resolve_from(
+            HYBRID_MOUNTINFO,
+            HYBRID_OWN,
+            Some(Path::new("/a/../b")),
+            "x"
+        )
+        .is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! `create`: everything up to a container whose init waits for `start`.
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::{Container, Runtime};
+use crate::cgroups::{apply_resources, Cgroups};
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, HookKind};
+use crate::process::init::{init_main, InitArgs, StartSignal};
+use crate::process::sync::{Channel, Msg};
+use crate::process::{self, NamespacePlan};
+use crate::spec::{self, Bundle};
+use crate::state::{now_rfc3339, write_atomic, ContainerState, START_SOCKET};
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+}
+
+/// Undoes a half-made container unless disarmed: kills its process, removes its
+/// cgroups and its state directory.
+struct Rollback {
+    dir: PathBuf,
+    cgroups: Option<Cgroups>,
+    pid: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for Rollback {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(pid) = self.pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = &self.cgroups {
+            for pid in cg.pids() {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            let _ = cg.remove();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A created container whose init is the caller's child, with the sync channel still
+/// open (foreground `run` starts it through the channel).
+pub(super) struct Created {
+    pub container: Container,
+    pub channel: Channel,
+}
+
+impl Runtime {
+    /// `create`: the container exists, its init waits on the start socket.
+    pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
+        self.create_inner(id, opts, false).map(|c| c.container)
+    }
+
+    pub(super) fn create_inner(
+        &self,
+        id: &str,
+        opts: &CreateOptions,
+        foreground: bool,
+    ) -> Result<Created> {
+        let dir = self.container_dir(id)?;
+        let bundle = Bundle::load(&opts.bundle)?;
+        let spec = &bundle.spec;
+        self.ensure_root()?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::AlreadyExists(id.into()))
+            }
+            Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+        }
+        let mut rollback = Rollback {
+            dir: dir.clone(),
+            cgroups: None,
+            pid: None,
+            armed: true,
+        };
+
+        let linux = spec.linux().as_ref();
+        let cgroups = Cgroups::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+        cgroups.create()?;
+        rollback.cgroups = Some(cgroups.clone());
+        if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
+            let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
+            apply_resources(&cgroups, res, &devices)?;
+        }
+
+        let plan = namespace_plan(spec)?;
+        let dir_fd: OwnedFd = crate::rootfs::mount::open_path(&dir)
+            .ctx(|| "opening the state directory")?
+            .into();
+        let start = if foreground {
+            StartSignal::Channel
+        } else {
+            let path = PathBuf::from(format!(
+                "/proc/self/fd/{}/{START_SOCKET}",
+                std::os::fd::AsRawFd::as_raw_fd(&dir_fd)
+            ));
+            let listener = Channel::listen(&path).ctx(|| "creating the start socket")?;
+            StartSignal::Socket {
+                listener,
+                state_dir: dir_fd.try_clone().ctx(|| "dup")?,
+            }
+        };
+        let console = match &opts.console_socket {
+            Some(p) => Some(connect_console(p)?),
+            None => None,
+        };
+        let terminal = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.terminal())
+            .unwrap_or(false);
+        if terminal && console.is_none() {
+            return Err(Error::config(
+                "process.terminal",
+                "a terminal needs --console-socket",
+            ));
+        }
+        let init_args = InitArgs {
+            bundle: &bundle,
+            cgroups: &cgroups,
+            start,
+            console,
+            no_pivot: opts.no_pivot,
+            preserve_fds: opts.preserve_fds,
+            runtime_pid: std::process::id() as i32,
+            id,
+        };
+        let (pid, channel) = process::spawn(
+            plan,
+            |stage1| cgroups.add(stage1),
+            |ch| init_main(init_args, ch),
+        )?;
+        rollback.pid = Some(pid);
+
+        if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
+            let f = format!("/proc/{pid}/oom_score_adj");
+            std::fs::write(&f, adj.to_string())
+                .map_err(|e| Error::config("process.oomScoreAdj", format!("writing {f}: {e}")))?;
+        }
+        let pid_start_time = crate::sys::process_start_time(pid)
+            .ok_or_else(|| Error::Container("the container process exited during setup".into()))?;
+        let state = ContainerState {
+            version: 1,
+            id: id.to_string(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            pid,
+            pid_start_time,
+            created: now_rfc3339(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroups: cgroups.clone(),
+            config: spec.clone(),
+            owner: String::new(),
+        };
+
+        loop {
+            match channel
+                .recv()
+                .ctx(|| "waiting for the container to be created")?
+            {
+                Some(Msg::RuntimeHooks) => {
+                    let mut st = state.oci_state(&dir);
+                    st["status"] = "creating".into();
+                    st["pid"] = pid.into();
+                    let hooks = spec.hooks().as_ref();
+                    let res = hooks::run(HookKind::Prestart, hooks, &st)
+                        .and_then(|()| hooks::run(HookKind::CreateRuntime, hooks, &st));
+                    if let Err(e) = res {
+                        let _ = channel.send(&Msg::Error(e.to_string()));
+                        return Err(e);
+                    }
+                    channel
+                        .send(&Msg::HooksDone)
+                        .ctx(|| "resuming the container")?;
+                }
+                Some(Msg::Created) => break,
+                Some(Msg::Error(e)) => return Err(Error::Container(e)),
+                Some(m) => {
+                    return Err(Error::Other(format!(
+                        "unexpected message from the container: {m:?}"
+                    )))
+                }
+                None => {
+                    return Err(Error::Container(
+                        "the container process exited during setup".into(),
+                    ))
+                }
+            }
+        }
+
+        state.save(&dir)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        rollback.armed = false;
+        Ok(Created {
+            container: Container { state, dir },
+            channel,
+        })
+    }
+}
+
+pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let path = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .ctx(|| "current directory")?
+            .join(path)
+    };
+    write_atomic(&path, pid.to_string().as_bytes())
+}
+
+pub(super) fn connect_console(path: &Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .ctx(|| format!("connecting to the console socket {}", path.display()))?;
+    Ok(s.into())
+}
+
+/// Which namespaces stage 1 joins and creates, from `linux.namespaces`.
+fn namespace_plan(spec: &oci_spec::runtime::Spec) -> Result<NamespacePlan> {
+    let mut plan = NamespacePlan {
+        join: Vec::new(),
+        create: CloneFlags::empty(),
+        new_user: false,
+        uid_mappings: Vec::new(),
+        gid_mappings: Vec::new(),
+        time_offsets: Vec::new(),
+    };
+    for (i, ns) in spec::namespaces(spec).enumerate() {
+        match ns.path() {
+            Some(p) => {
+                let fd = crate::rootfs::mount::open_path(p).map_err(|e| {
+                    Error::config(
+                        format!("linux.namespaces[{i}].path"),
+                        format!("{}: {e}", p.display()),
+                    )
+                })?;
+                plan.join.push((ns.typ(), fd.into()));
+            }
+            None if ns.typ() == LinuxNamespaceType::User => plan.new_user = true,
+            None => plan.create |= process::clone_flag(ns.typ()),
+        }
+    }
+    if let Some(linux) = spec.linux() {
+        plan.uid_mappings = linux.uid_mappings().clone().unwrap_or_default();
+        plan.gid_mappings = linux.gid_mappings().clone().unwrap_or_default();
+        for (clock, off) in linux.time_offsets().iter().flatten() {
+            plan.time_offsets.push((
+                clock.clone(),
+                off.secs().unwrap_or(0),
+                off.nanosecs().unwrap_or(0),
+            ));
+        }
+    }
+    Ok(plan)
+}

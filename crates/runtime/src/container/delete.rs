@@ -1,0 +1,72 @@
+//! `delete`: removes a stopped container (with `force`, kills a running one first),
+//! runs the poststop hooks and leaves no process, cgroup or state behind.
+
+use std::time::{Duration, Instant};
+
+use super::Runtime;
+use crate::error::{Context, Result};
+use crate::hooks::{self, HookKind};
+use crate::state::Status;
+
+impl Runtime {
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let c = self.load(id)?;
+        match c.status() {
+            Status::Stopped | Status::Created => {}
+            Status::Running | Status::Paused | Status::Creating if !force => {
+                return Err(c.wrong_state("delete", "needs a stopped container (or --force)"));
+            }
+            _ => {}
+        }
+        self.kill_everything(&c.state);
+        let mut st = c.state.oci_state(&c.dir);
+        st["status"] = "stopped".into();
+        if let Some(h) = c.state.config.hooks().as_ref() {
+            if let Err(e) = hooks::run(HookKind::Poststop, Some(h), &st) {
+                // The spec: a failing poststop hook is a warning; deletion goes on.
+                self.warn(&e.to_string());
+            }
+        }
+        c.state.cgroups.remove()?;
+        std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))
+    }
+
+    /// SIGKILL to every process (thawing a frozen cgroup first), then waits until the
+    /// cgroup is empty and the init is gone.
+    fn kill_everything(&self, state: &crate::state::ContainerState) {
+        for d in &state.cgroups.dirs {
+            if d.has("freezer") {
+                let _ = std::fs::write(d.path.join("freezer.state"), "THAWED");
+            } else if d.is_v2() {
+                let _ = std::fs::write(d.path.join("cgroup.freeze"), "0");
+            }
+        }
+        let kill = |pid: i32| {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        };
+        if state.init_alive() {
+            kill(state.pid);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_micros(200);
+        loop {
+            let pids = state.cgroups.pids();
+            for &p in &pids {
+                kill(p);
+            }
+            // The init may be our child (foreground run) and a zombie: reap it if so.
+            let _ = nix::sys::wait::waitpid(
+                nix::unistd::Pid::from_raw(state.pid),
+                Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+            );
+            if (pids.is_empty() && !state.init_alive()) || Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `exec`: a new process inside a running container: its namespaces, its cgroup,
+//! and the privileges its process spec asks for.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use super::create::{connect_console, write_pid_file};
+use super::foreground::SignalGuard;
+use super::Runtime;
+use crate::error::{Context, Error, Result};
+use crate::process::program::{self, Program};
+use crate::process::sync::{Channel, Msg};
+use crate::process::{self, NamespacePlan};
+use crate::state::Status;
+use crate::terminal;
+
+#[derive(Debug, Clone)]
+pub struct ExecOptions {
+    pub process: Process,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: u32,
+}
+
+/// How an exec ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// `detach`: the process runs; this is its host pid.
+    Detached(i32),
+    /// The process's exit code (128+N when killed by signal N).
+    Exited(i32),
+}
+
+fn ns_file(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+impl Runtime {
+    pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
+        let c = self.load(id)?;
+        match c.status() {
+            Status::Created | Status::Running => {}
+            _ => return Err(c.wrong_state("exec", "needs a created or running container")),
+        }
+        if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
+            return Err(Error::config("process.args", "must name a program"));
+        }
+        let pid = c.state.pid;
+        let mut join = Vec::new();
+        for ns in crate::spec::namespaces(&c.state.config) {
+            let path = format!("/proc/{pid}/ns/{}", ns_file(ns.typ()));
+            let fd: OwnedFd = crate::rootfs::mount::open_path(std::path::Path::new(&path))
+                .ctx(|| format!("opening {path}"))?
+                .into();
+            join.push((ns.typ(), fd));
+        }
+        // The fds are the init's only if it is still the same process.
+        if !c.state.init_alive() {
+            return Err(c.wrong_state("exec", "needs a running container"));
+        }
+        let plan = NamespacePlan {
+            join,
+            create: CloneFlags::empty(),
+            new_user: false,
+            uid_mappings: Vec::new(),
+            gid_mappings: Vec::new(),
+            time_offsets: Vec::new(),
+        };
+        let console = match &opts.console_socket {
+            Some(p) => Some(connect_console(p)?),
+            None => None,
+        };
+        if opts.process.terminal().unwrap_or(false) && console.is_none() {
+            return Err(Error::config(
+                "process.terminal",
+                "a terminal needs --console-socket",
+            ));
+        }
+        let signals = if opts.detach {
+            None
+        } else {
+            Some(SignalGuard::block()?)
+        };
+        let userns = crate::spec::has_namespace(&c.state.config, LinuxNamespaceType::User);
+        let linux = c.state.config.linux().as_ref();
+        let runtime_pid = std::process::id() as i32;
+        let (child, ch) = process::spawn(
+            plan,
+            |stage1| c.state.cgroups.add(stage1),
+            |ch| {
+                exec_main(
+                    &opts.process,
+                    linux,
+                    userns,
+                    console,
+                    opts.preserve_fds,
+                    runtime_pid,
+                    ch,
+                )
+            },
+        )?;
+        match ch.recv() {
+            Ok(None) => {}
+            Ok(Some(Msg::Error(e))) => {
+                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+                return Err(Error::Container(e));
+            }
+            Ok(Some(m)) => {
+                return Err(Error::Other(format!(
+                    "unexpected message from the exec'd process: {m:?}"
+                )))
+            }
+            Err(e) => return Err(e).ctx(|| "waiting for the exec'd process"),
+        }
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, child)?;
+        }
+        match signals {
+            None => Ok(ExecOutcome::Detached(child)),
+            Some(s) => s.wait_forwarding(child).map(ExecOutcome::Exited),
+        }
+    }
+}
+
+fn exec_main(
+    p: &Process,
+    linux: Option<&oci_spec::runtime::Linux>,
+    userns: bool,
+    console: Option<OwnedFd>,
+    preserve_fds: u32,
+    runtime_pid: i32,
+    ch: Channel,
+) -> std::convert::Infallible {
+    let run = || -> Result<Error> {
+        process::die_with_parent(runtime_pid)?;
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        if let Some(console) = &console {
+            nix::unistd::setsid().ctx(|| "setsid")?;
+            let root =
+                crate::rootfs::mount::open_path(std::path::Path::new("/")).ctx(|| "opening /")?;
+            let pty = terminal::open_pty(root.as_fd())?;
+            if let Some(size) = p.console_size() {
+                terminal::set_size(&pty, size.height(), size.width())?;
+            }
+            terminal::send_master(console.as_fd(), &pty)?;
+            terminal::make_controlling(pty.slave.as_fd())?;
+        }
+        drop(console);
+        let program = Program::find(p)?;
+        program::drop_privileges(p, linux, userns, preserve_fds)?;
+        // SAFETY: prctl with integer arguments only.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+        Ok(program.exec())
+    };
+    let err = match run() {
+        Ok(e) | Err(e) => e,
+    };
+    let _ = ch.send(&Msg::Error(err.to_string()));
+    // SAFETY: _exit in a forked child.
+    unsafe { libc::_exit(127) }
+}

@@ -1,0 +1,79 @@
+//! `kill`: a signal to the init, or with `all` to every process in the container.
+
+use std::os::fd::AsFd;
+
+use super::Runtime;
+use crate::error::{Context, Error, Result};
+use crate::state::Status;
+
+/// Parses `TERM`, `SIGTERM`, `sigterm` or `15`.
+pub fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(Error::Other(format!("invalid signal number {n}")));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    if let Some(rt) = name.strip_prefix("SIGRTMIN") {
+        let base = libc::SIGRTMIN();
+        let off: i32 = if rt.is_empty() {
+            0
+        } else {
+            rt.trim_start_matches('+')
+                .parse()
+                .map_err(|_| Error::Other(format!("unknown signal {s:?}")))?
+        };
+        return Ok(base + off);
+    }
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|sig| sig as i32)
+        .map_err(|_| Error::Other(format!("unknown signal {s:?}")))
+}
+
+impl Runtime {
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<()> {
+        let c = self.load(id)?;
+        let status = c.status();
+        if status == Status::Stopped && !all {
+            return Err(c.wrong_state("kill", "needs a running container"));
+        }
+        if all {
+            for pid in c.state.cgroups.pids() {
+                // SAFETY: kill with integer arguments; a process may exit between the
+                // listing and the signal, which is not an error.
+                unsafe { libc::kill(pid, signal) };
+            }
+            return Ok(());
+        }
+        // A pidfd taken while the start time still matches cannot hit a recycled pid.
+        let pidfd = crate::sys::pidfd_open(c.state.pid)
+            .ctx(|| format!("opening process {}", c.state.pid))?;
+        if !c.state.init_alive() {
+            return Err(c.wrong_state("kill", "needs a running container"));
+        }
+        crate::sys::pidfd_send_signal(pidfd.as_fd(), signal)
+            .ctx(|| format!("sending signal {signal} to {}", c.state.pid))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_by_name_and_number() {
+        assert_eq!(parse_signal("KILL").unwrap(), 9);
+        assert_eq!(parse_signal("SIGTERM").unwrap(), 15);
+        assert_eq!(parse_signal("sigusr1").unwrap(), 10);
+        assert_eq!(parse_signal("2").unwrap(), 2);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+        assert_eq!(parse_signal("RTMIN+1").unwrap(), libc::SIGRTMIN() + 1);
+    }
+}

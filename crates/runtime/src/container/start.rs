@@ -1,0 +1,47 @@
+//! `start`: releases a created container's init to run the user's program.
+
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use super::Runtime;
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, HookKind};
+use crate::process::sync::{Channel, Msg};
+use crate::state::{Status, START_SOCKET};
+
+impl Runtime {
+    /// Starts a created container. Returns once the program runs (or failed to, with
+    /// the init's error), then runs the poststart hooks.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let c = self.load(id)?;
+        if c.status() != Status::Created {
+            return Err(c.wrong_state("start", "needs a created container"));
+        }
+        let dir = crate::rootfs::mount::open_path(&c.dir).ctx(|| "opening the state directory")?;
+        let path = PathBuf::from(format!("/proc/self/fd/{}/{START_SOCKET}", dir.as_raw_fd()));
+        let ch = Channel::connect(&path).ctx(|| format!("connecting to container {id}"))?;
+        // The init closes the connection by exec'ing (close-on-exec) or reports why not.
+        match ch.recv() {
+            Ok(None) => {}
+            Ok(Some(Msg::Error(e))) => return Err(Error::Container(e)),
+            Ok(Some(m)) => {
+                return Err(Error::Other(format!(
+                    "unexpected message from the container: {m:?}"
+                )))
+            }
+            Err(e) => return Err(e).ctx(|| "waiting for the container to start"),
+        }
+        self.poststart(&c.state, &c.dir);
+        Ok(())
+    }
+
+    pub(super) fn poststart(&self, state: &crate::state::ContainerState, dir: &std::path::Path) {
+        if let Some(h) = state.config.hooks().as_ref() {
+            let st = state.oci_state(dir);
+            if let Err(e) = hooks::run(HookKind::Poststart, Some(h), &st) {
+                // The spec: a failing poststart hook is a warning; the container runs on.
+                self.warn(&e.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! The runtime's error type: every variant says what was being done and on what.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid container id {id:?}: {reason}")]
+    InvalidId { id: String, reason: &'static str },
+
+    #[error("container {0:?} already exists")]
+    AlreadyExists(String),
+
+    #[error("container {0:?} does not exist")]
+    NotFound(String),
+
+    /// A problem with config.json; `field` is the JSON path (`process.args[0]`).
+    #[error("config.json: {field}: {reason}")]
+    Config { field: String, reason: String },
+
+    #[error("container {id:?} is {status}: {op} {needs}")]
+    WrongState {
+        id: String,
+        status: String,
+        op: &'static str,
+        needs: &'static str,
+    },
+
+    #[error("{0} is not supported by this runtime")]
+    Unsupported(String),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{hook} hook {path}: {reason}")]
+    Hook {
+        hook: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
+    /// Reported by the container's init process (or an exec'd process) before it ran the program.
+    #[error("{0}")]
+    Container(String),
+
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn config(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Config {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Attaches "what we were doing" to low-level errors.
+pub trait Context<T> {
+    fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            context: context().into(),
+            source,
+        })
+    }
+}
+
+impl<T> Context<T> for nix::Result<T> {
+    fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|errno| Error::Io {
+            context: context().into(),
+            source: std::io::Error::from_raw_os_error(errno as i32),
+        })
+    }
+}

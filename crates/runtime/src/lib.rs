@@ -1,0 +1,32 @@
+//! codex-runtime: turns an OCI runtime bundle (config.json + rootfs) into an isolated
+//! Linux process and manages it through the lifecycle of the OCI runtime spec.
+//!
+//! ```no_run
+//! use codex_runtime::{CreateOptions, Runtime};
+//! let rt = Runtime::new("/run/codex-oci");
+//! let opts = CreateOptions { bundle: "/path/to/bundle".into(), ..Default::default() };
+//! let code = rt.run("demo", &opts)?;
+//! # Ok::<(), codex_runtime::Error>(())
+//! ```
+//!
+//! The process calling `create`, `run` or `exec` must be single-threaded: they fork.
+
+pub mod cgroups;
+pub mod container;
+pub mod error;
+pub mod features;
+pub mod hooks;
+pub mod process;
+pub mod rootfs;
+pub mod security;
+pub mod selfclone;
+pub mod spec;
+pub mod state;
+pub mod sys;
+pub mod terminal;
+
+pub use container::exec::ExecOutcome;
+pub use container::kill::parse_signal;
+pub use container::{CreateOptions, ExecOptions, ListEntry, Runtime};
+pub use error::{Error, Result};
+pub use state::Status;

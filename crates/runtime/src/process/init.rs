@@ -1,0 +1,299 @@
+//! The container's init, from its fork to the execve of the user's program.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use oci_spec::runtime::LinuxNamespaceType;
+
+use super::program::{self, Program};
+use super::sync::{Channel, Msg};
+use crate::cgroups::Cgroups;
+use crate::error::{Context, Error, Result};
+use crate::hooks::{self, HookKind};
+use crate::rootfs::{self, RootfsSetup};
+use crate::spec::{self, Bundle};
+use crate::terminal;
+
+/// How the init learns that it may run the program.
+pub enum StartSignal {
+    /// `create`: a connection on the listening start socket (kept in the state dir).
+    Socket {
+        listener: OwnedFd,
+        state_dir: OwnedFd,
+    },
+    /// foreground `run`: a `Start` message on the sync channel.
+    Channel,
+}
+
+pub struct InitArgs<'a> {
+    pub bundle: &'a Bundle,
+    pub cgroups: &'a Cgroups,
+    pub start: StartSignal,
+    pub console: Option<OwnedFd>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub runtime_pid: i32,
+    pub id: &'a str,
+}
+
+/// Runs in the container process. Reports any failure to whoever waits (the runtime,
+/// or `start`) and exits; on success it becomes the user's program.
+pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
+    let err = match setup(&args, &ch) {
+        Ok(reply) => {
+            let err = run_program(&args, reply.as_ref().unwrap_or(&ch));
+            // The program could not be exec'd: tell whoever started us.
+            let target = reply.as_ref().unwrap_or(&ch);
+            let _ = target.send(&Msg::Error(err.to_string()));
+            // SAFETY: _exit in a forked child.
+            unsafe { libc::_exit(127) }
+        }
+        Err(e) => e,
+    };
+    let _ = ch.send(&Msg::Error(err.to_string()));
+    // SAFETY: _exit in a forked child.
+    unsafe { libc::_exit(1) }
+}
+
+/// Everything up to "created", then the wait for start. Returns the channel to report
+/// exec failures on (the start connection in create mode).
+fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
+    super::die_with_parent(args.runtime_pid)?;
+    // Not dumpable: no process in the container can open our /proc/PID/exe or fds.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    nix::unistd::setsid().ctx(|| "setsid")?;
+
+    let spec = &args.bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::config("process", "missing"))?;
+    let userns = spec::has_namespace(spec, LinuxNamespaceType::User);
+    if !spec::has_namespace(spec, LinuxNamespaceType::Mount) {
+        return Err(Error::config(
+            "linux.namespaces",
+            "a mount namespace is required",
+        ));
+    }
+    let host_null = rootfs::open_host_null()?;
+    let sources = args.cgroups.mount_sources();
+    let setup = RootfsSetup {
+        spec,
+        rootfs: &args.bundle.rootfs,
+        bundle: &args.bundle.dir,
+        cgroup_sources: &sources,
+        userns,
+        cgroupns: spec::has_namespace(spec, LinuxNamespaceType::Cgroup),
+        host_null: host_null.as_fd(),
+    };
+    let root = rootfs::enter(&setup)?;
+    rootfs::populate(&setup, root.as_fd())?;
+
+    let mut pty = None;
+    if process.terminal().unwrap_or(false) {
+        let console = args.console.as_ref().ok_or_else(|| {
+            Error::config("process.terminal", "a terminal needs --console-socket")
+        })?;
+        let p = terminal::open_pty(root.as_fd())?;
+        if let Some(size) = process.console_size() {
+            terminal::set_size(&p, size.height(), size.width())?;
+        }
+        terminal::bind_console(root.as_fd(), &p)?;
+        terminal::send_master(console.as_fd(), &p)?;
+        pty = Some(p.slave);
+    }
+
+    rootfs::confine(&setup, root.as_fd())?;
+    set_names_and_sysctls(spec)?;
+
+    let hooks = spec.hooks().as_ref();
+    let has_runtime_hooks = hooks.is_some_and(|h| {
+        !HookKind::Prestart.of(h).is_empty() || !HookKind::CreateRuntime.of(h).is_empty()
+    });
+    if has_runtime_hooks {
+        ch.send(&Msg::RuntimeHooks)
+            .ctx(|| "asking for runtime hooks")?;
+        ch.expect(&Msg::HooksDone, "runtime hooks")
+            .map_err(Error::Container)?;
+    }
+    if hooks.is_some() {
+        let state = creating_state(args);
+        hooks::run(HookKind::CreateContainer, hooks, &state)?;
+    }
+
+    rootfs::switch_root(root.as_fd(), args.no_pivot, spec)?;
+    drop(root);
+    drop(host_null);
+    if let Some(slave) = &pty {
+        terminal::make_controlling(slave.as_fd())?;
+    }
+    // Resolve now: a missing program fails `create`, as with runc.
+    Program::find(process)?;
+
+    ch.send(&Msg::Created).ctx(|| "reporting created")?;
+    // From here the container outlives the `create` command.
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    match &args.start {
+        StartSignal::Channel => {
+            ch.expect(&Msg::Start, "waiting for start")
+                .map_err(Error::Container)?;
+            Ok(None)
+        }
+        StartSignal::Socket {
+            listener,
+            state_dir,
+        } => {
+            let conn = loop {
+                match nix::sys::socket::accept4(
+                    std::os::fd::AsRawFd::as_raw_fd(listener),
+                    nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+                ) {
+                    Ok(fd) => break fd,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(e).ctx(|| "waiting for start"),
+                }
+            };
+            // The socket's existence is what makes the container "created".
+            let _ = nix::unistd::unlinkat(
+                state_dir.as_fd(),
+                crate::state::START_SOCKET,
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+            // SAFETY: accept4 returned a new fd that nothing else owns.
+            let conn: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(conn) };
+            Ok(Some(Channel::from_fd(conn)))
+        }
+    }
+}
+
+/// After start: startContainer hooks, privileges, execve. Returns only on failure.
+fn run_program(args: &InitArgs, _reply: &Channel) -> Error {
+    let spec = &args.bundle.spec;
+    let Some(process) = spec.process().as_ref() else {
+        return Error::config("process", "missing");
+    };
+    if let Some(h) = spec.hooks().as_ref() {
+        let mut state = creating_state(args);
+        state["status"] = "created".into();
+        if let Err(e) = hooks::run(HookKind::StartContainer, Some(h), &state) {
+            return e;
+        }
+    }
+    let program = match Program::find(process) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let userns = spec::has_namespace(spec, LinuxNamespaceType::User);
+    if let Err(e) =
+        program::drop_privileges(process, spec.linux().as_ref(), userns, args.preserve_fds)
+    {
+        return e;
+    }
+    program.exec()
+}
+
+fn creating_state(args: &InitArgs) -> serde_json::Value {
+    serde_json::json!({
+        "ociVersion": crate::spec::OCI_VERSION,
+        "id": args.id,
+        "status": "creating",
+        "pid": std::process::id(),
+        "bundle": args.bundle.dir,
+        "annotations": args.bundle.spec.annotations().clone().unwrap_or_default(),
+    })
+}
+
+/// hostname, domainname and sysctls: all need the namespaces they belong to.
+fn set_names_and_sysctls(spec: &oci_spec::runtime::Spec) -> Result<()> {
+    let uts = spec::has_namespace(spec, LinuxNamespaceType::Uts);
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        if !uts {
+            return Err(Error::config(
+                "hostname",
+                "setting a hostname needs a UTS namespace",
+            ));
+        }
+        nix::unistd::sethostname(h).ctx(|| format!("hostname: setting {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        if !uts {
+            return Err(Error::config(
+                "domainname",
+                "setting a domainname needs a UTS namespace",
+            ));
+        }
+        // SAFETY: d is a valid buffer of its length.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("domainname: setting {d:?}"));
+        }
+    }
+    if let Some(sysctls) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) {
+        let mut keys: Vec<_> = sysctls.keys().collect();
+        keys.sort();
+        for k in keys {
+            write_sysctl(spec, k, &sysctls[k])?;
+        }
+    }
+    Ok(())
+}
+
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+/// Writes one sysctl through the host's procfs (still reachable: this runs before
+/// pivot_root), refusing any path that is not a plain file on procfs.
+fn write_sysctl(spec: &oci_spec::runtime::Spec, key: &str, value: &str) -> Result<()> {
+    let field = format!("linux.sysctl.{key}");
+    let ns = |t| spec::has_namespace(spec, t);
+    let allowed = if key.starts_with("net.") {
+        ns(LinuxNamespaceType::Network)
+    } else if key.starts_with("kernel.shm")
+        || key.starts_with("kernel.msg")
+        || key == "kernel.sem"
+        || key.starts_with("fs.mqueue.")
+    {
+        ns(LinuxNamespaceType::Ipc)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        ns(LinuxNamespaceType::Uts)
+    } else {
+        return Err(Error::config(
+            field,
+            "is not namespaced, so a container may not set it",
+        ));
+    };
+    if !allowed {
+        return Err(Error::config(
+            field,
+            "needs the namespace it belongs to in linux.namespaces",
+        ));
+    }
+    if key.contains("..") || key.contains('/') || key.starts_with('.') || key.ends_with('.') {
+        return Err(Error::config(field, "is not a sysctl name"));
+    }
+    let proc_sys =
+        crate::rootfs::mount::open_path(Path::new("/proc/sys")).ctx(|| "opening /proc/sys")?;
+    let st = nix::sys::statfs::fstatfs(proc_sys.as_fd()).ctx(|| "checking /proc/sys")?;
+    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        return Err(Error::Other("/proc/sys is not procfs".into()));
+    }
+    let rel = key.replace('.', "/");
+    let f = crate::sys::openat2(
+        proc_sys.as_fd(),
+        Path::new(&rel),
+        libc::O_WRONLY | libc::O_TRUNC,
+        0,
+        libc::RESOLVE_BENEATH
+            | libc::RESOLVE_NO_SYMLINKS
+            | libc::RESOLVE_NO_MAGICLINKS
+            | libc::RESOLVE_NO_XDEV,
+    )
+    .map_err(|e| Error::config(&field, format!("opening /proc/sys/{rel}: {e}")))?;
+    let n = nix::unistd::write(&f, value.as_bytes())
+        .map_err(|e| Error::config(&field, format!("writing {value:?}: {e}")))?;
+    if n != value.len() {
+        return Err(Error::config(field, "short write"));
+    }
+    Ok(())
+}

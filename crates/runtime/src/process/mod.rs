@@ -1,0 +1,225 @@
+//! Forking the container's processes. Both `create` and `exec` go through `spawn`:
+//!
+//! ```text
+//!  runtime ──fork──> stage 1: setns(paths), unshare(user) [maps written by runtime],
+//!     │                       unshare(the rest), clone(CLONE_PARENT) ──> container process
+//!     │ <── InitPid(pid) ──────┘ (exits)                                  │
+//!     │ <────────────────────── RuntimeHooks / Created / Error ───────────┘
+//! ```
+//!
+//! Stage 1 exists because a new PID namespace (or one joined by path) only applies to
+//! children, and a user namespace must exist before the namespaces it owns.
+//! `CLONE_PARENT` makes the container process the runtime's own child, so a
+//! foreground `run` or `exec` can wait for it and a subreaper adopts it after `create`.
+
+pub mod init;
+pub mod program;
+pub mod sync;
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType};
+
+use crate::error::{Context, Error, Result};
+use sync::{Channel, Msg};
+
+/// What stage 1 does before forking the container process.
+pub struct NamespacePlan {
+    /// Namespaces to join, as fds opened by the runtime (user first is handled here).
+    pub join: Vec<(LinuxNamespaceType, OwnedFd)>,
+    /// Namespaces to create (without `CLONE_NEWUSER`, which `new_user` says).
+    pub create: CloneFlags,
+    pub new_user: bool,
+    pub uid_mappings: Vec<LinuxIdMapping>,
+    pub gid_mappings: Vec<LinuxIdMapping>,
+    /// `linux.timeOffsets` for a new time namespace: (clock, secs, nanosecs).
+    pub time_offsets: Vec<(String, i64, u32)>,
+}
+
+pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(libc::CLONE_NEWTIME),
+    }
+}
+
+/// The order namespaces are joined in: the user namespace first (it owns the others),
+/// the mount namespace last (it changes how paths resolve).
+fn join_rank(t: LinuxNamespaceType) -> u8 {
+    match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Ipc => 1,
+        LinuxNamespaceType::Uts => 2,
+        LinuxNamespaceType::Network => 3,
+        LinuxNamespaceType::Pid => 4,
+        LinuxNamespaceType::Cgroup => 5,
+        LinuxNamespaceType::Time => 6,
+        LinuxNamespaceType::Mount => 7,
+    }
+}
+
+/// Forks stage 1 and drives it until the container process exists. `placed` runs in
+/// the runtime once stage 1 exists (to put it in the container's cgroup) and
+/// `container` in the container process, which never returns.
+pub fn spawn(
+    mut plan: NamespacePlan,
+    placed: impl FnOnce(i32) -> Result<()>,
+    container: impl FnOnce(Channel) -> std::convert::Infallible,
+) -> Result<(i32, Channel)> {
+    let (parent_end, child_end) = Channel::pair().ctx(|| "creating the sync socketpair")?;
+    plan.join.sort_by_key(|(t, _)| join_rank(*t));
+    let parent_pid = std::process::id() as i32;
+    // SAFETY: the runtime is single-threaded when it creates containers (see DESIGN.md).
+    let stage1 = unsafe { crate::sys::fork_with_flags(0) }
+        .ctx(|| "forking the container's first process")?;
+    if stage1 == 0 {
+        drop(parent_end);
+        let forked = stage1_main(&plan, &child_end, parent_pid).and_then(|()| {
+            // SAFETY: still single-threaded; the child becomes our parent's child.
+            unsafe { crate::sys::fork_with_flags(libc::CLONE_PARENT) }
+                .ctx(|| "forking the container process")
+        });
+        let code = match forked {
+            #[allow(unreachable_code)]
+            Ok(0) => absurd(container(child_end)),
+            Ok(pid) => child_end.send(&Msg::InitPid(pid)).map_or(1, |_| 0),
+            Err(e) => {
+                let _ = child_end.send(&Msg::Error(e.to_string()));
+                1
+            }
+        };
+        // SAFETY: _exit skips destructors and atexit handlers that belong to the parent.
+        unsafe { libc::_exit(code) };
+    }
+    drop(child_end);
+    let reap = |_: ()| {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
+    };
+    let result = drive_stage1(stage1, &plan, &parent_end, placed);
+    if result.is_err() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(stage1),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    reap(());
+    result.map(|pid| (pid, parent_end))
+}
+
+fn absurd(never: std::convert::Infallible) -> i32 {
+    match never {}
+}
+
+fn drive_stage1(
+    stage1: i32,
+    plan: &NamespacePlan,
+    ch: &Channel,
+    placed: impl FnOnce(i32) -> Result<()>,
+) -> Result<i32> {
+    placed(stage1)?;
+    ch.send(&Msg::Go).ctx(|| "releasing the first process")?;
+    loop {
+        match ch.recv().ctx(|| "waiting for the container process")? {
+            Some(Msg::UsernsReady) => {
+                write_id_maps(stage1, plan)?;
+                ch.send(&Msg::MapsWritten)
+                    .ctx(|| "confirming the id maps")?;
+            }
+            Some(Msg::InitPid(pid)) => return Ok(pid),
+            Some(Msg::Error(e)) => return Err(Error::Container(e)),
+            Some(m) => {
+                return Err(Error::Other(format!(
+                    "unexpected message from the first process: {m:?}"
+                )))
+            }
+            None => {
+                return Err(Error::Container(
+                    "the container's first process exited during setup".into(),
+                ))
+            }
+        }
+    }
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+fn write_id_maps(pid: i32, plan: &NamespacePlan) -> Result<()> {
+    let uid = format!("/proc/{pid}/uid_map");
+    std::fs::write(&uid, map_text(&plan.uid_mappings))
+        .map_err(|e| Error::config("linux.uidMappings", format!("writing {uid}: {e}")))?;
+    let gid = format!("/proc/{pid}/gid_map");
+    std::fs::write(&gid, map_text(&plan.gid_mappings))
+        .map_err(|e| Error::config("linux.gidMappings", format!("writing {gid}: {e}")))?;
+    Ok(())
+}
+
+/// Kills the calling process when the runtime dies during setup, so a crashed `create`
+/// never leaves a half-made container behind.
+pub fn die_with_parent(parent: i32) -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    // In a new PID namespace the parent is outside it and getppid() says 0; the next
+    // message on the sync channel then tells whether the runtime is still there.
+    let ppid = nix::unistd::getppid().as_raw();
+    if ppid != 0 && ppid != parent {
+        return Err(Error::Other("the runtime exited during setup".into()));
+    }
+    Ok(())
+}
+
+fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
+    die_with_parent(parent)?;
+    ch.expect(&Msg::Go, "waiting for the runtime")
+        .map_err(Error::Container)?;
+    for (t, fd) in &plan.join {
+        nix::sched::setns(fd.as_fd(), clone_flag(*t))
+            .ctx(|| format!("joining the {t} namespace"))?;
+        if *t == LinuxNamespaceType::User {
+            become_root_in_userns()?;
+        }
+    }
+    if plan.new_user {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "creating the user namespace")?;
+        ch.send(&Msg::UsernsReady).ctx(|| "asking for id maps")?;
+        ch.expect(&Msg::MapsWritten, "waiting for id maps")
+            .map_err(Error::Container)?;
+        become_root_in_userns()?;
+    }
+    if !plan.create.is_empty() {
+        nix::sched::unshare(plan.create)
+            .ctx(|| format!("creating namespaces {:?}", plan.create))?;
+    }
+    if !plan.time_offsets.is_empty() {
+        let text: String = plan
+            .time_offsets
+            .iter()
+            .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+            .collect();
+        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
+            Error::config(
+                "linux.timeOffsets",
+                format!("writing /proc/self/timens_offsets: {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+fn become_root_in_userns() -> Result<()> {
+    nix::unistd::setresgid(0.into(), 0.into(), 0.into())
+        .ctx(|| "becoming gid 0 in the user namespace")?;
+    nix::unistd::setresuid(0.into(), 0.into(), 0.into())
+        .ctx(|| "becoming uid 0 in the user namespace")?;
+    Ok(())
+}

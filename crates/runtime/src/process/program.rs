@@ -1,0 +1,143 @@
+//! The last steps of every container process (init and exec): find the program,
+//! drop privileges in the right order, and execve.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Linux, Process};
+
+use crate::error::{Context, Error, Result};
+use crate::security;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The program to execve, resolved in the container's root before anything is dropped,
+/// so a missing binary fails `create`, not `start`.
+pub struct Program {
+    path: CString,
+    argv: Vec<CString>,
+    envp: Vec<CString>,
+}
+
+fn cstring(s: &str, field: &str) -> Result<CString> {
+    CString::new(s).map_err(|_| Error::config(field, format!("{s:?} contains a NUL byte")))
+}
+
+impl Program {
+    pub fn find(p: &Process) -> Result<Program> {
+        let args = p.args().as_deref().unwrap_or(&[]);
+        let arg0 = args
+            .first()
+            .ok_or_else(|| Error::config("process.args", "must name a program"))?;
+        let env = p.env().as_deref().unwrap_or(&[]);
+        let path_var = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        let path = lookup(arg0, path_var, p.cwd())?;
+        Ok(Program {
+            path: CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| Error::config("process.args[0]", "contains a NUL byte"))?,
+            argv: args
+                .iter()
+                .enumerate()
+                .map(|(i, a)| cstring(a, &format!("process.args[{i}]")))
+                .collect::<Result<_>>()?,
+            envp: env
+                .iter()
+                .enumerate()
+                .map(|(i, e)| cstring(e, &format!("process.env[{i}]")))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    /// Replaces the process image. Returns only on failure.
+    pub fn exec(&self) -> Error {
+        let err = nix::unistd::execve(&self.path, &self.argv, &self.envp).unwrap_err();
+        Error::Container(format!("exec {:?}: {}", self.path, err.desc()))
+    }
+}
+
+fn is_executable(p: &Path) -> std::io::Result<bool> {
+    let m = std::fs::metadata(p)?;
+    Ok(m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
+    if arg0.contains('/') {
+        let p = if Path::new(arg0).is_absolute() {
+            PathBuf::from(arg0)
+        } else {
+            cwd.join(arg0)
+        };
+        return match is_executable(&p) {
+            Ok(true) => Ok(PathBuf::from(arg0)),
+            Ok(false) => Err(Error::Container(format!(
+                "exec: {arg0:?}: permission denied"
+            ))),
+            Err(e) => Err(Error::Container(format!("exec: {arg0:?}: {e}"))),
+        };
+    }
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(arg0);
+        if is_executable(&candidate).unwrap_or(false) {
+            return Ok(candidate);
+        }
+    }
+    Err(Error::Container(format!(
+        "exec: {arg0:?}: executable file not found in $PATH"
+    )))
+}
+
+/// Applies limits, scheduling, user, capabilities and no_new_privs, in the order the
+/// kernel's permission checks require, then marks every fd above the preserved ones
+/// close-on-exec and restores default signal handling.
+pub fn drop_privileges(
+    p: &Process,
+    linux: Option<&Linux>,
+    userns: bool,
+    preserve_fds: u32,
+) -> Result<()> {
+    security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
+    security::set_process_attributes(p, linux.and_then(|l| l.personality().as_ref()))?;
+    let caps = p
+        .capabilities()
+        .as_ref()
+        .map(security::CapMasks::from_spec)
+        .transpose()?;
+    if let Some(c) = &caps {
+        security::drop_bounding(c.bounding)?;
+    }
+    security::switch_user(p, userns)?;
+    if let Some(c) = &caps {
+        security::set_capabilities(c)?;
+    }
+    nix::unistd::chdir(p.cwd()).ctx(|| format!("process.cwd: entering {}", p.cwd().display()))?;
+    if p.no_new_privileges().unwrap_or(false) {
+        security::set_no_new_privs()?;
+    }
+    crate::sys::cloexec_from(3 + preserve_fds).ctx(|| "closing the runtime's file descriptors")?;
+    reset_signals();
+    Ok(())
+}
+
+/// The program must start with default dispositions and nothing blocked, whatever the
+/// runtime had (Rust ignores SIGPIPE; the foreground runtime blocks signals).
+pub fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+            // SAFETY: installing the default disposition is always sound.
+            let _ = unsafe { sigaction(sig, &dfl) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
+}

@@ -1,0 +1,126 @@
+//! The protocol between the runtime and the processes it forks: small JSON messages
+//! over a `SOCK_SEQPACKET` socketpair, one message per packet. Every synchronisation
+//! point has a name here.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Runtime -> first child: you are in the container's cgroup, go on.
+    Go,
+    /// First child -> runtime: I made a user namespace, write my id maps.
+    UsernsReady,
+    /// Runtime -> first child: the maps are written.
+    MapsWritten,
+    /// First child -> runtime: the container process has this (host) pid.
+    InitPid(i32),
+    /// Init -> runtime: namespaces and mounts exist; run prestart/createRuntime hooks.
+    RuntimeHooks,
+    /// Runtime -> init: hooks ran.
+    HooksDone,
+    /// Init -> runtime: everything is set up; waiting for start.
+    Created,
+    /// Runtime -> init (foreground `run` only): start the program now.
+    Start,
+    /// Either side: the operation failed, with the whole error chain.
+    Error(String),
+}
+
+/// One end of the socketpair.
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    pub fn pair() -> io::Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    pub fn from_fd(fd: OwnedFd) -> Channel {
+        Channel { fd }
+    }
+
+    /// A listening `SOCK_SEQPACKET` unix socket at `path`, so that a connection speaks
+    /// the same packet protocol as the socketpair.
+    pub fn listen(path: &std::path::Path) -> io::Result<OwnedFd> {
+        use nix::sys::socket::{bind, listen, socket, Backlog, UnixAddr};
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        listen(&fd, Backlog::new(4).map_err(io::Error::from)?)?;
+        Ok(fd)
+    }
+
+    pub fn connect(path: &std::path::Path) -> io::Result<Channel> {
+        use nix::sys::socket::{connect, socket, UnixAddr};
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        connect(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        Ok(Channel { fd })
+    }
+
+    pub fn send(&self, msg: &Msg) -> io::Result<()> {
+        let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        loop {
+            match send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next message, or `None` when the other side closed (or exec'd: the
+    /// socket is close-on-exec, so EOF after `Start` means the program is running).
+    pub fn recv(&self) -> io::Result<Option<Msg>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(n) => break n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buf[..n])
+            .map(Some)
+            .map_err(io::Error::other)
+    }
+
+    /// Waits for `want`; an `Error` message or EOF becomes an error.
+    pub fn expect(&self, want: &Msg, what: &str) -> Result<(), String> {
+        match self.recv() {
+            Ok(Some(m)) if &m == want => Ok(()),
+            Ok(Some(Msg::Error(e))) => Err(e),
+            Ok(Some(m)) => Err(format!("{what}: unexpected message {m:?}")),
+            Ok(None) => Err(format!("{what}: the other side exited")),
+            Err(e) => Err(format!("{what}: {e}")),
+        }
+    }
+}
+
+impl std::os::fd::AsFd for Channel {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
+    }
+}

@@ -1,0 +1,399 @@
+//! The process's privileges and limits: rlimits, user and groups, the five capability
+//! sets, no_new_privs, and the scheduling attributes of runtime-spec 1.2.
+
+use std::collections::HashSet;
+
+use oci_spec::runtime::{LinuxCapabilities, PosixRlimit, Process};
+
+use crate::error::{Context, Error, Result};
+
+/// A capability set as a bit mask, built from OCI names (`CAP_NET_ADMIN`).
+fn mask(field: &str, set: Option<&HashSet<oci_spec::runtime::Capability>>) -> Result<u64> {
+    let mut m = 0u64;
+    for c in set.into_iter().flatten() {
+        let name = serde_json::to_value(c)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let cap: caps::Capability = name
+            .parse()
+            .map_err(|_| Error::config(field.to_string(), format!("unknown capability {name}")))?;
+        m |= 1u64 << cap.index();
+    }
+    Ok(m)
+}
+
+/// The capability masks a process should end with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CapMasks {
+    pub bounding: u64,
+    pub effective: u64,
+    pub permitted: u64,
+    pub inheritable: u64,
+    pub ambient: u64,
+}
+
+impl CapMasks {
+    pub fn from_spec(c: &LinuxCapabilities) -> Result<CapMasks> {
+        Ok(CapMasks {
+            bounding: mask("process.capabilities.bounding", c.bounding().as_ref())?,
+            effective: mask("process.capabilities.effective", c.effective().as_ref())?,
+            permitted: mask("process.capabilities.permitted", c.permitted().as_ref())?,
+            inheritable: mask("process.capabilities.inheritable", c.inheritable().as_ref())?,
+            ambient: mask("process.capabilities.ambient", c.ambient().as_ref())?,
+        })
+    }
+}
+
+fn last_cap() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(40)
+}
+
+/// Drops from the bounding set every capability not in `bounding`.
+pub fn drop_bounding(bounding: u64) -> Result<()> {
+    for cap in 0..=last_cap().min(63) {
+        if bounding & (1 << cap) == 0 {
+            // SAFETY: prctl with integer arguments only.
+            let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error())
+                    .ctx(|| format!("dropping capability {cap} from the bounding set"));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+/// Sets effective, permitted and inheritable at once, then the ambient set.
+pub fn set_capabilities(m: &CapMasks) -> Result<()> {
+    if m.effective & !m.permitted != 0 {
+        return Err(Error::config(
+            "process.capabilities.effective",
+            "contains capabilities that are not in permitted",
+        ));
+    }
+    let header = CapHeader {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let split = |v: u64| [(v & 0xffff_ffff) as u32, (v >> 32) as u32];
+    let (e, p, i) = (split(m.effective), split(m.permitted), split(m.inheritable));
+    let data = [
+        CapData {
+            effective: e[0],
+            permitted: p[0],
+            inheritable: i[0],
+        },
+        CapData {
+            effective: e[1],
+            permitted: p[1],
+            inheritable: i[1],
+        },
+    ];
+    // SAFETY: header and data are valid v3 capset structures that outlive the call.
+    let r = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "setting capabilities (capset)");
+    }
+    for cap in 0..=last_cap().min(63) {
+        if m.ambient & (1 << cap) != 0 {
+            // SAFETY: prctl with integer arguments only.
+            let r = unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                )
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error()).ctx(|| {
+                    format!(
+                        "raising ambient capability {cap} (it must be permitted and inheritable)"
+                    )
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn rlimit_resource(name: &str) -> Option<libc::__rlimit_resource_t> {
+    Some(match name {
+        "RLIMIT_CPU" => libc::RLIMIT_CPU,
+        "RLIMIT_FSIZE" => libc::RLIMIT_FSIZE,
+        "RLIMIT_DATA" => libc::RLIMIT_DATA,
+        "RLIMIT_STACK" => libc::RLIMIT_STACK,
+        "RLIMIT_CORE" => libc::RLIMIT_CORE,
+        "RLIMIT_RSS" => libc::RLIMIT_RSS,
+        "RLIMIT_NPROC" => libc::RLIMIT_NPROC,
+        "RLIMIT_NOFILE" => libc::RLIMIT_NOFILE,
+        "RLIMIT_MEMLOCK" => libc::RLIMIT_MEMLOCK,
+        "RLIMIT_AS" => libc::RLIMIT_AS,
+        "RLIMIT_LOCKS" => libc::RLIMIT_LOCKS,
+        "RLIMIT_SIGPENDING" => libc::RLIMIT_SIGPENDING,
+        "RLIMIT_MSGQUEUE" => libc::RLIMIT_MSGQUEUE,
+        "RLIMIT_NICE" => libc::RLIMIT_NICE,
+        "RLIMIT_RTPRIO" => libc::RLIMIT_RTPRIO,
+        "RLIMIT_RTTIME" => libc::RLIMIT_RTTIME,
+        _ => return None,
+    })
+}
+
+/// Sets each rlimit; one above the current hard limit fails with a message that says
+/// so (raising needs CAP_SYS_RESOURCE, which the runtime may not have).
+pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
+    for (i, r) in rlimits.iter().enumerate() {
+        let name = serde_json::to_value(r.typ())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let field = format!("process.rlimits[{i}]");
+        let res = rlimit_resource(&name)
+            .ok_or_else(|| Error::config(&field, format!("unknown rlimit {name}")))?;
+        if r.soft() > r.hard() {
+            return Err(Error::config(
+                &field,
+                format!("{name}: soft {} is above hard {}", r.soft(), r.hard()),
+            ));
+        }
+        let lim = libc::rlimit {
+            rlim_cur: r.soft(),
+            rlim_max: r.hard(),
+        };
+        // SAFETY: lim is a valid rlimit that outlives the call.
+        if unsafe { libc::setrlimit(res, &lim) } < 0 {
+            let err = std::io::Error::last_os_error();
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: cur is a valid out-pointer.
+            unsafe { libc::getrlimit(res, &mut cur) };
+            return Err(Error::config(
+                field,
+                format!(
+                    "{name} soft={} hard={}: {err} (the current hard limit is {}; raising it needs CAP_SYS_RESOURCE)",
+                    r.soft(),
+                    r.hard(),
+                    cur.rlim_max
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Switches to the spec's user and groups, keeping the permitted capabilities so that
+/// they can be set to the spec's sets afterwards.
+pub fn switch_user(p: &Process, userns: bool) -> Result<()> {
+    let u = p.user();
+    let groups: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    // In a user namespace whose setgroups file says deny, setgroups fails: skip it
+    // only when there is nothing to set.
+    if !(userns && groups.is_empty()) {
+        // SAFETY: groups is a valid array of its length.
+        if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| format!("setgroups {groups:?}"));
+        }
+    }
+    nix::unistd::setresgid(u.gid().into(), u.gid().into(), u.gid().into())
+        .ctx(|| format!("setting gid {}", u.gid()))?;
+    nix::unistd::setresuid(u.uid().into(), u.uid().into(), u.uid().into())
+        .ctx(|| format!("setting uid {}", u.uid()))?;
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+    if let Some(mask) = u.umask() {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
+    Ok(())
+}
+
+pub fn set_no_new_privs() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "setting no_new_privs");
+    }
+    Ok(())
+}
+
+/// `process.ioPriority`, `process.scheduler`, `process.execCPUAffinity.final` and
+/// `linux.personality`, applied to the calling process.
+pub fn set_process_attributes(
+    p: &Process,
+    personality: Option<&oci_spec::runtime::LinuxPersonality>,
+) -> Result<()> {
+    if let Some(per) = personality {
+        let domain = serde_json::to_value(per.domain())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let persona: libc::c_ulong = match domain.as_str() {
+            "LINUX" => 0x0000,
+            "LINUX32" => 0x0008,
+            other => {
+                return Err(Error::config(
+                    "linux.personality.domain",
+                    format!("unknown domain {other}"),
+                ))
+            }
+        };
+        if per.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+            return Err(Error::Unsupported("linux.personality.flags".into()));
+        }
+        // SAFETY: personality takes a plain integer.
+        if unsafe { libc::personality(persona) } < 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("setting personality {domain}"));
+        }
+    }
+    if let Some(io) = p.io_priority() {
+        let class = serde_json::to_value(io.class())
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let class_n: i64 = match class.as_str() {
+            "IOPRIO_CLASS_RT" => 1,
+            "IOPRIO_CLASS_BE" => 2,
+            "IOPRIO_CLASS_IDLE" => 3,
+            other => {
+                return Err(Error::config(
+                    "process.ioPriority.class",
+                    format!("unknown class {other}"),
+                ))
+            }
+        };
+        if !(0..=7).contains(&io.priority()) {
+            return Err(Error::config(
+                "process.ioPriority.priority",
+                "must be between 0 and 7",
+            ));
+        }
+        let prio = (class_n << 13) | io.priority();
+        // SAFETY: ioprio_set with integer arguments (IOPRIO_WHO_PROCESS = 1, self = 0).
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) } < 0 {
+            return Err(std::io::Error::last_os_error()).ctx(|| "setting the I/O priority");
+        }
+    }
+    if let Some(s) = p.scheduler() {
+        set_scheduler(s)?;
+    }
+    if let Some(cpus) = p
+        .exec_cpu_affinity()
+        .as_ref()
+        .and_then(|a| a.cpu_affinity_final().as_deref())
+    {
+        set_affinity(cpus, "process.execCPUAffinity.final")?;
+    }
+    Ok(())
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct SchedAttr {
+    size: u32,
+    policy: u32,
+    flags: u64,
+    nice: i32,
+    priority: u32,
+    runtime: u64,
+    deadline: u64,
+    period: u64,
+}
+
+fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<()> {
+    let policy = serde_json::to_value(s.policy())
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let policy_n = match policy.as_str() {
+        "SCHED_OTHER" => 0,
+        "SCHED_FIFO" => 1,
+        "SCHED_RR" => 2,
+        "SCHED_BATCH" => 3,
+        "SCHED_ISO" => 4,
+        "SCHED_IDLE" => 5,
+        "SCHED_DEADLINE" => 6,
+        other => {
+            return Err(Error::config(
+                "process.scheduler.policy",
+                format!("unknown policy {other}"),
+            ))
+        }
+    };
+    let mut flags = 0u64;
+    for f in s.flags().iter().flatten() {
+        let name = serde_json::to_value(f)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        flags |= match name.as_str() {
+            "SCHED_FLAG_RESET_ON_FORK" => 0x01,
+            "SCHED_FLAG_RECLAIM" => 0x02,
+            "SCHED_FLAG_DL_OVERRUN" => 0x04,
+            "SCHED_FLAG_KEEP_POLICY" => 0x08,
+            "SCHED_FLAG_KEEP_PARAMS" => 0x10,
+            "SCHED_FLAG_UTIL_CLAMP_MIN" => 0x20,
+            "SCHED_FLAG_UTIL_CLAMP_MAX" => 0x40,
+            other => {
+                return Err(Error::config(
+                    "process.scheduler.flags",
+                    format!("unknown flag {other}"),
+                ))
+            }
+        };
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: policy_n,
+        flags,
+        nice: s.nice().unwrap_or(0),
+        priority: s.priority().unwrap_or(0) as u32,
+        runtime: s.runtime().unwrap_or(0),
+        deadline: s.deadline().unwrap_or(0),
+        period: s.period().unwrap_or(0),
+    };
+    // SAFETY: attr is a valid sched_attr of the size it declares.
+    if unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("setting scheduler {policy}"));
+    }
+    Ok(())
+}
+
+/// Parses a cpu list (`0-3,6`) and pins the calling process to it.
+pub fn set_affinity(list: &str, field: &str) -> Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = match (a.parse(), b.parse()) {
+            (Ok(a), Ok(b)) if a <= b => (a, b),
+            _ => return Err(Error::config(field, format!("{list:?} is not a cpu list"))),
+        };
+        for cpu in a..=b {
+            set.set(cpu)
+                .map_err(|_| Error::config(field, format!("cpu {cpu} is out of range")))?;
+        }
+    }
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
+        .ctx(|| format!("setting CPU affinity {list}"))
+}
