@@ -28,7 +28,8 @@ fn add_recording_hooks(b: &mut Bundle, dir: &Path) {
             dir.to_string_lossy().into_owned()
         };
         let script = format!(
-            "cat > {d}/{kind}.json; echo \"$(tr '\\0' '\\n' < /proc/self/cmdline | head -1) $0 $1 $FOO\" > {d}/{kind}.args; echo {kind} >> {d}/order"
+            "cat > {d}/{kind}.json; exec 3</proc/self/cmdline; \
+             echo \"$(tr '\\0' '\\n' <&3 | head -1) $0 $1 $FOO\" > {d}/{kind}.args; echo {kind} >> {d}/order"
         );
         // busybox picks its applet from argv[0], so the in-container hook keeps "sh"
         let argv0 = if *kind == "startContainer" {

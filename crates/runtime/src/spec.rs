@@ -154,6 +154,8 @@ fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
         return Err(Error::config("root.path", "must not be empty"));
     }
     let rootfs = bundle.join(root.path());
+    let rootfs = std::fs::canonicalize(&rootfs)
+        .map_err(|e| Error::config("root.path", format!("{}: {e}", rootfs.display())))?;
     let meta = std::fs::metadata(&rootfs)
         .map_err(|e| Error::config("root.path", format!("{}: {e}", rootfs.display())))?;
     if !meta.is_dir() {

@@ -30,6 +30,7 @@ pub fn main() -> i32 {
     };
     let logger = log::Logger::new(cli.log.clone(), cli.log_format.clone(), cli.debug);
     log::install(logger.clone());
+    logger.debug(&format!("invoked as {argv:?}"));
     match commands::dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {

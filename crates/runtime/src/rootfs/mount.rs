@@ -238,7 +238,7 @@ fn attach(mnt: &OwnedFd, target: BorrowedFd, opts: &MountOptions) -> std::io::Re
     }
     sys::move_mount_to_fd(mnt.as_fd(), target)?;
     if let Some((flag, recursive)) = opts.propagation {
-        sys::mount_setattr(mnt.as_fd(), recursive, 0, 0, flag.bits() as u64)?;
+        sys::mount_setattr(mnt.as_fd(), recursive, 0, 0, flag.bits())?;
     }
     Ok(())
 }

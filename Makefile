@@ -1,0 +1,45 @@
+# codex-ctr — one command for the demo, one for the tests.
+SHELL := /bin/bash
+CARGO ?= cargo
+FIXTURE := rootfs-fixtures/out/busybox
+DEMO_ROOT := /run/codex-oci-demo
+
+.PHONY: all build release fixtures demo test unit integration lint bench clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --release -p codex-cli
+
+$(FIXTURE)/config.json: rootfs-fixtures/make-busybox-bundle.sh
+	rootfs-fixtures/make-busybox-bundle.sh $(FIXTURE)
+
+fixtures: $(FIXTURE)/config.json
+
+# A real container: its own PID 1, hostname and root filesystem.
+demo: release fixtures
+	@rm -rf /tmp/codex-demo-bundle && mkdir -p /tmp/codex-demo-bundle
+	@ln -s $(CURDIR)/$(FIXTURE)/rootfs /tmp/codex-demo-bundle/rootfs
+	@python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["process"]["args"]=["sh","-c","echo \"PID inside: $$$$\"; echo \"hostname: $$(hostname)\"; echo \"/ holds: $$(ls / | tr \"\\n\" \" \")\"; echo \"mounts: $$(wc -l < /proc/self/mountinfo)\"; grep -E \"^(CapEff|NoNewPrivs)\" /proc/self/status"]; json.dump(c,open(sys.argv[2],"w"),indent=1)' $(FIXTURE)/config.json /tmp/codex-demo-bundle/config.json
+	@echo "+ codex-oci run --bundle /tmp/codex-demo-bundle demo-$$$$"
+	@target/release/codex-oci --root $(DEMO_ROOT) run --bundle /tmp/codex-demo-bundle demo-$$$$
+	@echo "+ host hostname: $$(hostname), host PID of this shell: $$$$"
+
+# Everything: unit tests, then the root-run integration tests on real binaries.
+test: build fixtures lint
+	$(CARGO) test --workspace --lib --bins
+	CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) $(CARGO) test -p codex-tests
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: release fixtures
+	bench/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf rootfs-fixtures/out
