@@ -253,7 +253,7 @@ fn namespace_plan(spec: &oci_spec::runtime::Spec) -> Result<NamespacePlan> {
     for (i, ns) in spec::namespaces(spec).enumerate() {
         match ns.path() {
             Some(p) => {
-                let fd = crate::rootfs::mount::open_path(p).map_err(|e| {
+                let fd = std::fs::File::open(p).map_err(|e| {
                     Error::config(
                         format!("linux.namespaces[{i}].path"),
                         format!("{}: {e}", p.display()),
