@@ -62,7 +62,9 @@ impl Runtime {
         let mut join = Vec::new();
         for ns in crate::spec::namespaces(&c.state.config) {
             let path = format!("/proc/{pid}/ns/{}", ns_file(ns.typ()));
-            let fd: OwnedFd = std::fs::File::open(&path).ctx(|| format!("opening {path}"))?.into();
+            let fd: OwnedFd = std::fs::File::open(&path)
+                .ctx(|| format!("opening {path}"))?
+                .into();
             join.push((ns.typ(), fd));
         }
         // The fds are the init's only if it is still the same process.

@@ -189,18 +189,15 @@ fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
             become_root_in_userns()?;
         }
     }
-    if plan.new_user {
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "creating the user namespace")?;
-        ch.send(&Msg::UsernsReady).ctx(|| "asking for id maps")?;
-        ch.expect(&Msg::MapsWritten, "waiting for id maps")
-            .map_err(Error::Container)?;
-        become_root_in_userns()?;
-    }
-    if !plan.create.is_empty() {
-        nix::sched::unshare(plan.create)
-            .ctx(|| format!("creating namespaces {:?}", plan.create))?;
-    }
-    if !plan.time_offsets.is_empty() {
+    let mut create = plan.create;
+    let time = CloneFlags::from_bits_retain(libc::CLONE_NEWTIME);
+    if create.contains(time) && !plan.time_offsets.is_empty() {
+        // Writing the offsets needs CAP_SYS_TIME over the namespace's owner, which a
+        // process inside a new user namespace does not have over the host: create
+        // the time namespace (owned by the runtime's user namespace) and set its
+        // clocks before entering the user namespace.
+        nix::sched::unshare(time).ctx(|| "creating the time namespace")?;
+        create.remove(time);
         let text: String = plan
             .time_offsets
             .iter()
@@ -212,6 +209,16 @@ fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
                 format!("writing /proc/self/timens_offsets: {e}"),
             )
         })?;
+    }
+    if plan.new_user {
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "creating the user namespace")?;
+        ch.send(&Msg::UsernsReady).ctx(|| "asking for id maps")?;
+        ch.expect(&Msg::MapsWritten, "waiting for id maps")
+            .map_err(Error::Container)?;
+        become_root_in_userns()?;
+    }
+    if !create.is_empty() {
+        nix::sched::unshare(create).ctx(|| format!("creating namespaces {create:?}"))?;
     }
     Ok(())
 }
