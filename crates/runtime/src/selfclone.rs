@@ -5,34 +5,85 @@
 //! `/proc/self/exe` would run the runtime binary inside the container. If that were
 //! the host's file, a process in the container could reopen it for writing once it is
 //! no longer running and replace the host's runtime. So commands that make container
-//! processes first re-execute themselves from a sealed, read-only memfd copy: every
-//! `/proc/PID/exe` a container can reach is that copy, which cannot be written.
+//! processes first re-execute themselves from a read-only view of the binary: every
+//! `/proc/PID/exe` a container can reach is then a file that cannot be written.
+//!
+//! The view is a detached, lower-only overlayfs over the binary's directory (no copy),
+//! or a sealed memfd copy where overlayfs is unavailable (a copy of the whole binary,
+//! a few ms). A binary that already sits on a read-only mount is left alone.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
+use crate::sys::{self, FsContext};
 
 const SEALS: i32 = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
 const MFD_EXEC: u32 = 0x10;
 
-/// True when the running binary is already a sealed copy.
-pub fn running_sealed() -> bool {
+/// True when the running binary cannot be written through `/proc/self/exe`: it is a
+/// sealed memfd, or it sits on a read-only mount.
+pub fn running_protected() -> bool {
     let Ok(exe) = File::open("/proc/self/exe") else {
         return false;
     };
     // SAFETY: F_GET_SEALS on a valid fd; regular files answer EINVAL.
     let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
-    seals >= 0 && seals & libc::F_SEAL_WRITE != 0
+    if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
+        return true;
+    }
+    nix::sys::statvfs::fstatvfs(&exe)
+        .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
-/// Re-executes the current process from a sealed memfd copy of its binary, with the
-/// same arguments and environment. Returns only if it already runs from one.
-pub fn ensure_sealed_self() -> Result<()> {
-    if running_sealed() {
+/// Re-executes the current process from a read-only view of its binary, with the same
+/// arguments and environment. Returns only if it already runs from one.
+pub fn ensure_protected_self() -> Result<()> {
+    if running_protected() {
         return Ok(());
     }
+    let view = match overlay_view() {
+        Ok(f) => f,
+        Err(_) => sealed_copy()?,
+    };
+    reexec(&view)
+}
+
+/// The binary opened through a detached overlayfs whose only layers are its own
+/// directory and an empty tmpfs: the same file, on a read-only superblock.
+fn overlay_view() -> Result<File> {
+    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "reading /proc/self/exe")?;
+    let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
+        return Err(Error::Other("the runtime binary has no directory".into()));
+    };
+    let empty = FsContext::open("tmpfs").ctx(|| "tmpfs for the binary view")?;
+    empty.set("size", Some("4k")).ctx(|| "tmpfs size")?;
+    let empty = empty.mount(0).ctx(|| "mounting the empty layer")?;
+    let lower = format!("{}:/proc/self/fd/{}", dir.display(), empty.as_raw_fd());
+    if lower.contains(',') {
+        return Err(Error::Other("the binary's path contains a comma".into()));
+    }
+    let ovl = FsContext::open("overlay").ctx(|| "overlayfs for the binary view")?;
+    ovl.set("lowerdir", Some(&lower))
+        .ctx(|| "overlay lowerdir")?;
+    let mnt = ovl
+        .mount(sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOSUID)
+        .ctx(|| "mounting the binary view")?;
+    let fd = sys::openat2(
+        mnt.as_fd(),
+        Path::new(name),
+        libc::O_RDONLY,
+        0,
+        libc::RESOLVE_BENEATH,
+    )
+    .ctx(|| "opening the binary through the view")?;
+    Ok(File::from(fd))
+}
+
+/// A sealed (unwritable, unresizable) memfd copy of the binary.
+fn sealed_copy() -> Result<File> {
     let mut exe = File::open("/proc/self/exe").ctx(|| "opening the runtime binary")?;
     let name = c"codex-oci";
     // SAFETY: name is a valid C string; the flags are plain integers.
@@ -59,6 +110,10 @@ pub fn ensure_sealed_self() -> Result<()> {
     if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "sealing the runtime binary copy");
     }
+    Ok(copy)
+}
+
+fn reexec(view: &File) -> Result<()> {
     let args: Vec<std::ffi::CString> = std::env::args_os()
         .filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok())
         .collect();
@@ -70,6 +125,6 @@ pub fn ensure_sealed_self() -> Result<()> {
             std::ffi::CString::new(kv).ok()
         })
         .collect();
-    let err = nix::unistd::fexecve(&copy, &args, &env).unwrap_err();
-    Err(std::io::Error::from(err)).ctx(|| "re-executing from the sealed copy")
+    let Err(err) = nix::unistd::fexecve(view, &args, &env);
+    Err(std::io::Error::from(err)).ctx(|| "re-executing from the read-only view")
 }

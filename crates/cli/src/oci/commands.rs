@@ -30,7 +30,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
     let rt = Runtime::new(&cli.root).with_warnings(super::log::warn);
     match &cli.command {
         Command::Create(a) => {
-            codex_runtime::selfclone::ensure_sealed_self()?;
+            codex_runtime::selfclone::ensure_protected_self()?;
             rt.create(&a.id, &create_options(a))?;
             Ok(0)
         }
@@ -43,7 +43,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             detach,
             keep: _,
         } => {
-            codex_runtime::selfclone::ensure_sealed_self()?;
+            codex_runtime::selfclone::ensure_protected_self()?;
             let opts = create_options(create);
             if *detach {
                 rt.run_detached(&create.id, &opts)?;
@@ -71,7 +71,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Exec(a) => {
-            codex_runtime::selfclone::ensure_sealed_self()?;
+            codex_runtime::selfclone::ensure_protected_self()?;
             exec(&rt, a)
         }
         Command::Spec { bundle, rootless } => {
