@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make bench: codex-oci side by side with runc and crun, in one run, same bundle.
+# crun 1.8 refuses hybrid cgroup hosts, so every runtime runs in the same wrapper:
+# a private mount namespace with /sys/fs/cgroup/unified unmounted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+for tool in runc crun time; do
+  command -v $tool >/dev/null && [ "$tool" != time -o -x /usr/bin/time ] || apt-get install -y -qq $tool >/dev/null
+done
+runs=${BENCH_RUNS:-60}
+exec unshare -m --propagation private bash -c '
+  if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
+  python3 bench/oci_bench.py --runs '"$runs"' --out docs/benchmarks.md
+'
