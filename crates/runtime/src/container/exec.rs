@@ -160,6 +160,7 @@ fn exec_main(
             terminal::make_controlling(pty.slave.as_fd())?;
         }
         drop(console);
+        crate::security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
         let program = Program::find(p)?;
         program::drop_privileges(p, linux, userns, preserve_fds)?;
         // SAFETY: prctl with integer arguments only.

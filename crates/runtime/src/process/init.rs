@@ -128,6 +128,8 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
     if let Some(slave) = &pty {
         terminal::make_controlling(slave.as_fd())?;
     }
+    // rlimits now, so that one the runtime may not set fails `create`, as with runc.
+    crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     // Resolve now: a missing program fails `create`, as with runc.
     Program::find(process)?;
 

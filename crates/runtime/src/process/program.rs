@@ -45,7 +45,7 @@ impl Program {
                 .enumerate()
                 .map(|(i, a)| cstring(a, &format!("process.args[{i}]")))
                 .collect::<Result<_>>()?,
-            envp: env
+            envp: with_home(env, p.user().uid())
                 .iter()
                 .enumerate()
                 .map(|(i, e)| cstring(e, &format!("process.env[{i}]")))
@@ -58,6 +58,27 @@ impl Program {
         let err = nix::unistd::execve(&self.path, &self.argv, &self.envp).unwrap_err();
         Error::Container(format!("exec {:?}: {}", self.path, err.desc()))
     }
+}
+
+/// Like runc: without HOME in the environment, the user's home from the container's
+/// /etc/passwd (or `/`).
+fn with_home(env: &[String], uid: u32) -> Vec<String> {
+    let mut env = env.to_vec();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = std::fs::read_to_string("/etc/passwd")
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    (f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid))
+                        .then(|| f[5].to_string())
+                })
+            })
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "/".to_string());
+        env.push(format!("HOME={home}"));
+    }
+    env
 }
 
 fn is_executable(p: &Path) -> std::io::Result<bool> {
@@ -92,7 +113,7 @@ fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
     )))
 }
 
-/// Applies limits, scheduling, user, capabilities and no_new_privs, in the order the
+/// Applies scheduling, user, capabilities and no_new_privs, in the order the
 /// kernel's permission checks require, then marks every fd above the preserved ones
 /// close-on-exec and restores default signal handling.
 pub fn drop_privileges(
@@ -101,7 +122,6 @@ pub fn drop_privileges(
     userns: bool,
     preserve_fds: u32,
 ) -> Result<()> {
-    security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
     security::set_process_attributes(p, linux.and_then(|l| l.personality().as_ref()))?;
     let caps = p
         .capabilities()
