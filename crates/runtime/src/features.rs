@@ -32,7 +32,11 @@ pub fn features() -> Value {
             "intelRdt": {"enabled": false},
             "mountExtensions": {"idmap": {"enabled": false}},
             "netDevices": {"enabled": false},
-            "memoryPolicy": {"enabled": false}
+            "memoryPolicy": {
+                "enabled": true,
+                "modes": ["MPOL_DEFAULT", "MPOL_PREFERRED", "MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_LOCAL", "MPOL_PREFERRED_MANY", "MPOL_WEIGHTED_INTERLEAVE"],
+                "flags": ["MPOL_F_NUMA_BALANCING", "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"]
+            }
         },
         "annotations": {
             "io.github.codex-ctr.resources": "pids, memory (limit, reservation, swap, swappiness, disableOOMKiller on v1), cpu (shares, quota, period, cpus, mems), devices (v1)"

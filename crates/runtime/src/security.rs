@@ -298,13 +298,6 @@ pub fn set_process_attributes(
     if let Some(s) = p.scheduler() {
         set_scheduler(s)?;
     }
-    if let Some(cpus) = p
-        .exec_cpu_affinity()
-        .as_ref()
-        .and_then(|a| a.cpu_affinity_final().as_deref())
-    {
-        set_affinity(cpus, "process.execCPUAffinity.final")?;
-    }
     Ok(())
 }
 
@@ -396,4 +389,86 @@ pub fn set_affinity(list: &str, field: &str) -> Result<()> {
     }
     nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)
         .ctx(|| format!("setting CPU affinity {list}"))
+}
+
+/// `linux.memoryPolicy`: set_mempolicy(2) for the container process.
+pub fn set_memory_policy(policy: &oci_spec::runtime::LinuxMemoryPolicy) -> Result<()> {
+    const F: &str = "linux.memoryPolicy";
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    };
+    let mode = name(serde_json::to_value(policy.mode()));
+    let mut mode_n: i32 = match mode.as_str() {
+        "MPOL_DEFAULT" => 0,
+        "MPOL_PREFERRED" => 1,
+        "MPOL_BIND" => 2,
+        "MPOL_INTERLEAVE" => 3,
+        "MPOL_LOCAL" => 4,
+        "MPOL_PREFERRED_MANY" => 5,
+        "MPOL_WEIGHTED_INTERLEAVE" => 6,
+        other => {
+            return Err(Error::config(
+                format!("{F}.mode"),
+                format!("unknown mode {other}"),
+            ))
+        }
+    };
+    for f in policy.flags().iter().flatten() {
+        mode_n |= match name(serde_json::to_value(f)).as_str() {
+            "MPOL_F_STATIC_NODES" => 1 << 15,
+            "MPOL_F_RELATIVE_NODES" => 1 << 14,
+            "MPOL_F_NUMA_BALANCING" => 1 << 13,
+            other => {
+                return Err(Error::config(
+                    format!("{F}.flags"),
+                    format!("unknown flag {other}"),
+                ))
+            }
+        };
+    }
+    let mut mask: Vec<libc::c_ulong> = Vec::new();
+    let nodes = policy.nodes().as_deref().unwrap_or("");
+    for part in nodes.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let (a, b): (usize, usize) = match (a.parse(), b.parse()) {
+            (Ok(a), Ok(b)) if a <= b && b < 4096 => (a, b),
+            _ => {
+                return Err(Error::config(
+                    format!("{F}.nodes"),
+                    format!("{nodes:?} is not a node list"),
+                ))
+            }
+        };
+        for n in a..=b {
+            let (word, bit) = (n / 64, n % 64);
+            if mask.len() <= word {
+                mask.resize(word + 1, 0);
+            }
+            mask[word] |= 1 << bit;
+        }
+    }
+    if matches!(mode_n & 0xff, 0 | 4) && !mask.is_empty() {
+        return Err(Error::config(
+            format!("{F}.nodes"),
+            format!("{mode} takes no nodes"),
+        ));
+    }
+    let maxnode = if mask.is_empty() {
+        0
+    } else {
+        mask.len() * 64 + 1
+    };
+    let ptr = if mask.is_empty() {
+        std::ptr::null()
+    } else {
+        mask.as_ptr()
+    };
+    // SAFETY: ptr points to maxnode-1 bits of mask (or is null with maxnode 0).
+    if unsafe { libc::syscall(libc::SYS_set_mempolicy, mode_n, ptr, maxnode) } < 0 {
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| format!("{F}: set_mempolicy {mode} {nodes:?}"));
+    }
+    Ok(())
 }

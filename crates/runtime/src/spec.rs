@@ -94,7 +94,6 @@ fn reject_unsupported_fields(v: &Value) -> Result<()> {
         ("/linux/seccomp", "linux.seccomp"),
         ("/linux/intelRdt", "linux.intelRdt"),
         ("/linux/netDevices", "linux.netDevices"),
-        ("/linux/memoryPolicy", "linux.memoryPolicy"),
         ("/linux/resources/blockIO", "linux.resources.blockIO"),
         (
             "/linux/resources/hugepageLimits",

@@ -167,6 +167,29 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
     check(ret).map(|_| ())
 }
 
+/// Closes every fd from `first` upward except `keep` (the channel that reports an exec
+/// failure, itself close-on-exec). No runtime fd may survive into the container: not
+/// even as a cwd target through /proc/self/fd (the CVE-2024-21626 class).
+pub fn close_fds_except(first: u32, keep: RawFd) -> io::Result<()> {
+    let close = |a: u32, b: u32| {
+        // SAFETY: closing fds the caller no longer uses; nothing refers to them after.
+        let r = unsafe { libc::close_range(a, b, 0) };
+        check(r as libc::c_long).map(|_| ())
+    };
+    match u32::try_from(keep) {
+        Ok(k) if k >= first => {
+            if k > first {
+                close(first, k - 1)?;
+            }
+            if k < u32::MAX {
+                close(k + 1, u32::MAX)?;
+            }
+            Ok(())
+        }
+        _ => close(first, u32::MAX),
+    }
+}
+
 /// Marks every fd from `first` upward close-on-exec.
 pub fn cloexec_from(first: u32) -> io::Result<()> {
     // SAFETY: close_range only changes fd flags.

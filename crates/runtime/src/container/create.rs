@@ -144,6 +144,7 @@ impl Runtime {
             start,
             console,
             no_pivot: opts.no_pivot,
+            new_keyring: !opts.no_new_keyring,
             preserve_fds: opts.preserve_fds,
             runtime_pid: std::process::id() as i32,
             id,
@@ -249,6 +250,7 @@ fn namespace_plan(spec: &oci_spec::runtime::Spec) -> Result<NamespacePlan> {
         uid_mappings: Vec::new(),
         gid_mappings: Vec::new(),
         time_offsets: Vec::new(),
+        initial_cpus: None,
     };
     for (i, ns) in spec::namespaces(spec).enumerate() {
         match ns.path() {

@@ -1,7 +1,7 @@
 //! `exec`: a new process inside a running container: its namespaces, its cgroup,
 //! and the privileges its process spec asks for.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -78,6 +78,7 @@ impl Runtime {
             uid_mappings: Vec::new(),
             gid_mappings: Vec::new(),
             time_offsets: Vec::new(),
+            initial_cpus: affinity(&opts.process, |a| a.initial().clone()),
         };
         let console = match &opts.console_socket {
             Some(p) => Some(connect_console(p)?),
@@ -135,6 +136,16 @@ impl Runtime {
     }
 }
 
+fn affinity(
+    p: &Process,
+    pick: impl Fn(&oci_spec::runtime::ExecCPUAffinity) -> Option<String>,
+) -> Option<String> {
+    p.exec_cpu_affinity()
+        .as_ref()
+        .and_then(pick)
+        .filter(|c| !c.is_empty())
+}
+
 fn exec_main(
     p: &Process,
     linux: Option<&oci_spec::runtime::Linux>,
@@ -162,7 +173,10 @@ fn exec_main(
         drop(console);
         crate::security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
         let program = Program::find(p)?;
-        program::drop_privileges(p, linux, userns, preserve_fds)?;
+        program::drop_privileges(p, linux, userns, preserve_fds, ch.as_fd().as_raw_fd())?;
+        if let Some(cpus) = affinity(p, |a| a.cpu_affinity_final().clone()) {
+            crate::security::set_affinity(&cpus, "process.execCPUAffinity.final")?;
+        }
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
         Ok(program.exec())

@@ -1,6 +1,6 @@
 //! The container's init, from its fork to the execve of the user's program.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::LinuxNamespaceType;
@@ -31,6 +31,8 @@ pub struct InitArgs<'a> {
     pub start: StartSignal,
     pub console: Option<OwnedFd>,
     pub no_pivot: bool,
+    /// Join a new session keyring named after the container (unless --no-new-keyring).
+    pub new_keyring: bool,
     pub preserve_fds: u32,
     pub runtime_pid: i32,
     pub id: &'a str,
@@ -63,6 +65,9 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
     nix::unistd::setsid().ctx(|| "setsid")?;
+    if args.new_keyring {
+        join_session_keyring(args.id)?;
+    }
 
     let spec = &args.bundle.spec;
     let process = spec
@@ -171,7 +176,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
 }
 
 /// After start: startContainer hooks, privileges, execve. Returns only on failure.
-fn run_program(args: &InitArgs, _reply: &Channel) -> Error {
+fn run_program(args: &InitArgs, reply: &Channel) -> Error {
     let spec = &args.bundle.spec;
     let Some(process) = spec.process().as_ref() else {
         return Error::config("process", "missing");
@@ -188,9 +193,13 @@ fn run_program(args: &InitArgs, _reply: &Channel) -> Error {
         Err(e) => return e,
     };
     let userns = spec::has_namespace(spec, LinuxNamespaceType::User);
-    if let Err(e) =
-        program::drop_privileges(process, spec.linux().as_ref(), userns, args.preserve_fds)
-    {
+    if let Err(e) = program::drop_privileges(
+        process,
+        spec.linux().as_ref(),
+        userns,
+        args.preserve_fds,
+        reply.as_fd().as_raw_fd(),
+    ) {
         return e;
     }
     program.exec()
@@ -296,6 +305,23 @@ fn write_sysctl(spec: &oci_spec::runtime::Spec, key: &str, value: &str) -> Resul
         .map_err(|e| Error::config(&field, format!("writing {value:?}: {e}")))?;
     if n != value.len() {
         return Err(Error::config(field, "short write"));
+    }
+    Ok(())
+}
+
+/// A fresh session keyring, so the container does not share the caller's keys.
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = std::ffi::CString::new(format!("_ses.{id}"))
+        .map_err(|_| Error::Other("container id contains NUL".into()))?;
+    // SAFETY: name is a valid C string that outlives the call.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        // Kernels without keyrings: nothing to isolate.
+        if e.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(e).ctx(|| "joining a new session keyring");
+        }
     }
     Ok(())
 }

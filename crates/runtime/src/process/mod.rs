@@ -35,6 +35,8 @@ pub struct NamespacePlan {
     pub gid_mappings: Vec<LinuxIdMapping>,
     /// `linux.timeOffsets` for a new time namespace: (clock, secs, nanosecs).
     pub time_offsets: Vec<(String, i64, u32)>,
+    /// `execCPUAffinity.initial` (exec only): stage 1 pins itself before joining.
+    pub initial_cpus: Option<String>,
 }
 
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -182,6 +184,9 @@ fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
     die_with_parent(parent)?;
     ch.expect(&Msg::Go, "waiting for the runtime")
         .map_err(Error::Container)?;
+    if let Some(cpus) = &plan.initial_cpus {
+        crate::security::set_affinity(cpus, "process.execCPUAffinity.initial")?;
+    }
     for (t, fd) in &plan.join {
         nix::sched::setns(fd.as_fd(), clone_flag(*t))
             .ctx(|| format!("joining the {t} namespace"))?;

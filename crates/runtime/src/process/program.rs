@@ -113,16 +113,22 @@ fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
     )))
 }
 
-/// Applies scheduling, user, capabilities and no_new_privs, in the order the
-/// kernel's permission checks require, then marks every fd above the preserved ones
-/// close-on-exec and restores default signal handling.
+/// Closes every runtime fd but `keep_fd`, applies scheduling, user, capabilities and
+/// no_new_privs in the order the kernel's permission checks require, enters the cwd
+/// (which must be inside the container) and restores default signal handling.
 pub fn drop_privileges(
     p: &Process,
     linux: Option<&Linux>,
     userns: bool,
     preserve_fds: u32,
+    keep_fd: std::os::fd::RawFd,
 ) -> Result<()> {
+    crate::sys::close_fds_except(3 + preserve_fds, keep_fd)
+        .ctx(|| "closing the runtime's file descriptors")?;
     security::set_process_attributes(p, linux.and_then(|l| l.personality().as_ref()))?;
+    if let Some(policy) = linux.and_then(|l| l.memory_policy().as_ref()) {
+        security::set_memory_policy(policy)?;
+    }
     let caps = p
         .capabilities()
         .as_ref()
@@ -136,10 +142,18 @@ pub fn drop_privileges(
         security::set_capabilities(c)?;
     }
     nix::unistd::chdir(p.cwd()).ctx(|| format!("process.cwd: entering {}", p.cwd().display()))?;
+    match nix::unistd::getcwd() {
+        Ok(cwd) if cwd.is_absolute() => {}
+        _ => {
+            return Err(Error::config(
+                "process.cwd",
+                format!("{} is outside the container", p.cwd().display()),
+            ))
+        }
+    }
     if p.no_new_privileges().unwrap_or(false) {
         security::set_no_new_privs()?;
     }
-    crate::sys::cloexec_from(3 + preserve_fds).ctx(|| "closing the runtime's file descriptors")?;
     reset_signals();
     Ok(())
 }
