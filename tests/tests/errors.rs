@@ -11,8 +11,14 @@ use std::fs;
 fn rejected(ctx: &TestCtx, b: &Bundle, id: &str) -> Out {
     let o = ctx.create(b, id, &[]);
     o.assert_fails();
-    assert!(!o.stderr.trim().is_empty(), "the error must be on stderr: {o:?}");
-    assert!(ctx.rt.state(id).is_err(), "state {id} must fail after a failed create");
+    assert!(
+        !o.stderr.trim().is_empty(),
+        "the error must be on stderr: {o:?}"
+    );
+    assert!(
+        ctx.rt.state(id).is_err(),
+        "state {id} must fail after a failed create"
+    );
     assert!(
         !ctx.rt.root_has_entry(id),
         "state root still holds {id}: {:?}",
@@ -36,14 +42,30 @@ fn invalid_container_ids_are_rejected_before_they_become_paths() {
     let ctx = TestCtx::new("bad-ids");
     let b = ctx.bundle();
     let abs = format!("/tmp/codex-test-abs-id-{}", std::process::id());
-    for id in ["../x", "a/b", ".", "..", "", "a b", abs.as_str(), "../../codex-escape"] {
+    for id in [
+        "../x",
+        "a/b",
+        ".",
+        "..",
+        "",
+        "a b",
+        abs.as_str(),
+        "../../codex-escape",
+    ] {
         let o = ctx.create(&b, id, &[]);
         o.assert_fails();
         assert!(!o.stderr.trim().is_empty(), "{o:?}");
     }
-    assert!(ctx.rt.root_entries().is_empty(), "{:?}", ctx.rt.root_entries());
+    assert!(
+        ctx.rt.root_entries().is_empty(),
+        "{:?}",
+        ctx.rt.root_entries()
+    );
     assert!(!ctx.path("x").exists(), "`../x` escaped the state root");
-    assert!(!std::path::Path::new(&abs).exists(), "an absolute id became a path");
+    assert!(
+        !std::path::Path::new(&abs).exists(),
+        "an absolute id became a path"
+    );
     assert!(!ctx.path("../codex-escape").exists());
 }
 
@@ -64,7 +86,9 @@ fn duplicate_container_id_is_rejected_and_the_first_container_is_untouched() {
     let id = ctx.id("dup");
     ctx.create(&b, &id, &[]).assert_ok();
     let pid = ctx.rt.pid(&id);
-    let o = ctx.rt.run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let o = ctx
+        .rt
+        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     o.assert_fails();
     let st = ctx.rt.state_ok(&id);
     assert_eq!(st["status"], "created");
@@ -77,7 +101,9 @@ fn missing_config_json_is_rejected() {
     let ctx = TestCtx::new("no-config");
     let b = ctx.bundle();
     let id = ctx.id("noconfig");
-    let o = ctx.rt.run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let o = ctx
+        .rt
+        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     o.assert_fails();
     assert!(!ctx.rt.root_has_entry(&id));
 }
@@ -86,9 +112,15 @@ fn missing_config_json_is_rejected() {
 fn malformed_config_json_is_rejected() {
     let ctx = TestCtx::new("bad-json");
     let b = ctx.bundle();
-    fs::write(b.config_path(), "{\"ociVersion\": \"1.2.0\", \"process\": {bad json").unwrap();
+    fs::write(
+        b.config_path(),
+        "{\"ociVersion\": \"1.2.0\", \"process\": {bad json",
+    )
+    .unwrap();
     let id = ctx.id("badjson");
-    let o = ctx.rt.run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let o = ctx
+        .rt
+        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     o.assert_fails();
     assert!(!ctx.rt.root_has_entry(&id));
 }
@@ -200,7 +232,10 @@ fn newer_1x_oci_versions_and_unknown_fields_are_accepted() {
     let ctx = TestCtx::new("new-version");
     let mut b = ctx.bundle();
     b.set("/codexFutureField", serde_json::json!({"x": 1}))
-        .set("/process/codexFutureProcessField", serde_json::json!([1, 2]))
+        .set(
+            "/process/codexFutureProcessField",
+            serde_json::json!([1, 2]),
+        )
         .set("/linux/codexFutureLinuxField", serde_json::json!("y"));
     for v in ["1.0.0", "1.1.0", "1.2.1", "1.3.0", "1.9.0"] {
         b.set("/ociVersion", serde_json::json!(v));
@@ -247,7 +282,8 @@ fn codex_relative_mount_destination_is_rejected_naming_it() {
         b.add_mount("relative/dest", "tmpfs", "tmpfs", &[]);
     });
     let o = rejected(&ctx, &b, &id);
-    o.assert_stderr_mentions("mounts").assert_stderr_mentions("destination");
+    o.assert_stderr_mentions("mounts")
+        .assert_stderr_mentions("destination");
 }
 
 #[test]
@@ -294,7 +330,11 @@ fn codex_missing_config_error_names_config_json() {
 fn codex_malformed_json_error_names_config_json() {
     let ctx = TestCtx::new("bad-json-msg");
     let b = ctx.bundle();
-    fs::write(b.config_path(), "{\"ociVersion\": \"1.2.0\", \"process\": {bad json").unwrap();
+    fs::write(
+        b.config_path(),
+        "{\"ociVersion\": \"1.2.0\", \"process\": {bad json",
+    )
+    .unwrap();
     let id = ctx.id("badjson");
     ctx.rt
         .run(&["create", "--bundle", b.dir.to_str().unwrap(), &id])

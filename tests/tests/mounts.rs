@@ -360,3 +360,96 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
         "the container's pids cgroup must hold its init: {o:?}"
     );
 }
+
+/// A host dir that is its own shared mount point (so propagation can be observed), with the
+/// mount taken down by the context's cleanup.
+fn shared_host_dir(ctx: &TestCtx, name: &str) -> std::path::PathBuf {
+    let d = host_dir(ctx, name);
+    host_sh(&format!(
+        "mount --bind {0} {0} && mount --make-shared {0}",
+        d.display()
+    ))
+    .assert_ok();
+    d
+}
+
+/// Starts a container with `src` bound at /mnt/p with `opts`, then mounts a tmpfs with a
+/// marker under `src` on the host; returns whether the container sees the marker.
+fn sees_later_host_mount(ctx: &TestCtx, opts: &[&str]) -> bool {
+    let src = shared_host_dir(ctx, &format!("src{}", opts.join("-")));
+    fs::create_dir(src.join("sub")).unwrap();
+    let mut b = ctx.bundle();
+    b.add_mount("/mnt/p", "bind", &src.to_string_lossy(), opts);
+    b.sh("echo ready; exec sleep 1000");
+    let id = ctx.id("prop");
+    ctx.create_and_start(&b, &id);
+    ctx.wait_for_stdout(&id, "ready");
+    host_sh(&format!(
+        "mount -t tmpfs codex-late {0}/sub && echo late > {0}/sub/marker",
+        src.display()
+    ))
+    .assert_ok();
+    let o = ctx.exec(
+        &id,
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cat /mnt/p/sub/marker 2>/dev/null || echo absent",
+        ],
+    );
+    o.assert_ok();
+    ctx.rt.run(&["delete", "--force", &id]).assert_ok();
+    match o.stdout.trim() {
+        "late" => true,
+        "absent" => false,
+        other => panic!("unexpected output {other:?}"),
+    }
+}
+
+#[test]
+fn rslave_bind_receives_mounts_made_later_on_the_host() {
+    let ctx = TestCtx::new("prop-rslave");
+    assert!(sees_later_host_mount(&ctx, &["rbind", "rslave"]));
+}
+
+#[test]
+fn rprivate_bind_does_not_receive_mounts_made_later_on_the_host() {
+    let ctx = TestCtx::new("prop-rprivate");
+    assert!(!sees_later_host_mount(&ctx, &["rbind", "rprivate"]));
+}
+
+#[test]
+fn rro_makes_submounts_of_an_rbind_read_only_too() {
+    let ctx = TestCtx::new("rro");
+    let src = host_dir(&ctx, "src");
+    let sub = src.join("sub");
+    fs::create_dir(&sub).unwrap();
+    host_sh(&format!("mount -t tmpfs codex-sub {}", sub.display())).assert_ok();
+    let mut b = ctx.bundle();
+    b.add_mount("/mnt/r", "bind", &src.to_string_lossy(), &["rbind", "rro"]);
+    b.add_mount(
+        "/mnt/plain",
+        "bind",
+        &src.to_string_lossy(),
+        &["rbind", "ro"],
+    );
+    let o = ctx.run_sh(
+        &mut b,
+        "touch /mnt/r/sub/x 2>/dev/null && echo rro-sub-writable || echo rro-sub-ro; \
+         touch /mnt/plain/sub/y 2>/dev/null && echo ro-sub-writable || echo ro-sub-ro",
+    );
+    // `ro` on an rbind only covers the top mount (as in runc); `rro` covers the submounts
+    assert_eq!(o.lines(), vec!["rro-sub-ro", "ro-sub-writable"], "{o:?}");
+}
+
+#[test]
+fn rootfs_propagation_values_are_accepted() {
+    let ctx = TestCtx::new("rootfs-prop");
+    let mut b = ctx.bundle();
+    for p in ["shared", "slave", "private"] {
+        b.set("/linux/rootfsPropagation", serde_json::json!(p));
+        let o = ctx.run_sh(&mut b, "echo ran");
+        assert_eq!(o.stdout.trim(), "ran", "rootfsPropagation {p}");
+    }
+}

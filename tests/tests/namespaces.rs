@@ -201,9 +201,8 @@ fn cgroup_namespace_makes_the_containers_cgroup_its_root() {
 fn ipc_namespace_hides_the_hosts_message_queues_and_shm() {
     let ctx = TestCtx::new("ipcns");
     // a SysV shm segment on the host
-    let key = 0x0c0de000 + (std::process::id() as i32 & 0xfff);
     // SAFETY: plain shmget/shmctl syscalls.
-    let shmid = unsafe { libc::shmget(key, 4096, libc::IPC_CREAT | 0o600) };
+    let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
     assert!(shmid >= 0, "shmget");
     ctx.on_cleanup(move || unsafe {
         libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut());

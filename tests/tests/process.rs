@@ -3,7 +3,7 @@
 
 use codex_tests::*;
 
-/// `/proc/self/status` of a container process built from `b` (plus whatever `extra` prints).
+/// `/proc/self/status` of a container process built from `b`.
 fn status_of(ctx: &TestCtx, b: &mut Bundle) -> String {
     ctx.run_sh(b, "cat /proc/self/status").stdout
 }
@@ -272,4 +272,48 @@ fn codex_domainname_is_set_without_touching_the_host() {
         host_before,
         "the host's domainname changed"
     );
+}
+
+#[test]
+fn preserve_fds_passes_extra_fds_to_the_container_and_no_more() {
+    use std::os::unix::io::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let ctx = TestCtx::new("preserve-fds");
+    let f3 = ctx.path("fd3");
+    let f4 = ctx.path("fd4");
+    std::fs::write(&f3, "preserved-three").unwrap();
+    std::fs::write(&f4, "not-preserved-four").unwrap();
+    let mut b = ctx.bundle();
+    b.sh("cat <&3; echo; [ -e /proc/self/fd/4 ] && echo fd4-leaked || echo fd4-closed");
+    b.save();
+    let id = ctx.id("fds");
+    let a = std::fs::File::open(&f3).unwrap();
+    let c = std::fs::File::open(&f4).unwrap();
+    let (ra, rc) = (a.as_raw_fd(), c.as_raw_fd());
+    let mut cmd = ctx.rt.command(&[
+        "run",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--preserve-fds",
+        "1",
+        &id,
+    ]);
+    // SAFETY: only async-signal-safe dup2 calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // move both out of the way first (they may already be 3 or 4, and dup2 onto
+            // the same number would keep O_CLOEXEC)
+            let ha = libc::fcntl(ra, libc::F_DUPFD, 100);
+            let hc = libc::fcntl(rc, libc::F_DUPFD, 100);
+            if ha < 0 || hc < 0 || libc::dup2(ha, 3) < 0 || libc::dup2(hc, 4) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::close(ha);
+            libc::close(hc);
+            Ok(())
+        });
+    }
+    let o = ctx.rt.run_cmd(cmd);
+    o.assert_ok();
+    assert_eq!(o.lines(), vec!["preserved-three", "fd4-closed"], "{o:?}");
 }

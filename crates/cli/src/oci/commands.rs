@@ -28,7 +28,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
         bail!("--rootless=true is not supported: codex-oci runs as root");
     }
     let rt = Runtime::new(&cli.root).with_warnings(super::log::warn);
-    match &cli.command {
+    let Some(command) = &cli.command else {
+        bail!("no command given (see codex-oci --help)");
+    };
+    match command {
         Command::Create(a) => {
             codex_runtime::selfclone::ensure_protected_self()?;
             rt.create(&a.id, &create_options(a))?;
@@ -74,10 +77,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             codex_runtime::selfclone::ensure_protected_self()?;
             exec(&rt, a)
         }
-        Command::Spec { bundle, rootless } => {
-            if *rootless {
-                bail!("spec --rootless is not supported: codex-oci runs as root");
-            }
+        Command::Spec { bundle } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("{} exists; remove it first", path.display());

@@ -12,15 +12,6 @@ pub use args::Cli;
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
-    if argv
-        .iter()
-        .skip(1)
-        .take_while(|a| a.starts_with('-'))
-        .any(|a| a == "--version" || a == "-v")
-    {
-        print!("{}", version_text());
-        return 0;
-    }
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
         Err(e) => {
@@ -28,6 +19,10 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    if cli.version {
+        print!("{}", version_text());
+        return 0;
+    }
     let logger = log::Logger::new(cli.log.clone(), cli.log_format.clone(), cli.debug);
     log::install(logger.clone());
     logger.debug(&format!("invoked as {argv:?}"));

@@ -70,7 +70,8 @@ pub(super) struct Created {
 impl Runtime {
     /// `create`: the container exists, its init waits on the start socket.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
-        self.create_inner(id, opts, false).map(|c| c.container)
+        self.create_inner(id, opts, false, None)
+            .map(|c| c.container)
     }
 
     pub(super) fn create_inner(
@@ -78,6 +79,7 @@ impl Runtime {
         id: &str,
         opts: &CreateOptions,
         foreground: bool,
+        own_console: Option<OwnedFd>,
     ) -> Result<Created> {
         let dir = self.container_dir(id)?;
         let bundle = Bundle::load(&opts.bundle)?;
@@ -123,9 +125,9 @@ impl Runtime {
                 state_dir: dir_fd.try_clone().ctx(|| "dup")?,
             }
         };
-        let console = match &opts.console_socket {
-            Some(p) => Some(connect_console(p)?),
-            None => None,
+        let console = match (&opts.console_socket, own_console) {
+            (Some(p), _) => Some(connect_console(p)?),
+            (None, own) => own,
         };
         let terminal = spec
             .process()

@@ -131,7 +131,7 @@ impl Runtime {
         }
         match signals {
             None => Ok(ExecOutcome::Detached(child)),
-            Some(s) => s.wait_forwarding(child).map(ExecOutcome::Exited),
+            Some(s) => s.wait_forwarding(child, None).map(ExecOutcome::Exited),
         }
     }
 }

@@ -2,11 +2,14 @@
 //! process and exits with its status. Signals (and SIGCHLD) are blocked *before* the
 //! process is forked, so neither an early exit nor an early signal can be missed.
 
+use std::os::fd::{AsFd, OwnedFd};
+
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::console::{receive_master, ConsoleProxy};
 use super::create::CreateOptions;
 use super::Runtime;
 use crate::error::{Context, Error, Result};
@@ -42,12 +45,16 @@ impl SignalGuard {
     }
 
     /// Forwards signals to `pid` until it exits; returns its shell-style exit code
-    /// (128+N when killed by signal N).
-    pub fn wait_forwarding(&self, pid: i32) -> Result<i32> {
+    /// (128+N when killed by signal N). With a console, also connects it to stdio.
+    pub fn wait_forwarding(&self, pid: i32, mut console: Option<&mut ConsoleProxy>) -> Result<i32> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut output_open = true;
         loop {
             match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-                Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                Ok(WaitStatus::Exited(_, code)) => return Ok(finish(console, code)),
+                Ok(WaitStatus::Signaled(_, sig, _)) => {
+                    return Ok(finish(console, 128 + sig as i32))
+                }
                 Ok(_) => {}
                 Err(nix::errno::Errno::ECHILD) => {
                     return Err(Error::Other(format!(
@@ -56,19 +63,72 @@ impl SignalGuard {
                 }
                 Err(e) => return Err(e).ctx(|| format!("waiting for {pid}")),
             }
+            let stdin = std::io::stdin();
+            let (want_in, want_out) = match console.as_deref() {
+                Some(c) => (c.stdin_open(), output_open),
+                None => (false, false),
+            };
+            let (sig_ready, out_ready, in_ready) = {
+                let mut fds = vec![PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+                if let Some(c) = console.as_deref() {
+                    if want_out {
+                        fds.push(PollFd::new(c.master(), PollFlags::POLLIN));
+                    }
+                    if want_in {
+                        fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                    }
+                }
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e).ctx(|| "waiting for the container"),
+                }
+                let ready = |i: usize| {
+                    fds.get(i)
+                        .and_then(|f| f.revents())
+                        .is_some_and(|r| !r.is_empty())
+                };
+                (
+                    ready(0),
+                    want_out && ready(1),
+                    want_in && ready(if want_out { 2 } else { 1 }),
+                )
+            };
+            if let Some(c) = console.as_deref_mut() {
+                if out_ready && !c.pump_output() {
+                    output_open = false;
+                }
+                if in_ready {
+                    c.pump_stdin();
+                }
+            }
+            if !sig_ready {
+                continue;
+            }
             let info = match self.fd.read_signal() {
                 Ok(Some(i)) => i,
-                Ok(None) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
+                Ok(None) | Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(e).ctx(|| "reading signals"),
             };
             let sig = info.ssi_signo as i32;
+            if sig == libc::SIGWINCH {
+                if let Some(c) = console.as_deref() {
+                    c.resize();
+                    continue;
+                }
+            }
             if sig != libc::SIGCHLD && sig != libc::SIGURG && sig != libc::SIGPIPE {
                 // SAFETY: kill with integer arguments.
                 unsafe { libc::kill(pid, sig) };
             }
         }
     }
+}
+
+fn finish(console: Option<&mut ConsoleProxy>, code: i32) -> i32 {
+    if let Some(c) = console {
+        c.drain();
+    }
+    code
 }
 
 impl Drop for SignalGuard {
@@ -82,8 +142,32 @@ impl Runtime {
     /// the container's exit code.
     pub fn run(&self, id: &str, opts: &CreateOptions) -> Result<i32> {
         let signals = SignalGuard::block()?;
-        let created = self.create_inner(id, opts, true)?;
+        // A terminal without --console-socket: the runtime is the console itself.
+        let wants_tty = opts.console_socket.is_none()
+            && crate::spec::Bundle::load(&opts.bundle)?
+                .spec
+                .process()
+                .as_ref()
+                .and_then(|p| p.terminal())
+                .unwrap_or(false);
+        let (ours, theirs) = if wants_tty {
+            let (a, b) = std::os::unix::net::UnixStream::pair().ctx(|| "console socketpair")?;
+            (Some(OwnedFd::from(a)), Some(OwnedFd::from(b)))
+        } else {
+            (None, None)
+        };
+        let created = self.create_inner(id, opts, true, theirs)?;
         let c = &created.container;
+        let mut console = match &ours {
+            Some(sock) => match receive_master(sock.as_fd()) {
+                Ok(m) => Some(ConsoleProxy::new(m)),
+                Err(e) => {
+                    let _ = self.delete(id, true);
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
         let started = created
             .channel
             .send(&Msg::Start)
@@ -98,8 +182,9 @@ impl Runtime {
             });
         let result = started.and_then(|()| {
             self.poststart(&c.state, &c.dir);
-            signals.wait_forwarding(c.state.pid)
+            signals.wait_forwarding(c.state.pid, console.as_mut())
         });
+        drop(console);
         let deleted = self.delete(id, true);
         drop(signals);
         let code = result?;

@@ -65,10 +65,14 @@ const DEV_LINKS: &[(&str, &str)] = &[
 pub fn create_all(
     root: BorrowedFd,
     spec_devices: &[LinuxDevice],
+    mounted: &[&Path],
     bind_from_host: bool,
 ) -> Result<()> {
     for d in DEFAULT_DEVICES {
-        if spec_devices.iter().any(|s| s.path() == Path::new(d.path)) {
+        // The spec's own device (or a mount the config put there) wins.
+        if spec_devices.iter().any(|s| s.path() == Path::new(d.path))
+            || mounted.contains(&Path::new(d.path))
+        {
             continue;
         }
         let node = Node {

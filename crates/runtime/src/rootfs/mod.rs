@@ -113,7 +113,14 @@ pub fn populate(setup: &RootfsSetup, root: BorrowedFd) -> Result<()> {
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default();
-    devices::create_all(root, &devices, setup.userns)
+    let mounted: Vec<&Path> = setup
+        .spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| m.destination().as_path())
+        .collect();
+    devices::create_all(root, &devices, &mounted, setup.userns)
 }
 
 /// `maskedPaths`, `readonlyPaths` and `root.readonly`.

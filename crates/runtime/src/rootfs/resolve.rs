@@ -13,10 +13,11 @@ use crate::sys::openat2;
 
 const IN_ROOT: u64 = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
 
-/// `path` (absolute or relative, interpreted inside the root) as a clean relative path.
+/// `path` (absolute or relative) as a path relative to the root; `..` is kept for
+/// openat2, which clamps it at the root.
 fn relative(path: &Path) -> PathBuf {
     path.components()
-        .filter(|c| matches!(c, Component::Normal(_)))
+        .filter(|c| matches!(c, Component::Normal(_) | Component::ParentDir))
         .collect()
 }
 
@@ -37,23 +38,66 @@ pub fn open_nofollow(root: BorrowedFd, path: &Path, flags: i32) -> io::Result<Ow
 }
 
 /// Creates every missing directory of `path` inside `root` and returns an `O_PATH`
-/// fd of the last one.
+/// fd of the last one. A dangling symlink on the way is followed (inside the root)
+/// and its target created, as runc does.
 pub fn mkdir_all(root: BorrowedFd, path: &Path, mode: u32) -> io::Result<OwnedFd> {
-    let rel = relative(path);
-    let mut dir = open(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY)?;
-    let mut sofar = PathBuf::new();
-    for comp in rel.components() {
-        sofar.push(comp);
-        dir = match open(root, &sofar, libc::O_PATH | libc::O_DIRECTORY) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                mkdir_at(dir.as_fd(), comp.as_os_str(), mode)?;
-                open(root, &sofar, libc::O_PATH | libc::O_DIRECTORY)?
-            }
-            Err(e) => return Err(e),
-        };
+    let mut todo = relative(path);
+    for _ in 0..40 {
+        let mut dir = open(root, Path::new("."), libc::O_PATH | libc::O_DIRECTORY)?;
+        let mut sofar = PathBuf::new();
+        let mut redirected = None;
+        for comp in todo.components() {
+            sofar.push(comp);
+            dir = match open(root, &sofar, libc::O_PATH | libc::O_DIRECTORY) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    mkdir_at(dir.as_fd(), comp.as_os_str(), mode)?;
+                    match open(root, &sofar, libc::O_PATH | libc::O_DIRECTORY) {
+                        Ok(fd) => fd,
+                        Err(e) => match dangling_target(root, &sofar)? {
+                            Some(target) => {
+                                let rest = todo.strip_prefix(&sofar).unwrap_or(Path::new(""));
+                                redirected = Some(relative(&target.join(rest)));
+                                break;
+                            }
+                            None => return Err(e),
+                        },
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        match redirected {
+            Some(next) => todo = next,
+            None => return Ok(dir),
+        }
     }
-    Ok(dir)
+    Err(io::Error::from_raw_os_error(libc::ELOOP))
+}
+
+/// Where a dangling symlink at `link` (inside the root) points, as a path inside
+/// the root; `None` when `link` is not a symlink.
+fn dangling_target(root: BorrowedFd, link: &Path) -> io::Result<Option<PathBuf>> {
+    let parent = link.parent().unwrap_or(Path::new(""));
+    let Some(name) = link.file_name() else {
+        return Ok(None);
+    };
+    let dir = match open(root, parent, libc::O_PATH | libc::O_DIRECTORY) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    match nix::fcntl::readlinkat(dir.as_fd(), name) {
+        Ok(target) => {
+            let target = PathBuf::from(target);
+            Ok(Some(if target.is_absolute() {
+                target
+            } else {
+                parent.join(target)
+            }))
+        }
+        Err(_) => Ok(None),
+    }
 }
 
 fn mkdir_at(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
@@ -74,7 +118,13 @@ pub fn mount_target(root: BorrowedFd, path: &Path, want_dir: bool) -> io::Result
     if want_dir {
         return mkdir_all(root, path, 0o755);
     }
-    let rel = relative(path);
+    let mut rel = relative(path);
+    for _ in 0..40 {
+        match dangling_target(root, &rel)? {
+            Some(target) => rel = relative(&target),
+            None => break,
+        }
+    }
     let parent = rel.parent().unwrap_or(Path::new(""));
     let name = rel
         .file_name()
@@ -101,7 +151,7 @@ pub fn mount_target(root: BorrowedFd, path: &Path, want_dir: bool) -> io::Result
         Ok(_) | Err(nix::errno::Errno::EEXIST) => {}
         Err(e) => return Err(e.into()),
     }
-    open(root, path, libc::O_PATH)
+    open(root, &rel, libc::O_PATH)
 }
 
 /// The `/proc/self/fd/N` path of an fd, for syscalls that only take paths.

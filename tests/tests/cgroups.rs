@@ -1,0 +1,129 @@
+//! Cgroup placement (hybrid host: v1 controllers) and cleanup. Resource limits are the
+//! resource-control issue's; here only where the container lives and that it is removed.
+
+use codex_tests::*;
+use std::path::Path;
+
+/// The test process's own cgroup path for a v1 controller.
+fn own(controller: &str) -> String {
+    cgroup_of(std::process::id() as i64, controller).expect("own cgroup")
+}
+
+fn join(parent: &str, child: &str) -> String {
+    if parent == "/" {
+        format!("/{child}")
+    } else {
+        format!("{parent}/{child}")
+    }
+}
+
+#[test]
+fn container_is_in_a_cgroup_named_after_its_id() {
+    let ctx = TestCtx::new("cg-default");
+    let mut b = ctx.bundle();
+    b.remove_namespace("cgroup");
+    b.sh("cat /proc/self/cgroup");
+    let id = ctx.id("cg");
+    let o = ctx.run(&b, &id, &[]);
+    o.assert_ok();
+    for c in ["pids", "memory"] {
+        let p = parse_cgroup_line(&o.stdout, c).unwrap_or_else(|| panic!("no {c}: {o:?}"));
+        assert!(
+            p.contains(&id),
+            "{c} cgroup {p:?} does not name the container"
+        );
+        assert!(
+            p.starts_with(&own(c)),
+            "{c} cgroup {p:?} is not under the caller's {:?}",
+            own(c)
+        );
+    }
+}
+
+#[test]
+fn relative_cgroups_path_is_nested_under_the_callers_cgroup() {
+    let ctx = TestCtx::new("cg-relative");
+    let mut b = ctx.bundle();
+    let id = ctx.id("cg");
+    let rel = format!("{id}-cgpath");
+    b.remove_namespace("cgroup").cgroups_path(&rel);
+    b.sh("cat /proc/self/cgroup");
+    let o = ctx.run(&b, &id, &[]);
+    o.assert_ok();
+    for c in ["pids", "memory"] {
+        assert_eq!(
+            parse_cgroup_line(&o.stdout, c).as_deref(),
+            Some(join(&own(c), &rel).as_str()),
+            "{c}: {o:?}"
+        );
+    }
+}
+
+#[test]
+fn every_process_of_the_container_is_in_its_cgroup_and_the_cgroup_goes_with_delete() {
+    let ctx = TestCtx::new("cg-delete");
+    let mut b = ctx.bundle();
+    b.sh("sleep 1000 & echo ready; wait");
+    let id = ctx.id("cg");
+    ctx.create_and_start(&b, &id);
+    ctx.wait_for_stdout(&id, "ready");
+    let init = ctx.rt.pid(&id);
+    let dirs: Vec<String> = ["pids", "memory"]
+        .iter()
+        .map(|c| format!("/sys/fs/cgroup/{c}{}", cgroup_of(init, c).unwrap()))
+        .collect();
+    for (c, d) in ["pids", "memory"].iter().zip(&dirs) {
+        assert!(Path::new(d).is_dir(), "{d} missing while running");
+        assert_ne!(
+            cgroup_of(init, c).unwrap(),
+            own(c),
+            "the container must get its own {c} cgroup"
+        );
+    }
+    let procs = read_lossy(&Path::new(&dirs[0]).join("cgroup.procs"));
+    let n = procs.lines().count();
+    assert!(
+        n >= 2,
+        "the pids cgroup must hold init and the sleep: {procs:?}"
+    );
+    ctx.rt.run(&["delete", "--force", &id]).assert_ok();
+    for d in &dirs {
+        assert!(!Path::new(d).exists(), "{d} survived delete");
+    }
+    assert!(
+        cgroup_dirs_containing(&id).is_empty(),
+        "{:?}",
+        cgroup_dirs_containing(&id)
+    );
+}
+
+#[test]
+fn foreground_run_removes_its_cgroup() {
+    let ctx = TestCtx::new("cg-run");
+    let mut b = ctx.bundle();
+    b.sh("true");
+    let id = ctx.id("cg");
+    ctx.run(&b, &id, &[]).assert_ok();
+    assert!(
+        cgroup_dirs_containing(&id).is_empty(),
+        "{:?}",
+        cgroup_dirs_containing(&id)
+    );
+}
+
+#[test]
+fn stopped_container_and_its_configured_cgroup_are_removed_by_delete() {
+    let ctx = TestCtx::new("cg-stopped");
+    let mut b = ctx.bundle();
+    let id = ctx.id("cg");
+    b.cgroups_path(&format!("{id}-cgpath"));
+    b.sh("true");
+    ctx.create_and_start(&b, &id);
+    ctx.rt.wait_status(&id, "stopped");
+    ctx.rt.run(&["delete", &id]).assert_ok();
+    assert!(
+        cgroup_dirs_containing(&id).is_empty(),
+        "{:?}",
+        cgroup_dirs_containing(&id)
+    );
+}
