@@ -18,6 +18,7 @@ pub mod features;
 pub mod hooks;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod security;
 pub mod selfclone;
 pub mod spec;

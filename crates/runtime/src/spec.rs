@@ -91,7 +91,6 @@ fn check_version(v: Option<&Value>) -> Result<()> {
 /// one is an error: a silently ignored confinement is worse than a refusal.
 fn reject_unsupported_fields(v: &Value) -> Result<()> {
     const UNSUPPORTED: &[(&str, &str)] = &[
-        ("/linux/seccomp", "linux.seccomp"),
         ("/linux/intelRdt", "linux.intelRdt"),
         ("/linux/netDevices", "linux.netDevices"),
         ("/linux/resources/blockIO", "linux.resources.blockIO"),
@@ -338,12 +337,10 @@ mod tests {
 
     #[test]
     fn unsupported_fields_are_refused_not_ignored() {
-        let err = parse_spec(
-            minimal(r#","linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO"}}"#).as_bytes(),
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("linux.seccomp"), "{err}");
+        let err = parse_spec(minimal(r#","linux":{"intelRdt":{"closID":"x"}}"#).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("linux.intelRdt"), "{err}");
         // Empty objects are not a request.
         parse_spec(minimal(r#","linux":{"resources":{"blockIO":{}}}"#).as_bytes()).unwrap();
     }

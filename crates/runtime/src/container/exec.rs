@@ -173,7 +173,18 @@ fn exec_main(
         drop(console);
         crate::security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
         let program = Program::find(p)?;
-        program::drop_privileges(p, linux, userns, preserve_fds, ch.as_fd().as_raw_fd())?;
+        let seccomp = linux
+            .and_then(|l| l.seccomp().as_ref())
+            .map(crate::seccomp::Filter::compile)
+            .transpose()?;
+        program::drop_privileges(
+            p,
+            linux,
+            userns,
+            preserve_fds,
+            ch.as_fd().as_raw_fd(),
+            seccomp.as_ref(),
+        )?;
         if let Some(cpus) = affinity(p, |a| a.cpu_affinity_final().clone()) {
             crate::security::set_affinity(&cpus, "process.execCPUAffinity.final")?;
         }

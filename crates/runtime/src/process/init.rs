@@ -11,6 +11,7 @@ use crate::cgroups::Cgroups;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookKind};
 use crate::rootfs::{self, RootfsSetup};
+use crate::seccomp::Filter;
 use crate::spec::{self, Bundle};
 use crate::terminal;
 
@@ -42,8 +43,8 @@ pub struct InitArgs<'a> {
 /// or `start`) and exits; on success it becomes the user's program.
 pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
     let err = match setup(&args, &ch) {
-        Ok(reply) => {
-            let err = run_program(&args, reply.as_ref().unwrap_or(&ch));
+        Ok((reply, seccomp)) => {
+            let err = run_program(&args, reply.as_ref().unwrap_or(&ch), seccomp.as_ref());
             // The program could not be exec'd: tell whoever started us.
             let target = reply.as_ref().unwrap_or(&ch);
             let _ = target.send(&Msg::Error(err.to_string()));
@@ -59,7 +60,7 @@ pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
 
 /// Everything up to "created", then the wait for start. Returns the channel to report
 /// exec failures on (the start connection in create mode).
-fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
+fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filter>)> {
     super::die_with_parent(args.runtime_pid)?;
     // Not dumpable: no process in the container can open our /proc/PID/exe or fds.
     // SAFETY: prctl with integer arguments only.
@@ -137,6 +138,13 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
     crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     // Resolve now: a missing program fails `create`, as with runc.
     Program::find(process)?;
+    // Compile now: a bad profile fails `create`; it is loaded just before exec.
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .map(Filter::compile)
+        .transpose()?;
 
     ch.send(&Msg::Created).ctx(|| "reporting created")?;
     // From here the container outlives the `create` command.
@@ -146,7 +154,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
         StartSignal::Channel => {
             ch.expect(&Msg::Start, "waiting for start")
                 .map_err(Error::Container)?;
-            Ok(None)
+            Ok((None, seccomp))
         }
         StartSignal::Socket {
             listener,
@@ -170,13 +178,13 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
             );
             // SAFETY: accept4 returned a new fd that nothing else owns.
             let conn: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(conn) };
-            Ok(Some(Channel::from_fd(conn)))
+            Ok((Some(Channel::from_fd(conn)), seccomp))
         }
     }
 }
 
 /// After start: startContainer hooks, privileges, execve. Returns only on failure.
-fn run_program(args: &InitArgs, reply: &Channel) -> Error {
+fn run_program(args: &InitArgs, reply: &Channel, seccomp: Option<&Filter>) -> Error {
     let spec = &args.bundle.spec;
     let Some(process) = spec.process().as_ref() else {
         return Error::config("process", "missing");
@@ -199,6 +207,7 @@ fn run_program(args: &InitArgs, reply: &Channel) -> Error {
         userns,
         args.preserve_fds,
         reply.as_fd().as_raw_fd(),
+        seccomp,
     ) {
         return e;
     }

@@ -122,7 +122,9 @@ pub fn drop_privileges(
     userns: bool,
     preserve_fds: u32,
     keep_fd: std::os::fd::RawFd,
+    seccomp: Option<&crate::seccomp::Filter>,
 ) -> Result<()> {
+    let nnp = p.no_new_privileges().unwrap_or(false);
     crate::sys::close_fds_except(3 + preserve_fds, keep_fd)
         .ctx(|| "closing the runtime's file descriptors")?;
     security::set_process_attributes(p, linux.and_then(|l| l.personality().as_ref()))?;
@@ -136,6 +138,10 @@ pub fn drop_privileges(
         .transpose()?;
     if let Some(c) = &caps {
         security::drop_bounding(c.bounding)?;
+    }
+    if let Some(f) = seccomp.filter(|_| !nnp) {
+        // Without no_new_privs, loading needs CAP_SYS_ADMIN: before the drop.
+        f.load()?;
     }
     security::switch_user(p, userns)?;
     if let Some(c) = &caps {
@@ -151,10 +157,13 @@ pub fn drop_privileges(
             ))
         }
     }
-    if p.no_new_privileges().unwrap_or(false) {
+    if nnp {
         security::set_no_new_privs()?;
     }
     reset_signals();
+    if let Some(f) = seccomp.filter(|_| nnp) {
+        f.load()?;
+    }
     Ok(())
 }
 
