@@ -4,20 +4,30 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all build release fixtures demo test unit integration lint bench clean
+.PHONY: all deps build release fixtures demo test lint bench clean
 
 all: build
 
-build:
+# What building and the fixtures need from Debian (installed only when missing).
+DEPS := busybox-static libseccomp-dev pkg-config file python3
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+build: deps
 	$(CARGO) build --workspace --all-targets
 
-release:
+release: deps
 	$(CARGO) build --release -p codex-cli
 
 $(FIXTURE)/config.json: rootfs-fixtures/make-busybox-bundle.sh
 	rootfs-fixtures/make-busybox-bundle.sh $(FIXTURE)
 
-fixtures: $(FIXTURE)/config.json
+fixtures: deps $(FIXTURE)/config.json
 
 # A real container: its own PID 1, hostname and root filesystem.
 demo: release fixtures
