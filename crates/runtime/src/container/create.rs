@@ -266,6 +266,9 @@ fn namespace_plan(spec: &oci_spec::runtime::Spec) -> Result<NamespacePlan> {
                 plan.join.push((ns.typ(), fd.into()));
             }
             None if ns.typ() == LinuxNamespaceType::User => plan.new_user = true,
+            // A new cgroup namespace must start at the container's cgroup: the init
+            // makes it once it has been placed there.
+            None if ns.typ() == LinuxNamespaceType::Cgroup => {}
             None => plan.create |= process::clone_flag(ns.typ()),
         }
     }

@@ -37,7 +37,11 @@ impl Runtime {
 
     pub(super) fn poststart(&self, state: &crate::state::ContainerState, dir: &std::path::Path) {
         if let Some(h) = state.config.hooks().as_ref() {
-            let st = state.oci_state(dir);
+            // The hook is about the program that was just started: it sees it running
+            // with its pid even if it has already exited by the time the hook runs.
+            let mut st = state.oci_state(dir);
+            st["status"] = "running".into();
+            st["pid"] = state.pid.into();
             if let Err(e) = hooks::run(HookKind::Poststart, Some(h), &st) {
                 // The spec: a failing poststart hook is a warning; the container runs on.
                 self.warn(&e.to_string());

@@ -90,7 +90,6 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         bundle: &args.bundle.dir,
         cgroup_sources: &sources,
         userns,
-        cgroupns: spec::has_namespace(spec, LinuxNamespaceType::Cgroup),
         host_null: host_null.as_fd(),
     };
     let root = rootfs::enter(&setup)?;
@@ -112,6 +111,14 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
 
     rootfs::confine(&setup, root.as_fd())?;
     set_names_and_sysctls(spec)?;
+
+    // The runtime has been writing our pid into the cgroups meanwhile.
+    ch.expect(&Msg::Placed, "waiting for cgroup placement")
+        .map_err(Error::Container)?;
+    if spec::creates_namespace(spec, LinuxNamespaceType::Cgroup) {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "creating the cgroup namespace")?;
+    }
 
     let hooks = spec.hooks().as_ref();
     let has_runtime_hooks = hooks.is_some_and(|h| {

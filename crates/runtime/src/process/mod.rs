@@ -4,6 +4,8 @@
 //!  runtime ──fork──> stage 1: setns(paths), unshare(user) [maps written by runtime],
 //!     │                       unshare(the rest), clone(CLONE_PARENT) ──> container process
 //!     │ <── InitPid(pid) ──────┘ (exits)                                  │
+//!     │ cgroup.procs <- pid (slow: an RCU grace period)     rootfs setup  │
+//!     │ ── Placed ──────────────────────────────────────────────────────> │
 //!     │ <────────────────────── RuntimeHooks / Created / Error ───────────┘
 //! ```
 //!
@@ -11,6 +13,11 @@
 //! children, and a user namespace must exist before the namespaces it owns.
 //! `CLONE_PARENT` makes the container process the runtime's own child, so a
 //! foreground `run` or `exec` can wait for it and a subreaper adopts it after `create`.
+//!
+//! The first write to a `cgroup.procs` file waits for an RCU grace period (several ms
+//! on an idle machine), so the runtime places the container process in its cgroups
+//! while that process builds its rootfs; it waits for `Placed` only before what
+//! needs the cgroup (a new cgroup namespace, the program itself).
 
 pub mod init;
 pub mod program;
@@ -67,12 +74,13 @@ fn join_rank(t: LinuxNamespaceType) -> u8 {
     }
 }
 
-/// Forks stage 1 and drives it until the container process exists. `placed` runs in
-/// the runtime once stage 1 exists (to put it in the container's cgroup) and
-/// `container` in the container process, which never returns.
+/// Forks stage 1 and drives it until the container process exists. `place` runs in
+/// the runtime with the container process's pid (to put it in the container's
+/// cgroups), after which it is sent `Placed`; `container` runs in the container
+/// process and never returns.
 pub fn spawn(
     mut plan: NamespacePlan,
-    placed: impl FnOnce(i32) -> Result<()>,
+    place: impl FnOnce(i32) -> Result<()>,
     container: impl FnOnce(Channel) -> std::convert::Infallible,
 ) -> Result<(i32, Channel)> {
     let (parent_end, child_end) = Channel::pair().ctx(|| "creating the sync socketpair")?;
@@ -104,7 +112,7 @@ pub fn spawn(
     let reap = |_: ()| {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
     };
-    let result = drive_stage1(stage1, &plan, &parent_end, placed);
+    let result = drive_stage1(stage1, &plan, &parent_end);
     if result.is_err() {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(stage1),
@@ -112,21 +120,28 @@ pub fn spawn(
         );
     }
     reap(());
-    result.map(|pid| (pid, parent_end))
+    let pid = result?;
+    let placed = place(pid).and_then(|()| {
+        parent_end
+            .send(&Msg::Placed)
+            .ctx(|| "releasing the container process")
+    });
+    if let Err(e) = placed {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        return Err(e);
+    }
+    Ok((pid, parent_end))
 }
 
 fn absurd(never: std::convert::Infallible) -> i32 {
     match never {}
 }
 
-fn drive_stage1(
-    stage1: i32,
-    plan: &NamespacePlan,
-    ch: &Channel,
-    placed: impl FnOnce(i32) -> Result<()>,
-) -> Result<i32> {
-    placed(stage1)?;
-    ch.send(&Msg::Go).ctx(|| "releasing the first process")?;
+fn drive_stage1(stage1: i32, plan: &NamespacePlan, ch: &Channel) -> Result<i32> {
     loop {
         match ch.recv().ctx(|| "waiting for the container process")? {
             Some(Msg::UsernsReady) => {
@@ -182,8 +197,6 @@ pub fn die_with_parent(parent: i32) -> Result<()> {
 
 fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
     die_with_parent(parent)?;
-    ch.expect(&Msg::Go, "waiting for the runtime")
-        .map_err(Error::Container)?;
     if let Some(cpus) = &plan.initial_cpus {
         crate::security::set_affinity(cpus, "process.execCPUAffinity.initial")?;
     }

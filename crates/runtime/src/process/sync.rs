@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Runtime -> first child: you are in the container's cgroup, go on.
-    Go,
+    /// Runtime -> container process: you are in the container's cgroups.
+    Placed,
     /// First child -> runtime: I made a user namespace, write my id maps.
     UsernsReady,
     /// Runtime -> first child: the maps are written.

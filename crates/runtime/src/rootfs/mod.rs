@@ -35,7 +35,6 @@ pub struct RootfsSetup<'a> {
     pub bundle: &'a Path,
     pub cgroup_sources: &'a [MountSource],
     pub userns: bool,
-    pub cgroupns: bool,
     /// The host's /dev/null, opened before anything in the container could interfere.
     pub host_null: BorrowedFd<'a>,
 }
@@ -101,7 +100,6 @@ pub fn populate(setup: &RootfsSetup, root: BorrowedFd) -> Result<()> {
     let env = mount::MountEnv {
         bundle: setup.bundle,
         cgroup_sources: setup.cgroup_sources,
-        cgroupns: setup.cgroupns,
         userns: setup.userns,
     };
     for (i, m) in setup.spec.mounts().iter().flatten().enumerate() {

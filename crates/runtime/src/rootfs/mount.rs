@@ -4,7 +4,7 @@
 //! target fd), so no path is looked up twice and no symlink can redirect a mount.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::mount::MsFlags;
 use oci_spec::runtime::Mount;
@@ -127,7 +127,6 @@ impl MountOptions {
 pub struct MountEnv<'a> {
     pub bundle: &'a Path,
     pub cgroup_sources: &'a [MountSource],
-    pub cgroupns: bool,
     pub userns: bool,
 }
 
@@ -274,10 +273,9 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The OCI `cgroup` mount: the container's own cgroups at `dest`. On cgroup v2 with a
-/// cgroup namespace this is a fresh cgroup2 mount; otherwise a tmpfs with one
-/// directory per hierarchy, each a fresh mount (inside a cgroup namespace) or a bind
-/// of the container's cgroup directory on the host.
+/// The OCI `cgroup` mount: the container's own cgroups at `dest`. On a pure v2 host
+/// the container's cgroup directory itself; otherwise a tmpfs with one directory per
+/// hierarchy, each a bind of the container's cgroup directory in that hierarchy.
 fn mount_cgroups(
     root: BorrowedFd,
     dest: &Path,
@@ -293,7 +291,7 @@ fn mount_cgroups(
     if let [only] = env.cgroup_sources {
         if only.dir.is_empty() {
             // A pure v2 host: the hierarchy itself goes at dest.
-            let mnt = cgroup_mount(only, env.cgroupns)?;
+            let mnt = cgroup_mount(only)?;
             return attach(&mnt, target.as_fd(), &sub_opts);
         }
     }
@@ -316,7 +314,7 @@ fn mount_cgroups(
             0,
             libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS,
         )?;
-        let mnt = cgroup_mount(src, env.cgroupns)?;
+        let mnt = cgroup_mount(src)?;
         attach(&mnt, sub.as_fd(), &sub_opts)?;
     }
     if opts.set & sys::MOUNT_ATTR_RDONLY != 0 {
@@ -325,21 +323,13 @@ fn mount_cgroups(
     Ok(())
 }
 
-fn cgroup_mount(src: &MountSource, cgroupns: bool) -> std::io::Result<OwnedFd> {
-    if cgroupns {
-        let ctx = FsContext::open(src.fstype)?;
-        for o in &src.options {
-            match o.split_once('=') {
-                Some((k, v)) => ctx.set(k, Some(v))?,
-                None => ctx.set(o, None)?,
-            }
-        }
-        ctx.mount(0)
-    } else {
-        let host: PathBuf = src.host_path.clone();
-        let fd = open_path(&host)?;
-        sys::clone_tree(fd.as_fd(), false)
-    }
+/// A bind of the container's own cgroup directory on the host. With a cgroup
+/// namespace this shows the same tree a fresh cgroupfs mount would, and it needs
+/// nothing of the namespace, so the rootfs can be built while the runtime is still
+/// placing the process in its cgroups.
+fn cgroup_mount(src: &MountSource) -> std::io::Result<OwnedFd> {
+    let fd = open_path(&src.host_path)?;
+    sys::clone_tree(fd.as_fd(), false)
 }
 
 #[cfg(test)]
