@@ -114,22 +114,19 @@ pub enum Command {
     },
     /// Print what this runtime supports (runtime-spec features JSON).
     Features,
-    /// Freeze all processes of a container (not supported yet).
+    /// Freeze all processes of a container.
     Pause { id: String },
-    /// Thaw a paused container (not supported yet).
+    /// Thaw a paused container.
     Resume { id: String },
-    /// Change resource limits of a container (not supported yet).
-    Update {
-        #[arg(short, long)]
-        resources: Option<String>,
-        id: String,
-    },
-    /// Container events and statistics (not supported yet).
+    /// Change resource limits of a running container.
+    Update(UpdateArgs),
+    /// Statistics (--stats: one snapshot) or a stream of stats and oom events.
     Events {
         #[arg(long)]
         stats: bool,
-        #[arg(long)]
-        interval: Option<String>,
+        /// How often to print stats: 5s, 500ms, 1m.
+        #[arg(long, default_value = "5s")]
+        interval: String,
         id: String,
     },
     /// Checkpoint a container (not supported).
@@ -142,6 +139,36 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         rest: Vec<String>,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// A LinuxResources JSON file, or - for stdin (what containerd and podman pass).
+    #[arg(short, long)]
+    pub resources: Option<String>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit in bytes.
+    #[arg(long = "memory-swap")]
+    pub memory_swap: Option<i64>,
+    #[arg(long = "cpu-quota")]
+    pub cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<u64>,
+    #[arg(long = "cpu-shares")]
+    pub cpu_shares: Option<u64>,
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    pub id: String,
 }
 
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use codex_runtime::{parse_signal, CreateOptions, ExecOptions, ExecOutcome, Runtime};
 use oci_spec::runtime::{Capability, Process};
 
-use super::args::{Cli, Command, CreateArgs, ExecArgs};
+use super::args::{Cli, Command, CreateArgs, ExecArgs, UpdateArgs};
 
 fn create_options(a: &CreateArgs) -> CreateOptions {
     CreateOptions {
@@ -91,11 +91,33 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             print_json(&codex_runtime::features::features())?;
             Ok(0)
         }
-        Command::Pause { .. }
-        | Command::Resume { .. }
-        | Command::Update { .. }
-        | Command::Events { .. } => {
-            bail!("pause, resume, update and events are not supported yet (they come with resource control)")
+        Command::Pause { id } => {
+            rt.pause(id)?;
+            Ok(0)
+        }
+        Command::Resume { id } => {
+            rt.resume(id)?;
+            Ok(0)
+        }
+        Command::Update(a) => {
+            rt.update(&a.id, &update_resources(a)?)?;
+            Ok(0)
+        }
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            if *stats {
+                println!("{}", rt.stats(id)?);
+            } else {
+                let every = parse_duration(interval)?;
+                rt.events(id, every, |ev| {
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "{ev}").and_then(|()| out.flush()).is_ok()
+                })?;
+            }
+            Ok(0)
         }
         Command::Checkpoint { .. } | Command::Restore { .. } => {
             bail!("checkpoint and restore are not supported")
@@ -294,4 +316,73 @@ fn exec_process_from_flags(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
         p.set_no_new_privileges(Some(true));
     }
     Ok(p)
+}
+
+/// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration> {
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--interval {s:?}: not a duration"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => bail!("--interval {s:?}: unknown unit {unit:?} (use ms, s, m or h)"),
+    };
+    if secs <= 0.0 {
+        bail!("--interval {s:?}: must be positive");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// The resources of `update`: the JSON (file or stdin) with the flags on top.
+fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    use serde::Deserialize;
+    use std::io::Read;
+    let mut v: serde_json::Value = match a.resources.as_deref() {
+        Some("-") => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .context("reading resources from stdin")?;
+            serde_json::from_str(&text).context("resources on stdin: not valid JSON")?
+        }
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("reading {file}"))?;
+            serde_json::from_str(&text).with_context(|| format!("{file}: not valid JSON"))?
+        }
+        None => serde_json::json!({}),
+    };
+    let flags: [(&str, &str, Option<serde_json::Value>); 9] = [
+        ("memory", "limit", a.memory.map(Into::into)),
+        (
+            "memory",
+            "reservation",
+            a.memory_reservation.map(Into::into),
+        ),
+        ("memory", "swap", a.memory_swap.map(Into::into)),
+        ("cpu", "quota", a.cpu_quota.map(Into::into)),
+        ("cpu", "period", a.cpu_period.map(Into::into)),
+        ("cpu", "shares", a.cpu_shares.map(Into::into)),
+        ("cpu", "cpus", a.cpuset_cpus.clone().map(Into::into)),
+        ("cpu", "mems", a.cpuset_mems.clone().map(Into::into)),
+        ("pids", "limit", a.pids_limit.map(Into::into)),
+    ];
+    for (section, key, val) in flags {
+        if let Some(val) = val {
+            v[section][key] = val;
+        }
+    }
+    if a.blkio_weight.is_some() {
+        bail!("--blkio-weight: block I/O limits are not supported yet");
+    }
+    let text = serde_json::to_vec(&v)?;
+    let mut de = serde_json::Deserializer::from_slice(&text);
+    oci_spec::runtime::LinuxResources::deserialize(&mut de)
+        .context("resources: not a valid LinuxResources object")
 }

@@ -6,6 +6,7 @@
 //! host, on a pure v2 VM and on a fake tree in unit tests.
 
 mod resources;
+mod stats;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +27,10 @@ pub struct CgroupDir {
     /// The directory name under /sys/fs/cgroup where the hierarchy is mounted
     /// (`memory`, `unified`; empty on a pure v2 host).
     pub mount_dir: String,
+    /// The highest directory above `path` that creating the container made (a
+    /// relative cgroupsPath `pod/c1` makes `pod` too): delete removes up to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_above: Option<PathBuf>,
 }
 
 impl CgroupDir {
@@ -189,6 +194,7 @@ impl Cgroups {
                 controllers: h.controllers.clone(),
                 path: h.mount_point.join(below_root),
                 mount_dir,
+                created_above: None,
             });
         }
         if dirs.is_empty() {
@@ -211,8 +217,15 @@ impl Cgroups {
     }
 
     /// Creates every directory. Returns an error naming the one that failed.
-    pub fn create(&self) -> Result<()> {
-        for d in &self.dirs {
+    pub fn create(&mut self) -> Result<()> {
+        for d in &mut self.dirs {
+            let mut top = None;
+            let mut p = d.path.parent();
+            while let Some(dir) = p.filter(|dir| !dir.exists()) {
+                top = Some(dir.to_path_buf());
+                p = dir.parent();
+            }
+            d.created_above = top;
             std::fs::create_dir_all(&d.path)
                 .ctx(|| format!("creating cgroup {}", d.path.display()))?;
             if d.has("cpuset") {
@@ -255,8 +268,66 @@ impl Cgroups {
     pub fn remove(&self) -> Result<()> {
         for d in &self.dirs {
             remove_dir(&d.path)?;
+            // Parents made for this container go too, unless something else has
+            // come to live in them since.
+            if let Some(top) = &d.created_above {
+                let mut p = d.path.parent();
+                while let Some(dir) = p.filter(|dir| dir.starts_with(top)) {
+                    if std::fs::remove_dir(dir).is_err() {
+                        break;
+                    }
+                    p = dir.parent();
+                }
+            }
         }
         Ok(())
+    }
+
+    /// Freezes every process (v1 freezer, or v2 `cgroup.freeze`) and waits until the
+    /// kernel reports the cgroup frozen.
+    pub fn freeze(&self) -> Result<()> {
+        self.set_frozen(true)
+    }
+
+    pub fn thaw(&self) -> Result<()> {
+        self.set_frozen(false)
+    }
+
+    fn set_frozen(&self, frozen: bool) -> Result<()> {
+        // (directory, file to write, value, file to check, line that says done)
+        let (dir, file, value, check, want) =
+            if let Some(d) = self.dirs.iter().find(|d| d.has("freezer")) {
+                let v = if frozen { "FROZEN" } else { "THAWED" };
+                (&d.path, "freezer.state", v, "freezer.state", v)
+            } else if let Some(d) = self.dirs.iter().find(|d| d.is_v2()) {
+                let (v, w) = if frozen {
+                    ("1", "frozen 1")
+                } else {
+                    ("0", "frozen 0")
+                };
+                (&d.path, "cgroup.freeze", v, "cgroup.events", w)
+            } else {
+                return Err(Error::Unsupported("pause: no freezer on this host".into()));
+            };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut delay = Duration::from_micros(100);
+        loop {
+            // v1 may stay FREEZING while tasks are busy: writing again retries.
+            std::fs::write(dir.join(file), value)
+                .ctx(|| format!("writing {value} to {}", dir.join(file).display()))?;
+            let state = std::fs::read_to_string(dir.join(check)).unwrap_or_default();
+            if state.lines().any(|l| l.trim() == want) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(Error::Other(format!(
+                    "{} did not reach {want} within 10 s",
+                    dir.display()
+                )));
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
     }
 
     /// The hierarchies as the container's `cgroup` mount should show them.

@@ -100,7 +100,7 @@ impl Runtime {
         };
 
         let linux = spec.linux().as_ref();
-        let cgroups = Cgroups::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+        let mut cgroups = Cgroups::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
         cgroups.create()?;
         rollback.cgroups = Some(cgroups.clone());
         if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {

@@ -4,11 +4,14 @@
 mod console;
 mod create;
 mod delete;
+mod events;
 pub mod exec;
 mod foreground;
 pub mod kill;
 mod list;
+mod pause;
 mod start;
+mod update;
 
 use std::path::{Path, PathBuf};
 
