@@ -93,14 +93,8 @@ fn reject_unsupported_fields(v: &Value) -> Result<()> {
     const UNSUPPORTED: &[(&str, &str)] = &[
         ("/linux/intelRdt", "linux.intelRdt"),
         ("/linux/netDevices", "linux.netDevices"),
-        ("/linux/resources/blockIO", "linux.resources.blockIO"),
-        (
-            "/linux/resources/hugepageLimits",
-            "linux.resources.hugepageLimits",
-        ),
         ("/linux/resources/network", "linux.resources.network"),
         ("/linux/resources/rdma", "linux.resources.rdma"),
-        ("/linux/resources/unified", "linux.resources.unified"),
     ];
     for (pointer, name) in UNSUPPORTED {
         if let Some(x) = v.pointer(pointer) {

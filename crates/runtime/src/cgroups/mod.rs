@@ -217,7 +217,9 @@ impl Cgroups {
     }
 
     /// Creates every directory. Returns an error naming the one that failed.
-    pub fn create(&mut self) -> Result<()> {
+    /// Creates every directory. On v2, `controllers` (what the container's resources
+    /// need, see [`needed_controllers`]) are enabled along the path.
+    pub fn create(&mut self, controllers: &[&str]) -> Result<()> {
         for d in &mut self.dirs {
             let mut top = None;
             let mut p = d.path.parent();
@@ -226,6 +228,9 @@ impl Cgroups {
                 p = dir.parent();
             }
             d.created_above = top;
+            if d.is_v2() && !controllers.is_empty() {
+                enable_controllers(d, controllers);
+            }
             std::fs::create_dir_all(&d.path)
                 .ctx(|| format!("creating cgroup {}", d.path.display()))?;
             if d.has("cpuset") {
@@ -345,6 +350,62 @@ impl Cgroups {
                 host_path: d.path.clone(),
             })
             .collect()
+    }
+}
+
+/// The v2 controllers a set of resources needs.
+pub fn needed_controllers(res: Option<&oci_spec::runtime::LinuxResources>) -> Vec<&'static str> {
+    let Some(r) = res else { return Vec::new() };
+    let mut out = Vec::new();
+    if r.memory().is_some() {
+        out.push("memory");
+    }
+    if let Some(cpu) = r.cpu() {
+        if cpu.shares().is_some()
+            || cpu.quota().is_some()
+            || cpu.period().is_some()
+            || cpu.idle().is_some()
+        {
+            out.push("cpu");
+        }
+        if cpu.cpus().is_some() || cpu.mems().is_some() {
+            out.push("cpuset");
+        }
+    }
+    if r.pids().is_some() {
+        out.push("pids");
+    }
+    if r.block_io().is_some() {
+        out.push("io");
+    }
+    if r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty()) {
+        out.push("hugetlb");
+    }
+    out
+}
+
+/// On v2, a controller reaches a cgroup only if every ancestor lists it in
+/// `cgroup.subtree_control`: enable the ones asked for, top down, where available.
+/// A cgroup that itself holds processes cannot delegate (the no-internal-processes
+/// rule); that failure is left for the resource that needs the controller to report.
+fn enable_controllers(d: &CgroupDir, wanted: &[&str]) {
+    let root = Path::new("/sys/fs/cgroup").join(&d.mount_dir);
+    let mut chain: Vec<&Path> = d
+        .path
+        .ancestors()
+        .skip(1)
+        .take_while(|p| p.starts_with(&root))
+        .collect();
+    chain.reverse();
+    for dir in chain {
+        let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let enabled =
+            std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        for c in available.split_whitespace().filter(|c| wanted.contains(c)) {
+            if !enabled.split_whitespace().any(|e| e == c) {
+                let _ = std::fs::write(dir.join("cgroup.subtree_control"), format!("+{c}"));
+            }
+        }
     }
 }
 

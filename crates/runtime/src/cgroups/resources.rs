@@ -31,8 +31,29 @@ fn find<'a>(cg: &'a Cgroups, controller: &str, field: &str) -> Result<&'a Cgroup
             return Ok(d);
         }
     }
+    let why = match cg.dirs.iter().find(|d| d.is_v2()) {
+        Some(d) => {
+            let parent = d.path.parent().unwrap_or(Path::new("/"));
+            let has_procs = std::fs::read_to_string(parent.join("cgroup.procs"))
+                .is_ok_and(|s| !s.trim().is_empty());
+            if has_procs {
+                format!(
+                    "{} holds processes, so it cannot delegate controllers (cgroup v2's \
+                     no-internal-processes rule): run the runtime from another cgroup or give \
+                     the container an absolute linux.cgroupsPath",
+                    parent.display()
+                )
+            } else {
+                format!(
+                    "{} does not delegate it (cgroup.subtree_control)",
+                    parent.display()
+                )
+            }
+        }
+        None => "no hierarchy on this host has it".to_string(),
+    };
     Err(Error::Unsupported(format!(
-        "{field}: the {controller} controller is not available to this container's cgroup"
+        "{field}: the {controller} controller is not available to this container's cgroup: {why}"
     )))
 }
 
@@ -59,6 +80,181 @@ pub fn apply_resources(
     }
     if let Some(rules) = res.devices() {
         apply_devices(cg, rules, spec_devices)?;
+    }
+    if let Some(io) = res.block_io() {
+        apply_block_io(cg, io)?;
+    }
+    for (i, h) in res.hugepage_limits().iter().flatten().enumerate() {
+        let field = format!("linux.resources.hugepageLimits[{i}]");
+        let size = h.page_size();
+        if size.is_empty() || !size.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(Error::config(
+                format!("{field}.pageSize"),
+                format!("{size:?} is not a page size like 2MB"),
+            ));
+        }
+        let d = find(cg, "hugetlb", &field)?;
+        let file = if d.is_v2() {
+            format!("hugetlb.{size}.max")
+        } else {
+            format!("hugetlb.{size}.limit_in_bytes")
+        };
+        if !d.path.join(&file).exists() {
+            return Err(Error::Unsupported(format!(
+                "{field}: this host has no {size} huge pages"
+            )));
+        }
+        write(d, &file, &h.limit().to_string())?;
+    }
+    if let Some(unified) = res.unified().as_ref().filter(|u| !u.is_empty()) {
+        let d = cg.dirs.iter().find(|d| d.is_v2()).ok_or_else(|| {
+            Error::Unsupported(
+                "linux.resources.unified: this host has no cgroup v2 hierarchy".into(),
+            )
+        })?;
+        let mut keys: Vec<_> = unified.keys().collect();
+        keys.sort();
+        for k in keys {
+            let field = format!("linux.resources.unified.{k}");
+            if k.contains('/') || k.starts_with('.') || !k.contains('.') {
+                return Err(Error::config(
+                    field,
+                    "is not a cgroup v2 interface file name",
+                ));
+            }
+            if !d.path.join(k).exists() {
+                return Err(Error::Unsupported(format!(
+                    "{field}: {} has no such file (controller not enabled?)",
+                    d.path.display()
+                )));
+            }
+            write(d, k, &unified[k])?;
+        }
+    }
+    Ok(())
+}
+
+/// `linux.resources.blockIO`: v1 blkio (BFQ or CFQ weights, throttles) or v2 io.
+fn apply_block_io(cg: &Cgroups, io: &oci_spec::runtime::LinuxBlockIo) -> Result<()> {
+    const F: &str = "linux.resources.blockIO";
+    let d = find(
+        cg,
+        if cg.dirs.iter().any(|d| d.has("blkio")) {
+            "blkio"
+        } else {
+            "io"
+        },
+        F,
+    )?;
+    if io.leaf_weight().is_some()
+        || io
+            .weight_device()
+            .iter()
+            .flatten()
+            .any(|w| w.leaf_weight().is_some())
+    {
+        return Err(Error::Unsupported(format!(
+            "{F}.leafWeight (removed from the kernel)"
+        )));
+    }
+    let pick = |names: &[&str]| {
+        names
+            .iter()
+            .find(|n| d.path.join(n).exists())
+            .map(|n| n.to_string())
+    };
+    if let Some(w) = io.weight() {
+        if !(10..=1000).contains(&w) {
+            return Err(Error::config(
+                format!("{F}.weight"),
+                format!("{w} is outside 10..1000"),
+            ));
+        }
+        if d.is_v2() {
+            match pick(&["io.bfq.weight", "io.weight"]) {
+                // v2's io.weight is 1..10000: the conversion runc uses.
+                Some(f) if f == "io.weight" => write(
+                    d,
+                    &f,
+                    &format!("default {}", 1 + (w as u64 - 10) * 9999 / 990),
+                )?,
+                Some(f) => write(d, &f, &w.to_string())?,
+                None => {
+                    return Err(Error::Unsupported(format!(
+                        "{F}.weight: no io weight file (no BFQ or io.weight)"
+                    )))
+                }
+            }
+        } else {
+            let f = pick(&["blkio.bfq.weight", "blkio.weight"]).ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "{F}.weight: no blkio weight file (no BFQ or CFQ scheduler)"
+                ))
+            })?;
+            write(d, &f, &w.to_string())?;
+        }
+    }
+    for (i, wd) in io.weight_device().iter().flatten().enumerate() {
+        let Some(w) = wd.weight() else { continue };
+        let field = format!("{F}.weightDevice[{i}]");
+        let line = format!("{}:{} {w}", wd.major(), wd.minor());
+        let names: &[&str] = if d.is_v2() {
+            &["io.bfq.weight", "io.weight"]
+        } else {
+            &["blkio.bfq.weight_device", "blkio.weight_device"]
+        };
+        let f = pick(names)
+            .ok_or_else(|| Error::Unsupported(format!("{field}: no per-device weight file")))?;
+        write(d, &f, &line)?;
+    }
+    let throttles = [
+        (
+            io.throttle_read_bps_device(),
+            "blkio.throttle.read_bps_device",
+            "rbps",
+            "throttleReadBpsDevice",
+        ),
+        (
+            io.throttle_write_bps_device(),
+            "blkio.throttle.write_bps_device",
+            "wbps",
+            "throttleWriteBpsDevice",
+        ),
+        (
+            io.throttle_read_iops_device(),
+            "blkio.throttle.read_iops_device",
+            "riops",
+            "throttleReadIOPSDevice",
+        ),
+        (
+            io.throttle_write_iops_device(),
+            "blkio.throttle.write_iops_device",
+            "wiops",
+            "throttleWriteIOPSDevice",
+        ),
+    ];
+    for (list, v1_file, v2_key, name) in throttles {
+        for t in list.iter().flatten() {
+            if d.is_v2() {
+                let rate = if t.rate() == 0 {
+                    "max".to_string()
+                } else {
+                    t.rate().to_string()
+                };
+                write(
+                    d,
+                    "io.max",
+                    &format!("{}:{} {v2_key}={rate}", t.major(), t.minor()),
+                )?;
+            } else {
+                write(
+                    d,
+                    v1_file,
+                    &format!("{}:{} {}", t.major(), t.minor(), t.rate()),
+                )
+                .map_err(|e| Error::config(format!("{F}.{name}"), e.to_string()))?;
+            }
+        }
     }
     Ok(())
 }

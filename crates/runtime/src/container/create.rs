@@ -101,7 +101,8 @@ impl Runtime {
 
         let linux = spec.linux().as_ref();
         let mut cgroups = Cgroups::resolve(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
-        cgroups.create()?;
+        let resources = linux.and_then(|l| l.resources().as_ref());
+        cgroups.create(&crate::cgroups::needed_controllers(resources))?;
         rollback.cgroups = Some(cgroups.clone());
         if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
             let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
