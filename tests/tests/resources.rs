@@ -1,0 +1,299 @@
+//! Resource control on this (hybrid, v1-controller) host: every limit is enforced by the
+//! kernel and can be read back. Pure cgroup v2 is proven by the VM tier (vm/).
+
+use codex_tests::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::time::{Duration, Instant};
+
+fn stats(ctx: &TestCtx, id: &str) -> Value {
+    let o = ctx.rt.run(&["events", "--stats", id]);
+    o.assert_ok();
+    o.json()["data"].clone()
+}
+
+fn swap_accounting() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+}
+
+#[test]
+fn oom_killed_process_gets_137_and_the_oom_is_reported() {
+    if runtime_is_runc() {
+        return skip("codex-specific: events stream format");
+    }
+    let ctx = TestCtx::new("res-oom");
+    let mut b = ctx.bundle();
+    let limit = 32 * 1024 * 1024;
+    let mut mem = json!({"limit": limit});
+    if swap_accounting() {
+        mem["swap"] = json!(limit);
+    }
+    b.set("/linux/resources/memory", mem);
+    // The shell outlives the OOM kill of `tail` (the largest process) and reports it.
+    b.sh("read go < /dev/shm/go 2>/dev/null; tail /dev/zero; echo tail-exit=$?; sleep 1");
+    let id = ctx.id("oom");
+    ctx.create(&b, &id, &[]).assert_ok();
+    let mut events = ctx.rt.command(&["events", "--interval", "100ms", &id]);
+    let ev_out = ctx.path("events.out");
+    events.stdout(fs::File::create(&ev_out).unwrap());
+    let mut events = events.spawn().unwrap();
+    ctx.rt.run(&["start", &id]).assert_ok();
+    ctx.wait_for_stdout(&id, "tail-exit=137");
+    assert!(
+        wait_until(Duration::from_secs(10), || read_lossy(&ev_out)
+            .contains("\"type\":\"oom\"")),
+        "no oom event: {:?}",
+        read_lossy(&ev_out)
+    );
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(stats(&ctx, &id)["memory"]["oom_kill"].as_u64().unwrap_or(0) >= 1);
+    ctx.rt.run(&["delete", "--force", &id]).assert_ok();
+    assert!(
+        cgroup_dirs_containing(&id).is_empty(),
+        "{:?}",
+        cgroup_dirs_containing(&id)
+    );
+}
+
+#[test]
+fn init_killed_by_the_oom_killer_makes_run_exit_137() {
+    let ctx = TestCtx::new("res-oom-run");
+    let mut b = ctx.bundle();
+    let limit = 32 * 1024 * 1024;
+    let mut mem = json!({"limit": limit});
+    if swap_accounting() {
+        mem["swap"] = json!(limit);
+    }
+    b.set("/linux/resources/memory", mem);
+    b.args(&["tail", "/dev/zero"]);
+    let id = ctx.id("oomrun");
+    ctx.run(&b, &id, &[]).assert_code(137);
+    assert!(cgroup_dirs_containing(&id).is_empty());
+}
+
+#[test]
+fn pids_limit_caps_the_number_of_processes() {
+    let ctx = TestCtx::new("res-pids");
+    let mut b = ctx.bundle();
+    b.set("/linux/resources/pids", json!({"limit": 20}));
+    b.push_mount(
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                        "options": ["ro", "nosuid", "nodev", "noexec"]}),
+    );
+    let o = ctx.run_sh(
+        &mut b,
+        // A failed fork ends the subshell; the outer shell then reads the counters
+        // with builtins only (every process slot may be taken).
+        "( i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done ) 2>/dev/null; \
+         read max < /sys/fs/cgroup/pids/pids.max; read current < /sys/fs/cgroup/pids/pids.current; \
+         set -- /proc/[0-9]*; echo max=$max current=$current running=$#",
+    );
+    let line = o.stdout.lines().last().unwrap_or_default().to_string();
+    let field = |k: &str| -> u64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {k} in {line:?}"))
+    };
+    assert_eq!(field("max"), 20, "{line}");
+    assert!(field("current") <= 20, "{line}");
+    assert!(field("running") <= 20, "{line}");
+    assert!(
+        field("current") >= 15,
+        "the fork loop should reach the limit: {line}"
+    );
+}
+
+#[test]
+fn cpu_quota_holds_a_busy_loop_to_half_a_cpu() {
+    if runtime_is_runc() {
+        return skip("codex-specific: reads usage through codex-oci events --stats");
+    }
+    let ctx = TestCtx::new("res-cpu");
+    let mut b = ctx.bundle();
+    b.set(
+        "/linux/resources/cpu",
+        json!({"quota": 50000, "period": 100000}),
+    );
+    b.sh("while :; do :; done");
+    let id = ctx.id("cpu");
+    ctx.create_and_start(&b, &id);
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let u0 = stats(&ctx, &id)["cpu"]["usage"]["total"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let u1 = stats(&ctx, &id)["cpu"]["usage"]["total"].as_u64().unwrap();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpus = (u1 - u0) as f64 / 1e9 / wall;
+    assert!(
+        (0.35..=0.65).contains(&cpus),
+        "busy loop used {cpus:.3} CPUs under a 0.5 quota"
+    );
+    let s = stats(&ctx, &id);
+    assert!(
+        s["cpu"]["throttling"]["throttled_periods"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{s}"
+    );
+}
+
+#[test]
+fn write_throttle_on_the_backing_device_is_enforced() {
+    let ctx = TestCtx::new("res-blkio");
+    let data = ctx.mkdir("data");
+    let dev = fs::metadata(&data).unwrap().dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sysfs = format!("/sys/dev/block/{major}:{minor}");
+    if major == 0 || !std::path::Path::new(&sysfs).exists() {
+        return skip(&format!(
+            "the test dir is not on a block device ({major}:{minor})"
+        ));
+    }
+    // Throttles apply to whole disks: use the partition's parent when there is one.
+    let (major, minor) = if std::path::Path::new(&format!("{sysfs}/partition")).exists() {
+        let parent = fs::read_to_string(format!("{sysfs}/../dev")).unwrap();
+        let (a, b) = parent.trim().split_once(':').unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    } else {
+        (major, minor)
+    };
+    let mut b = ctx.bundle();
+    b.add_bind(&data, "/data", &["rbind", "rw"]);
+    b.set(
+        "/linux/resources/blockIO",
+        json!({"throttleWriteBpsDevice": [{"major": major, "minor": minor, "rate": 4 * 1024 * 1024}]}),
+    );
+    let start = Instant::now();
+    let o = ctx.run_sh(
+        &mut b,
+        "dd if=/dev/zero of=/data/f bs=1M count=8 oflag=direct 2>&1",
+    );
+    let took = start.elapsed();
+    if o.stdout.contains("Invalid argument") {
+        return skip("the backing filesystem refuses O_DIRECT");
+    }
+    assert!(
+        took >= Duration::from_millis(1700),
+        "8 MiB at 4 MiB/s took {took:?}: {o:?}"
+    );
+}
+
+#[test]
+fn denied_device_cannot_be_opened_even_when_its_node_exists() {
+    let ctx = TestCtx::new("res-dev");
+    let mut b = ctx.bundle();
+    b.set(
+        "/linux/resources/devices",
+        json!([{"allow": false, "access": "rwm"}]),
+    );
+    for set in ["bounding", "effective", "permitted"] {
+        b.caps(set, &["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
+    }
+    let o = ctx.run_sh(
+        &mut b,
+        "mknod /dev/kmsg2 c 1 11 2>&1; echo mknod=$?; \
+         head -c1 /dev/kmsg2 >/dev/null 2>&1; echo kmsg=$?; \
+         echo x > /dev/null; echo null=$?",
+    );
+    assert!(o.stdout.contains("null=0"), "{o:?}");
+    assert!(o.stdout.contains("kmsg=1"), "a denied device opened: {o:?}");
+}
+
+#[test]
+fn paused_container_makes_no_progress_and_resumes() {
+    let ctx = TestCtx::new("res-pause");
+    let out = ctx.mkdir("out");
+    let mut b = ctx.bundle();
+    b.add_bind(&out, "/out", &["rbind", "rw"]);
+    b.sh("i=0; while true; do i=$((i+1)); echo $i > /out/n; sleep 0.02; done");
+    let id = ctx.id("pause");
+    ctx.create_and_start(&b, &id);
+    let n = || {
+        read_lossy(&out.join("n"))
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0)
+    };
+    assert!(wait_until(Duration::from_secs(5), || n() > 3));
+    ctx.rt.run(&["pause", &id]).assert_ok();
+    assert_eq!(ctx.rt.status(&id).as_deref(), Some("paused"));
+    let frozen_at = n();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(n(), frozen_at, "the counter advanced while paused");
+    ctx.rt.run(&["resume", &id]).assert_ok();
+    assert_eq!(ctx.rt.status(&id).as_deref(), Some("running"));
+    assert!(
+        wait_until(Duration::from_secs(5), || n() > frozen_at + 3),
+        "no progress after resume"
+    );
+    ctx.rt.run(&["resume", &id]).assert_fails();
+}
+
+#[test]
+fn update_changes_memory_and_pids_limits_of_a_running_container() {
+    let ctx = TestCtx::new("res-update");
+    let mut b = ctx.bundle();
+    b.set(
+        "/linux/resources",
+        json!({"memory": {"limit": 64 * 1024 * 1024}, "pids": {"limit": 50}}),
+    );
+    b.sh("sleep 1000");
+    let id = ctx.id("upd");
+    ctx.create_and_start(&b, &id);
+    let read_back = |ctx: &TestCtx| {
+        let s = ctx.rt.run(&["events", "--stats", &id]).json()["data"].clone();
+        (
+            s["memory"]["usage"]["limit"].as_u64(),
+            s["pids"]["limit"].as_u64(),
+        )
+    };
+    if !runtime_is_runc() {
+        assert_eq!(read_back(&ctx), (Some(64 * 1024 * 1024), Some(50)));
+    }
+    ctx.rt
+        .run(&["update", "--memory", "33554432", "--pids-limit", "20", &id])
+        .assert_ok();
+    if !runtime_is_runc() {
+        assert_eq!(read_back(&ctx), (Some(32 * 1024 * 1024), Some(20)));
+    }
+    // The resources JSON on stdin, as containerd passes it.
+    let mut cmd = ctx.rt.command(&["update", "--resources", "-", &id]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids": {"limit": 30}}"#)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let pids_max: Vec<String> = cgroup_dirs_containing(&id)
+        .into_iter()
+        .filter(|d| d.join("pids.max").exists())
+        .map(|d| read_lossy(&d.join("pids.max")).trim().to_string())
+        .collect();
+    assert_eq!(pids_max, vec!["30".to_string()]);
+}
+
+#[test]
+fn unsupported_resources_are_refused_by_name() {
+    if runtime_is_runc() {
+        return skip("codex-specific error message");
+    }
+    let ctx = TestCtx::new("res-refuse");
+    let mut b = ctx.bundle();
+    b.set(
+        "/linux/resources/rdma",
+        json!({"mlx5_0": {"hcaHandles": 3}}),
+    );
+    let id = ctx.id("rdma");
+    ctx.run(&b, &id, &[])
+        .assert_fails()
+        .assert_stderr_mentions("linux.resources.rdma");
+    assert!(!ctx.rt.root_has_entry(&id));
+}
