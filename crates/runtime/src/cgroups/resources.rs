@@ -6,6 +6,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 
+use super::devices_bpf::{self, Rule};
 use super::{CgroupDir, Cgroups};
 use crate::error::{Context, Error, Result};
 use crate::rootfs::devices::DEFAULT_DEVICES;
@@ -58,10 +59,12 @@ fn find<'a>(cg: &'a Cgroups, controller: &str, field: &str) -> Result<&'a Cgroup
 }
 
 /// Applies `res` (with the spec's extra devices allowed) to the container's cgroups.
+/// `initial` is true at create; device rules on v2 can only be set then.
 pub fn apply_resources(
     cg: &Cgroups,
     res: &LinuxResources,
     spec_devices: &[oci_spec::runtime::LinuxDevice],
+    initial: bool,
 ) -> Result<()> {
     if let Some(pids) = res.pids() {
         let d = find(cg, "pids", "linux.resources.pids")?;
@@ -79,7 +82,7 @@ pub fn apply_resources(
         apply_cpu(cg, cpu)?;
     }
     if let Some(rules) = res.devices() {
-        apply_devices(cg, rules, spec_devices)?;
+        apply_devices(cg, rules, spec_devices, initial)?;
     }
     if let Some(io) = res.block_io() {
         apply_block_io(cg, io)?;
@@ -452,15 +455,9 @@ fn apply_devices(
     cg: &Cgroups,
     rules: &[LinuxDeviceCgroup],
     spec_devices: &[oci_spec::runtime::LinuxDevice],
+    initial: bool,
 ) -> Result<()> {
-    let Some(d) = cg.dirs.iter().find(|d| d.has("devices")) else {
-        if rules.is_empty() {
-            return Ok(());
-        }
-        return Err(Error::Unsupported(
-            "linux.resources.devices on cgroup v2 (needs the eBPF device program of the resource-control work)".into(),
-        ));
-    };
+    let mut lines = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         if let Some(a) = r.access() {
             if a.is_empty() || !a.chars().all(|c| "rwm".contains(c)) {
@@ -470,19 +467,41 @@ fn apply_devices(
                 ));
             }
         }
-        let line = rule_line(r.typ(), r.major(), r.minor(), r.access().as_deref());
-        write(
-            d,
-            if r.allow() {
-                "devices.allow"
-            } else {
-                "devices.deny"
-            },
-            &line,
-        )?;
+        lines.push((
+            r.allow(),
+            rule_line(r.typ(), r.major(), r.minor(), r.access().as_deref()),
+        ));
     }
-    for line in default_allow_rules(spec_devices) {
-        write(d, "devices.allow", &line)?;
+    lines.extend(
+        default_allow_rules(spec_devices)
+            .into_iter()
+            .map(|l| (true, l)),
+    );
+    if let Some(d) = cg.dirs.iter().find(|d| d.has("devices")) {
+        for (allow, line) in &lines {
+            write(
+                d,
+                if *allow {
+                    "devices.allow"
+                } else {
+                    "devices.deny"
+                },
+                line,
+            )?;
+        }
+    }
+    // v2 (and the unified half of a hybrid host): an eBPF program on the cgroup.
+    if let Some(d) = cg.dirs.iter().find(|d| d.is_v2()) {
+        if !initial {
+            return Err(Error::Unsupported(
+                "linux.resources.devices: changing device rules of a running container on cgroup v2".into(),
+            ));
+        }
+        let parsed: Vec<Rule> = lines
+            .iter()
+            .filter_map(|(allow, l)| Rule::parse(*allow, l))
+            .collect();
+        devices_bpf::attach(&d.path, &parsed)?;
     }
     Ok(())
 }

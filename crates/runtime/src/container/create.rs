@@ -106,7 +106,7 @@ impl Runtime {
         rollback.cgroups = Some(cgroups.clone());
         if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
             let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
-            apply_resources(&cgroups, res, &devices)?;
+            apply_resources(&cgroups, res, &devices, true)?;
         }
 
         let plan = namespace_plan(spec)?;

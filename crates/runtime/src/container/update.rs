@@ -32,7 +32,7 @@ impl Runtime {
         }
         let linux = c.state.config.linux().clone().unwrap_or_default();
         let devices = linux.devices().clone().unwrap_or_default();
-        apply_resources(&c.state.cgroups, res, &devices)?;
+        apply_resources(&c.state.cgroups, res, &devices, false)?;
         let mut merged = serde_json::to_value(linux.resources().clone().unwrap_or_default())
             .map_err(|e| Error::Other(e.to_string()))?;
         merge(
