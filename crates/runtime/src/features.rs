@@ -46,7 +46,7 @@ pub fn features() -> Value {
             }
         },
         "annotations": {
-            "io.github.codex-ctr.resources": "pids, memory (limit, reservation, swap, swappiness, disableOOMKiller on v1), cpu (shares, quota, period, cpus, mems), devices (v1)"
+            "io.github.codex-ctr.resources": "devices (v1 files, v2 eBPF), pids, memory (limit, reservation, swap; swappiness and disableOOMKiller on v1), cpu (shares, quota, period, cpus, mems, idle on v2), blockIO (weights, per-device weights, bps/iops throttles), hugepageLimits, unified (v2)"
         }
     })
 }
