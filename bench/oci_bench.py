@@ -24,6 +24,52 @@ def make_bundle(tmp):
     return tmp
 
 
+def make_limited_bundle(tmp):
+    """The same bundle with a memory + cpu + pids limit."""
+    d = make_bundle(tmp)
+    path = os.path.join(d, "config.json")
+    with open(path) as f:
+        c = json.load(f)
+    c.setdefault("linux", {})["resources"] = {
+        "memory": {"limit": 256 * 1024 * 1024},
+        "cpu": {"quota": 100000, "period": 100000, "shares": 512},
+        "pids": {"limit": 100},
+    }
+    with open(path, "w") as f:
+        json.dump(c, f)
+    return d
+
+
+def events_latency(runtimes, tmp, bundle_dir, runs):
+    """Median wall time of `RUNTIME events --stats ID` on a running container."""
+    out = {}
+    with open(os.path.join(bundle_dir, "config.json")) as f:
+        c = json.load(f)
+    c["process"]["args"] = ["sleep", "600"]
+    sleeper = os.path.join(tmp, "sleeper")
+    os.makedirs(sleeper, exist_ok=True)
+    with open(os.path.join(sleeper, "config.json"), "w") as f:
+        json.dump(c, f)
+    for name, exe in runtimes.items():
+        if name == "crun":
+            continue  # crun has no `events`
+        root = os.path.join(tmp, "state-events-" + name)
+        cid = f"bench-{os.getpid()}-{name}-events"
+        subprocess.run([exe, "--root", root, "run", "-d", "--bundle", sleeper, cid], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            times = []
+            for i in range(runs + 3):
+                t0 = time.perf_counter()
+                subprocess.run([exe, "--root", root, "events", "--stats", cid], check=True, stdout=subprocess.DEVNULL)
+                if i >= 3:
+                    times.append((time.perf_counter() - t0) * 1000)
+            out[name] = statistics.median(times)
+        finally:
+            subprocess.run([exe, "--root", root, "delete", "--force", cid], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
 def one_run(cmd):
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -52,6 +98,8 @@ def main():
     }
     runtimes = {k: v for k, v in runtimes.items() if v}
     results = {k: {"wall": [], "cpu": [], "rss": []} for k in runtimes}
+    limited = make_limited_bundle(os.path.join(tmp, "limited"))
+    limited_wall = {k: [] for k in runtimes}
     try:
         for i in range(a.runs + 3):
             for name, exe in runtimes.items():
@@ -62,6 +110,15 @@ def main():
                     r = results[name]
                     r["wall"].append(wall * 1000)
                     r["cpu"].append(cpu * 1000)
+        # `run` with memory + cpu + pids limits.
+        for i in range(a.runs // 2 + 3):
+            for name, exe in runtimes.items():
+                cid = f"bench-{os.getpid()}-{name}-lim{i}"
+                cmd = [exe, "--root", os.path.join(tmp, "state-" + name), "run", "--bundle", limited, cid]
+                wall = one_run(cmd)[0]
+                if i >= 3:
+                    limited_wall[name].append(wall * 1000)
+        events = events_latency(runtimes, tmp, bundle, a.runs // 2)
         # Cold runs: after half a second of idle, as a single `run` on a quiet machine
         # sees it (kernel caches such as the cgroup RCU sync state have gone cold).
         for i in range(a.cold_runs):
@@ -115,6 +172,17 @@ def main():
             "",
         ]
     )
+    lim = {k: statistics.median(v) for k, v in limited_wall.items()}
+    lines2 = ["| runtime | `run` with memory+cpu+pids limits, median wall (ms) | vs codex-oci | `events --stats`, median (ms) | vs codex-oci |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for k in runtimes:
+        ev = events.get(k)
+        ev_s = f"{ev:.2f} | {ev / events['codex-oci']:.2f}x" if ev is not None else "n/a (no `events`) | —"
+        lines2.append(f"| {k} | {lim[k]:.2f} | {lim[k] / lim['codex-oci']:.2f}x | {ev_s} |")
+    section += "\n".join(["", "### With resource limits, and stats latency", "",
+                          f"Same wrapper and machine, {a.runs // 2} interleaved rounds of `run` with "
+                          "memory 256 MiB, cpu quota 1 CPU + shares 512, pids 100; `events --stats` on a running "
+                          f"container, {a.runs // 2} calls each.", "", *lines2, ""])
     print(section)
     if a.out:
         path = os.path.join(ROOT, a.out)
