@@ -157,11 +157,17 @@ fn created_container_has_not_started_the_program() {
     );
     ctx.rt.run(&["start", &id]).assert_ok();
     ctx.wait_for_stdout(&id, "started");
-    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&cmdline),
-        "sleep\u{0}1000\u{0}",
-        "after start the init is the user's program"
+    // "started" is printed by the shell before its `exec sleep`: poll for the exec.
+    let mut cmdline = String::new();
+    let exec_done = wait_until(WAIT, || {
+        cmdline = fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).into_owned())
+            .unwrap_or_default();
+        cmdline == "sleep\u{0}1000\u{0}"
+    });
+    assert!(
+        exec_done,
+        "after start the init (pid {pid}) must become the user's program; cmdline: {cmdline:?}"
     );
 }
 

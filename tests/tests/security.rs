@@ -90,62 +90,17 @@ fn runtime_binary_cannot_be_overwritten_from_inside_the_container() {
     // CVE-2019-5736. The runtime under test is a private copy, so a failure cannot destroy
     // the real build. While the container is `created`, its PID 1 is the runtime's init: a
     // process exec'd into the container opens /proc/1/exe, waits until `start` has replaced
-    // PID 1 with the user program and the runtime processes have exited, then tries to write
-    // through the fd it holds.
+    // PID 1 with the user program, then keeps trying to write through the fd it holds while
+    // the runtime processes exit.
     let base = TestCtx::new("exe-overwrite-bin");
     let bindir = base.mkdir("bin");
     let bin = copy_runtime_to(&bindir, "runtime-copy");
     let before = fs::read(&bin).unwrap();
     let mtime = fs::metadata(&bin).unwrap().mtime();
-    {
-        let ctx = TestCtx::with_binary("exe-overwrite", &bin);
-        let mut b = ctx.bundle();
-        b.sh("echo started; exec sleep 1000");
-        let id = ctx.id("victim");
-        ctx.create(&b, &id, &[]).assert_ok();
-        // (a failed redirection on `exec` would end the shell: probe in a subshell first)
-        let attack = "if ! (exec 3</proc/1/exe) 2>/dev/null; then echo result:no-open; exit 0; fi; \
-                      exec 3</proc/1/exe; echo opened; \
-                      i=0; while [ $i -lt 150 ]; do \
-                        if [ \"$(readlink /proc/1/exe)\" = /bin/busybox ] && echo pwned 2>/dev/null >/proc/self/fd/3; then \
-                          echo result:WROTE; exit 0; fi; \
-                        i=$((i+1)); sleep 0.02; done; echo result:refused";
-        let out = ctx.path("attack.out");
-        let mut cmd = ctx.rt.command(&["exec", "-d", &id, "sh", "-c", attack]);
-        cmd.stdout(fs::File::create(&out).unwrap())
-            .stderr(fs::File::create(ctx.path("attack.err")).unwrap());
-        let exec_ok = cmd.status().map(|s| s.success()).unwrap_or(false);
-        if exec_ok {
-            // let the attacker get its fd (or fail to) before start
-            wait_until(WAIT, || {
-                read_lossy(&out).contains("opened") || read_lossy(&out).contains("result:")
-            });
-        }
-        ctx.rt.run(&["start", &id]).assert_ok();
-        ctx.wait_for_stdout(&id, "started");
-        if exec_ok {
-            assert!(
-                wait_until(Duration::from_secs(30), || read_lossy(&out)
-                    .contains("result:")),
-                "the attacker never finished: {:?} {:?}",
-                read_lossy(&out),
-                read_lossy(&ctx.path("attack.err"))
-            );
-            eprintln!("attack: {:?}", read_lossy(&out));
-            assert!(
-                !read_lossy(&out).contains("WROTE"),
-                "{:?}",
-                read_lossy(&out)
-            );
-        } else {
-            eprintln!("note: exec into a created container was refused; the attack did not run");
-        }
-        // also: the user program may exec the runtime through /proc/self/exe of its init
-        let mut b2 = ctx.bundle();
-        b2.sh("echo x > /proc/1/exe 2>/dev/null; echo x > /proc/self/exe 2>/dev/null; true");
-        let id2 = ctx.id("victim2");
-        ctx.run(&b2, &id2, &[]).assert_ok();
-    }
+    // Whatever happens to the attack (refused, inconclusive, a failed step), the binary is
+    // checked afterwards: the containers are gone by then (the ctx is dropped in the closure).
+    let attack =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| attack_runtime_binary(&bin)));
     assert_eq!(
         fs::metadata(&bin).unwrap().mtime(),
         mtime,
@@ -155,6 +110,80 @@ fn runtime_binary_cannot_be_overwritten_from_inside_the_container() {
         fs::read(&bin).unwrap() == before,
         "runtime binary content changed"
     );
+    if let Err(panic) = attack {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// The attacker: everything runs in a subshell, because a failed redirection on `exec` (a
+/// special builtin) ends a non-interactive shell; the subshell's failure is the refusal.
+/// Every path prints exactly one `result:` line.
+const EXE_ATTACK: &str = "( exec 3</proc/1/exe; echo opened; \
+     i=0; until [ \"$(readlink /proc/1/exe)\" = /bin/busybox ]; do \
+       i=$((i+1)); if [ $i -gt 1000 ]; then echo result:never-started; exit 0; fi; \
+       sleep 0.02; done; \
+     i=0; while [ $i -lt 150 ]; do \
+       if echo pwned 2>/dev/null >/proc/self/fd/3; then echo result:WROTE; exit 0; fi; \
+       i=$((i+1)); sleep 0.02; done; \
+     echo result:refused ) 2>/dev/null || echo result:no-open";
+
+/// Runs [`EXE_ATTACK`] against a container of the runtime copy `bin`; panics if the attacker
+/// wrote or never finished.
+fn attack_runtime_binary(bin: &std::path::Path) {
+    let ctx = TestCtx::with_binary("exe-overwrite", bin);
+    let mut b = ctx.bundle();
+    b.sh("echo started; exec sleep 1000");
+    let id = ctx.id("victim");
+    ctx.create(&b, &id, &[]).assert_ok();
+    let (out, err) = (ctx.path("attack.out"), ctx.path("attack.err"));
+    // -d: the attacker outlives the exec command and keeps writing to these files
+    let exec = try_run_to(
+        &mut ctx.rt.command(&["exec", "-d", &id, "sh", "-c", EXE_ATTACK]),
+        &out,
+        &err,
+        CMD_TIMEOUT,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let report = || format!("{:?} {:?}", read_lossy(&out), read_lossy(&err));
+    if exec.ok() {
+        // let the attacker get its fd (or fail to) before start
+        assert!(
+            wait_until(WAIT, || {
+                let o = read_lossy(&out);
+                o.contains("opened") || o.contains("result:")
+            }),
+            "the attacker never started: {}",
+            report()
+        );
+    }
+    ctx.rt.run(&["start", &id]).assert_ok();
+    ctx.wait_for_stdout(&id, "started");
+    if exec.ok() {
+        assert!(
+            wait_until(Duration::from_secs(60), || read_lossy(&out)
+                .contains("result:")),
+            "the attacker never finished: {}",
+            report()
+        );
+        eprintln!("attack: {}", report());
+        let o = read_lossy(&out);
+        assert!(!o.contains("result:WROTE"), "{}", report());
+        assert!(
+            !o.contains("result:never-started"),
+            "PID 1 never became the user's program: {}",
+            report()
+        );
+    } else {
+        eprintln!(
+            "note: exec into a created container was refused; the attack did not run: {}",
+            exec.stderr.trim()
+        );
+    }
+    // also: the user program may write to /proc/1/exe or /proc/self/exe (busybox) itself
+    let mut b2 = ctx.bundle();
+    b2.sh("echo x > /proc/1/exe 2>/dev/null; echo x > /proc/self/exe 2>/dev/null; true");
+    let id2 = ctx.id("victim2");
+    ctx.run(&b2, &id2, &[]).assert_ok();
 }
 
 /// Host dirs, each holding only `host-marker`.

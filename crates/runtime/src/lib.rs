@@ -19,6 +19,7 @@ pub mod hooks;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod seccomp_default;
 pub mod security;
 pub mod selfclone;
 pub mod spec;

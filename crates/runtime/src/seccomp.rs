@@ -133,6 +133,23 @@ impl Filter {
                 "linux.seccomp.listenerPath (seccomp notify)".into(),
             ));
         }
+        // A profile under which execve itself is refused would kill the container's
+        // program before it starts, silently (not even exit_group may be allowed):
+        // say so now.
+        let allows_exec = default == ScmpAction::Allow
+            || default == ScmpAction::Log
+            || s.syscalls().iter().flatten().any(|r| {
+                matches!(
+                    name_of(&r.action()).as_str(),
+                    "SCMP_ACT_ALLOW" | "SCMP_ACT_LOG"
+                ) && r.names().iter().any(|n| n == "execve" || n == "execveat")
+            });
+        if !allows_exec {
+            return Err(Error::config(
+                "linux.seccomp",
+                "the profile does not allow execve, so the container's program could never start",
+            ));
+        }
         for (i, rule) in s.syscalls().iter().flatten().enumerate() {
             let field = format!("linux.seccomp.syscalls[{i}]");
             let act = action(&rule.action(), rule.errno_ret(), &format!("{field}.action"))?;

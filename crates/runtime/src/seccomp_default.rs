@@ -10,10 +10,11 @@
 //!
 //! - Every syscall that is not listed fails with `EPERM` (`SCMP_ACT_ERRNO`, errno 1),
 //!   never killing the process, so programs see an ordinary permission error.
-//! - The listed groups (355 names, plus 3 on x86_64 and 6 on aarch64) are what ordinary programs use: processes,
-//!   credentials, signals, memory, clocks, scheduling, futexes, files, paths, xattrs,
-//!   polling, aio and io_uring, sockets, IPC, getrandom, and the architecture's own entry
-//!   points. The kernel still applies its own permission checks to all of them.
+//! - The listed groups (355 names, plus 3 on x86_64 and 6 on aarch64) are what ordinary
+//!   programs use: processes, credentials, signals, memory, clocks, scheduling, futexes,
+//!   files, paths, xattrs, polling, aio and io_uring, sockets, IPC, getrandom, and the
+//!   architecture's own entry points. The kernel still applies its own permission checks
+//!   to all of them.
 //! - A few are allowed only with safe arguments: `socket` for every family but AF_VSOCK,
 //!   `personality` only for PER_LINUX, PER_LINUX32, UNAME26, both, and the 0xffffffff query;
 //!   `clone` only without namespace flags (unless CAP_SYS_ADMIN); `clone3` fails with
@@ -45,7 +46,9 @@
 //! - Swap (`swapon`, `swapoff`): host-wide, always denied.
 //! - Tracing other processes (`ptrace`, `process_vm_readv`/`writev`, `kcmp`,
 //!   `pidfd_getfd`, `process_madvise`) without CAP_SYS_PTRACE: ptrace could bypass seccomp
-//!   on kernels before 4.8 and reads other processes' memory.
+//!   on kernels before 4.8 and reads other processes' memory. (Docker allows `ptrace` and
+//!   `process_vm_readv`/`writev` without the capability on kernels from 4.8; codex keeps
+//!   them behind it, so debuggers need `--cap-add CAP_SYS_PTRACE`.)
 //! - eBPF (`bpf`) without CAP_BPF or CAP_SYS_ADMIN, `perf_event_open` without CAP_PERFMON
 //!   or CAP_SYS_ADMIN: large kernel surfaces that leak kernel addresses.
 //! - `userfaultfd`: lets an attacker stall the kernel in the middle of a copy, the
@@ -60,8 +63,9 @@
 //! - Obsolete or dangerous interfaces, always: `uselib`, `_sysctl`, `sysfs`, `ustat`,
 //!   `nfsservctl`, `vm86`, `vm86old`, `lookup_dcookie` (CAP_SYS_ADMIN only),
 //!   `move_pages`, and `personality` with any other persona.
-//! - Anything newer than this list: a syscall the list does not name is denied until it
-//!   is reviewed and added.
+//! - Anything newer than this list: a syscall the list does not name is denied (EPERM,
+//!   not ENOSYS, so a program probing a new syscall sees a refusal rather than "not
+//!   implemented") until it is reviewed and added.
 //!
 //! Syscall names the installed libseccomp does not know are skipped when the profile is
 //! compiled (see [`crate::seccomp::Filter::compile`]), so they are denied too.
@@ -470,7 +474,9 @@ mod tests {
         assert_eq!(clone.len(), 1, "{clone:?}");
         assert_eq!(
             clone[0]["args"],
-            json!([{"index": 0, "value": 0x7E02_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}])
+            json!([{
+                "index": 0, "value": 0x7E02_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"
+            }])
         );
         assert_eq!(clone[0]["action"], "SCMP_ACT_ALLOW");
         let clone3 = rules_for(&p, "clone3");

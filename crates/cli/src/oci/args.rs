@@ -111,6 +111,12 @@ pub enum Command {
     Spec {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
+        /// Add the default seccomp profile (Docker-equivalent), tailored to the capabilities.
+        #[arg(long)]
+        seccomp_default: bool,
+        /// Add a capability to the bounding, effective and permitted sets (repeatable).
+        #[arg(long = "cap-add", value_name = "CAP")]
+        cap_add: Vec<String>,
     },
     /// Print what this runtime supports (runtime-spec features JSON).
     Features,

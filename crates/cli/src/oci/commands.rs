@@ -77,12 +77,37 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             codex_runtime::selfclone::ensure_protected_self()?;
             exec(&rt, a)
         }
-        Command::Spec { bundle } => {
+        Command::Spec {
+            bundle,
+            seccomp_default,
+            cap_add,
+        } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 bail!("{} exists; remove it first", path.display());
             }
-            let text = serde_json::to_string_pretty(&codex_runtime::features::default_spec())?;
+            let mut spec = codex_runtime::features::default_spec();
+            for cap in cap_add {
+                let cap = cap.to_ascii_uppercase();
+                let cap = if cap.starts_with("CAP_") {
+                    cap
+                } else {
+                    format!("CAP_{cap}")
+                };
+                for set in ["bounding", "effective", "permitted"] {
+                    let slot = &mut spec["process"]["capabilities"][set];
+                    let mut list = slot.as_array().cloned().unwrap_or_default();
+                    if !list.iter().any(|c| c == cap.as_str()) {
+                        list.push(cap.clone().into());
+                    }
+                    *slot = list.into();
+                }
+            }
+            // After the capabilities: the profile follows the bounding set.
+            if *seccomp_default {
+                codex_runtime::seccomp_default::set_default_profile(&mut spec);
+            }
+            let text = serde_json::to_string_pretty(&spec)?;
             std::fs::write(&path, text + "\n")
                 .with_context(|| format!("writing {}", path.display()))?;
             Ok(0)

@@ -14,6 +14,9 @@ pub(super) struct ConsoleProxy {
     master: OwnedFd,
     saved: Option<Termios>,
     stdin_open: bool,
+    /// Input read from stdin that the pty has not taken yet (it is non-blocking and
+    /// its buffer is small): kept until the master is writable again.
+    pending: Vec<u8>,
 }
 
 /// Receives the pty master the container's init sends over `sock`.
@@ -56,6 +59,7 @@ impl ConsoleProxy {
             master,
             saved,
             stdin_open: true,
+            pending: Vec::new(),
         };
         proxy.resize();
         proxy
@@ -81,8 +85,13 @@ impl ConsoleProxy {
         self.master.as_fd()
     }
 
-    pub fn stdin_open(&self) -> bool {
-        self.stdin_open
+    /// Whether stdin should be read now (open, and the last input has been delivered).
+    pub fn wants_input(&self) -> bool {
+        self.stdin_open && self.pending.is_empty()
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// stdin -> master. On EOF, stops reading stdin.
@@ -90,7 +99,29 @@ impl ConsoleProxy {
         let mut buf = [0u8; 4096];
         match nix::unistd::read(std::io::stdin().as_fd(), &mut buf) {
             Ok(0) | Err(_) => self.stdin_open = false,
-            Ok(n) => write_all(self.master.as_fd(), &buf[..n]),
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                self.flush_pending();
+            }
+        }
+    }
+
+    /// Writes as much pending input as the pty takes now.
+    pub fn flush_pending(&mut self) {
+        while !self.pending.is_empty() {
+            match nix::unistd::write(self.master.as_fd(), &self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(nix::errno::Errno::EAGAIN) => return,
+                // The container side is gone: the input has nowhere to go.
+                Err(_) => {
+                    self.pending.clear();
+                    self.stdin_open = false;
+                    return;
+                }
+            }
         }
     }
 

@@ -64,17 +64,23 @@ impl SignalGuard {
                 Err(e) => return Err(e).ctx(|| format!("waiting for {pid}")),
             }
             let stdin = std::io::stdin();
-            let (want_in, want_out) = match console.as_deref() {
-                Some(c) => (c.stdin_open(), output_open),
-                None => (false, false),
-            };
-            let (sig_ready, out_ready, in_ready) = {
+            let (sig_ready, master_events, in_ready) = {
                 let mut fds = vec![PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+                let (mut master_at, mut stdin_at) = (None, None);
                 if let Some(c) = console.as_deref() {
-                    if want_out {
-                        fds.push(PollFd::new(c.master(), PollFlags::POLLIN));
+                    let mut want = PollFlags::empty();
+                    if output_open {
+                        want |= PollFlags::POLLIN;
                     }
-                    if want_in {
+                    if c.has_pending() {
+                        want |= PollFlags::POLLOUT;
+                    }
+                    if !want.is_empty() {
+                        master_at = Some(fds.len());
+                        fds.push(PollFd::new(c.master(), want));
+                    }
+                    if c.wants_input() {
+                        stdin_at = Some(fds.len());
                         fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                     }
                 }
@@ -82,19 +88,22 @@ impl SignalGuard {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => return Err(e).ctx(|| "waiting for the container"),
                 }
-                let ready = |i: usize| {
-                    fds.get(i)
-                        .and_then(|f| f.revents())
-                        .is_some_and(|r| !r.is_empty())
+                let events = |i: Option<usize>| {
+                    i.and_then(|i| fds[i].revents())
+                        .unwrap_or(PollFlags::empty())
                 };
                 (
-                    ready(0),
-                    want_out && ready(1),
-                    want_in && ready(if want_out { 2 } else { 1 }),
+                    !events(Some(0)).is_empty(),
+                    events(master_at),
+                    !events(stdin_at).is_empty(),
                 )
             };
             if let Some(c) = console.as_deref_mut() {
-                if out_ready && !c.pump_output() {
+                if master_events.contains(PollFlags::POLLOUT) {
+                    c.flush_pending();
+                }
+                let readable = PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR;
+                if output_open && master_events.intersects(readable) && !c.pump_output() {
                     output_open = false;
                 }
                 if in_ready {
