@@ -1,0 +1,48 @@
+//! The engine's error type: each variant names the object and what failed.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad user input; `field` names what was wrong (`name`, `volumes[1]`, `memory`).
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+
+    #[error("{kind} name {name:?} is already in use")]
+    NameInUse { kind: &'static str, name: String },
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{path}: corrupt or unreadable state: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+
+    #[error(transparent)]
+    Runtime(#[from] codex_runtime::Error),
+}
+
+impl Error {
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Attaches "what we were doing" to io errors.
+pub trait Context<T> {
+    fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T>;
+}
+
+impl<T> Context<T> for std::io::Result<T> {
+    fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|source| Error::Io { context: context().into(), source })
+    }
+}

@@ -1,0 +1,9 @@
+//! codex-engine: the user's objects — images, containers, volumes, networks — kept in a
+//! JSON registry that survives crashes, and run through codex-runtime by a tiny
+//! per-container supervisor. No daemon. (Being built: see issue 5.)
+
+pub mod error;
+pub mod image;
+pub mod registry;
+
+pub use error::{Error, Result};
