@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps build release fixtures demo test lint bench clean
+.PHONY: all deps build release fixtures demo test lint bench clean vm-test
 
 all: build
 
@@ -42,6 +42,15 @@ demo: release fixtures
 test: build fixtures lint
 	$(CARGO) test --workspace --lib --bins
 	CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) $(CARGO) test -p codex-tests
+	$(CARGO) test -p codex-engine --tests
+	CODEX_OCI=$(CURDIR)/target/debug/codex-oci vm/run-cgroup-v2-tests.sh
+
+# The cgroup v2 VM tier: QEMU (software emulation) boots Debian's kernel on a pure
+# cgroup v2 hierarchy and runs real containers with limits (vm/README.md). Installs
+# qemu-system-x86 (bookworm-backports) and linux-image-amd64 when missing; says SKIP
+# loudly when it cannot (a failure when VM_TESTS_REQUIRED is set).
+vm-test: release fixtures
+	CODEX_OCI=$(CURDIR)/target/release/codex-oci vm/run-cgroup-v2-tests.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

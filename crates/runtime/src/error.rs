@@ -27,14 +27,15 @@ pub enum Error {
         needs: &'static str,
     },
 
-    #[error("{0} is not supported by this runtime")]
+    #[error("not supported: {0}")]
     Unsupported(String),
 
-    #[error("{context}: {source}")]
+    // The cause is part of the message (not a `#[source]`), so an error chain
+    // printer does not repeat it.
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{hook} hook {path}: {reason}")]
@@ -68,9 +69,9 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::io::Result<T> {
     fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|source| Error::Io {
+        self.map_err(|cause| Error::Io {
             context: context().into(),
-            source,
+            cause,
         })
     }
 }
@@ -79,7 +80,7 @@ impl<T> Context<T> for nix::Result<T> {
     fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
         self.map_err(|errno| Error::Io {
             context: context().into(),
-            source: std::io::Error::from_raw_os_error(errno as i32),
+            cause: std::io::Error::from_raw_os_error(errno as i32),
         })
     }
 }

@@ -144,7 +144,10 @@ impl Cgroups {
             .ctx(|| "reading /proc/self/mountinfo")?;
         let own =
             std::fs::read_to_string("/proc/self/cgroup").ctx(|| "reading /proc/self/cgroup")?;
-        Self::resolve_from(&mountinfo, &own, cgroups_path, id)
+        let has_procs = |p: &Path| {
+            std::fs::read_to_string(p.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+        };
+        Self::resolve_from(&mountinfo, &own, cgroups_path, id, &has_procs)
     }
 
     fn resolve_from(
@@ -152,6 +155,7 @@ impl Cgroups {
         own: &str,
         cgroups_path: Option<&Path>,
         id: &str,
+        has_procs: &dyn Fn(&Path) -> bool,
     ) -> Result<Cgroups> {
         if let Some(p) = cgroups_path {
             let s = p.to_string_lossy();
@@ -178,14 +182,28 @@ impl Cgroups {
             else {
                 continue;
             };
+            let host_path = |cg: &Path| {
+                // The mount may show only part of the hierarchy (its root is not `/`).
+                let below = cg.strip_prefix(&h.mount_root).unwrap_or(cg);
+                h.mount_point.join(below.strip_prefix("/").unwrap_or(below))
+            };
+            // On v2 a cgroup that holds processes cannot give controllers to children
+            // (the no-internal-processes rule), and the caller's cgroup holds the
+            // caller: nest beside it, under its parent, as runc does.
+            let mut base = own_path.clone();
+            if h.controllers.is_empty() && base != Path::new("/") && has_procs(&host_path(&base)) {
+                base = base.parent().unwrap_or(Path::new("/")).to_path_buf();
+            }
             let rel = match cgroups_path {
                 Some(p) if p.is_absolute() => p.to_path_buf(),
-                Some(p) if !p.as_os_str().is_empty() => own_path.join(p),
-                _ => own_path.join(id),
+                Some(p) if !p.as_os_str().is_empty() => base.join(p),
+                _ => base.join(id),
             };
-            // The mount may show only part of the hierarchy (its root is not `/`).
-            let below_root = rel.strip_prefix(&h.mount_root).unwrap_or(&rel);
-            let below_root = below_root.strip_prefix("/").unwrap_or(below_root);
+            let full = host_path(&rel);
+            let below_root = full
+                .strip_prefix(&h.mount_point)
+                .unwrap_or(&full)
+                .to_path_buf();
             let mount_dir = h
                 .mount_point
                 .strip_prefix("/sys/fs/cgroup")
@@ -229,11 +247,11 @@ impl Cgroups {
                 p = dir.parent();
             }
             d.created_above = top;
+            std::fs::create_dir_all(&d.path)
+                .ctx(|| format!("creating cgroup {}", d.path.display()))?;
             if d.is_v2() && !controllers.is_empty() {
                 enable_controllers(d, controllers);
             }
-            std::fs::create_dir_all(&d.path)
-                .ctx(|| format!("creating cgroup {}", d.path.display()))?;
             if d.has("cpuset") {
                 inherit_cpuset(&d.path)?;
             }
@@ -399,6 +417,12 @@ fn enable_controllers(d: &CgroupDir, wanted: &[&str]) {
         .collect();
     chain.reverse();
     for dir in chain {
+        // Never in a cgroup with processes (but the root): it would fail for domain
+        // controllers and turn the cgroup "threaded" for the others.
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if dir != root && !procs.trim().is_empty() {
+            break;
+        }
         let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
         let enabled =
             std::fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
@@ -465,7 +489,8 @@ mod tests {
 
     #[test]
     fn empty_path_nests_under_the_callers_cgroup_per_hierarchy() {
-        let cg = Cgroups::resolve_from(HYBRID_MOUNTINFO, HYBRID_OWN, None, "c1").unwrap();
+        let cg =
+            Cgroups::resolve_from(HYBRID_MOUNTINFO, HYBRID_OWN, None, "c1", &|_| false).unwrap();
         let paths: Vec<_> = cg
             .dirs
             .iter()
@@ -490,6 +515,7 @@ mod tests {
             HYBRID_OWN,
             Some(Path::new("/default/c2")),
             "c2",
+            &|_| false,
         )
         .unwrap();
         assert_eq!(
@@ -506,6 +532,7 @@ mod tests {
             HYBRID_OWN,
             Some(Path::new("pod/c3")),
             "c3",
+            &|_| false,
         )
         .unwrap();
         assert_eq!(
@@ -517,11 +544,29 @@ mod tests {
     #[test]
     fn pure_v2_host_has_one_unified_dir() {
         let mi = "25 20 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
-        let cg = Cgroups::resolve_from(mi, "0::/user.slice\n", None, "x").unwrap();
+        let cg = Cgroups::resolve_from(mi, "0::/user.slice\n", None, "x", &|_| false).unwrap();
         assert_eq!(cg.dirs.len(), 1);
         assert_eq!(cg.dirs[0].path, Path::new("/sys/fs/cgroup/user.slice/x"));
         assert_eq!(cg.host_kind(), "v2");
         assert_eq!(cg.mount_sources()[0].dir, "");
+    }
+
+    #[test]
+    fn on_v2_a_caller_cgroup_with_processes_gets_a_sibling_not_a_child() {
+        let mi = "25 20 0:22 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw\n";
+        let busy = |p: &Path| p == Path::new("/sys/fs/cgroup/runner");
+        let cg = Cgroups::resolve_from(mi, "0::/runner\n", None, "c9", &busy).unwrap();
+        assert_eq!(cg.dirs[0].path, Path::new("/sys/fs/cgroup/c9"));
+        let cg = Cgroups::resolve_from(mi, "0::/runner\n", Some(Path::new("pod/c9")), "c9", &busy)
+            .unwrap();
+        assert_eq!(cg.dirs[0].path, Path::new("/sys/fs/cgroup/pod/c9"));
+        // v1 hierarchies have no such rule: still nested.
+        let cg =
+            Cgroups::resolve_from(HYBRID_MOUNTINFO, HYBRID_OWN, None, "c9", &|_| true).unwrap();
+        assert_eq!(
+            cg.dirs[1].path,
+            Path::new("/sys/fs/cgroup/memory/process_api/abc/c9")
+        );
     }
 
     #[test]
@@ -530,14 +575,16 @@ mod tests {
             HYBRID_MOUNTINFO,
             HYBRID_OWN,
             Some(Path::new("system.slice:codex:x")),
-            "x"
+            "x",
+            &|_| false
         )
         .is_err());
         assert!(Cgroups::resolve_from(
             HYBRID_MOUNTINFO,
             HYBRID_OWN,
             Some(Path::new("/a/../b")),
-            "x"
+            "x",
+            &|_| false
         )
         .is_err());
     }

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# The cgroup v2 VM test tier: boots Debian's kernel in QEMU (software emulation) with an
+# initramfs holding codex-oci (and its libraries), busybox, a busybox OCI bundle and the
+# tests in vm/guest/, on a pure cgroup v2 hierarchy with every controller. See
+# vm/README.md.
+#
+# Environment:
+#   CODEX_OCI            the binary to test (default: target/release/codex-oci)
+#   VM_TESTS_REQUIRED    when set, a skip (no QEMU or kernel obtainable) is a failure
+#   VM_KERNEL            the kernel to boot (default: the newest /boot/vmlinuz-*)
+#   VM_TIMEOUT           seconds before QEMU is stopped (default 600)
+#   VM_LOG               where the serial console is written (default: a temp file,
+#                        kept and named at the end)
+#   VM_KEEP              when set, keep the temp dir (initramfs and its tree)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+codex_oci=${CODEX_OCI:-$repo/target/release/codex-oci}
+timeout_s=${VM_TIMEOUT:-600}
+started=$(date +%s)
+
+say() { echo "vm-tests: $*" >&2; }
+
+skip() {
+  echo "" >&2
+  echo "########################################################################" >&2
+  echo "SKIP: cgroup v2 VM tier: $*" >&2
+  echo "########################################################################" >&2
+  if [ -n "${VM_TESTS_REQUIRED:-}" ]; then
+    say "VM_TESTS_REQUIRED is set: a skipped VM tier is a failure"
+    exit 1
+  fi
+  exit 0
+}
+
+fail() { say "FAIL: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || skip "needs root (to install packages, read /boot/vmlinuz and build device nodes)"
+[ -x "$codex_oci" ] || fail "$codex_oci not found: build it first (make release)"
+
+# --- What the tier needs from Debian, installed only when missing --------------------
+
+newest_kernel() { ls /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n1 || true; }
+
+busybox_static() {
+  [ -x /bin/busybox ] && { file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' \
+    || ldd /bin/busybox 2>&1 | grep -q 'not a dynamic'; }
+}
+
+apt_updated=""
+apt_install() { # apt_install [apt-get options] PACKAGE...
+  if [ -z "$apt_updated" ]; then
+    say "apt-get update"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 || return 1
+    apt_updated=1
+  fi
+  say "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# bookworm-backports on the mirror of the existing Debian source (Debian 12's own
+# qemu-system-x86 conflicts with the preinstalled backports qemu-utils).
+add_backports() {
+  if grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    return 0
+  fi
+  local mirror
+  mirror=$(awk '
+    /^URIs:/ { uri = $2 }
+    /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") found = uri }
+    /^$/ { uri = "" }
+    END { print found }' /etc/apt/sources.list.d/*.sources 2>/dev/null)
+  if [ -z "$mirror" ]; then
+    mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2; exit }' \
+      /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null || true)
+  fi
+  [ -n "$mirror" ] || { say "no Debian bookworm source found to add backports next to"; return 1; }
+  say "adding bookworm-backports from $mirror to apt's sources"
+  cat > /etc/apt/sources.list.d/bookworm-backports.sources <<EOF
+Types: deb
+URIs: $mirror
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  apt_updated="" # the new suite needs an update
+}
+
+installed=()
+if ! command -v qemu-system-x86_64 >/dev/null; then
+  add_backports || skip "cannot add bookworm-backports to apt's sources"
+  apt_install -t bookworm-backports qemu-system-x86 \
+    || skip "cannot install qemu-system-x86 from bookworm-backports (no network?)"
+  installed+=("qemu-system-x86 (bookworm-backports)")
+fi
+kernel=${VM_KERNEL:-$(newest_kernel)}
+if [ -z "$kernel" ]; then
+  apt_install linux-image-amd64 || skip "cannot install linux-image-amd64 (no network?)"
+  installed+=(linux-image-amd64)
+  kernel=$(newest_kernel)
+fi
+[ -r "$kernel" ] || skip "no kernel to boot (${kernel:-/boot/vmlinuz-* missing})"
+missing=()
+busybox_static || missing+=(busybox-static)
+command -v cpio >/dev/null || missing+=(cpio)
+command -v python3 >/dev/null || missing+=(python3)
+command -v file >/dev/null || missing+=(file)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt_install "${missing[@]}" || skip "cannot install ${missing[*]} (no network?)"
+  installed+=("${missing[@]}")
+fi
+busybox_static || skip "/bin/busybox is not the static busybox (busybox-static)"
+[ ${#installed[@]} -eq 0 ] || say "installed: ${installed[*]}"
+
+# --- The initramfs ---------------------------------------------------------------------
+
+tmp=$(mktemp -d /tmp/codex-vm.XXXXXX)
+if [ -z "${VM_KEEP:-}" ]; then trap 'rm -rf "$tmp"' EXIT; fi
+root=$tmp/root
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,usr/local/bin,etc,proc,sys,dev,run,tmp,root,tests,configs}
+chmod 1777 "$root/tmp"
+
+# busybox with one link per applet
+cp /bin/busybox "$root/bin/busybox"
+for applet in $(/bin/busybox --list-full); do
+  [ -e "$root/$applet" ] || ln -s /bin/busybox "$root/$applet"
+done
+mknod -m 600 "$root/dev/console" c 5 1
+mknod -m 666 "$root/dev/null" c 1 3
+
+# codex-oci with every library ldd lists and the dynamic loader, at the same paths
+cp "$codex_oci" "$root/usr/local/bin/codex-oci"
+libs=$(ldd "$codex_oci" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+[ -n "$libs" ] || fail "ldd listed no libraries for $codex_oci"
+for lib in $libs; do
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+say "codex-oci libraries: $(echo $libs)"
+
+# the busybox bundle (minimal runc-style spec) and the config variants of the tests
+env -u CODEX_OCI "$repo/rootfs-fixtures/make-busybox-bundle.sh" "$tmp/bundle" >/dev/null
+mkdir -p "$root/bundle"
+cp -a "$tmp/bundle/rootfs" "$root/bundle/rootfs"
+cp "$tmp/bundle/config.json" "$root/bundle/config.json"
+python3 "$here/make-configs.py" "$tmp/bundle/config.json" "$root/configs"
+
+# init (stage 1 and 2) and the tests
+install -m 755 "$here/guest/init" "$root/init"
+install -m 755 "$here/guest/init2" "$root/init2"
+install -m 755 "$here/guest/cgroup-v2-tests.sh" "$root/tests/cgroup-v2-tests.sh"
+
+initrd=$tmp/initrd.cpio.gz
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd"
+say "initramfs $(du -h "$initrd" | cut -f1), kernel $kernel"
+
+# --- Boot ------------------------------------------------------------------------------
+
+log=${VM_LOG:-$(mktemp /tmp/codex-vm-log.XXXXXX)}
+say "booting (TCG, timeout ${timeout_s}s); serial console -> $log"
+boot_start=$(date +%s)
+set +e
+timeout -k 10 "$timeout_s" qemu-system-x86_64 -accel tcg -m 1024 -smp 2 -nographic -no-reboot \
+  -nic none -kernel "$kernel" -initrd "$initrd" \
+  -append 'console=ttyS0 panic=-1 quiet' </dev/null >"$log" 2>&1
+qrc=$?
+set -e
+end=$(date +%s)
+
+# the guest's lines (tests, diagnostics, summary), without the console's CRs
+tr -d '\r' < "$log" | grep -E '^(ok |not ok |# |CGROUP-V2-TESTS: )' || true
+say "QEMU exited $qrc after $((end - boot_start)) s (whole tier $((end - started)) s); full log: $log"
+if [ $qrc -eq 124 ] || [ $qrc -eq 137 ]; then
+  say "QEMU was stopped after ${timeout_s}s"
+fi
+if tr -d '\r' < "$log" | grep -q '^CGROUP-V2-TESTS: PASS '; then
+  exit 0
+fi
+if ! tr -d '\r' < "$log" | grep -q '^CGROUP-V2-TESTS: '; then
+  say "no summary line from the VM; last lines of the console:"
+  tail -n 30 "$log" | tr -d '\r' >&2
+fi
+exit 1
