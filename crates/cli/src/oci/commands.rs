@@ -403,8 +403,8 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
             v[section][key] = val;
         }
     }
-    if a.blkio_weight.is_some() {
-        bail!("--blkio-weight: block I/O limits are not supported yet");
+    if let Some(w) = a.blkio_weight {
+        v["blockIO"]["weight"] = w.into();
     }
     let text = serde_json::to_vec(&v)?;
     let mut de = serde_json::Deserializer::from_slice(&text);
