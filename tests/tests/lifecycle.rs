@@ -532,3 +532,61 @@ fn many_containers_run_side_by_side_in_one_root() {
         ctx.rt.root_entries()
     );
 }
+
+#[test]
+fn killed_create_leaves_a_stopped_container_that_delete_cleans() {
+    if runtime_is_runc() {
+        return skip("codex-specific: runc leaves no state for a killed create");
+    }
+    let ctx = TestCtx::new("killed-create");
+    let mut b = ctx.bundle();
+    let marker = ctx.path("hook-started");
+    // The createRuntime hook keeps `create` busy long enough to kill it mid-way.
+    b.add_hook(
+        "createRuntime",
+        "/bin/sh",
+        &[
+            "sh",
+            "-c",
+            &format!("echo $$ > {}; exec sleep 30", marker.display()),
+        ],
+        &[],
+        None,
+    );
+    let id = ctx.id("killed");
+    b.save();
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let mut create = ctx.rt.command(&["create", "--bundle", &bundle, &id]);
+    create
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = create.spawn().unwrap();
+    assert!(
+        wait_until(WAIT, || !read_lossy(&marker).trim().is_empty()),
+        "the hook never ran"
+    );
+    assert_eq!(ctx.rt.status(&id).as_deref(), Some("creating"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        wait_until(WAIT, || ctx.rt.status(&id).as_deref() == Some("stopped")),
+        "a killed create should read as stopped, not {:?}",
+        ctx.rt.status(&id)
+    );
+    // The hook outlives the killed runtime (hooks are not in the container): end it.
+    if let Ok(pid) = read_lossy(&marker).trim().parse::<i32>() {
+        // SAFETY: kill with integer arguments; the pid is the hook this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    assert!(
+        !cgroup_dirs_containing(&id).is_empty(),
+        "the cgroup should still be there to clean"
+    );
+    ctx.rt.run(&["delete", &id]).assert_ok();
+    assert!(!ctx.rt.root_has_entry(&id));
+    assert!(
+        cgroup_dirs_containing(&id).is_empty(),
+        "{:?}",
+        cgroup_dirs_containing(&id)
+    );
+}

@@ -16,11 +16,12 @@ pub enum Error {
     #[error("{kind} name {name:?} is already in use")]
     NameInUse { kind: &'static str, name: String },
 
-    #[error("{context}: {source}")]
+    // The cause is part of the message (not a `#[source]`), so an error chain
+    // printer does not repeat it.
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error("{path}: corrupt or unreadable state: {reason}")]
@@ -32,7 +33,10 @@ pub enum Error {
 
 impl Error {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Invalid { field: field.into(), reason: reason.into() }
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -43,6 +47,9 @@ pub trait Context<T> {
 
 impl<T> Context<T> for std::io::Result<T> {
     fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|source| Error::Io { context: context().into(), source })
+        self.map_err(|cause| Error::Io {
+            context: context().into(),
+            cause,
+        })
     }
 }

@@ -2,8 +2,10 @@
 //! JSON registry that survives crashes, and run through codex-runtime by a tiny
 //! per-container supervisor. No daemon. (Being built: see issue 5.)
 
+pub mod config;
 pub mod error;
 pub mod image;
+pub mod profile;
 pub mod registry;
 
 pub use error::{Error, Result};

@@ -1,1 +1,491 @@
-//! Placeholder: written by the registry work.
+//! The persistent registry: `<root>/registry.json` (the index: container names -> ids,
+//! image references, volumes, networks) and `<root>/containers/<id>/state.json` (one
+//! container's record), as DESIGN.md ("State") lays them out.
+//!
+//! Every change is a transaction under an exclusive `flock` on `<root>/registry.lock`: the
+//! files are re-read inside the lock, changed, and written atomically (temp file, fsync,
+//! rename, fsync dir), so concurrent CLIs and supervisors never lose an update. The lock is
+//! held only for reading and writing these files, never while waiting for anything else.
+//! Readers (`get`, `list`, `index`) take no lock: an atomic rename shows them the old file
+//! or the new one.
+//!
+//! Creating a container writes, in order, `containers/<id>/` then its `state.json` then
+//! the index; removing one renames `containers/<id>` to `containers/.removing-<id>`, writes
+//! the index, and deletes the renamed tree after the lock is released. A crash between any
+//! two steps leaves a state that [`Registry::reconcile`] recognises and repairs.
+//!
+//! The files' schema is versioned in `runtime-state/` at the top of the repository.
+
+mod files;
+mod index;
+mod names;
+mod reconcile;
+mod record;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::error::{Context, Error, Result};
+
+pub use index::{Index, INDEX_VERSION};
+pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
+pub use reconcile::{Problem, Reconciled, Repair};
+pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
+
+use files::{
+    mount_points, mounts_under, read_versioned, remove_tree, sync_dir, to_json, write_atomic,
+};
+
+/// The environment variable that names the root (`--root` overrides it).
+pub const ROOT_ENV: &str = "CODEX_CTR_ROOT";
+/// The root when neither `--root` nor `CODEX_CTR_ROOT` names one.
+pub const DEFAULT_ROOT: &str = "/var/lib/codex-ctr";
+/// The index, in the root.
+pub const INDEX_FILE: &str = "registry.json";
+/// The file whose `flock` serialises every change, in the root.
+pub const LOCK_FILE: &str = "registry.lock";
+/// The directory of per-container directories, in the root.
+pub const CONTAINERS_DIR: &str = "containers";
+/// A container's record, in its directory.
+pub const STATE_FILE: &str = "state.json";
+/// A container directory being deleted is first renamed to `.removing-<id>`.
+const REMOVING_PREFIX: &str = ".removing-";
+
+/// The root and the containers/ dir: others may traverse (a user-namespaced container's
+/// rootfs will live below), not list. A container's own directory is private.
+const ROOT_MODE: u32 = 0o711;
+const CONTAINER_DIR_MODE: u32 = 0o700;
+
+/// `$CODEX_CTR_ROOT` if set and non-empty, else `/var/lib/codex-ctr`.
+pub fn default_root() -> PathBuf {
+    match std::env::var_os(ROOT_ENV) {
+        Some(root) if !root.is_empty() => PathBuf::from(root),
+        _ => PathBuf::from(DEFAULT_ROOT),
+    }
+}
+
+/// A handle on one root. Cheap to clone; safe to share between threads and to use from
+/// many processes at once.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    root: PathBuf,
+}
+
+impl Registry {
+    /// Opens the registry at `root`, creating the layout on first use: the root (0711),
+    /// `containers/` (0711), an empty `registry.json` (0600) and `registry.lock` (0600).
+    /// It does not reconcile: call [`Registry::reconcile`] for that.
+    pub fn open(root: &Path) -> Result<Registry> {
+        files::create_dir_all(root, ROOT_MODE).ctx(|| format!("creating {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .ctx(|| format!("resolving {}", root.display()))?;
+        let reg = Registry { root };
+        if reg.index_path().is_file() && reg.containers_dir().is_dir() {
+            return Ok(reg);
+        }
+        let _lock = reg.lock()?;
+        let containers = reg.containers_dir();
+        files::create_dir(&containers, ROOT_MODE)
+            .ctx(|| format!("creating {}", containers.display()))?;
+        if !reg.index_path().exists() {
+            let index = reg.index_when_missing()?;
+            reg.save_index(&index)?;
+        }
+        Ok(reg)
+    }
+
+    /// The root directory (canonical).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `<root>/registry.json`.
+    pub fn index_path(&self) -> PathBuf {
+        self.root.join(INDEX_FILE)
+    }
+
+    /// `<root>/containers`.
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join(CONTAINERS_DIR)
+    }
+
+    /// `<root>/containers/<id>`, for a valid full id (ids are checked before they become
+    /// paths). The directory may not exist.
+    pub fn container_dir(&self, id: &str) -> Result<PathBuf> {
+        if !is_full_id(id) {
+            return Err(Error::invalid(
+                "id",
+                format!("{id:?} is not a container id (64 lowercase hex characters)"),
+            ));
+        }
+        Ok(self.containers_dir().join(id))
+    }
+
+    /// A snapshot of the index, read without the lock.
+    pub fn index(&self) -> Result<Index> {
+        match read_versioned::<Index>(&self.index_path(), INDEX_VERSION)? {
+            Some(index) => Ok(index),
+            None => self.index_when_missing(),
+        }
+    }
+
+    /// Runs `f` on the index under the lock, after re-reading it, and writes the index
+    /// atomically if `f` changed it. If `f` fails, nothing is written. Container names
+    /// change only through the container operations below: an `f` that changes them is
+    /// refused.
+    ///
+    /// `f` runs under the lock: it must be quick, must not wait for anything (a process, a
+    /// socket, another lock) and must not call back into the registry, which would wait for
+    /// the lock it holds.
+    pub fn update<T>(&self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+        let _lock = self.lock()?;
+        let mut index = self.index()?;
+        let before = index.clone();
+        let out = f(&mut index)?;
+        if index.containers != before.containers {
+            return Err(Error::invalid(
+                "containers",
+                "container names change only through the registry's container operations",
+            ));
+        }
+        if index != before {
+            index.version = INDEX_VERSION;
+            self.save_index(&index)?;
+        }
+        Ok(out)
+    }
+
+    /// Creates a container record in state `created` with a fresh id, and `name` (or a
+    /// generated `adjective_noun` one). `config` must be a JSON object. A name in use gives
+    /// `Error::NameInUse` and leaves nothing behind.
+    pub fn create_container(
+        &self,
+        name: Option<&str>,
+        config: serde_json::Value,
+        labels: BTreeMap<String, String>,
+    ) -> Result<ContainerRecord> {
+        if let Some(name) = name {
+            validate_name(name)?;
+        }
+        if !config.is_object() {
+            return Err(Error::invalid("config", "must be a JSON object"));
+        }
+        let _lock = self.lock()?;
+        let mut index = self.index()?;
+        let name = match name {
+            Some(name) if index.containers.contains_key(name) => {
+                return Err(Error::NameInUse {
+                    kind: "container",
+                    name: name.into(),
+                })
+            }
+            Some(name) => name.to_string(),
+            None => names::generate_name(|n| index.containers.contains_key(n))?,
+        };
+        let (id, dir) = self.new_container_dir(&index)?;
+        let record = ContainerRecord::new(id, name, config, labels);
+        let committed = (|| {
+            write_atomic(
+                &dir.join(STATE_FILE),
+                &to_json(&record, &dir.join(STATE_FILE))?,
+            )?;
+            let containers = self.containers_dir();
+            sync_dir(&containers).ctx(|| format!("syncing {}", containers.display()))?;
+            index
+                .containers
+                .insert(record.name.clone(), record.id.clone());
+            self.save_index(&index)
+        })();
+        if let Err(e) = committed {
+            let _ = remove_tree(&dir);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// The container named by `reference`: an exact id, an exact name, or a unique prefix
+    /// of an id (like Docker). A prefix that matches several ids is an error that names
+    /// them.
+    pub fn get(&self, reference: &str) -> Result<ContainerRecord> {
+        let id = resolve_in(&self.index()?, reference)?;
+        match self.read_record(&id)? {
+            Some(record) => Ok(record),
+            // Removed since we read the index, or a broken entry.
+            None if self.index()?.has_container_id(&id) => Err(self.missing_state(&id)),
+            None => Err(Error::NotFound {
+                kind: "container",
+                name: reference.into(),
+            }),
+        }
+    }
+
+    /// The full id of the container named by `reference` (see [`Registry::get`]).
+    pub fn resolve(&self, reference: &str) -> Result<String> {
+        resolve_in(&self.index()?, reference)
+    }
+
+    /// Every container, oldest first. A container removed while listing is left out; a
+    /// corrupt `state.json` is an `Error::Corrupt` naming it (`remove_container` still
+    /// removes that container).
+    pub fn list(&self) -> Result<Vec<ContainerRecord>> {
+        let index = self.index()?;
+        let mut records = Vec::with_capacity(index.containers.len());
+        for id in index.containers.values() {
+            if let Some(record) = self.read_record(id)? {
+                records.push(record);
+            }
+        }
+        records.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
+        Ok(records)
+    }
+
+    /// Changes the record of container `id` (a full id) under the lock: re-reads it, runs
+    /// `f`, and writes it atomically if `f` changed it. If `f` fails, nothing is written.
+    /// `f` may not change the id or the name, and runs under the lock (see
+    /// [`Registry::update`]). Returns the record as written.
+    pub fn update_container(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord) -> Result<()>,
+    ) -> Result<ContainerRecord> {
+        let path = self.container_dir(id)?.join(STATE_FILE);
+        let _lock = self.lock()?;
+        if !self.index()?.has_container_id(id) {
+            return Err(Error::NotFound {
+                kind: "container",
+                name: id.into(),
+            });
+        }
+        let mut record = self
+            .read_record(id)?
+            .ok_or_else(|| self.missing_state(id))?;
+        let before = record.clone();
+        f(&mut record)?;
+        if record.id != before.id {
+            return Err(Error::invalid("id", "a container's id cannot change"));
+        }
+        if record.name != before.name {
+            return Err(Error::invalid(
+                "name",
+                "an update cannot rename a container",
+            ));
+        }
+        if record != before {
+            record.version = RECORD_VERSION;
+            write_atomic(&path, &to_json(&record, &path)?)?;
+        }
+        Ok(record)
+    }
+
+    /// Removes container `id` (a full id): its name from the index and its directory. The
+    /// record need not be readable. A directory that still has something mounted below it
+    /// is refused (EBUSY) and left as it was: unmount first. Also removes a directory that
+    /// the index does not list.
+    pub fn remove_container(&self, id: &str) -> Result<()> {
+        let dir = self.container_dir(id)?;
+        let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
+        {
+            let _lock = self.lock()?;
+            let mut index = self.index()?;
+            let names: Vec<String> = index
+                .containers
+                .iter()
+                .filter(|(_, v)| v.as_str() == id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let has_dir = dir.symlink_metadata().is_ok();
+            if names.is_empty() && !has_dir {
+                return Err(Error::NotFound {
+                    kind: "container",
+                    name: id.into(),
+                });
+            }
+            if has_dir {
+                self.retire(&dir, &trash, &mount_points()?)?;
+            }
+            for name in &names {
+                index.containers.remove(name);
+            }
+            if let Err(e) = self.save_index(&index) {
+                if has_dir {
+                    let _ = fs::rename(&trash, &dir);
+                }
+                return Err(e);
+            }
+        }
+        // The container is gone; deleting its files needs no lock.
+        if let Some(mount) = mounts_under(&mount_points()?, &trash).first() {
+            return Err(still_mounted(
+                format!("deleting {}", trash.display()),
+                mount,
+            ));
+        }
+        remove_tree(&trash).map_err(|e| match e {
+            Error::Io { context, cause } => Error::Io {
+                context: format!("container {id} is removed, but {context} failed"),
+                cause,
+            },
+            other => other,
+        })
+    }
+
+    /// Renames a container directory to its `.removing-<id>` name (under the lock), unless
+    /// something is mounted below it.
+    fn retire(&self, dir: &Path, trash: &Path, mounts: &[PathBuf]) -> Result<()> {
+        if let Some(mount) = mounts_under(mounts, dir).first() {
+            return Err(still_mounted(format!("removing {}", dir.display()), mount));
+        }
+        // A leftover of an earlier interrupted removal of the same id would block the rename.
+        remove_tree(trash)?;
+        fs::rename(dir, trash)
+            .ctx(|| format!("renaming {} to {}", dir.display(), trash.display()))?;
+        let containers = self.containers_dir();
+        sync_dir(&containers).ctx(|| format!("syncing {}", containers.display()))
+    }
+
+    /// A fresh id not in the index, and its new directory (0700).
+    fn new_container_dir(&self, index: &Index) -> Result<(String, PathBuf)> {
+        loop {
+            let id = names::new_id()?;
+            if index.has_container_id(&id) {
+                continue;
+            }
+            let dir = self.container_dir(&id)?;
+            match files::create_dir(&dir, CONTAINER_DIR_MODE) {
+                Ok(true) => return Ok((id, dir)),
+                // A stray directory with this id: not ours to reuse.
+                Ok(false) => continue,
+                Err(e) => return Err(e).ctx(|| format!("creating {}", dir.display())),
+            }
+        }
+    }
+
+    /// Reads `containers/<id>/state.json`; `Ok(None)` if it does not exist.
+    fn read_record(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        let path = self.container_dir(id)?.join(STATE_FILE);
+        let record = read_versioned::<ContainerRecord>(&path, RECORD_VERSION)?;
+        match record {
+            Some(record) if record.id != id => Err(Error::Corrupt {
+                path,
+                reason: format!("it holds id {:?}, not the id of its directory", record.id),
+            }),
+            record => Ok(record),
+        }
+    }
+
+    fn missing_state(&self, id: &str) -> Error {
+        Error::Corrupt {
+            path: self.containers_dir().join(id).join(STATE_FILE),
+            reason: format!(
+                "missing, although {INDEX_FILE} lists the container (an interrupted create or rm; reconcile repairs it)"
+            ),
+        }
+    }
+
+    /// The index of a root without `registry.json`: empty if no container exists; an
+    /// error if containers do (the index was lost: dropping them would lose them).
+    fn index_when_missing(&self) -> Result<Index> {
+        let containers = self.containers_dir();
+        let count = match fs::read_dir(&containers) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_str().is_some_and(is_full_id))
+                .count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).ctx(|| format!("reading {}", containers.display())),
+        };
+        if count == 0 {
+            return Ok(Index::default());
+        }
+        Err(Error::Corrupt {
+            path: self.index_path(),
+            reason: format!(
+                "missing, but {} holds {count} container(s): restore it, or remove them",
+                containers.display()
+            ),
+        })
+    }
+
+    fn save_index(&self, index: &Index) -> Result<()> {
+        let path = self.index_path();
+        write_atomic(&path, &to_json(index, &path)?)
+    }
+
+    /// Takes the registry lock; it is released when the returned guard drops. Each call
+    /// opens the lock file anew, so threads of one process exclude each other too.
+    fn lock(&self) -> Result<Flock<File>> {
+        let path = self.root.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .ctx(|| format!("opening {}", path.display()))?;
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(lock) => return Ok(lock),
+                Err((f, Errno::EINTR)) => file = f,
+                Err((_, errno)) => {
+                    return Err(std::io::Error::from(errno))
+                        .ctx(|| format!("locking {}", path.display()))
+                }
+            }
+        }
+    }
+}
+
+/// Exact id, then exact name, then unique id prefix.
+fn resolve_in(index: &Index, reference: &str) -> Result<String> {
+    if reference.is_empty() {
+        return Err(Error::invalid("container", "no name or id given"));
+    }
+    if is_full_id(reference) && index.has_container_id(reference) {
+        return Ok(reference.into());
+    }
+    if let Some(id) = index.container_id(reference) {
+        return Ok(id.into());
+    }
+    if names::is_id_prefix(reference) {
+        let hits: Vec<(&String, &String)> = index
+            .containers
+            .iter()
+            .filter(|(_, id)| id.starts_with(reference))
+            .collect();
+        match hits.as_slice() {
+            [] => {}
+            [(_, id)] => return Ok(id.to_string()),
+            many => {
+                let listed: Vec<String> = many
+                    .iter()
+                    .map(|(name, id)| format!("{} ({name})", id.get(..12).unwrap_or(id)))
+                    .collect();
+                return Err(Error::invalid(
+                    "container",
+                    format!(
+                        "{reference:?} is ambiguous: it starts the ids of {}; give more of the id",
+                        listed.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    Err(Error::NotFound {
+        kind: "container",
+        name: reference.into(),
+    })
+}
+
+fn still_mounted(context: String, mount: &Path) -> Error {
+    Error::Io {
+        context: format!("{context}: {} is still mounted", mount.display()),
+        cause: std::io::Error::from_raw_os_error(libc::EBUSY),
+    }
+}

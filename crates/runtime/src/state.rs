@@ -58,11 +58,25 @@ pub struct ContainerState {
     pub config: Spec,
     #[serde(default)]
     pub owner: String,
+    /// While `create` runs: the pid and start time of the creating runtime process. A
+    /// state file that still names a creator that is gone is a crashed create, which
+    /// reports `stopped` and which `delete` cleans up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<(i32, u64)>,
 }
 
 impl ContainerState {
     /// The container's status as the kernel sees it now.
     pub fn status(&self, dir: &Path) -> Status {
+        if let Some((pid, start)) = self.creator {
+            let creating = crate::sys::process_start_time(pid) == Some(start)
+                && crate::sys::process_state(pid).is_some_and(|s| s != 'Z');
+            return if creating {
+                Status::Creating
+            } else {
+                Status::Stopped
+            };
+        }
         if !self.init_alive() {
             return Status::Stopped;
         }
@@ -130,6 +144,17 @@ impl ContainerState {
         };
         serde_json::from_slice(&text)
             .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", f.display())))
+    }
+
+    /// Writes state.json by rename but without fsync: for the short-lived record of a
+    /// create in progress, whose loss in a host crash loses nothing.
+    pub fn save_unsynced(&self, dir: &Path) -> Result<()> {
+        let data = serde_json::to_vec(self)
+            .map_err(|e| Error::Other(format!("serializing state: {e}")))?;
+        let tmp = dir.join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
+        std::fs::write(&tmp, data)
+            .and_then(|()| std::fs::rename(&tmp, dir.join(STATE_FILE)))
+            .ctx(|| format!("writing {}", dir.join(STATE_FILE).display()))
     }
 
     /// Writes state.json atomically: temp file, fsync, rename, fsync the directory.

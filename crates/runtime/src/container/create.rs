@@ -109,6 +109,25 @@ impl Runtime {
             apply_resources(&cgroups, res, &devices, true)?;
         }
 
+        // A record of the create in progress: if this process is killed, `state` says
+        // stopped and `delete` finds the cgroups to remove.
+        let me = std::process::id() as i32;
+        let creating = ContainerState {
+            version: 1,
+            id: id.to_string(),
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            pid: 0,
+            pid_start_time: 0,
+            created: now_rfc3339(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            cgroups: cgroups.clone(),
+            config: spec.clone(),
+            owner: String::new(),
+            creator: crate::sys::process_start_time(me).map(|t| (me, t)),
+        };
+        creating.save_unsynced(&dir)?;
+
         let plan = namespace_plan(spec)?;
         let dir_fd: OwnedFd = crate::rootfs::mount::open_path(&dir)
             .ctx(|| "opening the state directory")?
@@ -178,6 +197,7 @@ impl Runtime {
             cgroups: cgroups.clone(),
             config: spec.clone(),
             owner: String::new(),
+            creator: None,
         };
 
         loop {

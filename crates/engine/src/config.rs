@@ -1,0 +1,546 @@
+//! `ContainerConfig`: what a user (or an embedding program) asks for, validated on
+//! creation with errors that name the field. The parsers for the CLI's string forms
+//! (`512m`, `0.5`, `50%`, `SRC:DST:ro`) live here so the CLI adds nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How much of the host a container may see. See DESIGN.md, "Isolation profiles".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A host program in its own cgroup, process group and rlimits.
+    Minimal,
+    /// Namespaces, an image rootfs, Docker's default capabilities and seccomp profile.
+    #[default]
+    Standard,
+    /// Standard plus read-only rootfs, no capabilities, no_new_privs, a user namespace,
+    /// no network, default pids and memory caps.
+    Strict,
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "minimal" => Ok(Isolation::Minimal),
+            "standard" => Ok(Isolation::Standard),
+            "strict" => Ok(Isolation::Strict),
+            _ => Err(Error::invalid(
+                "isolation",
+                format!("{s:?} is not minimal, standard or strict"),
+            )),
+        }
+    }
+}
+
+/// Where a volume's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "type")]
+pub enum VolumeSource {
+    /// A host path, bind-mounted.
+    Bind { path: PathBuf },
+    /// A named volume managed by the engine.
+    Named { name: String },
+    /// A fresh tmpfs.
+    Tmpfs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub source: VolumeSource,
+    pub destination: String,
+    pub readonly: bool,
+}
+
+impl Volume {
+    /// `SRC:DST[:ro|rw]`: SRC is an absolute host path or a volume name.
+    pub fn parse(field: &str, s: &str) -> Result<Volume> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (src, dst, mode) = match parts.as_slice() {
+            [src, dst] => (*src, *dst, "rw"),
+            [src, dst, mode] => (*src, *dst, *mode),
+            _ => return Err(Error::invalid(field, format!("{s:?} is not SRC:DST[:ro]"))),
+        };
+        let readonly = match mode {
+            "ro" => true,
+            "rw" => false,
+            other => {
+                return Err(Error::invalid(
+                    field,
+                    format!("mode {other:?} is not ro or rw"),
+                ))
+            }
+        };
+        if !dst.starts_with('/') {
+            return Err(Error::invalid(
+                field,
+                format!("destination {dst:?} must be an absolute path"),
+            ));
+        }
+        if dst.split('/').any(|c| c == "..") {
+            return Err(Error::invalid(
+                field,
+                format!("destination {dst:?} must not contain '..'"),
+            ));
+        }
+        let source = if src.starts_with('/') {
+            VolumeSource::Bind {
+                path: PathBuf::from(src),
+            }
+        } else if valid_name(src) {
+            VolumeSource::Named {
+                name: src.to_string(),
+            }
+        } else {
+            return Err(Error::invalid(
+                field,
+                format!("source {src:?} is neither an absolute path nor a volume name"),
+            ));
+        };
+        Ok(Volume {
+            source,
+            destination: dst.to_string(),
+            readonly,
+        })
+    }
+}
+
+/// Names of containers and volumes: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, up to 128 bytes.
+pub fn valid_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    s.len() <= 128
+        && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// Resource limits in the units a user thinks in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// CPUs (0.5 = half a core).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+    /// RLIMIT_NOFILE (soft = hard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_files: Option<u64>,
+    /// Bytes per second, per device path (`/dev/vda`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub io_read_bps: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub io_write_bps: BTreeMap<String, u64>,
+}
+
+/// `512m`, `1g`, `1.5GiB`, `1048576` (bytes). Units are powers of 1024, as in Docker.
+pub fn parse_memory(field: &str, s: &str) -> Result<u64> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::invalid(field, format!("{s:?} is not a size like 512m or 1g")))?;
+    let mult: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => {
+            return Err(Error::invalid(
+                field,
+                format!("{s:?}: unknown unit {other:?}"),
+            ))
+        }
+    };
+    let bytes = n * mult as f64;
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64) {
+        return Err(Error::invalid(field, format!("{s:?} is out of range")));
+    }
+    Ok(bytes as u64)
+}
+
+/// `0.5` (CPUs) or `50%` (of one CPU).
+pub fn parse_cpus(field: &str, s: &str) -> Result<f64> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.parse::<f64>().map(|p| p / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| Error::invalid(field, format!("{s:?} is not a CPU amount like 0.5 or 50%")))?;
+    let max = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
+    if !(v > 0.0 && v.is_finite()) {
+        return Err(Error::invalid(field, format!("{s:?} must be more than 0")));
+    }
+    if v > max {
+        return Err(Error::invalid(
+            field,
+            format!("{s:?} is more than the {max} CPUs of this host"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Lines `KEY=VALUE` of an env file; blank lines and `#` comments are skipped, a bare
+/// `KEY` takes the value from `lookup` (the caller's environment), as Docker does.
+pub fn parse_env_file(path: &Path, lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<String>> {
+    let field = format!("env_files[{}]", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| Error::invalid(&field, e.to_string()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((k, _)) if valid_env_key(k) => out.push(line.to_string()),
+            Some((k, _)) => {
+                return Err(Error::invalid(
+                    &field,
+                    format!("line {}: {k:?} is not a variable name", i + 1),
+                ))
+            }
+            None if valid_env_key(line) => {
+                if let Some(v) = lookup(line) {
+                    out.push(format!("{line}={v}"));
+                }
+            }
+            None => {
+                return Err(Error::invalid(
+                    &field,
+                    format!("line {}: {line:?} is not KEY=VALUE", i + 1),
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn valid_env_key(k: &str) -> bool {
+    !k.is_empty()
+        && !k.starts_with(|c: char| c.is_ascii_digit())
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Everything a container is created from.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// An image reference; or `rootfs`; or (minimal isolation) neither: the host's /.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    /// `UID[:GID]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub isolation: Isolation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
+    #[serde(default)]
+    pub auto_remove: bool,
+}
+
+impl ContainerConfig {
+    /// The program and its arguments: entrypoint then command.
+    pub fn argv(&self) -> Vec<String> {
+        self.entrypoint
+            .iter()
+            .chain(&self.command)
+            .cloned()
+            .collect()
+    }
+
+    /// Checks everything that does not need the host; errors name the field.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(n) = &self.name {
+            if !valid_name(n) {
+                return Err(Error::invalid(
+                    "name",
+                    format!(
+                        "{n:?}: use letters, digits, _ . - (first a letter or digit), up to 128"
+                    ),
+                ));
+            }
+        }
+        match (&self.image, &self.rootfs, self.isolation) {
+            (Some(_), Some(_), _) => {
+                return Err(Error::invalid(
+                    "image",
+                    "give an image or a rootfs, not both",
+                ))
+            }
+            (None, None, Isolation::Standard | Isolation::Strict) => {
+                return Err(Error::invalid(
+                    "image",
+                    "standard and strict isolation need an image or a rootfs",
+                ))
+            }
+            (_, Some(r), _) if !r.is_absolute() => {
+                return Err(Error::invalid(
+                    "rootfs",
+                    format!("{} must be an absolute path", r.display()),
+                ))
+            }
+            _ => {}
+        }
+        if self.argv().is_empty() && self.image.is_none() {
+            return Err(Error::invalid("command", "nothing to run: give a command"));
+        }
+        for (i, e) in self.env.iter().enumerate() {
+            match e.split_once('=') {
+                Some((k, _)) if valid_env_key(k) => {}
+                _ => {
+                    return Err(Error::invalid(
+                        format!("env[{i}]"),
+                        format!("{e:?} is not KEY=VALUE"),
+                    ))
+                }
+            }
+        }
+        if let Some(w) = &self.working_dir {
+            if !w.starts_with('/') {
+                return Err(Error::invalid(
+                    "working_dir",
+                    format!("{w:?} must be an absolute path"),
+                ));
+            }
+        }
+        if let Some(u) = &self.user {
+            let ok = u.split(':').count() <= 2 && u.split(':').all(|p| p.parse::<u32>().is_ok());
+            if !ok {
+                return Err(Error::invalid("user", format!("{u:?} is not UID[:GID]")));
+            }
+        }
+        if let Some(h) = &self.hostname {
+            let ok = !h.is_empty()
+                && h.len() <= 64
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+            if !ok {
+                return Err(Error::invalid(
+                    "hostname",
+                    format!("{h:?} is not a hostname"),
+                ));
+            }
+        }
+        let mut dests = std::collections::HashSet::new();
+        for (i, v) in self.volumes.iter().enumerate() {
+            if !dests.insert(v.destination.trim_end_matches('/')) {
+                return Err(Error::invalid(
+                    format!("volumes[{i}]"),
+                    format!("{} is mounted twice", v.destination),
+                ));
+            }
+        }
+        if let Some(s) = &self.stop_signal {
+            codex_runtime::parse_signal(s)
+                .map_err(|_| Error::invalid("stop_signal", format!("{s:?} is not a signal")))?;
+        }
+        if let Some(p) = self.limits.pids {
+            if p < 1 {
+                return Err(Error::invalid("limits.pids", "must be at least 1"));
+            }
+        }
+        if let Some(m) = self.limits.memory {
+            if m < 4 << 20 {
+                return Err(Error::invalid("limits.memory", "must be at least 4 MiB"));
+            }
+        }
+        if let Some(c) = self.limits.cpus {
+            if !(c > 0.0 && c.is_finite()) {
+                return Err(Error::invalid("limits.cpus", "must be more than 0"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_strings() {
+        assert_eq!(parse_memory("m", "512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("m", "1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("m", "1.5GiB").unwrap(), 3 << 29);
+        assert_eq!(parse_memory("m", "4096").unwrap(), 4096);
+        for bad in ["", "abc", "12x", "-1m", "0"] {
+            let e = parse_memory("memory", bad).unwrap_err().to_string();
+            assert!(e.starts_with("memory:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn cpu_strings() {
+        assert_eq!(parse_cpus("c", "0.5").unwrap(), 0.5);
+        assert_eq!(parse_cpus("c", "50%").unwrap(), 0.5);
+        assert!(parse_cpus("c", "0").is_err());
+        assert!(parse_cpus("c", "1000").is_err());
+        assert!(parse_cpus("c", "half").is_err());
+    }
+
+    #[test]
+    fn volume_specs() {
+        let v = Volume::parse("volumes[0]", "/srv/data:/data:ro").unwrap();
+        assert_eq!(
+            v.source,
+            VolumeSource::Bind {
+                path: "/srv/data".into()
+            }
+        );
+        assert!(v.readonly);
+        let v = Volume::parse("volumes[0]", "cache:/var/cache").unwrap();
+        assert_eq!(
+            v.source,
+            VolumeSource::Named {
+                name: "cache".into()
+            }
+        );
+        assert!(!v.readonly);
+        for bad in [
+            "/a",
+            "/a:b",
+            "/a:/b:rx",
+            "../x:/b",
+            "/a:/b/../../etc",
+            "a:b:c:d",
+        ] {
+            let e = Volume::parse("volumes[2]", bad).unwrap_err().to_string();
+            assert!(e.starts_with("volumes[2]:"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn env_files_follow_docker() {
+        let dir = std::env::temp_dir().join(format!("codex-envfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("env");
+        std::fs::write(&f, "# comment\nA=1\n\nB=two words\nFROM_HOST\nMISSING\n").unwrap();
+        let env = parse_env_file(&f, |k| (k == "FROM_HOST").then(|| "h".to_string())).unwrap();
+        assert_eq!(env, ["A=1", "B=two words", "FROM_HOST=h"]);
+        std::fs::write(&f, "1BAD=x\n").unwrap();
+        assert!(parse_env_file(&f, |_| None)
+            .unwrap_err()
+            .to_string()
+            .contains("line 1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let ok = ContainerConfig {
+            image: Some("busybox".into()),
+            command: vec!["true".into()],
+            ..Default::default()
+        };
+        ok.validate().unwrap();
+        let cases: Vec<(ContainerConfig, &str)> = vec![
+            (
+                ContainerConfig {
+                    name: Some("-x".into()),
+                    ..ok.clone()
+                },
+                "name",
+            ),
+            (
+                ContainerConfig {
+                    image: None,
+                    ..ok.clone()
+                },
+                "image",
+            ),
+            (
+                ContainerConfig {
+                    env: vec!["NOEQUALS".into()],
+                    ..ok.clone()
+                },
+                "env[0]",
+            ),
+            (
+                ContainerConfig {
+                    working_dir: Some("rel".into()),
+                    ..ok.clone()
+                },
+                "working_dir",
+            ),
+            (
+                ContainerConfig {
+                    user: Some("root".into()),
+                    ..ok.clone()
+                },
+                "user",
+            ),
+            (
+                ContainerConfig {
+                    stop_signal: Some("NOPE".into()),
+                    ..ok.clone()
+                },
+                "stop_signal",
+            ),
+            (
+                ContainerConfig {
+                    limits: Limits {
+                        pids: Some(0),
+                        ..Default::default()
+                    },
+                    ..ok.clone()
+                },
+                "limits.pids",
+            ),
+            (
+                ContainerConfig {
+                    limits: Limits {
+                        memory: Some(1024),
+                        ..Default::default()
+                    },
+                    ..ok.clone()
+                },
+                "limits.memory",
+            ),
+        ];
+        for (cfg, field) in cases {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{field}:")), "{field}: {e}");
+        }
+        let host = ContainerConfig {
+            isolation: Isolation::Minimal,
+            command: vec!["/bin/true".into()],
+            ..Default::default()
+        };
+        host.validate().unwrap();
+    }
+}

@@ -1,0 +1,227 @@
+//! File primitives of the registry: atomic writes, versioned reads, directories with the
+//! right modes, randomness, and the mount check that keeps a removal from reaching into a
+//! mounted filesystem.
+
+use std::ffi::OsString;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::{Context, Error, Result};
+
+/// Marks temp files of [`write_atomic`]: `.<file>.tmp-<pid>-<n>`.
+pub(crate) const TMP_MARK: &str = ".tmp-";
+
+/// Replaces `path` with `data` (mode 0600) so that a reader sees the old or the new file,
+/// never a mix: unique temp file, fsync, rename, fsync the directory. The temp name is
+/// unique per process and call, so two writers never share one (the registry's writers
+/// also hold the lock).
+///
+/// Not `codex_runtime::state::write_atomic`: that one creates the file with the umask's
+/// mode (state.json holds the container's env, which may hold secrets), names the temp
+/// file by pid alone, and reports failures as a runtime error.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp_name = OsString::from(".");
+    tmp_name.push(path.file_name().unwrap_or_default());
+    tmp_name.push(format!(
+        "{TMP_MARK}{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let tmp = dir.join(tmp_name);
+    let write = || -> std::io::Result<()> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        sync_dir(dir)
+    };
+    write()
+        .inspect_err(|_| {
+            let _ = fs::remove_file(&tmp);
+        })
+        .ctx(|| format!("writing {}", path.display()))
+}
+
+/// Makes a directory's entries (created, renamed, removed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Serializes a persisted file: pretty JSON with a final newline (people read these).
+pub(crate) fn to_json<T: serde::Serialize>(value: &T, path: &Path) -> Result<Vec<u8>> {
+    let mut data = serde_json::to_vec_pretty(value).map_err(|e| Error::Corrupt {
+        path: path.to_path_buf(),
+        reason: format!("cannot serialize: {e}"),
+    })?;
+    data.push(b'\n');
+    Ok(data)
+}
+
+/// Reads a versioned JSON file written by this or an earlier version. `Ok(None)` when the
+/// file does not exist; `Error::Corrupt` naming the file when it is not JSON, has no
+/// `version`, comes from a newer codex-ctr, or does not fit the type (with the JSON path
+/// of the bad field).
+pub(crate) fn read_versioned<T: DeserializeOwned>(
+    path: &Path,
+    supported: u32,
+) -> Result<Option<T>> {
+    let mut text = Vec::new();
+    match File::open(path).and_then(|mut f| f.read_to_end(&mut text)) {
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+    }
+    parse_versioned(&text, supported)
+        .map(Some)
+        .map_err(|reason| Error::Corrupt {
+            path: path.to_path_buf(),
+            reason,
+        })
+}
+
+/// Parses a versioned document; the error is the reason it is corrupt.
+pub(crate) fn parse_versioned<T: DeserializeOwned>(
+    text: &[u8],
+    supported: u32,
+) -> std::result::Result<T, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
+    let version = match value.get("version") {
+        None => return Err("no \"version\" field".into()),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| format!("\"version\" is {v}, not a positive integer"))?,
+    };
+    if version == 0 {
+        return Err("\"version\" is 0; versions start at 1".into());
+    }
+    if version > u64::from(supported) {
+        return Err(format!(
+            "version {version} was written by a newer codex-ctr (this one reads up to version {supported})"
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let at = e.path().to_string();
+        if at == "." {
+            e.into_inner().to_string()
+        } else {
+            format!("{at}: {}", e.into_inner())
+        }
+    })
+}
+
+/// Creates `dir` with exactly `mode` (the umask does not apply). `Ok(false)` if it existed.
+pub(crate) fn create_dir(dir: &Path, mode: u32) -> std::io::Result<bool> {
+    match DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `dir` and its missing parents with `mode`; leaves existing ones alone.
+pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    DirBuilder::new().mode(mode).recursive(true).create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+}
+
+/// `N` bytes from the kernel's CSPRNG.
+pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .ctx(|| "reading /dev/urandom")?;
+    Ok(buf)
+}
+
+/// The mount points of this mount namespace, from /proc/self/mountinfo.
+pub(crate) fn mount_points() -> Result<Vec<PathBuf>> {
+    let text = fs::read("/proc/self/mountinfo").ctx(|| "reading /proc/self/mountinfo")?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .filter_map(|line| line.split(|&b| b == b' ').nth(4))
+        .map(|field| PathBuf::from(OsString::from_vec(unescape_octal(field))))
+        .collect())
+}
+
+/// The mount points at or below `dir` (a canonical path).
+pub(crate) fn mounts_under(mounts: &[PathBuf], dir: &Path) -> Vec<PathBuf> {
+    mounts
+        .iter()
+        .filter(|m| m.starts_with(dir))
+        .cloned()
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field.get(i + 1..i + 4).filter(|d| {
+            field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)) && d[0] <= b'3'
+        });
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Removes a directory tree without following symlinks; a tree that is already gone (or
+/// being removed by someone else) is fine.
+pub(crate) fn remove_tree(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != ErrorKind::NotFound => {
+            Err(e).ctx(|| format!("removing {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_decoded() {
+        assert_eq!(unescape_octal(br"/a\040b\134c\011"), b"/a b\\c\t".to_vec());
+        assert_eq!(unescape_octal(br"/plain\9"), br"/plain\9".to_vec());
+    }
+
+    #[test]
+    fn newer_version_is_refused_with_the_versions() {
+        let err = parse_versioned::<serde_json::Value>(br#"{"version": 7}"#, 1).unwrap_err();
+        assert!(
+            err.contains("version 7") && err.contains("up to version 1"),
+            "{err}"
+        );
+        let err = parse_versioned::<serde_json::Value>(br#"{"names": {}}"#, 1).unwrap_err();
+        assert!(err.contains("version"), "{err}");
+    }
+}

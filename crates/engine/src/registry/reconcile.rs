@@ -1,0 +1,356 @@
+//! Reconciling the registry's files with each other after a crash: what an interrupted
+//! create, rm or write leaves behind, recognised, reported and repaired.
+//!
+//! Processes and mounts (a pid that is gone, a supervisor that died) are the supervisor's
+//! part of reconciling; this part never touches anything outside the root.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Context, Result};
+
+use super::files::{
+    mount_points, mounts_under, read_versioned, remove_tree, to_json, write_atomic, TMP_MARK,
+};
+use super::names::is_full_id;
+use super::record::{ContainerRecord, RECORD_VERSION};
+use super::{Registry, INDEX_FILE, REMOVING_PREFIX, STATE_FILE};
+
+/// One thing [`Registry::reconcile`] repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// `containers/<id>/` had no `state.json` and no name in the index (a create
+    /// interrupted before its record was written): removed.
+    RemovedIncomplete { id: String },
+    /// A container record whose id was not in the index (a create interrupted before the
+    /// index was written): removed; the create had not succeeded.
+    RemovedOrphan { id: String, name: Option<String> },
+    /// The index named a container whose directory or `state.json` is missing (an
+    /// interrupted rm, or a lost directory): the name was dropped, and what was left of
+    /// the directory removed.
+    DroppedName { name: String, id: String },
+    /// `state.json` gave a name other than the index's: set to the index's.
+    FixedName {
+        id: String,
+        was: String,
+        now: String,
+    },
+    /// The leftover of an interrupted rm (`containers/.removing-<id>`) was deleted.
+    RemovedLeftover { path: PathBuf },
+    /// A temp file of an interrupted write was deleted.
+    RemovedTempFile { path: PathBuf },
+}
+
+impl fmt::Display for Repair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Repair::RemovedIncomplete { id } => {
+                write!(
+                    f,
+                    "container {id}: removed an incomplete create (no state.json)"
+                )
+            }
+            Repair::RemovedOrphan { id, name } => write!(
+                f,
+                "container {id} ({}): removed an interrupted create (not in {INDEX_FILE})",
+                name.as_deref().unwrap_or("unreadable name")
+            ),
+            Repair::DroppedName { name, id } => write!(
+                f,
+                "container {name} ({id}): dropped from {INDEX_FILE}: its state.json is missing"
+            ),
+            Repair::FixedName { id, was, now } => {
+                write!(
+                    f,
+                    "container {id}: renamed {was:?} to {now:?} to match {INDEX_FILE}"
+                )
+            }
+            Repair::RemovedLeftover { path } => {
+                write!(f, "{}: deleted what an interrupted rm left", path.display())
+            }
+            Repair::RemovedTempFile { path } => {
+                write!(
+                    f,
+                    "{}: deleted a temp file of an interrupted write",
+                    path.display()
+                )
+            }
+        }
+    }
+}
+
+/// Something [`Registry::reconcile`] found and could not (or would not) repair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+/// What [`Registry::reconcile`] did and what it left.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub repairs: Vec<Repair>,
+    pub problems: Vec<Problem>,
+}
+
+impl Reconciled {
+    /// Nothing was wrong.
+    pub fn is_clean(&self) -> bool {
+        self.repairs.is_empty() && self.problems.is_empty()
+    }
+}
+
+impl Registry {
+    /// Brings `registry.json` and `containers/` back into agreement after a crash, under
+    /// the lock; deleting directories happens after the lock is released. It never fails
+    /// on what it finds: a corrupt `state.json`, an unknown entry in `containers/` or a
+    /// directory with a mount below it is reported as a [`Problem`] and left alone. It
+    /// fails only when the index itself is unreadable or the root cannot be read.
+    pub fn reconcile(&self) -> Result<Reconciled> {
+        let mut out = Reconciled::default();
+        let mut doomed: Vec<PathBuf> = Vec::new();
+        {
+            let _lock = self.lock()?;
+            let mut index = self.index()?;
+            let before = index.clone();
+            let mounts = mount_points()?;
+            remove_temp_files(&self.root, INDEX_FILE, &mut out);
+
+            let containers = self.containers_dir();
+            let entries =
+                fs::read_dir(&containers).ctx(|| format!("reading {}", containers.display()))?;
+            let mut with_dir = BTreeSet::new();
+            for entry in entries {
+                let entry = entry.ctx(|| format!("reading {}", containers.display()))?;
+                let path = entry.path();
+                let file_name = entry.file_name();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                let Some(file_name) = file_name.to_str() else {
+                    out.problems.push(unknown_entry(path));
+                    continue;
+                };
+                if file_name
+                    .strip_prefix(REMOVING_PREFIX)
+                    .is_some_and(is_full_id)
+                    && is_dir
+                {
+                    if let Some(mount) = mounts_under(&mounts, &path).first() {
+                        out.problems.push(mounted(path.clone(), mount));
+                    } else {
+                        doomed.push(path);
+                    }
+                    continue;
+                }
+                if !is_full_id(file_name) || !is_dir {
+                    out.problems.push(unknown_entry(path));
+                    continue;
+                }
+                let id = file_name;
+                with_dir.insert(id.to_string());
+                let names: Vec<String> = index
+                    .containers
+                    .iter()
+                    .filter(|(_, v)| v.as_str() == id)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                let state_path = path.join(STATE_FILE);
+                let state = read_versioned::<ContainerRecord>(&state_path, RECORD_VERSION);
+
+                // Not in the index: a create that never finished. Its record, if any, was
+                // never returned to anyone.
+                if names.is_empty() {
+                    let had_state = state_path.exists();
+                    let name = state.ok().flatten().map(|r| r.name);
+                    match self.retire_for_reconcile(&path, id, &mounts) {
+                        Ok(trash) => {
+                            doomed.push(trash);
+                            out.repairs.push(if had_state {
+                                Repair::RemovedOrphan {
+                                    id: id.into(),
+                                    name,
+                                }
+                            } else {
+                                Repair::RemovedIncomplete { id: id.into() }
+                            });
+                        }
+                        Err(problem) => out.problems.push(problem),
+                    }
+                    continue;
+                }
+
+                match state {
+                    // In the index without a record: drop the names, remove the rest.
+                    Ok(None) => match self.retire_for_reconcile(&path, id, &mounts) {
+                        Ok(trash) => {
+                            doomed.push(trash);
+                            for name in names {
+                                index.containers.remove(&name);
+                                out.repairs.push(Repair::DroppedName {
+                                    name,
+                                    id: id.into(),
+                                });
+                            }
+                        }
+                        Err(problem) => out.problems.push(problem),
+                    },
+                    // Corrupt: leave it for the user to see and `rm -f`.
+                    Err(e) => out.problems.push(Problem {
+                        path: state_path,
+                        reason: e.to_string(),
+                    }),
+                    Ok(Some(record)) if record.id != id => out.problems.push(Problem {
+                        path: state_path,
+                        reason: format!(
+                            "it holds id {:?}, not the id of its directory; left alone",
+                            record.id
+                        ),
+                    }),
+                    Ok(Some(mut record)) => {
+                        // One name per container: keep the record's if the index has it.
+                        let keep = if names.contains(&record.name) {
+                            record.name.clone()
+                        } else {
+                            names[0].clone()
+                        };
+                        for name in names.into_iter().filter(|n| *n != keep) {
+                            index.containers.remove(&name);
+                            out.repairs.push(Repair::DroppedName {
+                                name,
+                                id: id.into(),
+                            });
+                        }
+                        if record.name != keep {
+                            let was = std::mem::replace(&mut record.name, keep.clone());
+                            record.version = RECORD_VERSION;
+                            match to_json(&record, &state_path)
+                                .and_then(|data| write_atomic(&state_path, &data))
+                            {
+                                Ok(()) => out.repairs.push(Repair::FixedName {
+                                    id: id.into(),
+                                    was,
+                                    now: keep,
+                                }),
+                                Err(e) => out.problems.push(Problem {
+                                    path: state_path.clone(),
+                                    reason: e.to_string(),
+                                }),
+                            }
+                        }
+                        remove_temp_files(&path, STATE_FILE, &mut out);
+                    }
+                }
+            }
+
+            // Names whose container directory is gone altogether.
+            let dangling: Vec<(String, String)> = index
+                .containers
+                .iter()
+                .filter(|(_, id)| !with_dir.contains(id.as_str()))
+                .map(|(n, id)| (n.clone(), id.clone()))
+                .collect();
+            for (name, id) in dangling {
+                index.containers.remove(&name);
+                out.repairs.push(Repair::DroppedName { name, id });
+            }
+
+            if index != before {
+                self.save_index(&index)?;
+            }
+        }
+
+        for path in doomed {
+            let repair = Repair::RemovedLeftover { path: path.clone() };
+            match remove_tree(&path) {
+                // Retired just now: already reported as what it was.
+                Ok(()) if out.repairs.iter().any(|r| retired_as(r, &path)) => {}
+                Ok(()) => out.repairs.push(repair),
+                Err(e) => out.problems.push(Problem {
+                    path,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves a container directory out of the way (to be deleted after unlocking), or says
+    /// why not.
+    fn retire_for_reconcile(
+        &self,
+        dir: &Path,
+        id: &str,
+        mounts: &[PathBuf],
+    ) -> std::result::Result<PathBuf, Problem> {
+        let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
+        self.retire(dir, &trash, mounts)
+            .map(|()| trash)
+            .map_err(|e| Problem {
+                path: dir.to_path_buf(),
+                reason: format!("{e}; left alone"),
+            })
+    }
+}
+
+/// True if `repair` is about the container whose directory was retired to `trash`.
+fn retired_as(repair: &Repair, trash: &Path) -> bool {
+    let id = match repair {
+        Repair::RemovedIncomplete { id }
+        | Repair::RemovedOrphan { id, .. }
+        | Repair::DroppedName { id, .. } => id,
+        _ => return false,
+    };
+    trash
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(REMOVING_PREFIX))
+        == Some(id.as_str())
+}
+
+/// Deletes `.<file>.tmp-*` in `dir`: every writer of `file` holds the lock, so under the
+/// lock any such temp file is a dead writer's.
+fn remove_temp_files(dir: &Path, file: &str, out: &mut Reconciled) {
+    let prefix = format!(".{file}{TMP_MARK}");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if is_file
+            && entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        {
+            let path = entry.path();
+            match fs::remove_file(&path) {
+                Ok(()) => out.repairs.push(Repair::RemovedTempFile { path }),
+                Err(e) => out.problems.push(Problem {
+                    path,
+                    reason: e.to_string(),
+                }),
+            }
+        }
+    }
+}
+
+fn unknown_entry(path: PathBuf) -> Problem {
+    Problem {
+        path,
+        reason: "not a container directory; left alone".into(),
+    }
+}
+
+fn mounted(path: PathBuf, mount: &Path) -> Problem {
+    Problem {
+        reason: format!("{} is still mounted below it; left alone", mount.display()),
+        path,
+    }
+}

@@ -1,0 +1,178 @@
+//! `containers/<id>/state.json`: one container's metadata and config.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The version of `state.json` this engine writes. Every earlier version still loads
+/// (see `runtime-state/README.md`).
+pub const RECORD_VERSION: u32 = 1;
+
+/// A container's state, as DESIGN.md names it: the same words in the CLI, JSON and the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerStatus {
+    /// Created, not started yet.
+    Created,
+    /// Its process runs.
+    Running,
+    /// Frozen by `pause`.
+    Paused,
+    /// Its process ended on its own (or was killed by a signal not sent by `stop`).
+    Exited,
+    /// Could not start: `error` says why.
+    Failed,
+    /// Ended because the user stopped it.
+    Stopped,
+    /// Between two runs of its restart policy.
+    Restarting,
+}
+
+impl ContainerStatus {
+    pub const ALL: [ContainerStatus; 7] = [
+        ContainerStatus::Created,
+        ContainerStatus::Running,
+        ContainerStatus::Paused,
+        ContainerStatus::Exited,
+        ContainerStatus::Failed,
+        ContainerStatus::Stopped,
+        ContainerStatus::Restarting,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Paused => "paused",
+            ContainerStatus::Exited => "exited",
+            ContainerStatus::Failed => "failed",
+            ContainerStatus::Stopped => "stopped",
+            ContainerStatus::Restarting => "restarting",
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ContainerStatus {
+    type Err = Error;
+
+    /// Parses the lowercase word (`--filter status=running`).
+    fn from_str(s: &str) -> Result<Self> {
+        ContainerStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                let words: Vec<&str> = ContainerStatus::ALL.iter().map(|s| s.as_str()).collect();
+                Error::invalid(
+                    "status",
+                    format!("{s:?} is not one of {}", words.join(", ")),
+                )
+            })
+    }
+}
+
+/// One container's persisted record. Fields that a later version adds must have a default,
+/// so that every golden example of `runtime-state/examples/` keeps loading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    /// Schema version of this file ([`RECORD_VERSION`] when this engine writes it).
+    pub version: u32,
+    /// 64 lowercase hex characters; also the directory name.
+    pub id: String,
+    /// Unique among containers; the index maps it to `id`.
+    pub name: String,
+    /// RFC 3339 UTC.
+    pub created: String,
+    pub status: ContainerStatus,
+    /// The container's init process, while it has one.
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// Its supervisor process, while it has one.
+    #[serde(default)]
+    pub supervisor_pid: Option<i32>,
+    /// The last exit code (128 + signal for a signal death, as shells and Docker report).
+    #[serde(default)]
+    pub exit_code: Option<i32>,
+    /// The signal number that ended the last run, if one did.
+    #[serde(default)]
+    pub signal: Option<i32>,
+    /// The kernel's OOM killer ended the last run.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why it failed (status `failed`), or the last engine error about it.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// RFC 3339 UTC, of the last start.
+    #[serde(default)]
+    pub started_at: Option<String>,
+    /// RFC 3339 UTC, of the last exit.
+    #[serde(default)]
+    pub finished_at: Option<String>,
+    #[serde(default)]
+    pub restart_count: u32,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The engine's container configuration (a JSON object), opaque to the registry.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+impl ContainerRecord {
+    /// A record in state `created`, stamped now.
+    pub(crate) fn new(
+        id: String,
+        name: String,
+        config: serde_json::Value,
+        labels: BTreeMap<String, String>,
+    ) -> ContainerRecord {
+        ContainerRecord {
+            version: RECORD_VERSION,
+            id,
+            name,
+            created: codex_runtime::state::now_rfc3339(),
+            status: ContainerStatus::Created,
+            pid: None,
+            supervisor_pid: None,
+            exit_code: None,
+            signal: None,
+            oom_killed: false,
+            error: None,
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            labels,
+            config,
+        }
+    }
+
+    /// The first 12 characters of the id, as `ps` shows it.
+    pub fn short_id(&self) -> &str {
+        self.id.get(..12).unwrap_or(&self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_words_round_trip() {
+        for st in ContainerStatus::ALL {
+            let json = serde_json::to_string(&st).unwrap();
+            assert_eq!(json, format!("\"{st}\""));
+            assert_eq!(st.as_str().parse::<ContainerStatus>().unwrap(), st);
+        }
+        let err = "zombie".parse::<ContainerStatus>().unwrap_err().to_string();
+        assert!(
+            err.starts_with("status: ") && err.contains("restarting"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,291 @@
+//! `runtime-state/`: every golden example still loads through the engine's own load path
+//! and fits its version's JSON Schema, and what the engine writes now fits the current
+//! schema. See runtime-state/README.md for the rule these tests keep.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use codex_engine::registry::{
+    ContainerStatus, Registry, INDEX_FILE, INDEX_VERSION, RECORD_VERSION, STATE_FILE,
+};
+use serde_json::{json, Value};
+
+fn runtime_state() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtime-state")
+}
+
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The validator of `<kind>.v<version>.schema.json`, after checking the schema itself
+/// against the draft 2020-12 meta-schema.
+fn validator(kind: &str, version: u32) -> jsonschema::Validator {
+    let path = runtime_state().join(format!("{kind}.v{version}.schema.json"));
+    let schema = read_json(&path);
+    assert_eq!(
+        schema["$schema"],
+        "https://json-schema.org/draft/2020-12/schema",
+        "{}",
+        path.display()
+    );
+    jsonschema::meta::validate(&schema)
+        .unwrap_or_else(|e| panic!("{} is not a valid schema: {e}", path.display()));
+    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn assert_fits(validator: &jsonschema::Validator, instance: &Value, what: &str) {
+    let errors: Vec<String> = validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{what} does not fit its schema:\n{}",
+        errors.join("\n")
+    );
+}
+
+/// `registry.v1.json` -> ("registry", 1); `state.v1.created.json` -> ("state", 1).
+fn kind_and_version(file_name: &str) -> (String, u32) {
+    let mut parts = file_name.split('.');
+    let kind = parts.next().unwrap_or_default().to_string();
+    let version = parts
+        .next()
+        .and_then(|v| v.strip_prefix('v'))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            panic!("golden example {file_name} is not named <kind>.v<N>[.<what>].json")
+        });
+    (kind, version)
+}
+
+/// A root holding `index` as registry.json and each record as containers/<id>/state.json.
+fn root_with(index: &Value, records: &[Value]) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(tmp.path().join("containers")).expect("mkdir");
+    std::fs::write(tmp.path().join(INDEX_FILE), index.to_string()).expect("write index");
+    for record in records {
+        let id = record["id"].as_str().expect("golden record has an id");
+        let dir = tmp.path().join("containers").join(id);
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::write(dir.join(STATE_FILE), record.to_string()).expect("write state");
+    }
+    tmp
+}
+
+#[test]
+fn every_golden_example_loads_and_fits_its_schema() {
+    let dir = runtime_state().join("examples");
+    let mut seen = BTreeMap::<String, usize>::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("runtime-state/examples")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    paths.sort();
+    for path in paths {
+        let file_name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name")
+            .to_string();
+        let (kind, version) = kind_and_version(&file_name);
+        let golden = read_json(&path);
+        assert_eq!(
+            golden["version"],
+            json!(version),
+            "{file_name}: version field vs file name"
+        );
+        assert_fits(&validator(&kind, version), &golden, &file_name);
+
+        // Load it the way the engine loads a root from disk.
+        match kind.as_str() {
+            "registry" => {
+                assert!(
+                    version <= INDEX_VERSION,
+                    "{file_name} is newer than the engine"
+                );
+                let tmp = root_with(&golden, &[]);
+                let reg = Registry::open(tmp.path()).expect("open");
+                let index = reg.index().unwrap_or_else(|e| panic!("{file_name}: {e}"));
+                let names: Vec<&str> = index.containers().keys().map(String::as_str).collect();
+                let golden_names: Vec<&str> = golden["containers"]
+                    .as_object()
+                    .expect("containers")
+                    .keys()
+                    .map(String::as_str)
+                    .collect();
+                assert_eq!(names, golden_names, "{file_name}");
+                for (reference, id) in golden["images"].as_object().expect("images") {
+                    assert_eq!(index.images.get(reference).map(String::as_str), id.as_str());
+                }
+                if version == INDEX_VERSION {
+                    assert_eq!(
+                        serde_json::to_value(&index).expect("json"),
+                        golden,
+                        "{file_name}"
+                    );
+                }
+            }
+            "state" => {
+                assert!(
+                    version <= RECORD_VERSION,
+                    "{file_name} is newer than the engine"
+                );
+                let id = golden["id"].as_str().expect("id");
+                let name = golden["name"].as_str().expect("name");
+                let index = json!({
+                    "version": 1, "containers": {name: id},
+                    "images": {}, "volumes": {}, "networks": {}
+                });
+                let tmp = root_with(&index, std::slice::from_ref(&golden));
+                let reg = Registry::open(tmp.path()).expect("open");
+                let record = reg.get(name).unwrap_or_else(|e| panic!("{file_name}: {e}"));
+                assert_eq!((record.id.as_str(), record.name.as_str()), (id, name));
+                assert_eq!(json!(record.status), golden["status"], "{file_name}");
+                if version == RECORD_VERSION {
+                    assert_eq!(
+                        serde_json::to_value(&record).expect("json"),
+                        golden,
+                        "{file_name}"
+                    );
+                }
+                // And the engine can go on using it.
+                reg.update_container(id, |r| {
+                    r.restart_count += 1;
+                    Ok(())
+                })
+                .unwrap_or_else(|e| panic!("{file_name}: {e}"));
+                assert!(
+                    reg.reconcile().expect("reconcile").is_clean(),
+                    "{file_name}"
+                );
+            }
+            other => panic!("{file_name}: unknown kind {other:?}"),
+        }
+        *seen.entry(kind).or_default() += 1;
+    }
+    assert!(seen.get("registry").is_some_and(|n| *n >= 1), "{seen:?}");
+    assert!(seen.get("state").is_some_and(|n| *n >= 1), "{seen:?}");
+    // The current version of each file has a golden example.
+    for (kind, version) in [("registry", INDEX_VERSION), ("state", RECORD_VERSION)] {
+        let path = runtime_state().join(format!("examples/{kind}.v{version}.json"));
+        assert!(path.is_file(), "{} is missing", path.display());
+    }
+}
+
+#[test]
+fn what_the_engine_writes_fits_the_current_schema() {
+    let registry_schema = validator("registry", INDEX_VERSION);
+    let state_schema = validator("state", RECORD_VERSION);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let reg = Registry::open(tmp.path()).expect("open");
+    assert_fits(
+        &registry_schema,
+        &read_json(&reg.index_path()),
+        "a fresh registry.json",
+    );
+
+    let labels = BTreeMap::from([("app".to_string(), "bot".to_string())]);
+    let fresh = reg
+        .create_container(
+            Some("bot-1"),
+            json!({"image": "busybox", "env": ["A=1"]}),
+            labels,
+        )
+        .expect("create");
+    let generated = reg
+        .create_container(None, json!({}), BTreeMap::new())
+        .expect("create");
+    reg.update_container(&fresh.id, |r| {
+        r.status = ContainerStatus::Exited;
+        r.pid = Some(1234);
+        r.supervisor_pid = Some(1233);
+        r.exit_code = Some(137);
+        r.signal = Some(9);
+        r.oom_killed = true;
+        r.error = Some("killed by the OOM killer".into());
+        r.started_at = Some(codex_runtime::state::now_rfc3339());
+        r.finished_at = Some(codex_runtime::state::now_rfc3339());
+        r.restart_count = 3;
+        Ok(())
+    })
+    .expect("update");
+    reg.update(|index| {
+        index.images.insert(
+            "busybox:latest".into(),
+            format!("sha256:{}", "0".repeat(64)),
+        );
+        Ok(())
+    })
+    .expect("update index");
+
+    assert_fits(
+        &registry_schema,
+        &read_json(&reg.index_path()),
+        "registry.json",
+    );
+    for rec in [&fresh, &generated] {
+        let path = reg.container_dir(&rec.id).expect("dir").join(STATE_FILE);
+        assert_fits(
+            &state_schema,
+            &read_json(&path),
+            &path.display().to_string(),
+        );
+    }
+    for status in ContainerStatus::ALL {
+        let rec = reg
+            .update_container(&generated.id, |r| {
+                r.status = status;
+                Ok(())
+            })
+            .expect("update");
+        assert_fits(
+            &state_schema,
+            &serde_json::to_value(&rec).expect("json"),
+            status.as_str(),
+        );
+    }
+}
+
+/// The schemas are not vacuous: they refuse what the engine must never write.
+#[test]
+fn the_schemas_refuse_malformed_files() {
+    let state_schema = validator("state", RECORD_VERSION);
+    let golden = read_json(&runtime_state().join(format!("examples/state.v{RECORD_VERSION}.json")));
+    let broken = |edit: &dyn Fn(&mut Value)| {
+        let mut v = golden.clone();
+        edit(&mut v);
+        v
+    };
+    for (what, bad) in [
+        (
+            "no version",
+            broken(&|v| drop(v.as_object_mut().map(|o| o.remove("version")))),
+        ),
+        ("unknown status", broken(&|v| v["status"] = json!("zombie"))),
+        ("short id", broken(&|v| v["id"] = json!("abc"))),
+        ("bad name", broken(&|v| v["name"] = json!("../etc"))),
+        ("bad time", broken(&|v| v["created"] = json!("yesterday"))),
+        ("unknown field", broken(&|v| v["extra"] = json!(1))),
+        (
+            "label not a string",
+            broken(&|v| v["labels"]["n"] = json!(1)),
+        ),
+    ] {
+        assert!(
+            !state_schema.is_valid(&bad),
+            "state schema accepted: {what}"
+        );
+    }
+    let registry_schema = validator("registry", INDEX_VERSION);
+    let golden =
+        read_json(&runtime_state().join(format!("examples/registry.v{INDEX_VERSION}.json")));
+    let mut bad = golden.clone();
+    bad["containers"]["ok"] = json!("not-an-id");
+    assert!(!registry_schema.is_valid(&bad));
+    let mut bad = golden;
+    bad["version"] = json!(99);
+    assert!(!registry_schema.is_valid(&bad));
+}
