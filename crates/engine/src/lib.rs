@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod image;
 pub mod profile;
+pub mod supervisor;
 pub mod registry;
 
 pub use error::{Error, Result};
