@@ -53,3 +53,12 @@ impl<T> Context<T> for std::io::Result<T> {
         })
     }
 }
+
+impl<T> Context<T> for nix::Result<T> {
+    fn ctx<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
+        self.map_err(|errno| Error::Io {
+            context: context().into(),
+            cause: std::io::Error::from_raw_os_error(errno as i32),
+        })
+    }
+}

@@ -1,6 +1,6 @@
 //! The image store: content-addressed layers, unpacked once, and named image records.
 //!
-//! Layout under `<root>/images/` (laid out like an OCI image store, so that layered images,
+//! Layout under `<root>/images/` (0700; laid out like an OCI image store, so that layered images,
 //! registry pulls and overlayfs fit without migrating):
 //!
 //! ```text
@@ -34,7 +34,7 @@ mod reference;
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -139,9 +139,16 @@ pub struct ImageStore {
 }
 
 impl ImageStore {
-    /// Opens (creating if needed) the store under `<root>/images`.
+    /// Opens (creating if needed) the store under `<root>/images`. The directory is made
+    /// 0700: layers hold other images' files (set-id binaries, shadow files) that host
+    /// users must not reach. overlayfs and pivot_root do not need them to.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let dir = root.as_ref().join("images");
+        if !dir.exists() {
+            fs::create_dir_all(&dir)
+                .and_then(|_| fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)))
+                .ctx(|| format!("creating {}", dir.display()))?;
+        }
         let store = ImageStore { dir };
         for d in [
             store.dir.clone(),

@@ -3,10 +3,11 @@
 //! per-container supervisor. No daemon. (Being built: see issue 5.)
 
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod image;
 pub mod profile;
-pub mod supervisor;
 pub mod registry;
+pub mod supervisor;
 
 pub use error::{Error, Result};

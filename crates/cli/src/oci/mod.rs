@@ -2,7 +2,7 @@
 //! codex-runtime in place of runc.
 
 mod args;
-mod commands;
+pub(crate) mod commands;
 mod log;
 
 use clap::Parser;

@@ -117,6 +117,10 @@ pub struct ContainerRecord {
     pub finished_at: Option<String>,
     #[serde(default)]
     pub restart_count: u32,
+    /// A user asked for the stop that is under way (the exit is then `stopped`, not
+    /// `exited`, and no restart policy applies).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stop_requested: bool,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// The engine's container configuration (a JSON object), opaque to the registry.
@@ -147,6 +151,7 @@ impl ContainerRecord {
             started_at: None,
             finished_at: None,
             restart_count: 0,
+            stop_requested: false,
             labels,
             config,
         }

@@ -30,7 +30,10 @@ pub struct Rotation {
 
 impl Default for Rotation {
     fn default() -> Self {
-        Rotation { max_size: 10 << 20, max_files: 3 }
+        Rotation {
+            max_size: 10 << 20,
+            max_files: 3,
+        }
     }
 }
 
@@ -58,7 +61,10 @@ impl LogWriter {
             path: path.to_path_buf(),
             file,
             size,
-            rotation: Rotation { max_files: rotation.max_files.max(1), ..rotation },
+            rotation: Rotation {
+                max_files: rotation.max_files.max(1),
+                ..rotation
+            },
             partial: [Vec::new(), Vec::new()],
         })
     }
@@ -90,7 +96,9 @@ impl LogWriter {
                 self.write_line(stream, &rest)?;
             }
         }
-        self.file.flush().ctx(|| format!("flushing {}", self.path.display()))
+        self.file
+            .flush()
+            .ctx(|| format!("flushing {}", self.path.display()))
     }
 
     fn write_line(&mut self, stream: usize, text: &[u8]) -> Result<()> {
@@ -104,7 +112,9 @@ impl LogWriter {
         if self.size > 0 && self.size + out.len() as u64 > self.rotation.max_size {
             self.rotate()?;
         }
-        self.file.write_all(&out).ctx(|| format!("writing {}", self.path.display()))?;
+        self.file
+            .write_all(&out)
+            .ctx(|| format!("writing {}", self.path.display()))?;
         self.size += out.len() as u64;
         Ok(())
     }
@@ -113,7 +123,9 @@ impl LogWriter {
         let name = |i: u32| PathBuf::from(format!("{}.{i}", self.path.display()));
         let keep = self.rotation.max_files - 1;
         if keep == 0 {
-            self.file.set_len(0).ctx(|| format!("truncating {}", self.path.display()))?;
+            self.file
+                .set_len(0)
+                .ctx(|| format!("truncating {}", self.path.display()))?;
             self.size = 0;
             return Ok(());
         }
@@ -141,7 +153,9 @@ pub fn read_all(path: &Path, max_files: u32) -> Result<Vec<LogLine>> {
     files.push(path.to_path_buf());
     let mut out = Vec::new();
     for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(text) = std::fs::read_to_string(&f) else {
+            continue;
+        };
         for l in text.lines() {
             // A line cut by a crash mid-write is skipped, not fatal.
             if let Ok(rec) = serde_json::from_str::<LogLine>(l) {
@@ -166,11 +180,20 @@ mod tests {
         w.feed(0, b"ld\n").unwrap();
         w.feed(0, b"no newline").unwrap();
         w.flush().unwrap();
-        let lines: Vec<(String, String)> = read_all(&p, 3).unwrap().into_iter().map(|l| (l.stream, l.log)).collect();
+        let lines: Vec<(String, String)> = read_all(&p, 3)
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.stream, l.log))
+            .collect();
         assert_eq!(
             lines,
-            [("stdout", "hello"), ("stderr", "oops"), ("stdout", "world"), ("stdout", "no newline")]
-                .map(|(a, b)| (a.to_string(), b.to_string()))
+            [
+                ("stdout", "hello"),
+                ("stderr", "oops"),
+                ("stdout", "world"),
+                ("stdout", "no newline")
+            ]
+            .map(|(a, b)| (a.to_string(), b.to_string()))
         );
     }
 
@@ -178,20 +201,37 @@ mod tests {
     fn rotation_keeps_max_files_and_nothing_is_lost_within_them() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("container.log");
-        let mut w = LogWriter::open(&p, Rotation { max_size: 300, max_files: 3 }).unwrap();
+        let mut w = LogWriter::open(
+            &p,
+            Rotation {
+                max_size: 300,
+                max_files: 3,
+            },
+        )
+        .unwrap();
         for i in 0..40 {
             w.feed(0, format!("line {i:02}\n").as_bytes()).unwrap();
         }
         w.flush().unwrap();
-        assert!(p.exists() && dir.path().join("container.log.1").exists() && dir.path().join("container.log.2").exists());
+        assert!(
+            p.exists()
+                && dir.path().join("container.log.1").exists()
+                && dir.path().join("container.log.2").exists()
+        );
         assert!(!dir.path().join("container.log.3").exists());
         for f in ["container.log", "container.log.1", "container.log.2"] {
-            assert!(std::fs::metadata(dir.path().join(f)).unwrap().len() <= 300, "{f}");
+            assert!(
+                std::fs::metadata(dir.path().join(f)).unwrap().len() <= 300,
+                "{f}"
+            );
         }
         let all = read_all(&p, 3).unwrap();
         let nums: Vec<u32> = all.iter().map(|l| l.log[5..].parse().unwrap()).collect();
         assert_eq!(nums.last(), Some(&39));
-        assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "the kept lines are contiguous: {nums:?}");
+        assert!(
+            nums.windows(2).all(|w| w[1] == w[0] + 1),
+            "the kept lines are contiguous: {nums:?}"
+        );
     }
 
     #[test]
@@ -201,7 +241,11 @@ mod tests {
         let mut w = LogWriter::open(&p, Rotation::default()).unwrap();
         w.feed(0, &vec![b'x'; MAX_LINE * 2 + 5]).unwrap();
         w.flush().unwrap();
-        let sizes: Vec<usize> = read_all(&p, 1).unwrap().iter().map(|l| l.log.len()).collect();
+        let sizes: Vec<usize> = read_all(&p, 1)
+            .unwrap()
+            .iter()
+            .map(|l| l.log.len())
+            .collect();
         assert_eq!(sizes, [MAX_LINE, MAX_LINE, 5]);
     }
 }

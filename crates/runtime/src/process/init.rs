@@ -135,7 +135,8 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         hooks::run(HookKind::CreateContainer, hooks, &state)?;
     }
 
-    rootfs::switch_root(root.as_fd(), args.no_pivot, spec)?;
+    let host_root = args.bundle.rootfs == std::path::Path::new("/");
+    rootfs::switch_root(root.as_fd(), args.no_pivot, spec, host_root)?;
     drop(root);
     drop(host_null);
     if let Some(slave) = &pty {

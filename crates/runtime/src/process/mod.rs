@@ -122,9 +122,16 @@ pub fn spawn(
     reap(());
     let pid = result?;
     let placed = place(pid).and_then(|()| {
-        parent_end
-            .send(&Msg::Placed)
-            .ctx(|| "releasing the container process")
+        parent_end.send(&Msg::Placed).map_err(|e| {
+            // The process died first: its own report says why.
+            match parent_end.recv() {
+                Ok(Some(Msg::Error(msg))) => Error::Container(msg),
+                _ => Error::Io {
+                    context: "releasing the container process".into(),
+                    cause: e,
+                },
+            }
+        })
     });
     if let Err(e) = placed {
         let _ = nix::sys::signal::kill(

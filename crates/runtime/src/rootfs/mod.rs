@@ -74,6 +74,11 @@ pub fn enter(setup: &RootfsSetup) -> Result<OwnedFd> {
         None::<&str>,
     )
     .ctx(|| "making / a slave mount")?;
+    if setup.rootfs == Path::new("/") {
+        // The host's own root (a host program under `minimal` isolation): already
+        // where the process is, in its own (slave) mount namespace.
+        return Ok(mount::open_path(Path::new("/")).ctx(|| "opening /")?.into());
+    }
     mount2(
         Some(setup.rootfs),
         setup.rootfs,
@@ -199,9 +204,11 @@ fn make_readonly(root: BorrowedFd, p: &Path) -> std::io::Result<()> {
 }
 
 /// Switches the process into the rootfs and drops the host's tree.
-pub fn switch_root(root: BorrowedFd, no_pivot: bool, spec: &Spec) -> Result<()> {
+pub fn switch_root(root: BorrowedFd, no_pivot: bool, spec: &Spec, host_root: bool) -> Result<()> {
     nix::unistd::fchdir(root).ctx(|| "entering the rootfs")?;
-    if no_pivot {
+    if host_root {
+        // Nothing to switch to: the rootfs is the host's `/`.
+    } else if no_pivot {
         mount2(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .ctx(|| "moving the rootfs to /")?;
         nix::unistd::chroot(".").ctx(|| "chroot into the rootfs")?;

@@ -1,0 +1,156 @@
+//! codex-ctr's command line, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "codex-ctr", about = "Containers without a daemon", version)]
+pub struct Cli {
+    /// Engine root (default $CODEX_CTR_ROOT or /var/lib/codex-ctr).
+    #[arg(long, global = true)]
+    pub root: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CreateArgs {
+    #[arg(long)]
+    pub name: Option<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(long = "env-file")]
+    pub env_file: Vec<PathBuf>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// UID[:GID]
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// SRC:DST[:ro] (repeatable); SRC is a host path or a volume name.
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    /// A tmpfs at this path (repeatable).
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// KEY=VALUE (repeatable).
+    #[arg(short, long = "label")]
+    pub label: Vec<String>,
+    /// 512m, 1g...
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// 0.5 or 50%
+    #[arg(long)]
+    pub cpus: Option<String>,
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// RLIMIT_NOFILE (soft = hard).
+    #[arg(long = "open-files")]
+    pub open_files: Option<u64>,
+    /// minimal, standard (default) or strict.
+    #[arg(long, default_value = "standard")]
+    pub isolation: String,
+    #[arg(long = "stop-signal")]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL.
+    #[arg(long = "stop-timeout")]
+    pub stop_timeout: Option<u64>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run this directory as the root filesystem instead of an image.
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    /// The entrypoint (overrides the image's).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start a container (attached unless -d).
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        /// Print the id and return; the container runs on.
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Create a container.
+    Create(CreateArgs),
+    /// Start created or exited containers.
+    Start { containers: Vec<String> },
+    /// Stop containers: the stop signal, then SIGKILL after the timeout.
+    Stop {
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        containers: Vec<String>,
+    },
+    /// Send a signal to every process of containers.
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        containers: Vec<String>,
+    },
+    /// List containers.
+    #[command(alias = "list")]
+    Ps {
+        #[arg(short, long)]
+        all: bool,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Everything about a container (--spec: its OCI spec).
+    Inspect {
+        #[arg(long)]
+        spec: bool,
+        container: String,
+    },
+    /// A container's output.
+    Logs {
+        #[arg(short, long)]
+        timestamps: bool,
+        #[arg(long)]
+        tail: Option<usize>,
+        #[arg(long)]
+        stdout: bool,
+        #[arg(long)]
+        stderr: bool,
+        container: String,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait { containers: Vec<String> },
+    /// Images.
+    Image {
+        #[command(subcommand)]
+        command: ImageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a directory or a tar (.gz, .zst) as NAME[:TAG].
+    Import { source: PathBuf, reference: String },
+    /// List images.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Remove images.
+    Rm { references: Vec<String> },
+}

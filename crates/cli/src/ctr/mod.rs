@@ -1,0 +1,48 @@
+//! `codex-ctr`: Docker-like commands over codex-engine. Parse, call, print.
+
+mod args;
+mod commands;
+
+use clap::Parser;
+
+/// Docker's exit codes for a failed `run`: 125 the engine, 126 cannot execute,
+/// 127 not found.
+fn exit_code_for(err: &anyhow::Error) -> i32 {
+    let text = format!("{err:#}");
+    if text.contains("executable file not found")
+        || text.contains("No such file or directory (os error 2)") && text.contains("exec")
+    {
+        127
+    } else if text.contains("permission denied") && text.contains("exec") {
+        126
+    } else {
+        125
+    }
+}
+
+pub fn main() -> i32 {
+    let argv: Vec<String> = std::env::args().collect();
+    // The supervisor: a hidden mode, started by the engine itself.
+    if argv.get(1).map(String::as_str) == Some("__supervise") {
+        return match (argv.get(2).map(String::as_str), argv.get(3), argv.get(4)) {
+            (Some("--root"), Some(root), Some(id)) => {
+                codex_engine::supervisor::run(std::path::Path::new(root), id)
+            }
+            _ => 2,
+        };
+    }
+    let cli = match args::Cli::try_parse_from(&argv) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 125 } else { 0 };
+        }
+    };
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("codex-ctr: {e:#}");
+            exit_code_for(&e)
+        }
+    }
+}

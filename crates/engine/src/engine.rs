@@ -1,0 +1,369 @@
+//! The engine's API: what `codex-ctr` and an embedding program call. Containers are
+//! records in the registry, bundles under `containers/<id>/`, and while they run, a
+//! supervisor process each (see `supervisor`).
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::config::{ContainerConfig, Isolation};
+use crate::error::{Context, Error, Result};
+use crate::image::ImageStore;
+use crate::registry::{ContainerRecord, ContainerStatus, Registry};
+use crate::supervisor::logs::{self, LogLine};
+
+pub const BUNDLE_DIR: &str = "bundle";
+pub const ROOTFS_DIR: &str = "rootfs";
+pub const LOG_FILE: &str = "container.log";
+
+/// An engine over one root directory.
+pub struct Engine {
+    root: PathBuf,
+    registry: Registry,
+    supervisor_exe: PathBuf,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the engine root and repairs what a crash left.
+    /// `supervisor_exe` is a binary whose `__supervise --root ROOT ID` runs
+    /// [`crate::supervisor::run`] (the `codex-ctr` binary does).
+    pub fn open(root: &Path, supervisor_exe: PathBuf) -> Result<Engine> {
+        let registry = Registry::open(root)?;
+        registry.reconcile()?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            registry,
+            supervisor_exe,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn images(&self) -> Result<ImageStore> {
+        ImageStore::open(&self.root)
+    }
+
+    /// The codex-runtime state root the engine's containers live in.
+    pub fn runtime(&self) -> codex_runtime::Runtime {
+        codex_runtime::Runtime::new(self.root.join("runtime"))
+    }
+
+    pub fn container_dir(&self, id: &str) -> Result<PathBuf> {
+        self.registry.container_dir(id)
+    }
+
+    /// Validates `config`, resolves its image, writes the OCI bundle and records the
+    /// container as `created`. Nothing is left behind on error.
+    pub fn create(&self, config: ContainerConfig) -> Result<ContainerRecord> {
+        config.validate()?;
+        let mut config = config;
+        let mut image_env = Vec::new();
+        let mut image_cwd = None;
+        let mut lowers: Vec<PathBuf> = Vec::new();
+        if let Some(reference) = &config.image {
+            let store = self.images()?;
+            let image = store.get(reference)?;
+            lowers = store.rootfs_layers(&image)?;
+            image_env = image.config.env.clone();
+            image_cwd = Some(image.config.working_dir.clone()).filter(|w| !w.is_empty());
+            if config.entrypoint.is_empty() && config.command.is_empty() {
+                config.entrypoint = image.config.entrypoint.clone();
+                config.command = image.config.cmd.clone();
+            }
+            // Record the image by id: a later re-tag does not change this container.
+            config.image = Some(image.id.clone());
+        } else if let Some(r) = &config.rootfs {
+            if !r.is_dir() {
+                return Err(Error::invalid(
+                    "rootfs",
+                    format!("{} is not a directory", r.display()),
+                ));
+            }
+            lowers = vec![r.clone()];
+        }
+        let cfg_json =
+            serde_json::to_value(&config).map_err(|e| Error::invalid("config", e.to_string()))?;
+        let record = self.registry.create_container(
+            config.name.as_deref(),
+            cfg_json,
+            config.labels.clone(),
+        )?;
+        let made = (|| -> Result<()> {
+            let dir = self.container_dir(&record.id)?;
+            if config.isolation == Isolation::Strict {
+                // Container root is an unprivileged host uid under `strict`: it must be
+                // able to traverse to its rootfs (the state file itself stays 0600).
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+                    .ctx(|| format!("opening up {}", dir.display()))?;
+            }
+            let rootfs = if lowers.is_empty() {
+                PathBuf::from("/")
+            } else {
+                for d in ["upper", "work", ROOTFS_DIR] {
+                    std::fs::create_dir(dir.join(d))
+                        .ctx(|| format!("creating {}", dir.join(d).display()))?;
+                }
+                std::fs::write(
+                    dir.join("lowers"),
+                    serde_json::to_vec(&lowers).unwrap_or_default(),
+                )
+                .ctx(|| "writing the layer list")?;
+                dir.join(ROOTFS_DIR)
+            };
+            let volumes = self.root.join("volumes");
+            let spec = crate::profile::spec_value(
+                &config,
+                &record.id,
+                &rootfs,
+                &image_env,
+                image_cwd.as_deref(),
+                &|name| {
+                    let d = volumes.join(name).join("_data");
+                    std::fs::create_dir_all(&d).ctx(|| format!("creating volume {name}"))?;
+                    Ok(d)
+                },
+            )?;
+            let bundle = dir.join(BUNDLE_DIR);
+            std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
+            let text = serde_json::to_vec_pretty(&spec)
+                .map_err(|e| Error::invalid("spec", e.to_string()))?;
+            codex_runtime::state::write_atomic(&bundle.join("config.json"), &text)?;
+            Ok(())
+        })();
+        if let Err(e) = made {
+            let _ = self.registry.remove_container(&record.id);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// The OCI spec a container runs with (`inspect --spec`).
+    pub fn spec(&self, reference: &str) -> Result<Value> {
+        let rec = self.registry.get(reference)?;
+        let p = self
+            .container_dir(&rec.id)?
+            .join(BUNDLE_DIR)
+            .join("config.json");
+        let text = std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
+        serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
+            path: p,
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn get(&self, reference: &str) -> Result<ContainerRecord> {
+        self.registry.get(reference)
+    }
+
+    pub fn list(&self) -> Result<Vec<ContainerRecord>> {
+        self.registry.list()
+    }
+
+    /// Starts the container's supervisor and returns once the container runs, or
+    /// with the error that kept it from starting (also stored in its record).
+    pub fn start(&self, reference: &str) -> Result<ContainerRecord> {
+        let rec = self.registry.get(reference)?;
+        match rec.status {
+            ContainerStatus::Created
+            | ContainerStatus::Exited
+            | ContainerStatus::Stopped
+            | ContainerStatus::Failed => {}
+            s => {
+                return Err(Error::invalid(
+                    "container",
+                    format!("{} is {s}; start needs it created or exited", rec.name),
+                ))
+            }
+        }
+        let (r, w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the status pipe")?;
+        let wfd = w.as_raw_fd();
+        let mut cmd = Command::new(&self.supervisor_exe);
+        cmd.arg("__supervise")
+            .arg("--root")
+            .arg(&self.root)
+            .arg(&rec.id);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: between fork and exec only async-signal-safe calls: setsid and dup2.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::setsid();
+                if libc::dup2(wfd, crate::supervisor::STATUS_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .ctx(|| format!("starting the supervisor {}", self.supervisor_exe.display()))?;
+        drop(w);
+        // The supervisor forks at once and its first process exits: reap it.
+        let _ = child.wait();
+        let mut report = String::new();
+        std::fs::File::from(r)
+            .read_to_string(&mut report)
+            .ctx(|| "reading the supervisor's report")?;
+        match serde_json::from_str::<Value>(report.trim()) {
+            Ok(v) if v["ok"] == true => self.registry.get(&rec.id),
+            Ok(v) => Err(Error::Runtime(codex_runtime::Error::Container(
+                v["error"]
+                    .as_str()
+                    .unwrap_or("the supervisor failed")
+                    .to_string(),
+            ))),
+            Err(_) => Err(Error::Runtime(codex_runtime::Error::Container(format!(
+                "the supervisor exited without a report{}",
+                if report.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {report}")
+                }
+            )))),
+        }
+    }
+
+    /// Sends `signal` to every process of a running container.
+    pub fn kill(&self, reference: &str, signal: i32) -> Result<()> {
+        let rec = self.registry.get(reference)?;
+        if !matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        ) {
+            return Err(Error::invalid(
+                "container",
+                format!("{} is {}, not running", rec.name, rec.status),
+            ));
+        }
+        self.runtime()
+            .kill(&rec.id, signal, true)
+            .map_err(Error::from)
+    }
+
+    /// The stop signal to every process, then SIGKILL after `timeout`; returns the
+    /// record once the supervisor has recorded the exit.
+    pub fn stop(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
+        let rec = self.registry.get(reference)?;
+        if !matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        ) {
+            return Ok(rec);
+        }
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        let sig = codex_runtime::parse_signal(cfg.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+        self.registry.update_container(&rec.id, |r| {
+            r.stop_requested = true;
+            Ok(())
+        })?;
+        let rt = self.runtime();
+        if rec.status == ContainerStatus::Paused {
+            let _ = rt.resume(&rec.id);
+        }
+        let _ = rt.kill(&rec.id, sig, true);
+        if let Some(done) = self.wait_exit(&rec.id, timeout)? {
+            return Ok(done);
+        }
+        let _ = rt.kill(&rec.id, libc::SIGKILL, true);
+        self.wait_exit(&rec.id, Duration::from_secs(30))?
+            .ok_or_else(|| Error::invalid("container", format!("{} did not stop", rec.name)))
+    }
+
+    fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerRecord>> {
+        let end = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(5);
+        loop {
+            let r = self.registry.get(id)?;
+            if !matches!(
+                r.status,
+                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+            ) {
+                return Ok(Some(r));
+            }
+            if Instant::now() >= end {
+                return Ok(None);
+            }
+            std::thread::sleep(delay.min(end.saturating_duration_since(Instant::now())));
+            delay = (delay * 2).min(Duration::from_millis(100));
+        }
+    }
+
+    /// Blocks until the container is no longer running; its exit code.
+    pub fn wait(&self, reference: &str) -> Result<i32> {
+        let rec = self.registry.get(reference)?;
+        loop {
+            if let Some(r) = self.wait_exit(&rec.id, Duration::from_secs(3600))? {
+                return Ok(r.exit_code.unwrap_or(0));
+            }
+        }
+    }
+
+    /// Removes a container (`force` stops a running one first) and everything of it.
+    pub fn remove(&self, reference: &str, force: bool) -> Result<()> {
+        let rec = self.registry.get(reference)?;
+        if matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+        ) {
+            if !force {
+                return Err(Error::invalid(
+                    "container",
+                    format!("{} is {}: stop it first or use force", rec.name, rec.status),
+                ));
+            }
+            self.stop(&rec.id, Duration::ZERO)?;
+        }
+        // Whatever a crashed supervisor left: the runtime's container, the overlay.
+        let _ = self.runtime().delete(&rec.id, true);
+        let dir = self.container_dir(&rec.id)?;
+        crate::supervisor::unmount_rootfs(&dir);
+        self.registry.remove_container(&rec.id)
+    }
+
+    pub fn logs(&self, reference: &str) -> Result<Vec<LogLine>> {
+        let rec = self.registry.get(reference)?;
+        logs::read_all(
+            &self.container_dir(&rec.id)?.join(LOG_FILE),
+            crate::supervisor::LOG_ROTATION.max_files,
+        )
+    }
+
+    /// Everything known about a container, as one JSON object.
+    pub fn inspect(&self, reference: &str) -> Result<Value> {
+        let rec = self.registry.get(reference)?;
+        let mut v =
+            serde_json::to_value(&rec).map_err(|e| Error::invalid("record", e.to_string()))?;
+        if let Ok(state) = self.runtime().load(&rec.id) {
+            v["cgroups"] = serde_json::to_value(&state.state.cgroups.dirs).unwrap_or(Value::Null);
+        }
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        v["isolation"] = serde_json::to_value(cfg.isolation).unwrap_or(Value::Null);
+        v["limits"] = serde_json::to_value(&cfg.limits).unwrap_or(Value::Null);
+        if let Ok(spec) = self.spec(&rec.id) {
+            v["mounts"] = spec["mounts"].clone();
+        }
+        Ok(v)
+    }
+}
+
+/// A config's isolation, for callers that only have the record.
+pub fn isolation_of(rec: &ContainerRecord) -> Isolation {
+    rec.config
+        .get("isolation")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}

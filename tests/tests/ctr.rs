@@ -1,0 +1,297 @@
+//! `codex-ctr` end to end: the engine's CLI on real containers. Each test has its own
+//! engine root (CODEX_CTR_ROOT) with the busybox image imported.
+
+use codex_tests::*;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Ctr {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Ctr {
+    fn new() -> Ctr {
+        let dir = tempfile::Builder::new()
+            .prefix("codex-ctr-test-")
+            .tempdir()
+            .unwrap();
+        let root = dir.path().join("root");
+        let c = Ctr { _dir: dir, root };
+        let tar = fixture_dir().join("rootfs.tar");
+        c.run(&["image", "import", tar.to_str().unwrap(), "busybox"])
+            .assert_ok();
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(workspace_dir().join("target/debug/codex-ctr"));
+        c.env("CODEX_CTR_ROOT", &self.root).args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Out {
+        let o = self.cmd(args).output().expect("run codex-ctr");
+        Out {
+            cmdline: format!("codex-ctr {}", args.join(" ")),
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let o = self.run(&["inspect", name]);
+        o.assert_ok();
+        o.json()
+    }
+
+    fn containers(&self) -> usize {
+        std::fs::read_dir(self.root.join("containers"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Ctr {
+    fn drop(&mut self) {
+        if let Ok(o) = self.cmd(&["ps", "-a", "-q"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = self.cmd(&["rm", "-f", id]).output();
+            }
+        }
+        unmount_under(&self.root);
+    }
+}
+
+#[test]
+fn attached_run_streams_output_and_exits_with_the_containers_code() {
+    let c = Ctr::new();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    o.assert_code(3);
+    assert_eq!(o.stdout, "out\n");
+    assert!(o.stderr.contains("err"), "{o:?}");
+    assert_eq!(c.containers(), 0, "--rm left the container");
+}
+
+#[test]
+fn detached_container_outlives_the_cli_with_its_logs_and_exit_code() {
+    let c = Ctr::new();
+    let o = c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "bg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo started; sleep 1; echo done; exit 7",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout.trim().len(), 64, "run -d prints the id: {o:?}");
+    assert_eq!(c.inspect("bg")["status"], "running");
+    let w = c.run(&["wait", "bg"]);
+    w.assert_ok();
+    assert_eq!(w.stdout.trim(), "7");
+    let logs = c.run(&["logs", "bg"]);
+    assert_eq!(logs.stdout, "started\ndone\n");
+    let v = c.inspect("bg");
+    assert_eq!(v["status"], "exited");
+    assert_eq!(v["exit_code"], 7);
+    assert!(v["finished_at"].is_string() && v["started_at"].is_string());
+    c.run(&["rm", "bg"]).assert_ok();
+    assert_eq!(c.containers(), 0);
+}
+
+#[test]
+fn stop_of_a_process_that_ignores_sigterm_takes_the_timeout_then_kills() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "stubborn",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+    ])
+    .assert_ok();
+    assert!(wait_until(Duration::from_secs(10), || c
+        .run(&["logs", "stubborn"])
+        .stdout
+        .contains("ready")));
+    let t = Instant::now();
+    c.run(&["stop", "-t", "2", "stubborn"]).assert_ok();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "stop returned after {took:?}"
+    );
+    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    let v = c.inspect("stubborn");
+    assert_eq!(v["status"], "stopped");
+    assert_eq!(v["exit_code"], 137);
+}
+
+#[test]
+fn ps_lists_running_and_all_and_names_stay_unique() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "one", "busybox", "sleep", "100"])
+        .assert_ok();
+    c.run(&["create", "--name", "two", "busybox", "true"])
+        .assert_ok();
+    let ps = c.run(&["ps"]);
+    assert!(
+        ps.stdout.contains("one") && !ps.stdout.contains("two"),
+        "{ps:?}"
+    );
+    let all = c.run(&["ps", "-a", "--format", "json"]);
+    let names: Vec<String> = all
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let dup = c.run(&["create", "--name", "one", "busybox", "true"]);
+    assert_eq!(dup.code(), Some(125));
+    assert!(dup.stderr.contains("already in use"), "{dup:?}");
+    c.run(&["rm", "-f", "one", "two"]).assert_ok();
+    assert_eq!(c.containers(), 0);
+}
+
+#[test]
+fn minimal_isolation_runs_a_host_script_with_a_memory_limit() {
+    let c = Ctr::new();
+    let o = c.run(&[
+        "run", "--rm", "--isolation", "minimal", "--memory", "32m", "/bin/sh", "-c",
+        "cat /sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)/memory.limit_in_bytes; hostname",
+    ]);
+    o.assert_ok();
+    let mut lines = o.stdout.lines();
+    assert_eq!(lines.next(), Some("33554432"), "{o:?}");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(
+        lines.next(),
+        Some(host.trim()),
+        "minimal keeps the host's hostname"
+    );
+}
+
+#[test]
+fn strict_isolation_has_a_readonly_root_no_capabilities_and_a_user_namespace() {
+    let c = Ctr::new();
+    let o = c.run(&[
+        "run", "--rm", "--isolation", "strict", "busybox", "sh", "-c",
+        "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; touch /x 2>&1; touch /tmp/ok && echo tmp-writable; cat /proc/self/uid_map",
+    ]);
+    o.assert_ok();
+    assert!(o.stdout.contains("CapEff:\t0000000000000000"), "{o:?}");
+    assert!(o.stdout.contains("NoNewPrivs:\t1"), "{o:?}");
+    assert!(o.stdout.contains("Read-only file system"), "{o:?}");
+    assert!(o.stdout.contains("tmp-writable"), "{o:?}");
+    assert!(
+        o.stdout.contains("100000"),
+        "container root must not be host root: {o:?}"
+    );
+}
+
+#[test]
+fn volumes_env_and_workdir_reach_the_container() {
+    let c = Ctr::new();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("in.txt"), "from-host").unwrap();
+    let rw = format!("{}:/data", host.path().display());
+    let ro = format!("{}:/ro:ro", host.path().display());
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "-v",
+        &rw,
+        "-v",
+        &ro,
+        "-e",
+        "GREETING=hi",
+        "-w",
+        "/data",
+        "busybox",
+        "sh",
+        "-c",
+        "cat in.txt; echo; echo $GREETING; pwd; echo written > out.txt; touch /ro/x 2>&1 || true",
+    ]);
+    o.assert_ok();
+    assert!(o.stdout.starts_with("from-host\nhi\n/data\n"), "{o:?}");
+    assert!(o.stdout.contains("Read-only file system"), "{o:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("out.txt")).unwrap(),
+        "written\n"
+    );
+}
+
+#[test]
+fn bad_inputs_fail_clearly_and_leave_nothing_behind() {
+    let c = Ctr::new();
+    let cases: &[(&[&str], &str, i32)] = &[
+        (&["run", "--rm", "nosuchimage", "true"], "nosuchimage", 125),
+        (
+            &["run", "--rm", "-v", "relative:dir", "busybox", "true"],
+            "volume[0]",
+            125,
+        ),
+        (
+            &["run", "--rm", "--memory", "12x", "busybox", "true"],
+            "memory",
+            125,
+        ),
+        (
+            &["run", "--rm", "--name", "-bad", "busybox", "true"],
+            "name",
+            125,
+        ),
+        (
+            &["run", "--rm", "busybox", "no-such-command"],
+            "executable file not found",
+            127,
+        ),
+    ];
+    for (args, needle, code) in cases {
+        let o = c.run(args);
+        assert_eq!(o.code(), Some(*code), "{o:?}");
+        assert!(o.stderr.contains(needle), "{needle}: {o:?}");
+        assert!(o.stderr.starts_with("codex-ctr: "), "{o:?}");
+        assert_eq!(c.containers(), 0, "{args:?} left a container");
+    }
+    let o = c.run(&["logs", "nonexistent"]);
+    assert!(!o.ok() && o.stderr.contains("not found"), "{o:?}");
+}
+
+#[test]
+fn image_ls_and_rm_refuse_an_image_in_use() {
+    let c = Ctr::new();
+    let ls = c.run(&["image", "ls", "--format", "json"]);
+    assert_eq!(ls.json()[0]["name"], "busybox");
+    c.run(&["create", "--name", "user", "busybox", "true"])
+        .assert_ok();
+    let rm = c.run(&["image", "rm", "busybox"]);
+    assert!(!rm.ok(), "an image in use was removed: {rm:?}");
+    c.run(&["rm", "user"]).assert_ok();
+    c.run(&["image", "rm", "busybox"]).assert_ok();
+    assert_eq!(
+        c.run(&["image", "ls", "--format", "json"]).json(),
+        serde_json::json!([])
+    );
+}
