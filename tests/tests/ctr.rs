@@ -295,3 +295,124 @@ fn image_ls_and_rm_refuse_an_image_in_use() {
         serde_json::json!([])
     );
 }
+
+#[test]
+fn exec_pause_unpause_restart_and_stats_work_on_a_running_container() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "-l",
+        "tier=web",
+        "--memory",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do sleep 0.1; done",
+    ])
+    .assert_ok();
+    let e = c.run(&[
+        "exec",
+        "-e",
+        "X=42",
+        "-w",
+        "/tmp",
+        "svc",
+        "sh",
+        "-c",
+        "echo $X $(pwd); exit 4",
+    ]);
+    e.assert_code(4);
+    assert_eq!(e.stdout, "42 /tmp\n");
+    c.run(&["pause", "svc"]).assert_ok();
+    assert_eq!(c.inspect("svc")["status"], "paused");
+    let paused = c.run(&["ps", "--filter", "status=paused", "-q"]);
+    assert_eq!(paused.stdout.lines().count(), 1, "{paused:?}");
+    c.run(&["unpause", "svc"]).assert_ok();
+    assert_eq!(c.inspect("svc")["status"], "running");
+    let s = c.run(&["stats", "--no-stream", "--format", "json", "svc"]);
+    let s = &s.json()[0];
+    assert_eq!(s["memory_limit"], 64 << 20);
+    assert!(s["pids"].as_u64().unwrap() >= 1);
+    c.run(&["restart", "-t", "1", "svc"]).assert_ok();
+    let v = c.inspect("svc");
+    assert_eq!(v["status"], "running");
+    assert_eq!(v["restart_count"], 1);
+    let by_label = c.run(&["ps", "--filter", "label=tier=web", "--format", "json"]);
+    assert_eq!(by_label.json().as_array().unwrap().len(), 1);
+    let none = c.run(&["ps", "--filter", "label=tier=db", "-q"]);
+    assert_eq!(none.stdout, "");
+}
+
+#[test]
+fn timeout_stops_a_long_running_container_and_says_so() {
+    let c = Ctr::new();
+    let t = Instant::now();
+    let o = c.run(&[
+        "run",
+        "--name",
+        "slow",
+        "--timeout",
+        "1s",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    o.assert_code(124);
+    assert!(t.elapsed() < Duration::from_secs(15), "{:?}", t.elapsed());
+    let v = c.inspect("slow");
+    assert_eq!(v["exit_code"], 124);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("timed out"),
+        "{v}"
+    );
+}
+
+#[test]
+fn detached_rm_container_removes_itself_and_logs_follow_ends_with_the_container() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--rm", "busybox", "true"]).assert_ok();
+    assert!(
+        wait_until(Duration::from_secs(10), || c.containers() == 0),
+        "a detached --rm container stayed"
+    );
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.2; done",
+    ])
+    .assert_ok();
+    let f = c.run(&["logs", "-f", "talker"]);
+    f.assert_ok();
+    assert_eq!(f.stdout, "line1\nline2\nline3\n");
+    let tail = c.run(&["logs", "--tail", "1", "talker"]);
+    assert_eq!(tail.stdout, "line3\n");
+}
+
+#[test]
+fn version_and_info_describe_the_engine_and_host() {
+    let c = Ctr::new();
+    let v = c.run(&["version"]);
+    assert!(v.stdout.starts_with("codex-ctr version "), "{v:?}");
+    let i = c.run(&["info"]);
+    let info = i.json();
+    assert!(
+        ["v1", "v2", "hybrid"].contains(&info["cgroup_version"].as_str().unwrap()),
+        "{info}"
+    );
+    assert_eq!(info["images"], 1);
+    assert_eq!(info["root"], c.root.to_string_lossy().as_ref());
+}

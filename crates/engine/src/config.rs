@@ -271,6 +271,10 @@ pub struct ContainerConfig {
     pub stop_timeout: Option<u64>,
     #[serde(default)]
     pub auto_remove: bool,
+    /// Seconds the container may run; then it is stopped, with exit code 124 and
+    /// "timed out" in its record (for short-lived "tool" containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 impl ContainerConfig {

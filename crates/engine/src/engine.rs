@@ -367,3 +367,151 @@ pub fn isolation_of(rec: &ContainerRecord) -> Isolation {
         .and_then(|v| serde_json::from_value(v.clone()).ok())
         .unwrap_or_default()
 }
+
+impl Engine {
+    /// Freezes every process of a running container.
+    pub fn pause(&self, reference: &str) -> Result<ContainerRecord> {
+        let rec = self.registry.get(reference)?;
+        if rec.status != ContainerStatus::Running {
+            return Err(Error::invalid(
+                "container",
+                format!("{} is {}, not running", rec.name, rec.status),
+            ));
+        }
+        self.runtime().pause(&rec.id)?;
+        self.registry.update_container(&rec.id, |r| {
+            r.status = ContainerStatus::Paused;
+            Ok(())
+        })
+    }
+
+    pub fn unpause(&self, reference: &str) -> Result<ContainerRecord> {
+        let rec = self.registry.get(reference)?;
+        if rec.status != ContainerStatus::Paused {
+            return Err(Error::invalid(
+                "container",
+                format!("{} is {}, not paused", rec.name, rec.status),
+            ));
+        }
+        self.runtime().resume(&rec.id)?;
+        self.registry.update_container(&rec.id, |r| {
+            r.status = ContainerStatus::Running;
+            Ok(())
+        })
+    }
+
+    /// Stops (if running) and starts again; counts a restart.
+    pub fn restart(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
+        let rec = self.stop(reference, timeout)?;
+        self.registry.update_container(&rec.id, |r| {
+            r.restart_count += 1;
+            Ok(())
+        })?;
+        self.start(&rec.id)
+    }
+
+    /// Runs a process in a running container with the container's own process
+    /// settings, `args` and extra `env`, optionally as `user` in `cwd`. The caller's
+    /// stdio is the process's. Returns its exit code.
+    ///
+    /// Forks: the calling process must be single-threaded (the CLI is).
+    pub fn exec(
+        &self,
+        reference: &str,
+        args: &[String],
+        env: &[String],
+        cwd: Option<&str>,
+        user: Option<&str>,
+    ) -> Result<i32> {
+        let rec = self.registry.get(reference)?;
+        if rec.status != ContainerStatus::Running {
+            return Err(Error::invalid(
+                "container",
+                format!("{} is {}, not running", rec.name, rec.status),
+            ));
+        }
+        if args.is_empty() {
+            return Err(Error::invalid("command", "exec needs a command"));
+        }
+        let rt = self.runtime();
+        let c = rt.load(&rec.id)?;
+        let mut p = c.state.config.process().clone().unwrap_or_default();
+        p.set_args(Some(args.to_vec()));
+        p.set_terminal(Some(false));
+        let mut all_env = p.env().clone().unwrap_or_default();
+        for e in env {
+            let key = e.split('=').next().unwrap_or_default();
+            all_env.retain(|x| x.split('=').next() != Some(key));
+            all_env.push(e.clone());
+        }
+        p.set_env(Some(all_env));
+        if let Some(d) = cwd {
+            p.set_cwd(PathBuf::from(d));
+        }
+        if let Some(u) = user {
+            let mut parts = u.split(':').map(|x| x.parse::<u32>());
+            let uid = parts
+                .next()
+                .and_then(|x| x.ok())
+                .ok_or_else(|| Error::invalid("user", format!("{u:?} is not UID[:GID]")))?;
+            let gid = match parts.next() {
+                Some(Ok(g)) => g,
+                Some(Err(_)) => {
+                    return Err(Error::invalid("user", format!("{u:?} is not UID[:GID]")))
+                }
+                None => uid,
+            };
+            p.user_mut().set_uid(uid);
+            p.user_mut().set_gid(gid);
+        }
+        let opts = codex_runtime::ExecOptions {
+            process: p,
+            detach: false,
+            pid_file: None,
+            console_socket: None,
+            preserve_fds: 0,
+        };
+        match rt.exec(&rec.id, &opts)? {
+            codex_runtime::ExecOutcome::Exited(code) => Ok(code),
+            codex_runtime::ExecOutcome::Detached(_) => Ok(0),
+        }
+    }
+
+    /// Usage of a running container: CPU (ns total), memory used/limit, pids, block I/O,
+    /// in the runtime's `events --stats` shape.
+    pub fn stats(&self, reference: &str) -> Result<Value> {
+        let rec = self.registry.get(reference)?;
+        if !matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        ) {
+            return Err(Error::invalid(
+                "container",
+                format!("{} is {}, not running", rec.name, rec.status),
+            ));
+        }
+        let v = self.runtime().stats(&rec.id)?;
+        Ok(v["data"].clone())
+    }
+
+    /// What `codex-ctr info` prints: host kind, kernel, root, counts.
+    pub fn info(&self) -> Result<Value> {
+        let recs = self.list()?;
+        let count = |s: ContainerStatus| recs.iter().filter(|r| r.status == s).count();
+        let kind = codex_runtime::cgroups::Cgroups::resolve(None, "probe")
+            .map(|c| c.host_kind())
+            .unwrap_or("unknown");
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        Ok(serde_json::json!({
+            "root": self.root,
+            "kernel": kernel.trim(),
+            "cgroup_version": kind,
+            "cgroup_driver": "cgroupfs",
+            "containers": recs.len(),
+            "running": count(ContainerStatus::Running),
+            "paused": count(ContainerStatus::Paused),
+            "stopped": recs.len() - count(ContainerStatus::Running) - count(ContainerStatus::Paused),
+            "images": self.images().and_then(|s| s.list()).map(|l| l.len()).unwrap_or(0),
+        }))
+    }
+}

@@ -61,6 +61,9 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Stop the container after this long (10s, 2m, 1h); it then exits with 124.
+    #[arg(long)]
+    pub timeout: Option<String>,
     /// Run this directory as the root filesystem instead of an image.
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
@@ -109,6 +112,9 @@ pub enum Command {
     Ps {
         #[arg(short, long)]
         all: bool,
+        /// name=, label=KEY[=VALUE], status=, id= (repeatable; all must match).
+        #[arg(short, long)]
+        filter: Vec<String>,
         #[arg(short, long)]
         quiet: bool,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
@@ -124,6 +130,9 @@ pub enum Command {
     Logs {
         #[arg(short, long)]
         timestamps: bool,
+        /// Keep printing new output until the container stops.
+        #[arg(short, long)]
+        follow: bool,
         #[arg(long)]
         tail: Option<usize>,
         #[arg(long)]
@@ -134,6 +143,41 @@ pub enum Command {
     },
     /// Wait for containers to exit and print their exit codes.
     Wait { containers: Vec<String> },
+    /// Stop and start containers again.
+    Restart {
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
+        containers: Vec<String>,
+    },
+    /// Freeze every process of containers.
+    Pause { containers: Vec<String> },
+    /// Thaw paused containers.
+    Unpause { containers: Vec<String> },
+    /// Run a command in a running container; exits with its code.
+    Exec {
+        #[arg(short, long = "env")]
+        env: Vec<String>,
+        #[arg(short = 'w', long = "workdir")]
+        workdir: Option<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Resource usage of running containers.
+    Stats {
+        /// Print once and return (the only mode so far).
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        containers: Vec<String>,
+    },
+    /// The engine's version.
+    Version,
+    /// The host and the engine: cgroup version and driver, kernel, root, counts.
+    Info,
     /// Images.
     Image {
         #[command(subcommand)]

@@ -55,7 +55,60 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{c}");
             Ok(())
         }),
-        Command::Ps { all, quiet, format } => ps(&eng, all, quiet, &format),
+        Command::Ps {
+            all,
+            filter,
+            quiet,
+            format,
+        } => ps(&eng, all, &filter, quiet, &format),
+        Command::Restart { time, containers } => each(&containers, |c| {
+            let rec = eng.get(c)?;
+            let timeout = time.or_else(|| stop_timeout(&rec)).unwrap_or(10);
+            eng.restart(c, Duration::from_secs(timeout))?;
+            println!("{}", rec.name);
+            Ok(())
+        }),
+        Command::Pause { containers } => each(&containers, |c| {
+            eng.pause(c)?;
+            println!("{c}");
+            Ok(())
+        }),
+        Command::Unpause { containers } => each(&containers, |c| {
+            eng.unpause(c)?;
+            println!("{c}");
+            Ok(())
+        }),
+        Command::Exec {
+            env,
+            workdir,
+            user,
+            container,
+            command,
+        } => Ok(eng.exec(
+            &container,
+            &command,
+            &env,
+            workdir.as_deref(),
+            user.as_deref(),
+        )?),
+        Command::Stats {
+            no_stream: _,
+            format,
+            containers,
+        } => stats(&eng, &containers, &format),
+        Command::Version => {
+            println!("codex-ctr version {}", env!("CARGO_PKG_VERSION"));
+            println!(
+                "runtime: codex-runtime {} (OCI runtime spec {})",
+                env!("CARGO_PKG_VERSION"),
+                codex_runtime::spec::OCI_VERSION
+            );
+            Ok(0)
+        }
+        Command::Info => {
+            println!("{}", serde_json::to_string_pretty(&eng.info()?)?);
+            Ok(0)
+        }
         Command::Inspect { spec, container } => {
             let v = if spec {
                 eng.spec(&container)?
@@ -67,23 +120,44 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Logs {
             timestamps,
+            follow,
             tail,
             stdout,
             stderr,
             container,
         } => {
+            let pick = |l: &codex_engine::supervisor::logs::LogLine| {
+                (!stdout && !stderr)
+                    || (stdout && l.stream == "stdout")
+                    || (stderr && l.stream == "stderr")
+            };
             let lines = eng.logs(&container)?;
-            let wanted: Vec<_> = lines
-                .into_iter()
-                .filter(|l| {
-                    (!stdout && !stderr)
-                        || (stdout && l.stream == "stdout")
-                        || (stderr && l.stream == "stderr")
-                })
-                .collect();
+            let wanted: Vec<_> = lines.iter().filter(|l| pick(l)).collect();
             let skip = tail.map_or(0, |n| wanted.len().saturating_sub(n));
             for l in &wanted[skip..] {
                 print_log(l, timestamps);
+            }
+            let mut seen = lines.len();
+            if follow {
+                loop {
+                    let running = matches!(
+                        eng.get(&container)?.status,
+                        ContainerStatus::Running
+                            | ContainerStatus::Paused
+                            | ContainerStatus::Restarting
+                    );
+                    let lines = eng.logs(&container)?;
+                    // Rotation can shorten the list: start over from what is there.
+                    let from = if lines.len() < seen { 0 } else { seen };
+                    for l in lines.iter().skip(from).filter(|l| pick(l)) {
+                        print_log(l, timestamps);
+                    }
+                    seen = lines.len();
+                    if !running {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
             Ok(0)
         }
@@ -202,13 +276,18 @@ fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         auto_remove: a.rm,
+        timeout: a.timeout.as_deref().map(parse_seconds).transpose()?,
     })
 }
 
 /// `run`: create + start; attached, it streams the log and exits with the container's
 /// code (signals to `run` are passed to the container).
 fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
-    let rec = eng.create(config_from(a)?)?;
+    let mut config = config_from(a)?;
+    // Attached, this command removes the container itself once it has its exit code;
+    // the supervisor removes only detached ones.
+    config.auto_remove = a.rm && detach;
+    let rec = eng.create(config)?;
     if let Err(e) = eng.start(&rec.id) {
         if a.rm {
             let _ = eng.remove(&rec.id, true);
@@ -280,17 +359,60 @@ impl Forward {
     }
 }
 
-fn ps(eng: &Engine, all: bool, quiet: bool, format: &str) -> Result<i32> {
-    let recs: Vec<ContainerRecord> = eng
-        .list()?
-        .into_iter()
-        .filter(|r| {
-            all || matches!(
-                r.status,
-                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-            )
-        })
-        .collect();
+/// `10`, `10s`, `2m`, `1h` as seconds.
+fn parse_seconds(s: &str) -> Result<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("--timeout {s:?}: not a duration like 30s or 2m"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => bail!("--timeout {s:?}: unknown unit {unit:?} (use s, m or h)"),
+    };
+    if n == 0 {
+        bail!("--timeout {s:?}: must be positive");
+    }
+    Ok(n * mult)
+}
+
+/// `name=`, `id=` (prefix), `status=`, `label=KEY[=VALUE]`.
+fn matches_filter(r: &ContainerRecord, f: &str) -> Result<bool> {
+    let (k, v) = f
+        .split_once('=')
+        .with_context(|| format!("--filter {f:?}: expected KEY=VALUE"))?;
+    Ok(match k {
+        "name" => r.name.contains(v),
+        "id" => r.id.starts_with(v),
+        "status" => {
+            let want: ContainerStatus = v.parse()?;
+            r.status == want
+        }
+        "label" => match v.split_once('=') {
+            Some((lk, lv)) => r.labels.get(lk).is_some_and(|x| x == lv),
+            None => r.labels.contains_key(v),
+        },
+        _ => bail!("--filter {f:?}: unknown key {k:?} (name, id, status, label)"),
+    })
+}
+
+fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) -> Result<i32> {
+    let mut recs = Vec::new();
+    for r in eng.list()? {
+        let live = matches!(
+            r.status,
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+        );
+        let mut ok = all || !filters.is_empty() || live;
+        for f in filters {
+            ok = ok && matches_filter(&r, f)?;
+        }
+        if ok {
+            recs.push(r);
+        }
+    }
     if quiet {
         for r in &recs {
             println!("{}", &r.id[..12]);
@@ -359,4 +481,102 @@ fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+fn stats(eng: &Engine, names: &[String], format: &str) -> Result<i32> {
+    let names: Vec<String> = if names.is_empty() {
+        eng.list()?
+            .into_iter()
+            .filter(|r| r.status == ContainerStatus::Running)
+            .map(|r| r.id)
+            .collect()
+    } else {
+        names.to_vec()
+    };
+    let host_mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            let l = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+            l.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(u64::MAX);
+    let header = [
+        "ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "PIDS",
+        "BLOCK I/O",
+    ];
+    let mut rows = vec![header.map(String::from).to_vec()];
+    let mut out = Vec::new();
+    for n in &names {
+        let rec = eng.get(n)?;
+        // CPU % over a short window, from the cgroup's own usage counter.
+        let a = eng.stats(n)?;
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(Duration::from_millis(200));
+        let b = eng.stats(n)?;
+        let total = |v: &serde_json::Value| v["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
+        let used = total(&b).saturating_sub(total(&a));
+        let cpu_pct = used as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
+        let mem = b["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
+        let limit = b["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
+        let limit = if limit == 0 || limit > host_mem {
+            host_mem
+        } else {
+            limit
+        };
+        let mem_pct = mem as f64 / limit as f64 * 100.0;
+        let pids = b["pids"]["current"].as_u64().unwrap_or(0);
+        let io = |op: &str| -> u64 {
+            b["blkio"]["ioServiceBytesRecursive"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter(|e| e["op"] == op)
+                        .filter_map(|e| e["value"].as_u64())
+                        .sum()
+                })
+                .unwrap_or(0)
+        };
+        let (read, write) = (io("Read"), io("Write"));
+        out.push(serde_json::json!({
+            "id": rec.id, "name": rec.name, "cpu_percent": cpu_pct,
+            "memory_usage": mem, "memory_limit": limit, "memory_percent": mem_pct,
+            "pids": pids, "block_read": read, "block_write": write,
+        }));
+        rows.push(vec![
+            rec.id[..12].to_string(),
+            rec.name.clone(),
+            format!("{cpu_pct:.2}%"),
+            format!("{} / {}", human(mem), human(limit)),
+            format!("{mem_pct:.2}%"),
+            pids.to_string(),
+            format!("{} / {}", human(read), human(write)),
+        ]);
+    }
+    if format == "json" {
+        println!("{}", serde_json::to_string(&out)?);
+    } else {
+        print_table(&rows);
+    }
+    Ok(0)
+}
+
+fn human(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[i])
+    }
 }

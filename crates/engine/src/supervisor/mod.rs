@@ -160,7 +160,37 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
     })?;
     report(serde_json::json!({"ok": true, "pid": pid}));
 
-    let (code, signal) = pump(&mut log, [out_r, err_r], pid)?;
+    let cfg: crate::config::ContainerConfig = registry
+        .get(id)
+        .ok()
+        .and_then(|r| serde_json::from_value(r.config).ok())
+        .unwrap_or_default();
+    let deadline = cfg
+        .timeout
+        .map(|t| (std::time::Instant::now() + Duration::from_secs(t), t));
+    let stop_signal = cfg
+        .stop_signal
+        .as_deref()
+        .and_then(|s| codex_runtime::parse_signal(s).ok())
+        .unwrap_or(libc::SIGTERM);
+    let grace = Duration::from_secs(cfg.stop_timeout.unwrap_or(10));
+    let mut timed_out = false;
+    let (code, signal) = pump(&mut log, [out_r, err_r], pid, &mut || {
+        // Called on each tick: enforce --timeout (stop signal, then SIGKILL).
+        if let Some((at, _)) = deadline {
+            let now = std::time::Instant::now();
+            if now >= at && !timed_out {
+                timed_out = true;
+                let _ = rt.kill(id, stop_signal, true);
+            } else if timed_out && now >= at + grace {
+                let _ = rt.kill(id, libc::SIGKILL, true);
+            }
+        }
+    })?;
+    let (code, timeout_note) = match deadline {
+        Some((_, secs)) if timed_out => (124, Some(format!("timed out after {secs} s"))),
+        _ => (code, None),
+    };
     let _ = log.flush();
     let oom = rt
         .load(id)
@@ -180,20 +210,31 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
         r.pid = None;
         r.supervisor_pid = None;
         r.finished_at = Some(codex_runtime::state::now_rfc3339());
-        r.error = deleted.as_ref().err().map(|e| format!("cleaning up: {e}"));
+        r.error = timeout_note
+            .clone()
+            .or_else(|| deleted.as_ref().err().map(|e| format!("cleaning up: {e}")));
         Ok(())
     })?;
+    if cfg.auto_remove {
+        registry.remove_container(id)?;
+    }
     Ok(())
 }
 
 /// Copies the container's output into the log until the init has exited and the
 /// pipes are drained; returns the exit code (128+N for signal N) and the signal.
-fn pump(log: &mut LogWriter, pipes: [OwnedFd; 2], pid: i32) -> Result<(i32, Option<i32>)> {
+fn pump(
+    log: &mut LogWriter,
+    pipes: [OwnedFd; 2],
+    pid: i32,
+    tick: &mut dyn FnMut(),
+) -> Result<(i32, Option<i32>)> {
     let mut open = [true, true];
     let mut status: Option<(i32, Option<i32>)> = None;
     let mut grace = 0u32;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
+        tick();
         if status.is_none() {
             match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(_, c)) => status = Some((c, None)),
