@@ -416,3 +416,74 @@ fn version_and_info_describe_the_engine_and_host() {
     assert_eq!(info["images"], 1);
     assert_eq!(info["root"], c.root.to_string_lossy().as_ref());
 }
+
+#[test]
+fn a_killed_supervisor_is_reported_and_rm_force_cleans_everything() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "orphan", "busybox", "sleep", "100"])
+        .assert_ok();
+    let v = c.inspect("orphan");
+    let sup = v["supervisor_pid"].as_i64().expect("a supervisor pid") as i32;
+    let id = v["id"].as_str().unwrap().to_string();
+    // SAFETY: kill with integer arguments; the pid is this test's container's supervisor.
+    unsafe { libc::kill(sup, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || !pid_alive(
+        sup as i64
+    )));
+    let v = c.inspect("orphan");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("supervisor died"),
+        "{v}"
+    );
+    c.run(&["rm", "-f", "orphan"]).assert_ok();
+    assert_eq!(c.containers(), 0);
+    assert!(
+        cgroup_dirs_containing(&id).is_empty(),
+        "{:?}",
+        cgroup_dirs_containing(&id)
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&id), "a mount of the container is left");
+}
+
+#[test]
+fn fifty_concurrent_creates_lose_nothing_and_names_stay_unique() {
+    let c = Ctr::new();
+    let mut children = Vec::new();
+    for i in 0..50 {
+        let name = format!("n{i}");
+        let mut cmd = c.cmd(&["create", "--name", &name, "busybox", "true"]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        children.push(cmd.spawn().unwrap());
+    }
+    for _ in 0..10 {
+        let mut cmd = c.cmd(&["create", "--name", "contested", "busybox", "true"]);
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        children.push(cmd.spawn().unwrap());
+    }
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|ch| ch.wait_with_output().unwrap())
+        .collect();
+    assert!(
+        outs[..50].iter().all(|o| o.status.success()),
+        "a distinct-name create failed"
+    );
+    let contested: Vec<_> = outs[50..].iter().collect();
+    assert_eq!(
+        contested.iter().filter(|o| o.status.success()).count(),
+        1,
+        "exactly one winner"
+    );
+    for o in contested.iter().filter(|o| !o.status.success()) {
+        assert!(String::from_utf8_lossy(&o.stderr).contains("already in use"));
+    }
+    let all = c.run(&["ps", "-a", "--format", "json"]).json();
+    assert_eq!(all.as_array().unwrap().len(), 51);
+    assert_eq!(c.containers(), 51);
+}

@@ -151,7 +151,7 @@ impl Engine {
 
     /// The OCI spec a container runs with (`inspect --spec`).
     pub fn spec(&self, reference: &str) -> Result<Value> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         let p = self
             .container_dir(&rec.id)?
             .join(BUNDLE_DIR)
@@ -163,18 +163,74 @@ impl Engine {
         })
     }
 
+    /// A container's record, made truthful first if its supervisor died (see
+    /// [`Engine::refresh`]).
     pub fn get(&self, reference: &str) -> Result<ContainerRecord> {
-        self.registry.get(reference)
+        let rec = self.registry.get(reference)?;
+        self.refresh(rec)
     }
 
     pub fn list(&self) -> Result<Vec<ContainerRecord>> {
-        self.registry.list()
+        self.registry
+            .list()?
+            .into_iter()
+            .map(|r| self.refresh(r))
+            .collect()
+    }
+
+    /// A record that says running while its supervisor is gone (killed, or the host's
+    /// OOM killer) is corrected: if the container's init is gone too, it has exited
+    /// with an unknown code; if the init still runs, it runs unsupervised (its output
+    /// is no longer logged), which the record's error says. `rm -f` cleans either.
+    pub fn refresh(&self, rec: ContainerRecord) -> Result<ContainerRecord> {
+        if !matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+        ) {
+            return Ok(rec);
+        }
+        let alive = rec
+            .supervisor_pid
+            .is_some_and(|p| supervisor_alive(p, &rec.id));
+        if alive {
+            return Ok(rec);
+        }
+        let init_alive = self
+            .runtime()
+            .load(&rec.id)
+            .map(|c| c.state.init_alive())
+            .unwrap_or(false);
+        let note = "the supervisor died".to_string();
+        if init_alive {
+            if rec.error.as_deref() == Some("the supervisor died; output is no longer logged") {
+                return Ok(rec);
+            }
+            return self.registry.update_container(&rec.id, |r| {
+                r.error = Some(format!("{note}; output is no longer logged"));
+                Ok(())
+            });
+        }
+        // Re-check under the lock: a supervisor finishing normally wins the race.
+        self.registry.update_container(&rec.id, |r| {
+            if matches!(
+                r.status,
+                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+            ) {
+                r.status = ContainerStatus::Exited;
+                r.pid = None;
+                r.supervisor_pid = None;
+                r.finished_at
+                    .get_or_insert_with(codex_runtime::state::now_rfc3339);
+                r.error = Some(format!("{note}; the exit code is unknown"));
+            }
+            Ok(())
+        })
     }
 
     /// Starts the container's supervisor and returns once the container runs, or
     /// with the error that kept it from starting (also stored in its record).
     pub fn start(&self, reference: &str) -> Result<ContainerRecord> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         match rec.status {
             ContainerStatus::Created
             | ContainerStatus::Exited
@@ -219,7 +275,7 @@ impl Engine {
             .read_to_string(&mut report)
             .ctx(|| "reading the supervisor's report")?;
         match serde_json::from_str::<Value>(report.trim()) {
-            Ok(v) if v["ok"] == true => self.registry.get(&rec.id),
+            Ok(v) if v["ok"] == true => self.get(&rec.id),
             Ok(v) => Err(Error::Runtime(codex_runtime::Error::Container(
                 v["error"]
                     .as_str()
@@ -239,7 +295,7 @@ impl Engine {
 
     /// Sends `signal` to every process of a running container.
     pub fn kill(&self, reference: &str, signal: i32) -> Result<()> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         if !matches!(
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
@@ -257,7 +313,7 @@ impl Engine {
     /// The stop signal to every process, then SIGKILL after `timeout`; returns the
     /// record once the supervisor has recorded the exit.
     pub fn stop(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         if !matches!(
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
@@ -287,7 +343,7 @@ impl Engine {
         let end = Instant::now() + timeout;
         let mut delay = Duration::from_millis(5);
         loop {
-            let r = self.registry.get(id)?;
+            let r = self.get(id)?;
             if !matches!(
                 r.status,
                 ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
@@ -304,7 +360,7 @@ impl Engine {
 
     /// Blocks until the container is no longer running; its exit code.
     pub fn wait(&self, reference: &str) -> Result<i32> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         loop {
             if let Some(r) = self.wait_exit(&rec.id, Duration::from_secs(3600))? {
                 return Ok(r.exit_code.unwrap_or(0));
@@ -314,7 +370,7 @@ impl Engine {
 
     /// Removes a container (`force` stops a running one first) and everything of it.
     pub fn remove(&self, reference: &str, force: bool) -> Result<()> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         if matches!(
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
@@ -335,7 +391,7 @@ impl Engine {
     }
 
     pub fn logs(&self, reference: &str) -> Result<Vec<LogLine>> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         logs::read_all(
             &self.container_dir(&rec.id)?.join(LOG_FILE),
             crate::supervisor::LOG_ROTATION.max_files,
@@ -344,7 +400,7 @@ impl Engine {
 
     /// Everything known about a container, as one JSON object.
     pub fn inspect(&self, reference: &str) -> Result<Value> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         let mut v =
             serde_json::to_value(&rec).map_err(|e| Error::invalid("record", e.to_string()))?;
         if let Ok(state) = self.runtime().load(&rec.id) {
@@ -371,7 +427,7 @@ pub fn isolation_of(rec: &ContainerRecord) -> Isolation {
 impl Engine {
     /// Freezes every process of a running container.
     pub fn pause(&self, reference: &str) -> Result<ContainerRecord> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         if rec.status != ContainerStatus::Running {
             return Err(Error::invalid(
                 "container",
@@ -386,7 +442,7 @@ impl Engine {
     }
 
     pub fn unpause(&self, reference: &str) -> Result<ContainerRecord> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         if rec.status != ContainerStatus::Paused {
             return Err(Error::invalid(
                 "container",
@@ -423,7 +479,7 @@ impl Engine {
         cwd: Option<&str>,
         user: Option<&str>,
     ) -> Result<i32> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         if rec.status != ContainerStatus::Running {
             return Err(Error::invalid(
                 "container",
@@ -480,7 +536,7 @@ impl Engine {
     /// Usage of a running container: CPU (ns total), memory used/limit, pids, block I/O,
     /// in the runtime's `events --stats` shape.
     pub fn stats(&self, reference: &str) -> Result<Value> {
-        let rec = self.registry.get(reference)?;
+        let rec = self.get(reference)?;
         if !matches!(
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
@@ -514,4 +570,16 @@ impl Engine {
             "images": self.images().and_then(|s| s.list()).map(|l| l.len()).unwrap_or(0),
         }))
     }
+}
+
+/// The process `pid` is the supervisor of container `id` (not a recycled pid).
+fn supervisor_alive(pid: i32, id: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let is_zombie = codex_runtime::sys::process_state(pid) == Some('Z');
+    !is_zombie
+        && args.iter().any(|a| *a == b"__supervise")
+        && args.iter().any(|a| *a == id.as_bytes())
 }
