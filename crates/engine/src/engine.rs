@@ -581,5 +581,5 @@ fn supervisor_alive(pid: i32, id: &str) -> bool {
     let is_zombie = codex_runtime::sys::process_state(pid) == Some('Z');
     !is_zombie
         && args.iter().any(|a| *a == b"__supervise")
-        && args.iter().any(|a| *a == id.as_bytes())
+        && args.contains(&id.as_bytes())
 }
