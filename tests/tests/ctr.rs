@@ -487,3 +487,23 @@ fn fifty_concurrent_creates_lose_nothing_and_names_stay_unique() {
     assert_eq!(all.as_array().unwrap().len(), 51);
     assert_eq!(c.containers(), 51);
 }
+
+#[test]
+fn the_supervisor_runs_from_a_read_only_view_of_the_binary() {
+    // The container's init is a fork of the supervisor (CVE-2019-5736 class): its
+    // executable must not be the host's writable codex-ctr file.
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "guarded", "busybox", "sleep", "30"])
+        .assert_ok();
+    let sup = c.inspect("guarded")["supervisor_pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{sup}/exe")).unwrap();
+    let host = workspace_dir().join("target/debug/codex-ctr");
+    assert_ne!(exe, host, "the supervisor runs the host binary itself");
+    let opened = std::fs::OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/{sup}/exe"));
+    assert!(
+        opened.is_err(),
+        "the supervisor's executable could be opened for writing"
+    );
+}

@@ -579,7 +579,5 @@ fn supervisor_alive(pid: i32, id: &str) -> bool {
     };
     let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
     let is_zombie = codex_runtime::sys::process_state(pid) == Some('Z');
-    !is_zombie
-        && args.iter().any(|a| *a == b"__supervise")
-        && args.contains(&id.as_bytes())
+    !is_zombie && args.iter().any(|a| *a == b"__supervise") && args.contains(&id.as_bytes())
 }

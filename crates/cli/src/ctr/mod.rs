@@ -24,6 +24,12 @@ pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
     // The supervisor: a hidden mode, started by the engine itself.
     if argv.get(1).map(String::as_str) == Some("__supervise") {
+        // The container's init is a fork of this process: run from a read-only view
+        // of the binary first (the CVE-2019-5736 class; see codex-runtime selfclone).
+        if let Err(e) = codex_runtime::selfclone::ensure_protected_self() {
+            eprintln!("codex-ctr: {e}");
+            return 1;
+        }
         return match (argv.get(2).map(String::as_str), argv.get(3), argv.get(4)) {
             (Some("--root"), Some(root), Some(id)) => {
                 codex_engine::supervisor::run(std::path::Path::new(root), id)
@@ -38,6 +44,12 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 125 } else { 0 };
         }
     };
+    if matches!(cli.command, args::Command::Exec { .. }) {
+        if let Err(e) = codex_runtime::selfclone::ensure_protected_self() {
+            eprintln!("codex-ctr: {e}");
+            return 125;
+        }
+    }
     match commands::dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
