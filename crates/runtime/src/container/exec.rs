@@ -157,7 +157,7 @@ fn exec_main(
 ) -> std::convert::Infallible {
     let run = || -> Result<Error> {
         process::die_with_parent(runtime_pid)?;
-        ch.expect(&Msg::Placed, "waiting for cgroup placement")
+        ch.wait_for(&Msg::Placed, "waiting for cgroup placement")
             .map_err(Error::Container)?;
         // SAFETY: prctl with integer arguments only.
         unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };

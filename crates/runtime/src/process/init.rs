@@ -113,7 +113,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
     set_names_and_sysctls(spec)?;
 
     // The runtime has been writing our pid into the cgroups meanwhile.
-    ch.expect(&Msg::Placed, "waiting for cgroup placement")
+    ch.wait_for(&Msg::Placed, "waiting for cgroup placement")
         .map_err(Error::Container)?;
     if spec::creates_namespace(spec, LinuxNamespaceType::Cgroup) {
         nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP)
@@ -127,7 +127,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
     if has_runtime_hooks {
         ch.send(&Msg::RuntimeHooks)
             .ctx(|| "asking for runtime hooks")?;
-        ch.expect(&Msg::HooksDone, "runtime hooks")
+        ch.wait_for(&Msg::HooksDone, "runtime hooks")
             .map_err(Error::Container)?;
     }
     if hooks.is_some() {
@@ -160,7 +160,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     match &args.start {
         StartSignal::Channel => {
-            ch.expect(&Msg::Start, "waiting for start")
+            ch.wait_for(&Msg::Start, "waiting for start")
                 .map_err(Error::Container)?;
             Ok((None, seccomp))
         }

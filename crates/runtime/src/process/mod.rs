@@ -238,7 +238,7 @@ fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
     if plan.new_user {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "creating the user namespace")?;
         ch.send(&Msg::UsernsReady).ctx(|| "asking for id maps")?;
-        ch.expect(&Msg::MapsWritten, "waiting for id maps")
+        ch.wait_for(&Msg::MapsWritten, "waiting for id maps")
             .map_err(Error::Container)?;
         become_root_in_userns()?;
     }

@@ -108,7 +108,7 @@ impl Channel {
     }
 
     /// Waits for `want`; an `Error` message or EOF becomes an error.
-    pub fn expect(&self, want: &Msg, what: &str) -> Result<(), String> {
+    pub fn wait_for(&self, want: &Msg, what: &str) -> Result<(), String> {
         match self.recv() {
             Ok(Some(m)) if &m == want => Ok(()),
             Ok(Some(Msg::Error(e))) => Err(e),
