@@ -507,3 +507,61 @@ fn the_supervisor_runs_from_a_read_only_view_of_the_binary() {
         "the supervisor's executable could be opened for writing"
     );
 }
+
+#[test]
+fn cp_copies_in_and_out_and_never_follows_a_symlink_out_of_the_rootfs() {
+    let c = Ctr::new();
+    let host = tempfile::tempdir().unwrap();
+    let secret = host.path().join("secret");
+    std::fs::write(&secret, "HOST-SECRET").unwrap();
+    let script = format!("mkdir -p /out/sub; echo result > /out/r.json; echo deep > /out/sub/d; ln -s {} /out/escape", secret.display());
+    c.run(&["run", "--name", "tool", "busybox", "sh", "-c", &script])
+        .assert_ok();
+    let dst = host.path().join("copy");
+    std::fs::create_dir(&dst).unwrap();
+    c.run(&["cp", "tool:/out", dst.to_str().unwrap()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(dst.join("out/r.json")).unwrap(),
+        "result\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dst.join("out/sub/d")).unwrap(),
+        "deep\n"
+    );
+    assert!(std::fs::symlink_metadata(dst.join("out/escape"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // Following the link resolves inside the container, where there is no such file.
+    let esc = c.run(&[
+        "cp",
+        "tool:/out/escape",
+        host.path().join("leak").to_str().unwrap(),
+    ]);
+    assert!(!esc.ok(), "{esc:?}");
+    assert!(!host.path().join("leak").exists());
+    let input = host.path().join("in.txt");
+    std::fs::write(&input, "hello").unwrap();
+    c.run(&["cp", input.to_str().unwrap(), "tool:/in.txt"])
+        .assert_ok();
+    let tar = host.path().join("rootfs.tar");
+    c.run(&["export", "--rootfs", "-o", tar.to_str().unwrap(), "tool"])
+        .assert_ok();
+    let list = Command::new("tar").arg("tf").arg(&tar).output().unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        names
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "in.txt"),
+        "{names}"
+    );
+    let state = host.path().join("state.json");
+    c.run(&["export", "-o", state.to_str().unwrap(), "tool"])
+        .assert_ok();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!(v["name"], "tool");
+    let pruned = c.run(&["prune"]);
+    assert_eq!(pruned.stdout, "tool\n");
+    assert_eq!(c.containers(), 0);
+}

@@ -581,3 +581,106 @@ fn supervisor_alive(pid: i32, id: &str) -> bool {
     let is_zombie = codex_runtime::sys::process_state(pid) == Some('Z');
     !is_zombie && args.iter().any(|a| *a == b"__supervise") && args.contains(&id.as_bytes())
 }
+
+/// Which way `cp` goes.
+pub enum CopyDirection<'a> {
+    /// From the container's path to a host path.
+    Out { from: &'a Path, to: &'a Path },
+    /// From a host path to the container's path.
+    In { from: &'a Path, to: &'a Path },
+}
+
+impl Engine {
+    /// `cp` into or out of a container's root filesystem (mounted for the copy when
+    /// the container is not running). Paths inside the container never resolve out of
+    /// it. Volumes are not seen: they exist only in the container's mount namespace.
+    pub fn copy(&self, reference: &str, direction: CopyDirection) -> Result<()> {
+        let rec = self.get(reference)?;
+        let dir = self.container_dir(&rec.id)?;
+        if !dir.join("lowers").exists() {
+            return Err(Error::invalid(
+                "container",
+                format!(
+                    "{} uses the host's filesystem (minimal isolation): copy on the host",
+                    rec.name
+                ),
+            ));
+        }
+        let running = matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        );
+        if !running {
+            crate::supervisor::mount_rootfs(&dir)?;
+        }
+        let root = dir.join(ROOTFS_DIR);
+        let res = match direction {
+            CopyDirection::Out { from, to } => crate::copy::copy_out(&root, from, to),
+            CopyDirection::In { from, to } => crate::copy::copy_in(&root, from, to),
+        };
+        if !running {
+            crate::supervisor::unmount_rootfs(&dir);
+        }
+        res
+    }
+
+    /// Removes every container that is not running; returns their names.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for r in self.list()? {
+            if !matches!(
+                r.status,
+                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+            ) {
+                self.remove(&r.id, false)?;
+                removed.push(r.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// The container's state as JSON (`export`), or with `rootfs_tar` a tar of its
+    /// filesystem written to `out`.
+    pub fn export(
+        &self,
+        reference: &str,
+        rootfs_tar: bool,
+        out: &mut dyn std::io::Write,
+    ) -> Result<()> {
+        let rec = self.get(reference)?;
+        if !rootfs_tar {
+            let v = self.inspect(&rec.id)?;
+            let text = serde_json::to_vec_pretty(&v)
+                .map_err(|e| Error::invalid("record", e.to_string()))?;
+            return out.write_all(&text).ctx(|| "writing the export");
+        }
+        let dir = self.container_dir(&rec.id)?;
+        if !dir.join("lowers").exists() {
+            return Err(Error::invalid(
+                "container",
+                format!(
+                    "{} uses the host's filesystem (minimal isolation)",
+                    rec.name
+                ),
+            ));
+        }
+        let running = matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        );
+        if !running {
+            crate::supervisor::mount_rootfs(&dir)?;
+        }
+        let res = (|| -> Result<()> {
+            let mut tar = tar::Builder::new(out);
+            tar.follow_symlinks(false);
+            tar.append_dir_all(".", dir.join(ROOTFS_DIR))
+                .ctx(|| "writing the rootfs tar")?;
+            tar.finish().ctx(|| "finishing the rootfs tar")
+        })();
+        if !running {
+            crate::supervisor::unmount_rootfs(&dir);
+        }
+        res
+    }
+}

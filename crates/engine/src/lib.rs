@@ -3,6 +3,7 @@
 //! per-container supervisor. No daemon. (Being built: see issue 5.)
 
 pub mod config;
+pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod image;

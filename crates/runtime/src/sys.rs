@@ -50,11 +50,10 @@ pub fn openat2(
         std::mem::zeroed()
     };
     how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.mode = if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
-        mode as u64
-    } else {
-        0
-    };
+    // O_TMPFILE includes the O_DIRECTORY bit: test it whole, or a directory open
+    // would carry a mode and be refused.
+    let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    how.mode = if creates { mode as u64 } else { 0 };
     how.resolve = resolve;
     loop {
         // SAFETY: c and how outlive the call; the kernel copies them.

@@ -174,6 +174,18 @@ pub enum Command {
         format: String,
         containers: Vec<String>,
     },
+    /// Copy files or directories into or out of a container: NAME:PATH on one side.
+    Cp { source: String, destination: String },
+    /// Remove every container that is not running.
+    Prune,
+    /// A container's state as JSON, or (--rootfs) a tar of its filesystem.
+    Export {
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        #[arg(long)]
+        rootfs: bool,
+        container: String,
+    },
     /// The engine's version.
     Version,
     /// The host and the engine: cgroup version and driver, kernel, root, counts.

@@ -96,6 +96,69 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             format,
             containers,
         } => stats(&eng, &containers, &format),
+        Command::Cp {
+            source,
+            destination,
+        } => {
+            use codex_engine::engine::CopyDirection;
+            let split = |s: &str| -> Option<(String, PathBuf)> {
+                let (c, p) = s.split_once(':')?;
+                (!c.is_empty() && !c.contains('/')).then(|| (c.to_string(), PathBuf::from(p)))
+            };
+            match (split(&source), split(&destination)) {
+                (Some((c, from)), None) => {
+                    let to = PathBuf::from(&destination);
+                    eng.copy(
+                        &c,
+                        CopyDirection::Out {
+                            from: &from,
+                            to: &to,
+                        },
+                    )?
+                }
+                (None, Some((c, to))) => {
+                    let from = PathBuf::from(&source);
+                    eng.copy(
+                        &c,
+                        CopyDirection::In {
+                            from: &from,
+                            to: &to,
+                        },
+                    )?
+                }
+                _ => bail!("cp: exactly one of SOURCE and DESTINATION must be CONTAINER:PATH"),
+            }
+            Ok(0)
+        }
+        Command::Prune => {
+            for name in eng.prune()? {
+                println!("{name}");
+            }
+            Ok(0)
+        }
+        Command::Export {
+            output,
+            rootfs,
+            container,
+        } => {
+            match output {
+                Some(path) => {
+                    // Written beside, renamed into place: a failed export leaves nothing.
+                    let tmp = path.with_extension("partial");
+                    let mut f = std::fs::File::create(&tmp)
+                        .with_context(|| format!("creating {}", tmp.display()))?;
+                    let res = eng.export(&container, rootfs, &mut f);
+                    if let Err(e) = res {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e.into());
+                    }
+                    std::fs::rename(&tmp, &path)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                }
+                None => eng.export(&container, rootfs, &mut std::io::stdout().lock())?,
+            }
+            Ok(0)
+        }
         Command::Version => {
             println!("codex-ctr version {}", env!("CARGO_PKG_VERSION"));
             println!(
