@@ -595,13 +595,22 @@ impl Engine {
     /// the container is not running). Paths inside the container never resolve out of
     /// it. Volumes are not seen: they exist only in the container's mount namespace.
     pub fn copy(&self, reference: &str, direction: CopyDirection) -> Result<()> {
+        self.with_rootfs(reference, |root| match direction {
+            CopyDirection::Out { from, to } => crate::copy::copy_out(root, from, to),
+            CopyDirection::In { from, to } => crate::copy::copy_in(root, from, to),
+        })
+    }
+
+    /// Runs `f` on the container's merged rootfs: the live one while it runs, else
+    /// mounted for the call and unmounted after. Minimal containers have none.
+    fn with_rootfs<T>(&self, reference: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
         let rec = self.get(reference)?;
         let dir = self.container_dir(&rec.id)?;
         if !dir.join("lowers").exists() {
             return Err(Error::invalid(
                 "container",
                 format!(
-                    "{} uses the host's filesystem (minimal isolation): copy on the host",
+                    "{} uses the host's filesystem (minimal isolation): work on the host",
                     rec.name
                 ),
             ));
@@ -613,11 +622,7 @@ impl Engine {
         if !running {
             crate::supervisor::mount_rootfs(&dir)?;
         }
-        let root = dir.join(ROOTFS_DIR);
-        let res = match direction {
-            CopyDirection::Out { from, to } => crate::copy::copy_out(&root, from, to),
-            CopyDirection::In { from, to } => crate::copy::copy_in(&root, from, to),
-        };
+        let res = f(&dir.join(ROOTFS_DIR));
         if !running {
             crate::supervisor::unmount_rootfs(&dir);
         }
@@ -654,33 +659,12 @@ impl Engine {
                 .map_err(|e| Error::invalid("record", e.to_string()))?;
             return out.write_all(&text).ctx(|| "writing the export");
         }
-        let dir = self.container_dir(&rec.id)?;
-        if !dir.join("lowers").exists() {
-            return Err(Error::invalid(
-                "container",
-                format!(
-                    "{} uses the host's filesystem (minimal isolation)",
-                    rec.name
-                ),
-            ));
-        }
-        let running = matches!(
-            rec.status,
-            ContainerStatus::Running | ContainerStatus::Paused
-        );
-        if !running {
-            crate::supervisor::mount_rootfs(&dir)?;
-        }
-        let res = (|| -> Result<()> {
+        self.with_rootfs(&rec.id, |root| {
             let mut tar = tar::Builder::new(out);
             tar.follow_symlinks(false);
-            tar.append_dir_all(".", dir.join(ROOTFS_DIR))
+            tar.append_dir_all(".", root)
                 .ctx(|| "writing the rootfs tar")?;
             tar.finish().ctx(|| "finishing the rootfs tar")
-        })();
-        if !running {
-            crate::supervisor::unmount_rootfs(&dir);
-        }
-        res
+        })
     }
 }
