@@ -158,3 +158,30 @@ fn codex_time_namespace_offsets_are_honoured_or_rejected() {
         },
     );
 }
+
+#[test]
+fn codex_memory_policy_is_applied_to_the_process() {
+    if runtime_is_runc() {
+        return skip("codex-specific: runc 1.1 ignores linux.memoryPolicy");
+    }
+    if !std::path::Path::new("/proc/self/numa_maps").exists() {
+        return skip("no NUMA support in this kernel (/proc/self/numa_maps)");
+    }
+    let ctx = TestCtx::new("mempolicy");
+    let mut b = ctx.bundle();
+    b.set(
+        "/linux/memoryPolicy",
+        serde_json::json!({"mode": "MPOL_BIND", "nodes": "0"}),
+    );
+    let o = ctx.run_sh(&mut b, "head -n1 /proc/self/numa_maps");
+    assert!(o.stdout.contains("bind:0"), "{o:?}");
+    let mut bad = ctx.bundle();
+    bad.set(
+        "/linux/memoryPolicy",
+        serde_json::json!({"mode": "MPOL_DEFAULT", "nodes": "0"}),
+    );
+    let id = ctx.id("badpol");
+    ctx.run(&bad, &id, &[])
+        .assert_fails()
+        .assert_stderr_mentions("linux.memoryPolicy");
+}
