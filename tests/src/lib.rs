@@ -25,6 +25,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub mod console;
+pub mod ctr;
 
 pub use serde_json;
 

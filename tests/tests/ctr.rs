@@ -1,73 +1,10 @@
 //! `codex-ctr` end to end: the engine's CLI on real containers. Each test has its own
 //! engine root (CODEX_CTR_ROOT) with the busybox image imported.
 
+use codex_tests::ctr::Ctr;
 use codex_tests::*;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Ctr {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Ctr {
-    fn new() -> Ctr {
-        let dir = tempfile::Builder::new()
-            .prefix("codex-ctr-test-")
-            .tempdir()
-            .unwrap();
-        let root = dir.path().join("root");
-        let c = Ctr { _dir: dir, root };
-        let tar = fixture_dir().join("rootfs.tar");
-        c.run(&["image", "import", tar.to_str().unwrap(), "busybox"])
-            .assert_ok();
-        c
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(workspace_dir().join("target/debug/codex-ctr"));
-        c.env("CODEX_CTR_ROOT", &self.root).args(args);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Out {
-        let o = self.cmd(args).output().expect("run codex-ctr");
-        Out {
-            cmdline: format!("codex-ctr {}", args.join(" ")),
-            status: o.status,
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
-    }
-
-    fn inspect(&self, name: &str) -> serde_json::Value {
-        let o = self.run(&["inspect", name]);
-        o.assert_ok();
-        o.json()
-    }
-
-    fn containers(&self) -> usize {
-        std::fs::read_dir(self.root.join("containers"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                    .count()
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Ctr {
-    fn drop(&mut self) {
-        if let Ok(o) = self.cmd(&["ps", "-a", "-q"]).output() {
-            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = self.cmd(&["rm", "-f", id]).output();
-            }
-        }
-        unmount_under(&self.root);
-    }
-}
 
 #[test]
 fn attached_run_streams_output_and_exits_with_the_containers_code() {
