@@ -12,6 +12,12 @@ pub struct Ctr {
     pub root: PathBuf,
 }
 
+impl Default for Ctr {
+    fn default() -> Self {
+        Ctr::new()
+    }
+}
+
 impl Ctr {
     pub fn new() -> Ctr {
         let dir = tempfile::Builder::new()

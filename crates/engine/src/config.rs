@@ -170,6 +170,25 @@ pub fn parse_memory(field: &str, s: &str) -> Result<u64> {
 }
 
 /// `0.5` (CPUs) or `50%` (of one CPU).
+/// `DEVICE:RATE` pairs (`/dev/vda:1mb`) as a device-to-bytes-per-second map.
+pub fn parse_device_rates(field: &str, specs: &[String]) -> Result<BTreeMap<String, u64>> {
+    let mut out = BTreeMap::new();
+    for (i, s) in specs.iter().enumerate() {
+        let f = format!("{field}[{i}]");
+        let (dev, rate) = s
+            .rsplit_once(':')
+            .ok_or_else(|| Error::invalid(&f, format!("{s:?} is not DEVICE:RATE")))?;
+        if !dev.starts_with("/dev/") {
+            return Err(Error::invalid(
+                &f,
+                format!("{dev:?} is not a device path under /dev"),
+            ));
+        }
+        out.insert(dev.to_string(), parse_memory(&f, rate)?);
+    }
+    Ok(out)
+}
+
 pub fn parse_cpus(field: &str, s: &str) -> Result<f64> {
     let t = s.trim();
     let v = match t.strip_suffix('%') {
@@ -275,6 +294,12 @@ pub struct ContainerConfig {
     /// "timed out" in its record (for short-lived "tool" containers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// The log file is rotated when it would grow past this many bytes (default 10 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max_size: Option<u64>,
+    /// How many log files are kept, the live one included (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_max_files: Option<u32>,
 }
 
 impl ContainerConfig {
@@ -285,6 +310,15 @@ impl ContainerConfig {
             .chain(&self.command)
             .cloned()
             .collect()
+    }
+
+    /// How this container's log is rotated.
+    pub fn log_rotation(&self) -> crate::supervisor::logs::Rotation {
+        let d = crate::supervisor::logs::Rotation::default();
+        crate::supervisor::logs::Rotation {
+            max_size: self.log_max_size.unwrap_or(d.max_size),
+            max_files: self.log_max_files.unwrap_or(d.max_files),
+        }
     }
 
     /// Checks everything that does not need the host; errors name the field.
@@ -387,6 +421,34 @@ impl ContainerConfig {
             if !(c > 0.0 && c.is_finite()) {
                 return Err(Error::invalid("limits.cpus", "must be more than 0"));
             }
+        }
+        for (field, rates) in [
+            ("limits.io_read_bps", &self.limits.io_read_bps),
+            ("limits.io_write_bps", &self.limits.io_write_bps),
+        ] {
+            for (dev, rate) in rates {
+                if !dev.starts_with("/dev/") {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{dev:?} is not a device path under /dev"),
+                    ));
+                }
+                if *rate == 0 {
+                    return Err(Error::invalid(
+                        field,
+                        format!("{dev}: rate must be positive"),
+                    ));
+                }
+            }
+        }
+        if self.log_max_size.is_some_and(|s| s < 4096) {
+            return Err(Error::invalid("log_max_size", "must be at least 4 KiB"));
+        }
+        if self.log_max_files == Some(0) {
+            return Err(Error::invalid("log_max_files", "must be at least 1"));
+        }
+        if self.timeout == Some(0) {
+            return Err(Error::invalid("timeout", "must be positive"));
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::config::{ContainerConfig, Isolation};
 use crate::error::{Context, Error, Result};
 use crate::image::ImageStore;
+use crate::logread::{Followed, LogFollower, LogQuery};
 use crate::registry::{ContainerRecord, ContainerStatus, Registry};
 use crate::supervisor::logs::{self, LogLine};
 
@@ -237,9 +238,10 @@ impl Engine {
             | ContainerStatus::Stopped
             | ContainerStatus::Failed => {}
             s => {
-                return Err(Error::invalid(
-                    "container",
-                    format!("{} is {s}; start needs it created or exited", rec.name),
+                return Err(Error::wrong_state(
+                    &rec.name,
+                    s,
+                    "start needs it created or exited",
                 ))
             }
         }
@@ -300,9 +302,10 @@ impl Engine {
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
         ) {
-            return Err(Error::invalid(
-                "container",
-                format!("{} is {}, not running", rec.name, rec.status),
+            return Err(Error::wrong_state(
+                &rec.name,
+                rec.status,
+                "it must be running",
             ));
         }
         self.runtime()
@@ -339,22 +342,36 @@ impl Engine {
             .ok_or_else(|| Error::invalid("container", format!("{} did not stop", rec.name)))
     }
 
+    /// Waits (up to `timeout`) until the container is no longer live; sleeps on a
+    /// pidfd of its supervisor, which exits only after recording how the container
+    /// ended.
     fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerRecord>> {
         let end = Instant::now() + timeout;
-        let mut delay = Duration::from_millis(5);
         loop {
             let r = self.get(id)?;
-            if !matches!(
-                r.status,
-                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-            ) {
+            if !is_live(r.status) {
                 return Ok(Some(r));
             }
-            if Instant::now() >= end {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Ok(None);
             }
-            std::thread::sleep(delay.min(end.saturating_duration_since(Instant::now())));
-            delay = (delay * 2).min(Duration::from_millis(100));
+            let pidfd = r
+                .supervisor_pid
+                .and_then(|p| codex_runtime::sys::pidfd_open(p).ok());
+            match pidfd {
+                Some(fd) => {
+                    let mut fds = [nix::poll::PollFd::new(
+                        std::os::fd::AsFd::as_fd(&fd),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    let t = nix::poll::PollTimeout::try_from(left.min(Duration::from_secs(1)))
+                        .unwrap_or(nix::poll::PollTimeout::MAX);
+                    let _ = nix::poll::poll(&mut fds, t);
+                }
+                // Between supervisors (or none yet): look again shortly.
+                None => std::thread::sleep(left.min(Duration::from_millis(5))),
+            }
         }
     }
 
@@ -376,9 +393,10 @@ impl Engine {
             ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
         ) {
             if !force {
-                return Err(Error::invalid(
-                    "container",
-                    format!("{} is {}: stop it first or use force", rec.name, rec.status),
+                return Err(Error::wrong_state(
+                    &rec.name,
+                    rec.status,
+                    "stop it first or use force",
                 ));
             }
             self.stop(&rec.id, Duration::ZERO)?;
@@ -390,12 +408,33 @@ impl Engine {
         self.registry.remove_container(&rec.id)
     }
 
-    pub fn logs(&self, reference: &str) -> Result<Vec<LogLine>> {
+    /// The lines of a container's log that `query` selects.
+    pub fn logs(&self, reference: &str, query: &LogQuery) -> Result<Vec<LogLine>> {
         let rec = self.get(reference)?;
-        logs::read_all(
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        let all = logs::read_all(
             &self.container_dir(&rec.id)?.join(LOG_FILE),
-            crate::supervisor::LOG_ROTATION.max_files,
-        )
+            cfg.log_rotation().max_files,
+        )?;
+        Ok(query.select(all))
+    }
+
+    /// Follows a container's log: the lines already there that `query` selects, then
+    /// new ones as they are written, until the container stops (see [`LogFollow`]).
+    pub fn follow_logs(&self, reference: &str, query: LogQuery) -> Result<LogFollow<'_>> {
+        let rec = self.get(reference)?;
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        let follower = LogFollower::open(
+            &self.container_dir(&rec.id)?,
+            LOG_FILE,
+            cfg.log_rotation().max_files,
+            query,
+        )?;
+        Ok(LogFollow {
+            engine: self,
+            id: rec.id,
+            follower,
+        })
     }
 
     /// Everything known about a container, as one JSON object.
@@ -416,6 +455,47 @@ impl Engine {
     }
 }
 
+/// A container's log as it grows; from [`Engine::follow_logs`].
+pub struct LogFollow<'e> {
+    engine: &'e Engine,
+    id: String,
+    follower: LogFollower,
+}
+
+impl LogFollow<'_> {
+    /// New lines; or waits up to `timeout` for some (`Idle` if none came); or `Ended`
+    /// once the container has stopped and all its output was returned. A container
+    /// started again (restart) is followed on.
+    pub fn poll(&mut self, timeout: Duration) -> Result<Followed> {
+        let (engine, id) = (self.engine, self.id.as_str());
+        self.follower.poll(timeout, || {
+            let rec = match engine.get(id) {
+                Ok(r) => r,
+                // Removed meanwhile (`--rm`): it has ended.
+                Err(Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            Ok(is_live(rec.status).then(|| {
+                rec.supervisor_pid
+                    .and_then(|p| codex_runtime::sys::pidfd_open(p).ok())
+            }))
+        })
+    }
+
+    /// The container being followed.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// Running, paused or between restarts: a supervisor is (or will be) there.
+pub fn is_live(status: ContainerStatus) -> bool {
+    matches!(
+        status,
+        ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+    )
+}
+
 /// A config's isolation, for callers that only have the record.
 pub fn isolation_of(rec: &ContainerRecord) -> Isolation {
     rec.config
@@ -429,9 +509,10 @@ impl Engine {
     pub fn pause(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get(reference)?;
         if rec.status != ContainerStatus::Running {
-            return Err(Error::invalid(
-                "container",
-                format!("{} is {}, not running", rec.name, rec.status),
+            return Err(Error::wrong_state(
+                &rec.name,
+                rec.status,
+                "it must be running",
             ));
         }
         self.runtime().pause(&rec.id)?;
@@ -444,9 +525,10 @@ impl Engine {
     pub fn unpause(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get(reference)?;
         if rec.status != ContainerStatus::Paused {
-            return Err(Error::invalid(
-                "container",
-                format!("{} is {}, not paused", rec.name, rec.status),
+            return Err(Error::wrong_state(
+                &rec.name,
+                rec.status,
+                "it must be paused",
             ));
         }
         self.runtime().resume(&rec.id)?;
@@ -481,9 +563,10 @@ impl Engine {
     ) -> Result<i32> {
         let rec = self.get(reference)?;
         if rec.status != ContainerStatus::Running {
-            return Err(Error::invalid(
-                "container",
-                format!("{} is {}, not running", rec.name, rec.status),
+            return Err(Error::wrong_state(
+                &rec.name,
+                rec.status,
+                "it must be running",
             ));
         }
         if args.is_empty() {
@@ -541,9 +624,10 @@ impl Engine {
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
         ) {
-            return Err(Error::invalid(
-                "container",
-                format!("{} is {}, not running", rec.name, rec.status),
+            return Err(Error::wrong_state(
+                &rec.name,
+                rec.status,
+                "it must be running",
             ));
         }
         let v = self.runtime().stats(&rec.id)?;

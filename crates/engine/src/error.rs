@@ -16,6 +16,30 @@ pub enum Error {
     #[error("{kind} name {name:?} is already in use")]
     NameInUse { kind: &'static str, name: String },
 
+    /// A prefix or name that matches more than one object.
+    #[error("{kind} reference {reference:?} is ambiguous: it matches {}; give more of the id", .matches.join(", "))]
+    Ambiguous {
+        kind: &'static str,
+        reference: String,
+        matches: Vec<String>,
+    },
+
+    /// An object that cannot be removed (or changed) while something uses it.
+    #[error("{kind} {name:?} is in use by {by}")]
+    InUse {
+        kind: &'static str,
+        name: String,
+        by: String,
+    },
+
+    /// The operation does not fit the container's state (`start` of a running one).
+    #[error("container {name:?} is {state}: {hint}")]
+    WrongState {
+        name: String,
+        state: String,
+        hint: String,
+    },
+
     // The cause is part of the message (not a `#[source]`), so an error chain
     // printer does not repeat it.
     #[error("{context}: {cause}")]
@@ -32,6 +56,18 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn wrong_state(
+        name: impl Into<String>,
+        state: impl std::fmt::Display,
+        hint: impl Into<String>,
+    ) -> Self {
+        Error::WrongState {
+            name: name.into(),
+            state: state.to_string(),
+            hint: hint.into(),
+        }
+    }
+
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Invalid {
             field: field.into(),

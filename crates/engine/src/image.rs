@@ -577,11 +577,15 @@ impl ImageStore {
             match matches.len() {
                 0 => {}
                 1 => return Ok((matches.into_iter().next().unwrap_or_default(), None)),
-                n => {
-                    return Err(Error::invalid(
-                        "image",
-                        format!("{s:?} is an ambiguous id prefix ({n} images match)"),
-                    ))
+                _ => {
+                    return Err(Error::Ambiguous {
+                        kind: "image",
+                        reference: s.to_string(),
+                        matches: matches
+                            .iter()
+                            .map(|id| id.get(..12).unwrap_or(id).to_string())
+                            .collect(),
+                    })
                 }
             }
         }
@@ -665,13 +669,14 @@ impl ImageStore {
 }
 
 fn in_use_error(what: &str, id: &str) -> Error {
-    Error::invalid(
-        "image",
-        format!(
-            "{what:?} (image {}) is in use by a container; remove the container first",
+    Error::InUse {
+        kind: "image",
+        name: what.to_string(),
+        by: format!(
+            "a container (image {}); remove the container first",
             id.get(..12).unwrap_or(id)
         ),
-    )
+    }
 }
 
 fn first_reference(index: &Index, id: &str) -> (Option<String>, Option<String>) {

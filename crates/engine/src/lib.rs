@@ -7,6 +7,7 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod logread;
 pub mod profile;
 pub mod registry;
 pub mod supervisor;

@@ -463,17 +463,14 @@ fn resolve_in(index: &Index, reference: &str) -> Result<String> {
             [] => {}
             [(_, id)] => return Ok(id.to_string()),
             many => {
-                let listed: Vec<String> = many
-                    .iter()
-                    .map(|(name, id)| format!("{} ({name})", id.get(..12).unwrap_or(id)))
-                    .collect();
-                return Err(Error::invalid(
-                    "container",
-                    format!(
-                        "{reference:?} is ambiguous: it starts the ids of {}; give more of the id",
-                        listed.join(", ")
-                    ),
-                ));
+                return Err(Error::Ambiguous {
+                    kind: "container",
+                    reference: reference.into(),
+                    matches: many
+                        .iter()
+                        .map(|(name, id)| format!("{} ({name})", id.get(..12).unwrap_or(id)))
+                        .collect(),
+                });
             }
         }
     }

@@ -50,6 +50,18 @@ pub struct CreateArgs {
     /// RLIMIT_NOFILE (soft = hard).
     #[arg(long = "open-files")]
     pub open_files: Option<u64>,
+    /// DEVICE:RATE, e.g. /dev/vda:1mb (repeatable): cap reads from a block device.
+    #[arg(long = "device-read-bps")]
+    pub device_read_bps: Vec<String>,
+    /// DEVICE:RATE, e.g. /dev/vda:1mb (repeatable): cap writes to a block device.
+    #[arg(long = "device-write-bps")]
+    pub device_write_bps: Vec<String>,
+    /// Rotate the log when it would grow past this size (10m, 512k; default 10m).
+    #[arg(long = "log-max-size")]
+    pub log_max_size: Option<String>,
+    /// Log files kept, the live one included (default 3).
+    #[arg(long = "log-max-files")]
+    pub log_max_files: Option<u32>,
     /// minimal, standard (default) or strict.
     #[arg(long, default_value = "standard")]
     pub isolation: String,
@@ -88,7 +100,12 @@ pub enum Command {
     /// Create a container.
     Create(CreateArgs),
     /// Start created or exited containers.
-    Start { containers: Vec<String> },
+    Start {
+        /// Stream the container's output and exit with its code (one container).
+        #[arg(short, long)]
+        attach: bool,
+        containers: Vec<String>,
+    },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
         #[arg(short = 't', long = "time")]
@@ -135,6 +152,11 @@ pub enum Command {
         follow: bool,
         #[arg(long)]
         tail: Option<usize>,
+        /// Only lines since a time (2026-11-23T10:00:00Z), a duration ago (10m) or
+        /// Unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only the container's stdout.
         #[arg(long)]
         stdout: bool,
         #[arg(long)]

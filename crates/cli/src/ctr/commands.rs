@@ -6,10 +6,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use codex_engine::config::{
-    parse_cpus, parse_env_file, parse_memory, ContainerConfig, Limits, Volume, VolumeSource,
+    parse_cpus, parse_device_rates, parse_env_file, parse_memory, ContainerConfig, Limits, Volume,
+    VolumeSource,
 };
-use codex_engine::engine::Engine;
+use codex_engine::engine::{Engine, LogFollow};
+use codex_engine::logread::{parse_since, Followed, LogQuery};
 use codex_engine::registry::{default_root, ContainerRecord, ContainerStatus};
+use codex_engine::supervisor::logs::LogLine;
 
 use super::args::{Cli, Command, CreateArgs, ImageCommand};
 use crate::oci::commands::print_table;
@@ -30,11 +33,20 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", rec.id);
             Ok(0)
         }
-        Command::Start { containers } => each(&containers, |c| {
-            let rec = eng.start(c)?;
-            println!("{}", rec.name);
-            Ok(())
-        }),
+        Command::Start { attach, containers } => {
+            if attach {
+                let [c] = containers.as_slice() else {
+                    bail!("start -a takes exactly one container");
+                };
+                let rec = eng.get(c)?;
+                return attach_and_start(&eng, &rec.id, false);
+            }
+            each(&containers, |c| {
+                let rec = eng.start(c)?;
+                println!("{}", rec.name);
+                Ok(())
+            })
+        }
         Command::Stop { time, containers } => each(&containers, |c| {
             let rec = eng.get(c)?;
             let timeout = time.or_else(|| stop_timeout(&rec)).unwrap_or(10);
@@ -185,41 +197,27 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             timestamps,
             follow,
             tail,
+            since,
             stdout,
             stderr,
             container,
         } => {
-            let pick = |l: &codex_engine::supervisor::logs::LogLine| {
-                (!stdout && !stderr)
-                    || (stdout && l.stream == "stdout")
-                    || (stderr && l.stream == "stderr")
+            let query = LogQuery {
+                since: since.as_deref().map(parse_since).transpose()?,
+                tail,
+                stdout,
+                stderr,
             };
-            let lines = eng.logs(&container)?;
-            let wanted: Vec<_> = lines.iter().filter(|l| pick(l)).collect();
-            let skip = tail.map_or(0, |n| wanted.len().saturating_sub(n));
-            for l in &wanted[skip..] {
-                print_log(l, timestamps);
+            if !follow {
+                for l in eng.logs(&container, &query)? {
+                    print_log(&l, timestamps);
+                }
+                return Ok(0);
             }
-            let mut seen = lines.len();
-            if follow {
-                loop {
-                    let running = matches!(
-                        eng.get(&container)?.status,
-                        ContainerStatus::Running
-                            | ContainerStatus::Paused
-                            | ContainerStatus::Restarting
-                    );
-                    let lines = eng.logs(&container)?;
-                    // Rotation can shorten the list: start over from what is there.
-                    let from = if lines.len() < seen { 0 } else { seen };
-                    for l in lines.iter().skip(from).filter(|l| pick(l)) {
-                        print_log(l, timestamps);
-                    }
-                    seen = lines.len();
-                    if !running {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
+            let mut f = eng.follow_logs(&container, query)?;
+            while let Some(lines) = next_lines(&mut f, Duration::from_secs(1))? {
+                for l in &lines {
+                    print_log(l, timestamps);
                 }
             }
             Ok(0)
@@ -232,7 +230,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-fn print_log(l: &codex_engine::supervisor::logs::LogLine, timestamps: bool) {
+fn print_log(l: &LogLine, timestamps: bool) {
     let line = if timestamps {
         format!("{} {}", l.time, l.log)
     } else {
@@ -320,7 +318,8 @@ fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .transpose()?,
         pids: a.pids_limit,
         open_files: a.open_files,
-        ..Default::default()
+        io_read_bps: parse_device_rates("device-read-bps", &a.device_read_bps)?,
+        io_write_bps: parse_device_rates("device-write-bps", &a.device_write_bps)?,
     };
     Ok(ContainerConfig {
         name: a.name.clone(),
@@ -340,6 +339,12 @@ fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         stop_timeout: a.stop_timeout,
         auto_remove: a.rm,
         timeout: a.timeout.as_deref().map(parse_seconds).transpose()?,
+        log_max_size: a
+            .log_max_size
+            .as_deref()
+            .map(|m| parse_memory("log-max-size", m))
+            .transpose()?,
+        log_max_files: a.log_max_files,
     })
 }
 
@@ -351,43 +356,64 @@ fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     // the supervisor removes only detached ones.
     config.auto_remove = a.rm && detach;
     let rec = eng.create(config)?;
-    if let Err(e) = eng.start(&rec.id) {
-        if a.rm {
-            let _ = eng.remove(&rec.id, true);
-        }
-        return Err(e.into());
-    }
     if detach {
+        if let Err(e) = eng.start(&rec.id) {
+            if a.rm {
+                let _ = eng.remove(&rec.id, true);
+            }
+            return Err(e.into());
+        }
         println!("{}", rec.id);
         return Ok(0);
     }
+    attach_and_start(eng, &rec.id, a.rm)
+}
+
+/// Starts a container and streams its output until it ends; signals to this command
+/// go to the container; returns its exit code. With `remove`, the container is removed
+/// at the end (or when it could not start).
+fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
     let forward = forward_signals()?;
-    let mut shown = 0usize;
-    let code = loop {
-        let lines = eng.logs(&rec.id).unwrap_or_default();
-        for l in lines.iter().skip(shown) {
-            print_log(l, false);
+    // Opened before the start, showing nothing older: no early line is missed.
+    let mut follow = eng.follow_logs(
+        id,
+        LogQuery {
+            tail: Some(0),
+            ..Default::default()
+        },
+    )?;
+    if let Err(e) = eng.start(id) {
+        if remove {
+            let _ = eng.remove(id, true);
         }
-        shown = shown.max(lines.len());
-        let r = eng.get(&rec.id)?;
-        if !matches!(
-            r.status,
-            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-        ) {
-            for l in eng.logs(&rec.id).unwrap_or_default().iter().skip(shown) {
-                print_log(l, false);
-            }
-            break r.exit_code.unwrap_or(0);
+        return Err(e.into());
+    }
+    loop {
+        match follow.poll(Duration::from_millis(50))? {
+            Followed::Lines(lines) => lines.iter().for_each(|l| print_log(l, false)),
+            Followed::Idle => {}
+            Followed::Ended => break,
         }
         if let Some(sig) = forward.pending() {
-            let _ = eng.kill(&rec.id, sig);
+            let _ = eng.kill(id, sig);
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    if a.rm {
-        eng.remove(&rec.id, true)?;
+    }
+    let code = eng.get(id)?.exit_code.unwrap_or(0);
+    if remove {
+        eng.remove(id, true)?;
     }
     Ok(code)
+}
+
+/// The next lines of a followed log, or None when the container has ended.
+fn next_lines(f: &mut LogFollow, wait: Duration) -> Result<Option<Vec<LogLine>>> {
+    loop {
+        match f.poll(wait)? {
+            Followed::Lines(l) => return Ok(Some(l)),
+            Followed::Idle => {}
+            Followed::Ended => return Ok(None),
+        }
+    }
 }
 
 /// SIGINT/SIGTERM/SIGHUP/SIGQUIT to `run` are passed on to the container.

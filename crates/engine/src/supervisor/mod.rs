@@ -20,14 +20,10 @@ use nix::unistd::Pid;
 use crate::engine::{BUNDLE_DIR, LOG_FILE, ROOTFS_DIR};
 use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerStatus, Registry};
-use logs::{LogWriter, Rotation};
+use logs::LogWriter;
 
 /// The fd on which the supervisor reports `{"ok":true}` or `{"error":...}`.
 pub const STATUS_FD: i32 = 3;
-pub const LOG_ROTATION: Rotation = Rotation {
-    max_size: 10 << 20,
-    max_files: 3,
-};
 
 fn report(v: serde_json::Value) {
     // SAFETY: STATUS_FD was handed to us by the engine; we own it from here on.
@@ -111,8 +107,13 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
+    let cfg: crate::config::ContainerConfig = registry
+        .get(id)
+        .ok()
+        .and_then(|r| serde_json::from_value(r.config).ok())
+        .unwrap_or_default();
     mount_rootfs(&dir)?;
-    let mut log = LogWriter::open(&dir.join(LOG_FILE), LOG_ROTATION)?;
+    let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
@@ -160,11 +161,6 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
     })?;
     report(serde_json::json!({"ok": true, "pid": pid}));
 
-    let cfg: crate::config::ContainerConfig = registry
-        .get(id)
-        .ok()
-        .and_then(|r| serde_json::from_value(r.config).ok())
-        .unwrap_or_default();
     let deadline = cfg
         .timeout
         .map(|t| (std::time::Instant::now() + Duration::from_secs(t), t));
