@@ -55,13 +55,22 @@ pub struct Volume {
     pub source: VolumeSource,
     pub destination: String,
     pub readonly: bool,
+    /// A named volume made for this container only (`-v /data`): `rm -v` removes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anonymous: bool,
 }
 
 impl Volume {
-    /// `SRC:DST[:ro|rw]`: SRC is an absolute host path or a volume name.
+    /// `SRC:DST[:ro|rw]`: SRC is an absolute host path or a volume name; or just `DST`:
+    /// an anonymous volume (a fresh named volume with a random name).
     pub fn parse(field: &str, s: &str) -> Result<Volume> {
         let parts: Vec<&str> = s.split(':').collect();
+        let anonymous;
         let (src, dst, mode) = match parts.as_slice() {
+            [dst] => {
+                anonymous = crate::registry::new_volume_name()?;
+                (anonymous.as_str(), *dst, "rw")
+            }
             [src, dst] => (*src, *dst, "rw"),
             [src, dst, mode] => (*src, *dst, *mode),
             _ => return Err(Error::invalid(field, format!("{s:?} is not SRC:DST[:ro]"))),
@@ -106,6 +115,7 @@ impl Volume {
             source,
             destination: dst.to_string(),
             readonly,
+            anonymous: parts.len() == 1,
         })
     }
 }

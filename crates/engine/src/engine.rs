@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::config::{ContainerConfig, Isolation};
+use crate::config::{ContainerConfig, Isolation, VolumeSource};
 use crate::error::{Context, Error, Result};
 use crate::image::ImageStore;
 use crate::logread::{Followed, LogFollower, LogQuery};
 use crate::registry::{ContainerRecord, ContainerStatus, Registry};
 use crate::supervisor::logs::{self, LogLine};
+use crate::usage::{self, ContainerUsage};
+use crate::volume::{self, VolumeInfo, VolumeRecord};
 
 pub const BUNDLE_DIR: &str = "bundle";
 pub const ROOTFS_DIR: &str = "rootfs";
@@ -123,7 +125,6 @@ impl Engine {
                 .ctx(|| "writing the layer list")?;
                 dir.join(ROOTFS_DIR)
             };
-            let volumes = self.root.join("volumes");
             let spec = crate::profile::spec_value(
                 &config,
                 &record.id,
@@ -131,9 +132,12 @@ impl Engine {
                 &image_env,
                 image_cwd.as_deref(),
                 &|name| {
-                    let d = volumes.join(name).join("_data");
-                    std::fs::create_dir_all(&d).ctx(|| format!("creating volume {name}"))?;
-                    Ok(d)
+                    let anonymous = config.volumes.iter().any(|v| {
+                        v.anonymous
+                            && matches!(&v.source, VolumeSource::Named { name: n } if n == name)
+                    });
+                    volume::ensure(&self.registry, name, anonymous)?;
+                    Ok(volume::data_dir(&self.root, name))
                 },
             )?;
             let bundle = dir.join(BUNDLE_DIR);
@@ -385,8 +389,9 @@ impl Engine {
         }
     }
 
-    /// Removes a container (`force` stops a running one first) and everything of it.
-    pub fn remove(&self, reference: &str, force: bool) -> Result<()> {
+    /// Removes a container (`force` stops a running one first) and everything of it;
+    /// with `volumes`, its anonymous volumes too.
+    pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
         let rec = self.get(reference)?;
         if matches!(
             rec.status,
@@ -405,7 +410,71 @@ impl Engine {
         let _ = self.runtime().delete(&rec.id, true);
         let dir = self.container_dir(&rec.id)?;
         crate::supervisor::unmount_rootfs(&dir);
-        self.registry.remove_container(&rec.id)
+        self.registry.remove_container(&rec.id)?;
+        if volumes {
+            let cfg: ContainerConfig =
+                serde_json::from_value(rec.config.clone()).unwrap_or_default();
+            for v in cfg.volumes.iter().filter(|v| v.anonymous) {
+                if let VolumeSource::Named { name } = &v.source {
+                    let users = self.volume_users(name)?;
+                    if users.is_empty() {
+                        volume::remove(&self.registry, name, &users)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a named volume (or returns the one of that name).
+    pub fn create_volume(&self, name: &str) -> Result<VolumeRecord> {
+        volume::ensure(&self.registry, name, false)
+    }
+
+    /// Every volume, where its data is, and who mounts it.
+    pub fn volumes(&self) -> Result<Vec<VolumeInfo>> {
+        let recs = self.registry.list()?;
+        Ok(volume::list(&self.registry)?
+            .into_iter()
+            .map(|record| VolumeInfo {
+                mountpoint: volume::data_dir(&self.root, &record.name),
+                used_by: users_of(&recs, &record.name),
+                record,
+            })
+            .collect())
+    }
+
+    pub fn inspect_volume(&self, name: &str) -> Result<VolumeInfo> {
+        self.volumes()?
+            .into_iter()
+            .find(|v| v.record.name == name)
+            .ok_or_else(|| Error::NotFound {
+                kind: "volume",
+                name: name.to_string(),
+            })
+    }
+
+    /// Removes a volume and its data; refused while a container (running or not)
+    /// mounts it.
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        let users = self.volume_users(name)?;
+        volume::remove(&self.registry, name, &users)
+    }
+
+    /// Removes every volume no container mounts; returns their names.
+    pub fn prune_volumes(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for v in self.volumes()? {
+            if v.used_by.is_empty() {
+                volume::remove(&self.registry, &v.record.name, &[])?;
+                removed.push(v.record.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    fn volume_users(&self, name: &str) -> Result<Vec<String>> {
+        Ok(users_of(&self.registry.list()?, name))
     }
 
     /// The lines of a container's log that `query` selects.
@@ -494,6 +563,22 @@ pub fn is_live(status: ContainerStatus) -> bool {
         status,
         ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
     )
+}
+
+/// Names of the containers whose config mounts volume `name`.
+fn users_of(recs: &[ContainerRecord], name: &str) -> Vec<String> {
+    recs.iter()
+        .filter(|r| {
+            serde_json::from_value::<ContainerConfig>(r.config.clone())
+                .map(|c| {
+                    c.volumes
+                        .iter()
+                        .any(|v| matches!(&v.source, VolumeSource::Named { name: n } if n == name))
+                })
+                .unwrap_or(false)
+        })
+        .map(|r| r.name.clone())
+        .collect()
 }
 
 /// A config's isolation, for callers that only have the record.
@@ -634,6 +719,66 @@ impl Engine {
         Ok(v["data"].clone())
     }
 
+    /// CPU %, memory, pids and block I/O of containers over `window` (one window for
+    /// all of them). With no references: every running container. A named container
+    /// that is not running is an error; one that stops during the window is left out.
+    pub fn usage(&self, references: &[String], window: Duration) -> Result<Vec<ContainerUsage>> {
+        let recs: Vec<ContainerRecord> = if references.is_empty() {
+            self.list()?
+                .into_iter()
+                .filter(|r| r.status == ContainerStatus::Running)
+                .collect()
+        } else {
+            references
+                .iter()
+                .map(|r| self.get(r))
+                .collect::<Result<_>>()?
+        };
+        let rt = self.runtime();
+        let sample = |rec: &ContainerRecord| -> Result<usage::Sample> {
+            let v = rt.stats(&rec.id)?;
+            Ok(usage::Sample {
+                data: v["data"].clone(),
+                at: Instant::now(),
+            })
+        };
+        let mut first = Vec::new();
+        for rec in &recs {
+            if !matches!(
+                rec.status,
+                ContainerStatus::Running | ContainerStatus::Paused
+            ) {
+                return Err(Error::wrong_state(
+                    &rec.name,
+                    rec.status,
+                    "it must be running",
+                ));
+            }
+            first.push(sample(rec)?);
+        }
+        std::thread::sleep(window);
+        let host_mem = usage::host_memory();
+        Ok(recs
+            .iter()
+            .zip(first)
+            .filter_map(|(rec, a)| {
+                let b = sample(rec).ok()?;
+                Some(usage::between(&rec.id, &rec.name, &a, &b, host_mem))
+            })
+            .collect())
+    }
+
+    /// Removes an image reference (or the image, by id); refused while a container
+    /// uses it.
+    pub fn remove_image(&self, reference: &str) -> Result<crate::image::Removal> {
+        let recs = self.registry.list()?;
+        let in_use = |id: &str| {
+            recs.iter()
+                .any(|r| r.config.get("image").and_then(|v| v.as_str()) == Some(id))
+        };
+        self.images()?.remove(reference, in_use)
+    }
+
     /// What `codex-ctr info` prints: host kind, kernel, root, counts.
     pub fn info(&self) -> Result<Value> {
         let recs = self.list()?;
@@ -651,6 +796,7 @@ impl Engine {
             "running": count(ContainerStatus::Running),
             "paused": count(ContainerStatus::Paused),
             "stopped": recs.len() - count(ContainerStatus::Running) - count(ContainerStatus::Paused),
+            "volumes": self.registry.index().map(|i| i.volumes.len()).unwrap_or(0),
             "images": self.images().and_then(|s| s.list()).map(|l| l.len()).unwrap_or(0),
         }))
     }
@@ -721,7 +867,7 @@ impl Engine {
                 r.status,
                 ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
             ) {
-                self.remove(&r.id, false)?;
+                self.remove(&r.id, false, false)?;
                 removed.push(r.name);
             }
         }

@@ -11,5 +11,7 @@ pub mod logread;
 pub mod profile;
 pub mod registry;
 pub mod supervisor;
+pub mod usage;
+pub mod volume;
 
 pub use error::{Error, Result};

@@ -37,6 +37,11 @@ pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
 pub use reconcile::{Problem, Reconciled, Repair};
 pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
 
+/// A random name for an anonymous volume (64 hex characters, like an id).
+pub fn new_volume_name() -> Result<String> {
+    names::new_id()
+}
+
 use files::{
     mount_points, mounts_under, read_versioned, remove_tree, sync_dir, to_json, write_atomic,
 };

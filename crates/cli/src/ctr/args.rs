@@ -120,8 +120,12 @@ pub enum Command {
     },
     /// Remove containers.
     Rm {
+        /// Stop running containers first.
         #[arg(short, long)]
         force: bool,
+        /// Remove their anonymous volumes too (named volumes stay: `volume rm`).
+        #[arg(short, long)]
+        volumes: bool,
         containers: Vec<String>,
     },
     /// List containers.
@@ -189,7 +193,7 @@ pub enum Command {
     },
     /// Resource usage of running containers.
     Stats {
-        /// Print once and return (the only mode so far).
+        /// Print once and return (default: refresh until interrupted).
         #[arg(long = "no-stream")]
         no_stream: bool,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
@@ -217,6 +221,31 @@ pub enum Command {
         #[command(subcommand)]
         command: ImageCommand,
     },
+    /// Named volumes.
+    Volume {
+        #[command(subcommand)]
+        command: VolumeCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (an existing one of that name is kept).
+    Create { name: String },
+    /// List volumes and the containers that mount them.
+    #[command(alias = "list")]
+    Ls {
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// A volume as JSON.
+    Inspect { name: String },
+    /// Remove volumes and their data (refused while a container mounts one).
+    Rm { names: Vec<String> },
+    /// Remove every volume no container mounts.
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]

@@ -14,7 +14,7 @@ use codex_engine::logread::{parse_since, Followed, LogQuery};
 use codex_engine::registry::{default_root, ContainerRecord, ContainerStatus};
 use codex_engine::supervisor::logs::LogLine;
 
-use super::args::{Cli, Command, CreateArgs, ImageCommand};
+use super::args::{Cli, Command, CreateArgs, ImageCommand, VolumeCommand};
 use crate::oci::commands::print_table;
 
 fn engine(root: Option<PathBuf>) -> Result<Engine> {
@@ -62,8 +62,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 Ok(())
             })
         }
-        Command::Rm { force, containers } => each(&containers, |c| {
-            eng.remove(c, force)?;
+        Command::Rm {
+            force,
+            volumes,
+            containers,
+        } => each(&containers, |c| {
+            eng.remove(c, force, volumes)?;
             println!("{c}");
             Ok(())
         }),
@@ -104,10 +108,10 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             user.as_deref(),
         )?),
         Command::Stats {
-            no_stream: _,
+            no_stream,
             format,
             containers,
-        } => stats(&eng, &containers, &format),
+        } => stats(&eng, &containers, &format, no_stream),
         Command::Cp {
             source,
             destination,
@@ -227,6 +231,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(())
         }),
         Command::Image { command } => image(&eng, command),
+        Command::Volume { command } => volume(&eng, command),
     }
 }
 
@@ -303,6 +308,7 @@ fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             source: VolumeSource::Tmpfs,
             destination: t.clone(),
             readonly: false,
+            anonymous: false,
         });
     }
     let limits = Limits {
@@ -359,7 +365,7 @@ fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     if detach {
         if let Err(e) = eng.start(&rec.id) {
             if a.rm {
-                let _ = eng.remove(&rec.id, true);
+                let _ = eng.remove(&rec.id, true, true);
             }
             return Err(e.into());
         }
@@ -384,7 +390,7 @@ fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
     )?;
     if let Err(e) = eng.start(id) {
         if remove {
-            let _ = eng.remove(id, true);
+            let _ = eng.remove(id, true, true);
         }
         return Err(e.into());
     }
@@ -400,7 +406,7 @@ fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
     }
     let code = eng.get(id)?.exit_code.unwrap_or(0);
     if remove {
-        eng.remove(id, true)?;
+        eng.remove(id, true, true)?;
     }
     Ok(code)
 }
@@ -558,13 +564,8 @@ fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
             }
         }
         ImageCommand::Rm { references } => {
-            let recs = eng.list()?;
-            let in_use = |id: &str| {
-                recs.iter()
-                    .any(|r| r.config.get("image").and_then(|v| v.as_str()) == Some(id))
-            };
             for r in &references {
-                store.remove(r, in_use)?;
+                eng.remove_image(r)?;
                 println!("{r}");
             }
         }
@@ -572,87 +573,96 @@ fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
     Ok(0)
 }
 
-fn stats(eng: &Engine, names: &[String], format: &str) -> Result<i32> {
-    let names: Vec<String> = if names.is_empty() {
-        eng.list()?
-            .into_iter()
-            .filter(|r| r.status == ContainerStatus::Running)
-            .map(|r| r.id)
-            .collect()
-    } else {
-        names.to_vec()
-    };
-    let host_mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|t| {
-            let l = t.lines().find(|l| l.starts_with("MemTotal:"))?;
-            l.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(u64::MAX);
-    let header = [
-        "ID",
-        "NAME",
-        "CPU %",
-        "MEM USAGE / LIMIT",
-        "MEM %",
-        "PIDS",
-        "BLOCK I/O",
-    ];
-    let mut rows = vec![header.map(String::from).to_vec()];
-    let mut out = Vec::new();
-    for n in &names {
-        let rec = eng.get(n)?;
-        // CPU % over a short window, from the cgroup's own usage counter.
-        let a = eng.stats(n)?;
-        let t0 = std::time::Instant::now();
-        std::thread::sleep(Duration::from_millis(200));
-        let b = eng.stats(n)?;
-        let total = |v: &serde_json::Value| v["cpu"]["usage"]["total"].as_u64().unwrap_or(0);
-        let used = total(&b).saturating_sub(total(&a));
-        let cpu_pct = used as f64 / 1e9 / t0.elapsed().as_secs_f64() * 100.0;
-        let mem = b["memory"]["usage"]["usage"].as_u64().unwrap_or(0);
-        let limit = b["memory"]["usage"]["limit"].as_u64().unwrap_or(0);
-        let limit = if limit == 0 || limit > host_mem {
-            host_mem
+fn volume(eng: &Engine, cmd: VolumeCommand) -> Result<i32> {
+    match cmd {
+        VolumeCommand::Create { name } => {
+            println!("{}", eng.create_volume(&name)?.name);
+            Ok(0)
+        }
+        VolumeCommand::Ls { quiet, format } => {
+            let vols = eng.volumes()?;
+            if quiet {
+                vols.iter().for_each(|v| println!("{}", v.record.name));
+            } else if format == "json" {
+                println!("{}", serde_json::to_string(&vols)?);
+            } else {
+                let mut rows = vec![["NAME", "CREATED", "USED BY", "MOUNTPOINT"]
+                    .map(String::from)
+                    .to_vec()];
+                for v in &vols {
+                    rows.push(vec![
+                        v.record.name.clone(),
+                        v.record.created.clone(),
+                        v.used_by.join(","),
+                        v.mountpoint.display().to_string(),
+                    ]);
+                }
+                print_table(&rows);
+            }
+            Ok(0)
+        }
+        VolumeCommand::Inspect { name } => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&eng.inspect_volume(&name)?)?
+            );
+            Ok(0)
+        }
+        VolumeCommand::Rm { names } => each(&names, |n| {
+            eng.remove_volume(n)?;
+            println!("{n}");
+            Ok(())
+        }),
+        VolumeCommand::Prune => {
+            for n in eng.prune_volumes()? {
+                println!("{n}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// `stats`: once with `--no-stream`, else a refreshed table every window until
+/// interrupted (JSON: one array per line).
+fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Result<i32> {
+    loop {
+        let usage = eng.usage(names, codex_engine::usage::WINDOW)?;
+        if format == "json" {
+            println!("{}", serde_json::to_string(&usage)?);
         } else {
-            limit
-        };
-        let mem_pct = mem as f64 / limit as f64 * 100.0;
-        let pids = b["pids"]["current"].as_u64().unwrap_or(0);
-        let io = |op: &str| -> u64 {
-            b["blkio"]["ioServiceBytesRecursive"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter(|e| e["op"] == op)
-                        .filter_map(|e| e["value"].as_u64())
-                        .sum()
-                })
-                .unwrap_or(0)
-        };
-        let (read, write) = (io("Read"), io("Write"));
-        out.push(serde_json::json!({
-            "id": rec.id, "name": rec.name, "cpu_percent": cpu_pct,
-            "memory_usage": mem, "memory_limit": limit, "memory_percent": mem_pct,
-            "pids": pids, "block_read": read, "block_write": write,
-        }));
-        rows.push(vec![
-            rec.id[..12].to_string(),
-            rec.name.clone(),
-            format!("{cpu_pct:.2}%"),
-            format!("{} / {}", human(mem), human(limit)),
-            format!("{mem_pct:.2}%"),
-            pids.to_string(),
-            format!("{} / {}", human(read), human(write)),
-        ]);
+            if !no_stream {
+                // Clear the screen and go home, as `top` does.
+                print!("\x1b[2J\x1b[H");
+            }
+            let header = [
+                "ID",
+                "NAME",
+                "CPU %",
+                "MEM USAGE / LIMIT",
+                "MEM %",
+                "PIDS",
+                "BLOCK I/O",
+            ];
+            let mut rows = vec![header.map(String::from).to_vec()];
+            for u in &usage {
+                rows.push(vec![
+                    u.id[..12].to_string(),
+                    u.name.clone(),
+                    format!("{:.2}%", u.cpu_percent),
+                    format!("{} / {}", human(u.memory_usage), human(u.memory_limit)),
+                    format!("{:.2}%", u.memory_percent),
+                    u.pids.to_string(),
+                    format!("{} / {}", human(u.block_read), human(u.block_write)),
+                ]);
+            }
+            print_table(&rows);
+        }
+        if no_stream {
+            return Ok(0);
+        }
+        use std::io::Write;
+        std::io::stdout().flush()?;
     }
-    if format == "json" {
-        println!("{}", serde_json::to_string(&out)?);
-    } else {
-        print_table(&rows);
-    }
-    Ok(0)
 }
 
 fn human(b: u64) -> String {

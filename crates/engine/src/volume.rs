@@ -1,0 +1,122 @@
+//! Named volumes: directories the engine owns under `volumes/<name>/_data`, recorded in
+//! `registry.json` so that they outlive containers. A volume a container names is
+//! created on the container's creation; an anonymous one (`-v /data`) gets a random
+//! name, is marked `anonymous`, and goes with its container on `rm -v` or `--rm`
+//! (Docker's rule: named volumes are removed only by `volume rm`).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::valid_name;
+use crate::error::{Context, Error, Result};
+use crate::registry::Registry;
+
+/// One volume's record in `registry.json`'s `volumes` map.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub name: String,
+    /// RFC 3339.
+    pub created: String,
+    /// Made for one container (`-v /path`); removed with it by `rm -v`.
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+/// A volume with where its data lives, as `volume ls` / `inspect` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeInfo {
+    #[serde(flatten)]
+    pub record: VolumeRecord,
+    pub mountpoint: PathBuf,
+    /// Names of the containers that mount it.
+    pub used_by: Vec<String>,
+}
+
+pub fn volumes_dir(root: &Path) -> PathBuf {
+    root.join("volumes")
+}
+
+pub fn data_dir(root: &Path, name: &str) -> PathBuf {
+    volumes_dir(root).join(name).join("_data")
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if valid_name(name) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "volume",
+            format!("{name:?}: use letters, digits, _ . - (first a letter or digit), up to 128"),
+        ))
+    }
+}
+
+/// Creates the volume if it does not exist (its directory first, then the record, so
+/// a crash leaves at worst an unrecorded directory that the next create adopts).
+/// Returns its record.
+pub fn ensure(registry: &Registry, name: &str, anonymous: bool) -> Result<VolumeRecord> {
+    check_name(name)?;
+    let dir = data_dir(registry.root(), name);
+    std::fs::create_dir_all(&dir).ctx(|| format!("creating volume {name} at {}", dir.display()))?;
+    registry.update(|idx| {
+        if let Some(v) = idx.volumes.get(name) {
+            if let Ok(rec) = serde_json::from_value::<VolumeRecord>(v.clone()) {
+                return Ok(rec);
+            }
+        }
+        let rec = VolumeRecord {
+            name: name.to_string(),
+            created: codex_runtime::state::now_rfc3339(),
+            anonymous,
+        };
+        idx.volumes.insert(
+            name.to_string(),
+            serde_json::to_value(&rec).map_err(|e| Error::invalid("volume", e.to_string()))?,
+        );
+        Ok(rec)
+    })
+}
+
+/// Every recorded volume.
+pub fn list(registry: &Registry) -> Result<Vec<VolumeRecord>> {
+    let idx = registry.index()?;
+    Ok(idx
+        .volumes
+        .iter()
+        .map(|(name, v)| {
+            serde_json::from_value(v.clone()).unwrap_or_else(|_| VolumeRecord {
+                name: name.clone(),
+                created: String::new(),
+                anonymous: false,
+            })
+        })
+        .collect())
+}
+
+/// Removes a volume's record, then its data. `users` are the containers that mount it:
+/// any refuses the removal.
+pub fn remove(registry: &Registry, name: &str, users: &[String]) -> Result<()> {
+    check_name(name)?;
+    if !users.is_empty() {
+        return Err(Error::InUse {
+            kind: "volume",
+            name: name.to_string(),
+            by: format!("container {}", users.join(", ")),
+        });
+    }
+    registry.update(|idx| {
+        idx.volumes.remove(name).map(|_| ()).ok_or(Error::NotFound {
+            kind: "volume",
+            name: name.to_string(),
+        })
+    })?;
+    let dir = volumes_dir(registry.root()).join(name);
+    std::fs::remove_dir_all(&dir).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(e).ctx(|| format!("removing {}", dir.display()))
+        }
+    })
+}
