@@ -507,8 +507,11 @@ mod tests {
             }
         );
         assert!(!v.readonly);
+        let v = Volume::parse("volumes[0]", "/data").unwrap();
+        assert!(v.anonymous && !v.readonly && v.destination == "/data");
+        assert!(matches!(v.source, VolumeSource::Named { ref name } if name.len() == 64));
         for bad in [
-            "/a",
+            "a",
             "/a:b",
             "/a:/b:rx",
             "../x:/b",
