@@ -538,7 +538,7 @@ fn a_unique_id_prefix_finds_the_container_and_an_ambiguous_one_names_the_candida
     let err = reg.get(&shared).unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(err, Error::Invalid { ref field, .. } if field == "container"),
+        matches!(err, Error::Ambiguous { kind: "container", ref matches, .. } if matches.len() > 1),
         "{msg}"
     );
     assert!(msg.contains("ambiguous"), "{msg}");
