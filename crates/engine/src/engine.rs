@@ -524,6 +524,34 @@ impl Engine {
     }
 }
 
+/// What [`Engine::exec`] runs and how.
+#[derive(Debug, Clone, Default)]
+pub struct ExecRequest {
+    pub args: Vec<String>,
+    /// Extra `KEY=VALUE`s (replacing the container's of the same key).
+    pub env: Vec<String>,
+    pub cwd: Option<String>,
+    /// `UID[:GID]`.
+    pub user: Option<String>,
+    /// Give the process a terminal.
+    pub tty: bool,
+    /// Connect the caller's stdin.
+    pub interactive: bool,
+}
+
+/// Rows and columns of the caller's terminal, if stdin is one.
+fn terminal_size() -> Option<(u64, u64)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ fills the winsize we pass; fd 0 may not be a tty (then -1).
+    let rc = unsafe { libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0 && ws.ws_row > 0).then(|| (u64::from(ws.ws_row), u64::from(ws.ws_col)))
+}
+
 /// A container's log as it grows; from [`Engine::follow_logs`].
 pub struct LogFollow<'e> {
     engine: &'e Engine,
@@ -634,18 +662,13 @@ impl Engine {
     }
 
     /// Runs a process in a running container with the container's own process
-    /// settings, `args` and extra `env`, optionally as `user` in `cwd`. The caller's
-    /// stdio is the process's. Returns its exit code.
+    /// settings changed as `req` asks. The caller's stdout and stderr are the process's
+    /// (its stdin too with `req.interactive`; with `req.tty`, this process is the
+    /// terminal's proxy). Returns its exit code.
     ///
     /// Forks: the calling process must be single-threaded (the CLI is).
-    pub fn exec(
-        &self,
-        reference: &str,
-        args: &[String],
-        env: &[String],
-        cwd: Option<&str>,
-        user: Option<&str>,
-    ) -> Result<i32> {
+    pub fn exec(&self, reference: &str, req: &ExecRequest) -> Result<i32> {
+        let (args, env, cwd, user) = (&req.args, &req.env, req.cwd.as_deref(), req.user.as_deref());
         let rec = self.get(reference)?;
         if rec.status != ContainerStatus::Running {
             return Err(Error::wrong_state(
@@ -661,7 +684,17 @@ impl Engine {
         let c = rt.load(&rec.id)?;
         let mut p = c.state.config.process().clone().unwrap_or_default();
         p.set_args(Some(args.to_vec()));
-        p.set_terminal(Some(false));
+        p.set_terminal(Some(req.tty));
+        if req.tty {
+            let size = terminal_size();
+            p.set_console_size(size.and_then(|(rows, cols)| {
+                oci_spec::runtime::BoxBuilder::default()
+                    .height(rows)
+                    .width(cols)
+                    .build()
+                    .ok()
+            }));
+        }
         let mut all_env = p.env().clone().unwrap_or_default();
         for e in env {
             let key = e.split('=').next().unwrap_or_default();
@@ -694,6 +727,7 @@ impl Engine {
             pid_file: None,
             console_socket: None,
             preserve_fds: 0,
+            no_stdin: !req.interactive,
         };
         match rt.exec(&rec.id, &opts)? {
             codex_runtime::ExecOutcome::Exited(code) => Ok(code),

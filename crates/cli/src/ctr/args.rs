@@ -181,6 +181,12 @@ pub enum Command {
     Unpause { containers: Vec<String> },
     /// Run a command in a running container; exits with its code.
     Exec {
+        /// Connect stdin.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a terminal.
+        #[arg(short, long)]
+        tty: bool,
         #[arg(short, long = "env")]
         env: Vec<String>,
         #[arg(short = 'w', long = "workdir")]

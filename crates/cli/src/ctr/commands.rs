@@ -9,7 +9,7 @@ use codex_engine::config::{
     parse_cpus, parse_device_rates, parse_env_file, parse_memory, ContainerConfig, Limits, Volume,
     VolumeSource,
 };
-use codex_engine::engine::{Engine, LogFollow};
+use codex_engine::engine::{Engine, ExecRequest, LogFollow};
 use codex_engine::logread::{parse_since, Followed, LogQuery};
 use codex_engine::registry::{default_root, ContainerRecord, ContainerStatus};
 use codex_engine::supervisor::logs::LogLine;
@@ -95,6 +95,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(())
         }),
         Command::Exec {
+            interactive,
+            tty,
             env,
             workdir,
             user,
@@ -102,10 +104,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             command,
         } => Ok(eng.exec(
             &container,
-            &command,
-            &env,
-            workdir.as_deref(),
-            user.as_deref(),
+            &ExecRequest {
+                args: command,
+                env,
+                cwd: workdir,
+                user,
+                tty,
+                interactive,
+            },
         )?),
         Command::Stats {
             no_stream,

@@ -266,6 +266,7 @@ fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
+        no_stdin: false,
     };
     match rt.exec(&a.id, &opts)? {
         ExecOutcome::Detached(_) => Ok(0),

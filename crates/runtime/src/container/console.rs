@@ -81,6 +81,12 @@ impl ConsoleProxy {
         }
     }
 
+    /// Connects only the output (`exec -t` without `-i`): stdin is never read.
+    pub fn without_input(mut self) -> ConsoleProxy {
+        self.stdin_open = false;
+        self
+    }
+
     pub fn master(&self) -> BorrowedFd<'_> {
         self.master.as_fd()
     }

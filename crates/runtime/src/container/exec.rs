@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
+use super::console::{receive_master, ConsoleProxy};
 use super::create::{connect_console, write_pid_file};
 use super::foreground::SignalGuard;
 use super::Runtime;
@@ -24,6 +25,9 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub preserve_fds: u32,
+    /// The process's stdin is /dev/null instead of the caller's (Docker's `exec`
+    /// without `-i`). With a terminal, the caller's input is not forwarded.
+    pub no_stdin: bool,
 }
 
 /// How an exec ended.
@@ -80,16 +84,29 @@ impl Runtime {
             time_offsets: Vec::new(),
             initial_cpus: affinity(&opts.process, |a| a.initial().clone()),
         };
-        let console = match &opts.console_socket {
-            Some(p) => Some(connect_console(p)?),
-            None => None,
+        let terminal = opts.process.terminal().unwrap_or(false);
+        // A foreground terminal without --console-socket: this process is the console.
+        let (console, proxy_socket) = match &opts.console_socket {
+            Some(p) => (Some(connect_console(p)?), None),
+            None if terminal && !opts.detach => {
+                let (a, b) = std::os::unix::net::UnixStream::pair().ctx(|| "console socketpair")?;
+                (Some(OwnedFd::from(b)), Some(OwnedFd::from(a)))
+            }
+            None if terminal => {
+                return Err(Error::config(
+                    "process.terminal",
+                    "a detached terminal needs --console-socket",
+                ))
+            }
+            None => (None, None),
         };
-        if opts.process.terminal().unwrap_or(false) && console.is_none() {
-            return Err(Error::config(
-                "process.terminal",
-                "a terminal needs --console-socket",
-            ));
-        }
+        let null_stdin = if opts.no_stdin && !terminal {
+            Some(OwnedFd::from(
+                std::fs::File::open("/dev/null").ctx(|| "opening /dev/null")?,
+            ))
+        } else {
+            None
+        };
         let signals = if opts.detach {
             None
         } else {
@@ -107,6 +124,7 @@ impl Runtime {
                     linux,
                     userns,
                     console,
+                    null_stdin,
                     opts.preserve_fds,
                     runtime_pid,
                     ch,
@@ -129,9 +147,22 @@ impl Runtime {
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, child)?;
         }
+        let mut proxy = match &proxy_socket {
+            Some(sock) => {
+                let proxy = ConsoleProxy::new(receive_master(sock.as_fd())?);
+                Some(if opts.no_stdin {
+                    proxy.without_input()
+                } else {
+                    proxy
+                })
+            }
+            None => None,
+        };
         match signals {
             None => Ok(ExecOutcome::Detached(child)),
-            Some(s) => s.wait_forwarding(child, None).map(ExecOutcome::Exited),
+            Some(s) => s
+                .wait_forwarding(child, proxy.as_mut())
+                .map(ExecOutcome::Exited),
         }
     }
 }
@@ -151,6 +182,7 @@ fn exec_main(
     linux: Option<&oci_spec::runtime::Linux>,
     userns: bool,
     console: Option<OwnedFd>,
+    null_stdin: Option<OwnedFd>,
     preserve_fds: u32,
     runtime_pid: i32,
     ch: Channel,
@@ -173,6 +205,9 @@ fn exec_main(
             terminal::make_controlling(pty.slave.as_fd())?;
         }
         drop(console);
+        if let Some(null) = null_stdin {
+            nix::unistd::dup2_stdin(&null).ctx(|| "pointing stdin at /dev/null")?;
+        }
         crate::security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
         let program = Program::find(p)?;
         let seccomp = linux
