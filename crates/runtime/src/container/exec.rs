@@ -123,8 +123,10 @@ impl Runtime {
                     &opts.process,
                     linux,
                     userns,
-                    console,
-                    null_stdin,
+                    ExecStdio {
+                        console,
+                        null_stdin,
+                    },
                     opts.preserve_fds,
                     runtime_pid,
                     ch,
@@ -177,16 +179,27 @@ fn affinity(
         .filter(|c| !c.is_empty())
 }
 
+/// Where the exec'd process's terminal or stdin come from.
+struct ExecStdio {
+    /// A console socket to send a new pty's master to.
+    console: Option<OwnedFd>,
+    /// /dev/null, to become stdin.
+    null_stdin: Option<OwnedFd>,
+}
+
 fn exec_main(
     p: &Process,
     linux: Option<&oci_spec::runtime::Linux>,
     userns: bool,
-    console: Option<OwnedFd>,
-    null_stdin: Option<OwnedFd>,
+    stdio: ExecStdio,
     preserve_fds: u32,
     runtime_pid: i32,
     ch: Channel,
 ) -> std::convert::Infallible {
+    let ExecStdio {
+        console,
+        null_stdin,
+    } = stdio;
     let run = || -> Result<Error> {
         process::die_with_parent(runtime_pid)?;
         ch.wait_for(&Msg::Placed, "waiting for cgroup placement")
