@@ -1,7 +1,8 @@
 //! codex-engine: the user's objects — images, containers, volumes, networks — kept in a
 //! JSON registry that survives crashes, and run through codex-runtime by a tiny
-//! per-container supervisor. No daemon. (Being built: see issue 5.)
+//! per-container supervisor. No daemon.
 
+pub mod aio;
 pub mod config;
 pub mod copy;
 pub mod engine;

@@ -208,6 +208,13 @@ impl LogFollower {
         Ok(lines.into_iter().filter(|l| self.query.wants(l)).collect())
     }
 
+    /// The fd that becomes readable when the container directory changes (for callers
+    /// that wait in their own event loop, then call [`LogFollower::poll`] with a zero
+    /// timeout).
+    pub fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+
     /// Returns new lines, or waits up to `timeout` for some. `running` tells whether
     /// the container still runs and gives its supervisor's pidfd to wake on its exit.
     pub fn poll(

@@ -1,0 +1,205 @@
+//! The engine for tokio programs. What waits on a container (its exit, its log) waits
+//! on file descriptors registered with tokio (a pidfd of the supervisor, an inotify
+//! watch of the log), so thousands of waits cost no threads. The short blocking calls
+//! (create, start, stop, remove) run on tokio's blocking pool.
+//!
+//! `exec` is not offered here: it forks, which needs a single-threaded caller.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::unix::AsyncFd;
+
+use crate::config::ContainerConfig;
+use crate::engine::{is_live, Engine};
+use crate::error::{Context, Error, Result};
+use crate::logread::{Followed, LogFollower, LogQuery};
+use crate::registry::ContainerRecord;
+use crate::supervisor::logs::LogLine;
+use crate::usage::ContainerUsage;
+
+/// Longest sleep between looks at the record, should an fd never wake us.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// An [`Engine`] shared by tasks.
+#[derive(Clone)]
+pub struct AsyncEngine {
+    inner: Arc<Engine>,
+}
+
+impl AsyncEngine {
+    pub fn new(engine: Engine) -> Self {
+        AsyncEngine {
+            inner: Arc::new(engine),
+        }
+    }
+
+    /// The synchronous engine, for calls that do not wait (get, list, inspect...).
+    pub fn engine(&self) -> &Engine {
+        &self.inner
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Engine) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let engine = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| Error::Io {
+                context: "running an engine call".into(),
+                cause: std::io::Error::other(e.to_string()),
+            })?
+    }
+
+    pub async fn create(&self, config: ContainerConfig) -> Result<ContainerRecord> {
+        self.blocking(move |e| e.create(config)).await
+    }
+
+    /// Returns once the container runs (or with the error that kept it from starting).
+    pub async fn start(&self, reference: &str) -> Result<ContainerRecord> {
+        let r = reference.to_string();
+        self.blocking(move |e| e.start(&r)).await
+    }
+
+    pub async fn stop(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
+        let r = reference.to_string();
+        self.blocking(move |e| e.stop(&r, timeout)).await
+    }
+
+    pub async fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
+        let r = reference.to_string();
+        self.blocking(move |e| e.remove(&r, force, volumes)).await
+    }
+
+    pub async fn usage(
+        &self,
+        references: Vec<String>,
+        window: Duration,
+    ) -> Result<Vec<ContainerUsage>> {
+        self.blocking(move |e| e.usage(&references, window)).await
+    }
+
+    /// Waits until the container is no longer running; its exit code.
+    pub async fn wait(&self, reference: &str) -> Result<i32> {
+        loop {
+            let rec = self.inner.get(reference)?;
+            if !is_live(rec.status) {
+                return Ok(rec.exit_code.unwrap_or(0));
+            }
+            match supervisor_pidfd(&rec) {
+                Some(fd) => wait_readable(fd).await?,
+                // Between supervisors: look again shortly.
+                None => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    }
+
+    /// Follows a container's log (see [`Engine::follow_logs`]).
+    pub fn follow_logs(&self, reference: &str, query: LogQuery) -> Result<AsyncLogFollow> {
+        let rec = self.inner.get(reference)?;
+        let max_files = serde_json::from_value::<ContainerConfig>(rec.config.clone())
+            .unwrap_or_default()
+            .log_rotation()
+            .max_files;
+        let follower = LogFollower::open(
+            &self.inner.container_dir(&rec.id)?,
+            crate::engine::LOG_FILE,
+            max_files,
+            query,
+        )?;
+        let wake = follower
+            .wake_fd()
+            .try_clone_to_owned()
+            .ctx(|| "duplicating the inotify fd")?;
+        Ok(AsyncLogFollow {
+            engine: self.inner.clone(),
+            id: rec.id,
+            follower,
+            wake: register(wake)?,
+        })
+    }
+}
+
+fn supervisor_pidfd(rec: &ContainerRecord) -> Option<OwnedFd> {
+    rec.supervisor_pid
+        .and_then(|p| codex_runtime::sys::pidfd_open(p).ok())
+}
+
+/// Registers an owned fd with tokio's reactor, for readability.
+fn register(fd: OwnedFd) -> Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the AsyncFd owns the OwnedFd, so the fd stays open and the same for the
+    // AsyncFd's whole life, and OwnedFd::as_raw_fd always returns it.
+    unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.map_err(|e| {
+        Error::Io {
+            context: "registering an fd with the tokio reactor".into(),
+            cause: e.into_parts().1,
+        }
+    })
+}
+
+/// Waits until `fd` is readable (a pidfd: the process exited), or [`RECHECK`].
+async fn wait_readable(fd: OwnedFd) -> Result<()> {
+    let afd = register(fd)?;
+    let _ = tokio::time::timeout(RECHECK, afd.readable()).await;
+    Ok(())
+}
+
+/// A container's log as it grows, for async callers.
+pub struct AsyncLogFollow {
+    engine: Arc<Engine>,
+    id: String,
+    follower: LogFollower,
+    wake: AsyncFd<OwnedFd>,
+}
+
+impl AsyncLogFollow {
+    /// The next lines (the backlog first), or `None` once the container has stopped
+    /// and everything it wrote was returned.
+    pub async fn next(&mut self) -> Result<Option<Vec<LogLine>>> {
+        loop {
+            let mut pidfd = None;
+            let (engine, id) = (&self.engine, self.id.as_str());
+            let got = self.follower.poll(Duration::ZERO, || {
+                let rec = match engine.get(id) {
+                    Ok(r) => r,
+                    Err(Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e),
+                };
+                if !is_live(rec.status) {
+                    return Ok(None);
+                }
+                pidfd = supervisor_pidfd(&rec);
+                // The pidfd is awaited below rather than polled inside.
+                Ok(Some(None))
+            })?;
+            match got {
+                Followed::Lines(l) => return Ok(Some(l)),
+                Followed::Ended => return Ok(None),
+                Followed::Idle => {}
+            }
+            let exited = async {
+                match pidfd {
+                    Some(fd) => wait_readable(fd).await,
+                    None => {
+                        tokio::time::sleep(RECHECK).await;
+                        Ok(())
+                    }
+                }
+            };
+            tokio::select! {
+                ready = self.wake.readable() => {
+                    if let Ok(mut guard) = ready {
+                        guard.clear_ready();
+                    }
+                }
+                r = exited => r?,
+            }
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}

@@ -1,0 +1,142 @@
+//! The async engine on real containers (run as root): `minimal` isolation runs a host
+//! shell under a real supervisor (the debug `codex-ctr` binary, built by `cargo build`
+//! before `cargo test`), so no image is needed. Each test has its own engine root.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use codex_engine::aio::AsyncEngine;
+use codex_engine::config::{ContainerConfig, Isolation};
+use codex_engine::engine::Engine;
+use codex_engine::logread::LogQuery;
+
+fn supervisor() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/codex-ctr");
+    p.exists().then_some(p)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An engine over a fresh root, or None (with a loud note) where this cannot run.
+fn engine() -> Option<(tempfile::TempDir, AsyncEngine)> {
+    let Some(exe) = supervisor().filter(|_| is_root()) else {
+        eprintln!("SKIP: needs root and target/debug/codex-ctr (run `cargo build` first)");
+        return None;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("codex-aio-")
+        .tempdir()
+        .expect("temp dir");
+    let eng = Engine::open(&dir.path().join("root"), exe).expect("open engine");
+    Some((dir, AsyncEngine::new(eng)))
+}
+
+fn script(name: &str, sh: &str) -> ContainerConfig {
+    ContainerConfig {
+        name: Some(name.to_string()),
+        isolation: Isolation::Minimal,
+        command: vec!["/bin/sh".into(), "-c".into(), sh.into()],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn wait_and_follow_see_output_and_the_exit_without_blocking_the_runtime() {
+    let Some((_dir, eng)) = engine() else { return };
+    let rec = eng
+        .create(script(
+            "aio-follow",
+            "echo one; sleep 0.3; echo two >&2; exit 5",
+        ))
+        .await
+        .expect("create");
+    // Opened before start with an empty backlog, as `run` does.
+    let mut follow = eng
+        .follow_logs(
+            &rec.id,
+            LogQuery {
+                tail: Some(0),
+                ..Default::default()
+            },
+        )
+        .expect("follow");
+    eng.start(&rec.id).await.expect("start");
+
+    // One thread: if following blocked it, this task could not tick meanwhile.
+    let ticks = Arc::new(AtomicU32::new(0));
+    let ticker = {
+        let ticks = ticks.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ticks.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    let mut lines = Vec::new();
+    while let Some(batch) = tokio::time::timeout(Duration::from_secs(20), follow.next())
+        .await
+        .expect("follow ends when the container ends")
+        .expect("follow")
+    {
+        lines.extend(batch.into_iter().map(|l| (l.stream, l.log)));
+    }
+    assert_eq!(
+        lines,
+        [
+            ("stdout".to_string(), "one".to_string()),
+            ("stderr".to_string(), "two".to_string())
+        ]
+    );
+    // The script sleeps 0.3 s between its lines: about 30 ticks, unless blocked.
+    let n = ticks.load(Ordering::Relaxed);
+    assert!(
+        n >= 10,
+        "only {n} ticks while following: the follower blocked the thread"
+    );
+    ticker.abort();
+    let code = tokio::time::timeout(Duration::from_secs(10), eng.wait(&rec.id))
+        .await
+        .expect("wait returns")
+        .expect("wait");
+    assert_eq!(code, 5);
+    eng.remove(&rec.id, true, true).await.expect("remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_waits_share_the_runtime_and_wake_on_each_exit() {
+    let Some((_dir, eng)) = engine() else { return };
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let rec = eng
+            .create(script(
+                &format!("aio-wait-{i}"),
+                &format!("sleep 0.{i}; exit {i}"),
+            ))
+            .await
+            .expect("create");
+        eng.start(&rec.id).await.expect("start");
+        ids.push(rec.id);
+    }
+    let started = Instant::now();
+    let waits = ids.iter().map(|id| {
+        let eng = eng.clone();
+        let id = id.clone();
+        tokio::spawn(async move { eng.wait(&id).await })
+    });
+    let mut codes = Vec::new();
+    for w in waits {
+        codes.push(w.await.expect("join").expect("wait"));
+    }
+    assert_eq!(codes, [0, 1, 2, 3]);
+    // Generous bound: only proves the waits did not hang.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    for id in &ids {
+        eng.remove(id, true, true).await.expect("remove");
+    }
+}
