@@ -519,6 +519,9 @@ impl Engine {
         v["limits"] = serde_json::to_value(&cfg.limits).unwrap_or(Value::Null);
         if let Ok(spec) = self.spec(&rec.id) {
             v["mounts"] = spec["mounts"].clone();
+            // The configured path (relative to the supervisor's cgroup); `cgroups` has
+            // the directories themselves while the container runs.
+            v["cgroup_path"] = spec["linux"]["cgroupsPath"].clone();
         }
         Ok(v)
     }
