@@ -426,7 +426,6 @@ fn log_rotation_keeps_max_files_of_max_size_and_logs_returns_the_newest_lines_in
 }
 
 #[test]
-#[ignore = "product bug: attached `run` loses lines when the log rotates while it streams"]
 fn attached_run_streams_every_line_even_when_the_log_rotates() {
     // 200 lines of ~75 bytes fit in 5 files of 4k: `logs` has all of them, and so
     // must the attached run's own output.
@@ -457,7 +456,6 @@ fn attached_run_streams_every_line_even_when_the_log_rotates() {
 }
 
 #[test]
-#[ignore = "product bug: logs -f skips rotated files when the log rotates between its reads"]
 fn logs_follow_sees_every_line_across_rotations() {
     let c = Ctr::new();
     let trig = tempfile::tempdir().unwrap();
@@ -858,7 +856,6 @@ fn device_bps_with_a_bad_device_or_rate_fails_naming_the_flag() {
 }
 
 #[test]
-#[ignore = "product bug: a missing or non-block device names limits.io_read_bps, not the flag"]
 fn device_bps_with_a_device_that_is_not_a_block_device_names_the_flag() {
     let c = Ctr::new();
     for (flag, value) in [

@@ -194,7 +194,10 @@ pub fn parse_device_rates(field: &str, specs: &[String]) -> Result<BTreeMap<Stri
                 format!("{dev:?} is not a device path under /dev"),
             ));
         }
-        out.insert(dev.to_string(), parse_memory(&f, rate)?);
+        let rate = parse_memory(&f, rate)?;
+        // Checked here too (not only when the spec is made) so the error names the flag.
+        crate::profile::block_device(dev).map_err(|e| Error::invalid(&f, e))?;
+        out.insert(dev.to_string(), rate);
     }
     Ok(out)
 }

@@ -130,6 +130,7 @@ pub enum Followed {
 /// Follows one container's log; see the module doc.
 pub struct LogFollower {
     path: PathBuf,
+    max_files: u32,
     query: LogQuery,
     live: Option<(File, u64)>,
     partial: Vec<u8>,
@@ -167,6 +168,7 @@ impl LogFollower {
         }
         let mut me = LogFollower {
             path,
+            max_files,
             query,
             live,
             partial: Vec::new(),
@@ -198,7 +200,22 @@ impl LogFollower {
         let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
         let held = self.live.as_ref().map(|(_, ino)| *ino);
         if current.is_some() && current != held {
-            // Rotated (or created): the old handle was drained above.
+            // Rotated (or created): the old handle was drained above. Files rotated
+            // since are newer than it: `.1` is the newest; the one we held is `.k`.
+            let mut newer = Vec::new();
+            for i in 1..self.max_files.max(1) {
+                let p = PathBuf::from(format!("{}.{i}", self.path.display()));
+                match std::fs::metadata(&p).map(|m| m.ino()) {
+                    Ok(ino) if Some(ino) == held => break,
+                    Ok(_) => newer.push(p),
+                    Err(_) => break,
+                }
+            }
+            for p in newer.iter().rev() {
+                if let Ok(text) = std::fs::read(p) {
+                    parse_lines(&text, &mut lines);
+                }
+            }
             self.partial.clear();
             self.live = open_with_inode(&self.path);
             if let Some((f, _)) = self.live.as_mut() {
@@ -343,5 +360,42 @@ mod tests {
             f.poll(Duration::ZERO, || Ok(None)).unwrap(),
             Followed::Ended
         ));
+    }
+
+    #[test]
+    fn lines_in_files_rotated_between_two_polls_are_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        // About two lines per file; five files hold every line of this test.
+        let rot = Rotation {
+            max_size: 200,
+            max_files: 5,
+        };
+        let running = || Ok(Some(None));
+        // Opened before the log exists (as `run` does), then three rotations at once.
+        let mut f = LogFollower::open(dir.path(), "c.log", 5, LogQuery::default()).unwrap();
+        let mut w = LogWriter::open(&dir.path().join("c.log"), rot).unwrap();
+        let mut seen = Vec::new();
+        for i in 0..6 {
+            w.feed(0, format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert!(
+            dir.path().join("c.log.2").exists(),
+            "the test must rotate twice"
+        );
+        while let Followed::Lines(l) = f.poll(Duration::ZERO, running).unwrap() {
+            seen.extend(texts(&l));
+        }
+        for i in 6..12 {
+            w.feed(0, format!("line {i}\n").as_bytes()).unwrap();
+        }
+        while let Followed::Lines(l) = f.poll(Duration::ZERO, running).unwrap() {
+            seen.extend(texts(&l));
+        }
+        assert!(
+            dir.path().join("c.log.4").exists(),
+            "the test must rotate 4 times"
+        );
+        let want: Vec<String> = (0..12).map(|i| format!("line {i}")).collect();
+        assert_eq!(seen, want);
     }
 }

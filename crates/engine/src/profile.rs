@@ -244,7 +244,7 @@ fn resources(config: &ContainerConfig) -> Result<Value> {
     Ok(r)
 }
 
-fn block_device(path: &str) -> std::result::Result<(u64, u64), String> {
+pub(crate) fn block_device(path: &str) -> std::result::Result<(u64, u64), String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).map_err(|e| format!("{path}: {e}"))?;
     if !m.file_type().is_block_device() {
