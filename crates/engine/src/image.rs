@@ -19,6 +19,10 @@
 //!                               `lock` file); stale ones are collected
 //! ```
 //!
+//! The JSON files' schemas are versioned in `runtime-state/` at the top of the repository
+//! (`image-index`, `image-manifest`, `image-layer`); a file of a version newer than
+//! [`STORE_VERSION`] is refused rather than read without its new fields.
+//!
 //! `import` normalises its input into the *canonical* layer tar (sorted, numeric owners,
 //! whole-second mtimes; see [`layer`]), so the same tree imported as a directory, a tar, a
 //! tar.gz or a tar.zst gets the same diff_id, and a second import of the same content
@@ -382,10 +386,12 @@ impl ImageStore {
                 }
             }
         })?;
-        serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
-            path,
+        let rec: LayerRecord = serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
+            path: path.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        check_version(&path, rec.version)?;
+        Ok(rec)
     }
 
     // -----------------------------------------------------------------------------------
@@ -451,15 +457,7 @@ impl ImageStore {
                     path: path.clone(),
                     reason: e.to_string(),
                 })?;
-                if index.version > STORE_VERSION {
-                    return Err(Error::Corrupt {
-                        path,
-                        reason: format!(
-                            "version {} is newer than this engine understands ({STORE_VERSION})",
-                            index.version
-                        ),
-                    });
-                }
+                check_version(&path, index.version)?;
                 Ok(index)
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Index {
@@ -514,6 +512,7 @@ impl ImageStore {
             path: path.clone(),
             reason: e.to_string(),
         })?;
+        check_version(&path, rec.version)?;
         if rec.id != id {
             return Err(Error::Corrupt {
                 path,
@@ -540,6 +539,11 @@ impl ImageStore {
         let Ok(mut rec) = serde_json::from_slice::<ImageRecord>(&data) else {
             return Ok(());
         };
+        if rec.version > STORE_VERSION {
+            // Rewriting it would drop what this engine does not know; the index (the
+            // truth for names) is already written.
+            return Ok(());
+        }
         let still = rec
             .reference()
             .is_some_and(|r| index.references.get(&r).is_some_and(|v| v == id));
@@ -666,6 +670,21 @@ impl ImageStore {
         sync_dir(&blobs)?;
         Ok(removed)
     }
+}
+
+/// Refuses a store file this engine cannot read faithfully: version 0 (never written) or a
+/// version newer than [`STORE_VERSION`] (written by a newer codex-ctr, whose fields this
+/// one would drop).
+fn check_version(path: &Path, version: u32) -> Result<()> {
+    if version == 0 || version > STORE_VERSION {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            reason: format!(
+                "version {version} is not one this engine understands (it reads versions 1 to {STORE_VERSION})"
+            ),
+        });
+    }
+    Ok(())
 }
 
 fn in_use_error(what: &str, id: &str) -> Error {
