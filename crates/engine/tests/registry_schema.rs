@@ -1,65 +1,20 @@
-//! `runtime-state/`: every golden example still loads through the engine's own load path
-//! and fits its version's JSON Schema, and what the engine writes now fits the current
-//! schema. See runtime-state/README.md for the rule these tests keep.
+//! `runtime-state/`, the registry's files (`registry.json`, `containers/<id>/state.json`):
+//! every golden example still loads through the engine's own load path and fits its
+//! version's JSON Schema, and what the engine writes now fits the current schema. The
+//! image store's files, `lowers` and the container log are in `state_files_schema.rs`.
+//! See runtime-state/README.md for the rule these tests keep.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
 use codex_engine::registry::{
-    ContainerStatus, Registry, INDEX_FILE, INDEX_VERSION, RECORD_VERSION, STATE_FILE,
+    self, ContainerStatus, Registry, INDEX_FILE, INDEX_VERSION, RECORD_VERSION, STATE_FILE,
 };
+use codex_engine::volume::{self, VolumeRecord};
 use serde_json::{json, Value};
 
-fn runtime_state() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../runtime-state")
-}
+mod runtime_state;
 
-fn read_json(path: &Path) -> Value {
-    let text = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_slice(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// The validator of `<kind>.v<version>.schema.json`, after checking the schema itself
-/// against the draft 2020-12 meta-schema.
-fn validator(kind: &str, version: u32) -> jsonschema::Validator {
-    let path = runtime_state().join(format!("{kind}.v{version}.schema.json"));
-    let schema = read_json(&path);
-    assert_eq!(
-        schema["$schema"],
-        "https://json-schema.org/draft/2020-12/schema",
-        "{}",
-        path.display()
-    );
-    jsonschema::meta::validate(&schema)
-        .unwrap_or_else(|e| panic!("{} is not a valid schema: {e}", path.display()));
-    jsonschema::draft202012::new(&schema).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn assert_fits(validator: &jsonschema::Validator, instance: &Value, what: &str) {
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
-    assert!(
-        errors.is_empty(),
-        "{what} does not fit its schema:\n{}",
-        errors.join("\n")
-    );
-}
-
-/// `registry.v1.json` -> ("registry", 1); `state.v1.created.json` -> ("state", 1).
-fn kind_and_version(file_name: &str) -> (String, u32) {
-    let mut parts = file_name.split('.');
-    let kind = parts.next().unwrap_or_default().to_string();
-    let version = parts
-        .next()
-        .and_then(|v| v.strip_prefix('v'))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            panic!("golden example {file_name} is not named <kind>.v<N>[.<what>].json")
-        });
-    (kind, version)
-}
+use runtime_state::{assert_fits, golden_examples, read_json, runtime_state, single, validator};
 
 /// A root holding `index` as registry.json and each record as containers/<id>/state.json.
 fn root_with(index: &Value, records: &[Value]) -> tempfile::TempDir {
@@ -77,27 +32,19 @@ fn root_with(index: &Value, records: &[Value]) -> tempfile::TempDir {
 
 #[test]
 fn every_golden_example_loads_and_fits_its_schema() {
-    let dir = runtime_state().join("examples");
     let mut seen = BTreeMap::<String, usize>::new();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("runtime-state/examples")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    paths.sort();
-    for path in paths {
-        let file_name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("utf-8 name")
-            .to_string();
-        let (kind, version) = kind_and_version(&file_name);
-        let golden = read_json(&path);
+    for example in golden_examples() {
+        let (file_name, kind, version) = (&example.file_name, &example.kind, example.version);
+        if kind != "registry" && kind != "state" {
+            continue; // state_files_schema.rs
+        }
+        let golden = single(&example).clone();
         assert_eq!(
             golden["version"],
             json!(version),
             "{file_name}: version field vs file name"
         );
-        assert_fits(&validator(&kind, version), &golden, &file_name);
+        assert_fits(&validator(kind, version), &golden, file_name);
 
         // Load it the way the engine loads a root from disk.
         match kind.as_str() {
@@ -120,6 +67,17 @@ fn every_golden_example_loads_and_fits_its_schema() {
                 for (reference, id) in golden["images"].as_object().expect("images") {
                     assert_eq!(index.images.get(reference).map(String::as_str), id.as_str());
                 }
+                // Volume records load as the volume code reads them, each under its name.
+                let golden_volumes = golden["volumes"].as_object().expect("volumes");
+                let mut want = Vec::new();
+                for (name, v) in golden_volumes {
+                    let rec: VolumeRecord = serde_json::from_value(v.clone())
+                        .unwrap_or_else(|e| panic!("{file_name}: volume {name}: {e}"));
+                    assert_eq!(&rec.name, name, "{file_name}: a volume's key is its name");
+                    want.push(rec);
+                }
+                let listed = volume::list(&reg).unwrap_or_else(|e| panic!("{file_name}: {e}"));
+                assert_eq!(listed, want, "{file_name}");
                 if version == INDEX_VERSION {
                     assert_eq!(
                         serde_json::to_value(&index).expect("json"),
@@ -162,9 +120,9 @@ fn every_golden_example_loads_and_fits_its_schema() {
                     "{file_name}"
                 );
             }
-            other => panic!("{file_name}: unknown kind {other:?}"),
+            _ => unreachable!(),
         }
-        *seen.entry(kind).or_default() += 1;
+        *seen.entry(kind.clone()).or_default() += 1;
     }
     assert!(seen.get("registry").is_some_and(|n| *n >= 1), "{seen:?}");
     assert!(seen.get("state").is_some_and(|n| *n >= 1), "{seen:?}");
@@ -249,6 +207,43 @@ fn what_the_engine_writes_fits_the_current_schema() {
     }
 }
 
+#[test]
+fn volume_records_the_engine_writes_fit_the_registry_schema() {
+    let registry_schema = validator("registry", INDEX_VERSION);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let reg = Registry::open(tmp.path()).expect("open");
+    let named = volume::ensure(&reg, "pgdata", false).expect("named volume");
+    let anonymous_name = registry::new_volume_name().expect("name");
+    let anonymous = volume::ensure(&reg, &anonymous_name, true).expect("anonymous volume");
+    // A second ensure finds the record rather than writing another.
+    assert_eq!(volume::ensure(&reg, "pgdata", true).expect("again"), named);
+    assert!(anonymous.anonymous && !named.anonymous);
+
+    let written = read_json(&reg.index_path());
+    assert_fits(&registry_schema, &written, "registry.json with volumes");
+    assert_eq!(written["volumes"]["pgdata"], json!(named));
+    assert_eq!(written["volumes"][&anonymous_name], json!(anonymous));
+    for name in ["pgdata", anonymous_name.as_str()] {
+        assert!(volume::data_dir(reg.root(), name).is_dir(), "{name}");
+        assert!(
+            reg.root().join("volumes").join(name).join("_data").is_dir(),
+            "volumes/{name}/_data"
+        );
+    }
+    let mut listed = volume::list(&reg).expect("list");
+    listed.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut want = vec![named, anonymous];
+    want.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(listed, want);
+
+    volume::remove(&reg, "pgdata", &[]).expect("rm");
+    assert_fits(
+        &registry_schema,
+        &read_json(&reg.index_path()),
+        "registry.json after volume rm",
+    );
+}
+
 /// The schemas are not vacuous: they refuse what the engine must never write.
 #[test]
 fn the_schemas_refuse_malformed_files() {
@@ -288,4 +283,74 @@ fn the_schemas_refuse_malformed_files() {
     let mut bad = golden;
     bad["version"] = json!(99);
     assert!(!registry_schema.is_valid(&bad));
+
+    let golden = read_json(
+        &runtime_state().join(format!("examples/registry.v{INDEX_VERSION}.volumes.json")),
+    );
+    assert!(registry_schema.is_valid(&golden));
+    let (name, _) = golden["volumes"]
+        .as_object()
+        .and_then(|v| v.iter().next())
+        .expect("a volume");
+    let name = name.clone();
+    let broken = |edit: &dyn Fn(&mut Value)| {
+        let mut v = golden.clone();
+        edit(&mut v);
+        v
+    };
+    for (what, bad) in [
+        (
+            "volume without a name",
+            broken(&|v| {
+                drop(
+                    v["volumes"][&name]
+                        .as_object_mut()
+                        .map(|o| o.remove("name")),
+                )
+            }),
+        ),
+        (
+            "volume without created",
+            broken(&|v| {
+                drop(
+                    v["volumes"][&name]
+                        .as_object_mut()
+                        .map(|o| o.remove("created")),
+                )
+            }),
+        ),
+        (
+            "volume with a bad time",
+            broken(&|v| v["volumes"][&name]["created"] = json!("")),
+        ),
+        (
+            "volume with an unknown field",
+            broken(&|v| v["volumes"][&name]["driver"] = json!("local")),
+        ),
+        (
+            "anonymous not a boolean",
+            broken(&|v| v["volumes"][&name]["anonymous"] = json!("yes")),
+        ),
+        (
+            "volume not an object",
+            broken(&|v| v["volumes"][&name] = json!("pgdata")),
+        ),
+        (
+            "bad volume name",
+            broken(&|v| v["volumes"]["../x"] = v["volumes"][&name].clone()),
+        ),
+    ] {
+        assert!(
+            !registry_schema.is_valid(&bad),
+            "registry schema accepted: {what}"
+        );
+    }
+    // A record without `anonymous` is a named volume (serde default), and fits.
+    let mut ok = golden;
+    drop(
+        ok["volumes"][&name]
+            .as_object_mut()
+            .map(|o| o.remove("anonymous")),
+    );
+    assert!(registry_schema.is_valid(&ok));
 }

@@ -20,7 +20,7 @@ pub struct Index {
     /// Image reference (`name:tag`) -> image id (`sha256:<hex>`).
     #[serde(default)]
     pub images: BTreeMap<String, String>,
-    /// Volume name -> its record (a JSON object; defined by the volume work).
+    /// Volume name -> its record: a [`crate::volume::VolumeRecord`], kept as JSON.
     #[serde(default)]
     pub volumes: BTreeMap<String, serde_json::Value>,
     /// Network name -> its record (a JSON object; defined by the network work).
