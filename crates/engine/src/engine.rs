@@ -78,6 +78,13 @@ impl Engine {
             let store = self.images()?;
             let image = store.get(reference)?;
             lowers = store.rootfs_layers(&image)?;
+            if lowers.is_empty() {
+                // Never fall back to the host's / (what an empty layer list means).
+                return Err(Error::invalid(
+                    "image",
+                    format!("{reference} has no layers: nothing to run from"),
+                ));
+            }
             image_env = image.config.env.clone();
             image_cwd = Some(image.config.working_dir.clone()).filter(|w| !w.is_empty());
             if config.entrypoint.is_empty() && config.command.is_empty() {
@@ -118,11 +125,9 @@ impl Engine {
                     std::fs::create_dir(dir.join(d))
                         .ctx(|| format!("creating {}", dir.join(d).display()))?;
                 }
-                std::fs::write(
-                    dir.join("lowers"),
-                    serde_json::to_vec(&lowers).unwrap_or_default(),
-                )
-                .ctx(|| "writing the layer list")?;
+                let list = serde_json::to_vec(&lowers)
+                    .map_err(|e| Error::invalid("image", format!("layer paths: {e}")))?;
+                codex_runtime::state::write_atomic(&dir.join("lowers"), &list)?;
                 dir.join(ROOTFS_DIR)
             };
             let spec = crate::profile::spec_value(

@@ -81,17 +81,15 @@ pub fn ensure(registry: &Registry, name: &str, anonymous: bool) -> Result<Volume
 /// Every recorded volume.
 pub fn list(registry: &Registry) -> Result<Vec<VolumeRecord>> {
     let idx = registry.index()?;
-    Ok(idx
-        .volumes
+    idx.volumes
         .iter()
         .map(|(name, v)| {
-            serde_json::from_value(v.clone()).unwrap_or_else(|_| VolumeRecord {
-                name: name.clone(),
-                created: String::new(),
-                anonymous: false,
+            serde_json::from_value(v.clone()).map_err(|e| Error::Corrupt {
+                path: registry.index_path(),
+                reason: format!("volumes.{name}: {e}"),
             })
         })
-        .collect())
+        .collect()
 }
 
 /// Removes a volume's record, then its data. `users` are the containers that mount it:
