@@ -1,13 +1,11 @@
 //! The container log: JSON lines `{"time","stream","log"}` in `container.log`, rotated
 //! by size into `container.log.1` ... `container.log.N` (N = max files - 1).
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Context, Result};
+use crate::error::{Error, Result};
 
 /// One log record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,127 +18,37 @@ pub struct LogLine {
     pub log: String,
 }
 
-#[derive(Debug, Clone, Copy)]
-pub struct Rotation {
-    /// Bytes a file may reach before it is rotated.
-    pub max_size: u64,
-    /// Files kept, the live one included (at least 1).
-    pub max_files: u32,
-}
+pub use codex_shim::log::{Rotation, MAX_LINE};
 
-impl Default for Rotation {
-    fn default() -> Self {
-        Rotation {
-            max_size: 10 << 20,
-            max_files: 3,
-        }
+/// Appends lines to a container's log, splitting each stream into lines (a partial
+/// line waits for its end, up to [`MAX_LINE`] bytes) and rotating by size. The
+/// writer is codex-shim's (the shim writes the log of a running container), with the
+/// engine's errors.
+pub struct LogWriter(pub(crate) codex_shim::log::LogWriter);
+
+/// The engine's error for one of codex-shim's.
+pub(crate) fn from_shim(e: codex_shim::Error) -> Error {
+    Error::Io {
+        context: e.context,
+        cause: e.cause,
     }
 }
 
-/// Appends lines to a container's log, splitting each stream into lines (a partial
-/// line waits for its end, up to 16 KiB) and rotating by size.
-pub struct LogWriter {
-    path: PathBuf,
-    file: File,
-    size: u64,
-    rotation: Rotation,
-    partial: [Vec<u8>; 2],
-}
-
-const MAX_LINE: usize = 16 * 1024;
-
 impl LogWriter {
     pub fn open(path: &Path, rotation: Rotation) -> Result<LogWriter> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .ctx(|| format!("opening {}", path.display()))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok(LogWriter {
-            path: path.to_path_buf(),
-            file,
-            size,
-            rotation: Rotation {
-                max_files: rotation.max_files.max(1),
-                ..rotation
-            },
-            partial: [Vec::new(), Vec::new()],
-        })
+        codex_shim::log::LogWriter::open(path, rotation)
+            .map(LogWriter)
+            .map_err(from_shim)
     }
 
     /// Feeds bytes read from `stream` (0 = stdout, 1 = stderr).
     pub fn feed(&mut self, stream: usize, data: &[u8]) -> Result<()> {
-        let mut buf = std::mem::take(&mut self.partial[stream]);
-        buf.extend_from_slice(data);
-        let mut start = 0;
-        while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
-            self.write_line(stream, &buf[start..start + nl])?;
-            start += nl + 1;
-        }
-        let mut rest = buf.split_off(start);
-        while rest.len() >= MAX_LINE {
-            let tail = rest.split_off(MAX_LINE);
-            self.write_line(stream, &rest)?;
-            rest = tail;
-        }
-        self.partial[stream] = rest;
-        Ok(())
+        self.0.feed(stream, data).map_err(from_shim)
     }
 
     /// Writes out what is left of unterminated lines (at the end of the container).
     pub fn flush(&mut self) -> Result<()> {
-        for stream in 0..2 {
-            let rest = std::mem::take(&mut self.partial[stream]);
-            if !rest.is_empty() {
-                self.write_line(stream, &rest)?;
-            }
-        }
-        self.file
-            .flush()
-            .ctx(|| format!("flushing {}", self.path.display()))
-    }
-
-    fn write_line(&mut self, stream: usize, text: &[u8]) -> Result<()> {
-        let line = LogLine {
-            time: codex_runtime::state::now_rfc3339(),
-            stream: if stream == 0 { "stdout" } else { "stderr" }.into(),
-            log: String::from_utf8_lossy(text).into_owned(),
-        };
-        let mut out = serde_json::to_vec(&line).unwrap_or_default();
-        out.push(b'\n');
-        if self.size > 0 && self.size + out.len() as u64 > self.rotation.max_size {
-            self.rotate()?;
-        }
-        self.file
-            .write_all(&out)
-            .ctx(|| format!("writing {}", self.path.display()))?;
-        self.size += out.len() as u64;
-        Ok(())
-    }
-
-    fn rotate(&mut self) -> Result<()> {
-        let name = |i: u32| PathBuf::from(format!("{}.{i}", self.path.display()));
-        let keep = self.rotation.max_files - 1;
-        if keep == 0 {
-            self.file
-                .set_len(0)
-                .ctx(|| format!("truncating {}", self.path.display()))?;
-            self.size = 0;
-            return Ok(());
-        }
-        let _ = std::fs::remove_file(name(keep));
-        for i in (1..keep).rev() {
-            let _ = std::fs::rename(name(i), name(i + 1));
-        }
-        std::fs::rename(&self.path, name(1)).ctx(|| format!("rotating {}", self.path.display()))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .ctx(|| format!("opening {}", self.path.display()))?;
-        self.size = 0;
-        Ok(())
+        self.0.flush().map_err(from_shim)
     }
 }
 
@@ -232,6 +140,47 @@ mod tests {
             nums.windows(2).all(|w| w[1] == w[0] + 1),
             "the kept lines are contiguous: {nums:?}"
         );
+    }
+
+    #[test]
+    fn records_are_encoded_exactly_as_serde_json_encodes_a_log_line() {
+        let mut texts: Vec<String> = (0u8..=255)
+            .map(|b| String::from_utf8_lossy(&[b'a', b, b'z']).into_owned())
+            .collect();
+        texts.push("caf\u{e9} \u{1f600} \u{2028}\u{7f} \"q\" \\ / <>&".into());
+        texts.push(String::from_utf8_lossy(b"bad \xff\xfe utf-8 \xe2\x82").into_owned());
+        texts.push(String::new());
+        for text in texts {
+            for stream in ["stdout", "stderr"] {
+                let line = LogLine {
+                    time: "2026-11-23T10:00:00.123456789Z".into(),
+                    stream: stream.into(),
+                    log: text.clone(),
+                };
+                let mut want = serde_json::to_vec(&line).unwrap();
+                want.push(b'\n');
+                let mut got = Vec::new();
+                codex_shim::log::encode_record(&line.time, stream, &text, &mut got);
+                assert_eq!(
+                    String::from_utf8_lossy(&got),
+                    String::from_utf8_lossy(&want)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn record_times_have_the_runtimes_format() {
+        let shape = |s: &str| s.bytes().map(|b| b.is_ascii_digit()).collect::<Vec<_>>();
+        // Read twice in a row, both clocks agree to the second (retried if a second
+        // boundary fell between the reads).
+        let agree = (0..3).any(|_| {
+            let ours = codex_shim::log::now_rfc3339();
+            let theirs = codex_runtime::state::now_rfc3339();
+            assert_eq!(shape(&ours), shape(&theirs), "{ours} {theirs}");
+            ours[..19] == theirs[..19]
+        });
+        assert!(agree);
     }
 
     #[test]

@@ -1,0 +1,266 @@
+//! Copies a container's output into its log until the init has exited, enforcing
+//! the timeout on the way. One implementation for the shim and for a supervisor that
+//! stays in one process.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::Duration;
+
+use crate::log::LogWriter;
+use crate::sys;
+use crate::{Context, Result};
+
+/// `--timeout`: the stop signal at `deadline` (CLOCK_MONOTONIC, see
+/// [`sys::monotonic`]), SIGKILL from `grace` later on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout {
+    pub deadline: Duration,
+    pub stop_signal: i32,
+    pub grace: Duration,
+}
+
+/// `--timeout` before it starts: [`TimeLimit::starting_now`] makes the [`Timeout`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeLimit {
+    pub after: Duration,
+    pub stop_signal: i32,
+    pub grace: Duration,
+}
+
+impl TimeLimit {
+    /// The timeout of a container that counts from now.
+    pub fn starting_now(&self) -> Timeout {
+        Timeout {
+            deadline: sys::monotonic() + self.after,
+            stop_signal: self.stop_signal,
+            grace: self.grace,
+        }
+    }
+}
+
+/// How the init ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    /// The exit code, or 128+N for signal N.
+    pub code: i32,
+    pub signal: Option<i32>,
+    /// The timeout fired (the record then says exit code 124).
+    pub timed_out: bool,
+}
+
+/// After the init has exited, processes outside a PID namespace may keep the pipes
+/// open: their output is still read for this long, then no more.
+pub const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// How often SIGKILL is sent again once the timeout's grace is over, and how often
+/// the init is looked at when no pidfd can be had.
+const TICK: Duration = Duration::from_millis(100);
+
+/// One read. Small: what a shim has touched stays resident.
+const READ_SIZE: usize = 16 * 1024;
+
+/// Copies `pipes` (stdout, stderr) into `log` until the init `pid` (a child of this
+/// process) has exited and the pipes are drained (or [`EXIT_GRACE`] has passed);
+/// `kill(signal)` signals every process of the container. Does not flush `log`.
+pub fn pump(
+    log: &mut LogWriter,
+    pipes: [OwnedFd; 2],
+    pid: i32,
+    timeout: Option<Timeout>,
+    kill: &mut dyn FnMut(i32),
+) -> Result<Outcome> {
+    // Sleep on the init's pidfd; without one (kernels before 5.3), look every TICK.
+    let pidfd = sys::pidfd_open(pid).ok();
+    let mut open = [true, true];
+    let mut status: Option<sys::ExitStatus> = None;
+    let mut exited_at: Option<Duration> = None;
+    let mut timed_out = false;
+    let mut last_kill: Option<Duration> = None;
+    let mut buf = vec![0u8; READ_SIZE];
+    loop {
+        let now = sys::monotonic();
+        // The next moment something is due, if any.
+        let mut wake: Option<Duration> = None;
+        let mut due = |at: Duration| {
+            let left = at.saturating_sub(now);
+            wake = Some(wake.map_or(left, |w| w.min(left)));
+        };
+        if let Some(t) = timeout {
+            let kill_at = t.deadline + t.grace;
+            if !timed_out {
+                if now >= t.deadline {
+                    timed_out = true;
+                    kill(t.stop_signal);
+                    due(kill_at.max(now + TICK));
+                } else {
+                    due(t.deadline);
+                }
+            } else if now >= kill_at {
+                if last_kill.is_none_or(|l| now >= l + TICK) {
+                    kill(libc::SIGKILL);
+                    last_kill = Some(now);
+                }
+                due(now + TICK);
+            } else {
+                due(kill_at);
+            }
+        }
+        if status.is_none() {
+            status = sys::try_wait(pid).ctx(|| format!("waiting for {pid}"))?;
+            if status.is_some() {
+                exited_at = Some(now);
+            }
+        }
+        if let Some((code, signal)) = status {
+            let drained = !open[0] && !open[1];
+            if drained || exited_at.is_some_and(|at| now >= at + EXIT_GRACE) {
+                return Ok(Outcome {
+                    code,
+                    signal,
+                    timed_out,
+                });
+            }
+            if let Some(at) = exited_at {
+                due(at + EXIT_GRACE);
+            }
+        } else if pidfd.is_none() {
+            due(now + TICK);
+        }
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: libc::POLLIN,
+            revents: 0,
+        }; 3];
+        for (i, p) in pipes.iter().enumerate() {
+            if open[i] {
+                fds[i].fd = p.as_raw_fd();
+            }
+        }
+        if status.is_none() {
+            if let Some(p) = &pidfd {
+                fds[2].fd = p.as_raw_fd();
+            }
+        }
+        // Negative fds are ignored by poll; with none at all it is a plain sleep.
+        sys::poll(&mut fds, wake).ctx(|| "polling the container's output")?;
+        for (i, p) in pipes.iter().enumerate() {
+            if !open[i] || fds[i].revents == 0 {
+                continue;
+            }
+            // SAFETY: buf is valid for writes of buf.len() bytes; p is an open fd.
+            let n = unsafe { libc::read(p.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                0 => open[i] = false,
+                n if n > 0 => log.feed(i, &buf[..n as usize])?,
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if !matches!(
+                        e.kind(),
+                        std::io::ErrorKind::Interrupted | std::io::ErrorKind::WouldBlock
+                    ) {
+                        open[i] = false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Rotation;
+    use std::os::fd::FromRawFd;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid array of two ints.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: pipe2 returned two new fds that nothing else owns.
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+    }
+
+    // The pump under test reaps the child (by pid), not its `Child`.
+    #[allow(clippy::zombie_processes)]
+    fn spawn(script: &str, out: &OwnedFd, err: &OwnedFd) -> i32 {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .stdout(out.try_clone().unwrap())
+            .stderr(err.try_clone().unwrap())
+            .spawn()
+            .unwrap();
+        child.id() as i32
+    }
+
+    fn lines(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn output_is_logged_and_the_exit_code_returned() {
+        let dir = std::env::temp_dir().join(format!("codex-shim-pump-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        let _ = std::fs::remove_file(&path);
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        let pid = spawn("echo hi; echo oops >&2; exit 3", &out_w, &err_w);
+        drop((out_w, err_w));
+        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
+        let o = pump(&mut log, [out_r, err_r], pid, None, &mut |_| {}).unwrap();
+        log.flush().unwrap();
+        assert_eq!(
+            o,
+            Outcome {
+                code: 3,
+                signal: None,
+                timed_out: false
+            }
+        );
+        let l = lines(&path);
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert!(l
+            .iter()
+            .any(|x| x.contains(r#""stream":"stdout","log":"hi""#)));
+        assert!(l
+            .iter()
+            .any(|x| x.contains(r#""stream":"stderr","log":"oops""#)));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_timeout_sends_the_stop_signal_then_sigkill() {
+        let dir = std::env::temp_dir().join(format!("codex-shim-timeout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.log");
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        // Ignores the stop signal: only SIGKILL ends it.
+        let pid = spawn("trap '' USR1; exec sleep 30", &out_w, &err_w);
+        drop((out_w, err_w));
+        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
+        let t = Timeout {
+            deadline: sys::monotonic() + Duration::from_millis(200),
+            stop_signal: libc::SIGUSR1,
+            grace: Duration::from_millis(300),
+        };
+        let mut sent = Vec::new();
+        let started = std::time::Instant::now();
+        let o = pump(&mut log, [out_r, err_r], pid, Some(t), &mut |s| {
+            sent.push(s);
+            // SAFETY: kill with integer arguments; pid is this test's child.
+            unsafe { libc::kill(pid, s) };
+        })
+        .unwrap();
+        assert!(o.timed_out);
+        assert_eq!(o.signal, Some(libc::SIGKILL));
+        assert_eq!(sent.first(), Some(&libc::SIGUSR1));
+        assert!(sent.contains(&libc::SIGKILL));
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
