@@ -30,12 +30,9 @@ pub fn main() -> i32 {
             eprintln!("codex-ctr: {e}");
             return 1;
         }
-        return match (argv.get(2).map(String::as_str), argv.get(3), argv.get(4)) {
-            (Some("--root"), Some(root), Some(id)) => {
-                codex_engine::supervisor::run(std::path::Path::new(root), id)
-            }
-            _ => 2,
-        };
+        // `--root ROOT ID`, and `--root ROOT ID --finish ...` when codex-shim execs
+        // back once the container has exited.
+        return codex_engine::supervisor::main(&argv[2..]);
     }
     let cli = match args::Cli::try_parse_from(&argv) {
         Ok(c) => c,

@@ -5,28 +5,48 @@
 //! to whoever started it, writes the log, reaps the init, records how it ended (exit
 //! code, signal, OOM kill, times), deletes the runtime container and unmounts.
 //! It never holds the registry lock while it waits.
+//!
+//! The steady state in between (pump the output into the log, enforce the timeout,
+//! wait for the init) needs none of the engine, so once the container runs the
+//! supervisor execs the small `codex-shim` binary installed next to it (same pid:
+//! it stays the init's parent), which runs `__supervise --root ROOT ID --finish ...`
+//! as a child when the init has exited. Without the shim everything happens in this
+//! process. See docs/supervisor.md.
 
 pub mod logs;
+mod shim;
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use codex_shim::handoff::{Finish, ShimArgs};
+use codex_shim::pump::{Outcome, TimeLimit};
 
+use crate::config::ContainerConfig;
 use crate::engine::{BUNDLE_DIR, LOG_FILE, ROOTFS_DIR};
 use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerStatus, Registry};
 use logs::LogWriter;
 
+pub use shim::SHIM_ENV;
+
 /// The fd on which the supervisor reports `{"ok":true}` or `{"error":...}`.
 pub const STATUS_FD: i32 = 3;
 
+/// The report was written (or is not ours to write): fd 3 is closed, and may since
+/// have been reused by something else.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Reports to whoever started the supervisor; only the first report is sent.
 fn report(v: serde_json::Value) {
-    // SAFETY: STATUS_FD was handed to us by the engine; we own it from here on.
+    if REPORTED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    // SAFETY: STATUS_FD was handed to us by the engine; we own it from here on, and
+    // REPORTED makes sure it is taken only once.
     let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(STATUS_FD) });
     let _ = writeln!(f, "{v}");
 }
@@ -66,8 +86,33 @@ pub fn unmount_rootfs(dir: &Path) {
     let _ = nix::mount::umount2(&dir.join(ROOTFS_DIR), nix::mount::MntFlags::MNT_DETACH);
 }
 
-/// The supervisor's whole life. Returns the process exit code.
+/// The hidden supervisor modes of a binary; `args` is what follows its
+/// `__supervise` argument. `--root ROOT ID` supervises container `ID`, handing the
+/// steady state to `codex-shim` when that is installed next to the binary (argv[0]);
+/// `--root ROOT ID --finish ...` is what the shim runs to record how the container
+/// ended and clean up. A binary that routes `__supervise` here must be able to run
+/// both. Returns the process exit code.
+pub fn main(args: &[String]) -> i32 {
+    match args {
+        [flag, root, id] if flag == "--root" => supervise_main(Path::new(root), id, true),
+        [flag, root, id, fin, rest @ ..] if flag == "--root" && fin == "--finish" => {
+            finish(Path::new(root), id, rest)
+        }
+        _ => 2,
+    }
+}
+
+/// The supervisor's whole life, in this one process (never the shim: for a binary
+/// that runs only this for `__supervise --root ROOT ID`). Returns the process exit
+/// code.
 pub fn run(root: &Path, id: &str) -> i32 {
+    supervise_main(root, id, false)
+}
+
+fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
+    // Fds the starter leaked to us beyond stdio and the status fd are not ours to
+    // keep open for the container's lifetime (a caller's pipe would never see EOF).
+    let _ = codex_shim::sys::close_from(STATUS_FD as u32 + 1);
     // Detach from the starter: it reaps this first process at once.
     // SAFETY: single-threaded here (a fresh exec); the child continues alone.
     match unsafe { nix::unistd::fork() } {
@@ -85,35 +130,45 @@ pub fn run(root: &Path, id: &str) -> i32 {
             return 1;
         }
     };
-    match supervise(root, &registry, id) {
+    match supervise(root, &registry, id, use_shim) {
         Ok(()) => 0,
         Err(e) => {
             let msg = e.to_string();
-            let _ = registry.update_container(id, |r| {
-                r.status = ContainerStatus::Failed;
-                r.error = Some(msg.clone());
-                r.pid = None;
-                r.supervisor_pid = None;
-                Ok(())
-            });
+            record_failure(&registry, id, &msg);
             report(serde_json::json!({"error": msg}));
             1
         }
     }
 }
 
-fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
+/// The container could not be started or supervised: the record says why.
+fn record_failure(registry: &Registry, id: &str, msg: &str) {
+    let _ = registry.update_container(id, |r| {
+        r.status = ContainerStatus::Failed;
+        r.error = Some(msg.to_string());
+        r.pid = None;
+        r.supervisor_pid = None;
+        Ok(())
+    });
+}
+
+/// The container's config as stored in its record (defaults if unreadable).
+fn load_config(registry: &Registry, id: &str) -> ContainerConfig {
+    registry
+        .get(id)
+        .ok()
+        .and_then(|r| serde_json::from_value(r.config).ok())
+        .unwrap_or_default()
+}
+
+fn supervise(root: &Path, registry: &Registry, id: &str, use_shim: bool) -> Result<()> {
     let dir = registry.container_dir(id)?;
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
-    let cfg: crate::config::ContainerConfig = registry
-        .get(id)
-        .ok()
-        .and_then(|r| serde_json::from_value(r.config).ok())
-        .unwrap_or_default();
+    let cfg = load_config(registry, id);
     mount_rootfs(&dir)?;
-    let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
+    let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
@@ -145,11 +200,59 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
         unmount_rootfs(&dir);
         return Err(e.into());
     }
-    let me = std::process::id() as i32;
+    let stop_signal = cfg
+        .stop_signal
+        .as_deref()
+        .and_then(|s| codex_runtime::parse_signal(s).ok())
+        .unwrap_or(libc::SIGTERM);
+    let started = Started {
+        rt,
+        dir,
+        procs: procs_file(&container.state.cgroups),
+        limit: cfg.timeout.map(|secs| TimeLimit {
+            after: Duration::from_secs(secs),
+            stop_signal,
+            grace: Duration::from_secs(cfg.stop_timeout.unwrap_or(10)),
+        }),
+        cfg,
+        log,
+        pipes: [out_r, err_r],
+        pid,
+        supervisor: std::process::id() as i32,
+    };
+    match use_shim.then(shim::Shim::locate).flatten() {
+        Some(shim) => hand_over(root, registry, id, started, shim),
+        None => {
+            record_running(registry, id, &started)?;
+            report(serde_json::json!({"ok": true, "pid": pid}));
+            supervise_here(registry, id, started)
+        }
+    }
+}
+
+/// A container that runs, as its supervisor holds it.
+struct Started {
+    rt: codex_runtime::Runtime,
+    dir: PathBuf,
+    cfg: ContainerConfig,
+    log: LogWriter,
+    /// Read ends of its stdout and stderr.
+    pipes: [OwnedFd; 2],
+    /// Its init.
+    pid: i32,
+    /// The `cgroup.procs` file that lists its processes.
+    procs: Option<PathBuf>,
+    limit: Option<TimeLimit>,
+    /// The supervisor's pid (this process's, or the parent's in the recorder).
+    supervisor: i32,
+}
+
+/// Marks the container running, supervised by `started.supervisor`.
+fn record_running(registry: &Registry, id: &str, started: &Started) -> Result<()> {
     registry.update_container(id, |r| {
         r.status = ContainerStatus::Running;
-        r.pid = Some(pid);
-        r.supervisor_pid = Some(me);
+        r.pid = Some(started.pid);
+        r.supervisor_pid = Some(started.supervisor);
         r.started_at = Some(codex_runtime::state::now_rfc3339());
         r.finished_at = None;
         r.exit_code = None;
@@ -159,41 +262,145 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
         r.stop_requested = false;
         Ok(())
     })?;
-    report(serde_json::json!({"ok": true, "pid": pid}));
+    Ok(())
+}
 
-    let deadline = cfg
-        .timeout
-        .map(|t| (std::time::Instant::now() + Duration::from_secs(t), t));
-    let stop_signal = cfg
-        .stop_signal
-        .as_deref()
-        .and_then(|s| codex_runtime::parse_signal(s).ok())
-        .unwrap_or(libc::SIGTERM);
-    let grace = Duration::from_secs(cfg.stop_timeout.unwrap_or(10));
-    let mut timed_out = false;
-    let (code, signal) = pump(&mut log, [out_r, err_r], pid, &mut || {
-        // Called on each tick: enforce --timeout (stop signal, then SIGKILL).
-        if let Some((at, _)) = deadline {
-            let now = std::time::Instant::now();
-            if now >= at && !timed_out {
-                timed_out = true;
-                let _ = rt.kill(id, stop_signal, true);
-            } else if timed_out && now >= at + grace {
-                let _ = rt.kill(id, libc::SIGKILL, true);
-            }
-        }
-    })?;
-    let (code, timeout_note) = match deadline {
-        Some((_, secs)) if timed_out => (124, Some(format!("timed out after {secs} s"))),
-        _ => (code, None),
-    };
+/// Pumps the output into the log until the init has exited, then records how the
+/// container ended: the supervisor's steady state, in this process.
+fn supervise_here(registry: &Registry, id: &str, started: Started) -> Result<()> {
+    let Started {
+        rt,
+        dir,
+        cfg,
+        mut log,
+        pipes,
+        pid,
+        limit,
+        ..
+    } = started;
+    let timeout = limit.map(|l| l.starting_now());
+    let outcome = codex_shim::pump::pump(&mut log.0, pipes, pid, timeout, &mut |sig| {
+        // Called when the timeout fires: the stop signal, then SIGKILL.
+        let _ = rt.kill(id, sig, true);
+    })
+    .map_err(logs::from_shim)?;
     let _ = log.flush();
+    complete(&rt, registry, id, &dir, &cfg, outcome)
+}
+
+/// Hands the running container over to codex-shim: this process execs it (keeping
+/// its pid, so it stays the init's parent).
+///
+/// The engine tells a live supervisor by its `/proc/PID/cmdline`, which reads empty
+/// while the process is in the middle of an exec. So the record must not name this
+/// process as the supervisor before the exec is done: a forked recorder waits for
+/// the shim's "ready", then marks the container running (naming this pid) and
+/// reports to the starter. If the exec fails, this process supervises as it would
+/// without the shim.
+fn hand_over(
+    root: &Path,
+    registry: &Registry,
+    id: &str,
+    started: Started,
+    shim: shim::Shim,
+) -> Result<()> {
+    let Ok((ready_r, ready_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
+        record_running(registry, id, &started)?;
+        report(serde_json::json!({"ok": true, "pid": started.pid}));
+        return supervise_here(registry, id, started);
+    };
+    // SAFETY: this process is single-threaded (codex-runtime's create needs it too).
+    // The child only waits, writes the registry and the report, and _exits.
+    let recorder = match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(ready_w);
+            // A byte once the parent is the shim, or EOF if it stays what it is.
+            let mut byte = [0u8; 1];
+            while nix::unistd::read(&ready_r, &mut byte) == Err(nix::errno::Errno::EINTR) {}
+            let code = match record_running(registry, id, &started) {
+                Ok(()) => {
+                    report(serde_json::json!({"ok": true, "pid": started.pid}));
+                    0
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    record_failure(registry, id, &msg);
+                    report(serde_json::json!({"error": msg}));
+                    1
+                }
+            };
+            // SAFETY: ends this forked child at once; it shares nothing that needs
+            // flushing or unwinding with its parent.
+            unsafe { libc::_exit(code) }
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Err(_) => {
+            drop((ready_r, ready_w));
+            record_running(registry, id, &started)?;
+            report(serde_json::json!({"ok": true, "pid": started.pid}));
+            return supervise_here(registry, id, started);
+        }
+    };
+    drop(ready_r);
+    let args = ShimArgs {
+        root: root.into(),
+        id: id.into(),
+        pid: started.pid,
+        stdout: started.pipes[0].as_raw_fd(),
+        stderr: started.pipes[1].as_raw_fd(),
+        log: started.dir.join(LOG_FILE),
+        rotation: started.cfg.log_rotation(),
+        exe: shim.supervisor_exe().to_path_buf(),
+        view: Some(shim.view_fd()),
+        ready: Some(ready_w.as_raw_fd()),
+        recorder: Some(recorder.as_raw()),
+        time_limit: started.limit,
+        procs: started.procs.clone(),
+    };
+    // The recorder reports; this process never does, and its copy of the status fd
+    // must not outlive this image (the starter reads until every copy is closed).
+    REPORTED.store(true, Ordering::SeqCst);
+    // SAFETY: STATUS_FD is open (nothing was reported) and, from here on, ours alone.
+    let status_fd = unsafe { OwnedFd::from_raw_fd(STATUS_FD) };
+    let _ = codex_shim::sys::set_cloexec(status_fd.as_fd(), true);
+    let handed = [
+        started.pipes[0].as_fd(),
+        started.pipes[1].as_fd(),
+        ready_w.as_fd(),
+    ];
+    // Returns only if the exec failed: then the recorder goes on at EOF, and this
+    // process supervises.
+    let _ = shim.exec(&args, &handed);
+    drop((ready_w, status_fd));
+    match nix::sys::wait::waitpid(recorder, None) {
+        Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => supervise_here(registry, id, started),
+        // It has recorded and reported why the container is not supervised.
+        _ => Ok(()),
+    }
+}
+
+/// Records how the container ended, deletes the runtime container, unmounts its
+/// rootfs and removes it if it was started with `--rm`.
+fn complete(
+    rt: &codex_runtime::Runtime,
+    registry: &Registry,
+    id: &str,
+    dir: &Path,
+    cfg: &ContainerConfig,
+    outcome: Outcome,
+) -> Result<()> {
+    let (code, timeout_note) = if outcome.timed_out {
+        let secs = cfg.timeout.unwrap_or_default();
+        (124, Some(format!("timed out after {secs} s")))
+    } else {
+        (outcome.code, None)
+    };
     let oom = rt
         .load(id)
         .map(|c| c.state.cgroups.oom_kills() > 0)
         .unwrap_or(false);
     let deleted = rt.delete(id, true);
-    unmount_rootfs(&dir);
+    unmount_rootfs(dir);
     registry.update_container(id, |r| {
         r.status = if r.stop_requested {
             ContainerStatus::Stopped
@@ -201,7 +408,7 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
             ContainerStatus::Exited
         };
         r.exit_code = Some(code);
-        r.signal = signal;
+        r.signal = outcome.signal;
         r.oom_killed = oom;
         r.pid = None;
         r.supervisor_pid = None;
@@ -217,85 +424,82 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
     Ok(())
 }
 
-/// Copies the container's output into the log until the init has exited and the
-/// pipes are drained; returns the exit code (128+N for signal N) and the signal.
-fn pump(
-    log: &mut LogWriter,
-    pipes: [OwnedFd; 2],
-    pid: i32,
-    tick: &mut dyn FnMut(),
-) -> Result<(i32, Option<i32>)> {
-    let mut open = [true, true];
-    let mut status: Option<(i32, Option<i32>)> = None;
-    let mut grace = 0u32;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        tick();
-        if status.is_none() {
-            match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(_, c)) => status = Some((c, None)),
-                Ok(WaitStatus::Signaled(_, s, _)) => {
-                    status = Some((128 + s as i32, Some(s as i32)))
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(Error::Io {
-                        context: format!("waiting for {pid}"),
-                        cause: e.into(),
-                    })
-                }
-            }
+/// `--finish ...`, run by the shim: the init has exited (or supervision failed);
+/// record it and clean up as [`complete`] does. Returns the process exit code.
+fn finish(root: &Path, id: &str, args: &[String]) -> i32 {
+    // The start was reported long ago: fd 3 is not ours in this mode.
+    REPORTED.store(true, Ordering::SeqCst);
+    let Ok(registry) = Registry::open(root) else {
+        return 1;
+    };
+    let done = match Finish::parse(args) {
+        Ok(Finish::Exited(outcome)) => (|| {
+            let dir = registry.container_dir(id)?;
+            let cfg = load_config(&registry, id);
+            let rt = codex_runtime::Runtime::new(root.join("runtime"));
+            complete(&rt, &registry, id, &dir, &cfg, outcome)
+        })()
+        .map_err(|e| e.to_string()),
+        Ok(Finish::Failed(msg)) => Err(msg),
+        Err(e) => Err(format!("the supervisor's shim: {e}")),
+    };
+    match done {
+        Ok(()) => 0,
+        Err(msg) => {
+            record_failure(&registry, id, &msg);
+            1
         }
-        if !open[0] && !open[1] {
-            if let Some(s) = status {
-                return Ok(s);
+    }
+}
+
+/// The `cgroup.procs` file that codex-runtime's `kill` with `all` reads: of the
+/// hierarchy with `pids` or `freezer`, else the v2 one, else the first.
+fn procs_file(cgroups: &codex_runtime::cgroups::Cgroups) -> Option<PathBuf> {
+    let dirs = &cgroups.dirs;
+    dirs.iter()
+        .find(|d| d.has("pids") || d.has("freezer"))
+        .or_else(|| dirs.iter().find(|d| d.is_v2()))
+        .or(dirs.first())
+        .map(|d| d.path.join("cgroup.procs"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codex_runtime::cgroups::{CgroupDir, Cgroups};
+
+    #[test]
+    fn the_shim_signals_the_processes_the_runtime_would() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = |name: &str, controllers: &str, pid: i32| {
+            let path = tmp.path().join(name);
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join("cgroup.procs"), format!("{pid}\n")).unwrap();
+            CgroupDir {
+                controllers: controllers.into(),
+                path,
+                mount_dir: String::new(),
+                created_above: None,
             }
-        }
-        // Processes outside a PID namespace may keep the pipes after the init exits:
-        // give them a moment, then stop reading.
-        if status.is_some() {
-            grace += 1;
-            if grace > 20 {
-                return Ok(status.unwrap_or((0, None)));
-            }
-        }
-        let mut fds: Vec<PollFd> = Vec::new();
-        let mut which = Vec::new();
-        for (i, p) in pipes.iter().enumerate() {
-            if open[i] {
-                fds.push(PollFd::new(p.as_fd(), PollFlags::POLLIN));
-                which.push(i);
-            }
-        }
-        let timeout =
-            PollTimeout::try_from(Duration::from_millis(100)).unwrap_or(PollTimeout::NONE);
-        if fds.is_empty() {
-            std::thread::sleep(Duration::from_millis(20));
-            continue;
-        }
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => {
-                return Err(Error::Io {
-                    context: "polling the container's output".into(),
-                    cause: e.into(),
-                })
-            }
-        }
-        let ready: Vec<usize> = fds
-            .iter()
-            .zip(&which)
-            .filter(|(f, _)| f.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(_, i)| *i)
-            .collect();
-        drop(fds);
-        for i in ready {
-            match nix::unistd::read(pipes[i].as_fd(), &mut buf) {
-                Ok(0) => open[i] = false,
-                Ok(n) => log.feed(i, &buf[..n])?,
-                Err(nix::errno::Errno::EINTR) | Err(nix::errno::Errno::EAGAIN) => {}
-                Err(_) => open[i] = false,
-            }
+        };
+        let layouts = [
+            vec![dir("a", "memory", 1), dir("b", "pids", 2), dir("c", "", 3)],
+            vec![
+                dir("d", "memory", 4),
+                dir("e", "", 5),
+                dir("f", "cpu,freezer", 6),
+            ],
+            vec![dir("g", "memory", 7), dir("h", "", 8)],
+            vec![dir("i", "memory", 9), dir("j", "cpu", 10)],
+            vec![dir("k", "", 11)],
+            vec![],
+        ];
+        for dirs in layouts {
+            let cg = Cgroups { dirs };
+            let ours = procs_file(&cg)
+                .map(|p| std::fs::read_to_string(p).unwrap())
+                .map(|t| t.trim().parse::<i32>().unwrap());
+            assert_eq!(ours.into_iter().collect::<Vec<_>>(), cg.pids(), "{cg:?}");
         }
     }
 }

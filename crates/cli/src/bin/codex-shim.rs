@@ -1,0 +1,114 @@
+//! `codex-shim`: the steady state of a container's supervisor (see the codex-shim
+//! crate and docs/supervisor.md). Started only by exec from `codex-ctr __supervise`,
+//! with the container's output pipes, its init as a child and the command line of
+//! [`codex_shim::handoff::ShimArgs`]. Pumps the output into the log, enforces the
+//! timeout and reaps the init, then runs `codex-ctr __supervise ... --finish` to
+//! record the exit and clean up, and ends when that has.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use codex_shim::handoff::{Finish, ShimArgs};
+use codex_shim::log::LogWriter;
+use codex_shim::pump::{self, Outcome};
+use codex_shim::{sys, Error};
+
+fn main() {
+    std::process::exit(run())
+}
+
+fn run() -> i32 {
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let a = match ShimArgs::parse(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("codex-shim: {e}");
+            return 2;
+        }
+    };
+    let view = a.view.and_then(|fd| adopt(fd).ok());
+    // This process is the shim now: the recorder may name it in the registry.
+    if let Some(fd) = a.ready.and_then(|fd| adopt(fd).ok()) {
+        // SAFETY: writes one byte from a valid buffer to an open fd.
+        let _ = unsafe { libc::write(fd.as_raw_fd(), b"1".as_ptr().cast(), 1) };
+    }
+    if let Some(recorder) = a.recorder {
+        // It marks the container running and reports to the starter; if it could
+        // not, it has recorded and reported why, and there is nothing to supervise.
+        if !matches!(sys::wait(recorder), Ok((0, None))) {
+            return 1;
+        }
+    }
+    let finish = match supervise(&a) {
+        Ok(o) => Finish::Exited(o),
+        Err(e) => Finish::Failed(e.to_string()),
+    };
+    record(&a, view.as_ref(), &finish)
+}
+
+/// Takes an fd handed over across the exec, and keeps it from the next one.
+fn adopt(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: the supervisor handed this fd over to this process alone.
+    let fd = unsafe { sys::adopt_fd(fd) }?;
+    sys::set_cloexec(fd.as_fd(), true)?;
+    Ok(fd)
+}
+
+fn supervise(a: &ShimArgs) -> codex_shim::Result<Outcome> {
+    let pipe = |fd, what: &str| {
+        adopt(fd).map_err(|e| Error::new(format!("the container's {what} pipe (fd {fd})"), e))
+    };
+    let out = pipe(a.stdout, "stdout")?;
+    let err = pipe(a.stderr, "stderr")?;
+    let mut log = LogWriter::open(&a.log, a.rotation)?;
+    let timeout = a.time_limit.map(|t| t.starting_now());
+    let outcome = pump::pump(&mut log, [out, err], a.pid, timeout, &mut |sig| {
+        kill_all(a.procs.as_deref(), sig)
+    })?;
+    let _ = log.flush();
+    Ok(outcome)
+}
+
+/// What codex-runtime's `kill` with `all` does: the signal to every process listed in
+/// the container's cgroup.
+fn kill_all(procs: Option<&Path>, sig: i32) {
+    let Some(text) = procs.and_then(|p| std::fs::read_to_string(p).ok()) else {
+        return;
+    };
+    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+        // SAFETY: kill with integer arguments; a process may exit between the listing
+        // and the signal, which is not an error.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+/// Runs the full binary to record `finish` and clean up, and waits for it: this
+/// process, the one the registry names, ends only after the record says how the
+/// container ended. The binary runs through the read-only view it came from when
+/// there is one (so no supervisor runs a writable binary), else from its path.
+fn record(a: &ShimArgs, view: Option<&OwnedFd>, finish: &Finish) -> i32 {
+    let argv = a.finish_argv(finish);
+    let through_view = view
+        .zip(a.exe.file_name())
+        .and_then(|(v, name)| sys::open_in(v.as_fd(), name).ok());
+    let program = match &through_view {
+        // The kernel opens the path before the exec closes the (close-on-exec) fd.
+        Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+        None => a.exe.clone(),
+    };
+    match Command::new(&program)
+        .arg0(&argv[0])
+        .args(&argv[1..])
+        .status()
+    {
+        Ok(s) => s.code().unwrap_or(1),
+        Err(e) => {
+            // Nothing records the exit now: the engine finds this supervisor gone.
+            eprintln!("codex-shim: running {}: {e}", a.exe.display());
+            1
+        }
+    }
+}
