@@ -104,59 +104,64 @@ impl Engine {
         }
         let cfg_json =
             serde_json::to_value(&config).map_err(|e| Error::invalid("config", e.to_string()))?;
-        let record = self.registry.create_container(
+        // Volumes first: recording one takes the registry lock, which the create below
+        // holds while it prepares the container's directory.
+        for v in &config.volumes {
+            if let VolumeSource::Named { name } = &v.source {
+                volume::ensure(&self.registry, name, v.anonymous)?;
+            }
+        }
+        // The bundle is written inside the registry's create: a create killed half-way
+        // leaves no record (reconcile removes the directory), never an unstartable one.
+        let created = self.registry.create_container_with(
             config.name.as_deref(),
             cfg_json,
             config.labels.clone(),
-        )?;
-        let made = (|| -> Result<()> {
-            let dir = self.container_dir(&record.id)?;
-            if config.isolation == Isolation::Strict {
-                // Container root is an unprivileged host uid under `strict`: it must be
-                // able to traverse to its rootfs (the state file itself stays 0600).
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
-                    .ctx(|| format!("opening up {}", dir.display()))?;
-            }
-            let rootfs = if lowers.is_empty() {
-                PathBuf::from("/")
-            } else {
-                for d in ["upper", "work", ROOTFS_DIR] {
-                    std::fs::create_dir(dir.join(d))
-                        .ctx(|| format!("creating {}", dir.join(d).display()))?;
+            |id, dir| {
+                if config.isolation == Isolation::Strict {
+                    // Container root is an unprivileged host uid under `strict`: it must
+                    // be able to traverse to its rootfs (the state file stays 0600).
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
+                        .ctx(|| format!("opening up {}", dir.display()))?;
                 }
-                let list = serde_json::to_vec(&lowers)
-                    .map_err(|e| Error::invalid("image", format!("layer paths: {e}")))?;
-                codex_runtime::state::write_atomic(&dir.join("lowers"), &list)?;
-                dir.join(ROOTFS_DIR)
-            };
-            let spec = crate::profile::spec_value(
-                &config,
-                &record.id,
-                &rootfs,
-                &image_env,
-                image_cwd.as_deref(),
-                &|name| {
-                    let anonymous = config.volumes.iter().any(|v| {
-                        v.anonymous
-                            && matches!(&v.source, VolumeSource::Named { name: n } if n == name)
-                    });
-                    volume::ensure(&self.registry, name, anonymous)?;
-                    Ok(volume::data_dir(&self.root, name))
-                },
-            )?;
-            let bundle = dir.join(BUNDLE_DIR);
-            std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
-            let text = serde_json::to_vec_pretty(&spec)
-                .map_err(|e| Error::invalid("spec", e.to_string()))?;
-            codex_runtime::state::write_atomic(&bundle.join("config.json"), &text)?;
-            Ok(())
-        })();
-        if let Err(e) = made {
-            let _ = self.registry.remove_container(&record.id);
-            return Err(e);
+                let rootfs = if lowers.is_empty() {
+                    PathBuf::from("/")
+                } else {
+                    for d in ["upper", "work", ROOTFS_DIR] {
+                        std::fs::create_dir(dir.join(d))
+                            .ctx(|| format!("creating {}", dir.join(d).display()))?;
+                    }
+                    let list = serde_json::to_vec(&lowers)
+                        .map_err(|e| Error::invalid("image", format!("layer paths: {e}")))?;
+                    codex_runtime::state::write_atomic(&dir.join("lowers"), &list)?;
+                    dir.join(ROOTFS_DIR)
+                };
+                let spec = crate::profile::spec_value(
+                    &config,
+                    id,
+                    &rootfs,
+                    &image_env,
+                    image_cwd.as_deref(),
+                    &|name| Ok(volume::data_dir(&self.root, name)),
+                )?;
+                let bundle = dir.join(BUNDLE_DIR);
+                std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
+                let text = serde_json::to_vec_pretty(&spec)
+                    .map_err(|e| Error::invalid("spec", e.to_string()))?;
+                codex_runtime::state::write_atomic(&bundle.join("config.json"), &text)?;
+                Ok(())
+            },
+        );
+        if created.is_err() {
+            // Anonymous volumes were made for this container only.
+            for v in config.volumes.iter().filter(|v| v.anonymous) {
+                if let VolumeSource::Named { name } = &v.source {
+                    let _ = volume::remove(&self.registry, name, &[]);
+                }
+            }
         }
-        Ok(record)
+        created
     }
 
     /// The OCI spec a container runs with (`inspect --spec`).
@@ -219,6 +224,15 @@ impl Engine {
                 r.error = Some(format!("{note}; output is no longer logged"));
                 Ok(())
             });
+        }
+        // What the dead supervisor would have done once the init exited: kill what is
+        // left in the cgroup (children of an init without a PID namespace), remove the
+        // runtime container, unmount the rootfs. Only for the run the record knows (a
+        // new supervisor may have started another meanwhile).
+        let rt = self.runtime();
+        if rt.load(&rec.id).is_ok_and(|c| Some(c.state.pid) == rec.pid) {
+            let _ = rt.delete(&rec.id, true);
+            crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
         }
         // Re-check under the lock: a supervisor finishing normally wins the race.
         self.registry.update_container(&rec.id, |r| {

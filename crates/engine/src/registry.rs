@@ -175,6 +175,21 @@ impl Registry {
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
     ) -> Result<ContainerRecord> {
+        self.create_container_with(name, config, labels, |_, _| Ok(()))
+    }
+
+    /// [`Registry::create_container`], with `prepare(id, dir)` run on the new container
+    /// directory before the record and the index are written: under the lock, so it must
+    /// be quick (write files, make directories) and must not call back into the registry.
+    /// If it fails, or the process dies while it runs, the container never existed (the
+    /// next [`Registry::reconcile`] removes a directory left without `state.json`).
+    pub fn create_container_with(
+        &self,
+        name: Option<&str>,
+        config: serde_json::Value,
+        labels: BTreeMap<String, String>,
+        prepare: impl FnOnce(&str, &Path) -> Result<()>,
+    ) -> Result<ContainerRecord> {
         if let Some(name) = name {
             validate_name(name)?;
         }
@@ -196,6 +211,7 @@ impl Registry {
         let (id, dir) = self.new_container_dir(&index)?;
         let record = ContainerRecord::new(id, name, config, labels);
         let committed = (|| {
+            prepare(&record.id, &dir)?;
             write_atomic(
                 &dir.join(STATE_FILE),
                 &to_json(&record, &dir.join(STATE_FILE))?,
