@@ -1,15 +1,24 @@
-//! The two command lines between the halves of a supervisor.
+//! How the halves of a supervisor meet.
 //!
-//! `codex-ctr __supervise` (the full binary) execs the shim once the container runs:
+//! `codex-ctr __supervise --root ROOT ID` (the full binary) makes the container's
+//! output pipes, forks a *worker* that creates and starts the container, and execs
+//! the shim, which thereby keeps the supervisor's pid:
 //!
 //! ```text
-//! codex-shim __supervise --root ROOT ID --shim --pid PID --stdout FD --stderr FD
-//!     --log PATH --log-max-size N --log-max-files N --exe PATH
-//!     [--view FD] [--ready FD --recorder PID]
-//!     [--timeout-ns NS --stop-signal N --grace-ns NS] [--procs PATH]
+//! codex-shim __supervise --root ROOT ID --shim --worker PID --ready FD --info FD
+//!     --stdout FD --stderr FD --log PATH --log-max-size N --log-max-files N
+//!     --exe PATH [--view FD] [--timeout-ns NS --stop-signal N --grace-ns NS]
 //! ```
 //!
-//! and the shim runs the full binary as a child once the init has exited:
+//! The shim writes a byte on `ready` once it runs ([`await_worker`]). Only then does
+//! the worker mark the container running in the registry, naming the shim's pid as
+//! its supervisor (the engine tells a live supervisor by `/proc/PID/cmdline`, which
+//! reads empty while a process is in the middle of an exec), report to whoever
+//! started the supervisor, write [`Running`] on `info` and exit. Its exit makes the
+//! init, its child, a child of the shim (a child subreaper until then).
+//!
+//! When the init has exited, the shim runs the full binary as a child to record how
+//! it ended and clean up, and exits after it:
 //!
 //! ```text
 //! codex-ctr __supervise --root ROOT ID --finish exited CODE SIGNAL TIMED_OUT
@@ -17,16 +26,18 @@
 //! ```
 //!
 //! The shim's command line keeps `__supervise` and the container id as whole
-//! arguments: that is how the engine tells a live supervisor from a recycled pid
-//! (`/proc/PID/cmdline`).
+//! arguments, as the engine's liveness check wants.
 
 use std::ffi::{OsStr, OsString};
-use std::os::fd::RawFd;
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::log::Rotation;
 use crate::pump::{Outcome, TimeLimit};
+use crate::sys;
 
 /// The hidden mode word of every supervisor command line.
 pub const MODE: &str = "__supervise";
@@ -38,36 +49,42 @@ pub const SHIM_NAME: &str = "codex-shim";
 pub struct ShimArgs {
     pub root: OsString,
     pub id: OsString,
-    /// The container's init, a child of this process.
-    pub pid: i32,
+    /// The worker: creates and starts the container, then exits.
+    pub worker: i32,
+    /// Written to (then closed) once this process is the shim.
+    pub ready: RawFd,
+    /// The worker writes [`Running`] here.
+    pub info: RawFd,
     /// Read ends of the container's stdout and stderr pipes.
     pub stdout: RawFd,
     pub stderr: RawFd,
     pub log: PathBuf,
     pub rotation: Rotation,
-    /// The full supervisor binary, to exec back into (its host path).
+    /// The full supervisor binary (its host path).
     pub exe: PathBuf,
     /// A read-only view of `exe`'s directory: `exe` is executed through it.
     pub view: Option<RawFd>,
-    /// Written to (then closed) once this process is the shim.
-    pub ready: Option<RawFd>,
-    /// The process that marks the container running once `ready` says so, and
-    /// reports to the starter; the shim waits for it (and ends if it failed).
-    pub recorder: Option<i32>,
-    /// `--timeout`, counted from when the recorder is done.
+    /// `--timeout`, counted from when the container runs.
     pub time_limit: Option<TimeLimit>,
-    /// The `cgroup.procs` file that lists the container's processes (for the
-    /// timeout's signals).
-    pub procs: Option<PathBuf>,
 }
 
-/// What the full binary is told when it takes over again.
+/// What the full binary is told when it records the end.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Finish {
     /// The init has exited; its output is in the log.
     Exited(Outcome),
     /// Supervision failed (the log could not be written, ...): the message.
     Failed(String),
+}
+
+/// The worker's news once the container runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Running {
+    /// The container's init.
+    pub pid: i32,
+    /// The `cgroup.procs` file that lists the container's processes (for the
+    /// timeout's signals).
+    pub procs: Option<PathBuf>,
 }
 
 fn s(v: impl ToString) -> OsString {
@@ -83,8 +100,12 @@ impl ShimArgs {
             self.root.clone(),
             self.id.clone(),
             "--shim".into(),
-            "--pid".into(),
-            s(self.pid),
+            "--worker".into(),
+            s(self.worker),
+            "--ready".into(),
+            s(self.ready),
+            "--info".into(),
+            s(self.info),
             "--stdout".into(),
             s(self.stdout),
             "--stderr".into(),
@@ -101,12 +122,6 @@ impl ShimArgs {
         if let Some(v) = self.view {
             a.extend(["--view".into(), s(v)]);
         }
-        if let Some(r) = self.ready {
-            a.extend(["--ready".into(), s(r)]);
-        }
-        if let Some(r) = self.recorder {
-            a.extend(["--recorder".into(), s(r)]);
-        }
         if let Some(t) = self.time_limit {
             a.extend([
                 "--timeout-ns".into(),
@@ -116,9 +131,6 @@ impl ShimArgs {
                 "--grace-ns".into(),
                 s(t.grace.as_nanos()),
             ]);
-        }
-        if let Some(p) = &self.procs {
-            a.extend(["--procs".into(), p.clone().into()]);
         }
         a
     }
@@ -131,35 +143,33 @@ impl ShimArgs {
             }
             _ => return Err(format!("usage: {MODE} --root ROOT ID --shim OPTIONS")),
         };
-        let mut pid = None;
+        let (mut worker, mut ready, mut info) = (None, None, None);
         let (mut stdout, mut stderr, mut view) = (None, None, None);
-        let (mut ready, mut recorder) = (None, None);
-        let (mut log, mut exe, mut procs) = (None, None, None);
+        let (mut log, mut exe) = (None, None);
         let mut rotation = Rotation::default();
         let (mut after, mut stop_signal, mut grace) = (None, None, None);
         while let [key, value, more @ ..] = rest {
             rest = more;
             let key = key.to_str().unwrap_or_default();
             match key {
-                "--pid" => pid = Some(number(key, value)?),
+                "--worker" => worker = Some(number(key, value)?),
+                "--ready" => ready = Some(number(key, value)?),
+                "--info" => info = Some(number(key, value)?),
                 "--stdout" => stdout = Some(number(key, value)?),
                 "--stderr" => stderr = Some(number(key, value)?),
                 "--view" => view = Some(number(key, value)?),
-                "--ready" => ready = Some(number(key, value)?),
-                "--recorder" => recorder = Some(number(key, value)?),
                 "--log" => log = Some(PathBuf::from(value)),
                 "--log-max-size" => rotation.max_size = number(key, value)?,
                 "--log-max-files" => rotation.max_files = number(key, value)?,
                 "--exe" => exe = Some(PathBuf::from(value)),
-                "--procs" => procs = Some(PathBuf::from(value)),
                 "--timeout-ns" => after = Some(Duration::from_nanos(number(key, value)?)),
                 "--stop-signal" => stop_signal = Some(number(key, value)?),
                 "--grace-ns" => grace = Some(Duration::from_nanos(number(key, value)?)),
                 _ => return Err(format!("unknown option {key:?}")),
             }
         }
-        if !rest.is_empty() {
-            return Err(format!("{:?} has no value", rest[0]));
+        if let Some(k) = rest.first() {
+            return Err(format!("{k:?} has no value"));
         }
         let need = |what: &str| format!("--{what} is missing");
         let time_limit = match (after, stop_signal, grace) {
@@ -174,17 +184,16 @@ impl ShimArgs {
         Ok(ShimArgs {
             root,
             id,
-            pid: pid.ok_or_else(|| need("pid"))?,
+            worker: worker.ok_or_else(|| need("worker"))?,
+            ready: ready.ok_or_else(|| need("ready"))?,
+            info: info.ok_or_else(|| need("info"))?,
             stdout: stdout.ok_or_else(|| need("stdout"))?,
             stderr: stderr.ok_or_else(|| need("stderr"))?,
             log: log.ok_or_else(|| need("log"))?,
             rotation,
             exe: exe.ok_or_else(|| need("exe"))?,
             view,
-            ready,
-            recorder,
             time_limit,
-            procs,
         })
     }
 
@@ -239,6 +248,60 @@ impl Finish {
     }
 }
 
+impl Running {
+    /// `PID\0PROCS\0`, as the worker writes it on the info pipe.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.pid.to_string().into_bytes();
+        out.push(0);
+        if let Some(p) = &self.procs {
+            out.extend_from_slice(p.as_os_str().as_bytes());
+        }
+        out.push(0);
+        out
+    }
+
+    pub fn decode(data: &[u8]) -> Option<Running> {
+        let mut parts = data.split(|b| *b == 0);
+        let pid = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+        let procs = parts.next()?;
+        (parts.next() == Some(&[]) && parts.next().is_none()).then(|| Running {
+            pid,
+            procs: (!procs.is_empty()).then(|| OsString::from_vec(procs.to_vec()).into()),
+        })
+    }
+}
+
+/// The supervisor's side of the worker's start: says it is ready (this process
+/// is the shim, or stays the full binary for good), reads the worker's news and
+/// reaps it. `None` if the worker did not get the container running (it has
+/// recorded and reported why). Afterwards the init is this process's child, and
+/// this process no longer a child subreaper.
+pub fn await_worker(
+    ready: OwnedFd,
+    info: OwnedFd,
+    worker: i32,
+) -> std::io::Result<Option<Running>> {
+    // SAFETY: writes one byte from a valid buffer to an open fd. The worker may be
+    // gone already (EPIPE: SIGPIPE is ignored in Rust programs).
+    let _ = unsafe { libc::write(ready.as_raw_fd(), b"1".as_ptr().cast(), 1) };
+    drop(ready);
+    let mut news = Vec::new();
+    std::fs::File::from(info).read_to_end(&mut news)?;
+    let status = sys::wait(worker)?;
+    // The worker's exit handed the init to this process; orphans from now on go
+    // where they would go without a shim.
+    let _ = sys::set_child_subreaper(false);
+    if status != (0, None) {
+        return Ok(None);
+    }
+    Running::decode(&news).map(Some).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the supervisor's worker ended without saying which process is the init",
+        )
+    })
+}
+
 fn number<T: std::str::FromStr>(what: &str, v: &OsStr) -> Result<T, String> {
     v.to_str()
         .and_then(|t| t.parse().ok())
@@ -254,7 +317,9 @@ mod tests {
         let mut a = ShimArgs {
             root: "/var/lib/codex-ctr".into(),
             id: "abc".into(),
-            pid: 42,
+            worker: 42,
+            ready: 8,
+            info: 9,
             stdout: 5,
             stderr: 7,
             log: "/r/containers/abc/container.log".into(),
@@ -264,16 +329,10 @@ mod tests {
             },
             exe: "/usr/bin/codex-ctr".into(),
             view: None,
-            ready: None,
-            recorder: None,
             time_limit: None,
-            procs: None,
         };
         assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
-        a.view = Some(9);
-        a.ready = Some(11);
-        a.recorder = Some(4321);
-        a.procs = Some("/sys/fs/cgroup/pids/x/cgroup.procs".into());
+        a.view = Some(11);
         a.time_limit = Some(TimeLimit {
             after: Duration::new(12345, 678),
             stop_signal: 15,
@@ -318,5 +377,70 @@ mod tests {
             assert_eq!(Finish::parse(&args[1..]), Ok(f));
         }
         assert!(Finish::parse(&["exited", "x", "0", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_workers_news_round_trips() {
+        for r in [
+            Running {
+                pid: 77,
+                procs: Some("/sys/fs/cgroup/pids/c 1/cgroup.procs".into()),
+            },
+            Running {
+                pid: 1,
+                procs: None,
+            },
+        ] {
+            assert_eq!(Running::decode(&r.encode()), Some(r));
+        }
+        assert_eq!(Running::decode(b""), None);
+        assert_eq!(Running::decode(b"12\0"), None);
+        assert_eq!(Running::decode(b"x\0\0"), None);
+    }
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid array of two ints.
+        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+        // SAFETY: pipe2 returned two new fds that nothing else owns.
+        unsafe {
+            use std::os::fd::FromRawFd;
+            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
+        }
+    }
+
+    // await_worker reaps the worker (by pid), not its `Child`.
+    #[allow(clippy::zombie_processes)]
+    fn worker(script: &str, ready_r: OwnedFd, info_w: OwnedFd) -> i32 {
+        std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .stdin(ready_r)
+            .stdout(info_w)
+            .spawn()
+            .unwrap()
+            .id() as i32
+    }
+
+    #[test]
+    fn the_worker_speaks_only_after_ready_and_its_failure_is_none() {
+        let (ready_r, ready_w) = pipe();
+        let (info_r, info_w) = pipe();
+        // Says nothing before the ready byte (head blocks until it comes).
+        let w = worker(
+            r"head -c1 >/dev/null; printf '4242\0/cg/cgroup.procs\0'",
+            ready_r,
+            info_w,
+        );
+        assert_eq!(
+            await_worker(ready_w, info_r, w).unwrap(),
+            Some(Running {
+                pid: 4242,
+                procs: Some("/cg/cgroup.procs".into())
+            })
+        );
+        let (ready_r, ready_w) = pipe();
+        let (info_r, info_w) = pipe();
+        let w = worker("head -c1 >/dev/null; exit 1", ready_r, info_w);
+        assert_eq!(await_worker(ready_w, info_r, w).unwrap(), None);
     }
 }

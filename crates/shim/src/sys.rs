@@ -66,6 +66,21 @@ fn wait_pid(pid: i32, flags: i32) -> io::Result<Option<ExitStatus>> {
     }
 }
 
+/// Makes this process the reaper of its orphaned descendants (`on`), or stops it.
+pub fn set_child_subreaper(on: bool) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_SET_CHILD_SUBREAPER,
+            libc::c_ulong::from(on),
+            0,
+            0,
+            0,
+        )
+    };
+    check(libc::c_long::from(ret)).map(|_| ())
+}
+
 /// CLOCK_MONOTONIC, the clock of `std::time::Instant`; it counts on across an exec.
 pub fn monotonic() -> Duration {
     let mut ts = libc::timespec {

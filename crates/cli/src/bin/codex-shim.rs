@@ -1,9 +1,10 @@
 //! `codex-shim`: the steady state of a container's supervisor (see the codex-shim
-//! crate and docs/supervisor.md). Started only by exec from `codex-ctr __supervise`,
-//! with the container's output pipes, its init as a child and the command line of
-//! [`codex_shim::handoff::ShimArgs`]. Pumps the output into the log, enforces the
-//! timeout and reaps the init, then runs `codex-ctr __supervise ... --finish` to
-//! record the exit and clean up, and ends when that has.
+//! crate's `handoff` module and docs/supervisor.md). Started only by exec from
+//! `codex-ctr __supervise`, with the command line of
+//! [`codex_shim::handoff::ShimArgs`]: waits for the worker that starts the container,
+//! then pumps the container's output into the log, enforces the timeout and reaps
+//! the init, runs `codex-ctr __supervise ... --finish` to record the exit and clean
+//! up, and ends when that has.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -11,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use codex_shim::handoff::{Finish, ShimArgs};
+use codex_shim::handoff::{self, Finish, Running, ShimArgs};
 use codex_shim::log::LogWriter;
 use codex_shim::pump::{self, Outcome};
 use codex_shim::{sys, Error};
@@ -29,22 +30,23 @@ fn run() -> i32 {
             return 2;
         }
     };
+    // The supervisor made itself a child subreaper before it forked the worker, so
+    // that the worker's exit hands the init to this process; the exec keeps that,
+    // but make sure of it before saying "ready".
+    let _ = sys::set_child_subreaper(true);
     let view = a.view.and_then(|fd| adopt(fd).ok());
-    // This process is the shim now: the recorder may name it in the registry.
-    if let Some(fd) = a.ready.and_then(|fd| adopt(fd).ok()) {
-        // SAFETY: writes one byte from a valid buffer to an open fd.
-        let _ = unsafe { libc::write(fd.as_raw_fd(), b"1".as_ptr().cast(), 1) };
-    }
-    if let Some(recorder) = a.recorder {
-        // It marks the container running and reports to the starter; if it could
-        // not, it has recorded and reported why, and there is nothing to supervise.
-        if !matches!(sys::wait(recorder), Ok((0, None))) {
-            return 1;
-        }
-    }
-    let finish = match supervise(&a) {
-        Ok(o) => Finish::Exited(o),
-        Err(e) => Finish::Failed(e.to_string()),
+    let running = match (adopt(a.ready), adopt(a.info)) {
+        (Ok(ready), Ok(info)) => handoff::await_worker(ready, info, a.worker),
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    };
+    let finish = match running {
+        Ok(Some(running)) => match supervise(&a, &running) {
+            Ok(o) => Finish::Exited(o),
+            Err(e) => Finish::Failed(e.to_string()),
+        },
+        // The worker did not get the container running, and has said why.
+        Ok(None) => return 1,
+        Err(e) => Finish::Failed(format!("waiting for the supervisor's worker: {e}")),
     };
     record(&a, view.as_ref(), &finish)
 }
@@ -57,7 +59,7 @@ fn adopt(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn supervise(a: &ShimArgs) -> codex_shim::Result<Outcome> {
+fn supervise(a: &ShimArgs, running: &Running) -> codex_shim::Result<Outcome> {
     let pipe = |fd, what: &str| {
         adopt(fd).map_err(|e| Error::new(format!("the container's {what} pipe (fd {fd})"), e))
     };
@@ -65,8 +67,8 @@ fn supervise(a: &ShimArgs) -> codex_shim::Result<Outcome> {
     let err = pipe(a.stderr, "stderr")?;
     let mut log = LogWriter::open(&a.log, a.rotation)?;
     let timeout = a.time_limit.map(|t| t.starting_now());
-    let outcome = pump::pump(&mut log, [out, err], a.pid, timeout, &mut |sig| {
-        kill_all(a.procs.as_deref(), sig)
+    let outcome = pump::pump(&mut log, [out, err], running.pid, timeout, &mut |sig| {
+        kill_all(running.procs.as_deref(), sig)
     })?;
     let _ = log.flush();
     Ok(outcome)

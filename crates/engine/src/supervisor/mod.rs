@@ -130,7 +130,11 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
             return 1;
         }
     };
-    match supervise(root, &registry, id, use_shim) {
+    let supervised = match use_shim.then(shim::Shim::locate).flatten() {
+        Some(shim) => supervise_with_shim(root, &registry, id, shim),
+        None => supervise(root, &registry, id),
+    };
+    match supervised {
         Ok(()) => 0,
         Err(e) => {
             let msg = e.to_string();
@@ -161,16 +165,52 @@ fn load_config(registry: &Registry, id: &str) -> ContainerConfig {
         .unwrap_or_default()
 }
 
-fn supervise(root: &Path, registry: &Registry, id: &str, use_shim: bool) -> Result<()> {
+/// The supervisor in one process: start the container, mark it running, report,
+/// pump its output into the log until the init exits, record how it ended.
+fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
+    let cfg = load_config(registry, id);
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
+    let started = start_container(root, registry, id, &cfg, out_w, err_w)?;
+    record_running(registry, id, started.pid, std::process::id() as i32)?;
+    report(serde_json::json!({"ok": true, "pid": started.pid}));
+    let Started {
+        rt,
+        dir,
+        log,
+        pid,
+        procs: _,
+    } = started;
+    supervise_here(&rt, registry, id, &dir, &cfg, log, [out_r, err_r], pid)
+}
+
+/// A container that runs.
+struct Started {
+    rt: codex_runtime::Runtime,
+    dir: PathBuf,
+    log: LogWriter,
+    /// Its init, a child of this process.
+    pid: i32,
+    /// The `cgroup.procs` file that lists its processes.
+    procs: Option<PathBuf>,
+}
+
+/// Mounts the container's rootfs, opens its log and creates and starts it with
+/// `out` and `err` as its stdout and stderr. Cleans up after itself on error.
+fn start_container(
+    root: &Path,
+    registry: &Registry,
+    id: &str,
+    cfg: &ContainerConfig,
+    out_w: OwnedFd,
+    err_w: OwnedFd,
+) -> Result<Started> {
     let dir = registry.container_dir(id)?;
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
-    let cfg = load_config(registry, id);
     mount_rootfs(&dir)?;
     let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
-    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
-    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
     // then back at /dev/null so only the container holds the write ends.
     let null = std::fs::OpenOptions::new()
@@ -194,65 +234,26 @@ fn supervise(root: &Path, registry: &Registry, id: &str, use_shim: bool) -> Resu
     dup_to(&null_fd, 2);
     drop((out_w, err_w));
     let container = created.inspect_err(|_| unmount_rootfs(&dir))?;
-    let pid = container.state.pid;
     if let Err(e) = rt.start(id) {
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
         return Err(e.into());
     }
-    let stop_signal = cfg
-        .stop_signal
-        .as_deref()
-        .and_then(|s| codex_runtime::parse_signal(s).ok())
-        .unwrap_or(libc::SIGTERM);
-    let started = Started {
+    Ok(Started {
+        pid: container.state.pid,
+        procs: procs_file(&container.state.cgroups),
         rt,
         dir,
-        procs: procs_file(&container.state.cgroups),
-        limit: cfg.timeout.map(|secs| TimeLimit {
-            after: Duration::from_secs(secs),
-            stop_signal,
-            grace: Duration::from_secs(cfg.stop_timeout.unwrap_or(10)),
-        }),
-        cfg,
         log,
-        pipes: [out_r, err_r],
-        pid,
-        supervisor: std::process::id() as i32,
-    };
-    match use_shim.then(shim::Shim::locate).flatten() {
-        Some(shim) => hand_over(root, registry, id, started, shim),
-        None => {
-            record_running(registry, id, &started)?;
-            report(serde_json::json!({"ok": true, "pid": pid}));
-            supervise_here(registry, id, started)
-        }
-    }
+    })
 }
 
-/// A container that runs, as its supervisor holds it.
-struct Started {
-    rt: codex_runtime::Runtime,
-    dir: PathBuf,
-    cfg: ContainerConfig,
-    log: LogWriter,
-    /// Read ends of its stdout and stderr.
-    pipes: [OwnedFd; 2],
-    /// Its init.
-    pid: i32,
-    /// The `cgroup.procs` file that lists its processes.
-    procs: Option<PathBuf>,
-    limit: Option<TimeLimit>,
-    /// The supervisor's pid (this process's, or the parent's in the recorder).
-    supervisor: i32,
-}
-
-/// Marks the container running, supervised by `started.supervisor`.
-fn record_running(registry: &Registry, id: &str, started: &Started) -> Result<()> {
+/// Marks the container running with init `pid`, supervised by `supervisor`.
+fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: i32) -> Result<()> {
     registry.update_container(id, |r| {
         r.status = ContainerStatus::Running;
-        r.pid = Some(started.pid);
-        r.supervisor_pid = Some(started.supervisor);
+        r.pid = Some(pid);
+        r.supervisor_pid = Some(supervisor);
         r.started_at = Some(codex_runtime::state::now_rfc3339());
         r.finished_at = None;
         r.exit_code = None;
@@ -265,117 +266,182 @@ fn record_running(registry: &Registry, id: &str, started: &Started) -> Result<()
     Ok(())
 }
 
-/// Pumps the output into the log until the init has exited, then records how the
-/// container ended: the supervisor's steady state, in this process.
-fn supervise_here(registry: &Registry, id: &str, started: Started) -> Result<()> {
-    let Started {
-        rt,
-        dir,
-        cfg,
-        mut log,
-        pipes,
-        pid,
-        limit,
-        ..
-    } = started;
-    let timeout = limit.map(|l| l.starting_now());
+/// `--timeout` of `cfg`: the stop signal after the timeout, SIGKILL a stop timeout
+/// later.
+fn time_limit(cfg: &ContainerConfig) -> Option<TimeLimit> {
+    let stop_signal = cfg
+        .stop_signal
+        .as_deref()
+        .and_then(|s| codex_runtime::parse_signal(s).ok())
+        .unwrap_or(libc::SIGTERM);
+    cfg.timeout.map(|secs| TimeLimit {
+        after: Duration::from_secs(secs),
+        stop_signal,
+        grace: Duration::from_secs(cfg.stop_timeout.unwrap_or(10)),
+    })
+}
+
+/// The steady state in this process: pumps the output into the log until the init
+/// (a child of this process) has exited, then records how the container ended.
+#[allow(clippy::too_many_arguments)]
+fn supervise_here(
+    rt: &codex_runtime::Runtime,
+    registry: &Registry,
+    id: &str,
+    dir: &Path,
+    cfg: &ContainerConfig,
+    mut log: LogWriter,
+    pipes: [OwnedFd; 2],
+    pid: i32,
+) -> Result<()> {
+    let timeout = time_limit(cfg).map(|l| l.starting_now());
     let outcome = codex_shim::pump::pump(&mut log.0, pipes, pid, timeout, &mut |sig| {
         // Called when the timeout fires: the stop signal, then SIGKILL.
         let _ = rt.kill(id, sig, true);
     })
     .map_err(logs::from_shim)?;
     let _ = log.flush();
-    complete(&rt, registry, id, &dir, &cfg, outcome)
+    complete(rt, registry, id, dir, cfg, outcome)
 }
 
-/// Hands the running container over to codex-shim: this process execs it (keeping
-/// its pid, so it stays the init's parent).
-///
-/// The engine tells a live supervisor by its `/proc/PID/cmdline`, which reads empty
-/// while the process is in the middle of an exec. So the record must not name this
-/// process as the supervisor before the exec is done: a forked recorder waits for
-/// the shim's "ready", then marks the container running (naming this pid) and
-/// reports to the starter. If the exec fails, this process supervises as it would
-/// without the shim.
-fn hand_over(
-    root: &Path,
-    registry: &Registry,
-    id: &str,
-    started: Started,
-    shim: shim::Shim,
-) -> Result<()> {
-    let Ok((ready_r, ready_w)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else {
-        record_running(registry, id, &started)?;
-        report(serde_json::json!({"ok": true, "pid": started.pid}));
-        return supervise_here(registry, id, started);
+/// The supervisor with codex-shim (see `codex_shim::handoff`): a forked worker
+/// starts the container while this process execs the shim, keeping its pid; the
+/// worker marks the container running, naming this pid, only once the shim says it
+/// runs, because the engine tells a live supervisor by its `/proc/PID/cmdline`,
+/// which reads empty in the middle of an exec. The worker's exit hands the init to
+/// this process (a child subreaper until then). If the exec fails, this process
+/// does the shim's part itself.
+fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::Shim) -> Result<()> {
+    let cfg = load_config(registry, id);
+    let dir = registry.container_dir(id)?;
+    if codex_shim::sys::set_child_subreaper(true).is_err() {
+        return supervise(root, registry, id);
+    }
+    let pipe = |what: &str| {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| format!("{what} pipe"))
     };
-    // SAFETY: this process is single-threaded (codex-runtime's create needs it too).
-    // The child only waits, writes the registry and the report, and _exits.
-    let recorder = match unsafe { nix::unistd::fork() } {
+    let (out_r, out_w) = pipe("stdout")?;
+    let (err_r, err_w) = pipe("stderr")?;
+    let (ready_r, ready_w) = pipe("ready")?;
+    let (info_r, info_w) = pipe("info")?;
+    let me = std::process::id() as i32;
+    // SAFETY: this process is single-threaded (codex-runtime's create needs that
+    // too); the child runs the worker and _exits.
+    let worker = match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            drop(ready_w);
-            // A byte once the parent is the shim, or EOF if it stays what it is.
-            let mut byte = [0u8; 1];
-            while nix::unistd::read(&ready_r, &mut byte) == Err(nix::errno::Errno::EINTR) {}
-            let code = match record_running(registry, id, &started) {
-                Ok(()) => {
-                    report(serde_json::json!({"ok": true, "pid": started.pid}));
-                    0
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    record_failure(registry, id, &msg);
-                    report(serde_json::json!({"error": msg}));
-                    1
-                }
-            };
-            // SAFETY: ends this forked child at once; it shares nothing that needs
-            // flushing or unwinding with its parent.
+            drop((out_r, err_r, ready_w, info_r));
+            let code = work(
+                root,
+                registry,
+                id,
+                &cfg,
+                [out_w, err_w],
+                ready_r,
+                info_w,
+                me,
+            );
+            // SAFETY: ends the forked worker at once; it shares nothing that needs
+            // flushing or unwinding with the supervisor.
             unsafe { libc::_exit(code) }
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => child,
-        Err(_) => {
-            drop((ready_r, ready_w));
-            record_running(registry, id, &started)?;
-            report(serde_json::json!({"ok": true, "pid": started.pid}));
-            return supervise_here(registry, id, started);
+        Err(e) => {
+            let _ = codex_shim::sys::set_child_subreaper(false);
+            return Err(Error::Io {
+                context: "forking the supervisor's worker".into(),
+                cause: std::io::Error::from_raw_os_error(e as i32),
+            });
         }
     };
-    drop(ready_r);
+    drop((out_w, err_w, ready_r, info_w));
     let args = ShimArgs {
         root: root.into(),
         id: id.into(),
-        pid: started.pid,
-        stdout: started.pipes[0].as_raw_fd(),
-        stderr: started.pipes[1].as_raw_fd(),
-        log: started.dir.join(LOG_FILE),
-        rotation: started.cfg.log_rotation(),
+        worker: worker.as_raw(),
+        ready: ready_w.as_raw_fd(),
+        info: info_r.as_raw_fd(),
+        stdout: out_r.as_raw_fd(),
+        stderr: err_r.as_raw_fd(),
+        log: dir.join(LOG_FILE),
+        rotation: cfg.log_rotation(),
         exe: shim.supervisor_exe().to_path_buf(),
         view: Some(shim.view_fd()),
-        ready: Some(ready_w.as_raw_fd()),
-        recorder: Some(recorder.as_raw()),
-        time_limit: started.limit,
-        procs: started.procs.clone(),
+        time_limit: time_limit(&cfg),
     };
-    // The recorder reports; this process never does, and its copy of the status fd
+    // The worker reports; this process never does, and its copy of the status fd
     // must not outlive this image (the starter reads until every copy is closed).
     REPORTED.store(true, Ordering::SeqCst);
     // SAFETY: STATUS_FD is open (nothing was reported) and, from here on, ours alone.
     let status_fd = unsafe { OwnedFd::from_raw_fd(STATUS_FD) };
     let _ = codex_shim::sys::set_cloexec(status_fd.as_fd(), true);
     let handed = [
-        started.pipes[0].as_fd(),
-        started.pipes[1].as_fd(),
+        out_r.as_fd(),
+        err_r.as_fd(),
         ready_w.as_fd(),
+        info_r.as_fd(),
     ];
-    // Returns only if the exec failed: then the recorder goes on at EOF, and this
-    // process supervises.
+    // Returns only if the exec failed.
     let _ = shim.exec(&args, &handed);
-    drop((ready_w, status_fd));
-    match nix::sys::wait::waitpid(recorder, None) {
-        Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => supervise_here(registry, id, started),
-        // It has recorded and reported why the container is not supervised.
-        _ => Ok(()),
+    drop(status_fd);
+    let running = codex_shim::handoff::await_worker(ready_w, info_r, worker.as_raw())
+        .ctx(|| "waiting for the supervisor's worker")?;
+    let Some(running) = running else {
+        // It has recorded and reported why the container does not run.
+        return Ok(());
+    };
+    let rt = codex_runtime::Runtime::new(root.join("runtime"));
+    let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
+    supervise_here(
+        &rt,
+        registry,
+        id,
+        &dir,
+        &cfg,
+        log,
+        [out_r, err_r],
+        running.pid,
+    )
+}
+
+/// The worker: starts the container, waits until the supervisor is ready (the shim
+/// runs, or the exec failed), marks the container running and reports, and tells
+/// the supervisor its init and cgroup. Returns its exit code.
+#[allow(clippy::too_many_arguments)]
+fn work(
+    root: &Path,
+    registry: &Registry,
+    id: &str,
+    cfg: &ContainerConfig,
+    [out_w, err_w]: [OwnedFd; 2],
+    ready: OwnedFd,
+    info: OwnedFd,
+    supervisor: i32,
+) -> i32 {
+    let started = (|| {
+        let started = start_container(root, registry, id, cfg, out_w, err_w)?;
+        // A byte once the supervisor is the shim (or stays what it is), or EOF if it
+        // died: either way it is past its exec.
+        let mut byte = [0u8; 1];
+        while nix::unistd::read(&ready, &mut byte) == Err(nix::errno::Errno::EINTR) {}
+        record_running(registry, id, started.pid, supervisor)?;
+        Ok::<_, Error>(started)
+    })();
+    match started {
+        Ok(started) => {
+            report(serde_json::json!({"ok": true, "pid": started.pid}));
+            let news = codex_shim::handoff::Running {
+                pid: started.pid,
+                procs: started.procs,
+            };
+            let _ = std::fs::File::from(info).write_all(&news.encode());
+            0
+        }
+        Err(e) => {
+            let msg = e.to_string();
+            record_failure(registry, id, &msg);
+            report(serde_json::json!({"error": msg}));
+            1
+        }
     }
 }
 
