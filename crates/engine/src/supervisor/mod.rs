@@ -130,7 +130,7 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
             return 1;
         }
     };
-    let supervised = match use_shim.then(shim::Shim::locate).flatten() {
+    let supervised = match use_shim.then(shim::Shim::find).flatten() {
         Some(shim) => supervise_with_shim(root, &registry, id, shim),
         None => supervise(root, &registry, id),
     };
@@ -354,7 +354,7 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
         }
     };
     drop((out_w, err_w, ready_r, info_w));
-    let args = ShimArgs {
+    let mut args = ShimArgs {
         root: root.into(),
         id: id.into(),
         worker: worker.as_raw(),
@@ -365,7 +365,7 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
         log: dir.join(LOG_FILE),
         rotation: cfg.log_rotation(),
         exe: shim.supervisor_exe().to_path_buf(),
-        view: Some(shim.view_fd()),
+        view: None,
         time_limit: time_limit(&cfg),
     };
     // The worker reports; this process never does, and its copy of the status fd
@@ -381,7 +381,7 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
         info_r.as_fd(),
     ];
     // Returns only if the exec failed.
-    let _ = shim.exec(&args, &handed);
+    let _ = shim.exec(&mut args, &handed);
     drop(status_fd);
     let running = codex_shim::handoff::await_worker(ready_w, info_r, worker.as_raw())
         .ctx(|| "waiting for the supervisor's worker")?;

@@ -1,14 +1,13 @@
-//! Finding `codex-shim` next to the supervisor binary and handing it the running
-//! container.
+//! Finding `codex-shim` next to the supervisor binary and executing it.
 //!
 //! The shim is executed through a read-only view of its directory (a detached,
 //! lower-only overlayfs, as codex-runtime's `selfclone` makes for the binary itself),
 //! so no supervisor ever runs a file that could be written through its
-//! `/proc/PID/exe`; the shim execs `codex-ctr` back through the same view.
+//! `/proc/PID/exe`; the shim runs `codex-ctr` through the same view at the end.
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use codex_runtime::sys::{self, FsContext};
@@ -20,17 +19,12 @@ pub const SHIM_ENV: &str = "CODEX_CTR_SHIM";
 pub(super) struct Shim {
     /// The supervisor binary as started (argv[0], made absolute).
     exe: PathBuf,
-    /// A read-only view of its directory.
-    view: OwnedFd,
-    /// The shim, opened through the view.
-    file: OwnedFd,
 }
 
 impl Shim {
-    /// The shim next to this binary, opened through a read-only view of their
-    /// directory; `None` when it is switched off ([`SHIM_ENV`]), not installed, or
-    /// no view can be made (then the supervisor stays in one process).
-    pub(super) fn locate() -> Option<Shim> {
+    /// The shim next to this binary; `None` when it is switched off ([`SHIM_ENV`])
+    /// or not installed (then the supervisor stays in one process).
+    pub(super) fn find() -> Option<Shim> {
         if matches!(std::env::var(SHIM_ENV).as_deref(), Ok("off" | "0")) {
             return None;
         }
@@ -44,40 +38,41 @@ impl Shim {
         } else {
             return None;
         };
-        let dir = exe.parent()?;
         exe.file_name()?;
-        if !dir.join(SHIM_NAME).is_file() {
-            return None;
-        }
-        let view = read_only_view(dir).ok()?;
-        let file = sys::openat2(
-            view.as_fd(),
-            Path::new(SHIM_NAME),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-            0,
-            libc::RESOLVE_BENEATH,
-        )
-        .ok()?;
-        Some(Shim { exe, view, file })
+        exe.with_file_name(SHIM_NAME)
+            .is_file()
+            .then_some(Shim { exe })
     }
 
     pub(super) fn supervisor_exe(&self) -> &Path {
         &self.exe
     }
 
-    /// The view's fd number, which the shim inherits.
-    pub(super) fn view_fd(&self) -> RawFd {
-        self.view.as_raw_fd()
-    }
-
-    /// Execs the shim with `args`, handing it the view and `pass`; every other fd
-    /// is closed by the exec. Returns only if the exec failed, with the handed fds
-    /// close-on-exec again.
-    pub(super) fn exec(&self, args: &ShimArgs, pass: &[BorrowedFd]) -> io::Error {
+    /// Execs the shim with `args`, through a new read-only view of its directory
+    /// (handed over as `args.view`), handing it `pass` too; every other fd is closed
+    /// by the exec. Returns only if that failed, with the handed fds close-on-exec
+    /// again.
+    pub(super) fn exec(&self, args: &mut ShimArgs, pass: &[BorrowedFd]) -> io::Error {
+        let dir = self.exe.parent().unwrap_or(Path::new("/"));
+        let view = match read_only_view(dir) {
+            Ok(v) => v,
+            Err(e) => return e,
+        };
+        let file = match sys::openat2(
+            view.as_fd(),
+            Path::new(SHIM_NAME),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+            0,
+            libc::RESOLVE_BENEATH,
+        ) {
+            Ok(f) => f,
+            Err(e) => return e,
+        };
+        args.view = Some(view.as_raw_fd());
         // Nothing crosses the exec but what is handed over (a kernel older than 5.11
         // cannot do this in one call; fds are close-on-exec by default anyway).
         let _ = codex_shim::sys::cloexec_from(3);
-        let handed: Vec<BorrowedFd> = std::iter::once(self.view.as_fd())
+        let handed: Vec<BorrowedFd> = std::iter::once(view.as_fd())
             .chain(pass.iter().copied())
             .collect();
         let restore = |fds: &[BorrowedFd]| {
@@ -93,8 +88,9 @@ impl Shim {
         }
         let argv0: OsString = self.exe.with_file_name(SHIM_NAME).into();
         let argv: Vec<OsString> = std::iter::once(argv0).chain(args.to_args()).collect();
-        let e = codex_shim::sys::fexecve(self.file.as_fd(), &argv);
+        let e = codex_shim::sys::fexecve(file.as_fd(), &argv);
         restore(&handed);
+        args.view = None;
         e
     }
 }
@@ -102,17 +98,17 @@ impl Shim {
 /// A detached, read-only overlayfs whose only layers are `dir` and an empty tmpfs:
 /// the same files, on a superblock that cannot be written.
 fn read_only_view(dir: &Path) -> io::Result<OwnedFd> {
-    let empty = FsContext::open("tmpfs")?;
-    empty.set("size", Some("4k"))?;
-    let empty = empty.mount(0)?;
-    let lower = format!("{}:/proc/self/fd/{}", dir.display(), empty.as_raw_fd());
-    // Overlayfs options are split at commas and layers at colons.
-    if dir.to_str().is_none_or(|d| d.contains([',', ':', '\\'])) {
+    // Overlayfs options are split at commas, layers at colons.
+    let Some(d) = dir.to_str().filter(|d| !d.contains([',', ':', '\\'])) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("{} cannot be an overlayfs layer", dir.display()),
         ));
-    }
+    };
+    let empty = FsContext::open("tmpfs")?;
+    empty.set("size", Some("4k"))?;
+    let empty = empty.mount(0)?;
+    let lower = format!("{d}:/proc/self/fd/{}", empty.as_raw_fd());
     let ovl = FsContext::open("overlay")?;
     ovl.set("lowerdir", Some(&lower))?;
     ovl.mount(sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOSUID)
