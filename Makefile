@@ -37,6 +37,7 @@ demo: release fixtures
 	@echo "+ codex-oci run --bundle /tmp/codex-demo-bundle demo-$$$$"
 	@target/release/codex-oci --root $(DEMO_ROOT) run --bundle /tmp/codex-demo-bundle demo-$$$$
 	@echo "+ host hostname: $$(hostname), host PID of this shell: $$$$"
+	@demo/engine-demo.sh $(CURDIR)/target/release/codex-ctr $(CURDIR)/$(FIXTURE)/rootfs.tar
 
 # Everything: unit tests, then the root-run integration tests on real binaries.
 test: build fixtures lint
