@@ -1,21 +1,25 @@
 //! How the halves of a supervisor meet.
 //!
 //! `codex-ctr __supervise --root ROOT ID` (the full binary) makes the container's
-//! output pipes, forks a *worker* that creates and starts the container, and execs
-//! the shim, which thereby keeps the supervisor's pid:
+//! output pipes, becomes a child subreaper, forks a *worker* that creates and starts
+//! the container, and execs the shim, which keeps the supervisor's pid:
 //!
 //! ```text
 //! codex-shim __supervise --root ROOT ID --shim --worker PID --ready FD --info FD
 //!     --stdout FD --stderr FD --log PATH --log-max-size N --log-max-files N
-//!     --exe PATH [--view FD] [--timeout-ns NS --stop-signal N --grace-ns NS]
+//!     --exe PATH [--view FD]
 //! ```
 //!
 //! The shim writes a byte on `ready` once it runs ([`await_worker`]). Only then does
 //! the worker mark the container running in the registry, naming the shim's pid as
 //! its supervisor (the engine tells a live supervisor by `/proc/PID/cmdline`, which
-//! reads empty while a process is in the middle of an exec), report to whoever
-//! started the supervisor, write [`Running`] on `info` and exit. Its exit makes the
-//! init, its child, a child of the shim (a child subreaper until then).
+//! reads empty while a process is in the middle of an exec), and report to whoever
+//! started the supervisor. The worker then supervises the container itself for a
+//! while: a container that ends by then is recorded and cleaned up by the worker,
+//! which exits without a word on `info` ([`Worker::Done`]). Otherwise it writes a
+//! [`Handover`] on `info` and exits, and its exit makes the init, its child, a child
+//! of the shim. The worker dies with the shim (parent-death signal), so a killed
+//! supervisor leaves the container unsupervised, as it always did.
 //!
 //! When the init has exited, the shim runs the full binary as a child to record how
 //! it ended and clean up, and exits after it:
@@ -36,7 +40,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::log::Rotation;
-use crate::pump::{Outcome, TimeLimit};
+use crate::pump::{Outcome, Timeout};
 use crate::sys;
 
 /// The hidden mode word of every supervisor command line.
@@ -53,7 +57,7 @@ pub struct ShimArgs {
     pub worker: i32,
     /// Written to (then closed) once this process is the shim.
     pub ready: RawFd,
-    /// The worker writes [`Running`] here.
+    /// The worker writes a [`Handover`] here (or nothing).
     pub info: RawFd,
     /// Read ends of the container's stdout and stderr pipes.
     pub stdout: RawFd,
@@ -64,8 +68,6 @@ pub struct ShimArgs {
     pub exe: PathBuf,
     /// A read-only view of `exe`'s directory: `exe` is executed through it.
     pub view: Option<RawFd>,
-    /// `--timeout`, counted from when the container runs.
-    pub time_limit: Option<TimeLimit>,
 }
 
 /// What the full binary is told when it records the end.
@@ -77,14 +79,30 @@ pub enum Finish {
     Failed(String),
 }
 
-/// The worker's news once the container runs.
+/// What the worker hands over with a container that still runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Running {
+pub struct Handover {
     /// The container's init.
     pub pid: i32,
     /// The `cgroup.procs` file that lists the container's processes (for the
     /// timeout's signals).
     pub procs: Option<PathBuf>,
+    /// `--timeout`, not fired yet.
+    pub timeout: Option<Timeout>,
+    /// The log's unterminated lines (stdout, stderr).
+    pub pending: [Vec<u8>; 2],
+}
+
+/// How the worker ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Worker {
+    /// It did not get the container running, or could not supervise it: it has
+    /// recorded (and if it could, reported) why.
+    Failed,
+    /// The container ended while the worker supervised it; all is recorded.
+    Done,
+    /// The container runs on; supervising it is this process's job now.
+    HandedOver(Handover),
 }
 
 fn s(v: impl ToString) -> OsString {
@@ -92,7 +110,7 @@ fn s(v: impl ToString) -> OsString {
 }
 
 impl ShimArgs {
-    /// The shim's arguments, after argv[0].
+    /// The shim's arguments, after `argv[0]`.
     pub fn to_args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec![
             MODE.into(),
@@ -122,16 +140,6 @@ impl ShimArgs {
         if let Some(v) = self.view {
             a.extend(["--view".into(), s(v)]);
         }
-        if let Some(t) = self.time_limit {
-            a.extend([
-                "--timeout-ns".into(),
-                s(t.after.as_nanos()),
-                "--stop-signal".into(),
-                s(t.stop_signal),
-                "--grace-ns".into(),
-                s(t.grace.as_nanos()),
-            ]);
-        }
         a
     }
 
@@ -147,7 +155,6 @@ impl ShimArgs {
         let (mut stdout, mut stderr, mut view) = (None, None, None);
         let (mut log, mut exe) = (None, None);
         let mut rotation = Rotation::default();
-        let (mut after, mut stop_signal, mut grace) = (None, None, None);
         while let [key, value, more @ ..] = rest {
             rest = more;
             let key = key.to_str().unwrap_or_default();
@@ -162,9 +169,6 @@ impl ShimArgs {
                 "--log-max-size" => rotation.max_size = number(key, value)?,
                 "--log-max-files" => rotation.max_files = number(key, value)?,
                 "--exe" => exe = Some(PathBuf::from(value)),
-                "--timeout-ns" => after = Some(Duration::from_nanos(number(key, value)?)),
-                "--stop-signal" => stop_signal = Some(number(key, value)?),
-                "--grace-ns" => grace = Some(Duration::from_nanos(number(key, value)?)),
                 _ => return Err(format!("unknown option {key:?}")),
             }
         }
@@ -172,15 +176,6 @@ impl ShimArgs {
             return Err(format!("{k:?} has no value"));
         }
         let need = |what: &str| format!("--{what} is missing");
-        let time_limit = match (after, stop_signal, grace) {
-            (Some(after), Some(stop_signal), Some(grace)) => Some(TimeLimit {
-                after,
-                stop_signal,
-                grace,
-            }),
-            (None, None, None) => None,
-            _ => return Err("--timeout-ns, --stop-signal and --grace-ns go together".into()),
-        };
         Ok(ShimArgs {
             root,
             id,
@@ -193,11 +188,10 @@ impl ShimArgs {
             rotation,
             exe: exe.ok_or_else(|| need("exe"))?,
             view,
-            time_limit,
         })
     }
 
-    /// The full binary's command line (argv[0] included) that records `finish`.
+    /// The full binary's command line (`argv[0]` included) that records `finish`.
     pub fn finish_argv(&self, finish: &Finish) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec![
             self.exe.clone().into(),
@@ -248,39 +242,85 @@ impl Finish {
     }
 }
 
-impl Running {
-    /// `PID\0PROCS\0`, as the worker writes it on the info pipe.
+impl Handover {
+    /// As the worker writes it on the info pipe: `PID`, `PROCS`, `DEADLINE_NS`,
+    /// `STOP_SIGNAL`, `GRACE_NS` (the last three empty without a timeout), and the
+    /// lengths of the pending stdout and stderr, each ended by a NUL; then the
+    /// pending bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = self.pid.to_string().into_bytes();
-        out.push(0);
-        if let Some(p) = &self.procs {
-            out.extend_from_slice(p.as_os_str().as_bytes());
-        }
-        out.push(0);
+        let mut out = Vec::new();
+        let mut field = |v: &[u8]| {
+            out.extend_from_slice(v);
+            out.push(0);
+        };
+        field(self.pid.to_string().as_bytes());
+        field(
+            self.procs
+                .as_ref()
+                .map_or(&[][..], |p| p.as_os_str().as_bytes()),
+        );
+        let t = self.timeout;
+        field(
+            t.map(|t| t.deadline.as_nanos().to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        field(
+            t.map(|t| t.stop_signal.to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        field(
+            t.map(|t| t.grace.as_nanos().to_string())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        field(self.pending[0].len().to_string().as_bytes());
+        field(self.pending[1].len().to_string().as_bytes());
+        out.extend_from_slice(&self.pending[0]);
+        out.extend_from_slice(&self.pending[1]);
         out
     }
 
-    pub fn decode(data: &[u8]) -> Option<Running> {
-        let mut parts = data.split(|b| *b == 0);
-        let pid = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
-        let procs = parts.next()?;
-        (parts.next() == Some(&[]) && parts.next().is_none()).then(|| Running {
+    pub fn decode(data: &[u8]) -> Option<Handover> {
+        let mut rest = data;
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(7);
+        for _ in 0..7 {
+            let end = rest.iter().position(|b| *b == 0)?;
+            fields.push(&rest[..end]);
+            rest = &rest[end + 1..];
+        }
+        let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u64>().ok();
+        let pid = i32::try_from(num(fields[0])?).ok()?;
+        let procs = (!fields[1].is_empty()).then(|| OsString::from_vec(fields[1].to_vec()).into());
+        let timeout = match (fields[2], fields[3], fields[4]) {
+            (b"", b"", b"") => None,
+            (d, s, g) => Some(Timeout {
+                deadline: Duration::from_nanos(num(d)?),
+                stop_signal: i32::try_from(num(s)?).ok()?,
+                grace: Duration::from_nanos(num(g)?),
+            }),
+        };
+        let out_len = usize::try_from(num(fields[5])?).ok()?;
+        let err_len = usize::try_from(num(fields[6])?).ok()?;
+        if rest.len() != out_len.checked_add(err_len)? {
+            return None;
+        }
+        let (out, err) = rest.split_at(out_len);
+        Some(Handover {
             pid,
-            procs: (!procs.is_empty()).then(|| OsString::from_vec(procs.to_vec()).into()),
+            procs,
+            timeout,
+            pending: [out.to_vec(), err.to_vec()],
         })
     }
 }
 
-/// The supervisor's side of the worker's start: says it is ready (this process
-/// is the shim, or stays the full binary for good), reads the worker's news and
-/// reaps it. `None` if the worker did not get the container running (it has
-/// recorded and reported why). Afterwards the init is this process's child, and
+/// The supervisor's side of the worker: says it is ready (this process is the
+/// shim, or stays the full binary for good), reads what the worker hands over and
+/// reaps it. Afterwards the init, if it still runs, is this process's child, and
 /// this process no longer a child subreaper.
-pub fn await_worker(
-    ready: OwnedFd,
-    info: OwnedFd,
-    worker: i32,
-) -> std::io::Result<Option<Running>> {
+pub fn await_worker(ready: OwnedFd, info: OwnedFd, worker: i32) -> std::io::Result<Worker> {
     // SAFETY: writes one byte from a valid buffer to an open fd. The worker may be
     // gone already (EPIPE: SIGPIPE is ignored in Rust programs).
     let _ = unsafe { libc::write(ready.as_raw_fd(), b"1".as_ptr().cast(), 1) };
@@ -292,14 +332,19 @@ pub fn await_worker(
     // where they would go without a shim.
     let _ = sys::set_child_subreaper(false);
     if status != (0, None) {
-        return Ok(None);
+        return Ok(Worker::Failed);
     }
-    Running::decode(&news).map(Some).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "the supervisor's worker ended without saying which process is the init",
-        )
-    })
+    if news.is_empty() {
+        return Ok(Worker::Done);
+    }
+    Handover::decode(&news)
+        .map(Worker::HandedOver)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the supervisor's worker handed over something unreadable",
+            )
+        })
 }
 
 fn number<T: std::str::FromStr>(what: &str, v: &OsStr) -> Result<T, String> {
@@ -329,15 +374,9 @@ mod tests {
             },
             exe: "/usr/bin/codex-ctr".into(),
             view: None,
-            time_limit: None,
         };
         assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
         a.view = Some(11);
-        a.time_limit = Some(TimeLimit {
-            after: Duration::new(12345, 678),
-            stop_signal: 15,
-            grace: Duration::from_secs(10),
-        });
         let args = a.to_args();
         assert_eq!(ShimArgs::parse(&args), Ok(a.clone()));
         // The engine's liveness check: the mode and the id are whole arguments.
@@ -380,22 +419,35 @@ mod tests {
     }
 
     #[test]
-    fn the_workers_news_round_trips() {
-        for r in [
-            Running {
+    fn a_handover_round_trips() {
+        for h in [
+            Handover {
                 pid: 77,
                 procs: Some("/sys/fs/cgroup/pids/c 1/cgroup.procs".into()),
+                timeout: Some(Timeout {
+                    deadline: Duration::new(12345, 678),
+                    stop_signal: 15,
+                    grace: Duration::from_secs(10),
+                }),
+                pending: [b"par\0tial".to_vec(), b"\xff".to_vec()],
             },
-            Running {
+            Handover {
                 pid: 1,
                 procs: None,
+                timeout: None,
+                pending: [Vec::new(), Vec::new()],
             },
         ] {
-            assert_eq!(Running::decode(&r.encode()), Some(r));
+            assert_eq!(Handover::decode(&h.encode()), Some(h));
         }
-        assert_eq!(Running::decode(b""), None);
-        assert_eq!(Running::decode(b"12\0"), None);
-        assert_eq!(Running::decode(b"x\0\0"), None);
+        assert_eq!(Handover::decode(b""), None);
+        // pid 12, no cgroup, no timeout, one pending byte of stdout.
+        let head: &[u8] = b"12\0\0\0\0\0";
+        assert_eq!(Handover::decode(&[head, b"1\0", b"0\0"].concat()), None);
+        assert_eq!(
+            Handover::decode(&[head, b"1\0", b"0\0", b"x"].concat()).map(|h| h.pending),
+            Some([b"x".to_vec(), Vec::new()])
+        );
     }
 
     fn pipe() -> (OwnedFd, OwnedFd) {
@@ -422,25 +474,29 @@ mod tests {
     }
 
     #[test]
-    fn the_worker_speaks_only_after_ready_and_its_failure_is_none() {
+    fn the_worker_speaks_only_after_ready() {
         let (ready_r, ready_w) = pipe();
         let (info_r, info_w) = pipe();
         // Says nothing before the ready byte (head blocks until it comes).
         let w = worker(
-            r"head -c1 >/dev/null; printf '4242\0/cg/cgroup.procs\0'",
+            r"head -c1 >/dev/null; printf '4242\000/cg/cgroup.procs\000\000\000\000%s\000%s\000' 0 0",
             ready_r,
             info_w,
         );
         assert_eq!(
             await_worker(ready_w, info_r, w).unwrap(),
-            Some(Running {
+            Worker::HandedOver(Handover {
                 pid: 4242,
-                procs: Some("/cg/cgroup.procs".into())
+                procs: Some("/cg/cgroup.procs".into()),
+                timeout: None,
+                pending: [Vec::new(), Vec::new()],
             })
         );
-        let (ready_r, ready_w) = pipe();
-        let (info_r, info_w) = pipe();
-        let w = worker("head -c1 >/dev/null; exit 1", ready_r, info_w);
-        assert_eq!(await_worker(ready_w, info_r, w).unwrap(), None);
+        for (script, want) in [("exit 0", Worker::Done), ("exit 1", Worker::Failed)] {
+            let (ready_r, ready_w) = pipe();
+            let (info_r, info_w) = pipe();
+            let w = worker(&format!("head -c1 >/dev/null; {script}"), ready_r, info_w);
+            assert_eq!(await_worker(ready_w, info_r, w).unwrap(), want);
+        }
     }
 }

@@ -3,15 +3,16 @@
 //! A supervisor (`codex-ctr __supervise --root ROOT ID`) needs the whole engine to
 //! create and start a container and to clean up after it, but in between it only
 //! copies the container's stdout and stderr into the log, enforces `--timeout` and
-//! waits for the init, whose parent it must stay. So once the container runs, it
-//! execs the small `codex-shim` binary (the pid, and with it the parent relationship,
-//! survives an exec); when the init has exited, the shim execs back into
-//! `codex-ctr __supervise --root ROOT ID --finish ...` to record the exit. See
+//! waits for the init, whose parent it must be. So the supervisor execs the small
+//! `codex-shim` binary (the pid survives an exec) while a forked worker starts the
+//! container; a container that outlives the worker's first moments is handed over
+//! to the shim, which runs `codex-ctr __supervise --root ROOT ID --finish ...` when
+//! the init has exited, to record the exit. See [`handoff`] and
 //! `docs/supervisor.md`.
 //!
 //! This library is shared by both sides: the log writer ([`log`]), the output pump
-//! ([`pump`]) and the command lines of the two execs ([`handoff`]). It depends on
-//! `libc` only, so that the shim stays small.
+//! ([`pump`]) and the protocol between them ([`handoff`]). It depends on `libc`
+//! only, so that the shim stays small.
 
 pub mod handoff;
 pub mod log;

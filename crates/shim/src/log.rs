@@ -80,6 +80,17 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Takes the unterminated lines that wait for their end (stdout, stderr): for
+    /// another writer of the same log to [`LogWriter::set_pending`].
+    pub fn take_pending(&mut self) -> [Vec<u8>; 2] {
+        std::mem::take(&mut self.partial)
+    }
+
+    /// Continues unterminated lines that another writer of this log took.
+    pub fn set_pending(&mut self, pending: [Vec<u8>; 2]) {
+        self.partial = pending;
+    }
+
     /// Writes out what is left of unterminated lines (at the end of the container).
     pub fn flush(&mut self) -> Result<()> {
         for stream in 0..2 {

@@ -58,6 +58,15 @@ const TICK: Duration = Duration::from_millis(100);
 /// One read. Small: what a shim has touched stays resident.
 const READ_SIZE: usize = 16 * 1024;
 
+/// Why [`pump_until`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pumped {
+    Exited(Outcome),
+    /// `yield_at` came while the init ran (and the timeout had not fired): the
+    /// pipes are as they were, the log's unterminated lines are pending in it.
+    Yielded,
+}
+
 /// Copies `pipes` (stdout, stderr) into `log` until the init `pid` (a child of this
 /// process) has exited and the pipes are drained (or [`EXIT_GRACE`] has passed);
 /// `kill(signal)` signals every process of the container. Does not flush `log`.
@@ -68,6 +77,26 @@ pub fn pump(
     timeout: Option<Timeout>,
     kill: &mut dyn FnMut(i32),
 ) -> Result<Outcome> {
+    match pump_until(log, &pipes, pid, timeout, None, kill)? {
+        Pumped::Exited(o) => Ok(o),
+        // Without a yield_at there is no yielding.
+        Pumped::Yielded => Err(crate::Error::new(
+            "pumping the container's output",
+            std::io::Error::other("stopped without a reason"),
+        )),
+    }
+}
+
+/// [`pump`], that also returns at `yield_at` (CLOCK_MONOTONIC) if the init still
+/// runs then and the timeout has not fired.
+pub fn pump_until(
+    log: &mut LogWriter,
+    pipes: &[OwnedFd; 2],
+    pid: i32,
+    timeout: Option<Timeout>,
+    yield_at: Option<Duration>,
+    kill: &mut dyn FnMut(i32),
+) -> Result<Pumped> {
     // Sleep on the init's pidfd; without one (kernels before 5.3), look every TICK.
     let pidfd = sys::pidfd_open(pid).ok();
     let mut open = [true, true];
@@ -113,17 +142,25 @@ pub fn pump(
         if let Some((code, signal)) = status {
             let drained = !open[0] && !open[1];
             if drained || exited_at.is_some_and(|at| now >= at + EXIT_GRACE) {
-                return Ok(Outcome {
+                return Ok(Pumped::Exited(Outcome {
                     code,
                     signal,
                     timed_out,
-                });
+                }));
             }
             if let Some(at) = exited_at {
                 due(at + EXIT_GRACE);
             }
-        } else if pidfd.is_none() {
-            due(now + TICK);
+        } else {
+            if let Some(at) = yield_at.filter(|_| !timed_out) {
+                if now >= at {
+                    return Ok(Pumped::Yielded);
+                }
+                due(at);
+            }
+            if pidfd.is_none() {
+                due(now + TICK);
+            }
         }
         let mut fds = [libc::pollfd {
             fd: -1,
@@ -261,6 +298,39 @@ mod tests {
         assert!(sent.contains(&libc::SIGKILL));
         assert!(started.elapsed() >= Duration::from_millis(500));
         assert!(started.elapsed() < Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_yield_leaves_the_pipes_and_the_pending_line_to_the_next_pump() {
+        let dir = std::env::temp_dir().join(format!("codex-shim-yield-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("y.log");
+        let _ = std::fs::remove_file(&path);
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        let pid = spawn(
+            "printf 'one\\ntw'; sleep 0.5; echo o; exit 4",
+            &out_w,
+            &err_w,
+        );
+        drop((out_w, err_w));
+        let pipes = [out_r, err_r];
+        let mut first = LogWriter::open(&path, Rotation::default()).unwrap();
+        let at = sys::monotonic() + Duration::from_millis(200);
+        let p = pump_until(&mut first, &pipes, pid, None, Some(at), &mut |_| {}).unwrap();
+        assert_eq!(p, Pumped::Yielded);
+        let pending = first.take_pending();
+        assert_eq!(pending, [b"tw".to_vec(), Vec::new()]);
+        drop(first);
+        let mut second = LogWriter::open(&path, Rotation::default()).unwrap();
+        second.set_pending(pending);
+        let o = pump(&mut second, pipes, pid, None, &mut |_| {}).unwrap();
+        second.flush().unwrap();
+        assert_eq!(o.code, 4);
+        let l = lines(&path);
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert!(l[0].ends_with(r#""log":"one"}"#) && l[1].ends_with(r#""log":"two"}"#));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

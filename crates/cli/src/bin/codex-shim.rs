@@ -1,10 +1,11 @@
 //! `codex-shim`: the steady state of a container's supervisor (see the codex-shim
 //! crate's `handoff` module and docs/supervisor.md). Started only by exec from
 //! `codex-ctr __supervise`, with the command line of
-//! [`codex_shim::handoff::ShimArgs`]: waits for the worker that starts the container,
-//! then pumps the container's output into the log, enforces the timeout and reaps
-//! the init, runs `codex-ctr __supervise ... --finish` to record the exit and clean
-//! up, and ends when that has.
+//! [`codex_shim::handoff::ShimArgs`]: waits for the worker that starts the container
+//! (and supervises it for a while); if the worker hands it over, pumps the
+//! container's output into the log, enforces the timeout and reaps the init, runs
+//! `codex-ctr __supervise ... --finish` to record the exit and clean up, and ends when
+//! that has.
 
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -12,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use codex_shim::handoff::{self, Finish, Running, ShimArgs};
+use codex_shim::handoff::{self, Finish, Handover, ShimArgs, Worker};
 use codex_shim::log::LogWriter;
 use codex_shim::pump::{self, Outcome};
 use codex_shim::{sys, Error};
@@ -35,17 +36,18 @@ fn run() -> i32 {
     // but make sure of it before saying "ready".
     let _ = sys::set_child_subreaper(true);
     let view = a.view.and_then(|fd| adopt(fd).ok());
-    let running = match (adopt(a.ready), adopt(a.info)) {
+    let worker = match (adopt(a.ready), adopt(a.info)) {
         (Ok(ready), Ok(info)) => handoff::await_worker(ready, info, a.worker),
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
-    let finish = match running {
-        Ok(Some(running)) => match supervise(&a, &running) {
+    let finish = match worker {
+        Ok(Worker::HandedOver(h)) => match supervise(&a, h) {
             Ok(o) => Finish::Exited(o),
             Err(e) => Finish::Failed(e.to_string()),
         },
-        // The worker did not get the container running, and has said why.
-        Ok(None) => return 1,
+        // The worker has recorded how the container ended (or why it does not run).
+        Ok(Worker::Done) => return 0,
+        Ok(Worker::Failed) => return 1,
         Err(e) => Finish::Failed(format!("waiting for the supervisor's worker: {e}")),
     };
     record(&a, view.as_ref(), &finish)
@@ -59,16 +61,16 @@ fn adopt(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn supervise(a: &ShimArgs, running: &Running) -> codex_shim::Result<Outcome> {
+fn supervise(a: &ShimArgs, h: Handover) -> codex_shim::Result<Outcome> {
     let pipe = |fd, what: &str| {
         adopt(fd).map_err(|e| Error::new(format!("the container's {what} pipe (fd {fd})"), e))
     };
     let out = pipe(a.stdout, "stdout")?;
     let err = pipe(a.stderr, "stderr")?;
     let mut log = LogWriter::open(&a.log, a.rotation)?;
-    let timeout = a.time_limit.map(|t| t.starting_now());
-    let outcome = pump::pump(&mut log, [out, err], running.pid, timeout, &mut |sig| {
-        kill_all(running.procs.as_deref(), sig)
+    log.set_pending(h.pending);
+    let outcome = pump::pump(&mut log, [out, err], h.pid, h.timeout, &mut |sig| {
+        kill_all(h.procs.as_deref(), sig)
     })?;
     let _ = log.flush();
     Ok(outcome)

@@ -7,11 +7,12 @@
 //! It never holds the registry lock while it waits.
 //!
 //! The steady state in between (pump the output into the log, enforce the timeout,
-//! wait for the init) needs none of the engine, so once the container runs the
-//! supervisor execs the small `codex-shim` binary installed next to it (same pid:
-//! it stays the init's parent), which runs `__supervise --root ROOT ID --finish ...`
-//! as a child when the init has exited. Without the shim everything happens in this
-//! process. See docs/supervisor.md.
+//! wait for the init) needs none of the engine. So when the small `codex-shim`
+//! binary is installed next to this one, the supervisor forks a worker that starts
+//! the container and execs the shim (same pid); the worker supervises the container
+//! for its first moments, then hands it over to the shim, which runs
+//! `__supervise --root ROOT ID --finish ...` when the init has exited. Without the
+//! shim everything happens in this process. See docs/supervisor.md.
 
 pub mod logs;
 mod shim;
@@ -22,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use codex_shim::handoff::{Finish, ShimArgs};
-use codex_shim::pump::{Outcome, TimeLimit};
+use codex_shim::handoff::{Finish, Handover, ShimArgs, Worker};
+use codex_shim::pump::{pump_until, Outcome, Pumped, TimeLimit, Timeout};
 
 use crate::config::ContainerConfig;
 use crate::engine::{BUNDLE_DIR, LOG_FILE, ROOTFS_DIR};
@@ -88,7 +89,7 @@ pub fn unmount_rootfs(dir: &Path) {
 
 /// The hidden supervisor modes of a binary; `args` is what follows its
 /// `__supervise` argument. `--root ROOT ID` supervises container `ID`, handing the
-/// steady state to `codex-shim` when that is installed next to the binary (argv[0]);
+/// steady state to `codex-shim` when that is installed next to the binary (`argv[0]`);
 /// `--root ROOT ID --finish ...` is what the shim runs to record how the container
 /// ended and clean up. A binary that routes `__supervise` here must be able to run
 /// both. Returns the process exit code.
@@ -174,14 +175,14 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
     let started = start_container(root, registry, id, &cfg, out_w, err_w)?;
     record_running(registry, id, started.pid, std::process::id() as i32)?;
     report(serde_json::json!({"ok": true, "pid": started.pid}));
-    let Started {
-        rt,
-        dir,
-        log,
-        pid,
-        procs: _,
-    } = started;
-    supervise_here(&rt, registry, id, &dir, &cfg, log, [out_r, err_r], pid)
+    let running = Running {
+        rt: &started.rt,
+        dir: &started.dir,
+        cfg: &cfg,
+        pid: started.pid,
+        timeout: time_limit(&cfg).map(|l| l.starting_now()),
+    };
+    supervise_here(registry, id, &running, started.log, [out_r, err_r])
 }
 
 /// A container that runs.
@@ -281,36 +282,47 @@ fn time_limit(cfg: &ContainerConfig) -> Option<TimeLimit> {
     })
 }
 
+/// A running container as the steady state needs it.
+struct Running<'a> {
+    rt: &'a codex_runtime::Runtime,
+    dir: &'a Path,
+    cfg: &'a ContainerConfig,
+    /// Its init, a child of this process.
+    pid: i32,
+    timeout: Option<Timeout>,
+}
+
 /// The steady state in this process: pumps the output into the log until the init
-/// (a child of this process) has exited, then records how the container ended.
-#[allow(clippy::too_many_arguments)]
+/// has exited, then records how the container ended.
 fn supervise_here(
-    rt: &codex_runtime::Runtime,
     registry: &Registry,
     id: &str,
-    dir: &Path,
-    cfg: &ContainerConfig,
+    c: &Running,
     mut log: LogWriter,
     pipes: [OwnedFd; 2],
-    pid: i32,
 ) -> Result<()> {
-    let timeout = time_limit(cfg).map(|l| l.starting_now());
-    let outcome = codex_shim::pump::pump(&mut log.0, pipes, pid, timeout, &mut |sig| {
+    let outcome = codex_shim::pump::pump(&mut log.0, pipes, c.pid, c.timeout, &mut |sig| {
         // Called when the timeout fires: the stop signal, then SIGKILL.
-        let _ = rt.kill(id, sig, true);
+        let _ = c.rt.kill(id, sig, true);
     })
     .map_err(logs::from_shim)?;
     let _ = log.flush();
-    complete(rt, registry, id, dir, cfg, outcome)
+    complete(c.rt, registry, id, c.dir, c.cfg, outcome)
 }
 
+/// How long the worker supervises a container before it hands it over to the shim.
+/// A container that ends by then is recorded by the worker itself and never pays
+/// for the shim's run of the full binary at its end (about 2.5 ms); one that lives
+/// longer pays at most 1 % of its life for it.
+const HANDOVER_AFTER: Duration = Duration::from_millis(250);
+
 /// The supervisor with codex-shim (see `codex_shim::handoff`): a forked worker
-/// starts the container while this process execs the shim, keeping its pid; the
+/// starts the container while this process execs the shim, keeping its pid. The
 /// worker marks the container running, naming this pid, only once the shim says it
-/// runs, because the engine tells a live supervisor by its `/proc/PID/cmdline`,
-/// which reads empty in the middle of an exec. The worker's exit hands the init to
-/// this process (a child subreaper until then). If the exec fails, this process
-/// does the shim's part itself.
+/// runs (the engine tells a live supervisor by its `/proc/PID/cmdline`, which reads
+/// empty in the middle of an exec), supervises it for [`HANDOVER_AFTER`], then hands
+/// it over; its exit hands the init to this process (a child subreaper until then).
+/// If the exec fails, this process does the shim's part itself.
 fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::Shim) -> Result<()> {
     let cfg = load_config(registry, id);
     let dir = registry.container_dir(id)?;
@@ -329,17 +341,17 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
     // too); the child runs the worker and _exits.
     let worker = match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            drop((out_r, err_r, ready_w, info_r));
-            let code = work(
-                root,
-                registry,
-                id,
-                &cfg,
-                [out_w, err_w],
-                ready_r,
-                info_w,
-                me,
-            );
+            drop((ready_w, info_r));
+            let fds = WorkerFds {
+                out_w,
+                err_w,
+                // The worker reads the output until it hands the container over;
+                // the supervisor's copies wait.
+                pipes: [out_r, err_r],
+                ready: ready_r,
+                info: info_w,
+            };
+            let code = work(root, registry, id, &cfg, fds, me);
             // SAFETY: ends the forked worker at once; it shares nothing that needs
             // flushing or unwinding with the supervisor.
             unsafe { libc::_exit(code) }
@@ -366,7 +378,6 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
         rotation: cfg.log_rotation(),
         exe: shim.supervisor_exe().to_path_buf(),
         view: None,
-        time_limit: time_limit(&cfg),
     };
     // The worker reports; this process never does, and its copy of the status fd
     // must not outlive this image (the starter reads until every copy is closed).
@@ -383,40 +394,65 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
     // Returns only if the exec failed.
     let _ = shim.exec(&mut args, &handed);
     drop(status_fd);
-    let running = codex_shim::handoff::await_worker(ready_w, info_r, worker.as_raw())
+    let ended = codex_shim::handoff::await_worker(ready_w, info_r, worker.as_raw())
         .ctx(|| "waiting for the supervisor's worker")?;
-    let Some(running) = running else {
-        // It has recorded and reported why the container does not run.
+    let Worker::HandedOver(h) = ended else {
+        // The worker has recorded how the container ended, or why it does not run.
         return Ok(());
     };
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
-    let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
-    supervise_here(
-        &rt,
-        registry,
-        id,
-        &dir,
-        &cfg,
-        log,
-        [out_r, err_r],
-        running.pid,
-    )
+    let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
+    log.0.set_pending(h.pending);
+    let running = Running {
+        rt: &rt,
+        dir: &dir,
+        cfg: &cfg,
+        pid: h.pid,
+        timeout: h.timeout,
+    };
+    supervise_here(registry, id, &running, log, [out_r, err_r])
+}
+
+/// The worker's ends of its pipes.
+struct WorkerFds {
+    /// Write ends of the container's stdout and stderr (for `create`).
+    out_w: OwnedFd,
+    err_w: OwnedFd,
+    /// Read ends of the same pipes.
+    pipes: [OwnedFd; 2],
+    /// A byte (or EOF) once the supervisor is past its exec.
+    ready: OwnedFd,
+    /// Where the handover goes.
+    info: OwnedFd,
 }
 
 /// The worker: starts the container, waits until the supervisor is ready (the shim
-/// runs, or the exec failed), marks the container running and reports, and tells
-/// the supervisor its init and cgroup. Returns its exit code.
-#[allow(clippy::too_many_arguments)]
+/// runs, or the exec failed), marks the container running and reports; then
+/// supervises it in this process for [`HANDOVER_AFTER`], and hands over what is
+/// left on `info` (or nothing if the container ended and all is recorded). Returns
+/// its exit code: not 0 if it failed (and recorded why).
 fn work(
     root: &Path,
     registry: &Registry,
     id: &str,
     cfg: &ContainerConfig,
-    [out_w, err_w]: [OwnedFd; 2],
-    ready: OwnedFd,
-    info: OwnedFd,
+    fds: WorkerFds,
     supervisor: i32,
 ) -> i32 {
+    // Die with the supervisor: a killed supervisor leaves the container
+    // unsupervised, never half-supervised by its worker.
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    if nix::unistd::getppid().as_raw() != supervisor {
+        return 1;
+    }
+    let WorkerFds {
+        out_w,
+        err_w,
+        pipes,
+        ready,
+        info,
+    } = fds;
     let started = (|| {
         let started = start_container(root, registry, id, cfg, out_w, err_w)?;
         // A byte once the supervisor is the shim (or stays what it is), or EOF if it
@@ -426,20 +462,59 @@ fn work(
         record_running(registry, id, started.pid, supervisor)?;
         Ok::<_, Error>(started)
     })();
-    match started {
-        Ok(started) => {
-            report(serde_json::json!({"ok": true, "pid": started.pid}));
-            let news = codex_shim::handoff::Running {
-                pid: started.pid,
-                procs: started.procs,
-            };
-            let _ = std::fs::File::from(info).write_all(&news.encode());
-            0
-        }
+    let Started {
+        rt,
+        dir,
+        mut log,
+        pid,
+        procs,
+    } = match started {
+        Ok(s) => s,
         Err(e) => {
             let msg = e.to_string();
             record_failure(registry, id, &msg);
             report(serde_json::json!({"error": msg}));
+            return 1;
+        }
+    };
+    report(serde_json::json!({"ok": true, "pid": pid}));
+    let timeout = time_limit(cfg).map(|l| l.starting_now());
+    let hand_over_at = codex_shim::sys::monotonic() + HANDOVER_AFTER;
+    let pumped = pump_until(
+        &mut log.0,
+        &pipes,
+        pid,
+        timeout,
+        Some(hand_over_at),
+        &mut |sig| {
+            // Called when the timeout fires: the stop signal, then SIGKILL.
+            let _ = rt.kill(id, sig, true);
+        },
+    );
+    let done = match pumped {
+        Ok(Pumped::Exited(outcome)) => {
+            let _ = log.flush();
+            complete(&rt, registry, id, &dir, cfg, outcome)
+        }
+        Ok(Pumped::Yielded) => {
+            let h = Handover {
+                pid,
+                procs,
+                timeout,
+                pending: log.0.take_pending(),
+            };
+            return match std::fs::File::from(info).write_all(&h.encode()) {
+                Ok(()) => 0,
+                // The supervisor is gone (and this process about to follow it).
+                Err(_) => 1,
+            };
+        }
+        Err(e) => Err(logs::from_shim(e)),
+    };
+    match done {
+        Ok(()) => 0,
+        Err(e) => {
+            record_failure(registry, id, &e.to_string());
             1
         }
     }
