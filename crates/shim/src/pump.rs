@@ -58,6 +58,10 @@ const TICK: Duration = Duration::from_millis(100);
 /// One read. Small: what a shim has touched stays resident.
 const READ_SIZE: usize = 16 * 1024;
 
+/// Output quiet for this long after some came: the memory the log writer used for
+/// it goes back to the kernel.
+const QUIET: Duration = Duration::from_secs(1);
+
 /// Why [`pump_until`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pumped {
@@ -105,6 +109,8 @@ pub fn pump_until(
     let mut timed_out = false;
     let mut last_kill: Option<Duration> = None;
     let mut buf = vec![0u8; READ_SIZE];
+    // When output last came, if the heap has not been trimmed since.
+    let mut output_at: Option<Duration> = None;
     loop {
         let now = sys::monotonic();
         // The next moment something is due, if any.
@@ -162,6 +168,14 @@ pub fn pump_until(
                 due(now + TICK);
             }
         }
+        if let Some(at) = output_at {
+            if now >= at + QUIET {
+                sys::trim_heap();
+                output_at = None;
+            } else {
+                due(at + QUIET);
+            }
+        }
         let mut fds = [libc::pollfd {
             fd: -1,
             events: libc::POLLIN,
@@ -187,7 +201,10 @@ pub fn pump_until(
             let n = unsafe { libc::read(p.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
             match n {
                 0 => open[i] = false,
-                n if n > 0 => log.feed(i, &buf[..n as usize])?,
+                n if n > 0 => {
+                    log.feed(i, &buf[..n as usize])?;
+                    output_at = Some(now);
+                }
                 _ => {
                     let e = std::io::Error::last_os_error();
                     if !matches!(

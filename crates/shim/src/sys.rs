@@ -81,6 +81,17 @@ pub fn set_child_subreaper(on: bool) -> io::Result<()> {
     check(libc::c_long::from(ret)).map(|_| ())
 }
 
+/// Gives the free memory at the top and in the middle of the heap back to the
+/// kernel (glibc keeps what a burst of work freed; a long-lived, mostly idle
+/// process should not).
+pub fn trim_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// CLOCK_MONOTONIC, the clock of `std::time::Instant`; it counts on across an exec.
 pub fn monotonic() -> Duration {
     let mut ts = libc::timespec {
