@@ -200,8 +200,13 @@ impl LogFollower {
         let current = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
         let held = self.live.as_ref().map(|(_, ino)| *ino);
         if current.is_some() && current != held {
-            // Rotated (or created): the old handle was drained above. Files rotated
-            // since are newer than it: `.1` is the newest; the one we held is `.k`.
+            // Rotated (or created). The writer may have appended to the held file
+            // between the read above and its rotation: drain it once more (it is no
+            // longer written to). Files rotated since are newer than it: `.1` is the
+            // newest; the one we held is `.k` (its inode cannot be reused: we hold it).
+            if let Some((f, _)) = self.live.as_mut() {
+                read_new(f, &mut self.partial, &mut lines)?;
+            }
             let mut newer = Vec::new();
             for i in 1..self.max_files.max(1) {
                 let p = PathBuf::from(format!("{}.{i}", self.path.display()));
