@@ -3,9 +3,6 @@
 //! container's supervisor (alone, or with the container's init). After each, the next
 //! `ps -a` must succeed and tell the truth about every container, and `rm -f` must leave
 //! nothing: no container dir, runtime state, mount under the root, cgroup, or process.
-//!
-//! The `#[ignore]`d tests pin known gaps (their reasons say which); run them with
-//! `-- --ignored` once the engine fixes them.
 
 use codex_tests::ctr::Ctr;
 use codex_tests::*;
@@ -280,15 +277,11 @@ fn start_killed_at_any_point_leaves_a_truthful_state_and_rm_force_cleans() {
 }
 
 #[test]
-#[ignore = "known gap: rm -f of a created container whose supervisor is still starting \
-            it removes the record and leaks the container the supervisor then starts"]
 fn rm_force_right_after_a_killed_start_cleans_even_a_container_still_starting() {
     kill_start_then(Next::RmForce);
 }
 
 #[test]
-#[ignore = "known gap: a start while another supervisor is still starting the container \
-            runs a second one; they undo each other's mounts and cgroups"]
 fn start_again_right_after_a_killed_start_runs_the_container_once() {
     kill_start_then(Next::StartAgain);
 }

@@ -411,7 +411,22 @@ impl Engine {
     /// Removes a container (`force` stops a running one first) and everything of it;
     /// with `volumes`, its anonymous volumes too.
     pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
-        let rec = self.get(reference)?;
+        let mut rec = self.get(reference)?;
+        if starting(&rec) {
+            if !force {
+                return Err(Error::wrong_state(
+                    &rec.name,
+                    "starting",
+                    "wait for it or use force",
+                ));
+            }
+            // Let the start finish (or fail), then stop what it started.
+            let end = Instant::now() + Duration::from_secs(30);
+            while starting(&rec) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+                rec = self.get(&rec.id)?;
+            }
+        }
         if matches!(
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
@@ -429,7 +444,16 @@ impl Engine {
         let _ = self.runtime().delete(&rec.id, true);
         let dir = self.container_dir(&rec.id)?;
         crate::supervisor::unmount_rootfs(&dir);
-        self.registry.remove_container(&rec.id)?;
+        self.registry.remove_container_if(&rec.id, |r| {
+            if is_live(r.status) || starting(r) {
+                return Err(Error::wrong_state(
+                    &r.name,
+                    r.status,
+                    "it was started again meanwhile",
+                ));
+            }
+            Ok(())
+        })?;
         if volumes {
             let cfg: ContainerConfig =
                 serde_json::from_value(rec.config.clone()).unwrap_or_default();
@@ -605,6 +629,15 @@ impl LogFollow<'_> {
     pub fn id(&self) -> &str {
         &self.id
     }
+}
+
+/// A supervisor has claimed the container and is starting it: not live yet, but its
+/// supervisor process is.
+fn starting(rec: &ContainerRecord) -> bool {
+    !is_live(rec.status)
+        && rec
+            .supervisor_pid
+            .is_some_and(|p| codex_runtime::sys::process_state(p).is_some_and(|s| s != 'Z'))
 }
 
 /// Running, paused or between restarts: a supervisor is (or will be) there.

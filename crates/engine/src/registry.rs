@@ -309,10 +309,23 @@ impl Registry {
     /// is refused (EBUSY) and left as it was: unmount first. Also removes a directory that
     /// the index does not list.
     pub fn remove_container(&self, id: &str) -> Result<()> {
+        self.remove_container_if(id, |_| Ok(()))
+    }
+
+    /// [`Registry::remove_container`] if `check` accepts the record as read under the
+    /// lock (a caller that checked the state before can lose a race to a `start`).
+    pub fn remove_container_if(
+        &self,
+        id: &str,
+        check: impl FnOnce(&ContainerRecord) -> Result<()>,
+    ) -> Result<()> {
         let dir = self.container_dir(id)?;
         let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
         {
             let _lock = self.lock()?;
+            if let Some(rec) = self.read_record(id)? {
+                check(&rec)?;
+            }
             let mut index = self.index()?;
             let names: Vec<String> = index
                 .containers

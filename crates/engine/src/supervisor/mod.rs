@@ -131,6 +131,12 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
             return 1;
         }
     };
+    // One supervisor per container: two `start`s at once would undo each other's
+    // mounts and cgroups. The loser only reports; the record is the winner's.
+    if let Err(e) = claim(&registry, id) {
+        report(serde_json::json!({"error": e.to_string()}));
+        return 1;
+    }
     let supervised = match use_shim.then(shim::Shim::find).flatten() {
         Some(shim) => supervise_with_shim(root, &registry, id, shim),
         None => supervise(root, &registry, id),
@@ -144,6 +150,39 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
             1
         }
     }
+}
+
+/// Records this process as the container's supervisor, unless the container is not
+/// startable or another live supervisor has it.
+fn claim(registry: &Registry, id: &str) -> Result<()> {
+    let me = std::process::id() as i32;
+    registry.update_container(id, |r| {
+        if let Some(p) = r.supervisor_pid.filter(|p| *p != me) {
+            if codex_runtime::sys::process_state(p).is_some_and(|s| s != 'Z') {
+                return Err(Error::wrong_state(
+                    &r.name,
+                    r.status,
+                    format!("its supervisor (process {p}) is starting or running it"),
+                ));
+            }
+        }
+        if !matches!(
+            r.status,
+            ContainerStatus::Created
+                | ContainerStatus::Exited
+                | ContainerStatus::Stopped
+                | ContainerStatus::Failed
+        ) {
+            return Err(Error::wrong_state(
+                &r.name,
+                r.status,
+                "start needs it created or exited",
+            ));
+        }
+        r.supervisor_pid = Some(me);
+        Ok(())
+    })?;
+    Ok(())
 }
 
 /// The container could not be started or supervised: the record says why.
