@@ -29,6 +29,39 @@ def rss_kib(pid):
     return 0
 
 
+def smaps_kib(pid):
+    """(Pss, Private) of a process in KiB: what it costs on its own, shared pages
+    (libc, the binary) counted once across all processes that map them."""
+    pss = private = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                k, _, rest = line.partition(":")
+                if k == "Pss":
+                    pss = int(rest.split()[0])
+                elif k in ("Private_Clean", "Private_Dirty"):
+                    private += int(rest.split()[0])
+    except OSError:
+        pass
+    return pss, private
+
+
+def conmon_memory(base):
+    """(Rss, Pss, Private) KiB of conmon for one idle podman container, or None."""
+    try:
+        out = subprocess.run(base + ["run", "-d", "--network", "none", "--cgroup-manager", "cgroupfs",
+                                     "localhost/bb", "sleep", "60"], capture_output=True, text=True, check=True).stdout.strip()
+        time.sleep(1)
+        pid = int(subprocess.run(base + ["inspect", "--format", "{{.State.ConmonPid}}", out],
+                                 capture_output=True, text=True, check=True).stdout.strip())
+        pss, private = smaps_kib(pid)
+        rss = rss_kib(pid)
+        subprocess.run(base + ["rm", "-f", "-t", "0", out], capture_output=True)
+        return rss, pss, private
+    except (subprocess.CalledProcessError, ValueError):
+        return None
+
+
 def mem_available_kib():
     with open("/proc/meminfo") as f:
         for line in f:
@@ -47,8 +80,9 @@ def main():
     env = dict(os.environ, CODEX_CTR_ROOT=os.path.join(tmp, "ctr"))
     timed([CTR, "image", "import", TAR, "busybox"], env)
     pod = {}
+    pod_base = None
     if shutil.which("podman"):
-        base = ["podman", "--root", os.path.join(tmp, "pr"), "--runroot", os.path.join(tmp, "pq"), "--storage-driver", "vfs"]
+        base = pod_base = ["podman", "--root", os.path.join(tmp, "pr"), "--runroot", os.path.join(tmp, "pq"), "--storage-driver", "vfs"]
         timed(base + ["import", TAR, "localhost/bb:latest"])
         common = ["run", "--rm", "--network", "none", "--cgroup-manager", "cgroupfs",
                   "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "localhost/bb", "true"]
@@ -85,8 +119,11 @@ def main():
         recs = json.loads(timed([CTR, "ps", "--format", "json"], env)[1])
         sups = [r["supervisor_pid"] for r in recs if r.get("supervisor_pid")]
         sup_rss = statistics.median(rss_kib(p) for p in sups) if sups else 0
+        sup_pss = statistics.median(smaps_kib(p)[0] for p in sups) if sups else 0
+        sup_private = statistics.median(smaps_kib(p)[1] for p in sups) if sups else 0
         ps_ms = statistics.median(timed([CTR, "ps"], env)[0] for _ in range(5))
-        stats_ms, _ = timed([CTR, "stats", "--no-stream"] + ids[:20], env)
+        stats_ms, _ = timed([CTR, "stats", "--no-stream"], env)
+        conmon = conmon_memory(pod_base) if pod_base else None
         for cid in ids:
             subprocess.run([CTR, "rm", "-f", cid], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     finally:
@@ -108,11 +145,15 @@ def main():
         "",
         f"- `codex-ctr create`: median {statistics.median(creates):.1f} ms; `codex-ctr start` (supervisor up, container running): "
         f"median {statistics.median(starts):.1f} ms.",
-        f"- Supervisor resident memory: median {sup_rss} KiB per running container (conmon is reported at about 300 KiB).",
+        f"- Supervisor memory per running container (median, `/proc/PID/smaps_rollup`): RSS {sup_rss} KiB, "
+        f"PSS {sup_pss} KiB, private {sup_private} KiB"
+        + (f"; conmon under podman, same method: RSS {conmon[0]} KiB, PSS {conmon[1]} KiB, private {conmon[2]} KiB."
+           if conmon else " (conmon is reported at about 300 KiB RSS).")
+        + " RSS counts shared libc pages in full; PSS and private are the per-container cost (docs/supervisor.md).",
         f"- {a.many} idle containers (`sleep 3600`): started in {start_many / 1000:.1f} s; host memory in use grew by "
         f"{(before - after) / 1024:.0f} MiB ({(before - after) / a.many:.0f} KiB per container, supervisor and container together); "
-        f"`codex-ctr ps` took {ps_ms:.0f} ms and `codex-ctr stats --no-stream` of 20 of them {stats_ms:.0f} ms "
-        "(stats samples CPU over 200 ms per container).",
+        f"`codex-ctr ps` took {ps_ms:.0f} ms and `codex-ctr stats --no-stream` of all of them {stats_ms:.0f} ms "
+        "(stats samples every container, waits one 500 ms window, samples again).",
         "",
     ])
     print(section)
