@@ -182,7 +182,7 @@ def main():
     section += "\n".join(["", "### With resource limits, and stats latency", "",
                           f"Same wrapper and machine, {a.runs // 2} interleaved rounds of `run` with "
                           "memory 256 MiB, cpu quota 1 CPU + shares 512, pids 100; `events --stats` on a running "
-                          f"container, {a.runs // 2} calls each.", "", *lines2, ""])
+                          f"container, {a.runs // 2} calls each.", "", *lines2, "", ""])
     print(section)
     if a.out:
         path = os.path.join(ROOT, a.out)

@@ -502,3 +502,38 @@ fn cp_copies_in_and_out_and_never_follows_a_symlink_out_of_the_rootfs() {
     assert_eq!(pruned.stdout, "tool\n");
     assert_eq!(c.containers(), 0);
 }
+
+#[test]
+fn a_copy_racing_a_start_never_unmounts_the_running_containers_rootfs() {
+    let c = Ctr::new();
+    let host = tempfile::tempdir().unwrap();
+    c.run(&["create", "--name", "race", "busybox", "sleep", "100"])
+        .assert_ok();
+    // A big file keeps the export busy long enough for the start to land inside it.
+    let big = host.path().join("big");
+    std::fs::write(&big, vec![7u8; 96 << 20]).unwrap();
+    c.run(&["cp", big.to_str().unwrap(), "race:/big"])
+        .assert_ok();
+    std::fs::remove_file(&big).unwrap();
+    for round in 0..5 {
+        // `export --rootfs` of a stopped container mounts its rootfs for a while; the
+        // start mounts it too. Whatever the order, the running container's host-side
+        // view must stay mounted afterwards.
+        let tar = host.path().join(format!("r{round}.tar"));
+        let mut export = c
+            .cmd(&["export", "--rootfs", "-o", tar.to_str().unwrap(), "race"])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5 + round * 10));
+        c.run(&["start", "race"]).assert_ok();
+        let _ = export.wait();
+        let out = host.path().join(format!("passwd{round}"));
+        c.run(&["cp", "race:/etc/passwd", out.to_str().unwrap()])
+            .assert_ok();
+        assert!(
+            std::fs::read_to_string(&out).unwrap().contains("root:"),
+            "round {round}: the running container's rootfs is not mounted"
+        );
+        c.run(&["stop", "-t", "0", "race"]).assert_ok();
+    }
+}

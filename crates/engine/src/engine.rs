@@ -934,16 +934,21 @@ impl Engine {
                 ),
             ));
         }
+        // Under the rootfs lock the state cannot change between the look and the work:
+        // a start waits to mount, a supervisor waits to unmount.
+        // (`registry.get`, not `get`: a refresh could unmount, which takes the lock.)
+        let _lock = crate::supervisor::lock_rootfs(&dir)?;
+        let rec = self.registry.get(&rec.id)?;
         let running = matches!(
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
         );
         if !running {
-            crate::supervisor::mount_rootfs(&dir)?;
+            crate::supervisor::mount_rootfs_locked(&dir)?;
         }
         let res = f(&dir.join(ROOTFS_DIR));
         if !running {
-            crate::supervisor::unmount_rootfs(&dir);
+            crate::supervisor::unmount_rootfs_locked(&dir);
         }
         res
     }

@@ -52,8 +52,34 @@ fn report(v: serde_json::Value) {
     let _ = writeln!(f, "{v}");
 }
 
+/// Holds the container's rootfs lock: mounting and unmounting its rootfs, and a `cp`
+/// or `export` working on it, happen one at a time (a `start` racing a copy out of a
+/// stopped container would otherwise have its fresh mount undone by the copy's
+/// unmount). Released when dropped.
+pub fn lock_rootfs(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let path = dir.join(ROOTFS_LOCK);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .ctx(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .ctx(|| format!("locking {}", path.display()))
+}
+
+/// The lock file beside the rootfs (see [`lock_rootfs`]).
+pub const ROOTFS_LOCK: &str = "rootfs.lock";
+
 /// Mounts the overlay rootfs of a container whose directory has a layer list.
 pub fn mount_rootfs(dir: &Path) -> Result<()> {
+    let _lock = lock_rootfs(dir)?;
+    mount_rootfs_locked(dir)
+}
+
+/// [`mount_rootfs`] for a caller that holds [`lock_rootfs`].
+pub fn mount_rootfs_locked(dir: &Path) -> Result<()> {
     let Ok(text) = std::fs::read(dir.join("lowers")) else {
         return Ok(());
     };
@@ -69,7 +95,7 @@ pub fn mount_rootfs(dir: &Path) -> Result<()> {
         dir.join("work").display()
     );
     let target = dir.join(ROOTFS_DIR);
-    unmount_rootfs(dir);
+    unmount_rootfs_locked(dir);
     nix::mount::mount(
         Some("overlay"),
         &target,
@@ -84,6 +110,14 @@ pub fn mount_rootfs(dir: &Path) -> Result<()> {
 }
 
 pub fn unmount_rootfs(dir: &Path) {
+    // Best effort, like the unmount itself: without the lock (a container directory
+    // already gone) it unmounts anyway.
+    let _lock = lock_rootfs(dir);
+    unmount_rootfs_locked(dir);
+}
+
+/// [`unmount_rootfs`] for a caller that holds [`lock_rootfs`].
+pub fn unmount_rootfs_locked(dir: &Path) {
     let _ = nix::mount::umount2(&dir.join(ROOTFS_DIR), nix::mount::MntFlags::MNT_DETACH);
 }
 
