@@ -1525,6 +1525,75 @@ fn exec_user_runs_the_command_as_that_uid_and_gid() {
         .assert_stderr_mentions("user");
 }
 
+/// Runs `codex-ctr args` with `input` on its stdin (a pipe, not a terminal).
+fn run_with_stdin(c: &Ctr, args: &[&str], input: &str) -> (i32, String) {
+    use std::io::Write;
+    let mut child = c
+        .cmd(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn exec_connects_stdin_only_with_i() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "in", "busybox", "sleep", "100"])
+        .assert_ok();
+    // Without -i the command reads /dev/null: cat ends at once with nothing.
+    let (code, out) = run_with_stdin(&c, &["exec", "in", "cat"], "typed\n");
+    assert_eq!((code, out.as_str()), (0, ""));
+    let (code, out) = run_with_stdin(&c, &["exec", "-i", "in", "cat"], "typed\n");
+    assert_eq!((code, out.as_str()), (0, "typed\n"));
+    let (code, out) = run_with_stdin(
+        &c,
+        &[
+            "exec",
+            "--interactive",
+            "in",
+            "sh",
+            "-c",
+            "read x; echo got $x; exit 4",
+        ],
+        "line\n",
+    );
+    assert_eq!((code, out.as_str()), (4, "got line\n"));
+}
+
+#[test]
+fn exec_t_gives_the_command_a_terminal_and_its_exit_code_comes_back() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "tty", "busybox", "sleep", "100"])
+        .assert_ok();
+    // Without -t: no terminal.
+    let o = c.run(&["exec", "tty", "sh", "-c", "tty; true"]);
+    assert!(o.stdout.contains("not a tty"), "{o:?}");
+    // With -t (this test's stdin is no terminal: the output is still proxied).
+    let o = c.run(&["exec", "-t", "tty", "sh", "-c", "tty; exit 3"]);
+    o.assert_code(3);
+    assert!(o.stdout.trim().starts_with("/dev/pts/"), "{o:?}");
+    // -it: input reaches the terminal, output comes back through it.
+    let (code, out) = run_with_stdin(
+        &c,
+        &["exec", "-it", "tty", "sh", "-c", "read x; echo got-$x"],
+        "abc\n",
+    );
+    assert_eq!(code, 0, "{out:?}");
+    assert!(out.contains("got-abc"), "{out:?}");
+}
+
 // ---------------------------------------------------------------------------------
 // Images and the engine root
 // ---------------------------------------------------------------------------------
