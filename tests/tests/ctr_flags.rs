@@ -607,6 +607,15 @@ fn plain_rm_keeps_an_anonymous_volume_and_run_rm_removes_it() {
         .assert_ok();
     let after = c.run(&["volume", "ls", "-q"]);
     assert_eq!(after.lines(), [left[0]["name"].as_str().unwrap()]);
+    // So does a detached one, removed by its supervisor when it exits.
+    c.run(&[
+        "run", "-d", "--rm", "--name", "gone", "-v", "/c", "busybox", "true",
+    ])
+    .assert_ok();
+    let removed = wait_until(Duration::from_secs(20), || {
+        c.run(&["volume", "ls", "-q"]).lines().len() == 1 && !c.run(&["inspect", "gone"]).ok()
+    });
+    assert!(removed, "{:?}", c.run(&["volume", "ls"]));
 }
 
 #[test]

@@ -457,14 +457,7 @@ impl Engine {
         if volumes {
             let cfg: ContainerConfig =
                 serde_json::from_value(rec.config.clone()).unwrap_or_default();
-            for v in cfg.volumes.iter().filter(|v| v.anonymous) {
-                if let VolumeSource::Named { name } = &v.source {
-                    let users = self.volume_users(name)?;
-                    if users.is_empty() {
-                        volume::remove(&self.registry, name, &users)?;
-                    }
-                }
-            }
+            volume::remove_anonymous(&self.registry, &cfg)?;
         }
         Ok(())
     }
@@ -481,7 +474,7 @@ impl Engine {
             .into_iter()
             .map(|record| VolumeInfo {
                 mountpoint: volume::data_dir(&self.root, &record.name),
-                used_by: users_of(&recs, &record.name),
+                used_by: volume::users_in(&recs, &record.name),
                 record,
             })
             .collect())
@@ -517,7 +510,7 @@ impl Engine {
     }
 
     fn volume_users(&self, name: &str) -> Result<Vec<String>> {
-        Ok(users_of(&self.registry.list()?, name))
+        volume::users(&self.registry, name)
     }
 
     /// The lines of a container's log that `query` selects.
@@ -646,22 +639,6 @@ pub fn is_live(status: ContainerStatus) -> bool {
         status,
         ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
     )
-}
-
-/// Names of the containers whose config mounts volume `name`.
-fn users_of(recs: &[ContainerRecord], name: &str) -> Vec<String> {
-    recs.iter()
-        .filter(|r| {
-            serde_json::from_value::<ContainerConfig>(r.config.clone())
-                .map(|c| {
-                    c.volumes
-                        .iter()
-                        .any(|v| matches!(&v.source, VolumeSource::Named { name: n } if n == name))
-                })
-                .unwrap_or(false)
-        })
-        .map(|r| r.name.clone())
-        .collect()
 }
 
 /// A config's isolation, for callers that only have the record.

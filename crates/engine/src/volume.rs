@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::valid_name;
+use crate::config::{valid_name, ContainerConfig, VolumeSource};
 use crate::error::{Context, Error, Result};
-use crate::registry::Registry;
+use crate::registry::{ContainerRecord, Registry};
 
 /// One volume's record in `registry.json`'s `volumes` map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,4 +117,38 @@ pub fn remove(registry: &Registry, name: &str, users: &[String]) -> Result<()> {
             Err(e).ctx(|| format!("removing {}", dir.display()))
         }
     })
+}
+
+/// Names of the containers whose config mounts volume `name`.
+pub fn users(registry: &Registry, name: &str) -> Result<Vec<String>> {
+    Ok(users_in(&registry.list()?, name))
+}
+
+/// [`users`] among records already read.
+pub fn users_in(recs: &[ContainerRecord], name: &str) -> Vec<String> {
+    recs.iter()
+        .filter(|r| {
+            serde_json::from_value::<ContainerConfig>(r.config.clone())
+                .map(|c| c.volumes.iter().any(|v| is_named(&v.source, name)))
+                .unwrap_or(false)
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+fn is_named(source: &VolumeSource, name: &str) -> bool {
+    matches!(source, VolumeSource::Named { name: n } if n == name)
+}
+
+/// Removes the anonymous volumes of a removed container's `config` that no other
+/// container mounts (`rm -v`, `--rm`).
+pub fn remove_anonymous(registry: &Registry, config: &ContainerConfig) -> Result<()> {
+    for v in config.volumes.iter().filter(|v| v.anonymous) {
+        if let VolumeSource::Named { name } = &v.source {
+            if users(registry, name)?.is_empty() {
+                remove(registry, name, &[])?;
+            }
+        }
+    }
+    Ok(())
 }
