@@ -634,7 +634,7 @@ fn complete(
     })?;
     if cfg.auto_remove {
         registry.remove_container(id)?;
-        crate::volume::remove_anonymous(registry, &cfg)?;
+        crate::volume::remove_anonymous(registry, cfg)?;
     }
     Ok(())
 }
