@@ -323,7 +323,8 @@ impl Registry {
         let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
         {
             let _lock = self.lock()?;
-            if let Some(rec) = self.read_record(id)? {
+            // A corrupt record cannot be checked; removing it is what the caller wants.
+            if let Ok(Some(rec)) = self.read_record(id) {
                 check(&rec)?;
             }
             let mut index = self.index()?;
