@@ -207,27 +207,55 @@ impl LogFollower {
             if let Some((f, _)) = self.live.as_mut() {
                 read_new(f, &mut self.partial, &mut lines)?;
             }
-            let mut newer = Vec::new();
-            for i in 1..self.max_files.max(1) {
-                let p = PathBuf::from(format!("{}.{i}", self.path.display()));
-                match std::fs::metadata(&p).map(|m| m.ino()) {
-                    Ok(ino) if Some(ino) == held => break,
-                    Ok(_) => newer.push(p),
-                    Err(_) => break,
-                }
-            }
-            for p in newer.iter().rev() {
-                if let Ok(text) = std::fs::read(p) {
+            let (live, mut newer) = self.snapshot(held);
+            // Oldest first: `.k-1` down to `.1`, then the live file.
+            while let Some(mut f) = newer.pop() {
+                let mut text = Vec::new();
+                if f.read_to_end(&mut text).is_ok() {
                     parse_lines(&text, &mut lines);
                 }
             }
             self.partial.clear();
-            self.live = open_with_inode(&self.path);
+            self.live = live;
             if let Some((f, _)) = self.live.as_mut() {
                 read_new(f, &mut self.partial, &mut lines)?;
             }
         }
         Ok(lines.into_iter().filter(|l| self.query.wants(l)).collect())
+    }
+
+    /// Opens the live file and the rotated files newer than the one with inode `held`
+    /// (`.1` first), as one consistent picture: the supervisor renames `.k` to `.k+1`
+    /// one by one while it rotates, so a look in the middle (a missing `.1`, or names
+    /// that change between two looks) is retried. Open files stay right whatever is
+    /// renamed after.
+    fn snapshot(&self, held: Option<u64>) -> (Option<(File, u64)>, Vec<File>) {
+        let name = |i: u32| PathBuf::from(format!("{}.{i}", self.path.display()));
+        let inode = |p: &Path| std::fs::metadata(p).map(|m| m.ino()).ok();
+        let mut last = None;
+        for _ in 0..100 {
+            let live = open_with_inode(&self.path);
+            let rotated: Vec<Option<(File, u64)>> = (1..self.max_files.max(1))
+                .map(|i| open_with_inode(&name(i)))
+                .collect();
+            let inos: Vec<Option<u64>> = rotated.iter().map(|r| r.as_ref().map(|x| x.1)).collect();
+            let again: Vec<Option<u64>> = (1..self.max_files.max(1))
+                .map(|i| inode(&name(i)))
+                .collect();
+            let stable = inos == again && live.as_ref().map(|l| l.1) == inode(&self.path);
+            let no_gap = inos.windows(2).all(|w| w[0].is_some() || w[1].is_none());
+            let newer: Vec<File> = rotated
+                .into_iter()
+                .map_while(|r| r.filter(|(_, ino)| Some(*ino) != held))
+                .map(|(f, _)| f)
+                .collect();
+            if stable && no_gap {
+                return (live, newer);
+            }
+            last = Some((live, newer));
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        last.unwrap_or((None, Vec::new()))
     }
 
     /// The fd that becomes readable when the container directory changes (for callers
