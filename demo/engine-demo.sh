@@ -7,7 +7,10 @@ CTR="$1"
 TAR="$2"
 export CODEX_CTR_ROOT="${CODEX_CTR_ROOT:-/tmp/codex-demo-engine}"
 name="demo-$$"
-cleanup() { "$CTR" rm -f -v "$name" >/dev/null 2>&1 || true; }
+cleanup() {
+    "$CTR" rm -f -v "$name" >/dev/null 2>&1 || true
+    "$CTR" image rm busybox >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 show() { echo "+ codex-ctr $*" >&2; "$CTR" "$@"; }
 
