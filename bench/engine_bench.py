@@ -50,6 +50,7 @@ def conmon_memory(base):
     """(Rss, Pss, Private) KiB of conmon for one idle podman container, or None."""
     try:
         out = subprocess.run(base + ["run", "-d", "--network", "none", "--cgroup-manager", "cgroupfs",
+                                     "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                                      "localhost/bb", "sleep", "60"], capture_output=True, text=True, check=True).stdout.strip()
         time.sleep(1)
         pid = int(subprocess.run(base + ["inspect", "--format", "{{.State.ConmonPid}}", out],
