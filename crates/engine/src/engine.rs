@@ -320,17 +320,7 @@ impl Engine {
 
     /// Sends `signal` to every process of a running container.
     pub fn kill(&self, reference: &str, signal: i32) -> Result<()> {
-        let rec = self.get(reference)?;
-        if !matches!(
-            rec.status,
-            ContainerStatus::Running | ContainerStatus::Paused
-        ) {
-            return Err(Error::wrong_state(
-                &rec.name,
-                rec.status,
-                "it must be running",
-            ));
-        }
+        let rec = self.get_in(reference, &[RUNNING, PAUSED], "it must be running")?;
         self.runtime()
             .kill(&rec.id, signal, true)
             .map_err(Error::from)
@@ -591,6 +581,26 @@ fn terminal_size() -> Option<(u64, u64)> {
     (rc == 0 && ws.ws_row > 0).then(|| (u64::from(ws.ws_row), u64::from(ws.ws_col)))
 }
 
+const RUNNING: ContainerStatus = ContainerStatus::Running;
+const PAUSED: ContainerStatus = ContainerStatus::Paused;
+
+impl Engine {
+    /// The container's record if its status is one of `allowed`; else a `WrongState`
+    /// error with `hint`.
+    fn get_in(
+        &self,
+        reference: &str,
+        allowed: &[ContainerStatus],
+        hint: &str,
+    ) -> Result<ContainerRecord> {
+        let rec = self.get(reference)?;
+        if !allowed.contains(&rec.status) {
+            return Err(Error::wrong_state(&rec.name, rec.status, hint));
+        }
+        Ok(rec)
+    }
+}
+
 /// A container's log as it grows; from [`Engine::follow_logs`].
 pub struct LogFollow<'e> {
     engine: &'e Engine,
@@ -652,14 +662,7 @@ pub fn isolation_of(rec: &ContainerRecord) -> Isolation {
 impl Engine {
     /// Freezes every process of a running container.
     pub fn pause(&self, reference: &str) -> Result<ContainerRecord> {
-        let rec = self.get(reference)?;
-        if rec.status != ContainerStatus::Running {
-            return Err(Error::wrong_state(
-                &rec.name,
-                rec.status,
-                "it must be running",
-            ));
-        }
+        let rec = self.get_in(reference, &[RUNNING], "it must be running")?;
         self.runtime().pause(&rec.id)?;
         self.registry.update_container(&rec.id, |r| {
             r.status = ContainerStatus::Paused;
@@ -668,14 +671,7 @@ impl Engine {
     }
 
     pub fn unpause(&self, reference: &str) -> Result<ContainerRecord> {
-        let rec = self.get(reference)?;
-        if rec.status != ContainerStatus::Paused {
-            return Err(Error::wrong_state(
-                &rec.name,
-                rec.status,
-                "it must be paused",
-            ));
-        }
+        let rec = self.get_in(reference, &[PAUSED], "it must be paused")?;
         self.runtime().resume(&rec.id)?;
         self.registry.update_container(&rec.id, |r| {
             r.status = ContainerStatus::Running;
@@ -701,14 +697,7 @@ impl Engine {
     /// Forks: the calling process must be single-threaded (the CLI is).
     pub fn exec(&self, reference: &str, req: &ExecRequest) -> Result<i32> {
         let (args, env, cwd, user) = (&req.args, &req.env, req.cwd.as_deref(), req.user.as_deref());
-        let rec = self.get(reference)?;
-        if rec.status != ContainerStatus::Running {
-            return Err(Error::wrong_state(
-                &rec.name,
-                rec.status,
-                "it must be running",
-            ));
-        }
+        let rec = self.get_in(reference, &[RUNNING], "it must be running")?;
         if args.is_empty() {
             return Err(Error::invalid("command", "exec needs a command"));
         }
@@ -770,17 +759,7 @@ impl Engine {
     /// Usage of a running container: CPU (ns total), memory used/limit, pids, block I/O,
     /// in the runtime's `events --stats` shape.
     pub fn stats(&self, reference: &str) -> Result<Value> {
-        let rec = self.get(reference)?;
-        if !matches!(
-            rec.status,
-            ContainerStatus::Running | ContainerStatus::Paused
-        ) {
-            return Err(Error::wrong_state(
-                &rec.name,
-                rec.status,
-                "it must be running",
-            ));
-        }
+        let rec = self.get_in(reference, &[RUNNING, PAUSED], "it must be running")?;
         let v = self.runtime().stats(&rec.id)?;
         Ok(v["data"].clone())
     }
