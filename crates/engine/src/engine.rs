@@ -119,11 +119,9 @@ impl Engine {
             config.labels.clone(),
             |id, dir| {
                 if config.isolation == Isolation::Strict {
-                    // Container root is an unprivileged host uid under `strict`: it must
-                    // be able to traverse to its rootfs (the state file stays 0600).
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
-                        .ctx(|| format!("opening up {}", dir.display()))?;
+                    // Container root is an unprivileged host uid under `strict`: its group
+                    // must pass through to the rootfs (the state file stays 0600).
+                    crate::registry::ensure_shared_dir(dir)?;
                 }
                 let rootfs = if lowers.is_empty() {
                     PathBuf::from("/")

@@ -122,6 +122,11 @@ pub fn spec_value(
         "linux": {"resources": resources(config)?},
     });
 
+    if config.isolation == Isolation::Standard {
+        // The host mounts the overlay rootfs nosuid,nodev (supervisor::mount_rootfs); the
+        // container's own view keeps set-id programs and image device nodes working.
+        spec["annotations"][codex_runtime::rootfs::ROOTFS_SUID_DEV_ANNOTATION] = "true".into();
+    }
     match config.isolation {
         Isolation::Minimal => {
             // The host's filesystem, network and processes; its own cgroup, mount

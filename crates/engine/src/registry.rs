@@ -61,10 +61,23 @@ pub const STATE_FILE: &str = "state.json";
 /// A container directory being deleted is first renamed to `.removing-<id>`.
 const REMOVING_PREFIX: &str = ".removing-";
 
-/// The root and the containers/ dir: others may traverse (a user-namespaced container's
-/// rootfs will live below), not list. A container's own directory is private.
-const ROOT_MODE: u32 = 0o711;
+/// The root, `containers/`, `volumes/` and each volume's directory: owner root, group
+/// [`SHARED_DIR_GID`], 0710. Other host users cannot enter them at all, so nothing a
+/// container or an image leaves below (a setuid binary, a world-writable dir) is within
+/// their reach (Docker keeps its root 0710 for the same reason). A `strict` container's
+/// root is that gid on the host and sets up its mounts from inside its user namespace:
+/// the group bit lets it pass through to its rootfs and volumes, never list them.
+pub const SHARED_DIR_MODE: u32 = 0o710;
+/// The host gid of a `strict` container's root (see [`SHARED_DIR_MODE`]).
+pub const SHARED_DIR_GID: u32 = crate::profile::STRICT_ID_BASE;
+/// A container's own directory: private; a `strict` one gets [`SHARED_DIR_MODE`].
 const CONTAINER_DIR_MODE: u32 = 0o700;
+
+/// Gives `dir` (created if missing) the owner, group and mode of [`SHARED_DIR_MODE`].
+pub fn ensure_shared_dir(dir: &Path) -> Result<()> {
+    files::ensure_shared_dir(dir, SHARED_DIR_MODE, SHARED_DIR_GID)
+        .ctx(|| format!("securing directory {}", dir.display()))
+}
 
 /// `$CODEX_CTR_ROOT` if set and non-empty, else `/var/lib/codex-ctr`.
 pub fn default_root() -> PathBuf {
@@ -82,22 +95,27 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the registry at `root`, creating the layout on first use: the root (0711),
-    /// `containers/` (0711), an empty `registry.json` (0600) and `registry.lock` (0600).
+    /// Opens the registry at `root`, creating the layout on first use: the root and
+    /// `containers/` ([`SHARED_DIR_MODE`]), an empty `registry.json` (0600) and
+    /// `registry.lock` (0600). A root an earlier version made with wider modes is closed.
     /// It does not reconcile: call [`Registry::reconcile`] for that.
     pub fn open(root: &Path) -> Result<Registry> {
-        files::create_dir_all(root, ROOT_MODE).ctx(|| format!("creating {}", root.display()))?;
+        if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+            files::create_dir_all(parent, 0o755)
+                .ctx(|| format!("creating {}", parent.display()))?;
+        }
+        ensure_shared_dir(root)?;
         let root = root
             .canonicalize()
             .ctx(|| format!("resolving {}", root.display()))?;
         let reg = Registry { root };
-        if reg.index_path().is_file() && reg.containers_dir().is_dir() {
+        let containers = reg.containers_dir();
+        if reg.index_path().is_file() && containers.is_dir() {
+            ensure_shared_dir(&containers)?;
             return Ok(reg);
         }
         let _lock = reg.lock()?;
-        let containers = reg.containers_dir();
-        files::create_dir(&containers, ROOT_MODE)
-            .ctx(|| format!("creating {}", containers.display()))?;
+        ensure_shared_dir(&containers)?;
         if !reg.index_path().exists() {
             let index = reg.index_when_missing()?;
             reg.save_index(&index)?;

@@ -58,6 +58,8 @@ fn check_name(name: &str) -> Result<()> {
 pub fn ensure(registry: &Registry, name: &str, anonymous: bool) -> Result<VolumeRecord> {
     check_name(name)?;
     let dir = data_dir(registry.root(), name);
+    crate::registry::ensure_shared_dir(&volumes_dir(registry.root()))?;
+    crate::registry::ensure_shared_dir(&volumes_dir(registry.root()).join(name))?;
     std::fs::create_dir_all(&dir).ctx(|| format!("creating volume {name} at {}", dir.display()))?;
     registry.update(|idx| {
         if let Some(v) = idx.volumes.get(name) {

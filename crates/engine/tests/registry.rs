@@ -5,7 +5,7 @@
 //! does one job described by `WORKER_*` environment variables and prints `RESULT ...`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use codex_engine::registry::{
     is_full_id, ContainerRecord, ContainerStatus, Registry, Repair, CONTAINERS_DIR, INDEX_FILE,
-    STATE_FILE,
+    SHARED_DIR_GID, STATE_FILE,
 };
 use codex_engine::Error;
 use serde_json::json;
@@ -91,8 +91,12 @@ fn open_creates_the_layout_with_private_modes() {
     let tmp = temp_root();
     let root = tmp.path().join("deep/root");
     let reg = Registry::open(&root).expect("open");
-    assert_eq!(mode(&root), 0o711);
-    assert_eq!(mode(&root.join(CONTAINERS_DIR)), 0o711);
+    assert_eq!(mode(&root), 0o710);
+    assert_eq!(mode(&root.join(CONTAINERS_DIR)), 0o710);
+    for d in [root.clone(), root.join(CONTAINERS_DIR)] {
+        let md = std::fs::metadata(&d).expect("stat");
+        assert_eq!((md.uid(), md.gid()), (0, SHARED_DIR_GID), "{}", d.display());
+    }
     assert_eq!(mode(&root.join(INDEX_FILE)), 0o600);
     assert_eq!(mode(&root.join("registry.lock")), 0o600);
     let index: serde_json::Value =
@@ -109,6 +113,12 @@ fn open_creates_the_layout_with_private_modes() {
     assert_eq!(mode(&dir), 0o700);
     assert_eq!(mode(&dir.join(STATE_FILE)), 0o600);
     assert_eq!(mode(&root.join(INDEX_FILE)), 0o600);
+
+    // A root an earlier version left open to every host user is closed on the next open.
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).expect("chmod");
+    std::os::unix::fs::chown(&root, Some(0), Some(0)).expect("chown");
+    Registry::open(&root).expect("reopen an old root");
+    assert_eq!(mode(&root), 0o710);
 
     // Opening again keeps what is there.
     let again = Registry::open(&root).expect("reopen");

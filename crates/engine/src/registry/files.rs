@@ -143,6 +143,33 @@ pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> std::io::Result<()> {
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
 }
 
+/// Makes `dir` (creating it if missing) a root-owned directory of group `gid` with exactly
+/// `mode`, fixing one an earlier version made with other modes. A symlink in its place is
+/// refused, never followed: the owner and mode are set through the opened directory.
+pub fn ensure_shared_dir(dir: &Path, mode: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    match DirBuilder::new().mode(mode & 0o700).create(dir) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
+    let fd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)?;
+    let md = fd.metadata()?;
+    if md.uid() != 0 || md.gid() != gid {
+        // SAFETY: fchown on a directory fd we own.
+        if unsafe { libc::fchown(fd.as_raw_fd(), 0, gid) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    if md.mode() & 0o7777 != mode || md.gid() != gid {
+        fd.set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
+}
+
 /// `N` bytes from the kernel's CSPRNG.
 pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
     let mut buf = [0u8; N];

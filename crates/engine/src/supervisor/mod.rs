@@ -96,11 +96,14 @@ pub fn mount_rootfs_locked(dir: &Path) -> Result<()> {
     );
     let target = dir.join(ROOTFS_DIR);
     unmount_rootfs_locked(dir);
+    // nosuid,nodev: nothing a container or an image put in it runs set-id or opens a
+    // device through the host's mount (the container's bind clears them again, see
+    // ROOTFS_SUID_DEV_ANNOTATION).
     nix::mount::mount(
         Some("overlay"),
         &target,
         Some("overlay"),
-        nix::mount::MsFlags::empty(),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
         Some(data.as_str()),
     )
     .map_err(|e| Error::Io {

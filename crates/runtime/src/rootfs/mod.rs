@@ -97,7 +97,31 @@ pub fn enter(setup: &RootfsSetup) -> Result<OwnedFd> {
     .ctx(|| "making the rootfs private")?;
     let fd = mount::open_path(setup.rootfs)
         .ctx(|| format!("opening the rootfs {}", setup.rootfs.display()))?;
+    if wants_suid_and_dev(setup.spec) {
+        sys::mount_setattr(
+            fd.as_fd(),
+            false,
+            0,
+            sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV,
+            0,
+        )
+        .ctx(|| format!("{ROOTFS_SUID_DEV_ANNOTATION}: clearing nosuid,nodev on the rootfs"))?;
+    }
     Ok(fd.into())
+}
+
+/// An annotation (value `"true"`) for a rootfs whose host mount is `nosuid,nodev` so that
+/// host users can never run what a container left in it, while the container's own view
+/// keeps set-id programs and device nodes working as they would on a plain directory.
+/// The clearing applies to the container's bind of the rootfs only, never to the host's
+/// mount. In a user namespace the kernel locks those flags, and keeping them is right.
+pub const ROOTFS_SUID_DEV_ANNOTATION: &str = "run.codex.rootfs.suid-dev";
+
+fn wants_suid_and_dev(spec: &Spec) -> bool {
+    spec.annotations()
+        .as_ref()
+        .and_then(|a| a.get(ROOTFS_SUID_DEV_ANNOTATION))
+        .is_some_and(|v| v == "true")
 }
 
 /// The spec's mounts, then devices.
