@@ -221,3 +221,62 @@ fn strict_container_reaches_its_rootfs_and_volumes_through_the_closed_root() {
     }
     c.run(&["rm", "-f", "s"]).assert_ok();
 }
+
+#[test]
+fn records_bundle_and_logs_are_readable_by_root_alone() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "rec",
+        "-e",
+        "API_TOKEN=secret-value",
+        "busybox",
+        "sh",
+        "-c",
+        "echo secret-output; exec sleep 1000",
+    ])
+    .assert_ok();
+    assert!(wait_until(std::time::Duration::from_secs(20), || c
+        .run(&["logs", "rec"])
+        .stdout
+        .contains("secret-output")));
+    let id = c.inspect("rec")["id"].as_str().unwrap().to_string();
+    let cdir = c.root.join("containers").join(&id);
+    let runtime_state: Vec<PathBuf> = walk(&c.root.join("runtime"))
+        .into_iter()
+        .filter(|p| p.file_name().is_some_and(|n| n == "state.json"))
+        .collect();
+    assert!(
+        !runtime_state.is_empty(),
+        "no runtime state.json under {}",
+        c.root.join("runtime").display()
+    );
+    for f in [
+        cdir.join("state.json"),
+        cdir.join("bundle/config.json"),
+        cdir.join("container.log"),
+    ]
+    .into_iter()
+    .chain(runtime_state)
+    {
+        let md = std::fs::symlink_metadata(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+        assert_eq!(md.mode() & 0o077, 0, "{} is {:o}", f.display(), md.mode());
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -23,12 +23,8 @@ mod reconcile;
 mod record;
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
 use std::path::{Path, PathBuf};
-
-use nix::errno::Errno;
-use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Context, Error, Result};
 
@@ -472,26 +468,9 @@ impl Registry {
 
     /// Takes the registry lock; it is released when the returned guard drops. Each call
     /// opens the lock file anew, so threads of one process exclude each other too.
-    fn lock(&self) -> Result<Flock<File>> {
+    fn lock(&self) -> Result<codex_sys::FileLock> {
         let path = self.root.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .ctx(|| format!("opening {}", path.display()))?;
-        loop {
-            match Flock::lock(file, FlockArg::LockExclusive) {
-                Ok(lock) => return Ok(lock),
-                Err((f, Errno::EINTR)) => file = f,
-                Err((_, errno)) => {
-                    return Err(std::io::Error::from(errno))
-                        .ctx(|| format!("locking {}", path.display()))
-                }
-            }
-        }
+        codex_sys::FileLock::exclusive(&path).ctx(|| format!("locking {}", path.display()))
     }
 }
 

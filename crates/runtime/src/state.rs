@@ -3,7 +3,6 @@
 //! so a state file can never claim a process that is gone is running.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -151,10 +150,11 @@ impl ContainerState {
     pub fn save_unsynced(&self, dir: &Path) -> Result<()> {
         let data = serde_json::to_vec(self)
             .map_err(|e| Error::Other(format!("serializing state: {e}")))?;
-        let tmp = dir.join(format!(".{STATE_FILE}.tmp-{}", std::process::id()));
-        std::fs::write(&tmp, data)
-            .and_then(|()| std::fs::rename(&tmp, dir.join(STATE_FILE)))
-            .ctx(|| format!("writing {}", dir.join(STATE_FILE).display()))
+        let path = dir.join(STATE_FILE);
+        codex_sys::AtomicFile::new(&path)
+            .not_durable()
+            .write(&data)
+            .ctx(|| format!("writing {}", path.display()))
     }
 
     /// Writes state.json atomically: temp file, fsync, rename, fsync the directory.
@@ -165,28 +165,10 @@ impl ContainerState {
     }
 }
 
-/// Replaces `path` with `data` so that readers see the old or the new file, never a mix.
+/// Replaces `path` with `data` (mode 0600: state.json holds the whole spec, env secrets
+/// included) so that readers see the old or the new file, never a mix (codex_sys::atomic).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
-        .ctx(|| format!("writing {}", path.display()))
+    codex_sys::write_atomic(path, data).ctx(|| format!("writing {}", path.display()))
 }
 
 /// Container ids become directory names: allow only what cannot name another place.

@@ -143,28 +143,7 @@ pub fn mount_setattr(
     check(ret).map(|_| ())
 }
 
-/// `pidfd_open(2)`.
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain integer arguments.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    check(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
-
-/// Sends `sig` through a pidfd, so a recycled pid can never be hit.
-pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
-    // SAFETY: plain fd and integer arguments, null siginfo is allowed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    check(ret).map(|_| ())
-}
+pub use codex_sys::{pidfd_open, pidfd_send_signal};
 
 /// Closes every fd from `first` upward except `keep` (the channel that reports an exec
 /// failure, itself close-on-exec). No runtime fd may survive into the container: not

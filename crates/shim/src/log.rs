@@ -7,6 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::{Context, Result};
@@ -41,11 +42,16 @@ pub struct LogWriter {
     partial: [Vec<u8>; 2],
 }
 
+/// A container's output may hold secrets: only root reads its log.
+const LOG_MODE: u32 = 0o600;
+
 impl LogWriter {
     pub fn open(path: &Path, rotation: Rotation) -> Result<LogWriter> {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(LOG_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .ctx(|| format!("opening {}", path.display()))?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -140,6 +146,8 @@ impl LogWriter {
         self.file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(LOG_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&self.path)
             .ctx(|| format!("opening {}", self.path.display()))?;
         self.size = 0;

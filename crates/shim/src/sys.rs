@@ -14,13 +14,7 @@ fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// A pidfd of `pid`: readable once the process has exited.
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    // SAFETY: plain integer arguments.
-    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: the kernel returned a new fd that nothing else owns.
-    check(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
-}
+pub use codex_sys::pidfd_open;
 
 /// How a child ended: the exit code (128+N for signal N) and the signal.
 pub type ExitStatus = (i32, Option<i32>);

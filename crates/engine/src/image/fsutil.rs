@@ -2,11 +2,9 @@
 //! work directories that a crashed import leaves recognisably stale, and a hashing writer.
 
 use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,73 +35,32 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Replaces `path` with `data`: readers see the old or the new file, never a mix
-/// (temp file in the same directory, fsync, rename, fsync the directory).
+/// (codex_sys::atomic; 0600: the store is root's alone).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(unique_name(".tmp-"));
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    if let Err(e) = write() {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).ctx(|| format!("writing {}", path.display()));
-    }
-    sync_dir(dir)
+    codex_sys::write_atomic(path, data).ctx(|| format!("writing {}", path.display()))
 }
 
 /// `flock(2)` on a file, released when dropped (the fd is closed).
 #[derive(Debug)]
 pub(crate) struct FileLock {
-    _file: File,
+    _lock: codex_sys::FileLock,
 }
 
 impl FileLock {
     /// Blocks until the exclusive lock on `path` (created if missing) is held.
     pub(crate) fn exclusive(path: &Path) -> Result<Self> {
-        let file = open_lock_file(path)?;
-        loop {
-            // SAFETY: flock on an fd we own.
-            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(FileLock { _file: file });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e).ctx(|| format!("locking {}", path.display()));
-            }
-        }
+        codex_sys::FileLock::exclusive(path)
+            .map(|l| FileLock { _lock: l })
+            .ctx(|| format!("locking {}", path.display()))
     }
 
     /// The exclusive lock if nobody holds it now; `None` if someone does or the file is gone.
     pub(crate) fn try_exclusive(path: &Path) -> Option<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(path)
-            .ok()?;
-        // SAFETY: flock on an fd we own.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        (rc == 0).then_some(FileLock { _file: file })
+        codex_sys::FileLock::try_exclusive(path)
+            .ok()
+            .flatten()
+            .map(|l| FileLock { _lock: l })
     }
-}
-
-fn open_lock_file(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-        .open(path)
-        .ctx(|| format!("opening lock file {}", path.display()))
 }
 
 /// A private directory under `<root>/images/tmp/` for one operation, holding its own lock

@@ -4,54 +4,23 @@
 
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 
 use crate::error::{Context, Error, Result};
 
-/// Marks temp files of [`write_atomic`]: `.<file>.tmp-<pid>-<n>`.
-pub(crate) const TMP_MARK: &str = ".tmp-";
+/// Marks temp files of [`write_atomic`]: `.<file>.tmp-<random>`.
+pub(crate) const TMP_MARK: &str = codex_sys::TMP_MARK;
 
 /// Replaces `path` with `data` (mode 0600) so that a reader sees the old or the new file,
-/// never a mix: unique temp file, fsync, rename, fsync the directory. The temp name is
-/// unique per process and call, so two writers never share one (the registry's writers
-/// also hold the lock).
-///
-/// Not `codex_runtime::state::write_atomic`: that one creates the file with the umask's
-/// mode (state.json holds the container's env, which may hold secrets), names the temp
-/// file by pid alone, and reports failures as a runtime error.
+/// never a mix (codex_sys::atomic: random O_EXCL|O_NOFOLLOW temp name, fsync, rename,
+/// fsync the directory).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp_name = OsString::from(".");
-    tmp_name.push(path.file_name().unwrap_or_default());
-    tmp_name.push(format!(
-        "{TMP_MARK}{}-{}",
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let tmp = dir.join(tmp_name);
-    let write = || -> std::io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    };
-    write()
-        .inspect_err(|_| {
-            let _ = fs::remove_file(&tmp);
-        })
-        .ctx(|| format!("writing {}", path.display()))
+    codex_sys::write_atomic(path, data).ctx(|| format!("writing {}", path.display()))
 }
 
 /// Makes a directory's entries (created, renamed, removed files) durable.

@@ -56,17 +56,9 @@ fn report(v: serde_json::Value) {
 /// or `export` working on it, happen one at a time (a `start` racing a copy out of a
 /// stopped container would otherwise have its fresh mount undone by the copy's
 /// unmount). Released when dropped.
-pub fn lock_rootfs(dir: &Path) -> Result<nix::fcntl::Flock<std::fs::File>> {
+pub fn lock_rootfs(dir: &Path) -> Result<codex_sys::FileLock> {
     let path = dir.join(ROOTFS_LOCK);
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .ctx(|| format!("opening {}", path.display()))?;
-    nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, e)| e)
-        .ctx(|| format!("locking {}", path.display()))
+    codex_sys::FileLock::exclusive(&path).ctx(|| format!("locking {}", path.display()))
 }
 
 /// The lock file beside the rootfs (see [`lock_rootfs`]).

@@ -14,7 +14,7 @@ use crate::process::init::{init_main, InitArgs, StartSignal};
 use crate::process::sync::{Channel, Msg};
 use crate::process::{self, NamespacePlan};
 use crate::spec::{self, Bundle};
-use crate::state::{now_rfc3339, write_atomic, ContainerState, START_SOCKET};
+use crate::state::{now_rfc3339, ContainerState, START_SOCKET};
 
 #[derive(Debug, Clone, Default)]
 pub struct CreateOptions {
@@ -255,7 +255,13 @@ pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
             .ctx(|| "current directory")?
             .join(path)
     };
-    write_atomic(&path, pid.to_string().as_bytes())
+    // 0644 as runc's: tools that read it need not be root. The temp file is O_EXCL and
+    // O_NOFOLLOW and replaces whatever is at the path, so a symlink an attacker placed
+    // there is never written through.
+    codex_sys::AtomicFile::new(&path)
+        .mode(0o644)
+        .write(pid.to_string().as_bytes())
+        .ctx(|| format!("writing the pid file {}", path.display()))
 }
 
 pub(super) fn connect_console(path: &Path) -> Result<OwnedFd> {

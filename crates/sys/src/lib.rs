@@ -1,0 +1,27 @@
+//! Host-side primitives shared by codex-runtime, codex-engine and codex-shim.
+//!
+//! - [`atomic`]: replace a file so readers see the old or the new content, never a mix,
+//!   with an explicit mode (0600 unless told otherwise), a temp file that cannot be a
+//!   symlink someone planted, and fsync of the file and its directory.
+//! - [`lock`]: `flock(2)` held for a scope.
+//! - [`pidfd`]: pidfds, and a process identity (pid + start time) that a recycled pid
+//!   cannot forge.
+
+pub mod atomic;
+pub mod lock;
+pub mod pidfd;
+
+pub use atomic::{write_atomic, AtomicFile, TMP_MARK};
+pub use lock::FileLock;
+pub use pidfd::{pidfd_open, pidfd_send_signal, ProcessId};
+
+use std::io;
+
+/// `Err(last_os_error)` for a negative syscall return.
+pub(crate) fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
