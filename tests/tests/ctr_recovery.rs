@@ -152,6 +152,12 @@ fn assert_truthful(c: &Ctr, r: &Value) {
             assert!(left.is_empty(), "{left:?} of it still run: {r}");
         }
         "failed" => assert!(!error.is_empty(), "failed without an error: {r}"),
+        // An rm claimed it and was killed: nothing may start it; the next rm finishes.
+        "removing" => {
+            assert!(r["pid"].is_null(), "{r}");
+            let o = c.run(&["start", id]);
+            assert!(!o.ok(), "a container being removed was started: {o:?}");
+        }
         other => panic!("unexpected status {other}: {r}"),
     }
 }

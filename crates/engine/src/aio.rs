@@ -81,12 +81,13 @@ impl AsyncEngine {
         self.blocking(move |e| e.usage(&references, window)).await
     }
 
-    /// Waits until the container is no longer running; its exit code.
-    pub async fn wait(&self, reference: &str) -> Result<i32> {
+    /// Waits until the container is no longer running; its exit code, `None` when it
+    /// is not known (see [`Engine::wait`]).
+    pub async fn wait(&self, reference: &str) -> Result<Option<i32>> {
         loop {
             let rec = self.inner.get(reference)?;
             if !is_live(rec.status) {
-                return Ok(rec.exit_code.unwrap_or(0));
+                return Ok(rec.exit_code);
             }
             match supervisor_pidfd(&rec) {
                 Some(fd) => wait_readable(fd).await?,
@@ -123,8 +124,7 @@ impl AsyncEngine {
 }
 
 fn supervisor_pidfd(rec: &ContainerRecord) -> Option<OwnedFd> {
-    rec.supervisor_pid
-        .and_then(|p| codex_runtime::sys::pidfd_open(p).ok())
+    rec.supervisor_pidfd()
 }
 
 /// Registers an owned fd with tokio's reactor, for readability.

@@ -27,7 +27,7 @@ pub const LOG_FILE: &str = "container.log";
 /// An engine over one root directory.
 pub struct Engine {
     root: PathBuf,
-    registry: Registry,
+    pub(crate) registry: Registry,
     supervisor_exe: PathBuf,
 }
 
@@ -104,20 +104,20 @@ impl Engine {
         }
         let cfg_json =
             serde_json::to_value(&config).map_err(|e| Error::invalid("config", e.to_string()))?;
-        // Volumes first: recording one takes the registry lock, which the create below
-        // holds while it prepares the container's directory.
-        for v in &config.volumes {
-            if let VolumeSource::Named { name } = &v.source {
-                volume::ensure(&self.registry, name, v.anonymous)?;
-            }
-        }
         // The bundle is written inside the registry's create: a create killed half-way
         // leaves no record (reconcile removes the directory), never an unstartable one.
         let created = self.registry.create_container_with(
             config.name.as_deref(),
             cfg_json,
             config.labels.clone(),
-            |id, dir| {
+            |id, dir, index| {
+                // The volumes are made and recorded with the container, under the same
+                // lock: a `volume rm` either counts this container or comes after it.
+                for v in &config.volumes {
+                    if let VolumeSource::Named { name } = &v.source {
+                        volume::ensure_in(&self.root, index, name, v.anonymous)?;
+                    }
+                }
                 if config.isolation == Isolation::Strict {
                     // Container root is an unprivileged host uid under `strict`: its group
                     // must pass through to the rootfs (the state file stays 0600).
@@ -152,10 +152,11 @@ impl Engine {
             },
         );
         if created.is_err() {
-            // Anonymous volumes were made for this container only.
+            // Anonymous volumes were made for this container only (and, the create having
+            // failed, never recorded): their directories go.
             for v in config.volumes.iter().filter(|v| v.anonymous) {
                 if let VolumeSource::Named { name } = &v.source {
-                    let _ = volume::remove(&self.registry, name, &[]);
+                    let _ = std::fs::remove_dir_all(volume::volumes_dir(&self.root).join(name));
                 }
             }
         }
@@ -202,10 +203,7 @@ impl Engine {
         ) {
             return Ok(rec);
         }
-        let alive = rec
-            .supervisor_pid
-            .is_some_and(|p| supervisor_alive(p, &rec.id));
-        if alive {
+        if rec.live_supervisor().is_some() {
             return Ok(rec);
         }
         let init_alive = self
@@ -240,7 +238,7 @@ impl Engine {
             ) {
                 r.status = ContainerStatus::Exited;
                 r.pid = None;
-                r.supervisor_pid = None;
+                r.set_supervisor(None);
                 r.finished_at
                     .get_or_insert_with(codex_runtime::state::now_rfc3339);
                 r.error = Some(format!("{note}; the exit code is unknown"));
@@ -367,10 +365,7 @@ impl Engine {
             if left.is_zero() {
                 return Ok(None);
             }
-            let pidfd = r
-                .supervisor_pid
-                .and_then(|p| codex_runtime::sys::pidfd_open(p).ok());
-            match pidfd {
+            match r.supervisor_pidfd() {
                 Some(fd) => {
                     let mut fds = [nix::poll::PollFd::new(
                         std::os::fd::AsFd::as_fd(&fd),
@@ -386,68 +381,16 @@ impl Engine {
         }
     }
 
-    /// Blocks until the container is no longer running; its exit code.
-    pub fn wait(&self, reference: &str) -> Result<i32> {
+    /// Blocks until the container is no longer running; its exit code, `None` when
+    /// it is not known (it never ran, or its supervisor died before recording it: the
+    /// record's `error` says which). Never a made-up 0.
+    pub fn wait(&self, reference: &str) -> Result<Option<i32>> {
         let rec = self.get(reference)?;
         loop {
             if let Some(r) = self.wait_exit(&rec.id, Duration::from_secs(3600))? {
-                return Ok(r.exit_code.unwrap_or(0));
+                return Ok(r.exit_code);
             }
         }
-    }
-
-    /// Removes a container (`force` stops a running one first) and everything of it;
-    /// with `volumes`, its anonymous volumes too.
-    pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
-        let mut rec = self.get(reference)?;
-        if starting(&rec) {
-            if !force {
-                return Err(Error::wrong_state(
-                    &rec.name,
-                    "starting",
-                    "wait for it or use force",
-                ));
-            }
-            // Let the start finish (or fail), then stop what it started.
-            let end = Instant::now() + Duration::from_secs(30);
-            while starting(&rec) && Instant::now() < end {
-                std::thread::sleep(Duration::from_millis(10));
-                rec = self.get(&rec.id)?;
-            }
-        }
-        if matches!(
-            rec.status,
-            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-        ) {
-            if !force {
-                return Err(Error::wrong_state(
-                    &rec.name,
-                    rec.status,
-                    "stop it first or use force",
-                ));
-            }
-            self.stop(&rec.id, Duration::ZERO)?;
-        }
-        // Whatever a crashed supervisor left: the runtime's container, the overlay.
-        let _ = self.runtime().delete(&rec.id, true);
-        let dir = self.container_dir(&rec.id)?;
-        crate::supervisor::unmount_rootfs(&dir);
-        self.registry.remove_container_if(&rec.id, |r| {
-            if is_live(r.status) || starting(r) {
-                return Err(Error::wrong_state(
-                    &r.name,
-                    r.status,
-                    "it was started again meanwhile",
-                ));
-            }
-            Ok(())
-        })?;
-        if volumes {
-            let cfg: ContainerConfig =
-                serde_json::from_value(rec.config.clone()).unwrap_or_default();
-            volume::remove_anonymous(&self.registry, &cfg)?;
-        }
-        Ok(())
     }
 
     /// Creates a named volume (or returns the one of that name).
@@ -481,8 +424,7 @@ impl Engine {
     /// Removes a volume and its data; refused while a container (running or not)
     /// mounts it.
     pub fn remove_volume(&self, name: &str) -> Result<()> {
-        let users = self.volume_users(name)?;
-        volume::remove(&self.registry, name, &users)
+        volume::remove(&self.registry, name)
     }
 
     /// Removes every volume no container mounts; returns their names.
@@ -490,15 +432,15 @@ impl Engine {
         let mut removed = Vec::new();
         for v in self.volumes()? {
             if v.used_by.is_empty() {
-                volume::remove(&self.registry, &v.record.name, &[])?;
-                removed.push(v.record.name);
+                match volume::remove(&self.registry, &v.record.name) {
+                    Ok(()) => removed.push(v.record.name),
+                    // Mounted by a container created since the listing.
+                    Err(Error::InUse { .. } | Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(removed)
-    }
-
-    fn volume_users(&self, name: &str) -> Result<Vec<String>> {
-        volume::users(&self.registry, name)
     }
 
     /// The lines of a container's log that `query` selects.
@@ -619,10 +561,7 @@ impl LogFollow<'_> {
                 Err(Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            Ok(is_live(rec.status).then(|| {
-                rec.supervisor_pid
-                    .and_then(|p| codex_runtime::sys::pidfd_open(p).ok())
-            }))
+            Ok(is_live(rec.status).then(|| rec.supervisor_pidfd()))
         })
     }
 
@@ -634,11 +573,8 @@ impl LogFollow<'_> {
 
 /// A supervisor has claimed the container and is starting it: not live yet, but its
 /// supervisor process is.
-fn starting(rec: &ContainerRecord) -> bool {
-    !is_live(rec.status)
-        && rec
-            .supervisor_pid
-            .is_some_and(|p| codex_runtime::sys::process_state(p).is_some_and(|s| s != 'Z'))
+pub(crate) fn starting(rec: &ContainerRecord) -> bool {
+    !is_live(rec.status) && rec.live_supervisor().is_some()
 }
 
 /// Running, paused or between restarts: a supervisor is (or will be) there.
@@ -843,16 +779,6 @@ impl Engine {
             "images": self.images().and_then(|s| s.list()).map(|l| l.len()).unwrap_or(0),
         }))
     }
-}
-
-/// The process `pid` is the supervisor of container `id` (not a recycled pid).
-fn supervisor_alive(pid: i32, id: &str) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let is_zombie = codex_runtime::sys::process_state(pid) == Some('Z');
-    !is_zombie && args.iter().any(|a| *a == b"__supervise") && args.contains(&id.as_bytes())
 }
 
 /// Which way `cp` goes.

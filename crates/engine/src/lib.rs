@@ -11,7 +11,9 @@ pub mod image;
 pub mod logread;
 pub mod profile;
 pub mod registry;
+mod removal;
 pub mod supervisor;
+pub mod testhook;
 pub mod usage;
 pub mod volume;
 

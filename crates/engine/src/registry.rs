@@ -163,6 +163,17 @@ impl Registry {
     /// socket, another lock) and must not call back into the registry, which would wait for
     /// the lock it holds.
     pub fn update<T>(&self, f: impl FnOnce(&mut Index) -> Result<T>) -> Result<T> {
+        self.update_then(f, |_| Ok(()))
+    }
+
+    /// [`Registry::update`], then `after(&out)` once the index is saved, still under the
+    /// lock: for a file change that must follow the index change with no other writer
+    /// in between (a volume's data moved aside only once its record is gone).
+    pub fn update_then<T>(
+        &self,
+        f: impl FnOnce(&mut Index) -> Result<T>,
+        after: impl FnOnce(&T) -> Result<()>,
+    ) -> Result<T> {
         let _lock = self.lock()?;
         let mut index = self.index()?;
         let before = index.clone();
@@ -177,6 +188,7 @@ impl Registry {
             index.version = INDEX_VERSION;
             self.save_index(&index)?;
         }
+        after(&out)?;
         Ok(out)
     }
 
@@ -189,12 +201,14 @@ impl Registry {
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
     ) -> Result<ContainerRecord> {
-        self.create_container_with(name, config, labels, |_, _| Ok(()))
+        self.create_container_with(name, config, labels, |_, _, _| Ok(()))
     }
 
-    /// [`Registry::create_container`], with `prepare(id, dir)` run on the new container
-    /// directory before the record and the index are written: under the lock, so it must
-    /// be quick (write files, make directories) and must not call back into the registry.
+    /// [`Registry::create_container`], with `prepare(id, dir, index)` run on the new
+    /// container directory before the record and the index are written: under the lock,
+    /// so it must be quick (write files, make directories) and must not call back into
+    /// the registry. What it changes in `index` (volumes the container makes) is saved
+    /// with the container's entry, or not at all.
     /// If it fails, or the process dies while it runs, the container never existed (the
     /// next [`Registry::reconcile`] removes a directory left without `state.json`).
     pub fn create_container_with(
@@ -202,7 +216,7 @@ impl Registry {
         name: Option<&str>,
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
-        prepare: impl FnOnce(&str, &Path) -> Result<()>,
+        prepare: impl FnOnce(&str, &Path, &mut Index) -> Result<()>,
     ) -> Result<ContainerRecord> {
         if let Some(name) = name {
             validate_name(name)?;
@@ -225,7 +239,7 @@ impl Registry {
         let (id, dir) = self.new_container_dir(&index)?;
         let record = ContainerRecord::new(id, name, config, labels);
         let committed = (|| {
-            prepare(&record.id, &dir)?;
+            prepare(&record.id, &dir, &mut index)?;
             write_atomic(
                 &dir.join(STATE_FILE),
                 &to_json(&record, &dir.join(STATE_FILE))?,

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{valid_name, ContainerConfig, VolumeSource};
 use crate::error::{Context, Error, Result};
-use crate::registry::{ContainerRecord, Registry};
+use crate::registry::{ContainerRecord, Index, Registry};
 
 /// One volume's record in `registry.json`'s `volumes` map.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,32 +52,41 @@ fn check_name(name: &str) -> Result<()> {
     }
 }
 
-/// Creates the volume if it does not exist (its directory first, then the record, so
-/// a crash leaves at worst an unrecorded directory that the next create adopts).
-/// Returns its record.
+/// Creates the volume if it does not exist; returns its record. Under the registry lock,
+/// so a concurrent `volume rm` of the same name comes wholly before or after.
 pub fn ensure(registry: &Registry, name: &str, anonymous: bool) -> Result<VolumeRecord> {
+    registry.update(|idx| ensure_in(registry.root(), idx, name, anonymous))
+}
+
+/// [`ensure`] on an index the caller holds under the lock (a container's create): its
+/// directory first, then the record, so a crash leaves at worst an unrecorded
+/// directory that the next create adopts.
+pub(crate) fn ensure_in(
+    root: &Path,
+    idx: &mut Index,
+    name: &str,
+    anonymous: bool,
+) -> Result<VolumeRecord> {
     check_name(name)?;
-    let dir = data_dir(registry.root(), name);
-    crate::registry::ensure_shared_dir(&volumes_dir(registry.root()))?;
-    crate::registry::ensure_shared_dir(&volumes_dir(registry.root()).join(name))?;
+    let dir = data_dir(root, name);
+    crate::registry::ensure_shared_dir(&volumes_dir(root))?;
+    crate::registry::ensure_shared_dir(&volumes_dir(root).join(name))?;
     std::fs::create_dir_all(&dir).ctx(|| format!("creating volume {name} at {}", dir.display()))?;
-    registry.update(|idx| {
-        if let Some(v) = idx.volumes.get(name) {
-            if let Ok(rec) = serde_json::from_value::<VolumeRecord>(v.clone()) {
-                return Ok(rec);
-            }
+    if let Some(v) = idx.volumes.get(name) {
+        if let Ok(rec) = serde_json::from_value::<VolumeRecord>(v.clone()) {
+            return Ok(rec);
         }
-        let rec = VolumeRecord {
-            name: name.to_string(),
-            created: codex_runtime::state::now_rfc3339(),
-            anonymous,
-        };
-        idx.volumes.insert(
-            name.to_string(),
-            serde_json::to_value(&rec).map_err(|e| Error::invalid("volume", e.to_string()))?,
-        );
-        Ok(rec)
-    })
+    }
+    let rec = VolumeRecord {
+        name: name.to_string(),
+        created: codex_runtime::state::now_rfc3339(),
+        anonymous,
+    };
+    idx.volumes.insert(
+        name.to_string(),
+        serde_json::to_value(&rec).map_err(|e| Error::invalid("volume", e.to_string()))?,
+    );
+    Ok(rec)
 }
 
 /// Every recorded volume.
@@ -94,29 +103,47 @@ pub fn list(registry: &Registry) -> Result<Vec<VolumeRecord>> {
         .collect()
 }
 
-/// Removes a volume's record, then its data. `users` are the containers that mount it:
-/// any refuses the removal.
-pub fn remove(registry: &Registry, name: &str, users: &[String]) -> Result<()> {
+/// Removes a volume's record and its data; refused while a container (running or not)
+/// mounts it. The users are counted, the record removed and the data moved aside in one
+/// hold of the registry lock: a container created meanwhile is either counted or comes
+/// after (and then gets a new, empty volume), and never finds its data being deleted.
+pub fn remove(registry: &Registry, name: &str) -> Result<()> {
     check_name(name)?;
-    if !users.is_empty() {
-        return Err(Error::InUse {
-            kind: "volume",
-            name: name.to_string(),
-            by: format!("container {}", users.join(", ")),
-        });
-    }
-    registry.update(|idx| {
-        idx.volumes.remove(name).map(|_| ()).ok_or(Error::NotFound {
-            kind: "volume",
-            name: name.to_string(),
-        })
-    })?;
-    let dir = volumes_dir(registry.root()).join(name);
-    std::fs::remove_dir_all(&dir).or_else(|e| {
+    let root = registry.root().to_path_buf();
+    let trash = volumes_dir(&root).join(format!(
+        ".removing-{name}-{}",
+        crate::registry::new_volume_name()?
+    ));
+    let moved = registry.update_then(
+        |idx| {
+            let users = users(registry, name)?;
+            crate::testhook::pause("volume-rm");
+            if !users.is_empty() {
+                return Err(Error::InUse {
+                    kind: "volume",
+                    name: name.to_string(),
+                    by: format!("container {}", users.join(", ")),
+                });
+            }
+            idx.volumes.remove(name).map(|_| ()).ok_or(Error::NotFound {
+                kind: "volume",
+                name: name.to_string(),
+            })
+        },
+        |()| {
+            let dir = volumes_dir(&root).join(name);
+            match std::fs::rename(&dir, &trash) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                r => r.ctx(|| format!("moving {} aside for removal", dir.display())),
+            }
+        },
+    );
+    moved?;
+    std::fs::remove_dir_all(&trash).or_else(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Ok(())
         } else {
-            Err(e).ctx(|| format!("removing {}", dir.display()))
+            Err(e).ctx(|| format!("removing {}", trash.display()))
         }
     })
 }
@@ -147,8 +174,9 @@ fn is_named(source: &VolumeSource, name: &str) -> bool {
 pub fn remove_anonymous(registry: &Registry, config: &ContainerConfig) -> Result<()> {
     for v in config.volumes.iter().filter(|v| v.anonymous) {
         if let VolumeSource::Named { name } = &v.source {
-            if users(registry, name)?.is_empty() {
-                remove(registry, name, &[])?;
+            match remove(registry, name) {
+                Ok(()) | Err(Error::InUse { .. } | Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
     }

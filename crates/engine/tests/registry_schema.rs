@@ -236,7 +236,7 @@ fn volume_records_the_engine_writes_fit_the_registry_schema() {
     want.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(listed, want);
 
-    volume::remove(&reg, "pgdata", &[]).expect("rm");
+    volume::remove(&reg, "pgdata").expect("rm");
     assert_fits(
         &registry_schema,
         &read_json(&reg.index_path()),

@@ -97,8 +97,12 @@ pub struct Handover {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Worker {
     /// It did not get the container running, or could not supervise it: it has
-    /// recorded (and if it could, reported) why.
+    /// killed what it started, recorded (and if it could, reported) why. Its exit
+    /// code was [`WORKER_FAILED_CODE`].
     Failed,
+    /// It ended any other way (killed by a signal, a panic): what it started may run
+    /// on with nobody supervising it. How it ended.
+    Died(String),
     /// The container ended while the worker supervised it; all is recorded.
     Done,
     /// The container runs on; supervising it is this process's job now.
@@ -316,6 +320,12 @@ impl Handover {
     }
 }
 
+/// The worker's exit code when it failed cleanly (see [`Worker::Failed`]).
+pub const WORKER_FAILED_CODE: i32 = 1;
+
+/// The start of the reason recorded when the worker died before handing over.
+pub const WORKER_DIED: &str = "the supervisor's worker died before handing the container over";
+
 /// The supervisor's side of the worker: says it is ready (this process is the
 /// shim, or stays the full binary for good), reads what the worker hands over and
 /// reaps it. Afterwards the init, if it still runs, is this process's child, and
@@ -331,8 +341,15 @@ pub fn await_worker(ready: OwnedFd, info: OwnedFd, worker: i32) -> std::io::Resu
     // The worker's exit handed the init to this process; orphans from now on go
     // where they would go without a shim.
     let _ = sys::set_child_subreaper(false);
-    if status != (0, None) {
-        return Ok(Worker::Failed);
+    match status {
+        (0, None) => {}
+        (WORKER_FAILED_CODE, None) => return Ok(Worker::Failed),
+        (_, Some(sig)) => {
+            return Ok(Worker::Died(format!(
+                "{WORKER_DIED}: killed by signal {sig}"
+            )))
+        }
+        (code, None) => return Ok(Worker::Died(format!("{WORKER_DIED}: exit code {code}"))),
     }
     if news.is_empty() {
         return Ok(Worker::Done);
@@ -492,7 +509,18 @@ mod tests {
                 pending: [Vec::new(), Vec::new()],
             })
         );
-        for (script, want) in [("exit 0", Worker::Done), ("exit 1", Worker::Failed)] {
+        for (script, want) in [
+            ("exit 0", Worker::Done),
+            ("exit 1", Worker::Failed),
+            (
+                "exit 101",
+                Worker::Died(format!("{WORKER_DIED}: exit code 101")),
+            ),
+            (
+                "kill -9 $$",
+                Worker::Died(format!("{WORKER_DIED}: killed by signal 9")),
+            ),
+        ] {
             let (ready_r, ready_w) = pipe();
             let (info_r, info_w) = pipe();
             let w = worker(&format!("head -c1 >/dev/null; {script}"), ready_r, info_w);

@@ -77,25 +77,37 @@ impl ProcessId {
     pub fn is_alive(&self) -> bool {
         start_time(self.pid).is_ok_and(|t| t == self.start_time)
     }
+
+    /// Is this very process alive and not a zombie (it can still do its work)?
+    pub fn is_running(&self) -> bool {
+        stat(self.pid).is_ok_and(|(state, t)| t == self.start_time && !matches!(state, 'Z' | 'X'))
+    }
 }
 
 /// Field 22 of `/proc/PID/stat`. The command name (field 2) may hold spaces and
 /// parentheses, so fields are counted after its last `)`.
 pub fn start_time(pid: i32) -> io::Result<u64> {
+    stat(pid).map(|(_, t)| t)
+}
+
+/// (state, start time) of `/proc/PID/stat`.
+fn stat(pid: i32) -> io::Result<(char, u64)> {
     let text = std::fs::read(format!("/proc/{pid}/stat"))?;
-    parse_start_time(&text).ok_or_else(|| {
+    parse_stat(&text).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
-            format!("/proc/{pid}/stat has no start time"),
+            format!("/proc/{pid}/stat has no state or start time"),
         )
     })
 }
 
-fn parse_start_time(stat: &[u8]) -> Option<u64> {
+fn parse_stat(stat: &[u8]) -> Option<(char, u64)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
     // After ") " come field 3 (state) onward: field 22 is the 20th of them.
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -106,14 +118,14 @@ mod tests {
     fn start_time_is_read_after_a_hostile_command_name() {
         let stat = b"42 (a) b) c 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 777 19 20";
         // fields after ")": c=3 1=4 ... 18=21, 777=22
-        assert_eq!(parse_start_time(stat), Some(777));
-        assert_eq!(parse_start_time(b"1 (x) S 0"), None);
+        assert_eq!(parse_stat(stat), Some(('c', 777)));
+        assert_eq!(parse_stat(b"1 (x) S 0"), None);
     }
 
     #[test]
     fn own_identity_opens_and_a_wrong_start_time_does_not() {
         let me = ProcessId::of(std::process::id() as i32).unwrap();
-        assert!(me.is_alive());
+        assert!(me.is_alive() && me.is_running());
         assert!(me.open().unwrap().is_some());
         let forged = ProcessId {
             start_time: me.start_time + 1,
@@ -123,11 +135,25 @@ mod tests {
         assert!(forged.open().unwrap().is_none());
     }
 
+    fn wait_until_zombie(pid: i32) -> bool {
+        (0..2000).any(|_| {
+            let z = stat(pid).is_ok_and(|(s, _)| s == 'Z');
+            if !z {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            z
+        })
+    }
+
     #[test]
     fn an_exited_process_opens_to_none() {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let id = ProcessId::of(child.id() as i32).unwrap();
+        // Exited, not reaped: alive as a zombie, no longer running.
+        assert!(wait_until_zombie(id.pid));
+        assert!(id.is_alive() && !id.is_running());
         child.wait().unwrap();
+        assert!(!id.is_alive());
         assert!(id.open().unwrap().is_none());
     }
 }

@@ -48,6 +48,8 @@ fn run() -> i32 {
         // The worker has recorded how the container ended (or why it does not run).
         Ok(Worker::Done) => return 0,
         Ok(Worker::Failed) => return 1,
+        // What it started may still run: the full binary kills it and records why.
+        Ok(Worker::Died(how)) => Finish::Failed(how),
         Err(e) => Finish::Failed(format!("waiting for the supervisor's worker: {e}")),
     };
     record(&a, view.as_ref(), &finish)

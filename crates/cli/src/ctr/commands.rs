@@ -232,10 +232,22 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Wait { containers } => each(&containers, |c| {
-            println!("{}", eng.wait(c)?);
-            Ok(())
-        }),
+        Command::Wait { containers } => {
+            let mut unknown = false;
+            let code = each(&containers, |c| {
+                match eng.wait(c)? {
+                    Some(code) => println!("{code}"),
+                    None => {
+                        unknown = true;
+                        let why = eng.get(c)?.error.unwrap_or_default();
+                        eprintln!("codex-ctr: {c}: the exit code is unknown: {why}");
+                    }
+                }
+                Ok(())
+            })?;
+            // Docker's code for "the engine cannot say", never a made-up 0.
+            Ok(if unknown { 125 } else { code })
+        }
         Command::Image { command } => image(&eng, command),
         Command::Volume { command } => volume(&eng, command),
     }
@@ -410,11 +422,17 @@ fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
             let _ = eng.kill(id, sig);
         }
     }
-    let code = eng.get(id)?.exit_code.unwrap_or(0);
+    let rec = eng.get(id)?;
     if remove {
         eng.remove(id, true, true)?;
     }
-    Ok(code)
+    match rec.exit_code {
+        Some(code) => Ok(code),
+        None => bail!(
+            "the exit code is unknown: {}",
+            rec.error.as_deref().unwrap_or("no exit was recorded")
+        ),
+    }
 }
 
 /// The next lines of a followed log, or None when the container has ended.

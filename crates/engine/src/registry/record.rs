@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use codex_sys::ProcessId;
+
 use crate::error::{Error, Result};
 
 /// The version of `state.json` this engine writes. Every earlier version still loads
@@ -28,10 +30,13 @@ pub enum ContainerStatus {
     Stopped,
     /// Between two runs of its restart policy.
     Restarting,
+    /// An `rm` has claimed it: nothing starts it again; its removal is under way (or
+    /// was interrupted, and the next `rm` finishes it).
+    Removing,
 }
 
 impl ContainerStatus {
-    pub const ALL: [ContainerStatus; 7] = [
+    pub const ALL: [ContainerStatus; 8] = [
         ContainerStatus::Created,
         ContainerStatus::Running,
         ContainerStatus::Paused,
@@ -39,6 +44,7 @@ impl ContainerStatus {
         ContainerStatus::Failed,
         ContainerStatus::Stopped,
         ContainerStatus::Restarting,
+        ContainerStatus::Removing,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -50,6 +56,7 @@ impl ContainerStatus {
             ContainerStatus::Failed => "failed",
             ContainerStatus::Stopped => "stopped",
             ContainerStatus::Restarting => "restarting",
+            ContainerStatus::Removing => "removing",
         }
     }
 }
@@ -97,6 +104,11 @@ pub struct ContainerRecord {
     /// Its supervisor process, while it has one.
     #[serde(default)]
     pub supervisor_pid: Option<i32>,
+    /// The supervisor's start time (clock ticks after boot, `/proc/PID/stat` field 22):
+    /// with the pid, the identity of the one process that claimed the container, which
+    /// a recycled pid or a process with a forged command line cannot take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervisor_start: Option<u64>,
     /// The last exit code (128 + signal for a signal death, as shells and Docker report).
     #[serde(default)]
     pub exit_code: Option<i32>,
@@ -144,6 +156,7 @@ impl ContainerRecord {
             status: ContainerStatus::Created,
             pid: None,
             supervisor_pid: None,
+            supervisor_start: None,
             exit_code: None,
             signal: None,
             oom_killed: false,
@@ -157,10 +170,44 @@ impl ContainerRecord {
         }
     }
 
+    /// Its supervisor, while the very process that claimed it runs. A record from
+    /// before supervisors were recorded with their start time is checked the old way:
+    /// the process must have `__supervise` and the id among its arguments.
+    pub fn live_supervisor(&self) -> Option<ProcessId> {
+        let pid = self.supervisor_pid?;
+        let who = match self.supervisor_start {
+            Some(start_time) => ProcessId { pid, start_time },
+            None if legacy_supervisor_alive(pid, &self.id) => ProcessId::of(pid).ok()?,
+            None => return None,
+        };
+        who.is_running().then_some(who)
+    }
+
+    /// A pidfd of its live supervisor (readable once it exits), never of a process that
+    /// only has its pid.
+    pub fn supervisor_pidfd(&self) -> Option<std::os::fd::OwnedFd> {
+        self.live_supervisor()?.open().ok().flatten()
+    }
+
+    /// Names `process` as its supervisor.
+    pub(crate) fn set_supervisor(&mut self, process: Option<ProcessId>) {
+        self.supervisor_pid = process.map(|p| p.pid);
+        self.supervisor_start = process.map(|p| p.start_time);
+    }
+
     /// The first 12 characters of the id, as `ps` shows it.
     pub fn short_id(&self) -> &str {
         self.id.get(..12).unwrap_or(&self.id)
     }
+}
+
+/// The check for supervisors recorded by pid alone.
+fn legacy_supervisor_alive(pid: i32, id: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.iter().any(|a| *a == b"__supervise") && args.contains(&id.as_bytes())
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! `__supervise --root ROOT ID --finish ...` when the init has exited. Without the
 //! shim everything happens in this process. See docs/supervisor.md.
 
+mod abandon;
 pub mod logs;
 mod shim;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use codex_shim::handoff::{Finish, Handover, ShimArgs, Worker};
 use codex_shim::pump::{pump_until, Outcome, Pumped, TimeLimit, Timeout};
+use codex_sys::ProcessId;
 
 use crate::config::ContainerConfig;
 use crate::engine::{BUNDLE_DIR, LOG_FILE, ROOTFS_DIR};
@@ -184,16 +186,18 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
 /// Records this process as the container's supervisor, unless the container is not
 /// startable or another live supervisor has it.
 fn claim(registry: &Registry, id: &str) -> Result<()> {
-    let me = std::process::id() as i32;
+    let me =
+        ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
     registry.update_container(id, |r| {
-        if let Some(p) = r.supervisor_pid.filter(|p| *p != me) {
-            if codex_runtime::sys::process_state(p).is_some_and(|s| s != 'Z') {
-                return Err(Error::wrong_state(
-                    &r.name,
-                    r.status,
-                    format!("its supervisor (process {p}) is starting or running it"),
-                ));
-            }
+        if let Some(p) = r.live_supervisor().filter(|p| *p != me) {
+            return Err(Error::wrong_state(
+                &r.name,
+                r.status,
+                format!(
+                    "its supervisor (process {}) is starting or running it",
+                    p.pid
+                ),
+            ));
         }
         if !matches!(
             r.status,
@@ -208,7 +212,7 @@ fn claim(registry: &Registry, id: &str) -> Result<()> {
                 "start needs it created or exited",
             ));
         }
-        r.supervisor_pid = Some(me);
+        r.set_supervisor(Some(me));
         Ok(())
     })?;
     Ok(())
@@ -220,7 +224,7 @@ fn record_failure(registry: &Registry, id: &str, msg: &str) {
         r.status = ContainerStatus::Failed;
         r.error = Some(msg.to_string());
         r.pid = None;
-        r.supervisor_pid = None;
+        r.set_supervisor(None);
         Ok(())
     });
 }
@@ -241,7 +245,9 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
     let started = start_container(root, registry, id, &cfg, out_w, err_w)?;
-    record_running(registry, id, started.pid, std::process::id() as i32)?;
+    let me =
+        ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
+    record_running(registry, id, started.pid, me)?;
     report(serde_json::json!({"ok": true, "pid": started.pid}));
     let running = Running {
         rt: &started.rt,
@@ -318,11 +324,11 @@ fn start_container(
 }
 
 /// Marks the container running with init `pid`, supervised by `supervisor`.
-fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: i32) -> Result<()> {
+fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: ProcessId) -> Result<()> {
     registry.update_container(id, |r| {
         r.status = ContainerStatus::Running;
         r.pid = Some(pid);
-        r.supervisor_pid = Some(supervisor);
+        r.set_supervisor(Some(supervisor));
         r.started_at = Some(codex_runtime::state::now_rfc3339());
         r.finished_at = None;
         r.exit_code = None;
@@ -464,9 +470,16 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
     drop(status_fd);
     let ended = codex_shim::handoff::await_worker(ready_w, info_r, worker.as_raw())
         .ctx(|| "waiting for the supervisor's worker")?;
-    let Worker::HandedOver(h) = ended else {
-        // The worker has recorded how the container ended, or why it does not run.
-        return Ok(());
+    let h = match ended {
+        Worker::HandedOver(h) => h,
+        // The worker has recorded how the container ended.
+        Worker::Done => return Ok(()),
+        Worker::Failed => return Ok(()),
+        Worker::Died(how) => {
+            let me = ProcessId::of(std::process::id() as i32).ok();
+            abandon::abandon(root, registry, id, &how, me);
+            return Ok(());
+        }
     };
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
@@ -521,30 +534,39 @@ fn work(
         ready,
         info,
     } = fds;
-    let started = (|| {
-        let started = start_container(root, registry, id, cfg, out_w, err_w)?;
-        // A byte once the supervisor is the shim (or stays what it is), or EOF if it
-        // died: either way it is past its exec.
-        let mut byte = [0u8; 1];
-        while nix::unistd::read(&ready, &mut byte) == Err(nix::errno::Errno::EINTR) {}
-        record_running(registry, id, started.pid, supervisor)?;
-        Ok::<_, Error>(started)
-    })();
+    let fail = |msg: String, ours: Option<ProcessId>, started: bool| {
+        if started {
+            // The container runs: it must not run on with nobody supervising it.
+            abandon::abandon(root, registry, id, &msg, ours);
+        } else {
+            record_failure(registry, id, &msg);
+        }
+        report(serde_json::json!({"error": msg}));
+        codex_shim::handoff::WORKER_FAILED_CODE
+    };
     let Started {
         rt,
         dir,
         mut log,
         pid,
         procs,
-    } = match started {
+    } = match start_container(root, registry, id, cfg, out_w, err_w) {
         Ok(s) => s,
-        Err(e) => {
-            let msg = e.to_string();
-            record_failure(registry, id, &msg);
-            report(serde_json::json!({"error": msg}));
-            return 1;
-        }
+        Err(e) => return fail(e.to_string(), None, false),
     };
+    crate::testhook::die("worker-started");
+    // A byte once the supervisor is the shim (or stays what it is), or EOF if it
+    // died: either way it is past its exec.
+    let mut byte = [0u8; 1];
+    while nix::unistd::read(&ready, &mut byte) == Err(nix::errno::Errno::EINTR) {}
+    let ours = match ProcessId::of(supervisor)
+        .ctx(|| format!("reading the start time of the supervisor {supervisor}"))
+        .and_then(|sup| record_running(registry, id, pid, sup).map(|()| sup))
+    {
+        Ok(sup) => sup,
+        Err(e) => return fail(e.to_string(), None, true),
+    };
+    crate::testhook::die("worker-recorded");
     report(serde_json::json!({"ok": true, "pid": pid}));
     let timeout = time_limit(cfg).map(|l| l.starting_now());
     let hand_over_at = codex_shim::sys::monotonic() + HANDOVER_AFTER;
@@ -581,10 +603,7 @@ fn work(
     };
     match done {
         Ok(()) => 0,
-        Err(e) => {
-            record_failure(registry, id, &e.to_string());
-            1
-        }
+        Err(e) => fail(e.to_string(), Some(ours), true),
     }
 }
 
@@ -620,7 +639,7 @@ fn complete(
         r.signal = outcome.signal;
         r.oom_killed = oom;
         r.pid = None;
-        r.supervisor_pid = None;
+        r.set_supervisor(None);
         r.finished_at = Some(codex_runtime::state::now_rfc3339());
         r.error = timeout_note
             .clone()
@@ -656,7 +675,10 @@ fn finish(root: &Path, id: &str, args: &[String]) -> i32 {
     match done {
         Ok(()) => 0,
         Err(msg) => {
-            record_failure(&registry, id, &msg);
+            // Supervision failed: the container may still run, with nobody pumping its
+            // output or waiting for it. The shim that runs this is its supervisor.
+            let shim = ProcessId::of(nix::unistd::getppid().as_raw()).ok();
+            abandon::abandon(root, &registry, id, &msg, shim);
             1
         }
     }

@@ -1,0 +1,120 @@
+//! `rm`: a container and everything of it goes, after the removal has been claimed.
+//!
+//! The claim is the record's `removing` state, set under the registry lock once the
+//! container is neither running nor being started. From then on no supervisor can claim
+//! it (a start needs it created or exited), so the cleanup that follows (the runtime's
+//! container, the rootfs mount, the directory) can never hit a run that a `start` began
+//! meanwhile. An `rm` that dies after the claim leaves a `removing` record that the next
+//! `rm` finishes.
+
+use std::time::{Duration, Instant};
+
+use crate::config::ContainerConfig;
+use crate::engine::{is_live, starting, Engine};
+use crate::error::{Error, Result};
+use crate::registry::{ContainerRecord, ContainerStatus};
+use crate::volume;
+
+/// How long `rm` waits for a container's last processes to die.
+const RUNTIME_DELETE_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How many times `rm -f` stops a container that a racing `start` keeps starting.
+const FORCE_ATTEMPTS: usize = 5;
+
+impl Engine {
+    /// Removes a container (`force` stops a running one first) and everything of it;
+    /// with `volumes`, its anonymous volumes too.
+    pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
+        let mut rec = self.get(reference)?;
+        let mut attempt = 0;
+        while rec.status != ContainerStatus::Removing {
+            attempt += 1;
+            rec = self.quiesce(rec, force)?;
+            crate::testhook::pause("rm-claim");
+            match self.claim_removal(&rec.id) {
+                Ok(claimed) => rec = claimed,
+                // A start won the race: with force, stop what it started and claim again.
+                Err(e @ Error::WrongState { .. }) if !force || attempt >= FORCE_ATTEMPTS => {
+                    return Err(e)
+                }
+                Err(Error::WrongState { .. }) => rec = self.get(&rec.id)?,
+                Err(e) => return Err(e),
+            }
+        }
+        // Whatever a supervisor (or a crashed one) left: the runtime's container, the
+        // overlay. Nothing can start the container again now.
+        self.delete_runtime_container(&rec.id)?;
+        crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
+        self.registry.remove_container(&rec.id)?;
+        if volumes {
+            let cfg: ContainerConfig =
+                serde_json::from_value(rec.config.clone()).unwrap_or_default();
+            volume::remove_anonymous(&self.registry, &cfg)?;
+        }
+        Ok(())
+    }
+
+    /// Waits out a start in progress and stops a live container (with `force`; without,
+    /// either is refused).
+    fn quiesce(&self, mut rec: ContainerRecord, force: bool) -> Result<ContainerRecord> {
+        if starting(&rec) {
+            if !force {
+                return Err(Error::wrong_state(
+                    &rec.name,
+                    "starting",
+                    "wait for it or use force",
+                ));
+            }
+            // Let the start finish (or fail), then stop what it started.
+            let end = Instant::now() + Duration::from_secs(30);
+            while starting(&rec) && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(10));
+                rec = self.get(&rec.id)?;
+            }
+        }
+        if is_live(rec.status) {
+            if !force {
+                return Err(Error::wrong_state(
+                    &rec.name,
+                    rec.status,
+                    "stop it first or use force",
+                ));
+            }
+            rec = self.stop(&rec.id, Duration::ZERO)?;
+        }
+        Ok(rec)
+    }
+
+    /// `delete --force` of the runtime's container, retried while its processes are
+    /// still dying (a cgroup is removed only once empty). An error leaves the record
+    /// `removing`, for the next `rm` to finish.
+    fn delete_runtime_container(&self, id: &str) -> Result<()> {
+        let rt = self.runtime();
+        let end = Instant::now() + RUNTIME_DELETE_PATIENCE;
+        loop {
+            match rt.delete(id, true) {
+                Ok(_) => return Ok(()),
+                // Nothing (left) to delete.
+                Err(_) if rt.load(id).is_err() => return Ok(()),
+                Err(e) if Instant::now() >= end => return Err(e.into()),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Marks the container `removing` if, under the lock, it is neither live nor claimed
+    /// by a supervisor.
+    fn claim_removal(&self, id: &str) -> Result<ContainerRecord> {
+        self.registry.update_container(id, |r| {
+            if is_live(r.status) || starting(r) {
+                return Err(Error::wrong_state(
+                    &r.name,
+                    r.status,
+                    "it was started again meanwhile",
+                ));
+            }
+            r.status = ContainerStatus::Removing;
+            Ok(())
+        })
+    }
+}
