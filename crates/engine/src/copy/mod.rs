@@ -116,3 +116,6 @@ pub fn copy_in(root: &Path, src: &Path, dst: &Path) -> Result<()> {
     };
     Copier { mode_mask: 0o7777 }.run(&node, src, parent.as_fd(), name, &shown)
 }
+
+#[cfg(test)]
+mod tests;
