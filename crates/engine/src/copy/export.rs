@@ -8,11 +8,11 @@
 //! entries (headers only; they are never opened); sockets are skipped, as tar does.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
@@ -28,7 +28,32 @@ pub(crate) fn export_rootfs(root: &Path, out: &mut dyn Write) -> Result<()> {
         tar: tar::Builder::new(out),
         links: HashMap::new(),
     };
-    ex.dir(&node, b"", Path::new("/"), 0)?;
+    // A loop over a stack of open directories, not a recursion: depth costs one fd per
+    // level, not stack.
+    let mut stack = vec![ex.dir(node, Vec::new(), PathBuf::from("/"), 0)?];
+    loop {
+        let depth = stack.len();
+        let Some(top) = stack.last_mut() else { break };
+        let Some(name) = top.todo.next() else {
+            stack.pop();
+            continue;
+        };
+        let shown = top.shown.join(&name);
+        // Gone since the listing: a live container removed it.
+        let Some(child) =
+            Node::at(top.fd.as_fd(), &name).ctx(|| format!("opening {}", shown.display()))?
+        else {
+            continue;
+        };
+        let rel = if top.rel.is_empty() {
+            name.as_bytes().to_vec()
+        } else {
+            [&top.rel, b"/".as_slice(), name.as_bytes()].concat()
+        };
+        if let Some(level) = ex.entry(child, rel, shown, depth)? {
+            stack.push(level);
+        }
+    }
     ex.tar.finish().ctx(|| "finishing the rootfs tar")
 }
 
@@ -38,10 +63,18 @@ struct Exporter<W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
+/// A directory whose entries are being archived. `rel` is its path in the tar (`etc/ssl`,
+/// empty for the root, which is `./`), `shown` its path in the container.
+struct Level {
+    fd: OwnedFd,
+    todo: std::vec::IntoIter<OsString>,
+    rel: Vec<u8>,
+    shown: PathBuf,
+}
+
 impl<W: Write> Exporter<W> {
-    /// `rel` is the entry's path in the tar (`etc/ssl`, empty for the root, which is
-    /// `./`), `shown` its path in the container.
-    fn dir(&mut self, node: &Node, rel: &[u8], shown: &Path, depth: usize) -> Result<()> {
+    /// Archives directory `node` and opens it for its entries.
+    fn dir(&mut self, node: Node, rel: Vec<u8>, shown: PathBuf, depth: usize) -> Result<Level> {
         if depth >= MAX_DEPTH {
             return Err(Error::invalid(
                 "rootfs",
@@ -54,35 +87,41 @@ impl<W: Write> Exporter<W> {
         let path = if rel.is_empty() {
             b"./".to_vec()
         } else {
-            [rel, b"/"].concat()
+            [rel.as_slice(), b"/"].concat()
         };
         let mut h = header(EntryType::Directory, &node.st);
-        self.append(&mut h, &path, io::empty(), shown)?;
-        let dir = node
-            .open_dir()
+        self.append(&mut h, &path, io::empty(), &shown)?;
+        let fd = node
+            .into_dir()
             .ctx(|| format!("opening {}", shown.display()))?;
-        for name in names(dir.as_fd()).ctx(|| format!("reading {}", shown.display()))? {
-            let child_shown = shown.join(&name);
-            // Gone since the listing: a live container removed it.
-            let Some(child) = Node::at(dir.as_fd(), &name)
-                .ctx(|| format!("opening {}", child_shown.display()))?
-            else {
-                continue;
-            };
-            let child_rel = if rel.is_empty() {
-                name.as_bytes().to_vec()
-            } else {
-                [rel, b"/", name.as_bytes()].concat()
-            };
-            self.entry(&child, &child_rel, &child_shown, depth + 1)?;
-        }
-        Ok(())
+        let todo = names(fd.as_fd()).ctx(|| format!("reading {}", shown.display()))?;
+        Ok(Level {
+            fd,
+            todo: todo.into_iter(),
+            rel,
+            shown,
+        })
     }
 
-    fn entry(&mut self, node: &Node, rel: &[u8], shown: &Path, depth: usize) -> Result<()> {
+    /// Archives one entry; a directory is returned open, for its entries to follow.
+    fn entry(
+        &mut self,
+        node: Node,
+        rel: Vec<u8>,
+        shown: PathBuf,
+        depth: usize,
+    ) -> Result<Option<Level>> {
+        if node.kind() == Kind::Dir {
+            return self.dir(node, rel, shown, depth).map(Some);
+        }
+        self.leaf(&node, &rel, &shown).map(|()| None)
+    }
+
+    fn leaf(&mut self, node: &Node, rel: &[u8], shown: &Path) -> Result<()> {
         let st = &node.st;
         match node.kind() {
-            Kind::Dir => self.dir(node, rel, shown, depth),
+            // Directories go through `entry`, which opens them for their entries.
+            Kind::Dir => Ok(()),
             Kind::File => {
                 if st.st_nlink > 1 {
                     let key = (st.st_dev, st.st_ino);

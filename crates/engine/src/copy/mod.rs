@@ -85,7 +85,7 @@ pub fn copy_out(root: &Path, src: &Path, dst: &Path) -> Result<()> {
         };
         (open_dir(parent)?, name, dst.to_path_buf())
     };
-    Copier { mode_mask: 0o777 }.run(&node, src, parent.as_fd(), name, &shown)
+    Copier { mode_mask: 0o777 }.run(node, src, parent.as_fd(), name, &shown)
 }
 
 /// Copies `src` on the host to `dst` inside the container whose rootfs is `root`.
@@ -114,7 +114,7 @@ pub fn copy_in(root: &Path, src: &Path, dst: &Path) -> Result<()> {
         }
         Err(e) => return Err(e).ctx(|| in_container(dst)),
     };
-    Copier { mode_mask: 0o7777 }.run(&node, src, parent.as_fd(), name, &shown)
+    Copier { mode_mask: 0o7777 }.run(node, src, parent.as_fd(), name, &shown)
 }
 
 #[cfg(test)]

@@ -94,8 +94,9 @@ impl Node {
         self.reopen(libc::O_NONBLOCK | libc::O_NOCTTY)
     }
 
-    /// The directory this node is, opened for listing and for `*at` calls.
-    pub(super) fn open_dir(&self) -> io::Result<OwnedFd> {
+    /// The directory this node is, opened for listing and for `*at` calls (in place of
+    /// the `O_PATH` fd, which is closed: a deep walk holds one fd per level, not two).
+    pub(super) fn into_dir(self) -> io::Result<OwnedFd> {
         debug_assert_eq!(self.kind(), Kind::Dir);
         self.reopen(libc::O_DIRECTORY).map(OwnedFd::from)
     }

@@ -115,3 +115,19 @@ fn export_archives_every_kind_without_following_links() {
     assert!(by("d/s").1.is_symlink());
     assert_eq!(by("d/s").2.as_deref(), Some("/etc/passwd"));
 }
+
+#[test]
+fn a_tree_deeper_than_the_limit_is_refused_not_a_fd_exhaustion() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let deep: std::path::PathBuf = std::iter::repeat_n("a", super::tree::MAX_DEPTH + 1).collect();
+    fs::create_dir_all(root.join(&deep)).unwrap();
+    let err = copy_out(&root, Path::new("/a"), &t.path().join("out")).unwrap_err();
+    assert!(err.to_string().contains("directories deep"), "{err}");
+    let err = export_rootfs(&root, &mut std::io::sink()).unwrap_err();
+    assert!(err.to_string().contains("directories deep"), "{err}");
+    // One level less is fine.
+    let ok: std::path::PathBuf = std::iter::repeat_n("b", super::tree::MAX_DEPTH - 2).collect();
+    fs::create_dir_all(root.join(&ok)).unwrap();
+    copy_out(&root, Path::new("/b"), &t.path().join("ok")).unwrap();
+}

@@ -6,10 +6,10 @@
 //! `O_CREAT | O_EXCL | O_NOFOLLOW` after removing what was there, so a symlink, FIFO or
 //! device node at a destination name is replaced, never written through.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{openat, OFlag};
@@ -19,7 +19,8 @@ use nix::unistd::UnlinkatFlags;
 use super::node::{names, Kind, Node};
 use crate::error::{Context, Error, Result};
 
-/// Deeper trees are refused: each level holds two directory fds.
+/// Deeper trees are refused: each level holds two directory fds (the walk is a loop, not
+/// a recursion, so depth costs fds, not stack).
 pub(super) const MAX_DEPTH: usize = 256;
 
 /// How the copy treats modes: `cp` out masks them to `0o777` (no set-id or sticky file
@@ -29,50 +30,85 @@ pub(super) struct Copier {
     pub(super) mode_mask: u32,
 }
 
-/// One side's name for an entry, for messages (`/data/fifo` in the container,
-/// `/tmp/out/fifo` on the host).
-struct Names<'a> {
-    src: &'a Path,
-    dst: &'a Path,
+/// A directory being copied: its entries not yet copied, and the mode it gets once they
+/// are (owner-only until then: a 0555 directory could not be filled, and nobody else
+/// should see a half-made copy). `src_path` and `dst_path` name it in messages
+/// (`/data` in the container, `/tmp/out/data` on the host).
+struct Level {
+    src: OwnedFd,
+    dst: OwnedFd,
+    todo: std::vec::IntoIter<OsString>,
+    mode: u32,
+    src_path: PathBuf,
+    dst_path: PathBuf,
 }
 
 impl Copier {
     /// Copies `node` (called `src` in messages) to `name` in `dst_dir` (called `dst`).
     pub(super) fn run(
         self,
-        node: &Node,
+        node: Node,
         src: &Path,
         dst_dir: BorrowedFd<'_>,
         name: &OsStr,
         dst: &Path,
     ) -> Result<()> {
-        self.entry(node, &Names { src, dst }, dst_dir, name, 0)
+        let mut stack: Vec<Level> = Vec::new();
+        if let Some(level) = self.entry(node, src, dst_dir, name, dst, 0)? {
+            stack.push(level);
+        }
+        loop {
+            let depth = stack.len();
+            let Some(top) = stack.last_mut() else {
+                return Ok(());
+            };
+            let Some(child) = top.todo.next() else {
+                if let Some(done) = stack.pop() {
+                    chmod(&done.dst, done.mode, &done.dst_path)?;
+                }
+                continue;
+            };
+            let (src_path, dst_path) = (top.src_path.join(&child), top.dst_path.join(&child));
+            // Gone since the listing: a live container removed it.
+            let Some(node) = Node::at(top.src.as_fd(), &child)
+                .ctx(|| format!("opening {}", src_path.display()))?
+            else {
+                continue;
+            };
+            let dst_dir = top.dst.as_fd();
+            if let Some(level) = self.entry(node, &src_path, dst_dir, &child, &dst_path, depth)? {
+                stack.push(level);
+            }
+        }
     }
 
+    /// Copies a file or symlink; for a directory, makes it and returns it to be filled.
     fn entry(
         self,
-        node: &Node,
-        at: &Names<'_>,
+        node: Node,
+        src: &Path,
         dst_dir: BorrowedFd<'_>,
         name: &OsStr,
+        dst: &Path,
         depth: usize,
-    ) -> Result<()> {
+    ) -> Result<Option<Level>> {
         match node.kind() {
-            Kind::Dir => self.dir(node, at, dst_dir, name, depth),
-            Kind::File => self.file(node, at, dst_dir, name),
+            Kind::Dir => self.dir(node, src, dst_dir, name, dst, depth).map(Some),
+            Kind::File => self.file(&node, src, dst_dir, name, dst).map(|()| None),
             Kind::Symlink => {
                 let target = node
                     .read_link()
-                    .ctx(|| format!("reading the symlink {}", at.src.display()))?;
-                replace_slot(dst_dir, name, at.dst, |slot| {
+                    .ctx(|| format!("reading the symlink {}", src.display()))?;
+                replace_slot(dst_dir, name, dst, |slot| {
                     nix::unistd::symlinkat(target.as_os_str(), dst_dir, slot)
-                })
+                })?;
+                Ok(None)
             }
             other => Err(Error::invalid(
                 "source",
                 format!(
                     "{} is {}: cp copies only regular files, directories and symlinks",
-                    at.src.display(),
+                    src.display(),
                     other.describe()
                 ),
             )),
@@ -81,74 +117,69 @@ impl Copier {
 
     fn dir(
         self,
-        node: &Node,
-        at: &Names<'_>,
+        node: Node,
+        src: &Path,
         dst_dir: BorrowedFd<'_>,
         name: &OsStr,
+        dst: &Path,
         depth: usize,
-    ) -> Result<()> {
+    ) -> Result<Level> {
         if depth >= MAX_DEPTH {
             return Err(Error::invalid(
                 "source",
                 format!(
                     "{} is more than {MAX_DEPTH} directories deep",
-                    at.src.display()
+                    src.display()
                 ),
             ));
         }
-        let src = node
-            .open_dir()
-            .ctx(|| format!("opening {}", at.src.display()))?;
-        // Owner-only until its entries are in: a 0555 directory could not be filled, and
-        // nobody else should see a half-made copy.
+        let mode = node.mode() & self.mode_mask;
+        let src_fd = node
+            .into_dir()
+            .ctx(|| format!("opening {}", src.display()))?;
         match nix::sys::stat::mkdirat(dst_dir, name, Mode::from_bits_truncate(0o700)) {
             Ok(()) | Err(Errno::EEXIST) => {}
-            Err(e) => return Err(e).ctx(|| format!("creating {}", at.dst.display())),
+            Err(e) => return Err(e).ctx(|| format!("creating {}", dst.display())),
         }
         // An existing symlink (or anything but a directory) at the name is refused here.
-        let dst = openat(
+        let dst_fd = openat(
             dst_dir,
             name,
             OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .ctx(|| format!("opening the directory {}", at.dst.display()))?;
-        let children = names(src.as_fd()).ctx(|| format!("reading {}", at.src.display()))?;
-        for child in children {
-            let (src_path, dst_path) = (at.src.join(&child), at.dst.join(&child));
-            let Some(c) =
-                Node::at(src.as_fd(), &child).ctx(|| format!("opening {}", src_path.display()))?
-            else {
-                continue;
-            };
-            let names = Names {
-                src: &src_path,
-                dst: &dst_path,
-            };
-            self.entry(&c, &names, dst.as_fd(), &child, depth + 1)?;
-        }
-        chmod(&dst, node.mode() & self.mode_mask, at.dst)
+        .ctx(|| format!("opening the directory {}", dst.display()))?;
+        let todo = names(src_fd.as_fd()).ctx(|| format!("reading {}", src.display()))?;
+        Ok(Level {
+            src: src_fd,
+            dst: dst_fd,
+            todo: todo.into_iter(),
+            mode,
+            src_path: src.to_path_buf(),
+            dst_path: dst.to_path_buf(),
+        })
     }
 
     fn file(
         self,
         node: &Node,
-        at: &Names<'_>,
+        src: &Path,
         dst_dir: BorrowedFd<'_>,
         name: &OsStr,
+        dst: &Path,
     ) -> Result<()> {
         let mut from = node
             .open_file()
-            .ctx(|| format!("opening {}", at.src.display()))?;
+            .ctx(|| format!("opening {}", src.display()))?;
         let flags =
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        let out = replace_slot(dst_dir, name, at.dst, |slot| {
+        let out = replace_slot(dst_dir, name, dst, |slot| {
             openat(dst_dir, slot, flags, Mode::from_bits_truncate(0o600))
         })?;
         let mut out = File::from(out);
         std::io::copy(&mut from, &mut out)
-            .ctx(|| format!("copying {} to {}", at.src.display(), at.dst.display()))?;
-        chmod(&out, node.mode() & self.mode_mask, at.dst)
+            .ctx(|| format!("copying {} to {}", src.display(), dst.display()))?;
+        chmod(&out, node.mode() & self.mode_mask, dst)
     }
 }
 
