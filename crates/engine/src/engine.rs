@@ -863,12 +863,6 @@ impl Engine {
                 .map_err(|e| Error::invalid("record", e.to_string()))?;
             return out.write_all(&text).ctx(|| "writing the export");
         }
-        self.with_rootfs(&rec.id, |root| {
-            let mut tar = tar::Builder::new(out);
-            tar.follow_symlinks(false);
-            tar.append_dir_all(".", root)
-                .ctx(|| "writing the rootfs tar")?;
-            tar.finish().ctx(|| "finishing the rootfs tar")
-        })
+        self.with_rootfs(&rec.id, |root| crate::copy::export_rootfs(root, out))
     }
 }
