@@ -117,7 +117,10 @@ impl Runtime {
         let runtime_pid = std::process::id() as i32;
         let (child, ch) = process::spawn(
             plan,
-            |stage1| c.state.cgroups.add(stage1),
+            |pid| {
+                test_hook_delay();
+                c.state.cgroups.add(pid)
+            },
             |ch| {
                 exec_main(
                     &opts.process,
@@ -204,8 +207,7 @@ fn exec_main(
         process::die_with_parent(runtime_pid)?;
         ch.wait_for(&Msg::Placed, "waiting for cgroup placement")
             .map_err(Error::Container)?;
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        // Not dumpable since stage 1's first step (process::spawn), until the execve.
         if let Some(console) = &console {
             nix::unistd::setsid().ctx(|| "setsid")?;
             let root =
@@ -248,4 +250,16 @@ fn exec_main(
     let _ = ch.send(&Msg::Error(err.to_string()));
     // SAFETY: _exit in a forked child.
     unsafe { libc::_exit(127) }
+}
+
+/// Debug builds only: `CODEX_TEST_EXEC_DELAY_MS` holds the exec'd process in its set-up
+/// window (before its cgroup placement) so a test can try to reach it there.
+fn test_hook_delay() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("CODEX_TEST_EXEC_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
+    }
 }

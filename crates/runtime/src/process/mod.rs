@@ -90,6 +90,13 @@ pub fn spawn(
     let stage1 = unsafe { crate::sys::fork_with_flags(0) }
         .ctx(|| "forking the container's first process")?;
     if stage1 == 0 {
+        // Before anything else, and before any namespace is joined: a process that is
+        // not dumpable cannot be ptrace-attached or have its /proc/PID/mem, fds or exe
+        // opened by the container's processes, which could otherwise reach this copy of
+        // the runtime (its memory, its host fds) while it sets up. Every fork below
+        // inherits it; only the execve of the user's program makes the process dumpable
+        // again.
+        crate::sys::set_dumpable(false);
         drop(parent_end);
         let forked = stage1_main(&plan, &child_end, parent_pid).and_then(|()| {
             // SAFETY: still single-threaded; the child becomes our parent's child.

@@ -1,0 +1,154 @@
+//! Hardening of the runtime against its own containers (issue 11, "Runtime"): the
+//! exec'ing process cannot be ptrace-attached while it sets up, the bounding-set drop
+//! does not trust the container's /proc, `kill --all` reaches every process of the
+//! cgroup, bind sources and ptmx are never opened for I/O before they are checked, hooks
+//! cannot stall the runtime. Tests named `codex_*` rely on codex-only hooks or on cases
+//! runc 1.1.5 refuses or gets wrong.
+
+use codex_tests::*;
+use std::fs;
+use std::path::PathBuf;
+
+/// Compiles `src` with `cc -static` into `<rootfs>/bin/<name>` (None, with a SKIP line,
+/// when there is no C compiler or static libc).
+fn compile_static(ctx: &TestCtx, b: &Bundle, name: &str, src: &str) -> Option<PathBuf> {
+    if !have_tool("cc") {
+        skip("no cc to build a static helper");
+        return None;
+    }
+    let c = ctx.path(&format!("{name}.c"));
+    fs::write(&c, src).unwrap();
+    let out = b.rootfs().join("bin").join(name);
+    let o = host_sh(&format!(
+        "cc -static -O2 -o {} {} 2>&1",
+        out.display(),
+        c.display()
+    ));
+    if !o.ok() {
+        skip(&format!("cc -static failed: {}", o.stdout));
+        return None;
+    }
+    Some(out)
+}
+
+/// Seizes (PTRACE_SEIZE, which does not stop the tracee) every other process it sees in
+/// the container, over and over, printing `PID COMM RESULT` whenever that changes and
+/// detaching again at once; it exits a while after attaching to a process whose comm is
+/// argv[1], or after argv[2] seconds.
+const TRACER: &str = r#"
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static void comm_of(int pid, char *buf, size_t n) {
+    char p[64];
+    snprintf(p, sizeof p, "/proc/%d/comm", pid);
+    FILE *f = fopen(p, "r");
+    buf[0] = 0;
+    if (!f) return;
+    if (!fgets(buf, (int)n, f)) buf[0] = 0;
+    fclose(f);
+    buf[strcspn(buf, "\n")] = 0;
+}
+
+int main(int argc, char **argv) {
+    const char *want = argc > 1 ? argv[1] : "sleep";
+    int secs = argc > 2 ? atoi(argv[2]) : 20;
+    static char last[32768][48];
+    printf("ready\n");
+    fflush(stdout);
+    time_t end = time(NULL) + secs;
+    while (time(NULL) < end) {
+        DIR *d = opendir("/proc");
+        struct dirent *e;
+        while (d && (e = readdir(d))) {
+            int pid = atoi(e->d_name);
+            if (pid <= 1 || pid == getpid() || pid >= 32768) continue;
+            char comm[32], line[48];
+            comm_of(pid, comm, sizeof comm);
+            if (!comm[0]) continue;
+            long r = ptrace(PTRACE_SEIZE, pid, 0, 0);
+            int err = errno;
+            snprintf(line, sizeof line, "%s %s", comm, r == 0 ? "attached" : strerror(err));
+            if (strcmp(line, last[pid]) != 0) {
+                strcpy(last[pid], line);
+                printf("%d %s\n", pid, line);
+                fflush(stdout);
+            }
+            if (r == 0) {
+                int st;
+                ptrace(PTRACE_INTERRUPT, pid, 0, 0);
+                waitpid(pid, &st, __WALL);
+                ptrace(PTRACE_DETACH, pid, 0, 0);
+                if (strcmp(comm, want) == 0) {
+                    sleep(5); /* the container outlives the exec'd program */
+                    return 0;
+                }
+            }
+        }
+        if (d) closedir(d);
+        usleep(500);
+    }
+    printf("timeout\n");
+    return 0;
+}
+"#;
+
+#[test]
+fn codex_exec_is_not_ptraceable_during_setup() {
+    // CVE-2016-9962's class: container root (CAP_SYS_PTRACE in its user namespace, same
+    // host uid thanks to an identity map) attaches to the process `exec` is setting up,
+    // which still holds the runtime's memory and fds. The debug-build hook
+    // CODEX_TEST_EXEC_DELAY_MS holds that process before its cgroup placement.
+    let ctx = TestCtx::new("exec-ptrace");
+    let mut b = ctx.bundle();
+    if compile_static(&ctx, &b, "tracer", TRACER).is_none() {
+        return;
+    }
+    let caps = ["CAP_SYS_PTRACE", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"];
+    b.user_namespace(0, 65536)
+        .caps("bounding", &caps)
+        .caps("effective", &caps)
+        .caps("permitted", &caps)
+        .args(&["/bin/tracer", "sleep", "20"]);
+    let id = ctx.id("c");
+    ctx.create_and_start(&b, &id);
+    ctx.wait_for_stdout(&id, "ready");
+
+    let mut cmd = ctx.rt.command(&["exec", &id, "sleep", "2"]);
+    cmd.env("CODEX_TEST_EXEC_DELAY_MS", "1500");
+    let exec = ctx.rt.run_cmd(cmd);
+    let out = ctx.wait_for_stdout(&id, "sleep attached");
+    let lines: Vec<&str> = out.lines().collect();
+    // Positive control first: the very same process, once it runs `sleep`, is
+    // attachable, so caps, uids and the user namespace allow the attach.
+    assert!(
+        lines.iter().any(|l| l.ends_with(" sleep attached")),
+        "the exec'd program itself could not be attached (no positive control):\n{out}"
+    );
+    let setup: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.split(' ').nth(1).is_some_and(|c| c != "sleep"))
+        .collect();
+    assert!(
+        !setup.is_empty(),
+        "the tracer never saw the exec'ing process during its set-up:\n{out}"
+    );
+    for l in setup {
+        assert!(
+            !l.ends_with("attached"),
+            "attached to the exec'ing process during its set-up: {l}\n{out}"
+        );
+        assert!(
+            l.ends_with("Operation not permitted"),
+            "unexpected result: {l}\n{out}"
+        );
+    }
+    exec.assert_ok();
+}
