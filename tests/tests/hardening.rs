@@ -152,3 +152,61 @@ fn codex_exec_is_not_ptraceable_during_setup() {
     }
     exec.assert_ok();
 }
+
+/// CapBnd of the container's init, read from the host.
+fn host_capbnd(ctx: &TestCtx, id: &str) -> u64 {
+    let pid = ctx.rt.pid(id);
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    parse_mask(status_field(&status, "CapBnd").expect("CapBnd line"))
+}
+
+const BOUNDING: &[&str] = &["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+#[test]
+fn codex_bounding_set_is_dropped_without_the_containers_proc() {
+    // No procfs in the container: once without any /proc, once with an image /proc whose
+    // sys/kernel/cap_last_cap says 3 (a runtime that believes it keeps caps 4..). runc
+    // 1.1.5 cannot run a container without /proc ("open /proc/self/fd"), hence codex_.
+    let ctx = TestCtx::new("capbnd-noproc");
+    for lying in [false, true] {
+        let mut b = ctx.bundle();
+        b.remove_mount("/proc")
+            .caps("bounding", BOUNDING)
+            .args(&["sleep", "100"]);
+        let proc_dir = b.rootfs().join("proc");
+        fs::remove_dir_all(&proc_dir).unwrap();
+        if lying {
+            fs::create_dir_all(proc_dir.join("sys/kernel")).unwrap();
+            fs::write(proc_dir.join("sys/kernel/cap_last_cap"), "3\n").unwrap();
+        }
+        let id = ctx.id(if lying { "lying" } else { "absent" });
+        ctx.create_and_start(&b, &id);
+        // Positive control: the container runs and its CapBnd is readable from the host.
+        assert_eq!(
+            host_capbnd(&ctx, &id),
+            cap_mask(BOUNDING),
+            "bounding set with {} /proc",
+            if lying { "a lying" } else { "no" }
+        );
+    }
+}
+
+#[test]
+fn codex_bounding_set_ignores_a_lying_proc_sys() {
+    // /proc is procfs, but /proc/sys is a tmpfs whose kernel/cap_last_cap (bound from a
+    // host file) says 3. runc 1.1.5 refuses mounts inside /proc, hence codex_.
+    let ctx = TestCtx::new("capbnd-lie");
+    let lie = ctx.path("cap_last_cap");
+    fs::write(&lie, "3\n").unwrap();
+    let mut b = ctx.bundle();
+    b.add_mount("/proc/sys", "tmpfs", "tmpfs", &["mode=755"])
+        .add_bind(&lie, "/proc/sys/kernel/cap_last_cap", &["ro"])
+        .caps("bounding", BOUNDING)
+        .args(&["sleep", "100"]);
+    let id = ctx.id("c");
+    ctx.create_and_start(&b, &id);
+    let inside = ctx.exec(&id, &[], &["cat", "/proc/sys/kernel/cap_last_cap"]);
+    inside.assert_ok();
+    assert_eq!(inside.stdout.trim(), "3", "the lie is not in place");
+    assert_eq!(host_capbnd(&ctx, &id), cap_mask(BOUNDING));
+}
