@@ -6,8 +6,10 @@
 //! runc 1.1.5 refuses or gets wrong.
 
 use codex_tests::*;
+use serde_json::json;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Compiles `src` with `cc -static` into `<rootfs>/bin/<name>` (None, with a SKIP line,
 /// when there is no C compiler or static libc).
@@ -209,4 +211,66 @@ fn codex_bounding_set_ignores_a_lying_proc_sys() {
     inside.assert_ok();
     assert_eq!(inside.stdout.trim(), "3", "the lie is not in place");
     assert_eq!(host_capbnd(&ctx, &id), cap_mask(BOUNDING));
+}
+
+/// A container without its own PID namespace (so killing its init does not kill the rest)
+/// whose processes relay: each forks its successor and becomes `sleep`, so the newest
+/// process (the end of any pid list) is always about to fork again. Returns the
+/// container's `cgroup.procs` in the pids hierarchy.
+fn start_relay(ctx: &TestCtx, id: &str) -> PathBuf {
+    let mut b = ctx.bundle();
+    fs::write(
+        b.rootfs().join("relay"),
+        "/bin/sh /relay &\nexec sleep 1000\n",
+    )
+    .unwrap();
+    b.remove_namespace("pid")
+        .set("/linux/resources/pids/limit", json!(3000))
+        .sh("/bin/sh /relay & echo ready; exec sleep 1000");
+    ctx.create_and_start(&b, id);
+    ctx.wait_for_stdout(id, "ready");
+    let pid = ctx.rt.pid(id);
+    let cg = cgroup_of(pid, "pids").expect("the init is in a pids cgroup");
+    let procs = PathBuf::from(format!("/sys/fs/cgroup/pids{cg}/cgroup.procs"));
+    // Let the relay run long enough to make a few hundred processes.
+    std::thread::sleep(Duration::from_millis(300));
+    let n = fs::read_to_string(&procs).unwrap().lines().count();
+    assert!(n > 20, "the relay did not get going: {n} processes");
+    procs
+}
+
+fn procs_left(procs: &Path) -> usize {
+    let mut n = 0;
+    wait_until(Duration::from_secs(3), || {
+        n = fs::read_to_string(procs)
+            .map(|s| s.lines().count())
+            .unwrap_or(0);
+        n == 0
+    });
+    n
+}
+
+#[test]
+fn kill_all_reaches_processes_forked_during_the_kill() {
+    for sig in ["KILL", "TERM"] {
+        let ctx = TestCtx::new("kill-all-relay");
+        let id = ctx.id(sig);
+        let procs = start_relay(&ctx, &id);
+        ctx.rt.run(&["kill", "--all", &id, sig]).assert_ok();
+        let left = procs_left(&procs);
+        assert_eq!(left, 0, "kill --all {sig} left {left} processes running");
+    }
+}
+
+#[test]
+fn delete_force_leaves_no_process_of_a_forking_container() {
+    let ctx = TestCtx::new("delete-relay");
+    let id = ctx.id("c");
+    let procs = start_relay(&ctx, &id);
+    ctx.rt.run(&["delete", "--force", &id]).assert_ok();
+    assert!(
+        !procs.exists() || procs_left(&procs) == 0,
+        "delete --force left processes"
+    );
+    assert_eq!(cgroup_dirs_containing(&id), Vec::<PathBuf>::new());
 }
