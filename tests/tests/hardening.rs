@@ -274,3 +274,58 @@ fn delete_force_leaves_no_process_of_a_forking_container() {
     );
     assert_eq!(cgroup_dirs_containing(&id), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn codex_library_refuses_to_fork_from_a_multithreaded_caller() {
+    // A test binary is multi-threaded; one more thread makes sure of it.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let extra = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let ctx = TestCtx::new("threads");
+    let rt = codex_runtime::Runtime::new(ctx.rt.root.clone());
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]).save();
+
+    let id = ctx.id("lib");
+    let opts = codex_runtime::CreateOptions {
+        bundle: b.dir.clone(),
+        ..Default::default()
+    };
+    let err = match rt.create(&id, &opts) {
+        Ok(_) => panic!("create forked from a multi-threaded process"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("threads") && err.contains("single-threaded process"),
+        "the error does not tell the embedder what to do: {err}"
+    );
+    assert!(!ctx.rt.root_has_entry(&id), "a refused create left state");
+    let err = rt
+        .run(&id, &opts)
+        .expect_err("run from a multi-threaded process");
+    assert!(err.to_string().contains("threads"), "{err}");
+
+    // exec into a container the (single-threaded) CLI made: refused through the library,
+    // while the CLI's exec of the same container works (positive control).
+    let cli_id = ctx.id("cli");
+    ctx.create_and_start(&b, &cli_id);
+    ctx.exec(&cli_id, &[], &["true"]).assert_ok();
+    let exec = codex_runtime::ExecOptions {
+        process: serde_json::from_value(json!({
+            "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+        detach: true,
+        pid_file: None,
+        console_socket: None,
+        preserve_fds: 0,
+        no_stdin: true,
+    };
+    let err = rt
+        .exec(&cli_id, &exec)
+        .expect_err("exec from a multi-threaded process");
+    assert!(err.to_string().contains("threads"), "{err}");
+    drop(tx);
+    extra.join().unwrap();
+}

@@ -27,6 +27,15 @@ pub enum Error {
         needs: &'static str,
     },
 
+    /// `create`, `run` and `exec` fork; a fork copies only the calling thread, so a lock
+    /// another thread holds (the allocator's, stdio's) would stay locked in the child.
+    #[error(
+        "{op} forks the calling process, which has {threads} threads: call codex-runtime \
+         from a single-threaded process (before any thread or async runtime is started, \
+         or from a helper process such as the codex-oci binary or the engine's supervisor)"
+    )]
+    MultiThreaded { op: &'static str, threads: usize },
+
     #[error("not supported: {0}")]
     Unsupported(String),
 

@@ -74,6 +74,22 @@ fn join_rank(t: LinuxNamespaceType) -> u8 {
     }
 }
 
+/// Refuses a multi-threaded caller (see [`Error::MultiThreaded`]) before anything is
+/// made: a fork from it works until the day another thread holds the allocator's lock.
+pub fn ensure_single_threaded(op: &'static str) -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .ctx(|| "reading /proc/self/status to count the caller's threads")?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .ok_or_else(|| Error::Other("/proc/self/status has no Threads line".into()))?;
+    if threads > 1 {
+        return Err(Error::MultiThreaded { op, threads });
+    }
+    Ok(())
+}
+
 /// Forks stage 1 and drives it until the container process exists. `place` runs in
 /// the runtime with the container process's pid (to put it in the container's
 /// cgroups), after which it is sent `Placed`; `container` runs in the container
