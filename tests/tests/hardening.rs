@@ -9,7 +9,7 @@ use codex_tests::*;
 use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Compiles `src` with `cc -static` into `<rootfs>/bin/<name>` (None, with a SKIP line,
 /// when there is no C compiler or static libc).
@@ -328,4 +328,95 @@ fn codex_library_refuses_to_fork_from_a_multithreaded_caller() {
     assert!(err.to_string().contains("threads"), "{err}");
     drop(tx);
     extra.join().unwrap();
+}
+
+/// `create` of `b` as `id`, killed (and reported as Err) after `limit`. The container's
+/// stdout goes to [`created_stdout`].
+fn create_within(ctx: &TestCtx, b: &Bundle, id: &str, limit: Duration) -> Result<Out, String> {
+    b.save();
+    let d = b.dir.to_string_lossy().into_owned();
+    let out = ctx.path(&format!("{id}.create.out"));
+    let err = ctx.path(&format!("{id}.create.err"));
+    try_run_to(
+        &mut ctx.rt.command(&["create", "--bundle", &d, id]),
+        &out,
+        &err,
+        limit,
+    )
+}
+
+fn created_stdout(ctx: &TestCtx, id: &str) -> String {
+    read_lossy(&ctx.path(&format!("{id}.create.out")))
+}
+
+#[test]
+fn hook_that_never_reads_a_large_state_still_times_out() {
+    // The state JSON (with a 256 KiB annotation) does not fit in a pipe: a runtime that
+    // writes it before starting the clock waits for as long as the hook lives.
+    let ctx = TestCtx::new("hook-stdin");
+    let mut b = ctx.bundle();
+    b.annotation("big", &"x".repeat(256 * 1024)).add_hook(
+        "createRuntime",
+        "/bin/sh",
+        &["sh", "-c", "exec sleep 30"],
+        &[],
+        Some(2),
+    );
+    let id = ctx.id("c");
+    let t = Instant::now();
+    let o = create_within(&ctx, &b, &id, Duration::from_secs(25))
+        .unwrap_or_else(|e| panic!("create hung on the hook's stdin: {e}"));
+    let took = t.elapsed();
+    o.assert_fails();
+    assert!(
+        took < Duration::from_secs(15),
+        "the 2 s timeout took {took:?} to fire"
+    );
+}
+
+#[test]
+fn hook_output_beyond_a_pipe_buffer_does_not_stall_it() {
+    // 256 KiB on stdout and on stderr, then success: the runtime must drain both while it
+    // waits, or the hook blocks on a full pipe and hits its timeout.
+    let ctx = TestCtx::new("hook-output");
+    let mut b = ctx.bundle();
+    b.add_hook(
+        "createRuntime",
+        "/bin/sh",
+        &[
+            "sh",
+            "-c",
+            "head -c 262144 /dev/zero | tr '\\0' o; head -c 262144 /dev/zero | tr '\\0' e >&2",
+        ],
+        &[],
+        Some(10),
+    );
+    let id = ctx.id("c");
+    let t = Instant::now();
+    let o = create_within(&ctx, &b, &id, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    o.assert_ok();
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "create took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn fifo_as_a_bind_source_does_not_hang_create() {
+    // Opening a FIFO for reading waits for a writer: a bind source must be opened O_PATH.
+    let ctx = TestCtx::new("fifo-bind");
+    let fifo = ctx.path("fifo");
+    host_sh(&format!("mkfifo {}", fifo.display())).assert_ok();
+    let mut b = ctx.bundle();
+    b.add_bind(&fifo, "/fifo", &[])
+        .sh("test -p /fifo && echo is-a-fifo");
+    let id = ctx.id("c");
+    let o = create_within(&ctx, &b, &id, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("create hung on the FIFO: {e}"));
+    o.assert_ok();
+    ctx.rt.run(&["start", &id]).assert_ok();
+    // Positive control: the FIFO is what the container sees at /fifo.
+    let seen = wait_until(WAIT, || created_stdout(&ctx, &id).contains("is-a-fifo"));
+    assert!(seen, "stdout: {:?}", created_stdout(&ctx, &id));
 }
