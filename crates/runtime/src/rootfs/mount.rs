@@ -159,8 +159,9 @@ pub fn mount_one(root: BorrowedFd, m: &Mount, index: usize, env: &MountEnv) -> R
         } else {
             env.bundle.join(src)
         };
-        let src_fd = std::fs::File::open(&src)
-            .or_else(|_| open_path(&src))
+        // O_PATH: opening a FIFO for reading waits for a writer, and opening a device
+        // can act on it (a tape rewinds, a watchdog arms); cloning a mount needs neither.
+        let src_fd = open_path(&src)
             .map_err(|e| Error::config(field(".source"), format!("{}: {e}", src.display())))?;
         let is_dir = src_fd.metadata().map(|m| m.is_dir()).unwrap_or(false);
         let tree = sys::clone_tree(src_fd.as_fd(), opts.recursive_bind)
