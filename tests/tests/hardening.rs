@@ -8,7 +8,9 @@
 use codex_tests::*;
 use serde_json::json;
 use std::fs;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Compiles `src` with `cc -static` into `<rootfs>/bin/<name>` (None, with a SKIP line,
@@ -419,4 +421,62 @@ fn fifo_as_a_bind_source_does_not_hang_create() {
     // Positive control: the FIFO is what the container sees at /fifo.
     let seen = wait_until(WAIT, || created_stdout(&ctx, &id).contains("is-a-fifo"));
     assert!(seen, "stdout: {:?}", created_stdout(&ctx, &id));
+}
+
+#[test]
+fn codex_ptmx_is_checked_before_it_is_opened_read_write() {
+    // No devpts at /dev/pts: the image's /dev/pts/ptmx is a FIFO. Opening it read-write
+    // would wake a writer blocked on it; the runtime must refuse it unopened. (runc
+    // 1.1.5 opens /dev/ptmx first, hence codex_.)
+    let ctx = TestCtx::new("ptmx-fifo");
+    let mut b = ctx.bundle();
+    b.remove_mount("/dev")
+        .remove_mount("/dev/pts")
+        .terminal(true)
+        .args(&["true"]);
+    let pts = b.rootfs().join("dev/pts");
+    fs::create_dir_all(&pts).unwrap();
+    let fifo = pts.join("ptmx");
+    host_sh(&format!("mkfifo {}", fifo.display())).assert_ok();
+    // The writer touches the marker as soon as its open returns, i.e. once a reader
+    // (or a read-write opener) exists.
+    let marker = ctx.path("writer-woke");
+    let mut writer = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "exec 3> {}; touch {}",
+            fifo.display(),
+            marker.display()
+        ))
+        .spawn()
+        .unwrap();
+    let console = codex_tests::console::ConsoleSocket::bind(
+        &ctx.path("console.sock"),
+        Vec::new(),
+        Duration::from_secs(5),
+    );
+    let id = ctx.id("c");
+    let o = ctx.create(&b, &id, &["--console-socket", &console.arg()]);
+    o.assert_fails();
+    std::thread::sleep(Duration::from_millis(500));
+    let woke = marker.exists();
+    // Positive control: a reader does wake the writer.
+    let reader = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let control = wait_until(Duration::from_secs(5), || marker.exists());
+    drop(reader);
+    let _ = writer.kill();
+    let _ = writer.wait();
+    assert!(
+        control,
+        "the writer never woke, even for a reader (no positive control)"
+    );
+    assert!(
+        !woke,
+        "create opened the image's /dev/pts/ptmx FIFO read-write"
+    );
+    o.assert_stderr_mentions("/dev/pts");
 }
