@@ -480,3 +480,36 @@ fn codex_ptmx_is_checked_before_it_is_opened_read_write() {
     );
     o.assert_stderr_mentions("/dev/pts");
 }
+
+#[test]
+fn device_nodes_get_exactly_their_file_mode_whatever_the_umask() {
+    // The runtime runs with umask 077 here: a node made by mknod alone would lose the
+    // group and other bits, so the mode must come from a cleared umask (no chmod, which
+    // would follow a symlink swapped in after mknod).
+    let ctx = TestCtx::new("dev-mode");
+    let mut b = ctx.bundle();
+    b.add_device("/dev/xnull", "c", 1, 3, 0o666)
+        .add_device("/dev/xzero", "c", 1, 5, 0o640)
+        .add_mount("/dev/x", "tmpfs", "tmpfs", &["mode=755"])
+        .add_device("/dev/x/full", "c", 1, 7, 0o604)
+        .sh("stat -c '%n %a' /dev/xnull /dev/xzero /dev/x/full /dev/null");
+    b.save();
+    let d = b.dir.to_string_lossy().into_owned();
+    let id = ctx.id("c");
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "umask 077; exec {} --root {} run --bundle {d} {id}",
+        ctx.rt.bin.display(),
+        ctx.rt.root.display()
+    ));
+    let o = ctx.rt.run_cmd(cmd);
+    o.assert_ok();
+    for want in [
+        "/dev/xnull 666",
+        "/dev/xzero 640",
+        "/dev/x/full 604",
+        "/dev/null 666",
+    ] {
+        assert!(o.stdout.contains(want), "want {want:?} in:\n{}", o.stdout);
+    }
+}
