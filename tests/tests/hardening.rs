@@ -513,3 +513,55 @@ fn device_nodes_get_exactly_their_file_mode_whatever_the_umask() {
         assert!(o.stdout.contains(want), "want {want:?} in:\n{}", o.stdout);
     }
 }
+
+#[test]
+fn codex_time_offsets_are_written_through_the_hosts_procfs() {
+    // Container B joins container A's mount namespace by path and asks for a new time
+    // namespace with offsets. A's /proc is a host directory with a plain file at
+    // self/timens_offsets: the offsets must go to B's real procfs entry, not there.
+    let ctx = TestCtx::new("timens-proc");
+    let fake = ctx.mkdir("fakeproc");
+    fs::create_dir(fake.join("self")).unwrap();
+    let fake_offsets = fake.join("self/timens_offsets");
+    fs::write(&fake_offsets, "").unwrap();
+    let mut a = ctx.bundle();
+    a.remove_mount("/proc")
+        .add_bind(&fake, "/proc", &[])
+        .args(&["sleep", "100"]);
+    let a_id = ctx.id("a");
+    ctx.create_and_start(&a, &a_id);
+    // Positive control: in A's mount namespace that path is the fake file.
+    ctx.exec(
+        &a_id,
+        &[],
+        &["sh", "-c", "echo probe > /proc/self/timens_offsets"],
+    )
+    .assert_ok();
+    assert_eq!(fs::read_to_string(&fake_offsets).unwrap(), "probe\n");
+    fs::write(&fake_offsets, "").unwrap();
+
+    let a_pid = ctx.rt.pid(&a_id);
+    let mut b = ctx.bundle();
+    b.namespace("time", None)
+        .set(
+            "/linux/timeOffsets",
+            json!({"monotonic": {"secs": 86400, "nanosecs": 0}}),
+        )
+        .args(&["sleep", "100"]);
+    b.remove_namespace("mount")
+        .namespace("mount", Some(Path::new(&format!("/proc/{a_pid}/ns/mnt"))));
+    let b_id = ctx.id("b");
+    // B's rootfs path does not exist in A's mount namespace, so create fails later on;
+    // what matters is where the offsets went first.
+    let o = ctx.create(&b, &b_id, &[]);
+    assert!(
+        !o.stderr.contains("timeOffsets") && !o.stderr.contains("time namespace"),
+        "the offsets were not written at all: {}",
+        o.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(&fake_offsets).unwrap(),
+        "",
+        "the time offsets were written into the container's fake /proc"
+    );
+}

@@ -23,6 +23,7 @@ pub mod init;
 pub mod program;
 pub mod sync;
 
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sched::CloneFlags;
@@ -101,6 +102,13 @@ pub fn spawn(
 ) -> Result<(i32, Channel)> {
     let (parent_end, child_end) = Channel::pair().ctx(|| "creating the sync socketpair")?;
     plan.join.sort_by_key(|(t, _)| join_rank(*t));
+    // The runtime's own procfs, opened before stage 1 joins a mount namespace (by path)
+    // whose /proc would be the container's to fake.
+    let host_proc = if plan.time_offsets.is_empty() {
+        None
+    } else {
+        Some(open_host_proc()?)
+    };
     let parent_pid = std::process::id() as i32;
     // SAFETY: the runtime is single-threaded when it creates containers (see DESIGN.md).
     let stage1 = unsafe { crate::sys::fork_with_flags(0) }
@@ -114,11 +122,12 @@ pub fn spawn(
         // again.
         crate::sys::set_dumpable(false);
         drop(parent_end);
-        let forked = stage1_main(&plan, &child_end, parent_pid).and_then(|()| {
-            // SAFETY: still single-threaded; the child becomes our parent's child.
-            unsafe { crate::sys::fork_with_flags(libc::CLONE_PARENT) }
-                .ctx(|| "forking the container process")
-        });
+        let forked =
+            stage1_main(&plan, host_proc.as_ref(), &child_end, parent_pid).and_then(|()| {
+                // SAFETY: still single-threaded; the child becomes our parent's child.
+                unsafe { crate::sys::fork_with_flags(libc::CLONE_PARENT) }
+                    .ctx(|| "forking the container process")
+            });
         let code = match forked {
             #[allow(unreachable_code)]
             Ok(0) => absurd(container(child_end)),
@@ -225,7 +234,49 @@ pub fn die_with_parent(parent: i32) -> Result<()> {
     Ok(())
 }
 
-fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+fn open_host_proc() -> Result<OwnedFd> {
+    let proc: OwnedFd = crate::rootfs::mount::open_path(std::path::Path::new("/proc"))
+        .ctx(|| "opening the host's /proc")?
+        .into();
+    let st = nix::sys::statfs::fstatfs(proc.as_fd()).ctx(|| "checking the host's /proc")?;
+    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        return Err(Error::Other("the runtime's /proc is not procfs".into()));
+    }
+    Ok(proc)
+}
+
+/// Writes `linux.timeOffsets` through the host's procfs: `self` there is this process.
+fn write_time_offsets(host_proc: Option<&OwnedFd>, plan: &NamespacePlan) -> Result<()> {
+    let proc = host_proc.ok_or_else(|| Error::Other("no host /proc for timeOffsets".into()))?;
+    let text: String = plan
+        .time_offsets
+        .iter()
+        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+        .collect();
+    let f = crate::sys::openat2(
+        proc.as_fd(),
+        std::path::Path::new("self/timens_offsets"),
+        libc::O_WRONLY,
+        0,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_XDEV | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .and_then(|f| std::fs::File::from(f).write_all(text.as_bytes()));
+    f.map_err(|e| {
+        Error::config(
+            "linux.timeOffsets",
+            format!("writing /proc/self/timens_offsets: {e}"),
+        )
+    })
+}
+
+fn stage1_main(
+    plan: &NamespacePlan,
+    host_proc: Option<&OwnedFd>,
+    ch: &Channel,
+    parent: i32,
+) -> Result<()> {
     die_with_parent(parent)?;
     if let Some(cpus) = &plan.initial_cpus {
         crate::security::set_affinity(cpus, "process.execCPUAffinity.initial")?;
@@ -246,17 +297,7 @@ fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
         // clocks before entering the user namespace.
         nix::sched::unshare(time).ctx(|| "creating the time namespace")?;
         create.remove(time);
-        let text: String = plan
-            .time_offsets
-            .iter()
-            .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
-            .collect();
-        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
-            Error::config(
-                "linux.timeOffsets",
-                format!("writing /proc/self/timens_offsets: {e}"),
-            )
-        })?;
+        write_time_offsets(host_proc, plan)?;
     }
     if plan.new_user {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "creating the user namespace")?;
