@@ -565,3 +565,94 @@ fn codex_time_offsets_are_written_through_the_hosts_procfs() {
         "the time offsets were written into the container's fake /proc"
     );
 }
+
+#[test]
+fn tmpcopyup_copies_files_dirs_and_links_with_their_modes_and_owners() {
+    let ctx = TestCtx::new("copyup");
+    let mut b = ctx.bundle();
+    let data = b.rootfs().join("opt/data");
+    fs::create_dir_all(data.join("sub")).unwrap();
+    fs::write(data.join("a"), "A").unwrap();
+    fs::write(data.join("sub/b"), "B").unwrap();
+    fs::write(data.join("s"), "S").unwrap();
+    host_sh(&format!(
+        "cd {} && chown 1000:1001 a && chmod 604 a && chown 1002:1002 sub && chmod 705 sub \
+         && ln -s a l && chmod 4755 s",
+        data.display()
+    ))
+    .assert_ok();
+    b.add_mount("/opt/data", "tmpfs", "tmpfs", &["tmpcopyup", "mode=755"]);
+    let o = ctx.run_sh(
+        &mut b,
+        "cd /opt/data && stat -c '%n %a %u %g %F' a sub sub/b s; readlink l; cat a sub/b; \
+         grep -q ' /opt/data tmpfs' /proc/self/mounts && echo ' on-tmpfs'",
+    );
+    for want in [
+        "a 604 1000 1001 regular file",
+        "sub 705 1002 1002 directory",
+        "sub/b 644 0 0 regular file",
+        "s 4755 0 0 regular file",
+        "\na\n",
+        "AB on-tmpfs",
+    ] {
+        assert!(o.stdout.contains(want), "want {want:?} in:\n{}", o.stdout);
+    }
+}
+
+/// Swaps /shared/x and /shared/y with renameat2(RENAME_EXCHANGE) as fast as it can.
+const SWAPPER: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    printf("swapping\n");
+    fflush(stdout);
+    for (;;)
+        syscall(SYS_renameat2, AT_FDCWD, "/shared/x", AT_FDCWD, "/shared/y", 2);
+}
+"#;
+
+#[test]
+fn codex_tmpcopyup_never_follows_a_symlink_swapped_in_during_the_copy() {
+    // Container A swaps a regular file and a symlink to a host secret, in a host
+    // directory that container B mounts and then covers with a tmpcopyup tmpfs. The
+    // copy (made by host root, before pivot_root) must never contain the secret.
+    let ctx = TestCtx::new("copyup-race");
+    let secret = ctx.path("secret");
+    fs::write(&secret, "HOST-SECRET\n").unwrap();
+    let shared = ctx.mkdir("shared");
+    fs::write(shared.join("x"), "safe\n").unwrap();
+    std::os::unix::fs::symlink(&secret, shared.join("y")).unwrap();
+    let mut a = ctx.bundle();
+    if compile_static(&ctx, &a, "swapper", SWAPPER).is_none() {
+        return;
+    }
+    a.add_bind(&shared, "/shared", &["rw"])
+        .args(&["/bin/swapper"]);
+    let a_id = ctx.id("swapper");
+    ctx.create_and_start(&a, &a_id);
+    ctx.wait_for_stdout(&a_id, "swapping");
+
+    let mut copied = 0;
+    for i in 0..40 {
+        // The shared (read-only) fixture rootfs: /home exists, nothing is created in it.
+        let mut b = ctx.bundle_shared_rootfs();
+        b.add_bind(&shared, "/home", &[])
+            .add_mount("/home", "tmpfs", "tmpfs", &["tmpcopyup"])
+            .sh("cat /home/x /home/y 2>/dev/null; true");
+        let id = ctx.id(&format!("copy{i}"));
+        let o = ctx.run(&b, &id, &[]);
+        assert!(
+            !o.stdout.contains("HOST-SECRET"),
+            "run {i}: the copy followed the symlink to the host: {}",
+            o.stdout
+        );
+        if o.ok() && o.stdout.contains("safe") {
+            copied += 1;
+        }
+        ctx.rt.run(&["delete", "--force", &id]);
+    }
+    // Positive control: the copies happened and carried the regular file.
+    assert!(copied > 10, "only {copied} of 40 copies carried the file");
+}
