@@ -79,21 +79,24 @@ int main(int argc, char **argv) {
             if (!comm[0]) continue;
             long r = ptrace(PTRACE_SEIZE, pid, 0, 0);
             int err = errno;
+            if (r == 0) {
+                /* The comm read above may predate an execve that finished before the
+                   attach: stop the tracee and read what it is now. */
+                int st;
+                ptrace(PTRACE_INTERRUPT, pid, 0, 0);
+                waitpid(pid, &st, __WALL);
+                comm_of(pid, comm, sizeof comm);
+                ptrace(PTRACE_DETACH, pid, 0, 0);
+            }
             snprintf(line, sizeof line, "%s %s", comm, r == 0 ? "attached" : strerror(err));
             if (strcmp(line, last[pid]) != 0) {
                 strcpy(last[pid], line);
                 printf("%d %s\n", pid, line);
                 fflush(stdout);
             }
-            if (r == 0) {
-                int st;
-                ptrace(PTRACE_INTERRUPT, pid, 0, 0);
-                waitpid(pid, &st, __WALL);
-                ptrace(PTRACE_DETACH, pid, 0, 0);
-                if (strcmp(comm, want) == 0) {
-                    sleep(5); /* the container outlives the exec'd program */
-                    return 0;
-                }
+            if (r == 0 && strcmp(comm, want) == 0) {
+                sleep(5); /* the container outlives the exec'd program */
+                return 0;
             }
         }
         if (d) closedir(d);
