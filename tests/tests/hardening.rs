@@ -659,3 +659,62 @@ fn codex_tmpcopyup_never_follows_a_symlink_swapped_in_during_the_copy() {
     // Positive control: the copies happened and carried the regular file.
     assert!(copied > 10, "only {copied} of 40 copies carried the file");
 }
+
+/// Runs the library probe (`tests/src/bin/codex-lib-probe.rs`): a single-threaded program
+/// that embeds codex-runtime.
+fn probe(ctx: &TestCtx, args: &[&str]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codex-lib-probe"));
+    let root = ctx.rt.root.to_string_lossy().into_owned();
+    let flags: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| a.starts_with("--"))
+        .collect();
+    let rest: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    cmd.args(&flags).arg(&root).args(&rest);
+    ctx.rt.run_cmd(cmd)
+}
+
+#[test]
+fn codex_library_refuses_to_fork_from_an_unprotected_binary() {
+    // CVE-2019-5736's class for embedders: the probe runs from target/debug, a writable
+    // file, unless it first re-executes itself through ensure_protected_self.
+    let ctx = TestCtx::new("lib-unprotected");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]).save();
+    let bundle = b.dir.to_string_lossy().into_owned();
+
+    let id = ctx.id("plain");
+    let o = probe(&ctx, &["create", &bundle, &id]);
+    assert!(
+        o.stdout.contains("error:") && o.stdout.contains("ensure_protected_self"),
+        "an unprotected embedder was allowed to create: {}",
+        o.stdout
+    );
+    assert!(!ctx.rt.root_has_entry(&id), "a refused create left state");
+
+    // Positive control: the same program, protected, creates; the CLI starts it.
+    let ok = ctx.id("protected");
+    let o = probe(&ctx, &["--protect", "create", &bundle, &ok]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+    ctx.rt.run(&["start", &ok]).assert_ok();
+
+    let o = probe(&ctx, &["exec", &ok, "true"]);
+    assert!(o.stdout.contains("ensure_protected_self"), "{}", o.stdout);
+    let o = probe(&ctx, &["--protect", "exec", &ok, "true"]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+
+    // A protected but multi-threaded embedder is refused for its threads.
+    let t = ctx.id("threaded");
+    let o = probe(&ctx, &["--protect", "--thread", "create", &bundle, &t]);
+    assert!(
+        o.stdout.contains("threads") && o.stdout.contains("single-threaded process"),
+        "{}",
+        o.stdout
+    );
+    assert!(!ctx.rt.root_has_entry(&t));
+}

@@ -76,7 +76,7 @@ impl Runtime {
         foreground: bool,
         own_console: Option<OwnedFd>,
     ) -> Result<Created> {
-        process::ensure_single_threaded(if foreground { "run" } else { "create" })?;
+        process::ensure_safe_to_fork(if foreground { "run" } else { "create" })?;
         let dir = self.container_dir(id)?;
         let bundle = Bundle::load(&opts.bundle)?;
         let spec = &bundle.spec;

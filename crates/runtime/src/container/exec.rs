@@ -54,7 +54,7 @@ fn ns_file(t: LinuxNamespaceType) -> &'static str {
 
 impl Runtime {
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
-        process::ensure_single_threaded("exec")?;
+        process::ensure_safe_to_fork("exec")?;
         let c = self.load(id)?;
         match c.status() {
             Status::Created | Status::Running => {}

@@ -91,6 +91,20 @@ pub fn ensure_single_threaded(op: &'static str) -> Result<()> {
     Ok(())
 }
 
+/// What every entry point that forks checks first: one thread (see
+/// [`ensure_single_threaded`]) and a binary the container cannot write (see
+/// [`crate::selfclone`]).
+pub fn ensure_safe_to_fork(op: &'static str) -> Result<()> {
+    ensure_single_threaded(op)?;
+    if !crate::selfclone::running_protected() {
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|e| format!("unknown: {e}"));
+        return Err(Error::Unprotected { op, exe });
+    }
+    Ok(())
+}
+
 /// Forks stage 1 and drives it until the container process exists. `place` runs in
 /// the runtime with the container process's pid (to put it in the container's
 /// cgroups), after which it is sent `Placed`; `container` runs in the container
