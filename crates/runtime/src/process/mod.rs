@@ -136,12 +136,14 @@ pub fn spawn(
         // again.
         crate::sys::set_dumpable(false);
         drop(parent_end);
-        let forked =
-            stage1_main(&plan, host_proc.as_ref(), &child_end, parent_pid).and_then(|()| {
-                // SAFETY: still single-threaded; the child becomes our parent's child.
-                unsafe { crate::sys::fork_with_flags(libc::CLONE_PARENT) }
-                    .ctx(|| "forking the container process")
-            });
+        let staged = stage1_main(&plan, host_proc.as_ref(), &child_end, parent_pid);
+        // The container process must not hold the host's /proc, even close-on-exec.
+        drop(host_proc);
+        let forked = staged.and_then(|()| {
+            // SAFETY: still single-threaded; the child becomes our parent's child.
+            unsafe { crate::sys::fork_with_flags(libc::CLONE_PARENT) }
+                .ctx(|| "forking the container process")
+        });
         let code = match forked {
             #[allow(unreachable_code)]
             Ok(0) => absurd(container(child_end)),
@@ -155,6 +157,7 @@ pub fn spawn(
         unsafe { libc::_exit(code) };
     }
     drop(child_end);
+    drop(host_proc);
     let reap = |_: ()| {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
     };
