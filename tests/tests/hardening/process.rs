@@ -81,7 +81,8 @@ fn codex_exec_is_not_ptraceable_during_setup() {
     // CVE-2016-9962's class: container root (CAP_SYS_PTRACE in its user namespace, same
     // host uid thanks to an identity map) attaches to the process `exec` is setting up,
     // which still holds the runtime's memory and fds. The debug-build hook
-    // CODEX_TEST_EXEC_DELAY_MS holds that process before its cgroup placement.
+    // CODEX_TEST_EXEC_DELAY_MS holds that process before its cgroup placement (so the
+    // binary under test must be a debug build, as target/debug/codex-oci is).
     let ctx = TestCtx::new("exec-ptrace");
     let mut b = ctx.bundle();
     if compile_static(&ctx, &b, "tracer", TRACER).is_none() {
