@@ -27,6 +27,25 @@ pub enum Error {
         needs: &'static str,
     },
 
+    /// `create`, `run` and `exec` fork; a fork copies only the calling thread, so a lock
+    /// another thread holds (the allocator's, stdio's) would stay locked in the child.
+    #[error(
+        "{op} forks the calling process, which has {threads} threads: call codex-runtime \
+         from a single-threaded process (before any thread or async runtime is started, \
+         or from a helper process such as the codex-oci binary or the engine's supervisor)"
+    )]
+    MultiThreaded { op: &'static str, threads: usize },
+
+    /// The container's processes are forks of the caller until they exec: if the
+    /// caller's binary is writable, a container can rewrite it through /proc/PID/exe.
+    #[error(
+        "{op} refused: this process runs from a writable binary ({exe}), which a container \
+         could overwrite through /proc/PID/exe (CVE-2019-5736): call \
+         codex_runtime::selfclone::ensure_protected_self() first (it re-executes the \
+         process from a read-only view of its binary)"
+    )]
+    Unprotected { op: &'static str, exe: String },
+
     #[error("not supported: {0}")]
     Unsupported(String),
 

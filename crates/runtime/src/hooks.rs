@@ -2,9 +2,10 @@
 //! its own timeout; a failing hook fails the operation and its stderr is in the error.
 
 use std::io::{Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
+use std::process::{ChildStderr, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use oci_spec::runtime::{Hook, Hooks};
 
@@ -80,37 +81,25 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8]) -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| fail(format!("cannot run: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook may exit without reading its input; that is not an error.
-        let _ = stdin.write_all(input);
+    // The clock starts now, not after the state is written: a hook that never reads
+    // its stdin must still time out.
+    let deadline = hook
+        .timeout()
+        .filter(|t| *t > 0)
+        .map(|secs| (secs, Instant::now() + Duration::from_secs(secs as u64)));
+    let pidfd = crate::sys::pidfd_open(child.id() as i32).map_err(|e| fail(e.to_string()))?;
+    let mut io = HookIo {
+        stdin: child.stdin.take(),
+        input,
+        stderr: child.stderr.take(),
+        captured: Vec::new(),
+    };
+    if let Err(secs) = io.pump(pidfd.as_fd(), deadline) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(fail(format!("timed out after {secs}s")));
     }
-    let timeout = hook.timeout().filter(|t| *t > 0);
-    if let Some(secs) = timeout {
-        let pidfd = crate::sys::pidfd_open(child.id() as i32).map_err(|e| fail(e.to_string()))?;
-        let mut fds = [nix::poll::PollFd::new(
-            pidfd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let ms = (secs as u64).saturating_mul(1000).min(i32::MAX as u64) as i32;
-        let ready = loop {
-            match nix::poll::poll(
-                &mut fds,
-                nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX),
-            ) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                other => break other,
-            }
-        };
-        if matches!(ready, Ok(0)) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(fail(format!("timed out after {secs}s")));
-        }
-    }
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut stderr);
-    }
+    let stderr = String::from_utf8_lossy(&io.captured).into_owned();
     let status = child.wait().map_err(|e| fail(e.to_string()))?;
     if status.success() {
         return Ok(());
@@ -126,4 +115,105 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8]) -> Result<()> {
     } else {
         format!("{how}: {stderr}")
     }))
+}
+
+/// How much of a hook's stderr goes into the error message; the rest is read and dropped.
+const STDERR_KEPT: usize = 16 * 1024;
+
+/// A running hook's pipes: the state still to write, the stderr read so far.
+struct HookIo<'a> {
+    stdin: Option<ChildStdin>,
+    input: &'a [u8],
+    stderr: Option<ChildStderr>,
+    captured: Vec<u8>,
+}
+
+impl HookIo<'_> {
+    /// Writes the state and reads stderr as each pipe is ready, until the hook exits.
+    /// A full pipe in either direction must not stop the clock: `Err(secs)` when the
+    /// deadline passes first.
+    fn pump(&mut self, pidfd: BorrowedFd, deadline: Option<(i64, Instant)>) -> Result<(), i64> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        for fd in [
+            self.stdin.as_ref().map(|f| f.as_fd()),
+            self.stderr.as_ref().map(|f| f.as_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = nix::fcntl::fcntl(fd, nix::fcntl::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+        }
+        if self.input.is_empty() {
+            self.stdin = None;
+        }
+        loop {
+            let timeout = match deadline {
+                Some((secs, at)) => {
+                    let left = at.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(secs);
+                    }
+                    PollTimeout::try_from(left.as_millis().max(1).min(i32::MAX as u128) as i32)
+                        .unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+            let mut fds = vec![PollFd::new(pidfd, PollFlags::POLLIN)];
+            if let Some(e) = &self.stderr {
+                fds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
+            }
+            if let Some(i) = &self.stdin {
+                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLOUT));
+            }
+            match poll(&mut fds, timeout) {
+                Err(nix::errno::Errno::EINTR) | Ok(0) => continue,
+                Err(_) => return Ok(()),
+                Ok(_) => {}
+            }
+            let exited = fds[0].any().unwrap_or(false);
+            drop(fds);
+            self.read_stderr();
+            self.write_stdin();
+            if exited {
+                // What the hook wrote before exiting is in the pipe; a child of the hook
+                // that keeps stderr open must not hold us here.
+                self.read_stderr();
+                return Ok(());
+            }
+        }
+    }
+
+    fn read_stderr(&mut self) {
+        let Some(e) = &mut self.stderr else { return };
+        let mut buf = [0u8; 8192];
+        loop {
+            match e.read(&mut buf) {
+                Ok(0) => {
+                    self.stderr = None;
+                    return;
+                }
+                Ok(n) => {
+                    let room = STDERR_KEPT.saturating_sub(self.captured.len());
+                    self.captured.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return, // WouldBlock: nothing more for now
+            }
+        }
+    }
+
+    fn write_stdin(&mut self) {
+        let Some(i) = &mut self.stdin else { return };
+        while !self.input.is_empty() {
+            match i.write(self.input) {
+                Ok(n) => self.input = &self.input[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                // A hook may exit (or close stdin) without reading its input: not an error.
+                Err(_) => break,
+            }
+        }
+        // All written (or refused): closing tells the hook its input is complete.
+        self.stdin = None;
+    }
 }

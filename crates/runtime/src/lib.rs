@@ -3,13 +3,17 @@
 //!
 //! ```no_run
 //! use codex_runtime::{CreateOptions, Runtime};
+//! codex_runtime::selfclone::ensure_protected_self()?; // re-executes once, if needed
 //! let rt = Runtime::new("/run/codex-oci");
 //! let opts = CreateOptions { bundle: "/path/to/bundle".into(), ..Default::default() };
 //! let code = rt.run("demo", &opts)?;
 //! # Ok::<(), codex_runtime::Error>(())
 //! ```
 //!
-//! The process calling `create`, `run` or `exec` must be single-threaded: they fork.
+//! The process calling `create`, `run` or `exec` must be single-threaded (they fork)
+//! and must run from a binary a container cannot write: call
+//! [`selfclone::ensure_protected_self`] at the start of `main`. Both are checked, and a
+//! caller that breaks either gets an error saying so.
 
 pub mod cgroups;
 pub mod container;

@@ -45,16 +45,25 @@ impl CapMasks {
     }
 }
 
-fn last_cap() -> u32 {
-    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40)
+/// The highest capability the running kernel knows: `PR_CAPBSET_READ` answers EINVAL
+/// past it. Never read from /proc/sys/kernel/cap_last_cap: the bounding set is dropped
+/// after pivot_root, where /proc is the container's (absent, or a tmpfs that lies, and a
+/// lie of 3 would keep every capability above 3 in the bounding set).
+pub fn last_cap() -> u32 {
+    let mut last = 0;
+    for cap in 0..64u32 {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) } < 0 {
+            break;
+        }
+        last = cap;
+    }
+    last
 }
 
 /// Drops from the bounding set every capability not in `bounding`.
 pub fn drop_bounding(bounding: u64) -> Result<()> {
-    for cap in 0..=last_cap().min(63) {
+    for cap in 0..=last_cap() {
         if bounding & (1 << cap) == 0 {
             // SAFETY: prctl with integer arguments only.
             let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
@@ -112,7 +121,7 @@ pub fn set_capabilities(m: &CapMasks) -> Result<()> {
     if r < 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "setting capabilities (capset)");
     }
-    for cap in 0..=last_cap().min(63) {
+    for cap in 0..=last_cap() {
         if m.ambient & (1 << cap) != 0 {
             // SAFETY: prctl with integer arguments only.
             let r = unsafe {
@@ -471,4 +480,17 @@ pub fn set_memory_policy(policy: &oci_spec::runtime::LinuxMemoryPolicy) -> Resul
             .ctx(|| format!("{F}: set_mempolicy {mode} {nodes:?}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn probed_last_cap_is_the_kernels() {
+        let host: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert_eq!(super::last_cap(), host);
+    }
 }

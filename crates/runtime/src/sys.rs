@@ -297,3 +297,9 @@ impl FsContext {
         }
     }
 }
+
+/// `prctl(PR_SET_DUMPABLE)`. It cannot fail for 0 or 1.
+pub fn set_dumpable(on: bool) {
+    // SAFETY: prctl with integer arguments only.
+    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) };
+}

@@ -21,19 +21,48 @@ pub struct Pty {
 }
 
 /// Opens a new PTY pair from the devpts mounted at `<root>/dev/pts`.
+///
+/// Nothing is opened for I/O before it is checked: the image decides what sits at
+/// /dev/pts/ptmx when no devpts is mounted there, and a read-write open of a FIFO wakes
+/// its writer, of a device acts on the device (a watchdog arms). So /dev/pts must be a
+/// devpts directory and its `ptmx` the 5:2 node on that same devpts, which nothing can
+/// replace between the check and the open (devpts has no rename or create, and
+/// RESOLVE_NO_XDEV refuses a mount over the entry).
 pub fn open_pty(root: BorrowedFd) -> Result<Pty> {
-    let master = resolve::open(
+    let pts = resolve::open(
         root,
-        Path::new("/dev/pts/ptmx"),
-        libc::O_RDWR | libc::O_NOCTTY,
+        Path::new("/dev/pts"),
+        libc::O_PATH | libc::O_DIRECTORY,
     )
-    .ctx(|| "opening /dev/pts/ptmx in the container (is devpts mounted at /dev/pts?)")?;
-    let st = nix::sys::statfs::fstatfs(master.as_fd()).ctx(|| "checking /dev/pts/ptmx")?;
+    .ctx(|| "opening /dev/pts in the container (is devpts mounted at /dev/pts?)")?;
+    let st = nix::sys::statfs::fstatfs(pts.as_fd()).ctx(|| "checking /dev/pts")?;
     if st.filesystem_type().0 as i64 != DEVPTS_SUPER_MAGIC {
         return Err(Error::Other(
-            "/dev/pts/ptmx in the container is not on a devpts filesystem".into(),
+            "/dev/pts in the container is not a devpts filesystem (process.terminal needs one)"
+                .into(),
         ));
     }
+    let open_ptmx = |flags| {
+        sys::openat2(
+            pts.as_fd(),
+            Path::new("ptmx"),
+            flags,
+            0,
+            libc::RESOLVE_BENEATH
+                | libc::RESOLVE_NO_SYMLINKS
+                | libc::RESOLVE_NO_MAGICLINKS
+                | libc::RESOLVE_NO_XDEV,
+        )
+    };
+    let node = open_ptmx(libc::O_PATH).ctx(|| "opening /dev/pts/ptmx")?;
+    let meta = nix::sys::stat::fstat(&node).ctx(|| "checking /dev/pts/ptmx")?;
+    let is_chr = meta.st_mode & libc::S_IFMT == libc::S_IFCHR;
+    if !is_chr || meta.st_rdev != nix::sys::stat::makedev(5, 2) {
+        return Err(Error::Other(
+            "/dev/pts/ptmx in the container is not the ptmx device (5:2)".into(),
+        ));
+    }
+    let master = open_ptmx(libc::O_RDWR | libc::O_NOCTTY).ctx(|| "opening /dev/pts/ptmx")?;
     let unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads an int from a valid pointer.
     if unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) } < 0 {

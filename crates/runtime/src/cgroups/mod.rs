@@ -6,6 +6,7 @@
 //! host, on a pure v2 VM and on a fake tree in unit tests.
 
 mod devices_bpf;
+mod kill;
 mod resources;
 mod stats;
 

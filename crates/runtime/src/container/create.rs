@@ -48,12 +48,7 @@ impl Drop for Rollback {
             let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
         }
         if let Some(cg) = &self.cgroups {
-            for pid in cg.pids() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
+            let _ = cg.signal_all(libc::SIGKILL);
             let _ = cg.remove();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -81,6 +76,7 @@ impl Runtime {
         foreground: bool,
         own_console: Option<OwnedFd>,
     ) -> Result<Created> {
+        process::ensure_safe_to_fork(if foreground { "run" } else { "create" })?;
         let dir = self.container_dir(id)?;
         let bundle = Bundle::load(&opts.bundle)?;
         let spec = &bundle.spec;

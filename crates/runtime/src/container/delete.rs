@@ -1,6 +1,7 @@
 //! `delete`: removes a stopped container (with `force`, kills a running one first),
 //! runs the poststop hooks and leaves no process, cgroup or state behind.
 
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::Runtime;
@@ -41,22 +42,15 @@ impl Runtime {
                 let _ = std::fs::write(d.path.join("cgroup.freeze"), "0");
             }
         }
-        let kill = |pid: i32| {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        };
-        if state.init_alive() {
-            kill(state.pid);
+        // The init may not be in the cgroup (a crashed create): signal it by pidfd.
+        if let Some(fd) = super::kill::init_pidfd(state) {
+            let _ = crate::sys::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut delay = Duration::from_micros(200);
         loop {
+            let _ = state.cgroups.signal_all(libc::SIGKILL);
             let pids = state.cgroups.pids();
-            for &p in &pids {
-                kill(p);
-            }
             // The init may be our child (foreground run) and a zombie: reap it if so.
             let _ = nix::sys::wait::waitpid(
                 nix::unistd::Pid::from_raw(state.pid),

@@ -54,6 +54,7 @@ fn ns_file(t: LinuxNamespaceType) -> &'static str {
 
 impl Runtime {
     pub fn exec(&self, id: &str, opts: &ExecOptions) -> Result<ExecOutcome> {
+        process::ensure_safe_to_fork("exec")?;
         let c = self.load(id)?;
         match c.status() {
             Status::Created | Status::Running => {}
@@ -117,7 +118,10 @@ impl Runtime {
         let runtime_pid = std::process::id() as i32;
         let (child, ch) = process::spawn(
             plan,
-            |stage1| c.state.cgroups.add(stage1),
+            |pid| {
+                test_hook_delay();
+                c.state.cgroups.add(pid)
+            },
             |ch| {
                 exec_main(
                     &opts.process,
@@ -204,8 +208,7 @@ fn exec_main(
         process::die_with_parent(runtime_pid)?;
         ch.wait_for(&Msg::Placed, "waiting for cgroup placement")
             .map_err(Error::Container)?;
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+        // Not dumpable since stage 1's first step (process::spawn), until the execve.
         if let Some(console) = &console {
             nix::unistd::setsid().ctx(|| "setsid")?;
             let root =
@@ -248,4 +251,16 @@ fn exec_main(
     let _ = ch.send(&Msg::Error(err.to_string()));
     // SAFETY: _exit in a forked child.
     unsafe { libc::_exit(127) }
+}
+
+/// Debug builds only: `CODEX_TEST_EXEC_DELAY_MS` holds the exec'd process in its set-up
+/// window (before its cgroup placement) so a test can try to reach it there.
+fn test_hook_delay() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("CODEX_TEST_EXEC_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
+    }
 }

@@ -1,6 +1,6 @@
 //! `kill`: a signal to the init, or with `all` to every process in the container.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use super::Runtime;
 use crate::error::{Context, Error, Result};
@@ -44,22 +44,20 @@ impl Runtime {
             return Err(c.wrong_state("kill", "needs a running container"));
         }
         if all {
-            for pid in c.state.cgroups.pids() {
-                // SAFETY: kill with integer arguments; a process may exit between the
-                // listing and the signal, which is not an error.
-                unsafe { libc::kill(pid, signal) };
-            }
-            return Ok(());
+            return c.state.cgroups.signal_all(signal);
         }
-        // A pidfd taken while the start time still matches cannot hit a recycled pid.
-        let pidfd = crate::sys::pidfd_open(c.state.pid)
-            .ctx(|| format!("opening process {}", c.state.pid))?;
-        if !c.state.init_alive() {
-            return Err(c.wrong_state("kill", "needs a running container"));
-        }
+        let pidfd = init_pidfd(&c.state)
+            .ok_or_else(|| c.wrong_state("kill", "needs a running container"))?;
         crate::sys::pidfd_send_signal(pidfd.as_fd(), signal)
             .ctx(|| format!("sending signal {signal} to {}", c.state.pid))
     }
+}
+
+/// A pidfd of the container's init, or None when the init is gone. Taken before the
+/// start time is checked, so it cannot refer to a process that reused the pid.
+pub(crate) fn init_pidfd(state: &crate::state::ContainerState) -> Option<OwnedFd> {
+    let fd = crate::sys::pidfd_open(state.pid).ok()?;
+    state.init_alive().then_some(fd)
 }
 
 #[cfg(test)]

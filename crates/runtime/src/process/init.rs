@@ -62,9 +62,8 @@ pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
 /// exec failures on (the start connection in create mode).
 fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filter>)> {
     super::die_with_parent(args.runtime_pid)?;
-    // Not dumpable: no process in the container can open our /proc/PID/exe or fds.
-    // SAFETY: prctl with integer arguments only.
-    unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    // Not dumpable since stage 1's first step (process::spawn): no process in the
+    // container can open our /proc/PID/exe or fds.
     nix::unistd::setsid().ctx(|| "setsid")?;
     if args.new_keyring {
         join_session_keyring(args.id)?;

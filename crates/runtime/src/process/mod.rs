@@ -23,6 +23,7 @@ pub mod init;
 pub mod program;
 pub mod sync;
 
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sched::CloneFlags;
@@ -74,6 +75,36 @@ fn join_rank(t: LinuxNamespaceType) -> u8 {
     }
 }
 
+/// Refuses a multi-threaded caller (see [`Error::MultiThreaded`]) before anything is
+/// made: a fork from it works until the day another thread holds the allocator's lock.
+pub fn ensure_single_threaded(op: &'static str) -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .ctx(|| "reading /proc/self/status to count the caller's threads")?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .ok_or_else(|| Error::Other("/proc/self/status has no Threads line".into()))?;
+    if threads > 1 {
+        return Err(Error::MultiThreaded { op, threads });
+    }
+    Ok(())
+}
+
+/// What every entry point that forks checks first: one thread (see
+/// [`ensure_single_threaded`]) and a binary the container cannot write (see
+/// [`crate::selfclone`]).
+pub fn ensure_safe_to_fork(op: &'static str) -> Result<()> {
+    ensure_single_threaded(op)?;
+    if !crate::selfclone::running_protected() {
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|e| format!("unknown: {e}"));
+        return Err(Error::Unprotected { op, exe });
+    }
+    Ok(())
+}
+
 /// Forks stage 1 and drives it until the container process exists. `place` runs in
 /// the runtime with the container process's pid (to put it in the container's
 /// cgroups), after which it is sent `Placed`; `container` runs in the container
@@ -85,13 +116,30 @@ pub fn spawn(
 ) -> Result<(i32, Channel)> {
     let (parent_end, child_end) = Channel::pair().ctx(|| "creating the sync socketpair")?;
     plan.join.sort_by_key(|(t, _)| join_rank(*t));
+    // The runtime's own procfs, opened before stage 1 joins a mount namespace (by path)
+    // whose /proc would be the container's to fake.
+    let host_proc = if plan.time_offsets.is_empty() {
+        None
+    } else {
+        Some(open_host_proc()?)
+    };
     let parent_pid = std::process::id() as i32;
     // SAFETY: the runtime is single-threaded when it creates containers (see DESIGN.md).
     let stage1 = unsafe { crate::sys::fork_with_flags(0) }
         .ctx(|| "forking the container's first process")?;
     if stage1 == 0 {
+        // Before anything else, and before any namespace is joined: a process that is
+        // not dumpable cannot be ptrace-attached or have its /proc/PID/mem, fds or exe
+        // opened by the container's processes, which could otherwise reach this copy of
+        // the runtime (its memory, its host fds) while it sets up. Every fork below
+        // inherits it; only the execve of the user's program makes the process dumpable
+        // again.
+        crate::sys::set_dumpable(false);
         drop(parent_end);
-        let forked = stage1_main(&plan, &child_end, parent_pid).and_then(|()| {
+        let staged = stage1_main(&plan, host_proc.as_ref(), &child_end, parent_pid);
+        // The container process must not hold the host's /proc, even close-on-exec.
+        drop(host_proc);
+        let forked = staged.and_then(|()| {
             // SAFETY: still single-threaded; the child becomes our parent's child.
             unsafe { crate::sys::fork_with_flags(libc::CLONE_PARENT) }
                 .ctx(|| "forking the container process")
@@ -109,6 +157,7 @@ pub fn spawn(
         unsafe { libc::_exit(code) };
     }
     drop(child_end);
+    drop(host_proc);
     let reap = |_: ()| {
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(stage1), None);
     };
@@ -202,7 +251,49 @@ pub fn die_with_parent(parent: i32) -> Result<()> {
     Ok(())
 }
 
-fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+fn open_host_proc() -> Result<OwnedFd> {
+    let proc: OwnedFd = crate::rootfs::mount::open_path(std::path::Path::new("/proc"))
+        .ctx(|| "opening the host's /proc")?
+        .into();
+    let st = nix::sys::statfs::fstatfs(proc.as_fd()).ctx(|| "checking the host's /proc")?;
+    if st.filesystem_type().0 as i64 != PROC_SUPER_MAGIC {
+        return Err(Error::Other("the runtime's /proc is not procfs".into()));
+    }
+    Ok(proc)
+}
+
+/// Writes `linux.timeOffsets` through the host's procfs: `self` there is this process.
+fn write_time_offsets(host_proc: Option<&OwnedFd>, plan: &NamespacePlan) -> Result<()> {
+    let proc = host_proc.ok_or_else(|| Error::Other("no host /proc for timeOffsets".into()))?;
+    let text: String = plan
+        .time_offsets
+        .iter()
+        .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
+        .collect();
+    let f = crate::sys::openat2(
+        proc.as_fd(),
+        std::path::Path::new("self/timens_offsets"),
+        libc::O_WRONLY,
+        0,
+        libc::RESOLVE_BENEATH | libc::RESOLVE_NO_XDEV | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .and_then(|f| std::fs::File::from(f).write_all(text.as_bytes()));
+    f.map_err(|e| {
+        Error::config(
+            "linux.timeOffsets",
+            format!("writing /proc/self/timens_offsets: {e}"),
+        )
+    })
+}
+
+fn stage1_main(
+    plan: &NamespacePlan,
+    host_proc: Option<&OwnedFd>,
+    ch: &Channel,
+    parent: i32,
+) -> Result<()> {
     die_with_parent(parent)?;
     if let Some(cpus) = &plan.initial_cpus {
         crate::security::set_affinity(cpus, "process.execCPUAffinity.initial")?;
@@ -223,17 +314,7 @@ fn stage1_main(plan: &NamespacePlan, ch: &Channel, parent: i32) -> Result<()> {
         // clocks before entering the user namespace.
         nix::sched::unshare(time).ctx(|| "creating the time namespace")?;
         create.remove(time);
-        let text: String = plan
-            .time_offsets
-            .iter()
-            .map(|(clock, s, ns)| format!("{clock} {s} {ns}\n"))
-            .collect();
-        std::fs::write("/proc/self/timens_offsets", text).map_err(|e| {
-            Error::config(
-                "linux.timeOffsets",
-                format!("writing /proc/self/timens_offsets: {e}"),
-            )
-        })?;
+        write_time_offsets(host_proc, plan)?;
     }
     if plan.new_user {
         nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "creating the user namespace")?;

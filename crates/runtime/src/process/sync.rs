@@ -92,10 +92,15 @@ impl Channel {
     /// socket is close-on-exec, so EOF after `Start` means the program is running).
     pub fn recv(&self) -> io::Result<Option<Msg>> {
         let mut buf = vec![0u8; 64 * 1024];
+        let mut reset = false;
         let n = loop {
             match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
                 Ok(n) => break n,
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The peer exited with a message of ours unread (it failed before it
+                // waited for it). The error is reported once; what the peer sent
+                // before exiting (its Error) is still queued behind it.
+                Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
                 Err(e) => return Err(e.into()),
             }
         };

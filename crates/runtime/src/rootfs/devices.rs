@@ -165,28 +165,20 @@ impl Node<'_> {
             Err(e) => return Err(e.into()),
         }
         let perm = Mode::from_bits_truncate(self.mode & 0o7777);
-        mknodat(
+        // mknod honours the umask: clear it for the call so the node gets exactly the
+        // spec's mode. A chmod afterwards would be a second lookup of the name, which
+        // follows a symlink swapped in meanwhile (to a host file, through a rootfs that
+        // another container shares).
+        let umask = nix::sys::stat::umask(Mode::empty());
+        let made = mknodat(
             dir.as_fd(),
             name,
             self.kind,
             perm,
             makedev(self.major, self.minor),
-        )?;
-        // mknod honours the umask; set the exact mode and owner the spec asks for.
-        nix::sys::stat::fchmodat(
-            dir.as_fd(),
-            name,
-            perm,
-            nix::sys::stat::FchmodatFlags::NoFollowSymlink,
-        )
-        .or_else(|_| {
-            nix::sys::stat::fchmodat(
-                dir.as_fd(),
-                name,
-                perm,
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-        })?;
+        );
+        nix::sys::stat::umask(umask);
+        made?;
         nix::unistd::fchownat(
             dir.as_fd(),
             name,

@@ -2,6 +2,7 @@
 //! the switch into it (pivot_root). Everything here runs in the container's init,
 //! in its new mount namespace, before the user's program.
 
+mod copyup;
 pub mod devices;
 pub mod mount;
 pub mod resolve;

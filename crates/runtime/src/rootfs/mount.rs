@@ -159,8 +159,9 @@ pub fn mount_one(root: BorrowedFd, m: &Mount, index: usize, env: &MountEnv) -> R
         } else {
             env.bundle.join(src)
         };
-        let src_fd = std::fs::File::open(&src)
-            .or_else(|_| open_path(&src))
+        // O_PATH: opening a FIFO for reading waits for a writer, and opening a device
+        // can act on it (a tape rewinds, a watchdog arms); cloning a mount needs neither.
+        let src_fd = open_path(&src)
             .map_err(|e| Error::config(field(".source"), format!("{}: {e}", src.display())))?;
         let is_dir = src_fd.metadata().map(|m| m.is_dir()).unwrap_or(false);
         let tree = sys::clone_tree(src_fd.as_fd(), opts.recursive_bind)
@@ -191,7 +192,8 @@ pub fn mount_one(root: BorrowedFd, m: &Mount, index: usize, env: &MountEnv) -> R
             Err(e) => return Err(fail("creating", e)),
         };
         if opts.tmpcopyup {
-            copy_up(&target, &mnt).map_err(|e| fail("tmpcopyup", e))?;
+            super::copyup::copy_up(target.as_fd(), mnt.as_fd())
+                .map_err(|e| fail("tmpcopyup", e))?;
         }
         attach(&mnt, target.as_fd(), &opts).map_err(|e| fail("attaching", e))?;
         mnt
@@ -238,37 +240,6 @@ fn attach(mnt: &OwnedFd, target: BorrowedFd, opts: &MountOptions) -> std::io::Re
     sys::move_mount_to_fd(mnt.as_fd(), target)?;
     if let Some((flag, recursive)) = opts.propagation {
         sys::mount_setattr(mnt.as_fd(), recursive, 0, 0, flag.bits())?;
-    }
-    Ok(())
-}
-
-/// `tmpcopyup`: copies what is under the target into the new (still detached) tmpfs.
-fn copy_up(target: &OwnedFd, mnt: &OwnedFd) -> std::io::Result<()> {
-    let from = resolve::fd_path(target.as_fd());
-    let to = resolve::fd_path(mnt.as_fd());
-    copy_tree(&from, &to)
-}
-
-fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let meta = entry.metadata()?;
-        let dst = to.join(entry.file_name());
-        if meta.file_type().is_symlink() {
-            symlink(std::fs::read_link(entry.path())?, &dst)?;
-        } else if meta.is_dir() {
-            std::fs::create_dir(&dst)?;
-            copy_tree(&entry.path(), &dst)?;
-        } else if meta.is_file() {
-            std::fs::copy(entry.path(), &dst)?;
-        } else {
-            continue;
-        }
-        if !meta.file_type().is_symlink() {
-            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(meta.mode()))?;
-            nix::unistd::chown(&dst, Some(meta.uid().into()), Some(meta.gid().into()))?;
-        }
     }
     Ok(())
 }

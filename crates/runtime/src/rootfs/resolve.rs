@@ -153,9 +153,3 @@ pub fn mount_target(root: BorrowedFd, path: &Path, want_dir: bool) -> io::Result
     }
     open(root, &rel, libc::O_PATH)
 }
-
-/// The `/proc/self/fd/N` path of an fd, for syscalls that only take paths.
-pub fn fd_path(fd: BorrowedFd) -> PathBuf {
-    use std::os::fd::AsRawFd;
-    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-}

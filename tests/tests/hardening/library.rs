@@ -1,0 +1,117 @@
+//! The library protects itself: no fork from a multi-threaded or unprotected caller.
+
+use super::*;
+
+#[test]
+fn codex_library_refuses_to_fork_from_a_multithreaded_caller() {
+    // A test binary is multi-threaded; one more thread makes sure of it.
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let extra = std::thread::spawn(move || {
+        let _ = rx.recv();
+    });
+    let ctx = TestCtx::new("threads");
+    let rt = codex_runtime::Runtime::new(ctx.rt.root.clone());
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]).save();
+
+    let id = ctx.id("lib");
+    let opts = codex_runtime::CreateOptions {
+        bundle: b.dir.clone(),
+        ..Default::default()
+    };
+    let err = match rt.create(&id, &opts) {
+        Ok(_) => panic!("create forked from a multi-threaded process"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("threads") && err.contains("single-threaded process"),
+        "the error does not tell the embedder what to do: {err}"
+    );
+    assert!(!ctx.rt.root_has_entry(&id), "a refused create left state");
+    let err = rt
+        .run(&id, &opts)
+        .expect_err("run from a multi-threaded process");
+    assert!(err.to_string().contains("threads"), "{err}");
+
+    // exec into a container the (single-threaded) CLI made: refused through the library,
+    // while the CLI's exec of the same container works (positive control).
+    let cli_id = ctx.id("cli");
+    ctx.create_and_start(&b, &cli_id);
+    ctx.exec(&cli_id, &[], &["true"]).assert_ok();
+    let exec = codex_runtime::ExecOptions {
+        process: serde_json::from_value(json!({
+            "args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}
+        }))
+        .unwrap(),
+        detach: true,
+        pid_file: None,
+        console_socket: None,
+        preserve_fds: 0,
+        no_stdin: true,
+    };
+    let err = rt
+        .exec(&cli_id, &exec)
+        .expect_err("exec from a multi-threaded process");
+    assert!(err.to_string().contains("threads"), "{err}");
+    drop(tx);
+    extra.join().unwrap();
+}
+
+/// Runs the library probe (`tests/src/bin/codex-lib-probe.rs`): a single-threaded program
+/// that embeds codex-runtime.
+fn probe(ctx: &TestCtx, args: &[&str]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_codex-lib-probe"));
+    let root = ctx.rt.root.to_string_lossy().into_owned();
+    let flags: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| a.starts_with("--"))
+        .collect();
+    let rest: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    cmd.args(&flags).arg(&root).args(&rest);
+    ctx.rt.run_cmd(cmd)
+}
+
+#[test]
+fn codex_library_refuses_to_fork_from_an_unprotected_binary() {
+    // CVE-2019-5736's class for embedders: the probe runs from target/debug, a writable
+    // file, unless it first re-executes itself through ensure_protected_self.
+    let ctx = TestCtx::new("lib-unprotected");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100"]).save();
+    let bundle = b.dir.to_string_lossy().into_owned();
+
+    let id = ctx.id("plain");
+    let o = probe(&ctx, &["create", &bundle, &id]);
+    assert!(
+        o.stdout.contains("error:") && o.stdout.contains("ensure_protected_self"),
+        "an unprotected embedder was allowed to create: {}",
+        o.stdout
+    );
+    assert!(!ctx.rt.root_has_entry(&id), "a refused create left state");
+
+    // Positive control: the same program, protected, creates; the CLI starts it.
+    let ok = ctx.id("protected");
+    let o = probe(&ctx, &["--protect", "create", &bundle, &ok]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+    ctx.rt.run(&["start", &ok]).assert_ok();
+
+    let o = probe(&ctx, &["exec", &ok, "true"]);
+    assert!(o.stdout.contains("ensure_protected_self"), "{}", o.stdout);
+    let o = probe(&ctx, &["--protect", "exec", &ok, "true"]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+
+    // A protected but multi-threaded embedder is refused for its threads.
+    let t = ctx.id("threaded");
+    let o = probe(&ctx, &["--protect", "--thread", "create", &bundle, &t]);
+    assert!(
+        o.stdout.contains("threads") && o.stdout.contains("single-threaded process"),
+        "{}",
+        o.stdout
+    );
+    assert!(!ctx.rt.root_has_entry(&t));
+}
