@@ -15,6 +15,11 @@
 //! [`selfclone::ensure_protected_self`] at the start of `main`. Both are checked, and a
 //! caller that breaks either gets an error saying so.
 
+// Every unsafe block says why it is sound; nothing outside tests panics on a value that
+// can be absent at run time (make lint and CI enforce both).
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod cgroups;
 pub mod container;
 pub mod error;

@@ -7,6 +7,11 @@
 //! `codex-ctr __supervise ... --finish` to record the exit and clean up, and ends when
 //! that has.
 
+// Every unsafe block says why it is sound; nothing outside tests panics on a value that
+// can be absent at run time (make lint and CI enforce both).
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
