@@ -161,9 +161,6 @@ fn codex_time_namespace_offsets_are_honoured_or_rejected() {
 
 #[test]
 fn codex_memory_policy_is_applied_to_the_process() {
-    if runtime_is_runc() {
-        return skip("codex-specific: runc 1.1 ignores linux.memoryPolicy");
-    }
     if !std::path::Path::new("/proc/self/numa_maps").exists() {
         return skip("no NUMA support in this kernel (/proc/self/numa_maps)");
     }
