@@ -10,13 +10,18 @@ use std::time::Duration;
 
 use crate::cmd::{cmd_timeout, run_timeout, try_run_to};
 use crate::ctx::report_cleanup;
-use crate::{fixture_dir, next, unmount_under, workspace_dir, Out};
+use crate::{assert_fresh, fixture_dir, next, unmount_under, workspace_dir, Out};
 
-/// The engine binary under test: `$CODEX_CTR`, else `<workspace>/target/debug/codex-ctr`.
+/// The engine binary under test: `$CODEX_CTR`, else `<workspace>/target/debug/codex-ctr`,
+/// which must be newer than the sources it is built from ([`crate::assert_fresh`]).
 pub fn ctr_binary() -> PathBuf {
     match std::env::var_os("CODEX_CTR") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => workspace_dir().join("target/debug/codex-ctr"),
+        _ => {
+            let p = workspace_dir().join("target/debug/codex-ctr");
+            assert_fresh(&p);
+            p
+        }
     }
 }
 

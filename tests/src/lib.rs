@@ -28,6 +28,7 @@ mod cmd;
 pub mod console;
 pub mod ctr;
 mod ctx;
+mod fresh;
 mod procfs;
 mod runtime;
 mod skip;
@@ -38,6 +39,7 @@ pub use cmd::{
     try_run_to, wait_child, wait_until, Out, CMD_TIMEOUT,
 };
 pub use ctx::{copy_runtime_to, TestCtx};
+pub use fresh::assert_fresh;
 pub use procfs::*;
 pub use runtime::{Background, Runtime};
 pub use serde_json;
@@ -60,11 +62,18 @@ pub fn workspace_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The runtime binary under test: `$CODEX_OCI`, else `<workspace>/target/debug/codex-oci`.
+/// The runtime binary under test: `$CODEX_OCI`, else `<workspace>/target/debug/codex-oci`,
+/// which must be newer than the sources it is built from ([`assert_fresh`]).
 pub fn runtime_binary() -> PathBuf {
     let p = match std::env::var_os("CODEX_OCI") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => workspace_dir().join("target/debug/codex-oci"),
+        _ => {
+            let p = workspace_dir().join("target/debug/codex-oci");
+            if p.exists() {
+                assert_fresh(&p);
+            }
+            p
+        }
     };
     assert!(
         p.exists(),
