@@ -144,13 +144,13 @@ fn spec_writes_a_config_that_runs() {
         dir: dir.clone(),
         config,
     };
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture_dir().join("rootfs"))
-        .arg(dir.join("rootfs"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    run_command(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(fixture_dir().join("rootfs"))
+            .arg(dir.join("rootfs")),
+    )
+    .assert_ok();
     let id = ctx.id("spec");
     let o = ctx.run(&b, &id, &[]);
     o.assert_ok();

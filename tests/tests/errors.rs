@@ -72,9 +72,16 @@ fn invalid_container_ids_are_rejected_before_they_become_paths() {
 fn valid_container_id_characters_are_accepted() {
     let ctx = TestCtx::new("good-ids");
     let mut b = ctx.bundle();
-    b.sh("true");
+    b.sh("echo ran");
     let id = format!("{}_A.b-c+d", ctx.id("ok"));
-    ctx.run(&b, &id, &[]).assert_ok();
+    ctx.track_id(&id);
+    let o = ctx.run(&b, &id, &[]);
+    o.assert_ok();
+    assert_eq!(
+        o.stdout.trim(),
+        "ran",
+        "the container's program did not run: {o:?}"
+    );
 }
 
 #[test]
