@@ -7,6 +7,8 @@
 # Environment:
 #   CODEX_OCI            the binary to test (default: target/release/codex-oci)
 #   VM_TESTS_REQUIRED    when set, a skip (no QEMU or kernel obtainable) is a failure
+#                        (so is CODEX_REQUIRE_ALL=1; a skip is recorded in the skip
+#                        registry, $CODEX_SKIP_DIR or target/codex-tests/skips, for make test)
 #   VM_KERNEL            the kernel to boot (default: the newest /boot/vmlinuz-*)
 #   VM_TIMEOUT           seconds before QEMU is stopped (default 600)
 #   VM_LOG               where the serial console is written (default: a temp file,
@@ -27,8 +29,10 @@ skip() {
   echo "########################################################################" >&2
   echo "SKIP: cgroup v2 VM tier: $*" >&2
   echo "########################################################################" >&2
-  if [ -n "${VM_TESTS_REQUIRED:-}" ]; then
-    say "VM_TESTS_REQUIRED is set: a skipped VM tier is a failure"
+  local skips=${CODEX_SKIP_DIR:-$repo/target/codex-tests/skips}
+  mkdir -p "$skips" && echo "vm/run-cgroup-v2-tests.sh: $*" >"$skips/vm-$$" || true
+  if [ -n "${VM_TESTS_REQUIRED:-}" ] || [ "${CODEX_REQUIRE_ALL:-}" = 1 ]; then
+    say "VM_TESTS_REQUIRED or CODEX_REQUIRE_ALL=1 is set: a skipped VM tier is a failure"
     exit 1
   fi
   exit 0

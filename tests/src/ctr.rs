@@ -1,14 +1,32 @@
 //! `codex-ctr` test fixture: an engine root of its own (CODEX_CTR_ROOT) with the
 //! busybox image imported; every container in it is removed and every mount under it
-//! undone when the fixture drops, even when the test failed.
+//! undone when the fixture drops, even when the test failed. Every command runs under a
+//! timeout in its own process group (see [`crate::cmd`]); a cleanup that fails is reported
+//! and fails a test that had passed.
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::time::Duration;
 
-use crate::{fixture_dir, unmount_under, workspace_dir, Out};
+use crate::cmd::{cmd_timeout, run_timeout, try_run_to};
+use crate::ctx::report_cleanup;
+use crate::{assert_fresh, fixture_dir, next, unmount_under, workspace_dir, Out};
+
+/// The engine binary under test: `$CODEX_CTR`, else `<workspace>/target/debug/codex-ctr`,
+/// which must be newer than the sources it is built from ([`crate::assert_fresh`]).
+pub fn ctr_binary() -> PathBuf {
+    match std::env::var_os("CODEX_CTR") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => {
+            let p = workspace_dir().join("target/debug/codex-ctr");
+            assert_fresh(&p);
+            p
+        }
+    }
+}
 
 pub struct Ctr {
-    _dir: tempfile::TempDir,
+    dir: Option<tempfile::TempDir>,
     pub root: PathBuf,
 }
 
@@ -23,29 +41,50 @@ impl Ctr {
         let dir = tempfile::Builder::new()
             .prefix("codex-ctr-test-")
             .tempdir()
-            .unwrap();
+            .expect("create the engine's temp dir");
         let root = dir.path().join("root");
-        let c = Ctr { _dir: dir, root };
+        let c = Ctr {
+            dir: Some(dir),
+            root,
+        };
         let tar = fixture_dir().join("rootfs.tar");
-        c.run(&["image", "import", tar.to_str().unwrap(), "busybox"])
+        c.run(&["image", "import", &tar.to_string_lossy(), "busybox"])
             .assert_ok();
         c
     }
 
+    /// A `Command` for `codex-ctr args...` on this root. Run it with [`crate::run_command`]
+    /// (or spawn it in [`crate::own_group`] and wait with a bound), never with a bare
+    /// `.output()`.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(workspace_dir().join("target/debug/codex-ctr"));
+        let mut c = Command::new(ctr_binary());
         c.env("CODEX_CTR_ROOT", &self.root).args(args);
         c
     }
 
+    /// Runs `codex-ctr args...` to completion; fails the test if it takes longer than
+    /// [`cmd_timeout`] (its process group is killed).
+    #[track_caller]
     pub fn run(&self, args: &[&str]) -> Out {
-        let o = self.cmd(args).output().expect("run codex-ctr");
-        Out {
-            cmdline: format!("codex-ctr {}", args.join(" ")),
-            status: o.status,
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        self.run_timeout(args, cmd_timeout())
+    }
+
+    /// [`Ctr::run`] with a timeout of the caller's choosing.
+    #[track_caller]
+    pub fn run_timeout(&self, args: &[&str], timeout: Duration) -> Out {
+        let mut o = run_timeout(&mut self.cmd(args), timeout);
+        o.cmdline = format!("codex-ctr {}", args.join(" "));
+        o
+    }
+
+    /// Like [`Ctr::run`] but returns the hang as an error (for cleanup paths).
+    fn try_run(&self, args: &[&str]) -> Result<Out, String> {
+        let scratch = self.root.with_file_name(format!("cmd-{}", next()));
+        let (o, e) = (scratch.with_extension("out"), scratch.with_extension("err"));
+        let r = try_run_to(&mut self.cmd(args), &o, &e, cmd_timeout());
+        let _ = std::fs::remove_file(&o);
+        let _ = std::fs::remove_file(&e);
+        r
     }
 
     pub fn inspect(&self, name: &str) -> serde_json::Value {
@@ -54,24 +93,49 @@ impl Ctr {
         o.json()
     }
 
+    /// Container directories under the root, counting hidden ones (`.removing-*` and the
+    /// like are leftovers too).
     pub fn containers(&self) -> usize {
         std::fs::read_dir(self.root.join("containers"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                    .count()
-            })
+            .map(|d| d.filter_map(|e| e.ok()).count())
             .unwrap_or(0)
     }
 }
 
 impl Drop for Ctr {
     fn drop(&mut self) {
-        if let Ok(o) = self.cmd(&["ps", "-a", "-q"]).output() {
-            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = self.cmd(&["rm", "-f", id]).output();
+        let mut problems = Vec::new();
+        match self.try_run(&["ps", "-a", "-q"]) {
+            Err(e) => problems.push(e),
+            Ok(o) if !o.ok() || o.crash().is_some() => {
+                problems.push(format!("`{}` failed: {}", o.cmdline, o.stderr.trim()))
+            }
+            Ok(o) => {
+                for id in o.stdout.split_whitespace() {
+                    match self.try_run(&["rm", "-f", id]) {
+                        Err(e) => problems.push(e),
+                        Ok(r) if !r.ok() => {
+                            problems.push(format!("`{}` failed: {}", r.cmdline, r.stderr.trim()))
+                        }
+                        Ok(_) => {}
+                    }
+                }
             }
         }
         unmount_under(&self.root);
+        if let Some(d) = self.dir.take() {
+            if std::env::var_os("CODEX_TESTS_KEEP").is_some() {
+                eprintln!("CODEX_TESTS_KEEP: leaving {}", d.keep().display());
+            } else {
+                let p = d.path().to_path_buf();
+                if let Err(e) = d.close() {
+                    problems.push(format!("removing {}: {e}", p.display()));
+                }
+            }
+        }
+        report_cleanup(
+            &format!("codex-ctr root {}", self.root.display()),
+            &problems,
+        );
     }
 }

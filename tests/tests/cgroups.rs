@@ -2,7 +2,9 @@
 //! resource-control issue's; here only where the container lives and that it is removed.
 
 use codex_tests::*;
+use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 /// The test process's own cgroup path for a v1 controller.
 fn own(controller: &str) -> String {
@@ -101,9 +103,18 @@ fn every_process_of_the_container_is_in_its_cgroup_and_the_cgroup_goes_with_dele
 fn foreground_run_removes_its_cgroup() {
     let ctx = TestCtx::new("cg-run");
     let mut b = ctx.bundle();
-    b.sh("true");
+    // the program waits for /go (created from the host) so the cgroup can be seen first
+    b.sh("echo ready; while [ ! -e /go ]; do sleep 0.1; done; echo done");
     let id = ctx.id("cg");
-    ctx.run(&b, &id, &[]).assert_ok();
+    let mut run = ctx.spawn_run(&b, &id, &[]);
+    run.wait_for_stdout("ready");
+    // positive control: while the container runs, its cgroup is there to be found
+    let live = cgroup_dirs_containing(&id);
+    assert!(!live.is_empty(), "no cgroup named after {id} while it runs");
+    fs::write(b.rootfs().join("go"), "").unwrap();
+    let o = run.wait(Duration::from_secs(60));
+    o.assert_ok();
+    assert!(o.stdout.contains("done"), "{o:?}");
     assert!(
         cgroup_dirs_containing(&id).is_empty(),
         "{:?}",

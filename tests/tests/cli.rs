@@ -144,13 +144,13 @@ fn spec_writes_a_config_that_runs() {
         dir: dir.clone(),
         config,
     };
-    let st = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixture_dir().join("rootfs"))
-        .arg(dir.join("rootfs"))
-        .status()
-        .unwrap();
-    assert!(st.success());
+    run_command(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(fixture_dir().join("rootfs"))
+            .arg(dir.join("rootfs")),
+    )
+    .assert_ok();
     let id = ctx.id("spec");
     let o = ctx.run(&b, &id, &[]);
     o.assert_ok();
@@ -169,7 +169,7 @@ fn spec_does_not_overwrite_an_existing_config() {
     fs::write(dir.join("config.json"), "{\"mine\": true}").unwrap();
     ctx.rt
         .run(&["spec", "--bundle", dir.to_str().unwrap()])
-        .assert_fails();
+        .assert_refused_naming("config.json");
     assert_eq!(
         fs::read_to_string(dir.join("config.json")).unwrap(),
         "{\"mine\": true}"
@@ -212,7 +212,8 @@ fn log_format_json_records_the_error() {
 #[test]
 fn unknown_command_fails() {
     let (_ctx, rt) = rt();
-    rt.run(&["codex-no-such-command"]).assert_fails();
+    rt.run(&["codex-no-such-command"])
+        .assert_refused_naming("codex-no-such-command");
 }
 
 #[test]

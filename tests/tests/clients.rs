@@ -17,6 +17,41 @@ fn run_host(ctx: &TestCtx, cmd: &mut Command, timeout: Duration) -> Out {
     try_run_to(cmd, &o, &e, timeout).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The runtime under test behind a wrapper that appends each call's arguments to a log, so
+/// a test can show the client really ran it (and not its default runtime). Returns the
+/// wrapper's path and the log's.
+fn logged_runtime(ctx: &TestCtx) -> (String, PathBuf) {
+    let log = ctx.path("runtime-calls.log");
+    let wrapper = ctx.path("runtime-wrapper");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            ctx.rt.bin.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    (wrapper.to_string_lossy().into_owned(), log)
+}
+
+/// Asserts the client called the runtime with each of `commands` (as a whole word).
+#[track_caller]
+fn assert_runtime_called(log: &Path, commands: &[&str]) {
+    let calls = read_lossy(log);
+    for c in commands {
+        assert!(
+            calls.lines().any(|l| l.split_whitespace().any(|w| w == *c)),
+            "the client never called the runtime under test with `{c}`; its calls:\n{calls}"
+        );
+    }
+}
+
 fn fastid() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
@@ -122,7 +157,7 @@ fn podman_runs_a_container_with_the_runtime() {
     let ctx = TestCtx::new("podman");
     let pm = Podman::new(&ctx).reset_on_cleanup(&ctx);
     let image = pm.import_fixture(&ctx);
-    let bin = ctx.rt.bin.to_str().unwrap().to_string();
+    let (bin, calls) = logged_runtime(&ctx);
     let mut args = vec![
         "--runtime",
         bin.as_str(),
@@ -149,6 +184,8 @@ fn podman_runs_a_container_with_the_runtime() {
     args.extend_from_slice(ULIMITS);
     args.extend_from_slice(&[image.as_str(), "sh", "-c", "exit 3"]);
     pm.run(&ctx, &args).assert_code(3);
+    // positive control: the client ran the runtime under test, not its default
+    assert_runtime_called(&calls, &["create", "start"]);
 }
 
 #[test]
@@ -159,7 +196,7 @@ fn podman_exec_and_stop_work_with_the_runtime() {
     let ctx = TestCtx::new("podman-exec");
     let pm = Podman::new(&ctx).reset_on_cleanup(&ctx);
     let image = pm.import_fixture(&ctx);
-    let bin = ctx.rt.bin.to_str().unwrap().to_string();
+    let (bin, calls) = logged_runtime(&ctx);
     let name = format!("codex-test-{}-{}", std::process::id(), fastid());
     let mut args = vec![
         "--runtime",
@@ -193,6 +230,8 @@ fn podman_exec_and_stop_work_with_the_runtime() {
         &["--runtime", &bin, "rm", "--force", "--time", "0", &name],
     )
     .assert_ok();
+    // positive control: the client ran the runtime under test, not its default
+    assert_runtime_called(&calls, &["create", "start", "exec"]);
 }
 
 #[test]
@@ -209,7 +248,7 @@ fn podman_runs_the_runtime_with_its_default_bridge_network() {
     let ctx = TestCtx::new("podman-bridge");
     let pm = Podman::new(&ctx).reset_on_cleanup(&ctx);
     let image = pm.import_fixture(&ctx);
-    let bin = ctx.rt.bin.to_str().unwrap().to_string();
+    let (bin, calls) = logged_runtime(&ctx);
     let mut inner = pm.command(&["--runtime", &bin, "run", "--rm"]);
     inner
         .args(ULIMITS)
@@ -227,6 +266,8 @@ fn podman_runs_the_runtime_with_its_default_bridge_network() {
         o.stdout.contains("eth0") && o.stdout.contains("inet "),
         "{o:?}"
     );
+    // positive control: the client ran the runtime under test, not its default
+    assert_runtime_called(&calls, &["create", "start"]);
 }
 
 /// A containerd daemon private to one test, stopped by its PID on cleanup.
@@ -335,7 +376,7 @@ fn containerd_runs_a_container_through_the_runc_shim_with_the_runtime() {
         Duration::from_secs(120),
     )
     .assert_ok();
-    let bin = ctx.rt.bin.to_str().unwrap().to_string();
+    let (bin, calls) = logged_runtime(&ctx);
     let id = format!("t-{}-{}-ctr", std::process::id(), fastid());
     {
         let ctr_id = id.clone();
@@ -391,4 +432,6 @@ fn containerd_runs_a_container_through_the_runc_shim_with_the_runtime() {
         Duration::from_secs(120),
     );
     o.assert_code(3);
+    // positive control: the client ran the runtime under test, not its default
+    assert_runtime_called(&calls, &["create", "start"]);
 }

@@ -99,7 +99,7 @@ fn terminal_without_a_console_socket_is_refused_by_create() {
     let ctx = TestCtx::new("console-missing");
     let b = terminal_bundle(&ctx, "true");
     let id = ctx.id("nosock");
-    ctx.create(&b, &id, &[]).assert_fails();
+    ctx.create(&b, &id, &[]).assert_refused_naming("console");
     assert!(!ctx.rt.root_has_entry(&id));
 }
 

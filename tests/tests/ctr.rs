@@ -485,8 +485,9 @@ fn cp_copies_in_and_out_and_never_follows_a_symlink_out_of_the_rootfs() {
     let tar = host.path().join("rootfs.tar");
     c.run(&["export", "--rootfs", "-o", tar.to_str().unwrap(), "tool"])
         .assert_ok();
-    let list = Command::new("tar").arg("tf").arg(&tar).output().unwrap();
-    let names = String::from_utf8_lossy(&list.stdout);
+    let list = run_command(Command::new("tar").arg("tf").arg(&tar));
+    list.assert_ok();
+    let names = list.stdout.clone();
     assert!(
         names
             .lines()

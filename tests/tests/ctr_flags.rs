@@ -1148,27 +1148,22 @@ fn env_file_sets_variables_and_env_flags_win() {
         "# a comment\nA=from-file\n\nB=two words\nFROM_HOST\nC=c=d\n",
     )
     .unwrap();
-    let o = c
-        .cmd(&[
-            "run",
-            "--rm",
-            "--env-file",
-            f.to_str().unwrap(),
-            "-e",
-            "A=from-flag",
-            "busybox",
-            "sh",
-            "-c",
-            "echo \"$A|$B|$FROM_HOST|$C\"",
-        ])
-        .env("FROM_HOST", "host-value")
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{o:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&o.stdout),
-        "from-flag|two words|host-value|c=d\n"
-    );
+    let mut cmd = c.cmd(&[
+        "run",
+        "--rm",
+        "--env-file",
+        f.to_str().unwrap(),
+        "-e",
+        "A=from-flag",
+        "busybox",
+        "sh",
+        "-c",
+        "echo \"$A|$B|$FROM_HOST|$C\"",
+    ]);
+    cmd.env("FROM_HOST", "host-value");
+    let o = run_command(&mut cmd);
+    o.assert_ok();
+    assert_eq!(o.stdout, "from-flag|two words|host-value|c=d\n");
     let missing = c.run(&[
         "run",
         "--rm",
@@ -1220,13 +1215,13 @@ fn tmpfs_is_a_fresh_writable_tmpfs_on_every_start() {
 fn rootfs_runs_a_host_directory_without_changing_it() {
     let c = Ctr::new();
     let src = tempfile::tempdir().unwrap();
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(fixture_dir().join("rootfs/."))
-        .arg(src.path())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    run_command(
+        Command::new("cp")
+            .arg("-a")
+            .arg(fixture_dir().join("rootfs/."))
+            .arg(src.path()),
+    )
+    .assert_ok();
     std::fs::write(src.path().join("marker"), "from-host-dir\n").unwrap();
     let o = c.run(&[
         "run",
@@ -1493,9 +1488,9 @@ fn export_writes_the_state_or_a_rootfs_tar_to_stdout_and_a_failed_export_leaves_
     let o = c.cmd(&["export", "--rootfs", "exp"]).output().unwrap();
     assert!(o.status.success(), "{o:?}");
     std::fs::write(&tar, &o.stdout).unwrap();
-    let list = Command::new("tar").arg("tf").arg(&tar).output().unwrap();
-    assert!(list.status.success(), "not a tar: {list:?}");
-    let names = String::from_utf8_lossy(&list.stdout);
+    let list = run_command(Command::new("tar").arg("tf").arg(&tar));
+    assert!(list.ok(), "not a tar: {list:?}");
+    let names = list.stdout.clone();
     let names: Vec<&str> = names.lines().map(|l| l.trim_start_matches("./")).collect();
     assert!(names.contains(&"bin/busybox"), "{names:?}");
     assert!(names.contains(&"mine"), "{names:?}");

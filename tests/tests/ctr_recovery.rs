@@ -92,11 +92,14 @@ impl Drop for Guard {
         }
         let rt = self.0.root.join("runtime");
         for id in entries(&rt) {
-            let _ = std::process::Command::new(workspace_dir().join("target/debug/codex-oci"))
-                .arg("--root")
-                .arg(&rt)
-                .args(["delete", "--force", &id])
-                .output();
+            // bounded like every harness command; the Ctr drop that follows reports leftovers
+            let mut del =
+                std::process::Command::new(workspace_dir().join("target/debug/codex-oci"));
+            del.arg("--root").arg(&rt).args(["delete", "--force", &id]);
+            let (o, e) = (rt.with_extension("del.out"), rt.with_extension("del.err"));
+            if let Err(e) = try_run_to(&mut del, &o, &e, cmd_timeout()) {
+                eprintln!("{e}");
+            }
         }
     }
 }

@@ -196,12 +196,14 @@ fn exec_into_a_stopped_container_fails() {
     let id = ctx.id("stopped");
     ctx.create_and_start(&b, &id);
     ctx.rt.wait_status(&id, "stopped");
-    ctx.exec(&id, &[], &["true"]).assert_fails();
+    ctx.exec(&id, &[], &["true"])
+        .assert_refused_naming("stopped");
 }
 
 #[test]
 fn exec_into_an_unknown_container_fails() {
     let ctx = TestCtx::new("exec-unknown");
     let id = ctx.id("nope");
-    ctx.exec(&id, &[], &["true"]).assert_fails();
+    ctx.exec(&id, &[], &["true"])
+        .assert_refused_naming("does not exist");
 }

@@ -229,7 +229,8 @@ fn failing_hook(kind: &str) -> (TestCtx, Bundle, String) {
 #[test]
 fn failing_create_runtime_hook_fails_create_and_leaves_nothing_behind() {
     let (ctx, b, id) = failing_hook("createRuntime");
-    ctx.create(&b, &id, &[]).assert_fails();
+    ctx.create(&b, &id, &[])
+        .assert_refused_naming("codex-hook-complaint");
     assert!(ctx.rt.state(&id).is_err());
     assert!(!ctx.rt.root_has_entry(&id), "{:?}", ctx.rt.root_entries());
     assert!(!ctx.stdout_of(&id).contains("program-ran"));
@@ -238,14 +239,16 @@ fn failing_create_runtime_hook_fails_create_and_leaves_nothing_behind() {
 #[test]
 fn failing_prestart_hook_fails_create() {
     let (ctx, b, id) = failing_hook("prestart");
-    ctx.create(&b, &id, &[]).assert_fails();
+    ctx.create(&b, &id, &[])
+        .assert_refused_naming("codex-hook-complaint");
     assert!(!ctx.rt.root_has_entry(&id));
 }
 
 #[test]
 fn failing_create_container_hook_fails_create() {
     let (ctx, b, id) = failing_hook("createContainer");
-    ctx.create(&b, &id, &[]).assert_fails();
+    ctx.create(&b, &id, &[])
+        .assert_refused_naming("codex-hook-complaint");
     assert!(!ctx.rt.root_has_entry(&id));
 }
 
@@ -298,7 +301,8 @@ fn hook_that_does_not_exist_fails_create() {
     b.add_hook("createRuntime", "/codex/no/such/hook", &["hook"], &[], None);
     b.sh("true");
     let id = ctx.id("missing");
-    ctx.create(&b, &id, &[]).assert_fails();
+    ctx.create(&b, &id, &[])
+        .assert_refused_naming("/codex/no/such/hook");
     assert!(!ctx.rt.root_has_entry(&id));
 }
 

@@ -191,7 +191,7 @@ fn start_twice_is_an_error() {
     let id = ctx.id("twice");
     ctx.create_and_start(&b, &id);
     ctx.wait_for_stdout(&id, "started");
-    ctx.rt.run(&["start", &id]).assert_fails();
+    ctx.rt.run(&["start", &id]).assert_refused_naming("running");
     assert_eq!(ctx.rt.status(&id).as_deref(), Some("running"));
     assert_eq!(
         ctx.stdout_of(&id).matches("started").count(),
@@ -208,21 +208,25 @@ fn start_of_a_stopped_container_is_an_error() {
     let id = ctx.id("stopped");
     ctx.create_and_start(&b, &id);
     ctx.rt.wait_status(&id, "stopped");
-    ctx.rt.run(&["start", &id]).assert_fails();
+    ctx.rt.run(&["start", &id]).assert_refused_naming("stopped");
 }
 
 #[test]
 fn start_of_an_unknown_container_is_an_error() {
     let ctx = TestCtx::new("start-unknown");
     let id = ctx.id("nope");
-    ctx.rt.run(&["start", &id]).assert_fails();
+    ctx.rt
+        .run(&["start", &id])
+        .assert_refused_naming("does not exist");
 }
 
 #[test]
 fn state_of_an_unknown_container_is_an_error() {
     let ctx = TestCtx::new("state-unknown");
     let id = ctx.id("nope");
-    ctx.rt.run(&["state", &id]).assert_fails();
+    ctx.rt
+        .run(&["state", &id])
+        .assert_refused_naming("does not exist");
 }
 
 #[test]
@@ -233,7 +237,9 @@ fn delete_of_a_running_container_without_force_fails_and_leaves_it_running() {
     let id = ctx.id("running");
     ctx.create_and_start(&b, &id);
     let pid = ctx.rt.pid(&id);
-    ctx.rt.run(&["delete", &id]).assert_fails();
+    ctx.rt
+        .run(&["delete", &id])
+        .assert_refused_naming("running");
     assert_eq!(ctx.rt.status(&id).as_deref(), Some("running"));
     assert!(pid_alive(pid));
 }
@@ -276,7 +282,9 @@ fn delete_force_removes_a_created_container() {
 fn delete_of_an_unknown_container_is_an_error() {
     let ctx = TestCtx::new("delete-unknown");
     let id = ctx.id("nope");
-    ctx.rt.run(&["delete", &id]).assert_fails();
+    ctx.rt
+        .run(&["delete", &id])
+        .assert_refused_naming("does not exist");
 }
 
 /// Starts a TRAPPER container with a foreground `run`, sends `kill ID args...`, returns the
@@ -534,10 +542,7 @@ fn many_containers_run_side_by_side_in_one_root() {
 }
 
 #[test]
-fn killed_create_leaves_a_stopped_container_that_delete_cleans() {
-    if runtime_is_runc() {
-        return skip("codex-specific: runc leaves no state for a killed create");
-    }
+fn codex_killed_create_leaves_a_stopped_container_that_delete_cleans() {
     let ctx = TestCtx::new("killed-create");
     let mut b = ctx.bundle();
     let marker = ctx.path("hook-started");

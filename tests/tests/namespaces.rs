@@ -103,7 +103,7 @@ fn joining_a_namespace_path_that_does_not_exist_fails() {
     b.namespace("network", Some(&ctx.path("no-such-netns")));
     b.sh("true");
     let id = ctx.id("missing");
-    ctx.run(&b, &id, &[]).assert_fails();
+    ctx.run(&b, &id, &[]).assert_refused_naming("no-such-netns");
     assert!(!ctx.rt.root_has_entry(&id));
 }
 
@@ -144,7 +144,8 @@ fn network_sysctl_without_a_network_namespace_is_refused() {
     );
     b.sh("true");
     let id = ctx.id("hostnet");
-    ctx.run(&b, &id, &[]).assert_fails();
+    ctx.run(&b, &id, &[])
+        .assert_refused_naming("net.ipv4.ip_forward");
     assert_eq!(host(), before, "the host's ip_forward changed");
     assert!(!ctx.rt.root_has_entry(&id));
 }
@@ -225,7 +226,7 @@ fn hostname_without_a_uts_namespace_is_refused() {
     b.remove_namespace("uts").hostname("must-not-leak");
     b.sh("true");
     let id = ctx.id("nouts");
-    ctx.run(&b, &id, &[]).assert_fails();
+    ctx.run(&b, &id, &[]).assert_refused_naming("hostname");
     assert_eq!(
         host_sh("hostname").stdout,
         before,

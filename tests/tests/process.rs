@@ -5,7 +5,13 @@ use codex_tests::*;
 
 /// `/proc/self/status` of a container process built from `b`.
 fn status_of(ctx: &TestCtx, b: &mut Bundle) -> String {
-    ctx.run_sh(b, "cat /proc/self/status").stdout
+    let st = ctx.run_sh(b, "cat /proc/self/status").stdout;
+    // positive control: every check below reads fields of a real status file
+    assert!(
+        status_field(&st, "Name").is_some() && status_field(&st, "Pid").is_some(),
+        "the container did not print its /proc/self/status: {st:?}"
+    );
+    st
 }
 
 #[test]
@@ -96,7 +102,7 @@ fn root_user_has_no_supplementary_groups_by_default() {
     let ctx = TestCtx::new("no-groups");
     let mut b = ctx.bundle();
     let st = status_of(&ctx, &mut b);
-    let g = status_field(&st, "Groups").unwrap_or_default();
+    let g = status_field(&st, "Groups").expect("a Groups: line");
     assert!(
         g.split_whitespace().all(|x| x == "0"),
         "host groups leaked into the container: {g:?}"

@@ -18,10 +18,7 @@ fn swap_accounting() -> bool {
 }
 
 #[test]
-fn oom_killed_process_gets_137_and_the_oom_is_reported() {
-    if runtime_is_runc() {
-        return skip("codex-specific: events stream format");
-    }
+fn codex_oom_killed_process_gets_137_and_the_oom_is_reported() {
     let ctx = TestCtx::new("res-oom");
     let mut b = ctx.bundle();
     let limit = 32 * 1024 * 1024;
@@ -107,10 +104,7 @@ fn pids_limit_caps_the_number_of_processes() {
 }
 
 #[test]
-fn cpu_quota_holds_a_busy_loop_to_half_a_cpu() {
-    if runtime_is_runc() {
-        return skip("codex-specific: reads usage through codex-oci events --stats");
-    }
+fn codex_cpu_quota_holds_a_busy_loop_to_half_a_cpu() {
     let ctx = TestCtx::new("res-cpu");
     let mut b = ctx.bundle();
     b.set(
@@ -281,10 +275,7 @@ fn update_changes_memory_and_pids_limits_of_a_running_container() {
 }
 
 #[test]
-fn unsupported_resources_are_refused_by_name() {
-    if runtime_is_runc() {
-        return skip("codex-specific error message");
-    }
+fn codex_unsupported_resources_are_refused_by_name() {
     let ctx = TestCtx::new("res-refuse");
     let mut b = ctx.bundle();
     b.set(

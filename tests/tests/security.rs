@@ -70,11 +70,14 @@ fn process_cwd_cannot_reach_the_host_through_an_inherited_fd() {
     let marker = ctx.path("host-marker");
     fs::write(&marker, "HOST-SECRET").unwrap();
     let rel = format!("../../../../../../../../..{}", marker.display());
+    // Positive control: from a directory outside any rootfs the path reaches the marker.
+    let control = host_sh(&format!("cd /proc && cat {rel}"));
+    assert_eq!(control.stdout, "HOST-SECRET", "{control:?}");
     for fd in 3..=9 {
         let mut b = ctx.bundle();
         b.cwd(&format!("/proc/self/fd/{fd}"));
         b.sh(&format!(
-            "cat {rel} 2>/dev/null; cat /proc/self/cwd/{rel} 2>/dev/null; true"
+            "cat {rel} 2>/dev/null; cat /proc/self/cwd/{rel} 2>/dev/null; echo script-ran"
         ));
         let id = ctx.id(&format!("cwd{fd}"));
         let o = ctx.run(&b, &id, &[]);
@@ -82,6 +85,13 @@ fn process_cwd_cannot_reach_the_host_through_an_inherited_fd() {
             !o.stdout.contains("HOST-SECRET"),
             "cwd /proc/self/fd/{fd} reached the host: {o:?}"
         );
+        // Either the program ran (and did not reach the host) or the runtime refused the
+        // cwd; a crash or a run that never started the program proves nothing.
+        if o.ok() {
+            assert!(o.stdout.contains("script-ran"), "{o:?}");
+        } else {
+            o.assert_refused();
+        }
     }
 }
 
@@ -289,6 +299,8 @@ fn dangling_mount_destination_symlinks_never_reach_the_host() {
             );
         }
     } else {
+        // a crash is not a refusal (and would leave the defence untested)
+        o.assert_refused();
         eprintln!("note: the runtime refused this config: {}", o.stderr.trim());
         assert!(!ctx.rt.root_has_entry(&id));
     }
@@ -325,6 +337,8 @@ fn codex_masking_binds_a_real_null_device_even_if_dev_null_is_a_symlink() {
         );
         assert_eq!(l[1].trim(), "0", "/proc/timer_list must read empty: {o:?}");
     } else {
+        // a crash is not a refusal (and would leave the defence untested)
+        o.assert_refused();
         eprintln!("note: the runtime refused this config: {}", o.stderr.trim());
     }
     assert_eq!(
@@ -354,6 +368,8 @@ fn codex_masking_binds_a_real_null_device_even_if_dev_null_is_a_bind_of_a_file()
         );
         assert_eq!(l[1].trim(), "0", "/proc/timer_list must read empty: {o:?}");
     } else {
+        // a crash is not a refusal (and would leave the defence untested)
+        o.assert_refused();
         eprintln!("note: the runtime refused this config: {}", o.stderr.trim());
     }
     assert_eq!(fs::read_to_string(&f).unwrap(), "NOT-NULL");
@@ -385,6 +401,7 @@ fn codex_console_is_not_bound_through_a_dev_console_symlink() {
             "the console was bound over the symlink target: {text:?}"
         );
     } else {
+        c.assert_refused();
         eprintln!("note: the runtime refused this config: {}", c.stderr.trim());
     }
     assert_eq!(
@@ -403,11 +420,17 @@ fn sysctl_write_is_not_redirected_by_a_mount_over_proc() {
     let mut b = ctx.bundle();
     b.add_bind(&f, "/proc/sys/kernel/shmmax", &["rw"]);
     b.sysctl("kernel.shmmax", "123456789");
-    b.sh("true");
+    b.sh("echo script-ran");
     let id = ctx.id("sysctl");
     // runc 1.1.5 refuses mounts inside /proc; a runtime that allows them must still write
-    // the sysctl to procfs
-    let _ = ctx.run(&b, &id, &[]);
+    // the sysctl to procfs. Either way the runtime answered: it ran the program or refused
+    // (a crash, or a run that never started the program, proves nothing).
+    let o = ctx.run(&b, &id, &[]);
+    if o.ok() {
+        assert!(o.stdout.contains("script-ran"), "{o:?}");
+    } else {
+        o.assert_refused();
+    }
     assert_eq!(
         fs::read_to_string(&f).unwrap(),
         "ORIGINAL",

@@ -25,7 +25,7 @@ fn is_root() -> bool {
 /// An engine over a fresh root, or None (with a loud note) where this cannot run.
 fn engine() -> Option<(tempfile::TempDir, AsyncEngine)> {
     let Some(exe) = supervisor().filter(|_| is_root()) else {
-        eprintln!("SKIP: needs root and target/debug/codex-ctr (run `cargo build` first)");
+        codex_tests::skip("needs root and target/debug/codex-ctr (run `cargo build` first)");
         return None;
     };
     let dir = tempfile::Builder::new()

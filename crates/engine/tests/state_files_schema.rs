@@ -605,7 +605,7 @@ fn what_engine_create_writes_fits_the_current_schemas() {
 #[test]
 fn what_the_image_store_writes_fits_the_current_schemas() {
     if !is_root() {
-        eprintln!("skipped: importing an image needs root (it sets the layer's owners)");
+        codex_tests::skip("importing an image needs root (it sets the layer's owners)");
         return;
     }
     let index_schema = validator("image-index", STORE_VERSION);

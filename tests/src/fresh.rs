@@ -1,0 +1,64 @@
+//! The binaries under test must be built from the sources in this tree: a plain
+//! `cargo test -p codex-tests` after an edit would otherwise test yesterday's binary.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
+
+use crate::workspace_dir;
+
+/// The newest modification time under the `src/` dirs of the crates the workspace
+/// binaries are linked from (codex-cli links runtime, engine and shim: an edit in any of
+/// them relinks every binary), with the file that has it.
+fn newest_source() -> &'static Option<(SystemTime, PathBuf)> {
+    static NEWEST: OnceLock<Option<(SystemTime, PathBuf)>> = OnceLock::new();
+    NEWEST.get_or_init(|| {
+        fn walk(d: &Path, best: &mut Option<(SystemTime, PathBuf)>) {
+            let Ok(rd) = fs::read_dir(d) else { return };
+            for e in rd.filter_map(|e| e.ok()) {
+                let Ok(m) = e.metadata() else { continue };
+                if m.is_dir() {
+                    walk(&e.path(), best);
+                } else if let Ok(t) = m.modified() {
+                    if best.as_ref().is_none_or(|(b, _)| t > *b) {
+                        *best = Some((t, e.path()));
+                    }
+                }
+            }
+        }
+        let mut best = None;
+        for c in ["runtime", "engine", "shim", "cli"] {
+            walk(
+                &workspace_dir().join("crates").join(c).join("src"),
+                &mut best,
+            );
+        }
+        best
+    })
+}
+
+/// Fails the test when `bin` (a binary of this workspace's target/) is older than a source
+/// file it is built from.
+#[track_caller]
+pub fn assert_fresh(bin: &Path) {
+    let Some((src_time, src)) = newest_source() else {
+        return;
+    };
+    let bin_time = fs::metadata(bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}: build it (cargo build -p codex-cli)",
+                bin.display()
+            )
+        });
+    assert!(
+        bin_time >= *src_time,
+        "{} is older than {}: it does not test this tree's code. Build it first \
+         (cargo build -p codex-cli, or make build), or set CODEX_OCI/CODEX_CTR to the binary \
+         you mean to test",
+        bin.display(),
+        src.display()
+    );
+}
