@@ -15,7 +15,7 @@ ws="$(cd "$here/../.." && pwd)"
 cd "$ws"
 
 # the integration test binaries of codex-tests: "runtime" (CODEX_OCI) or "engine" (ctr*.rs,
-# CODEX_CTR)
+# CODEX_CTR); library.rs drives codex-runtime in-process, where no stand-in reaches
 test_binaries() {
   cargo test -p codex-tests --no-run --message-format=json 2>/dev/null | python3 -c '
 import json, sys
@@ -28,6 +28,7 @@ for line in sys.stdin:
     t = m.get("target") or {}
     if m.get("reason") == "compiler-artifact" and m.get("executable") \
             and "test" in t.get("kind", []) and t.get("name") != "codex_tests" \
+            and t.get("name") != "library" \
             and t.get("name", "").startswith("ctr") == want_engine:
         print(m["executable"])
 ' "$1"

@@ -1,8 +1,8 @@
 //! Hardening of the runtime against its own containers and embedders (issue 11,
 //! "Runtime"), one module per area: `process` (exec's set-up is not ptrace-able, the
 //! bounding set, kill --all / delete --force, timeOffsets), `rootfs` (bind sources, ptmx,
-//! device modes, tmpcopyup), `hooks` (timeouts and pipes), `library` (what the library
-//! refuses). Every test failed on the code before its fix unless its comment says
+//! device modes, tmpcopyup), `hooks` (timeouts and pipes); what the library refuses is in
+//! `tests/library.rs`. Every test failed on the code before its fix unless its comment says
 //! otherwise (docs/security-runtime.md has the evidence). Tests named `codex_*` rely on
 //! a codex-only hook or on cases runc 1.1.5 cannot run or gets wrong; the others pass
 //! with `CODEX_OCI=/usr/sbin/runc ... -- --skip codex_`.
@@ -16,7 +16,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod hooks;
-mod library;
 mod process;
 mod rootfs;
 

@@ -1,6 +1,12 @@
 //! The library protects itself: no fork from a multi-threaded or unprotected caller.
+//!
+//! These drive codex-runtime in-process (and through `codex-lib-probe`), not the
+//! `codex-oci` binary: a stand-in runtime (`make test-mutants`) cannot reach them, so
+//! they live in a test target of their own that the mutant check leaves out.
 
-use super::*;
+use codex_tests::*;
+use serde_json::json;
+use std::process::Command;
 
 #[test]
 fn codex_library_refuses_to_fork_from_a_multithreaded_caller() {
