@@ -71,6 +71,9 @@ impl Engine {
     pub fn create(&self, config: ContainerConfig) -> Result<ContainerRecord> {
         config.validate()?;
         let mut config = config;
+        // Recorded as resolved: a later default (the bridge, once wired) does not
+        // change what an existing container was made with.
+        config.network = Some(crate::network::mode::effective(&config));
         let mut image_env = Vec::new();
         let mut image_cwd = None;
         let mut lowers: Vec<PathBuf> = Vec::new();
