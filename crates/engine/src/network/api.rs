@@ -7,6 +7,8 @@ use std::net::Ipv4Addr;
 use ipnet::Ipv4Net;
 use serde::Serialize;
 
+use super::hostfiles::Hosts;
+use super::peers::{attachments, hosts_for, Attachment};
 use super::{
     allocate_in, create_in, find_in, records_in, release_in, Endpoint, HostNetworks, NetworkRecord,
     DEFAULT_NETWORK,
@@ -267,6 +269,50 @@ impl Engine {
             }
             allocate_in(reg, idx, network, &id, aliases)
         })
+    }
+
+    /// A container's place on each network it is on (`inspect`'s `networks`).
+    pub fn network_attachments(&self, reference: &str) -> Result<BTreeMap<String, Attachment>> {
+        let id = self.registry.resolve(reference)?;
+        Ok(attachments(&super::list(&self.registry)?, &id))
+    }
+
+    /// What a container's `/etc/hosts` says now: its addresses, its peers on its
+    /// networks, its `--add-host` entries (see [`super::hostfiles::hosts_file`]).
+    pub fn hosts_of(&self, reference: &str) -> Result<Hosts> {
+        let rec = self.registry.get(reference)?;
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
+            .map_err(|e| Error::invalid("config", e.to_string()))?;
+        let idx = self.registry.index()?;
+        let names: BTreeMap<String, String> = idx
+            .containers()
+            .iter()
+            .map(|(name, id)| (id.clone(), name.clone()))
+            .collect();
+        let hostname = cfg
+            .hostname
+            .clone()
+            .unwrap_or_else(|| rec.id.chars().take(12).collect());
+        hosts_for(
+            &super::list(&self.registry)?,
+            &names,
+            &rec.id,
+            &rec.name,
+            &hostname,
+            &cfg.add_hosts,
+        )
+    }
+
+    /// What a container's `/etc/resolv.conf` says: its `--dns` servers, else the host's
+    /// usable ones (see [`super::hostfiles::resolv_conf`]).
+    pub fn resolv_conf_of(&self, reference: &str) -> Result<String> {
+        let rec = self.registry.get(reference)?;
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
+            .map_err(|e| Error::invalid("config", e.to_string()))?;
+        let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let path = super::hostfiles::host_resolv_conf_path(&etc);
+        let host = std::fs::read_to_string(path).unwrap_or(etc);
+        Ok(super::hostfiles::resolv_conf(&host, &cfg.dns))
     }
 
     /// Frees a container's address on a network; what it had.

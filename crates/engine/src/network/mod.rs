@@ -12,6 +12,7 @@ mod api;
 pub mod hostfiles;
 pub mod ipam;
 pub mod mode;
+pub mod peers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;

@@ -379,3 +379,41 @@ fn an_unreadable_network_record_is_reported_and_left_alone() {
     let e = eng.networks().unwrap_err().to_string();
     assert!(e.contains("networks.odd"), "{e}");
 }
+
+#[test]
+fn hosts_and_inspect_follow_the_records_as_containers_join_and_leave() {
+    let (_t, eng) = engine();
+    let mut s = spec("shop");
+    s.subnet = Some(net("10.70.0.0/24"));
+    eng.create_network(s).unwrap();
+    let reg = eng.registry();
+    let web = reg
+        .create_container(
+            Some("web"),
+            json!({"hostname": "www", "add_hosts": [{"host": "gw", "ip": "host-gateway"}]}),
+            BTreeMap::new(),
+        )
+        .unwrap()
+        .id;
+    let db = reg
+        .create_container(Some("db"), json!({}), BTreeMap::new())
+        .unwrap()
+        .id;
+    eng.allocate_endpoint("shop", &web, &[]).unwrap();
+    eng.allocate_endpoint("shop", &db, &["pg".into()]).unwrap();
+    let text = hostfiles::hosts_file(&eng.hosts_of("web").unwrap());
+    assert!(text.contains("10.70.0.1\tgw\n"), "{text}");
+    assert!(text.contains("10.70.0.2\twww web\n"), "{text}");
+    assert!(text.contains("10.70.0.3\tdb pg\n"), "{text}");
+    let v = eng.inspect("db").unwrap();
+    assert_eq!(v["networks"]["shop"]["ip"], "10.70.0.3");
+    assert_eq!(v["networks"]["shop"]["gateway"], "10.70.0.1");
+    assert_eq!(v["networks"]["shop"]["mac"], "02:42:0a:46:00:03");
+    assert_eq!(v["networks"]["shop"]["aliases"], json!(["pg"]));
+    // db leaves: web's hosts file no longer names it.
+    eng.remove("db", true, false).unwrap();
+    let text = hostfiles::hosts_file(&eng.hosts_of("web").unwrap());
+    assert!(!text.contains("db"), "{text}");
+    let conf = eng.resolv_conf_of("web").unwrap();
+    assert!(conf.starts_with("nameserver "), "{conf}");
+}
