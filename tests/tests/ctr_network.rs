@@ -146,6 +146,8 @@ fn host_shares_the_hosts_network_and_none_and_the_default_get_their_own() {
         .assert_ok();
     assert_eq!(c.inspect("dflt")["config"]["network"], "none");
     assert_eq!(c.inspect("h")["config"]["network"], "host");
+    // On no bridge network, so no address on any.
+    assert_eq!(c.inspect("dflt")["networks"], serde_json::json!({}));
     let spec = c.run(&["inspect", "--spec", "h"]).json();
     assert_eq!(spec["annotations"]["io.github.codex-ctr.network"], "host");
 }

@@ -486,8 +486,12 @@ impl Engine {
         let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
         v["isolation"] = serde_json::to_value(cfg.isolation).unwrap_or(Value::Null);
         v["limits"] = serde_json::to_value(&cfg.limits).unwrap_or(Value::Null);
-        v["networks"] =
-            serde_json::to_value(self.network_attachments(&rec.id)?).unwrap_or(Value::Null);
+        // An unreadable network record (reconcile reports it) must not hide the rest.
+        v["networks"] = self
+            .network_attachments(&rec.id)
+            .ok()
+            .and_then(|a| serde_json::to_value(a).ok())
+            .unwrap_or(Value::Null);
         if let Ok(spec) = self.spec(&rec.id) {
             v["mounts"] = spec["mounts"].clone();
             // The configured path (relative to the supervisor's cgroup); `cgroups` has
