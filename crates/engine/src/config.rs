@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::network::mode::{AddHost, NetworkMode};
 
 /// How much of the host a container may see. See DESIGN.md, "Isolation profiles".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -288,6 +289,18 @@ pub struct ContainerConfig {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// `--network`; absent: the isolation's default (see `network::mode::effective`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkMode>,
+    /// Names it is also known by on its network (`--network-alias`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+    /// Nameservers for its resolv.conf (`--dns`); absent: the host's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Extra lines of its hosts file (`--add-host`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_hosts: Vec<AddHost>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -407,6 +420,7 @@ impl ContainerConfig {
                 ));
             }
         }
+        crate::network::mode::validate(self)?;
         let mut dests = std::collections::HashSet::new();
         for (i, v) in self.volumes.iter().enumerate() {
             if !dests.insert(v.destination.trim_end_matches('/')) {

@@ -71,6 +71,9 @@ impl Engine {
     pub fn create(&self, config: ContainerConfig) -> Result<ContainerRecord> {
         config.validate()?;
         let mut config = config;
+        // Recorded as resolved: a later default (the bridge, once wired) does not
+        // change what an existing container was made with.
+        config.network = Some(crate::network::mode::effective(&config));
         let mut image_env = Vec::new();
         let mut image_cwd = None;
         let mut lowers: Vec<PathBuf> = Vec::new();
@@ -483,6 +486,12 @@ impl Engine {
         let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
         v["isolation"] = serde_json::to_value(cfg.isolation).unwrap_or(Value::Null);
         v["limits"] = serde_json::to_value(&cfg.limits).unwrap_or(Value::Null);
+        // An unreadable network record (reconcile reports it) must not hide the rest.
+        v["networks"] = self
+            .network_attachments(&rec.id)
+            .ok()
+            .and_then(|a| serde_json::to_value(a).ok())
+            .unwrap_or(Value::Null);
         if let Ok(spec) = self.spec(&rec.id) {
             v["mounts"] = spec["mounts"].clone();
             // The configured path (relative to the supervisor's cgroup); `cgroups` has

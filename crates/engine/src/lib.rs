@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod image;
 pub mod logread;
+pub mod network;
 pub mod profile;
 pub mod registry;
 mod removal;

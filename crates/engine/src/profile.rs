@@ -9,6 +9,10 @@ use serde_json::{json, Value};
 
 use crate::config::{ContainerConfig, Isolation, VolumeSource};
 use crate::error::{Error, Result};
+use crate::network::{self, NetworkMode};
+
+/// The spec annotation that names the container's network mode.
+pub const NETWORK_ANNOTATION: &str = "io.github.codex-ctr.network";
 
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -154,6 +158,7 @@ pub fn spec_value(
             spec["linux"]["seccomp"] = codex_runtime::seccomp_default::default_profile_json(&caps);
         }
     }
+    network_namespace(config, &mut spec)?;
     if config.isolation == Isolation::Strict {
         spec["root"]["readonly"] = true.into();
         spec["process"]["noNewPrivileges"] = true.into();
@@ -207,6 +212,23 @@ pub fn spec_value(
     let text = serde_json::to_vec(&spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
     codex_runtime::spec::parse_spec(&text)?;
     Ok(spec)
+}
+
+/// The network namespace of the config's network mode: `host` shares the host's (no
+/// `network` namespace), `none` gets its own. The mode is in an annotation, so the
+/// spec says which one a container has.
+fn network_namespace(config: &ContainerConfig, spec: &mut Value) -> Result<()> {
+    let mode = network::mode::effective(config);
+    if let Some(e) = network::mode::not_wired(&mode) {
+        return Err(e);
+    }
+    if mode == NetworkMode::Host {
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "network");
+        }
+    }
+    spec["annotations"][NETWORK_ANNOTATION] = mode.to_string().into();
+    Ok(())
 }
 
 /// Limits as OCI `linux.resources`.
@@ -365,6 +387,51 @@ mod tests {
         assert!(m["options"].as_array().unwrap().contains(&json!("ro")));
         assert_eq!(s["process"]["env"], json!(["A=1", "PATH=/bin"]));
         assert_eq!(s["process"]["user"], json!({"uid": 1000, "gid": 100}));
+    }
+
+    fn namespaces(s: &Value) -> Vec<String> {
+        s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn host_network_drops_the_network_namespace_and_none_keeps_its_own() {
+        let mut c = cfg(Isolation::Standard);
+        c.network = Some(NetworkMode::Host);
+        let s = spec(&c);
+        assert!(!namespaces(&s).contains(&"network".to_string()));
+        assert_eq!(namespaces(&s).len(), 5);
+        assert_eq!(s["annotations"][NETWORK_ANNOTATION], "host");
+        c.network = Some(NetworkMode::None);
+        let s = spec(&c);
+        assert!(namespaces(&s).contains(&"network".to_string()));
+        assert_eq!(s["annotations"][NETWORK_ANNOTATION], "none");
+        // strict: its own, and says so.
+        let s = spec(&cfg(Isolation::Strict));
+        assert!(namespaces(&s).contains(&"network".to_string()));
+        assert_eq!(s["annotations"][NETWORK_ANNOTATION], "none");
+    }
+
+    #[test]
+    fn bridge_networks_are_refused_until_wired_never_silently_dead() {
+        if network::mode::BRIDGE_WIRED {
+            return;
+        }
+        for m in ["bridge", "backend", "container:db"] {
+            let mut c = cfg(Isolation::Standard);
+            c.network = Some(NetworkMode::parse("network", m).unwrap());
+            let e = spec_value(&c, "id", Path::new("/r"), &[], None, &|_| unreachable!())
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("network:"), "{m}: {e}");
+        }
+        // The default of standard is its own namespace, and the spec says `none`.
+        let s = spec(&cfg(Isolation::Standard));
+        assert_eq!(s["annotations"][NETWORK_ANNOTATION], "none");
     }
 
     #[test]

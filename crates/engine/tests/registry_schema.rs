@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use codex_engine::network::{self, NetworkRecord, NetworkSpec};
 use codex_engine::registry::{
     self, ContainerStatus, Registry, INDEX_FILE, INDEX_VERSION, RECORD_VERSION, STATE_FILE,
 };
@@ -77,6 +78,23 @@ fn every_golden_example_loads_and_fits_its_schema() {
                     want.push(rec);
                 }
                 let listed = volume::list(&reg).unwrap_or_else(|e| panic!("{file_name}: {e}"));
+                assert_eq!(listed, want, "{file_name}");
+                // Network records too, and every endpoint's container is in the index.
+                let golden_networks = golden["networks"].as_object().expect("networks");
+                let mut want = Vec::new();
+                for (name, v) in golden_networks {
+                    let rec: NetworkRecord = serde_json::from_value(v.clone())
+                        .unwrap_or_else(|e| panic!("{file_name}: network {name}: {e}"));
+                    assert_eq!(&rec.name, name, "{file_name}: a network's key is its name");
+                    for id in rec.endpoints.keys() {
+                        assert!(
+                            index.containers().values().any(|v| v == id),
+                            "{file_name}: network {name}: endpoint {id} is no container"
+                        );
+                    }
+                    want.push(rec);
+                }
+                let listed = network::list(&reg).unwrap_or_else(|e| panic!("{file_name}: {e}"));
                 assert_eq!(listed, want, "{file_name}");
                 if version == INDEX_VERSION {
                     assert_eq!(
@@ -244,6 +262,43 @@ fn volume_records_the_engine_writes_fit_the_registry_schema() {
     );
 }
 
+#[test]
+fn network_records_the_engine_writes_fit_the_registry_schema() {
+    let registry_schema = validator("registry", INDEX_VERSION);
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let eng = codex_engine::engine::Engine::open(tmp.path(), "/nonexistent".into()).expect("open");
+    eng.default_network().expect("default network");
+    let spec = NetworkSpec::parse(
+        "backend",
+        Some("10.99.0.0/24"),
+        Some("10.99.0.254"),
+        true,
+        &["app=shop".into()],
+    )
+    .expect("spec");
+    eng.create_network(spec).expect("create");
+    let id = eng
+        .registry()
+        .create_container(Some("db"), json!({}), BTreeMap::new())
+        .expect("container")
+        .id;
+    eng.allocate_endpoint("backend", &id, &["pg".into()])
+        .expect("allocate");
+    eng.allocate_endpoint("bridge", &id, &[]).expect("allocate");
+    let written = read_json(&eng.registry().index_path());
+    assert_fits(&registry_schema, &written, "registry.json with networks");
+    assert_eq!(
+        written["networks"]["backend"]["endpoints"][&id]["ip"],
+        "10.99.0.1"
+    );
+    eng.remove_network("backend", true).expect("rm");
+    assert_fits(
+        &registry_schema,
+        &read_json(&eng.registry().index_path()),
+        "registry.json after network rm",
+    );
+}
+
 /// The schemas are not vacuous: they refuse what the engine must never write.
 #[test]
 fn the_schemas_refuse_malformed_files() {
@@ -353,4 +408,73 @@ fn the_schemas_refuse_malformed_files() {
             .map(|o| o.remove("anonymous")),
     );
     assert!(registry_schema.is_valid(&ok));
+
+    let golden = read_json(
+        &runtime_state().join(format!("examples/registry.v{INDEX_VERSION}.networks.json")),
+    );
+    assert!(registry_schema.is_valid(&golden));
+    let id = "c0ffee00d15ea5e5b16b00b5deadbeef0123456789abcdef0123456789abcdef";
+    let broken = |edit: &dyn Fn(&mut Value)| {
+        let mut v = golden.clone();
+        edit(&mut v);
+        v
+    };
+    for (what, bad) in [
+        (
+            "network without a subnet",
+            broken(&|v| {
+                drop(
+                    v["networks"]["backend"]
+                        .as_object_mut()
+                        .map(|o| o.remove("subnet")),
+                )
+            }),
+        ),
+        (
+            "subnet not a CIDR",
+            broken(&|v| v["networks"]["backend"]["subnet"] = json!("10.88.1.0")),
+        ),
+        (
+            "gateway not an address",
+            broken(&|v| v["networks"]["backend"]["gateway"] = json!("10.88.1.256")),
+        ),
+        (
+            "bridge name too long",
+            broken(&|v| v["networks"]["backend"]["bridge"] = json!("cx-7f3a9c2e5b1d4")),
+        ),
+        (
+            "unknown driver",
+            broken(&|v| v["networks"]["backend"]["driver"] = json!("macvlan")),
+        ),
+        (
+            "endpoint keyed by a name",
+            broken(&|v| {
+                v["networks"]["backend"]["endpoints"]["db"] =
+                    v["networks"]["backend"]["endpoints"][id].clone()
+            }),
+        ),
+        (
+            "endpoint without a mac",
+            broken(&|v| {
+                drop(
+                    v["networks"]["backend"]["endpoints"][id]
+                        .as_object_mut()
+                        .map(|o| o.remove("mac")),
+                )
+            }),
+        ),
+        (
+            "endpoint with an unknown field",
+            broken(&|v| v["networks"]["backend"]["endpoints"][id]["port"] = json!(80)),
+        ),
+        (
+            "bad network name",
+            broken(&|v| v["networks"]["../x"] = v["networks"]["backend"].clone()),
+        ),
+    ] {
+        assert!(
+            !registry_schema.is_valid(&bad),
+            "registry schema accepted: {what}"
+        );
+    }
 }

@@ -30,6 +30,19 @@ pub struct CreateArgs {
     pub user: Option<String>,
     #[arg(long)]
     pub hostname: Option<String>,
+    /// none, host, bridge, container:NAME or a network's name (default: standard's
+    /// network; none for strict, host for minimal).
+    #[arg(long, alias = "net")]
+    pub network: Option<String>,
+    /// Another name for the container on its network (repeatable).
+    #[arg(long = "network-alias", alias = "alias")]
+    pub network_alias: Vec<String>,
+    /// A nameserver for its resolv.conf (repeatable; default: the host's).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// HOST:IP, a line of its hosts file (repeatable; IP may be host-gateway).
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// SRC:DST[:ro] (repeatable); SRC is a host path or a volume name.
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
@@ -231,6 +244,60 @@ pub enum Command {
     Volume {
         #[command(subcommand)]
         command: VolumeCommand,
+    },
+    /// Networks: a bridge, a subnet and its addresses.
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network (its subnet chosen to avoid the host's routes unless given).
+    Create {
+        /// IPv4 CIDR, e.g. 10.89.0.0/24.
+        #[arg(long)]
+        subnet: Option<String>,
+        /// The bridge's address (default: the subnet's first).
+        #[arg(long)]
+        gateway: Option<String>,
+        /// No route out of the network.
+        #[arg(long)]
+        internal: bool,
+        /// KEY=VALUE (repeatable).
+        #[arg(short, long = "label")]
+        label: Vec<String>,
+        name: String,
+    },
+    /// List networks (the default one included).
+    #[command(alias = "list")]
+    Ls {
+        /// label=KEY[=VALUE] (repeatable; all must match).
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
+    /// Networks as JSON: subnet, gateway, bridge, and each container's IP, MAC, aliases.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove networks (refused while a container is on one, unless -f).
+    #[command(alias = "remove")]
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        names: Vec<String>,
+    },
+    /// Remove every network no container is on (never the default one).
+    Prune {
+        /// label=KEY[=VALUE] (repeatable; all must match).
+        #[arg(long)]
+        filter: Vec<String>,
     },
 }
 

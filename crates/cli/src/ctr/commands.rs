@@ -1,20 +1,17 @@
 //! One function per command: build the engine's inputs, call it, print.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use codex_engine::config::{
-    parse_cpus, parse_device_rates, parse_env_file, parse_memory, ContainerConfig, Limits, Volume,
-    VolumeSource,
-};
+use codex_engine::config::ContainerConfig;
 use codex_engine::engine::{Engine, ExecRequest, LogFollow};
 use codex_engine::logread::{parse_since, Followed, LogQuery};
 use codex_engine::registry::{default_root, ContainerRecord, ContainerStatus};
 use codex_engine::supervisor::logs::LogLine;
 
 use super::args::{Cli, Command, CreateArgs, ImageCommand, VolumeCommand};
+use super::create::config_from;
 use crate::oci::commands::print_table;
 
 fn engine(root: Option<PathBuf>) -> Result<Engine> {
@@ -250,6 +247,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Image { command } => image(&eng, command),
         Command::Volume { command } => volume(&eng, command),
+        Command::Network { command } => super::network::network(&eng, command),
     }
 }
 
@@ -267,7 +265,7 @@ fn print_log(l: &LogLine, timestamps: bool) {
 }
 
 /// Runs `f` for each name; the first error is reported after all were tried.
-fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
+pub(super) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     if names.is_empty() {
         bail!("name at least one container");
     }
@@ -286,90 +284,6 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> 
 
 fn stop_timeout(rec: &ContainerRecord) -> Option<u64> {
     rec.config.get("stop_timeout").and_then(|v| v.as_u64())
-}
-
-fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
-    let isolation = a.isolation.parse()?;
-    let mut rest = a.rest.clone();
-    let (image, rootfs) = match (&a.rootfs, isolation) {
-        (Some(r), _) => (
-            None,
-            Some(std::fs::canonicalize(r).with_context(|| format!("--rootfs {}", r.display()))?),
-        ),
-        (None, codex_engine::config::Isolation::Minimal) => (None, None),
-        (None, _) => {
-            if rest.is_empty() {
-                bail!("give an IMAGE (or --rootfs DIR)");
-            }
-            (Some(rest.remove(0)), None)
-        }
-    };
-    let mut env = Vec::new();
-    for f in &a.env_file {
-        env.extend(parse_env_file(f, |k| std::env::var(k).ok())?);
-    }
-    env.extend(a.env.iter().cloned());
-    let mut labels = BTreeMap::new();
-    for (i, l) in a.label.iter().enumerate() {
-        let (k, v) = l.split_once('=').unwrap_or((l, ""));
-        if k.is_empty() {
-            bail!("label[{i}]: {l:?} is not KEY=VALUE");
-        }
-        labels.insert(k.to_string(), v.to_string());
-    }
-    let mut volumes = Vec::new();
-    for (i, v) in a.volume.iter().enumerate() {
-        volumes.push(Volume::parse(&format!("volume[{i}]"), v)?);
-    }
-    for t in &a.tmpfs {
-        volumes.push(Volume {
-            source: VolumeSource::Tmpfs,
-            destination: t.clone(),
-            readonly: false,
-            anonymous: false,
-        });
-    }
-    let limits = Limits {
-        memory: a
-            .memory
-            .as_deref()
-            .map(|m| parse_memory("memory", m))
-            .transpose()?,
-        cpus: a
-            .cpus
-            .as_deref()
-            .map(|c| parse_cpus("cpus", c))
-            .transpose()?,
-        pids: a.pids_limit,
-        open_files: a.open_files,
-        io_read_bps: parse_device_rates("device-read-bps", &a.device_read_bps)?,
-        io_write_bps: parse_device_rates("device-write-bps", &a.device_write_bps)?,
-    };
-    Ok(ContainerConfig {
-        name: a.name.clone(),
-        image,
-        rootfs,
-        entrypoint: a.entrypoint.iter().cloned().collect(),
-        command: rest,
-        env,
-        working_dir: a.workdir.clone(),
-        user: a.user.clone(),
-        hostname: a.hostname.clone(),
-        volumes,
-        labels,
-        limits,
-        isolation,
-        stop_signal: a.stop_signal.clone(),
-        stop_timeout: a.stop_timeout,
-        auto_remove: a.rm,
-        timeout: a.timeout.as_deref().map(parse_seconds).transpose()?,
-        log_max_size: a
-            .log_max_size
-            .as_deref()
-            .map(|m| parse_memory("log-max-size", m))
-            .transpose()?,
-        log_max_files: a.log_max_files,
-    })
 }
 
 /// `run`: create + start; attached, it streams the log and exits with the container's
@@ -476,25 +390,6 @@ impl Forward {
             .flatten()
             .map(|i| i.ssi_signo as i32)
     }
-}
-
-/// `10`, `10s`, `2m`, `1h` as seconds.
-fn parse_seconds(s: &str) -> Result<u64> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("--timeout {s:?}: not a duration like 30s or 2m"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => bail!("--timeout {s:?}: unknown unit {unit:?} (use s, m or h)"),
-    };
-    if n == 0 {
-        bail!("--timeout {s:?}: must be positive");
-    }
-    Ok(n * mult)
 }
 
 /// `name=`, `id=` (prefix), `status=`, `label=KEY[=VALUE]`.

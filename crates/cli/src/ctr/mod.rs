@@ -2,6 +2,8 @@
 
 mod args;
 mod commands;
+mod create;
+mod network;
 
 use clap::Parser;
 

@@ -23,7 +23,7 @@ pub struct Index {
     /// Volume name -> its record: a [`crate::volume::VolumeRecord`], kept as JSON.
     #[serde(default)]
     pub volumes: BTreeMap<String, serde_json::Value>,
-    /// Network name -> its record (a JSON object; defined by the network work).
+    /// Network name -> its record: a [`crate::network::NetworkRecord`], kept as JSON.
     #[serde(default)]
     pub networks: BTreeMap<String, serde_json::Value>,
 }

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Result};
+use crate::network::Orphan;
 
 use super::files::{
     mount_points, mounts_under, read_versioned, remove_tree, to_json, write_atomic, TMP_MARK,
@@ -41,6 +42,13 @@ pub enum Repair {
     RemovedLeftover { path: PathBuf },
     /// A temp file of an interrupted write was deleted.
     RemovedTempFile { path: PathBuf },
+    /// A network address held by a container that no longer exists (its `rm` or its
+    /// create was interrupted) was freed.
+    ReleasedAddress {
+        network: String,
+        id: String,
+        ip: std::net::Ipv4Addr,
+    },
 }
 
 impl fmt::Display for Repair {
@@ -77,6 +85,10 @@ impl fmt::Display for Repair {
                     path.display()
                 )
             }
+            Repair::ReleasedAddress { network, id, ip } => write!(
+                f,
+                "network {network}: freed {ip}, held by container {id}, which is gone"
+            ),
         }
     }
 }
@@ -259,6 +271,21 @@ impl Registry {
             for (name, id) in dangling {
                 index.containers.remove(&name);
                 out.repairs.push(Repair::DroppedName { name, id });
+            }
+
+            // After the container names are settled: an address is held only by a
+            // container the index still lists.
+            let live: BTreeSet<String> = index.containers.values().cloned().collect();
+            for r in crate::network::release_orphans(&mut index, &live) {
+                match r {
+                    Orphan::Freed { network, id, ip } => out
+                        .repairs
+                        .push(Repair::ReleasedAddress { network, id, ip }),
+                    Orphan::Unreadable { network, reason } => out.problems.push(Problem {
+                        path: self.index_path(),
+                        reason: format!("networks.{network}: {reason}; left alone"),
+                    }),
+                }
             }
 
             if index != before {

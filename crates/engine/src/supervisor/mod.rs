@@ -648,6 +648,8 @@ fn complete(
     })?;
     if cfg.auto_remove {
         registry.remove_container(id)?;
+        // As `rm` does; a crash here leaves them to the next reconcile.
+        let _ = crate::network::release_container(registry, id);
         crate::volume::remove_anonymous(registry, cfg)?;
     }
     Ok(())

@@ -1,0 +1,136 @@
+//! `create` and `run`'s flags as a `ContainerConfig`: string forms parsed by the
+//! engine's own parsers, so an error names the flag.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use codex_engine::config::{
+    parse_cpus, parse_device_rates, parse_env_file, parse_memory, ContainerConfig, Limits, Volume,
+    VolumeSource,
+};
+use codex_engine::network::{AddHost, NetworkMode};
+
+use super::args::CreateArgs;
+
+pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
+    let isolation = a.isolation.parse()?;
+    let mut rest = a.rest.clone();
+    let (image, rootfs) = match (&a.rootfs, isolation) {
+        (Some(r), _) => (
+            None,
+            Some(std::fs::canonicalize(r).with_context(|| format!("--rootfs {}", r.display()))?),
+        ),
+        (None, codex_engine::config::Isolation::Minimal) => (None, None),
+        (None, _) => {
+            if rest.is_empty() {
+                bail!("give an IMAGE (or --rootfs DIR)");
+            }
+            (Some(rest.remove(0)), None)
+        }
+    };
+    let mut env = Vec::new();
+    for f in &a.env_file {
+        env.extend(parse_env_file(f, |k| std::env::var(k).ok())?);
+    }
+    env.extend(a.env.iter().cloned());
+    let mut labels = BTreeMap::new();
+    for (i, l) in a.label.iter().enumerate() {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        if k.is_empty() {
+            bail!("label[{i}]: {l:?} is not KEY=VALUE");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    let mut volumes = Vec::new();
+    for (i, v) in a.volume.iter().enumerate() {
+        volumes.push(Volume::parse(&format!("volume[{i}]"), v)?);
+    }
+    for t in &a.tmpfs {
+        volumes.push(Volume {
+            source: VolumeSource::Tmpfs,
+            destination: t.clone(),
+            readonly: false,
+            anonymous: false,
+        });
+    }
+    let limits = Limits {
+        memory: a
+            .memory
+            .as_deref()
+            .map(|m| parse_memory("memory", m))
+            .transpose()?,
+        cpus: a
+            .cpus
+            .as_deref()
+            .map(|c| parse_cpus("cpus", c))
+            .transpose()?,
+        pids: a.pids_limit,
+        open_files: a.open_files,
+        io_read_bps: parse_device_rates("device-read-bps", &a.device_read_bps)?,
+        io_write_bps: parse_device_rates("device-write-bps", &a.device_write_bps)?,
+    };
+    let network = a
+        .network
+        .as_deref()
+        .map(|n| NetworkMode::parse("--network", n))
+        .transpose()?;
+    let mut dns = Vec::new();
+    for (i, d) in a.dns.iter().enumerate() {
+        dns.push(
+            d.parse()
+                .map_err(|_| anyhow::anyhow!("dns[{i}]: {d:?} is not an IP address"))?,
+        );
+    }
+    let mut add_hosts = Vec::new();
+    for (i, h) in a.add_host.iter().enumerate() {
+        add_hosts.push(AddHost::parse(&format!("add-host[{i}]"), h)?);
+    }
+    Ok(ContainerConfig {
+        name: a.name.clone(),
+        image,
+        rootfs,
+        entrypoint: a.entrypoint.iter().cloned().collect(),
+        command: rest,
+        env,
+        working_dir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        network,
+        aliases: a.network_alias.clone(),
+        dns,
+        add_hosts,
+        volumes,
+        labels,
+        limits,
+        isolation,
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        auto_remove: a.rm,
+        timeout: a.timeout.as_deref().map(parse_seconds).transpose()?,
+        log_max_size: a
+            .log_max_size
+            .as_deref()
+            .map(|m| parse_memory("log-max-size", m))
+            .transpose()?,
+        log_max_files: a.log_max_files,
+    })
+}
+
+/// `10`, `10s`, `2m`, `1h` as seconds.
+fn parse_seconds(s: &str) -> Result<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .with_context(|| format!("--timeout {s:?}: not a duration like 30s or 2m"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => bail!("--timeout {s:?}: unknown unit {unit:?} (use s, m or h)"),
+    };
+    if n == 0 {
+        bail!("--timeout {s:?}: must be positive");
+    }
+    Ok(n * mult)
+}
