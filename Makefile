@@ -44,6 +44,7 @@ test: build fixtures lint
 	$(CARGO) test --workspace --lib --bins
 	CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) $(CARGO) test -p codex-tests
 	$(CARGO) test -p codex-engine --tests
+	$(CARGO) test -p codex-net --tests
 	CODEX_OCI=$(CURDIR)/target/debug/codex-oci vm/run-cgroup-v2-tests.sh
 
 # The cgroup v2 VM tier: QEMU (software emulation) boots Debian's kernel on a pure

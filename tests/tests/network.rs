@@ -5,8 +5,9 @@ use codex_tests::*;
 
 /// Shows lo's flags, then serves one line with busybox `nc -l` and sends it to
 /// itself over 127.0.0.1; prints `GOT:<line>` when it arrived.
+/// (busybox nc stops serving when its stdin ends, hence the `sleep |`.)
 const LOOPBACK_PROBE: &str = "ip link show lo; \
-    nc -l -p 7777 > /dev/shm/got 2>/dev/null & \
+    sleep 5 | nc -l -p 7777 > /dev/shm/got 2>/dev/null & \
     sleep 0.3; echo hello-lo | nc -w 2 127.0.0.1 7777; \
     sleep 0.2; kill $! 2>/dev/null; echo GOT:$(cat /dev/shm/got)";
 
