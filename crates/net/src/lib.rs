@@ -24,7 +24,7 @@
 //!     gateway: Some("10.88.0.1".parse()?),
 //!     mtu: None,
 //! })?;
-//! # Ok::<(), codex_net::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 // Every unsafe block says why it is sound; nothing outside tests panics on a value that
@@ -82,13 +82,17 @@ pub struct Attached {
 /// rtnetlink in one network namespace.
 pub struct Handle {
     nl: Netlink,
+    /// Which namespace that is, to refuse plugging a "container" that shares it.
+    ns_id: netns::NsId,
 }
 
 impl Handle {
     /// Acts in the calling thread's network namespace.
     pub fn current() -> Result<Handle> {
+        let ns = Netns::Path(std::path::Path::new("/proc/thread-self/ns/net")).open()?;
         Ok(Handle {
             nl: Netlink::open()?,
+            ns_id: netns::id_of(ns.as_fd())?,
         })
     }
 
@@ -97,6 +101,7 @@ impl Handle {
         let fd = ns.open()?;
         Ok(Handle {
             nl: netns::netlink_in(fd.as_fd())?,
+            ns_id: netns::id_of(fd.as_fd())?,
         })
     }
 
@@ -157,6 +162,14 @@ impl Handle {
             }
         }
         let ns = spec.netns.open()?;
+        // A pid read before the container unshared (or a wrong one) names our own
+        // namespace: its "eth0" would land on the host.
+        if netns::id_of(ns.as_fd())? == self.ns_id {
+            return Err(Error::invalid(
+                format!("netns of veth {:?}", spec.host_name),
+                "is the namespace the bridge is in, not a container's own",
+            ));
+        }
         let master = ops::link_index(&mut self.nl, spec.bridge)?;
         ops::create_veth(
             &mut self.nl,

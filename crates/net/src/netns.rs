@@ -59,3 +59,18 @@ fn setns(fd: BorrowedFd, what: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// A namespace's identity: the (device, inode) of its nsfs file.
+pub type NsId = (u64, u64);
+
+pub fn id_of(fd: BorrowedFd) -> Result<NsId> {
+    let f = File::from(
+        fd.try_clone_to_owned()
+            .map_err(|e| Error::kernel("duplicating a netns fd", e))?,
+    );
+    let m = f
+        .metadata()
+        .map_err(|e| Error::kernel("reading a network namespace's identity", e))?;
+    use std::os::unix::fs::MetadataExt;
+    Ok((m.dev(), m.ino()))
+}

@@ -191,6 +191,14 @@ fn a_failed_attach_leaves_no_veth_and_names_what_failed() {
     );
     assert!(ns.link_names().contains(&"veth-x".to_string()));
 
+    // The bridge's own namespace is not a container's: refused before anything is made.
+    let mut own = veth("veth-own", &c2, "10.77.0.4/24");
+    own.netns = Netns::Path(&ns.path);
+    let e = h.attach_veth(&own).unwrap_err();
+    assert!(matches!(e, Error::Invalid { .. }), "{e}");
+    assert!(!ns.link_names().contains(&"veth-own".to_string()));
+    assert!(!ns.link_names().contains(&"eth0".to_string()));
+
     let e = h
         .attach_veth(&veth("way-too-long-name", &c2, "10.77.0.3/24"))
         .unwrap_err();
