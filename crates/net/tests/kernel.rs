@@ -208,6 +208,9 @@ fn a_failed_attach_leaves_no_veth_and_names_what_failed() {
 #[test]
 fn routes_and_addresses_are_what_ip_shows() {
     let ns = TestNs::new();
+    // No IPv6 link-local addresses: the kernel adds them whenever a carrier comes up
+    // (later, from a work queue), which would race the two listings.
+    ok(&ns.sh("echo 1 > /proc/sys/net/ipv6/conf/default/addr_gen_mode"));
     let mut h = ns.handle();
     h.ensure_bridge("br-test", Some(net("10.77.0.1/24")))
         .unwrap();
