@@ -60,3 +60,15 @@ fn joined_network_namespace_is_left_as_it_is() {
     after.assert_ok();
     assert!(!after.stdout.contains(",UP"), "{}", after.stdout);
 }
+
+/// With a user namespace the new network namespace belongs to it; container root may
+/// bring lo up there, and does.
+#[test]
+fn new_network_namespace_in_a_user_namespace_has_loopback_up() {
+    let ctx = TestCtx::new("net-lo-userns");
+    let mut b = ctx.bundle();
+    b.user_namespace(100000, 65536);
+    let o = ctx.run_sh(&mut b, "ip link show lo");
+    let flags = lo_flags(&o.stdout);
+    assert!(flags.contains(",UP"), "lo must be up: {flags}");
+}

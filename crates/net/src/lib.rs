@@ -40,8 +40,7 @@ mod socket;
 mod types;
 
 use std::net::IpAddr;
-use std::os::fd::AsFd;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 
 pub use error::{Error, Result};
 pub use netns::Netns;

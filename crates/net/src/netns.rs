@@ -46,9 +46,13 @@ pub fn netlink_in(ns: BorrowedFd) -> Result<Netlink> {
     setns(ns, "entering the container's network namespace")?;
     let sock = Netlink::open();
     // Going back cannot fail for lack of privilege (we just entered another netns with
-    // the same capability); if it ever failed, carrying on would act on the wrong
-    // namespace, so it is an error even when the socket was made.
-    setns(home.as_fd(), "returning to the caller's network namespace")?;
+    // the same capability). If it ever failed, the thread would stay in the container's
+    // namespace: the error says so, and the socket is not handed out.
+    setns(
+        home.as_fd(),
+        "returning to the caller's network namespace (this thread is left in the \
+         container's)",
+    )?;
     sock
 }
 
