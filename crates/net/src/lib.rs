@@ -37,6 +37,7 @@ mod list;
 mod netns;
 mod ops;
 mod socket;
+mod tc;
 mod types;
 
 use std::net::IpAddr;
@@ -236,6 +237,21 @@ impl Handle {
     /// Every route of every table, IPv4 and IPv6 (`ip route show table all`).
     pub fn routes(&mut self) -> Result<Vec<Route>> {
         list::routes(&mut self.nl)
+    }
+
+    /// Limits what leaves interface `name` to `bits_per_sec` (a token-bucket root qdisc,
+    /// replacing any root qdisc it had). A container's veth limited on both ends (the
+    /// host end through the host's handle, eth0 through one [`Handle::in_netns`] its
+    /// namespace) is limited both ways.
+    pub fn set_rate_limit(&mut self, name: &str, bits_per_sec: u64) -> Result<()> {
+        let index = ops::link_index(&mut self.nl, name)?;
+        tc::set_rate(&mut self.nl, index, name, bits_per_sec)
+    }
+
+    /// Removes the limit; `false` when there was none.
+    pub fn clear_rate_limit(&mut self, name: &str) -> Result<bool> {
+        let index = ops::link_index(&mut self.nl, name)?;
+        tc::clear_rate(&mut self.nl, index, name)
     }
 
     /// The counters of interface `name` in this namespace.
