@@ -78,10 +78,6 @@ fn rate_limit_on_both_veth_ends_holds_both_ways() {
     let (n, free) = transfer(&cont, &host, "10.77.0.1", 7101);
     assert_eq!(n, MB4);
     eprintln!("4 MiB unlimited: {free:?}");
-    assert!(
-        free < Duration::from_millis(1500),
-        "unlimited took {free:?}"
-    );
 
     let mut inner = Handle::in_netns(Netns::Pid(c.pid())).unwrap();
     inner.set_rate_limit("eth0", 8_000_000).unwrap();
@@ -107,7 +103,9 @@ fn rate_limit_on_both_veth_ends_holds_both_ways() {
         ingress >= Duration::from_millis(3500),
         "ingress took {ingress:?}"
     );
-    assert!(egress < Duration::from_secs(15) && ingress < Duration::from_secs(15));
+    // The control, relative so that a loaded machine cannot fail it: without the limit
+    // the transfer is several times faster (0.11 s against 4.4 s here).
+    assert!(free * 3 < egress.min(ingress), "unlimited took {free:?}");
 
     assert!(h.clear_rate_limit("veth-r").unwrap());
     assert!(!h.clear_rate_limit("veth-r").unwrap(), "already default");
