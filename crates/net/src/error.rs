@@ -29,6 +29,10 @@ pub enum Error {
         want: &'static str,
     },
 
+    /// `nft` refused; `message` is what it printed (it names the line and token).
+    #[error("{what}: nft: {message}")]
+    Nft { what: String, message: String },
+
     /// An answer we could not understand.
     #[error("rtnetlink: {0}")]
     Protocol(String),

@@ -35,6 +35,7 @@
 mod error;
 mod list;
 mod netns;
+pub mod nft;
 mod ops;
 mod socket;
 mod tc;
