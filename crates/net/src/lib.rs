@@ -2,8 +2,9 @@
 //! in one network namespace (the caller's, or one it is given): it makes and removes
 //! bridges, plugs a container into a bridge with a veth pair whose inner end is created
 //! inside the container's namespace as `eth0` (address, MAC, up, default route), lists
-//! links, addresses and routes (to choose a free subnet), and [`link_stats`] reads an
-//! interface's counters inside a container.
+//! links, addresses and routes (to choose a free subnet), and rate-limits an interface
+//! (a tbf qdisc); [`link_stats`] reads an interface's counters inside a container, and
+//! [`nft`] applies the engine's nftables rules as one transaction.
 //!
 //! Every call is synchronous and makes no thread and no async runtime, so the engine's
 //! single-threaded supervisor can call it between the runtime's `create` and `start`
