@@ -46,7 +46,7 @@ impl FromStr for IpNet {
     }
 }
 
-/// A link as listed by [`crate::links`].
+/// A link as listed by [`crate::Handle::links`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Link {
     pub index: u32,
