@@ -53,6 +53,8 @@ test: build fixtures lint
 	CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) $(CARGO) test -p codex-tests || rc=1; \
 	echo "+ cargo test -p codex-engine --tests"; \
 	$(CARGO) test -p codex-engine --tests || rc=1; \
+	echo "+ cargo test -p codex-net --tests"; \
+	$(CARGO) test -p codex-net --tests || rc=1; \
 	echo "+ vm/run-cgroup-v2-tests.sh"; \
 	CODEX_OCI=$(CURDIR)/target/debug/codex-oci vm/run-cgroup-v2-tests.sh || rc=1; \
 	tests/report-skips.sh $(SKIPS); \

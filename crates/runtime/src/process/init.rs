@@ -81,6 +81,11 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
             "a mount namespace is required",
         ));
     }
+    // Only a namespace we made: a joined one (namespaces[].path) belongs to whoever
+    // made it, who decides what is up in it.
+    if spec::creates_namespace(spec, LinuxNamespaceType::Network) {
+        crate::sys::loopback_up().ctx(|| "bringing up lo in the new network namespace")?;
+    }
     let host_null = rootfs::open_host_null()?;
     let sources = args.cgroups.mount_sources();
     let setup = RootfsSetup {
