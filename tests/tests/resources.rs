@@ -178,23 +178,37 @@ fn write_throttle_on_the_backing_device_is_enforced() {
 
 #[test]
 fn denied_device_cannot_be_opened_even_when_its_node_exists() {
+    // The node is made on the host and bound in, so it exists whatever the device rules
+    // say about mknod: only the device cgroup stands between the container and 1:11.
     let ctx = TestCtx::new("res-dev");
-    let mut b = ctx.bundle();
-    b.set(
-        "/linux/resources/devices",
-        json!([{"allow": false, "access": "rwm"}]),
+    let node = ctx.path("kmsg-node");
+    host_sh(&format!("mknod -m 666 {} c 1 11", node.display())).assert_ok();
+    let script = "test -c /dev/kmsg2; echo node=$?; \
+                  head -c1 /dev/kmsg2 >/dev/null 2>&1; echo kmsg=$?; \
+                  echo x > /dev/null; echo null=$?";
+    let run = |rules: serde_json::Value| {
+        let mut b = ctx.bundle();
+        b.set("/linux/resources/devices", rules);
+        // CAP_SYSLOG: reading /dev/kmsg needs it when dmesg_restrict is set.
+        for set in ["bounding", "effective", "permitted"] {
+            b.caps(set, &["CAP_SYSLOG", "CAP_DAC_OVERRIDE"]);
+        }
+        b.add_bind(&node, "/dev/kmsg2", &[]);
+        ctx.run_sh(&mut b, script)
+    };
+    // Control: with 1:11 allowed, the same node opens.
+    let allowed = run(json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "r"}
+    ]));
+    assert!(
+        allowed.stdout.contains("node=0") && allowed.stdout.contains("kmsg=0"),
+        "control: the bound node must open when allowed: {allowed:?}"
     );
-    for set in ["bounding", "effective", "permitted"] {
-        b.caps(set, &["CAP_MKNOD", "CAP_DAC_OVERRIDE"]);
-    }
-    let o = ctx.run_sh(
-        &mut b,
-        "mknod /dev/kmsg2 c 1 11 2>&1; echo mknod=$?; \
-         head -c1 /dev/kmsg2 >/dev/null 2>&1; echo kmsg=$?; \
-         echo x > /dev/null; echo null=$?",
-    );
-    assert!(o.stdout.contains("null=0"), "{o:?}");
-    assert!(o.stdout.contains("kmsg=1"), "a denied device opened: {o:?}");
+    let denied = run(json!([{"allow": false, "access": "rwm"}]));
+    assert!(denied.stdout.contains("node=0"), "the node is not there: {denied:?}");
+    assert!(denied.stdout.contains("null=0"), "{denied:?}");
+    assert!(denied.stdout.contains("kmsg=1"), "a denied device opened: {denied:?}");
 }
 
 #[test]
