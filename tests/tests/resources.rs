@@ -206,9 +206,15 @@ fn denied_device_cannot_be_opened_even_when_its_node_exists() {
         "control: the bound node must open when allowed: {allowed:?}"
     );
     let denied = run(json!([{"allow": false, "access": "rwm"}]));
-    assert!(denied.stdout.contains("node=0"), "the node is not there: {denied:?}");
+    assert!(
+        denied.stdout.contains("node=0"),
+        "the node is not there: {denied:?}"
+    );
     assert!(denied.stdout.contains("null=0"), "{denied:?}");
-    assert!(denied.stdout.contains("kmsg=1"), "a denied device opened: {denied:?}");
+    assert!(
+        denied.stdout.contains("kmsg=1"),
+        "a denied device opened: {denied:?}"
+    );
 }
 
 #[test]

@@ -138,7 +138,7 @@ impl Engine {
                     codex_runtime::state::write_atomic(&dir.join("lowers"), &list)?;
                     dir.join(ROOTFS_DIR)
                 };
-                let spec = crate::profile::spec_value(
+                let mut spec = crate::profile::spec_value(
                     &config,
                     id,
                     &rootfs,
@@ -146,6 +146,10 @@ impl Engine {
                     image_cwd.as_deref(),
                     &|name| Ok(volume::data_dir(&self.root, name)),
                 )?;
+                if own_etc_files(&config) {
+                    crate::network::files::add_mounts(&mut spec, dir);
+                    crate::network::files::write_placeholders(dir)?;
+                }
                 let bundle = dir.join(BUNDLE_DIR);
                 std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
                 let text = serde_json::to_vec_pretty(&spec)
@@ -578,6 +582,18 @@ impl LogFollow<'_> {
     pub fn id(&self) -> &str {
         &self.id
     }
+}
+
+/// A container with a network namespace of its own gets the engine's `/etc/hosts` and
+/// `/etc/resolv.conf` (host networking keeps the host's, a minimal container is a host
+/// program). Standard isolation only for now: a strict rootfs is read-only and owned by
+/// an unmapped uid, so an image without those files could not get a mount point.
+fn own_etc_files(config: &ContainerConfig) -> bool {
+    config.isolation == Isolation::Standard
+        && !matches!(
+            crate::network::mode::effective(config),
+            crate::network::NetworkMode::Host
+        )
 }
 
 /// A supervisor has claimed the container and is starting it: not live yet, but its

@@ -8,7 +8,7 @@ use ipnet::Ipv4Net;
 use serde::Serialize;
 
 use super::hostfiles::Hosts;
-use super::peers::{attachments, hosts_for, Attachment};
+use super::peers::{attachments, Attachment};
 use super::{
     allocate_in, create_in, find_in, records_in, release_in, Endpoint, HostNetworks, NetworkRecord,
     DEFAULT_NETWORK,
@@ -280,27 +280,8 @@ impl Engine {
     /// What a container's `/etc/hosts` says now: its addresses, its peers on its
     /// networks, its `--add-host` entries (see [`super::hostfiles::hosts_file`]).
     pub fn hosts_of(&self, reference: &str) -> Result<Hosts> {
-        let rec = self.registry.get(reference)?;
-        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
-            .map_err(|e| Error::invalid("config", e.to_string()))?;
-        let idx = self.registry.index()?;
-        let names: BTreeMap<String, String> = idx
-            .containers()
-            .iter()
-            .map(|(name, id)| (id.clone(), name.clone()))
-            .collect();
-        let hostname = cfg
-            .hostname
-            .clone()
-            .unwrap_or_else(|| rec.id.chars().take(12).collect());
-        hosts_for(
-            &super::list(&self.registry)?,
-            &names,
-            &rec.id,
-            &rec.name,
-            &hostname,
-            &cfg.add_hosts,
-        )
+        let id = self.registry.resolve(reference)?;
+        super::files::hosts_in(&self.registry, &id)
     }
 
     /// What a container's `/etc/resolv.conf` says: its `--dns` servers, else the host's
@@ -309,10 +290,7 @@ impl Engine {
         let rec = self.registry.get(reference)?;
         let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
             .map_err(|e| Error::invalid("config", e.to_string()))?;
-        let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let path = super::hostfiles::host_resolv_conf_path(&etc);
-        let host = std::fs::read_to_string(path).unwrap_or(etc);
-        Ok(super::hostfiles::resolv_conf(&host, &cfg.dns))
+        Ok(super::files::resolv_conf_for(&cfg))
     }
 
     /// Frees a container's address on a network; what it had.

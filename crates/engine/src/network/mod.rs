@@ -9,6 +9,7 @@
 //! crash leaves either the old record or the new one.
 
 mod api;
+pub mod files;
 pub mod hostfiles;
 pub mod ipam;
 pub mod mode;

@@ -284,6 +284,10 @@ fn start_container(
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
+    if dir.join(crate::network::files::HOSTS_FILE).exists() {
+        // The peers and host nameservers of this start.
+        crate::network::files::write_files(registry, id, &dir)?;
+    }
     mount_rootfs(&dir)?;
     let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
