@@ -155,15 +155,14 @@ fn host_shares_the_hosts_network_and_none_and_the_default_get_their_own() {
 #[test]
 fn network_flags_that_cannot_be_honoured_fail_clearly_and_leave_nothing() {
     let c = Ctr::new();
-    c.run(&["network", "create", "backend"]).assert_ok();
     let cases: &[(&[&str], &str)] = &[
-        // Not wired yet: an error, never a container with a dead network.
-        (&["--network", "bridge"], "network: bridge"),
-        (&["--network", "backend"], "network: backend"),
+        // Not wired yet: an error, never a container with a dead network. (Bridge and
+        // named networks work: ctr_bridge.rs, inside a network namespace of its own.)
         (
             &["--network", "container:other"],
             "network: container:other",
         ),
+        (&["--network", "nosuchnet"], "nosuchnet"),
         (&["--network", "bad/name"], "--network"),
         (
             &["--network", "host", "--isolation", "strict"],

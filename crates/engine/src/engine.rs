@@ -105,6 +105,13 @@ impl Engine {
             }
             lowers = vec![r.clone()];
         }
+        let network = crate::network::mode::effective(&config)
+            .network_name()
+            .map(str::to_string);
+        if network.as_deref() == Some(crate::network::DEFAULT_NETWORK) {
+            // Made on first use, with a subnet that avoids the host's.
+            self.default_network()?;
+        }
         let cfg_json =
             serde_json::to_value(&config).map_err(|e| Error::invalid("config", e.to_string()))?;
         // The bundle is written inside the registry's create: a create killed half-way
@@ -114,6 +121,10 @@ impl Engine {
             cfg_json,
             config.labels.clone(),
             |id, dir, index| {
+                // Its address, handed out under the same lock as the container's entry.
+                if let Some(net) = &network {
+                    crate::network::allocate_in(&self.registry, index, net, id, &config.aliases)?;
+                }
                 // The volumes are made and recorded with the container, under the same
                 // lock: a `volume rm` either counts this container or comes after it.
                 for v in &config.volumes {

@@ -417,19 +417,21 @@ mod tests {
     }
 
     #[test]
-    fn bridge_networks_are_refused_until_wired_never_silently_dead() {
-        if network::mode::BRIDGE_WIRED {
-            return;
-        }
-        for m in ["bridge", "backend", "container:db"] {
+    fn bridge_and_named_networks_get_their_own_namespace_and_container_mode_is_refused() {
+        for m in ["bridge", "backend"] {
             let mut c = cfg(Isolation::Standard);
             c.network = Some(NetworkMode::parse("network", m).unwrap());
-            let e = spec_value(&c, "id", Path::new("/r"), &[], None, &|_| unreachable!())
-                .unwrap_err()
-                .to_string();
-            assert!(e.starts_with("network:"), "{m}: {e}");
+            let s = spec(&c);
+            assert!(namespaces(&s).contains(&"network".to_string()), "{m}");
+            assert_eq!(s["annotations"][NETWORK_ANNOTATION], m);
         }
-        // The default of standard is its own namespace, and the spec says `none`.
+        let mut c = cfg(Isolation::Standard);
+        c.network = Some(NetworkMode::parse("network", "container:db").unwrap());
+        let e = spec_value(&c, "id", Path::new("/r"), &[], None, &|_| unreachable!())
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("network:"), "{e}");
+        // The default of standard is still its own namespace, and the spec says `none`.
         let s = spec(&cfg(Isolation::Standard));
         assert_eq!(s["annotations"][NETWORK_ANNOTATION], "none");
     }

@@ -226,6 +226,11 @@ impl Engine {
             idx.networks.remove(&rec.name);
             Ok(rec)
         })
+        .and_then(|rec| {
+            // The record is gone first: a start can no longer plug into the bridge.
+            delete_bridge(&rec.bridge)?;
+            Ok(rec)
+        })
     }
 
     /// Removes every network that no container is on and that matches all `filters`
@@ -299,6 +304,20 @@ impl Engine {
         let id = reg.resolve(container)?;
         reg.update(|idx| release_in(reg, idx, network, &id))
     }
+}
+
+/// Deletes a network's bridge (absent is fine: never made, or already gone). The
+/// veths of containers still on it (`rm -f` of a network in use) are left unplugged.
+fn delete_bridge(name: &str) -> Result<()> {
+    let fail = |e: codex_net::Error| Error::Io {
+        context: format!("deleting the bridge {name}"),
+        cause: std::io::Error::other(e.to_string()),
+    };
+    codex_net::Handle::current()
+        .map_err(fail)?
+        .delete_bridge(name)
+        .map_err(fail)?;
+    Ok(())
 }
 
 #[cfg(test)]

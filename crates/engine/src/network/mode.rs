@@ -13,12 +13,15 @@ use crate::error::{Error, Result};
 /// The name of the default network, made on first use.
 pub const DEFAULT_NETWORK: &str = "bridge";
 
-/// Whether containers are plugged into bridge networks yet. Until the kernel layer
-/// (veth, addresses, routes, NAT) is wired into create/start, a `standard` container
-/// gets `none` (its own namespace, as before) and asking for a bridge, a named network or
-/// `container:NAME` is an error that says so, rather than a container whose network is
-/// silently dead. The wiring flips this and removes [`not_wired`].
-pub const BRIDGE_WIRED: bool = false;
+/// Whether containers are plugged into bridge networks: `--network bridge|NAME` gets a
+/// veth on the network's bridge between create and start (supervisor/netplug.rs).
+/// `container:NAME` is not wired yet and is refused by [`not_wired`].
+pub const BRIDGE_WIRED: bool = true;
+
+/// Whether a `standard` container without `--network` goes on the default bridge. Not
+/// yet: until NAT, isolation between networks and published ports exist, a container
+/// asks for a bridge explicitly, and the default stays its own namespace with loopback.
+pub const BRIDGE_DEFAULT: bool = false;
 
 /// `--network`: where a container's network namespace comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -163,23 +166,24 @@ pub fn effective(config: &ContainerConfig) -> NetworkMode {
     }
     match config.isolation {
         Isolation::Minimal => NetworkMode::Host,
-        Isolation::Standard if BRIDGE_WIRED => NetworkMode::Bridge,
+        Isolation::Standard if BRIDGE_DEFAULT => NetworkMode::Bridge,
         Isolation::Standard | Isolation::Strict => NetworkMode::None,
     }
 }
 
 /// The error for a mode that needs the kernel layer, while it is not wired.
 pub fn not_wired(mode: &NetworkMode) -> Option<Error> {
-    let needs_wiring = matches!(
-        mode,
-        NetworkMode::Bridge | NetworkMode::Named(_) | NetworkMode::Container(_)
-    );
-    (needs_wiring && !BRIDGE_WIRED).then(|| {
+    let needs_wiring = match mode {
+        NetworkMode::Bridge | NetworkMode::Named(_) => !BRIDGE_WIRED,
+        NetworkMode::Container(_) => true,
+        NetworkMode::None | NetworkMode::Host => false,
+    };
+    needs_wiring.then(|| {
         Error::invalid(
             "network",
             format!(
-                "{mode}: containers cannot join bridge networks or other containers' namespaces yet \
-                 (the kernel side is being wired); use none or host"
+                "{mode}: containers cannot join other containers' namespaces yet \
+                 (the kernel side is being wired); use none, host, bridge or a network's name"
             ),
         )
     })
@@ -306,20 +310,21 @@ mod tests {
         assert_eq!(effective(&cfg(Isolation::Minimal)), NetworkMode::Host);
         assert_eq!(effective(&cfg(Isolation::Strict)), NetworkMode::None);
         let standard = effective(&cfg(Isolation::Standard));
-        if BRIDGE_WIRED {
+        if BRIDGE_DEFAULT {
             assert_eq!(standard, NetworkMode::Bridge);
         } else {
             assert_eq!(standard, NetworkMode::None);
-            for m in ["bridge", "backend", "container:db"] {
-                let e = not_wired(&NetworkMode::parse("n", m).unwrap())
-                    .unwrap()
-                    .to_string();
-                assert!(
-                    e.starts_with("network:") && e.contains("none or host"),
-                    "{e}"
-                );
-            }
         }
+        for m in ["bridge", "backend"] {
+            assert_eq!(
+                not_wired(&NetworkMode::parse("n", m).unwrap()).is_some(),
+                !BRIDGE_WIRED
+            );
+        }
+        let e = not_wired(&NetworkMode::parse("n", "container:db").unwrap())
+            .unwrap()
+            .to_string();
+        assert!(e.starts_with("network:") && e.contains("none, host"), "{e}");
         assert!(not_wired(&NetworkMode::None).is_none());
         assert!(not_wired(&NetworkMode::Host).is_none());
     }

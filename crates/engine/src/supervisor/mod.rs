@@ -16,6 +16,7 @@
 
 mod abandon;
 pub mod logs;
+pub mod netplug;
 mod shim;
 
 use std::io::Write;
@@ -313,6 +314,11 @@ fn start_container(
     dup_to(&null_fd, 2);
     drop((out_w, err_w));
     let container = created.inspect_err(|_| unmount_rootfs(&dir))?;
+    if let Err(e) = netplug::plug(registry, id, container.state.pid) {
+        let _ = rt.delete(id, true);
+        unmount_rootfs(&dir);
+        return Err(e);
+    }
     if let Err(e) = rt.start(id) {
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
