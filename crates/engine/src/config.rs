@@ -200,7 +200,8 @@ pub fn parse_duration_secs(field: &str, s: &str) -> Result<u64> {
     if n == 0 {
         return Err(Error::invalid(field, format!("{s:?} must be positive")));
     }
-    Ok(n * mult)
+    n.checked_mul(mult)
+        .ok_or_else(|| Error::invalid(field, format!("{s:?} is out of range")))
 }
 
 /// `DEVICE:RATE` pairs (`/dev/vda:1mb`) as a device-to-bytes-per-second map.
@@ -494,6 +495,19 @@ impl ContainerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_and_overflow_is_an_error() {
+        assert_eq!(parse_duration_secs("timeout", "10").unwrap(), 10);
+        assert_eq!(parse_duration_secs("timeout", "2m").unwrap(), 120);
+        assert_eq!(parse_duration_secs("timeout", "1h").unwrap(), 3600);
+        for bad in ["0", "", "1d", "-1", "1.5m"] {
+            assert!(parse_duration_secs("timeout", bad).is_err(), "{bad}");
+        }
+        // Panicked (multiply with overflow) before; reproduced with fuzz/cli_parsers.
+        let err = parse_duration_secs("timeout", "18446744073709551615m").unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+    }
 
     #[test]
     fn memory_strings() {
