@@ -42,6 +42,7 @@ fn sandbox() -> &'static Sandbox {
     static S: OnceLock<Sandbox> = OnceLock::new();
     S.get_or_init(|| {
         // tmpfs: the unpacker syncfs()es its destination after every layer.
+        sweep_stale(Path::new("/dev/shm"), "codex-fuzz-layer-");
         let base = PathBuf::from(format!("/dev/shm/codex-fuzz-layer-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
         fs::create_dir_all(&base).expect("creating the fuzz sandbox");
@@ -74,6 +75,23 @@ fn check_sentinels(s: &Sandbox) {
         .collect();
     top.sort();
     assert_eq!(top, ["outside"], "left behind or created beside the layer");
+}
+
+/// A run that ended in a crash or a timeout leaves its directory behind (libFuzzer gives
+/// no hook on the way out): remove those whose process is gone.
+fn sweep_stale(parent: &Path, prefix: &str) {
+    let Ok(dir) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn fresh_dir(p: &Path) {

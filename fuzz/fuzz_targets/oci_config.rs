@@ -7,7 +7,8 @@
 //! cwd, absolute mount destinations without `..`, an existing rootfs directory).
 #![no_main]
 
-use std::path::{Component, PathBuf};
+use std::fs;
+use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 use codex_runtime::spec::{parse_spec, validate};
@@ -18,10 +19,28 @@ use libfuzzer_sys::fuzz_target;
 fn bundle() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
+        sweep_stale(&std::env::temp_dir(), "codex-fuzz-bundle-");
         let dir = std::env::temp_dir().join(format!("codex-fuzz-bundle-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("rootfs")).expect("creating the fuzz bundle");
+        fs::create_dir_all(dir.join("rootfs")).expect("creating the fuzz bundle");
         dir
     })
+}
+
+/// A run that ended in a crash or a timeout leaves its directory behind (libFuzzer gives
+/// no hook on the way out): remove those whose process is gone.
+fn sweep_stale(parent: &Path, prefix: &str) {
+    let Ok(dir) = fs::read_dir(parent) else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fuzz_target!(|data: &[u8]| {
