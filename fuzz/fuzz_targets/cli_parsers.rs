@@ -1,6 +1,6 @@
 //! The parsers behind codex-ctr's flags (they live in the engine and runtime; the CLI only
 //! calls them): sizes (`--memory`, `--log-max-size`, device rates), durations
-//! (`--timeout`, `logs --since`), CPUs, volumes (`-v SRC:DST:ro`), image references and
+//! (`--timeout`, `logs --since`, codex-oci's `events --interval`), CPUs, volumes (`-v SRC:DST:ro`), image references and
 //! signals. There is no CIDR or port parser yet (no `--publish`, no networks).
 //!
 //! Properties: what parses re-formats and parses again to the same value, and is in the
@@ -9,6 +9,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use codex_cli::oci::parse_interval;
 use codex_engine::config::{
     parse_cpus, parse_device_rates, parse_duration_secs, parse_memory, Volume, VolumeSource,
 };
@@ -40,6 +41,13 @@ fn durations(s: &str) {
         if v % 60 == 0 {
             let m = format!("{}m", v / 60);
             assert_eq!(parse_duration_secs("timeout", &m).ok(), Some(v), "{m:?}");
+        }
+    }
+    if let Ok(d) = parse_interval(s) {
+        assert!(!d.is_zero(), "{s:?}");
+        if d.subsec_nanos() == 0 {
+            let again = format!("{}s", d.as_secs());
+            assert_eq!(parse_interval(&again).ok(), Some(d), "{s:?} vs {again:?}");
         }
     }
     if let Ok(t) = parse_since(s) {
