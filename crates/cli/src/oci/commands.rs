@@ -363,9 +363,14 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     if secs <= 0.0 {
         bail!("--interval {s:?}: must be positive");
     }
-    // from_secs_f64 panics past u64 seconds (`--interval 100000000000000000000`).
-    std::time::Duration::try_from_secs_f64(secs)
-        .map_err(|_| anyhow::anyhow!("--interval {s:?}: out of range"))
+    // from_secs_f64 panics past u64 seconds (`--interval 100000000000000000000`), and
+    // rounds a positive value under 1 ns to zero: stats at every 10 ms tick of `events`
+    // instead of the "must be positive" that `0` gets.
+    match std::time::Duration::try_from_secs_f64(secs) {
+        Ok(d) if d.is_zero() => bail!("--interval {s:?}: must be positive"),
+        Ok(d) => Ok(d),
+        Err(_) => bail!("--interval {s:?}: out of range"),
+    }
 }
 
 /// The resources of `update`: the JSON (file or stdin) with the flags on top.
@@ -430,7 +435,15 @@ mod tests {
             std::time::Duration::from_millis(500)
         );
         // Panicked in Duration::from_secs_f64 before.
-        for bad in ["100000000000000000000", "99999999999999999999h", "0", "1d"] {
+        // Found by fuzz/cli_parsers: positive, but rounds to a zero Duration.
+        let zero = "000.000000000000000048";
+        for bad in [
+            "100000000000000000000",
+            "99999999999999999999h",
+            "0",
+            "1d",
+            zero,
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
