@@ -434,8 +434,8 @@ mod tests {
             parse_duration("500ms").unwrap(),
             std::time::Duration::from_millis(500)
         );
-        // Panicked in Duration::from_secs_f64 before.
-        // Found by fuzz/cli_parsers: positive, but rounds to a zero Duration.
+        // The first two panicked in Duration::from_secs_f64; `zero` (found by
+        // fuzz/cli_parsers) is positive but was accepted as a zero Duration.
         let zero = "000.000000000000000048";
         for bad in [
             "100000000000000000000",
