@@ -26,7 +26,7 @@ fn bundle() -> &'static PathBuf {
     })
 }
 
-/// A run that ended in a crash or a timeout leaves its directory behind (libFuzzer gives
+/// Every run leaves its directory behind (libFuzzer exits, or aborts on a crash, with
 /// no hook on the way out): remove those whose process is gone.
 fn sweep_stale(parent: &Path, prefix: &str) {
     let Ok(dir) = fs::read_dir(parent) else {
