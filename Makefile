@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps build release fixtures demo test test-mutants lint bench clean vm-test
+.PHONY: all deps build release fixtures demo test test-mutants lint bench clean vm-test fuzz
 
 all: build
 
@@ -73,6 +73,13 @@ test-mutants: build fixtures
 # loudly when it cannot (a failure when VM_TESTS_REQUIRED is set).
 vm-test: release fixtures
 	CODEX_OCI=$(CURDIR)/target/release/codex-oci vm/run-cgroup-v2-tests.sh
+
+# Coverage-guided fuzzing (libFuzzer via cargo-fuzz), FUZZ_SECONDS per target (default
+# 60); FUZZ_TARGETS picks some. Not part of `test`: see docs/reliability.md.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
 lint:
 	$(CARGO) fmt --all -- --check

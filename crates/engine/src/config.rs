@@ -180,7 +180,31 @@ pub fn parse_memory(field: &str, s: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
-/// `0.5` (CPUs) or `50%` (of one CPU).
+/// `10`, `10s`, `2m`, `1h` as whole seconds (`--timeout`).
+pub fn parse_duration_secs(field: &str, s: &str) -> Result<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| Error::invalid(field, format!("{s:?} is not a duration like 30s or 2m")))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => {
+            return Err(Error::invalid(
+                field,
+                format!("{s:?}: unknown unit {unit:?} (use s, m or h)"),
+            ))
+        }
+    };
+    if n == 0 {
+        return Err(Error::invalid(field, format!("{s:?} must be positive")));
+    }
+    n.checked_mul(mult)
+        .ok_or_else(|| Error::invalid(field, format!("{s:?} is out of range")))
+}
+
 /// `DEVICE:RATE` pairs (`/dev/vda:1mb`) as a device-to-bytes-per-second map.
 pub fn parse_device_rates(field: &str, specs: &[String]) -> Result<BTreeMap<String, u64>> {
     let mut out = BTreeMap::new();
@@ -203,6 +227,7 @@ pub fn parse_device_rates(field: &str, specs: &[String]) -> Result<BTreeMap<Stri
     Ok(out)
 }
 
+/// `0.5` (CPUs) or `50%` (of one CPU).
 pub fn parse_cpus(field: &str, s: &str) -> Result<f64> {
     let t = s.trim();
     let v = match t.strip_suffix('%') {
@@ -484,6 +509,19 @@ impl ContainerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_parse_and_overflow_is_an_error() {
+        assert_eq!(parse_duration_secs("timeout", "10").unwrap(), 10);
+        assert_eq!(parse_duration_secs("timeout", "2m").unwrap(), 120);
+        assert_eq!(parse_duration_secs("timeout", "1h").unwrap(), 3600);
+        for bad in ["0", "", "1d", "-1", "1.5m"] {
+            assert!(parse_duration_secs("timeout", bad).is_err(), "{bad}");
+        }
+        // Panicked (multiply with overflow) before; reproduced with fuzz/cli_parsers.
+        let err = parse_duration_secs("timeout", "18446744073709551615m").unwrap_err();
+        assert!(err.to_string().contains("out of range"), "{err}");
+    }
 
     #[test]
     fn memory_strings() {

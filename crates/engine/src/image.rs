@@ -48,6 +48,32 @@ use fsutil::{sha256_hex, sync_dir, write_atomic, FileLock, WorkDir};
 
 pub use reference::{Reference, DEFAULT_TAG};
 
+/// Entry points for the fuzz targets in `fuzz/`: the layer code as `import` runs it, on
+/// bytes in memory instead of a file. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::fs::File;
+    use std::io::Cursor;
+    use std::path::Path;
+
+    use super::layer;
+    use crate::error::Result;
+
+    /// Detects the compression of `archive` (plain, gzip, zstd tar) and unpacks it into
+    /// `dest`, an existing empty directory. Returns the number of entries applied.
+    pub fn unpack_layer(archive: &[u8], dest: &Path) -> Result<u64> {
+        let head = &archive[..archive.len().min(512)];
+        let source = Path::new("fuzz-input");
+        let (reader, _) = layer::decoder(Cursor::new(archive.to_vec()), head, source)?;
+        layer::unpack(reader, dest, source)
+    }
+
+    /// Writes the canonical tar of the tree at `root` to `out`: (`sha256:<hex>`, size).
+    pub fn pack_layer(root: &Path, out: File) -> Result<(String, u64)> {
+        layer::pack(root, out)
+    }
+}
+
 /// Schema version of `manifests/<id>.json`, `layers/<hex>/layer.json` and `index.json`.
 pub const STORE_VERSION: u32 = 1;
 

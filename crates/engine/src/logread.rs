@@ -62,7 +62,10 @@ pub fn parse_since(s: &str) -> Result<SystemTime> {
         return Ok(t);
     }
     if let Ok(secs) = s.parse::<u64>() {
-        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+        // `+` panics past the range of SystemTime (found by fuzz/cli_parsers).
+        return SystemTime::UNIX_EPOCH
+            .checked_add(Duration::from_secs(secs))
+            .ok_or_else(|| Error::invalid("since", format!("{s:?} is too far in the future")));
     }
     if let Ok(d) = humantime::parse_duration(s) {
         return SystemTime::now()
@@ -320,6 +323,17 @@ mod tests {
 
     fn texts(lines: &[LogLine]) -> Vec<String> {
         lines.iter().map(|l| l.log.clone()).collect()
+    }
+
+    /// fuzz/cli_parsers found `--since 10000175010170000017` panicking in `SystemTime + _`.
+    #[test]
+    fn since_past_the_end_of_time_is_an_error_not_a_panic() {
+        let err = parse_since("10000175010170000017").unwrap_err().to_string();
+        assert!(err.contains("since"), "{err}");
+        assert_eq!(
+            parse_since("1700000000").unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+        );
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
 pub use reconcile::{Problem, Reconciled, Repair};
 pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
 
+/// How the registry reads its versioned files, for the fuzz target in `fuzz/`.
+#[doc(hidden)]
+pub use files::parse_versioned;
+
 /// A random name for an anonymous volume (64 hex characters, like an id).
 pub fn new_volume_name() -> Result<String> {
     names::new_id()

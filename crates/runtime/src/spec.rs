@@ -137,7 +137,9 @@ fn is_empty(v: &Value) -> bool {
 }
 
 /// Semantic checks that types cannot express. Returns the absolute rootfs path.
-fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+/// [`Bundle::load`] runs it after [`parse_spec`]; it is public so the two halves can be
+/// exercised separately (the config fuzz target in `fuzz/`).
+pub fn validate(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
     let root = spec
         .root()
         .as_ref()

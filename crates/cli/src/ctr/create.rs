@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use codex_engine::config::{
-    parse_cpus, parse_device_rates, parse_env_file, parse_memory, ContainerConfig, Limits, Volume,
-    VolumeSource,
+    parse_cpus, parse_device_rates, parse_duration_secs, parse_env_file, parse_memory,
+    ContainerConfig, Limits, Volume, VolumeSource,
 };
 use codex_engine::network::{AddHost, NetworkMode};
 
@@ -106,7 +106,11 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         auto_remove: a.rm,
-        timeout: a.timeout.as_deref().map(parse_seconds).transpose()?,
+        timeout: a
+            .timeout
+            .as_deref()
+            .map(|t| parse_duration_secs("timeout", t))
+            .transpose()?,
         log_max_size: a
             .log_max_size
             .as_deref()
@@ -114,23 +118,4 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .transpose()?,
         log_max_files: a.log_max_files,
     })
-}
-
-/// `10`, `10s`, `2m`, `1h` as seconds.
-fn parse_seconds(s: &str) -> Result<u64> {
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (n, unit) = s.split_at(split);
-    let n: u64 = n
-        .parse()
-        .with_context(|| format!("--timeout {s:?}: not a duration like 30s or 2m"))?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => bail!("--timeout {s:?}: unknown unit {unit:?} (use s, m or h)"),
-    };
-    if n == 0 {
-        bail!("--timeout {s:?}: must be positive");
-    }
-    Ok(n * mult)
 }

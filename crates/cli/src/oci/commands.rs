@@ -345,7 +345,7 @@ fn exec_process_from_flags(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
 }
 
 /// `5s`, `500ms`, `1m`, `2h`, or plain seconds.
-fn parse_duration(s: &str) -> Result<std::time::Duration> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration> {
     let split = s
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(s.len());
@@ -363,7 +363,14 @@ fn parse_duration(s: &str) -> Result<std::time::Duration> {
     if secs <= 0.0 {
         bail!("--interval {s:?}: must be positive");
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    // from_secs_f64 panics past u64 seconds (`--interval 100000000000000000000`), and
+    // rounds a positive value under 1 ns to zero: stats at every 10 ms tick of `events`
+    // instead of the "must be positive" that `0` gets.
+    match std::time::Duration::try_from_secs_f64(secs) {
+        Ok(d) if d.is_zero() => bail!("--interval {s:?}: must be positive"),
+        Ok(d) => Ok(d),
+        Err(_) => bail!("--interval {s:?}: out of range"),
+    }
 }
 
 /// The resources of `update`: the JSON (file or stdin) with the flags on top.
@@ -411,4 +418,33 @@ fn update_resources(a: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources>
     let mut de = serde_json::Deserializer::from_slice(&text);
     oci_spec::runtime::LinuxResources::deserialize(&mut de)
         .context("resources: not a valid LinuxResources object")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_parses_units_and_refuses_what_duration_cannot_hold() {
+        assert_eq!(
+            parse_duration("5s").unwrap(),
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(
+            parse_duration("500ms").unwrap(),
+            std::time::Duration::from_millis(500)
+        );
+        // The first two panicked in Duration::from_secs_f64; `zero` (found by
+        // fuzz/cli_parsers) is positive but was accepted as a zero Duration.
+        let zero = "000.000000000000000048";
+        for bad in [
+            "100000000000000000000",
+            "99999999999999999999h",
+            "0",
+            "1d",
+            zero,
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -9,6 +9,10 @@ use clap::Parser;
 
 pub use args::Cli;
 
+/// `events --interval`'s parser, for the fuzz target in `fuzz/`.
+#[doc(hidden)]
+pub use commands::parse_duration as parse_interval;
+
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();

@@ -55,7 +55,6 @@ pub(crate) enum Compression {
 /// Opens a tar, tar.gz or tar.zst file (detected by magic bytes, not by name) as a stream
 /// of uncompressed tar.
 pub(crate) fn open_archive(path: &Path) -> Result<(Box<dyn Read>, Compression)> {
-    let bad = |why: &str| Error::invalid("source", format!("{}: {why}", path.display()));
     let mut file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
     let mut head = [0u8; 512];
     let mut n = 0;
@@ -69,7 +68,17 @@ pub(crate) fn open_archive(path: &Path) -> Result<(Box<dyn Read>, Compression)> 
     }
     file.seek(SeekFrom::Start(0))
         .ctx(|| format!("reading {}", path.display()))?;
-    let head = &head[..n];
+    decoder(file, &head[..n], path)
+}
+
+/// Wraps `input` (positioned at its start; `head` is a copy of its first up to 512 bytes)
+/// in the decompressor its magic bytes name. `source` names the archive in errors.
+pub(crate) fn decoder<R: Read + 'static>(
+    input: R,
+    head: &[u8],
+    source: &Path,
+) -> Result<(Box<dyn Read>, Compression)> {
+    let bad = |why: &str| Error::invalid("source", format!("{}: {why}", source.display()));
     let kind = if head.is_empty() {
         return Err(bad("is an empty file, not a tar archive"));
     } else if head.starts_with(&[0x1f, 0x8b]) {
@@ -90,11 +99,11 @@ pub(crate) fn open_archive(path: &Path) -> Result<(Box<dyn Read>, Compression)> 
         return Err(bad("is not a tar archive (plain, gzip or zstd)"));
     };
     let reader: Box<dyn Read> = match kind {
-        Compression::None => Box::new(BufReader::with_capacity(1 << 16, file)),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))),
+        Compression::None => Box::new(BufReader::with_capacity(1 << 16, input)),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(input))),
         Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(file)
-                .ctx(|| format!("starting zstd decoder for {}", path.display()))?,
+            zstd::stream::read::Decoder::new(input)
+                .ctx(|| format!("starting zstd decoder for {}", source.display()))?,
         ),
     };
     Ok((reader, kind))

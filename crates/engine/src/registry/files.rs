@@ -61,7 +61,7 @@ pub(crate) fn read_versioned<T: DeserializeOwned>(
 }
 
 /// Parses a versioned document; the error is the reason it is corrupt.
-pub(crate) fn parse_versioned<T: DeserializeOwned>(
+pub fn parse_versioned<T: DeserializeOwned>(
     text: &[u8],
     supported: u32,
 ) -> std::result::Result<T, String> {

@@ -21,15 +21,21 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         format!("SIG{upper}")
     };
     if let Some(rt) = name.strip_prefix("SIGRTMIN") {
-        let base = libc::SIGRTMIN();
-        let off: i32 = if rt.is_empty() {
-            0
-        } else {
-            rt.trim_start_matches('+')
-                .parse()
-                .map_err(|_| Error::Other(format!("unknown signal {s:?}")))?
+        // The offset stays within SIGRTMIN..=SIGRTMAX: fuzz/cli_parsers found
+        // `SIGRTMIN+32222` accepted as signal 32256 (and a large offset overflowed).
+        let (base, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        let unknown = || Error::Other(format!("unknown signal {s:?}"));
+        let off = match rt.strip_prefix('+') {
+            None if rt.is_empty() => 0,
+            Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => {
+                n.parse::<i32>().map_err(|_| unknown())?
+            }
+            _ => return Err(unknown()),
         };
-        return Ok(base + off);
+        return base
+            .checked_add(off)
+            .filter(|&n| n <= max)
+            .ok_or_else(|| Error::Other(format!("{s:?} is past SIGRTMAX ({max})")));
     }
     name.parse::<nix::sys::signal::Signal>()
         .map(|sig| sig as i32)
@@ -63,6 +69,27 @@ pub(crate) fn init_pidfd(state: &crate::state::ContainerState) -> Option<OwnedFd
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn realtime_signals_stay_between_rtmin_and_rtmax() {
+        let (min, max) = (libc::SIGRTMIN(), libc::SIGRTMAX());
+        assert_eq!(parse_signal("SIGRTMIN").unwrap(), min);
+        assert_eq!(parse_signal("rtmin+3").unwrap(), min + 3);
+        assert_eq!(
+            parse_signal(&format!("SIGRTMIN+{}", max - min)).unwrap(),
+            max
+        );
+        // Found by fuzz/cli_parsers: accepted as signal 32256.
+        for bad in [
+            "SIGRTMIN+32222",
+            "SIGRTMIN+2147483647",
+            "SIGRTMIN-3",
+            "SIGRTMIN++5",
+        ] {
+            assert!(parse_signal(bad).is_err(), "{bad}");
+        }
+        assert!(parse_signal(&format!("SIGRTMIN+{}", max - min + 1)).is_err());
+    }
 
     #[test]
     fn signals_parse_by_name_and_number() {
