@@ -1,0 +1,1 @@
+//! A CLI with 32 file descriptors; a supervisor stopped with SIGSTOP.
