@@ -120,3 +120,34 @@ pub fn run_bounded(mut cmd: std::process::Command, limit: Duration) -> Option<Ou
         stderr: text(&mut err),
     })
 }
+
+/// The fixture's image tar.
+pub fn tar() -> String {
+    fixture_dir()
+        .join("rootfs.tar")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The fixture's tar plus 1 MiB of random bytes: a layer the store does not have yet.
+pub fn other_tar(dir: &Path) -> String {
+    let extra = dir.join("extra");
+    std::fs::create_dir_all(&extra).unwrap();
+    let mut bytes = vec![0u8; 1 << 20];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .unwrap();
+    std::fs::write(extra.join("noise"), bytes).unwrap();
+    let out = dir.join("other.tar");
+    std::fs::copy(tar(), &out).unwrap();
+    let st = std::process::Command::new("tar")
+        .arg("-rf")
+        .arg(&out)
+        .arg("-C")
+        .arg(&extra)
+        .arg("noise")
+        .status()
+        .unwrap();
+    assert!(st.success(), "tar -rf");
+    out.to_string_lossy().into_owned()
+}

@@ -128,11 +128,10 @@ impl LogWriter {
             &String::from_utf8_lossy(text),
             &mut out,
         );
-        if self.size > 0 && self.size + out.len() as u64 > self.rotation.max_size {
-            if self.rotate().is_err() {
-                self.dropped += 1;
-                return Ok(());
-            }
+        let full = self.size > 0 && self.size + out.len() as u64 > self.rotation.max_size;
+        if full && self.rotate().is_err() {
+            self.dropped += 1;
+            return Ok(());
         }
         if self.file.write_all(&out).is_err() {
             // A short write left part of a record: cut it off, so the next record

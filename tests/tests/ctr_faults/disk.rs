@@ -10,7 +10,7 @@ use codex_tests::ctr::Ctr;
 use codex_tests::*;
 use serde_json::Value;
 
-use crate::{assert_ps_truthful, assert_records_whole, run_within};
+use crate::{assert_ps_truthful, assert_records_whole, other_tar, run_within, tar};
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -143,36 +143,6 @@ impl OnLoop {
         t.c.run(&["image", "import", &tar(), "busybox"]).assert_ok();
         t
     }
-}
-
-fn tar() -> String {
-    fixture_dir()
-        .join("rootfs.tar")
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// The fixture's tar plus 1 MiB of random bytes: a layer the store does not have yet.
-fn other_tar(dir: &Path) -> String {
-    let extra = dir.join("extra");
-    std::fs::create_dir_all(&extra).unwrap();
-    let mut bytes = vec![0u8; 1 << 20];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .unwrap();
-    std::fs::write(extra.join("noise"), bytes).unwrap();
-    let out = dir.join("other.tar");
-    std::fs::copy(tar(), &out).unwrap();
-    let st = Command::new("tar")
-        .arg("-rf")
-        .arg(&out)
-        .arg("-C")
-        .arg(&extra)
-        .arg("noise")
-        .status()
-        .unwrap();
-    assert!(st.success(), "tar -rf");
-    out.to_string_lossy().into_owned()
 }
 
 /// A failure for want of space says so, and names the file it could not write.
