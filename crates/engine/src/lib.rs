@@ -12,6 +12,7 @@ pub mod logread;
 pub mod profile;
 pub mod registry;
 mod removal;
+mod stop;
 pub mod supervisor;
 pub mod testhook;
 pub mod usage;
