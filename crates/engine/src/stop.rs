@@ -2,10 +2,10 @@
 //! record the exit, but not for a supervisor that cannot run.
 //!
 //! The supervisor records the exit as soon as it reaps the init. If it is stopped
-//! (SIGSTOP, a debugger, a frozen cgroup), the killed init stays a zombie and the record
-//! says `running` until it runs again. `stop` used to wait 30 s for the record, and
-//! `rm -f` with it; now, once the init is dead, it gives the supervisor a short grace and
-//! then says what happened instead of hanging.
+//! (SIGSTOP, a debugger), the killed init stays a zombie and the record says `running`
+//! until it runs again. `stop` used to wait 30 s for the record, and `rm -f` with it;
+//! now, once the init is dead and the supervisor seen stopped, it gives the supervisor a
+//! short grace and then says what happened instead of hanging.
 
 use std::time::{Duration, Instant};
 
@@ -16,32 +16,35 @@ use crate::registry::ContainerRecord;
 /// How long a killed container may take to die and be recorded.
 const KILL_PATIENCE: Duration = Duration::from_secs(30);
 
-/// How long a supervisor has to record an exit once the init is dead.
+/// How long a stopped supervisor has to run again once the init is dead.
 const RECORD_GRACE: Duration = Duration::from_secs(2);
 
 impl Engine {
     /// Waits until the killed container `rec` is recorded as ended.
     pub(crate) fn wait_killed(&self, rec: &ContainerRecord) -> Result<ContainerRecord> {
         let start = Instant::now();
-        let mut dead_since: Option<Instant> = None;
+        let mut stuck_since: Option<Instant> = None;
         loop {
             if let Some(done) = self.wait_exit(&rec.id, Duration::from_millis(100))? {
                 return Ok(done);
             }
             let now = Instant::now();
-            if dead_since.is_none() && rec.pid.is_none_or(init_is_dead) {
-                dead_since = Some(now);
-            }
-            if dead_since.is_some_and(|t| now - t >= RECORD_GRACE) {
-                let sup = self.get(&rec.id)?.supervisor_pid;
-                let who = sup.map_or("its supervisor".into(), |p| {
-                    format!("its supervisor (pid {p})")
-                });
+            // Only a supervisor that cannot run is given up on: a slow one (a loaded
+            // machine) gets the full patience.
+            let sup = self.get(&rec.id)?.supervisor_pid;
+            let init_dead = rec
+                .pid
+                .is_none_or(|p| matches!(state(p), None | Some(b'Z' | b'X')));
+            let sup_stopped = sup.is_some_and(|p| matches!(state(p), Some(b'T' | b't')));
+            if !(init_dead && sup_stopped) {
+                stuck_since = None;
+            } else if now - *stuck_since.get_or_insert(now) >= RECORD_GRACE {
                 return Err(Error::wrong_state(
                     &rec.name,
                     "killed but its exit is not recorded yet",
                     format!(
-                        "{who} is not running (stopped?); the record says so once it runs again"
+                        "its supervisor (pid {}) is stopped; the record says so once it runs again",
+                        sup.unwrap_or_default()
                     ),
                 ));
             }
@@ -55,19 +58,9 @@ impl Engine {
     }
 }
 
-/// The init is gone or a zombie (killed, waiting for its parent to reap it).
-fn init_is_dead(pid: i32) -> bool {
-    match std::fs::read(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let after = stat
-                .iter()
-                .rposition(|b| *b == b')')
-                .map_or(&stat[..0], |i| &stat[i + 1..]);
-            matches!(
-                after.iter().find(|b| !b.is_ascii_whitespace()),
-                Some(b'Z' | b'X')
-            )
-        }
-        Err(_) => true,
-    }
+/// The state letter of `/proc/PID/stat` (`None` once the process is gone).
+fn state(pid: i32) -> Option<u8> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
+    after.iter().copied().find(|b| !b.is_ascii_whitespace())
 }

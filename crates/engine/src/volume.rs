@@ -59,8 +59,8 @@ pub fn ensure(registry: &Registry, name: &str, anonymous: bool) -> Result<Volume
 }
 
 /// [`ensure`] on an index the caller holds under the lock (a container's create): its
-/// directory first, then the record, so a crash leaves at worst an unrecorded
-/// directory, which the next volume operation's [`sweep`] removes.
+/// directory first, then the record, so a crash leaves at worst an unrecorded empty
+/// directory that the next create adopts.
 pub(crate) fn ensure_in(
     root: &Path,
     idx: &mut Index,
@@ -128,11 +128,23 @@ pub fn remove(registry: &Registry, name: &str) -> Result<()> {
                     by: format!("container {}", users.join(", ")),
                 });
             }
+            if !idx.volumes.contains_key(name) {
+                return Err(Error::NotFound {
+                    kind: "volume",
+                    name: name.to_string(),
+                });
+            }
             crate::testhook::die("volume-rm-counted");
-            idx.volumes.remove(name).map(|_| ()).ok_or(Error::NotFound {
-                kind: "volume",
-                name: name.to_string(),
-            })
+            // Durable before the record goes: the sweep deletes an unrecorded volume
+            // dir only with this mark, never one whose record was lost some other way.
+            let vol = volumes_dir(&root).join(name);
+            if vol.is_dir() {
+                codex_sys::write_atomic(&vol.join(REMOVING_MARK), b"")
+                    .ctx(|| format!("marking {} for removal", vol.display()))?;
+            }
+            crate::testhook::die("volume-rm-marked");
+            idx.volumes.remove(name);
+            Ok(())
         },
         |()| {
             crate::testhook::die("volume-rm-recorded");
@@ -149,6 +161,10 @@ pub fn remove(registry: &Registry, name: &str) -> Result<()> {
             Ok(())
         },
     );
+    if moved.is_err() {
+        // The record stays: so does the volume, unmarked.
+        let _ = std::fs::remove_file(volumes_dir(&root).join(name).join(REMOVING_MARK));
+    }
     moved?;
     remove_trash(&trash)?;
     drop(claim);
@@ -157,6 +173,9 @@ pub fn remove(registry: &Registry, name: &str) -> Result<()> {
 
 /// Volume dirs being removed are renamed to this prefix first (`.removing-NAME-RANDOM`).
 const TRASH_PREFIX: &str = ".removing-";
+
+/// Beside `_data` in a volume dir whose record `volume rm` is about to drop.
+const REMOVING_MARK: &str = ".removing";
 
 fn remove_trash(trash: &Path) -> Result<()> {
     std::fs::remove_dir_all(trash).or_else(|e| {
@@ -169,9 +188,9 @@ fn remove_trash(trash: &Path) -> Result<()> {
 }
 
 /// Finishes what a killed `volume rm` left, under the registry lock (`idx` is the index
-/// as the caller holds it): the data of a volume that has no record any more (rm died
-/// after dropping the record), and `.removing-*` dirs whose remover is gone (rm died
-/// while deleting). Without it, a new volume of the same name would adopt the old data.
+/// as the caller holds it): the data of a volume marked for removal whose record is gone
+/// (rm died after dropping the record), and `.removing-*` dirs whose remover is gone (rm
+/// died while deleting). Without it, a new volume of the same name adopted the old data.
 pub(crate) fn sweep(root: &Path, idx: &Index) -> Result<()> {
     let dir = volumes_dir(root);
     let Ok(rd) = std::fs::read_dir(&dir) else {
@@ -185,9 +204,13 @@ pub(crate) fn sweep(root: &Path, idx: &Index) -> Result<()> {
             if let Ok(Some(_claim)) = codex_sys::FileLock::try_exclusive_dir(&path) {
                 remove_trash(&path)?;
             }
-        } else if valid_name(&name) && !idx.volumes.contains_key(&name) && path.is_dir() {
-            // Every volume is recorded in the same lock hold that makes its directory,
-            // so an unrecorded one is what a killed create or rm left.
+        } else if valid_name(&name)
+            && !idx.volumes.contains_key(&name)
+            && path.join(REMOVING_MARK).exists()
+        {
+            // Marked and unrecorded: an rm died after dropping the record. (An unmarked
+            // unrecorded dir, a killed create's, stays for the next create to adopt: it
+            // is empty; and a registry.json lost or replaced must not cost any data.)
             remove_trash(&path)?;
         }
     }

@@ -171,11 +171,36 @@ fn assert_volume_truthful_then_clean(c: &Ctr, name: &str, files: usize, what: &s
 #[test]
 fn codex_volume_rm_killed_at_every_step_leaves_the_volume_whole_or_gone() {
     let c = Ctr::new();
-    for step in ["volume-rm-counted", "volume-rm-recorded", "volume-rm-moved"] {
+    let steps = [
+        "volume-rm-counted",
+        "volume-rm-marked",
+        "volume-rm-recorded",
+        "volume-rm-moved",
+    ];
+    for step in steps {
         volume_with_data(&c, "v", 3);
         killed_at(&c, &["volume", "rm", "v"], step);
         assert_volume_truthful_then_clean(&c, "v", 3, step);
     }
+}
+
+#[test]
+fn a_volume_whose_record_was_lost_otherwise_keeps_its_data_through_the_sweeps() {
+    let c = Ctr::new();
+    volume_with_data(&c, "kept", 3);
+    // Its record goes without an rm (a registry.json restored from an old copy).
+    let path = c.root.join("registry.json");
+    let mut index: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    index["volumes"].as_object_mut().unwrap().remove("kept");
+    std::fs::write(&path, serde_json::to_vec(&index).unwrap()).unwrap();
+    assert!(!volume_listed(&c, "kept"));
+    // Volume operations sweep what killed rms left; this is not that.
+    run_within(&c, &["volume", "create", "other"], LIMIT).assert_ok();
+    run_within(&c, &["volume", "rm", "other"], LIMIT).assert_ok();
+    let data = c.root.join("volumes/kept/_data");
+    assert_eq!(names(&data).len(), 3, "the sweep deleted unmarked data");
+    run_within(&c, &["volume", "create", "kept"], LIMIT).assert_ok();
+    assert_eq!(names(&data).len(), 3);
 }
 
 #[test]

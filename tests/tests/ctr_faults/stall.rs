@@ -153,7 +153,7 @@ fn a_stopped_supervisor_holds_no_command_beyond_its_timeout() {
     let rm = run_within(&c, &["rm", "-f", "killme"], bound);
     for o in [&stop, &rm] {
         assert!(o.stderr.contains("not recorded yet"), "{o:?}");
-        assert!(o.stderr.contains("not running (stopped?)"), "{o:?}");
+        assert!(o.stderr.contains("is stopped"), "{o:?}");
     }
     // wait has no timeout of its own: it returns once the exit is recorded, so here it
     // must still be waiting when we give up on it.
