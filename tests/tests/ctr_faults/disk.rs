@@ -205,6 +205,57 @@ fn full_disk_during_create_and_start_fails_clearly_and_leaves_records_whole() {
     assert_records_whole(&c.root);
 }
 
+#[test]
+fn full_disk_during_exec_volume_create_and_rm_fails_clearly_and_the_next_command_finishes() {
+    let t = OnLoop::new(24);
+    let c = &t.c;
+    let mut outcomes = Vec::new();
+    for (i, leave) in [0u64, 16 << 10].into_iter().enumerate() {
+        let (r, x, v) = (format!("r{i}"), format!("x{i}"), format!("v{i}"));
+        let run = ["run", "-d", "--name", &r, "busybox", "sleep", "1000"];
+        run_within(c, &run, LIMIT).assert_ok();
+        run_within(c, &["create", "--name", &x, "busybox", "true"], LIMIT).assert_ok();
+        t.fs.fill(leave);
+        if leave == 0 {
+            t.fs.assert_full();
+        }
+        let exec = run_within(c, &["exec", &r, "echo", "hi"], LIMIT);
+        let vol = run_within(c, &["volume", "create", &v], LIMIT);
+        let rm = run_within(c, &["rm", "-f", &x], LIMIT);
+        let stop = run_within(c, &["stop", "--time", "1", &r], LIMIT);
+        let all = [&exec, &vol, &rm, &stop];
+        outcomes.push((leave, all.map(|o| o.ok())));
+        for o in all.into_iter().filter(|o| !o.ok()) {
+            assert_clear_enospc(c, o);
+        }
+        assert_records_whole(&c.root);
+        assert_ps_truthful(c);
+        // Space returns: each of them works now, and finishes what failed.
+        t.fs.free();
+        run_within(c, &["volume", "create", &v], LIMIT).assert_ok();
+        if !rm.ok() {
+            run_within(c, &["rm", "-f", &x], LIMIT).assert_ok();
+        }
+        assert!(!c.run(&["inspect", &x]).ok(), "{x} survived rm -f");
+        if c.inspect(&r)["status"] == "running" {
+            let o = run_within(c, &["exec", &r, "echo", "hi"], LIMIT);
+            assert_eq!(o.assert_ok().stdout, "hi\n");
+        }
+        run_within(c, &["rm", "-f", &r], LIMIT).assert_ok();
+        run_within(c, &["volume", "rm", &v], LIMIT).assert_ok();
+        assert_eq!(assert_ps_truthful(c), Vec::<Value>::new());
+    }
+    eprintln!("(bytes left, [exec, volume create, rm -f, stop] ok): {outcomes:?}");
+    assert!(
+        outcomes.iter().any(|(_, o)| o.contains(&false)),
+        "{outcomes:?}"
+    );
+    assert_eq!(c.containers(), 0);
+    let vols = std::fs::read_dir(c.root.join("volumes")).unwrap().count();
+    assert_eq!(vols, 0, "volumes left");
+    assert_records_whole(&c.root);
+}
+
 /// The container's log files: every line a whole JSON record.
 fn assert_log_whole(c: &Ctr, id: &str) -> usize {
     let dir = c.root.join("containers").join(id);
