@@ -365,14 +365,13 @@ impl Engine {
             return Ok(done);
         }
         let _ = rt.kill(&rec.id, libc::SIGKILL, true);
-        self.wait_exit(&rec.id, Duration::from_secs(30))?
-            .ok_or_else(|| Error::invalid("container", format!("{} did not stop", rec.name)))
+        self.wait_killed(&rec)
     }
 
     /// Waits (up to `timeout`) until the container is no longer live; sleeps on a
     /// pidfd of its supervisor, which exits only after recording how the container
     /// ended.
-    fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerRecord>> {
+    pub(crate) fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerRecord>> {
         let end = Instant::now() + timeout;
         loop {
             let r = self.get(id)?;

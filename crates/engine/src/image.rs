@@ -33,6 +33,7 @@
 
 mod fsutil;
 mod layer;
+mod recover;
 mod reference;
 
 use std::collections::{BTreeMap, HashSet};
@@ -275,14 +276,27 @@ impl ImageStore {
         };
 
         // Commit: everything below is renames and small writes, under the store lock.
+        // The steps are named for the crash tests (testhook); recover.rs undoes a commit
+        // killed between two of them.
+        crate::testhook::die("import-unpacked");
         let _lock = self.lock()?;
+        if self.recover()? {
+            self.gc()?;
+        }
+        self.mark_commit(work.path(), &id)?;
+        crate::testhook::die("import-marked");
         self.commit_layer(&hex, &layer_tmp, unpacked, &blob_tmp)?;
+        crate::testhook::die("import-layer");
         self.commit_blob(&hex, &blob_tmp)?;
+        crate::testhook::die("import-blob");
         self.commit_blob(&id, &config_tmp)?;
+        crate::testhook::die("import-config");
         write_atomic(&self.manifest_path(&id), &to_json(&record)?)?;
+        crate::testhook::die("import-manifest");
         let mut index = self.read_index()?;
         let previous = index.references.insert(reference.to_string(), id.clone());
         self.write_index(&index)?;
+        crate::testhook::die("import-indexed");
         if let Some(prev) = previous.filter(|p| *p != id) {
             self.refresh_names(&index, &prev)?;
         }
@@ -292,8 +306,12 @@ impl ImageStore {
     /// Every image, newest first (dangling ones included, with `name: None`).
     pub fn list(&self) -> Result<Vec<ImageRecord>> {
         let index = self.read_index()?;
+        let pending = self.pending_commits();
         let mut out = Vec::new();
         for id in self.image_ids()? {
+            if pending.contains(&id) && !index.references.values().any(|v| *v == id) {
+                continue;
+            }
             out.push(self.load_record(&id, &index)?);
         }
         out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
@@ -630,14 +648,9 @@ impl ImageStore {
     fn gc(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();
         let tmp = self.tmp_dir();
-        // Stale work dirs of crashed imports and interrupted collections.
-        if let Ok(rd) = fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                if fsutil::work_dir_is_stale(&e.path()) {
-                    let _ = fs::remove_dir_all(e.path());
-                }
-            }
-        }
+        // Stale work dirs of crashed imports (undoing a half-done commit) and of
+        // interrupted collections.
+        self.recover()?;
         let mut used_layers = HashSet::new();
         let mut used_blobs = HashSet::new();
         for id in self.image_ids()? {

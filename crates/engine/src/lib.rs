@@ -18,6 +18,7 @@ pub mod network;
 pub mod profile;
 pub mod registry;
 mod removal;
+mod stop;
 pub mod supervisor;
 pub mod testhook;
 pub mod usage;

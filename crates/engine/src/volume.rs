@@ -59,7 +59,7 @@ pub fn ensure(registry: &Registry, name: &str, anonymous: bool) -> Result<Volume
 }
 
 /// [`ensure`] on an index the caller holds under the lock (a container's create): its
-/// directory first, then the record, so a crash leaves at worst an unrecorded
+/// directory first, then the record, so a crash leaves at worst an unrecorded empty
 /// directory that the next create adopts.
 pub(crate) fn ensure_in(
     root: &Path,
@@ -70,6 +70,7 @@ pub(crate) fn ensure_in(
     check_name(name)?;
     let dir = data_dir(root, name);
     crate::registry::ensure_shared_dir(&volumes_dir(root))?;
+    sweep(root, idx)?;
     crate::registry::ensure_shared_dir(&volumes_dir(root).join(name))?;
     std::fs::create_dir_all(&dir).ctx(|| format!("creating volume {name} at {}", dir.display()))?;
     if let Some(v) = idx.volumes.get(name) {
@@ -111,11 +112,13 @@ pub fn remove(registry: &Registry, name: &str) -> Result<()> {
     check_name(name)?;
     let root = registry.root().to_path_buf();
     let trash = volumes_dir(&root).join(format!(
-        ".removing-{name}-{}",
+        "{TRASH_PREFIX}{name}-{}",
         crate::registry::new_volume_name()?
     ));
+    let mut claim = None;
     let moved = registry.update_then(
         |idx| {
+            sweep(&root, idx)?;
             let users = users(registry, name)?;
             crate::testhook::pause("volume-rm");
             if !users.is_empty() {
@@ -125,27 +128,93 @@ pub fn remove(registry: &Registry, name: &str) -> Result<()> {
                     by: format!("container {}", users.join(", ")),
                 });
             }
-            idx.volumes.remove(name).map(|_| ()).ok_or(Error::NotFound {
-                kind: "volume",
-                name: name.to_string(),
-            })
+            if !idx.volumes.contains_key(name) {
+                return Err(Error::NotFound {
+                    kind: "volume",
+                    name: name.to_string(),
+                });
+            }
+            crate::testhook::die("volume-rm-counted");
+            // Durable before the record goes: the sweep deletes an unrecorded volume
+            // dir only with this mark, never one whose record was lost some other way.
+            let vol = volumes_dir(&root).join(name);
+            if vol.is_dir() {
+                codex_sys::write_atomic(&vol.join(REMOVING_MARK), b"")
+                    .ctx(|| format!("marking {} for removal", vol.display()))?;
+            }
+            crate::testhook::die("volume-rm-marked");
+            idx.volumes.remove(name);
+            Ok(())
         },
         |()| {
+            crate::testhook::die("volume-rm-recorded");
             let dir = volumes_dir(&root).join(name);
             match std::fs::rename(&dir, &trash) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                r => r.ctx(|| format!("moving {} aside for removal", dir.display())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                r => r.ctx(|| format!("moving {} aside for removal", dir.display()))?,
             }
+            // Held until the data is gone: a sweep (under the registry lock, like this
+            // claim) tells a live removal from the leftovers of a killed one.
+            claim = codex_sys::FileLock::try_exclusive_dir(&trash)
+                .ctx(|| format!("locking {}", trash.display()))?;
+            crate::testhook::die("volume-rm-moved");
+            Ok(())
         },
     );
+    if moved.is_err() {
+        // The record stays: so does the volume, unmarked.
+        let _ = std::fs::remove_file(volumes_dir(&root).join(name).join(REMOVING_MARK));
+    }
     moved?;
-    std::fs::remove_dir_all(&trash).or_else(|e| {
+    remove_trash(&trash)?;
+    drop(claim);
+    Ok(())
+}
+
+/// Volume dirs being removed are renamed to this prefix first (`.removing-NAME-RANDOM`).
+const TRASH_PREFIX: &str = ".removing-";
+
+/// Beside `_data` in a volume dir whose record `volume rm` is about to drop.
+const REMOVING_MARK: &str = ".removing";
+
+fn remove_trash(trash: &Path) -> Result<()> {
+    std::fs::remove_dir_all(trash).or_else(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Ok(())
         } else {
             Err(e).ctx(|| format!("removing {}", trash.display()))
         }
     })
+}
+
+/// Finishes what a killed `volume rm` left, under the registry lock (`idx` is the index
+/// as the caller holds it): the data of a volume marked for removal whose record is gone
+/// (rm died after dropping the record), and `.removing-*` dirs whose remover is gone (rm
+/// died while deleting). Without it, a new volume of the same name adopted the old data.
+pub(crate) fn sweep(root: &Path, idx: &Index) -> Result<()> {
+    let dir = volumes_dir(root);
+    let Ok(rd) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let path = e.path();
+        if name.starts_with(TRASH_PREFIX) {
+            // A live remover holds the lock; a lock we get is a dead remover's.
+            if let Ok(Some(_claim)) = codex_sys::FileLock::try_exclusive_dir(&path) {
+                remove_trash(&path)?;
+            }
+        } else if valid_name(&name)
+            && !idx.volumes.contains_key(&name)
+            && path.join(REMOVING_MARK).exists()
+        {
+            // Marked and unrecorded: an rm died after dropping the record. (An unmarked
+            // unrecorded dir, a killed create's, stays for the next create to adopt: it
+            // is empty; and a registry.json lost or replaced must not cost any data.)
+            remove_trash(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Names of the containers whose config mounts volume `name`.

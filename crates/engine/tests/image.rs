@@ -987,8 +987,9 @@ fn get_list_retag_and_prune() {
     assert!(r.layers.is_empty(), "the layer is still used by bb:1");
     assert_eq!(env.store.list().unwrap(), vec![second]);
 
-    // Work dirs of crashed imports are collected once they are old and unlocked; a young
-    // one, or one whose owner still holds its lock, stays.
+    // Work dirs of crashed imports are collected once unlocked; one still being born
+    // (hidden name, locked only after) stays while young, one whose owner holds its
+    // lock stays.
     let tmp = env.images().join("tmp");
     let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
     let mk = |name: &str, age: Option<std::time::SystemTime>| {
@@ -1001,7 +1002,7 @@ fn get_list_retag_and_prune() {
         d
     };
     let crashed = mk("import-crashed", Some(old));
-    let young = mk("import-young", None);
+    let young = mk(".import-young", None);
     let live = mk("import-live", Some(old));
     let held = File::open(live.join("lock")).unwrap();
     // SAFETY: flock on an fd we own.

@@ -40,6 +40,7 @@ pub struct LogWriter {
     size: u64,
     rotation: Rotation,
     partial: [Vec<u8>; 2],
+    dropped: u64,
 }
 
 /// A container's output may hold secrets: only root reads its log.
@@ -64,7 +65,13 @@ impl LogWriter {
                 ..rotation
             },
             partial: [Vec::new(), Vec::new()],
+            dropped: 0,
         })
+    }
+
+    /// Lines that could not be written (a full disk, an I/O error) and were dropped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Feeds bytes read from `stream` (0 = stdout, 1 = stderr).
@@ -110,6 +117,9 @@ impl LogWriter {
             .ctx(|| format!("flushing {}", self.path.display()))
     }
 
+    /// Writes one record, or drops it when the log cannot take it: a full disk must
+    /// cost the container its log lines, never its supervision (the pump used to stop
+    /// on the error, and the unsupervised container was killed).
     fn write_line(&mut self, stream: usize, text: &[u8]) -> Result<()> {
         let mut out = Vec::with_capacity(text.len() + 80);
         encode_record(
@@ -118,12 +128,18 @@ impl LogWriter {
             &String::from_utf8_lossy(text),
             &mut out,
         );
-        if self.size > 0 && self.size + out.len() as u64 > self.rotation.max_size {
-            self.rotate()?;
+        let full = self.size > 0 && self.size + out.len() as u64 > self.rotation.max_size;
+        if full && self.rotate().is_err() {
+            self.dropped += 1;
+            return Ok(());
         }
-        self.file
-            .write_all(&out)
-            .ctx(|| format!("writing {}", self.path.display()))?;
+        if self.file.write_all(&out).is_err() {
+            // A short write left part of a record: cut it off, so the next record
+            // starts on a line of its own and every line stays whole JSON.
+            let _ = self.file.set_len(self.size);
+            self.dropped += 1;
+            return Ok(());
+        }
         self.size += out.len() as u64;
         Ok(())
     }
@@ -228,6 +244,16 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_that_cannot_be_written_drops_lines_instead_of_failing() {
+        // /dev/full fails every write with ENOSPC, as a full disk does.
+        let mut log = LogWriter::open(Path::new("/dev/full"), Rotation::default()).unwrap();
+        log.feed(0, b"one\ntwo\n").unwrap();
+        log.feed(1, b"three\n").unwrap();
+        log.flush().unwrap();
+        assert_eq!(log.dropped(), 3);
+    }
 
     #[test]
     fn times_are_rfc3339_utc_with_nanoseconds() {

@@ -34,6 +34,27 @@ impl FileLock {
         }
     }
 
+    /// The exclusive lock on a directory itself, if nobody holds it now (`Ok(None)` if
+    /// someone does). A directory that is being deleted can carry its owner's lock to the
+    /// very end: the directory is the last thing removed. Never through a symlink.
+    pub fn try_exclusive_dir(path: &Path) -> io::Result<Option<FileLock>> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        // SAFETY: a NUL-terminated path and plain flags; the kernel returns a new fd.
+        let fd = unsafe { libc::open(c.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the fd was just returned by open and nothing else owns it.
+        let file = unsafe { File::from_raw_fd(fd) };
+        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Ok(Some(FileLock { file })),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The locked file (to read or write a lock file that also carries data).
     pub fn file(&self) -> &File {
         &self.file
@@ -72,6 +93,15 @@ fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_directory_lock_is_not_taken_twice_and_is_released_on_drop() {
+        let d = tempfile::tempdir().unwrap();
+        let held = FileLock::try_exclusive_dir(d.path()).unwrap().unwrap();
+        assert!(FileLock::try_exclusive_dir(d.path()).unwrap().is_none());
+        drop(held);
+        assert!(FileLock::try_exclusive_dir(d.path()).unwrap().is_some());
+    }
 
     #[test]
     fn a_held_lock_is_not_taken_twice_and_is_released_on_drop() {

@@ -79,13 +79,23 @@ pub(crate) const WORK_DIR_GRACE: Duration = Duration::from_secs(60);
 pub(crate) const WORK_DIR_LOCK: &str = "lock";
 
 impl WorkDir {
+    /// Made under a hidden name and renamed once its lock is held, so that a work dir
+    /// under its real name is locked from birth: the next import can collect a crashed
+    /// one at once instead of after [`WORK_DIR_GRACE`].
     pub(crate) fn create(tmp_root: &Path, prefix: &str) -> Result<Self> {
-        let path = tmp_root.join(unique_name(prefix));
-        fs::create_dir(&path).ctx(|| format!("creating work directory {}", path.display()))?;
-        match FileLock::exclusive(&path.join(WORK_DIR_LOCK)) {
+        let name = unique_name(prefix);
+        let birth = tmp_root.join(format!(".{name}"));
+        let path = tmp_root.join(name);
+        fs::create_dir(&birth).ctx(|| format!("creating work directory {}", birth.display()))?;
+        let locked = FileLock::exclusive(&birth.join(WORK_DIR_LOCK)).and_then(|lock| {
+            fs::rename(&birth, &path)
+                .ctx(|| format!("naming work directory {}", path.display()))
+                .map(|_| lock)
+        });
+        match locked {
             Ok(lock) => Ok(WorkDir { path, _lock: lock }),
             Err(e) => {
-                let _ = fs::remove_dir_all(&path);
+                let _ = fs::remove_dir_all(&birth);
                 Err(e)
             }
         }
@@ -105,12 +115,18 @@ impl Drop for WorkDir {
 /// True when a work dir under tmp/ belongs to nobody any more (its owner crashed, or it is
 /// the leftover of an interrupted garbage collection).
 pub(crate) fn work_dir_is_stale(path: &Path) -> bool {
-    let old = fs::symlink_metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .is_some_and(|age| age >= WORK_DIR_GRACE);
-    if !old {
+    let old = || {
+        fs::symlink_metadata(path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age >= WORK_DIR_GRACE)
+    };
+    // Only a dir still being born (hidden name) may be unlocked while its owner lives.
+    let born = path
+        .file_name()
+        .is_some_and(|n| !n.as_encoded_bytes().starts_with(b"."));
+    if !born && !old() {
         return false;
     }
     let lock = path.join(WORK_DIR_LOCK);

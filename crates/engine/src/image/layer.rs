@@ -150,6 +150,7 @@ pub(crate) fn unpack<R: Read>(reader: R, dest: &Path, source: &Path) -> Result<u
     let mut u = Unpacker {
         root,
         source,
+        dest,
         dirs: HashMap::new(),
     };
     let mut archive = tar::Archive::new(reader);
@@ -171,6 +172,9 @@ pub(crate) fn unpack<R: Read>(reader: R, dest: &Path, source: &Path) -> Result<u
 struct Unpacker<'a> {
     root: OwnedFd,
     source: &'a Path,
+    /// Where the entries go, named in I/O errors: "writing" alone does not say which
+    /// disk was full.
+    dest: &'a Path,
     /// Directories whose mtime is set once every entry is in (creating children changes
     /// it): relative path -> mtime. Implicit parents get the epoch.
     dirs: HashMap<Vec<u8>, i64>,
@@ -205,11 +209,13 @@ impl Unpacker<'_> {
     }
 
     fn io(&self, entry: &[u8], what: &str, e: io::Error) -> Error {
+        let entry = String::from_utf8_lossy(entry);
         Error::Io {
             context: format!(
-                "{}: tar entry {:?}: {what}",
+                "{}: tar entry {entry:?}: {what} {}/{}",
                 self.source.display(),
-                String::from_utf8_lossy(entry)
+                self.dest.display(),
+                entry.trim_start_matches("./").trim_start_matches('/')
             ),
             cause: e,
         }
