@@ -32,7 +32,7 @@
 //! garbage collection removes.
 
 mod fsutil;
-mod layer;
+pub(crate) mod layer;
 mod recover;
 mod reference;
 

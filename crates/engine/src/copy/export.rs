@@ -19,6 +19,7 @@ use tar::{EntryType, Header};
 use super::node::{names, Kind, Node};
 use super::tree::MAX_DEPTH;
 use crate::error::{Context, Error, Result};
+use crate::image::layer::ExactReader;
 
 /// Writes the tree under `root` (a container's rootfs, possibly live) to `out` as a tar.
 pub(crate) fn export_rootfs(root: &Path, out: &mut dyn Write) -> Result<()> {
@@ -199,28 +200,4 @@ fn header(kind: EntryType, st: &libc::stat) -> Header {
     h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
     h.set_size(0);
     h
-}
-
-/// Reads exactly `remaining` bytes or fails: a file that shrinks while it is archived
-/// must not produce a corrupt tar (the header already promised its size).
-struct ExactReader<R> {
-    inner: R,
-    remaining: u64,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the file shrank while it was being archived",
-            ));
-        }
-        self.remaining -= n as u64;
-        Ok(n)
-    }
 }

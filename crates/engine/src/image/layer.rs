@@ -953,10 +953,11 @@ fn header(kind: EntryType, md: &Metadata) -> Header {
 }
 
 /// Reads exactly `remaining` bytes or fails: a file that shrinks while it is archived
-/// must not produce a corrupt tar.
-struct ExactReader<R> {
-    inner: R,
-    remaining: u64,
+/// must not produce a corrupt tar (the header already promised its size). Shared with
+/// `export` (copy/export.rs).
+pub(crate) struct ExactReader<R> {
+    pub(crate) inner: R,
+    pub(crate) remaining: u64,
 }
 
 impl<R: Read> Read for ExactReader<R> {
