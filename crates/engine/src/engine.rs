@@ -18,7 +18,7 @@ use crate::logread::{Followed, LogFollower, LogQuery};
 use crate::registry::{ContainerRecord, ContainerStatus, Registry};
 use crate::supervisor::logs::{self, LogLine};
 use crate::usage::{self, ContainerUsage};
-use crate::volume::{self, VolumeInfo, VolumeRecord};
+use crate::volume;
 
 pub const BUNDLE_DIR: &str = "bundle";
 pub const ROOTFS_DIR: &str = "rootfs";
@@ -410,56 +410,6 @@ impl Engine {
         }
     }
 
-    /// Creates a named volume (or returns the one of that name).
-    pub fn create_volume(&self, name: &str) -> Result<VolumeRecord> {
-        volume::ensure(&self.registry, name, false)
-    }
-
-    /// Every volume, where its data is, and who mounts it.
-    pub fn volumes(&self) -> Result<Vec<VolumeInfo>> {
-        let recs = self.registry.list()?;
-        Ok(volume::list(&self.registry)?
-            .into_iter()
-            .map(|record| VolumeInfo {
-                mountpoint: volume::data_dir(&self.root, &record.name),
-                used_by: volume::users_in(&recs, &record.name),
-                record,
-            })
-            .collect())
-    }
-
-    pub fn inspect_volume(&self, name: &str) -> Result<VolumeInfo> {
-        self.volumes()?
-            .into_iter()
-            .find(|v| v.record.name == name)
-            .ok_or_else(|| Error::NotFound {
-                kind: "volume",
-                name: name.to_string(),
-            })
-    }
-
-    /// Removes a volume and its data; refused while a container (running or not)
-    /// mounts it.
-    pub fn remove_volume(&self, name: &str) -> Result<()> {
-        volume::remove(&self.registry, name)
-    }
-
-    /// Removes every volume no container mounts; returns their names.
-    pub fn prune_volumes(&self) -> Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for v in self.volumes()? {
-            if v.used_by.is_empty() {
-                match volume::remove(&self.registry, &v.record.name) {
-                    Ok(()) => removed.push(v.record.name),
-                    // Mounted by a container created since the listing.
-                    Err(Error::InUse { .. } | Error::NotFound { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-        Ok(removed)
-    }
-
     /// The lines of a container's log that `query` selects.
     pub fn logs(&self, reference: &str, query: &LogQuery) -> Result<Vec<LogLine>> {
         let rec = self.get(reference)?;
@@ -816,88 +766,4 @@ impl Engine {
     }
 }
 
-/// Which way `cp` goes.
-pub enum CopyDirection<'a> {
-    /// From the container's path to a host path.
-    Out { from: &'a Path, to: &'a Path },
-    /// From a host path to the container's path.
-    In { from: &'a Path, to: &'a Path },
-}
-
-impl Engine {
-    /// `cp` into or out of a container's root filesystem (mounted for the copy when
-    /// the container is not running). Paths inside the container never resolve out of
-    /// it. Volumes are not seen: they exist only in the container's mount namespace.
-    pub fn copy(&self, reference: &str, direction: CopyDirection) -> Result<()> {
-        self.with_rootfs(reference, |root| match direction {
-            CopyDirection::Out { from, to } => crate::copy::copy_out(root, from, to),
-            CopyDirection::In { from, to } => crate::copy::copy_in(root, from, to),
-        })
-    }
-
-    /// Runs `f` on the container's merged rootfs: the live one while it runs, else
-    /// mounted for the call and unmounted after. Minimal containers have none.
-    fn with_rootfs<T>(&self, reference: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
-        let rec = self.get(reference)?;
-        let dir = self.container_dir(&rec.id)?;
-        if !dir.join("lowers").exists() {
-            return Err(Error::invalid(
-                "container",
-                format!(
-                    "{} uses the host's filesystem (minimal isolation): work on the host",
-                    rec.name
-                ),
-            ));
-        }
-        // Under the rootfs lock the state cannot change between the look and the work:
-        // a start waits to mount, a supervisor waits to unmount.
-        // (`registry.get`, not `get`: a refresh could unmount, which takes the lock.)
-        let _lock = crate::supervisor::lock_rootfs(&dir)?;
-        let rec = self.registry.get(&rec.id)?;
-        let running = matches!(
-            rec.status,
-            ContainerStatus::Running | ContainerStatus::Paused
-        );
-        if !running {
-            crate::supervisor::mount_rootfs_locked(&dir)?;
-        }
-        let res = f(&dir.join(ROOTFS_DIR));
-        if !running {
-            crate::supervisor::unmount_rootfs_locked(&dir);
-        }
-        res
-    }
-
-    /// Removes every container that is not running; returns their names.
-    pub fn prune(&self) -> Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for r in self.list()? {
-            if !matches!(
-                r.status,
-                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-            ) {
-                self.remove(&r.id, false, false)?;
-                removed.push(r.name);
-            }
-        }
-        Ok(removed)
-    }
-
-    /// The container's state as JSON (`export`), or with `rootfs_tar` a tar of its
-    /// filesystem written to `out`.
-    pub fn export(
-        &self,
-        reference: &str,
-        rootfs_tar: bool,
-        out: &mut dyn std::io::Write,
-    ) -> Result<()> {
-        let rec = self.get(reference)?;
-        if !rootfs_tar {
-            let v = self.inspect(&rec.id)?;
-            let text = serde_json::to_vec_pretty(&v)
-                .map_err(|e| Error::invalid("record", e.to_string()))?;
-            return out.write_all(&text).ctx(|| "writing the export");
-        }
-        self.with_rootfs(&rec.id, |root| crate::copy::export_rootfs(root, out))
-    }
-}
+pub use crate::copy::api::CopyDirection;

@@ -120,4 +120,19 @@ impl Engine {
             Ok(())
         })
     }
+
+    /// Removes every container that is not running; returns their names.
+    pub fn prune(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for r in self.list()? {
+            if !matches!(
+                r.status,
+                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+            ) {
+                self.remove(&r.id, false, false)?;
+                removed.push(r.name);
+            }
+        }
+        Ok(removed)
+    }
 }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{valid_name, ContainerConfig, VolumeSource};
+use crate::engine::Engine;
 use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerRecord, Index, Registry};
 
@@ -250,4 +251,57 @@ pub fn remove_anonymous(registry: &Registry, config: &ContainerConfig) -> Result
         }
     }
     Ok(())
+}
+
+/// The volume half of the engine's API.
+impl Engine {
+    /// Creates a named volume (or returns the one of that name).
+    pub fn create_volume(&self, name: &str) -> Result<VolumeRecord> {
+        ensure(self.registry(), name, false)
+    }
+
+    /// Every volume, where its data is, and who mounts it.
+    pub fn volumes(&self) -> Result<Vec<VolumeInfo>> {
+        let recs = self.registry().list()?;
+        Ok(list(self.registry())?
+            .into_iter()
+            .map(|record| VolumeInfo {
+                mountpoint: data_dir(self.root(), &record.name),
+                used_by: users_in(&recs, &record.name),
+                record,
+            })
+            .collect())
+    }
+
+    pub fn inspect_volume(&self, name: &str) -> Result<VolumeInfo> {
+        self.volumes()?
+            .into_iter()
+            .find(|v| v.record.name == name)
+            .ok_or_else(|| Error::NotFound {
+                kind: "volume",
+                name: name.to_string(),
+            })
+    }
+
+    /// Removes a volume and its data; refused while a container (running or not)
+    /// mounts it.
+    pub fn remove_volume(&self, name: &str) -> Result<()> {
+        remove(self.registry(), name)
+    }
+
+    /// Removes every volume no container mounts; returns their names.
+    pub fn prune_volumes(&self) -> Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for v in self.volumes()? {
+            if v.used_by.is_empty() {
+                match remove(self.registry(), &v.record.name) {
+                    Ok(()) => removed.push(v.record.name),
+                    // Mounted by a container created since the listing.
+                    Err(Error::InUse { .. } | Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(removed)
+    }
 }

@@ -14,6 +14,7 @@
 //! - The destination side is written with `*at` calls on directory fds, `O_NOFOLLOW` and
 //!   `O_EXCL` ([`tree`]); `export --rootfs` writes a tar from the same walk ([`export`]).
 
+pub mod api;
 mod export;
 mod node;
 mod tree;
