@@ -15,9 +15,17 @@
 //! shim everything happens in this process. See docs/supervisor.md.
 
 mod abandon;
+mod finish;
 pub mod logs;
 pub mod netplug;
+mod rootfs;
 mod shim;
+
+use finish::{complete, finish};
+pub use rootfs::{
+    lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
+    ROOTFS_LOCK,
+};
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -25,12 +33,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use codex_shim::handoff::{Finish, Handover, ShimArgs, Worker};
-use codex_shim::pump::{pump_until, Outcome, Pumped, TimeLimit, Timeout};
+use codex_shim::handoff::{Handover, ShimArgs, Worker};
+use codex_shim::pump::{pump_until, Pumped, TimeLimit, Timeout};
 use codex_sys::ProcessId;
 
 use crate::config::ContainerConfig;
-use crate::engine::{BUNDLE_DIR, LOG_FILE, ROOTFS_DIR};
+use crate::engine::{BUNDLE_DIR, LOG_FILE};
 use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerStatus, Registry};
 use logs::LogWriter;
@@ -53,70 +61,6 @@ fn report(v: serde_json::Value) {
     // REPORTED makes sure it is taken only once.
     let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(STATUS_FD) });
     let _ = writeln!(f, "{v}");
-}
-
-/// Holds the container's rootfs lock: mounting and unmounting its rootfs, and a `cp`
-/// or `export` working on it, happen one at a time (a `start` racing a copy out of a
-/// stopped container would otherwise have its fresh mount undone by the copy's
-/// unmount). Released when dropped.
-pub fn lock_rootfs(dir: &Path) -> Result<codex_sys::FileLock> {
-    let path = dir.join(ROOTFS_LOCK);
-    codex_sys::FileLock::exclusive(&path).ctx(|| format!("locking {}", path.display()))
-}
-
-/// The lock file beside the rootfs (see [`lock_rootfs`]).
-pub const ROOTFS_LOCK: &str = "rootfs.lock";
-
-/// Mounts the overlay rootfs of a container whose directory has a layer list.
-pub fn mount_rootfs(dir: &Path) -> Result<()> {
-    let _lock = lock_rootfs(dir)?;
-    mount_rootfs_locked(dir)
-}
-
-/// [`mount_rootfs`] for a caller that holds [`lock_rootfs`].
-pub fn mount_rootfs_locked(dir: &Path) -> Result<()> {
-    let Ok(text) = std::fs::read(dir.join("lowers")) else {
-        return Ok(());
-    };
-    let lowers: Vec<PathBuf> = serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
-        path: dir.join("lowers"),
-        reason: e.to_string(),
-    })?;
-    let lower: Vec<String> = lowers.iter().map(|p| p.display().to_string()).collect();
-    let data = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.join(":"),
-        dir.join("upper").display(),
-        dir.join("work").display()
-    );
-    let target = dir.join(ROOTFS_DIR);
-    unmount_rootfs_locked(dir);
-    // nosuid,nodev: nothing a container or an image put in it runs set-id or opens a
-    // device through the host's mount (the container's bind clears them again, see
-    // ROOTFS_SUID_DEV_ANNOTATION).
-    nix::mount::mount(
-        Some("overlay"),
-        &target,
-        Some("overlay"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(data.as_str()),
-    )
-    .map_err(|e| Error::Io {
-        context: format!("mounting the rootfs overlay on {}", target.display()),
-        cause: e.into(),
-    })
-}
-
-pub fn unmount_rootfs(dir: &Path) {
-    // Best effort, like the unmount itself: without the lock (a container directory
-    // already gone) it unmounts anyway.
-    let _lock = lock_rootfs(dir);
-    unmount_rootfs_locked(dir);
-}
-
-/// [`unmount_rootfs`] for a caller that holds [`lock_rootfs`].
-pub fn unmount_rootfs_locked(dir: &Path) {
-    let _ = nix::mount::umount2(&dir.join(ROOTFS_DIR), nix::mount::MntFlags::MNT_DETACH);
 }
 
 /// The hidden supervisor modes of a binary; `args` is what follows its
@@ -614,85 +558,6 @@ fn work(
     match done {
         Ok(()) => 0,
         Err(e) => fail(e.to_string(), Some(ours), true),
-    }
-}
-
-/// Records how the container ended, deletes the runtime container, unmounts its
-/// rootfs and removes it if it was started with `--rm`.
-fn complete(
-    rt: &codex_runtime::Runtime,
-    registry: &Registry,
-    id: &str,
-    dir: &Path,
-    cfg: &ContainerConfig,
-    outcome: Outcome,
-) -> Result<()> {
-    let (code, timeout_note) = if outcome.timed_out {
-        let secs = cfg.timeout.unwrap_or_default();
-        (124, Some(format!("timed out after {secs} s")))
-    } else {
-        (outcome.code, None)
-    };
-    let oom = rt
-        .load(id)
-        .map(|c| c.state.cgroups.oom_kills() > 0)
-        .unwrap_or(false);
-    let deleted = rt.delete(id, true);
-    unmount_rootfs(dir);
-    registry.update_container(id, |r| {
-        r.status = if r.stop_requested {
-            ContainerStatus::Stopped
-        } else {
-            ContainerStatus::Exited
-        };
-        r.exit_code = Some(code);
-        r.signal = outcome.signal;
-        r.oom_killed = oom;
-        r.pid = None;
-        r.set_supervisor(None);
-        r.finished_at = Some(codex_runtime::state::now_rfc3339());
-        r.error = timeout_note
-            .clone()
-            .or_else(|| deleted.as_ref().err().map(|e| format!("cleaning up: {e}")));
-        Ok(())
-    })?;
-    if cfg.auto_remove {
-        registry.remove_container(id)?;
-        // As `rm` does; a crash here leaves them to the next reconcile.
-        let _ = crate::network::release_container(registry, id);
-        crate::volume::remove_anonymous(registry, cfg)?;
-    }
-    Ok(())
-}
-
-/// `--finish ...`, run by the shim: the init has exited (or supervision failed);
-/// record it and clean up as [`complete`] does. Returns the process exit code.
-fn finish(root: &Path, id: &str, args: &[String]) -> i32 {
-    // The start was reported long ago: fd 3 is not ours in this mode.
-    REPORTED.store(true, Ordering::SeqCst);
-    let Ok(registry) = Registry::open(root) else {
-        return 1;
-    };
-    let done = match Finish::parse(args) {
-        Ok(Finish::Exited(outcome)) => (|| {
-            let dir = registry.container_dir(id)?;
-            let cfg = load_config(&registry, id);
-            let rt = codex_runtime::Runtime::new(root.join("runtime"));
-            complete(&rt, &registry, id, &dir, &cfg, outcome)
-        })()
-        .map_err(|e| e.to_string()),
-        Ok(Finish::Failed(msg)) => Err(msg),
-        Err(e) => Err(format!("the supervisor's shim: {e}")),
-    };
-    match done {
-        Ok(()) => 0,
-        Err(msg) => {
-            // Supervision failed: the container may still run, with nobody pumping its
-            // output or waiting for it. The shim that runs this is its supervisor.
-            let shim = ProcessId::of(nix::unistd::getppid().as_raw()).ok();
-            abandon::abandon(root, &registry, id, &msg, shim);
-            1
-        }
     }
 }
 
