@@ -373,8 +373,25 @@ impl Engine {
     /// ended.
     pub(crate) fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerRecord>> {
         let end = Instant::now() + timeout;
+        let mut last: Option<ContainerRecord> = None;
         loop {
-            let r = self.get(id)?;
+            let r = match self.get(id) {
+                Ok(r) => r,
+                // Removed at its end (`--rm`): it ended, and its last record says how
+                // far it got; the exit itself went with the container.
+                Err(Error::NotFound { .. }) if last.is_some() => {
+                    return Ok(last.map(|mut r| {
+                        r.status = if r.stop_requested {
+                            ContainerStatus::Stopped
+                        } else {
+                            ContainerStatus::Exited
+                        };
+                        r.pid = None;
+                        r
+                    }))
+                }
+                Err(e) => return Err(e),
+            };
             if !is_live(r.status) {
                 return Ok(Some(r));
             }
@@ -382,7 +399,9 @@ impl Engine {
             if left.is_zero() {
                 return Ok(None);
             }
-            match r.supervisor_pidfd() {
+            let pidfd = r.supervisor_pidfd();
+            last = Some(r);
+            match pidfd {
                 Some(fd) => {
                     let mut fds = [nix::poll::PollFd::new(
                         std::os::fd::AsFd::as_fd(&fd),

@@ -15,6 +15,18 @@ use crate::error::{Error, Result};
 use crate::registry::{ContainerRecord, ContainerStatus};
 use crate::volume;
 
+/// The config field that makes the supervisor remove a container once it ends.
+const AUTO_REMOVE: &str = "auto_remove";
+
+/// Whether the record (as it is now, not as it was created) asks for removal at the end:
+/// [`Engine::remove_when_ended`] may have set it after the supervisor read its config.
+pub(crate) fn auto_remove_requested(rec: &ContainerRecord) -> bool {
+    rec.config
+        .get(AUTO_REMOVE)
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false)
+}
+
 /// How long `rm` waits for a container's last processes to die.
 const RUNTIME_DELETE_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -119,6 +131,26 @@ impl Engine {
             r.status = ContainerStatus::Removing;
             Ok(())
         })
+    }
+
+    /// Hands the removal of a started container to its supervisor, as `run -d --rm` does:
+    /// for an attached `run --rm` whose reader went away. A container that has already
+    /// ended (or never ran) is removed now. Returns whether it was removed now.
+    pub fn remove_when_ended(&self, reference: &str) -> Result<bool> {
+        let rec = self.get(reference)?;
+        let handed = self.registry.update_container(&rec.id, |r| {
+            if is_live(r.status) || starting(r) {
+                if let Some(cfg) = r.config.as_object_mut() {
+                    cfg.insert(AUTO_REMOVE.into(), serde_json::Value::Bool(true));
+                }
+            }
+            Ok(())
+        })?;
+        if auto_remove_requested(&handed) {
+            return Ok(false);
+        }
+        self.remove(&rec.id, true, true)?;
+        Ok(true)
     }
 
     /// Removes every container that is not running; returns their names.

@@ -31,7 +31,17 @@ impl Engine {
             let now = Instant::now();
             // Only a supervisor that cannot run is given up on: a slow one (a loaded
             // machine) gets the full patience.
-            let sup = self.get(&rec.id)?.supervisor_pid;
+            let sup = match self.get(&rec.id) {
+                Ok(r) => r.supervisor_pid,
+                // Removed at its end (`--rm`) right after the last look.
+                Err(Error::NotFound { .. }) => {
+                    let mut gone = rec.clone();
+                    gone.status = crate::registry::ContainerStatus::Stopped;
+                    gone.pid = None;
+                    return Ok(gone);
+                }
+                Err(e) => return Err(e),
+            };
             let init_dead = rec
                 .pid
                 .is_none_or(|p| matches!(state(p), None | Some(b'Z' | b'X')));

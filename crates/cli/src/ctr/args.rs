@@ -334,3 +334,15 @@ pub enum ImageCommand {
     /// Remove images.
     Rm { references: Vec<String> },
 }
+
+impl Command {
+    /// Whether the command streams a container's output while it holds the container
+    /// (attached `run`, `start -a`): a closed stdout must not kill it mid-way.
+    pub fn streams_a_container(&self) -> bool {
+        match self {
+            Command::Run { detach, .. } => !detach,
+            Command::Start { attach, .. } => *attach,
+            _ => false,
+        }
+    }
+}

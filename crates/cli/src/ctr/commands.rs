@@ -1,5 +1,6 @@
 //! One function per command: build the engine's inputs, call it, print.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -217,14 +218,14 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             };
             if !follow {
                 for l in eng.logs(&container, &query)? {
-                    print_log(&l, timestamps);
+                    print_log(&l, timestamps)?;
                 }
                 return Ok(0);
             }
             let mut f = eng.follow_logs(&container, query)?;
             while let Some(lines) = next_lines(&mut f, Duration::from_secs(1))? {
                 for l in &lines {
-                    print_log(l, timestamps);
+                    print_log(l, timestamps)?;
                 }
             }
             Ok(0)
@@ -251,16 +252,16 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
-fn print_log(l: &LogLine, timestamps: bool) {
+fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
     let line = if timestamps {
         format!("{} {}", l.time, l.log)
     } else {
         l.log.clone()
     };
     if l.stream == "stderr" {
-        eprintln!("{line}");
+        writeln!(std::io::stderr().lock(), "{line}")
     } else {
-        println!("{line}");
+        writeln!(std::io::stdout().lock(), "{line}")
     }
 }
 
@@ -328,7 +329,11 @@ fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
     }
     loop {
         match follow.poll(Duration::from_millis(50))? {
-            Followed::Lines(lines) => lines.iter().for_each(|l| print_log(l, false)),
+            Followed::Lines(lines) => {
+                if let Err(e) = lines.iter().try_for_each(|l| print_log(l, false)) {
+                    return reader_gone(eng, id, remove, e);
+                }
+            }
             Followed::Idle => {}
             Followed::Ended => break,
         }
@@ -347,6 +352,19 @@ fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
             rec.error.as_deref().unwrap_or("no exit was recorded")
         ),
     }
+}
+
+/// The attached output's reader went away (`run ... | head -1`): the command ends as a
+/// pipeline member does (141, 128 + SIGPIPE) and the container runs on, its output going
+/// to its log; with `--rm` its supervisor removes it when it ends, as for `run -d --rm`.
+fn reader_gone(eng: &Engine, id: &str, remove: bool, e: std::io::Error) -> Result<i32> {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        return Err(anyhow::Error::new(e).context("writing the container's output"));
+    }
+    if remove {
+        eng.remove_when_ended(id)?;
+    }
+    Ok(128 + libc::SIGPIPE)
 }
 
 /// The next lines of a followed log, or None when the container has ended.

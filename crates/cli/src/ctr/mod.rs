@@ -22,6 +22,20 @@ fn exit_code_for(err: &anyhow::Error) -> i32 {
     }
 }
 
+/// A reader that goes away (`codex-ctr ps | head -1`) ends the command as it ends other
+/// Unix tools: by SIGPIPE (exit 141 in a shell). Rust ignores SIGPIPE, which turns the
+/// next `println!` into a panic. Only for commands that hold no container state while
+/// writing; the attached `run`/`start -a` handle a closed reader themselves. The
+/// supervisor this process may spawn is a fresh exec of a Rust binary, which ignores
+/// SIGPIPE again, and containers get default dispositions from the runtime.
+fn die_on_closed_stdout() {
+    // SAFETY: setting a signal's disposition to the default touches no memory; done
+    // before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn main() -> i32 {
     let argv: Vec<String> = std::env::args().collect();
     // The supervisor: a hidden mode, started by the engine itself.
@@ -43,6 +57,9 @@ pub fn main() -> i32 {
             return if e.use_stderr() { 125 } else { 0 };
         }
     };
+    if !cli.command.streams_a_container() {
+        die_on_closed_stdout();
+    }
     if matches!(cli.command, args::Command::Exec { .. }) {
         if let Err(e) = codex_runtime::selfclone::ensure_protected_self() {
             eprintln!("codex-ctr: {e}");

@@ -35,7 +35,7 @@ pub(super) fn complete(
         .unwrap_or(false);
     let deleted = rt.delete(id, true);
     unmount_rootfs(dir);
-    registry.update_container(id, |r| {
+    let ended = registry.update_container(id, |r| {
         r.status = if r.stop_requested {
             ContainerStatus::Stopped
         } else {
@@ -52,7 +52,9 @@ pub(super) fn complete(
             .or_else(|| deleted.as_ref().err().map(|e| format!("cleaning up: {e}")));
         Ok(())
     })?;
-    if cfg.auto_remove {
+    // Read under the same lock that recorded the end, so an `Engine::remove_when_ended`
+    // racing with it either sees the container ended (and removes it itself) or is seen.
+    if cfg.auto_remove || crate::removal::auto_remove_requested(&ended) {
         registry.remove_container(id)?;
         // As `rm` does; a crash here leaves them to the next reconcile.
         let _ = crate::network::release_container(registry, id);

@@ -1,0 +1,143 @@
+//! The everyday CLI (issue 20): what a Docker user does without thinking must not crash or
+//! surprise. Each test has its own engine root.
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use codex_tests::ctr::Ctr;
+use codex_tests::*;
+
+/// Runs `codex-ctr args...` with stdout a pipe whose reader is already gone, as in
+/// `codex-ctr logs x | head -0` once `head` has exited: every write gets EPIPE. Returns
+/// the exit status and stderr.
+fn run_into_closed_pipe(c: &Ctr, args: &[&str]) -> (ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let err = tempfile::NamedTempFile::new().expect("stderr file");
+    let mut cmd = c.cmd(args);
+    own_group(&mut cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(err.reopen().expect("reopen stderr file"));
+    let mut child = cmd.spawn().expect("spawn codex-ctr");
+    // Our copy of the write end went with the Command: only the child holds it.
+    drop(cmd);
+    let status = match wait_child(&mut child, cmd_timeout()) {
+        Some(s) => s,
+        None => {
+            kill_group(&mut child);
+            panic!("codex-ctr {args:?} into a closed pipe hung");
+        }
+    };
+    (status, read_lossy(err.path()))
+}
+
+#[test]
+fn a_closed_stdout_ends_printing_commands_by_sigpipe_not_a_panic() {
+    let c = Ctr::new();
+    // Enough output that every command below has something to write.
+    c.run(&[
+        "run",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "seq 1 20000",
+    ])
+    .assert_ok();
+    // Positive control: with a reader, each command prints.
+    for args in [
+        &["logs", "chatty"][..],
+        &["logs", "-f", "chatty"],
+        &["ps", "-a"],
+        &["inspect", "chatty"],
+        &["info"],
+        &["image", "ls"],
+    ] {
+        let o = c.run(args);
+        o.assert_ok();
+        assert!(!o.stdout.is_empty(), "{args:?} printed nothing: {o:?}");
+        let (status, stderr) = run_into_closed_pipe(&c, args);
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?} into a closed pipe: {status:?}, stderr: {stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked"),
+            "{args:?} panicked on a closed pipe: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn attached_run_whose_reader_left_exits_141_and_still_removes_its_container() {
+    let c = Ctr::new();
+    // The container outlives the reader: it is handed to its supervisor for removal.
+    let (status, stderr) = run_into_closed_pipe(
+        &c,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "outlives",
+            "busybox",
+            "sh",
+            "-c",
+            "echo first; sleep 2; echo last",
+        ],
+    );
+    assert_eq!(status.code(), Some(141), "{status:?}, stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        c.inspect("outlives")["status"],
+        "running",
+        "the container must run on without its reader"
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || c.containers() == 0),
+        "--rm was lost when the reader went away: {:?}",
+        c.run(&["ps", "-a"])
+    );
+
+    // A container that never ends by itself (`yes`): the command still returns, and a
+    // later stop removes the container.
+    let (status, stderr) =
+        run_into_closed_pipe(&c, &["run", "--rm", "--name", "yes", "busybox", "yes"]);
+    assert_eq!(status.code(), Some(141), "{status:?}, stderr: {stderr}");
+    c.run(&["stop", "-t", "0", "yes"]).assert_ok();
+    assert!(
+        wait_until(Duration::from_secs(30), || c.containers() == 0),
+        "the stopped container was not removed: {:?}",
+        c.run(&["ps", "-a"])
+    );
+}
+
+#[test]
+fn attached_run_without_rm_keeps_its_container_when_the_reader_leaves() {
+    let c = Ctr::new();
+    let (status, _) = run_into_closed_pipe(&c, &["run", "--name", "kept", "busybox", "echo", "x"]);
+    assert_eq!(status.code(), Some(141), "{status:?}");
+    c.run(&["wait", "kept"]).assert_ok();
+    assert_eq!(c.inspect("kept")["status"], "exited");
+    assert_eq!(c.containers(), 1);
+}
+
+#[test]
+fn stop_of_a_container_removed_at_its_end_succeeds() {
+    let c = Ctr::new();
+    c.run(&[
+        "run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "100",
+    ])
+    .assert_ok();
+    assert_eq!(c.inspect("brief")["status"], "running");
+    let o = c.run(&["stop", "-t", "0", "brief"]);
+    o.assert_ok();
+    assert_eq!(o.stdout.trim(), "brief");
+    assert!(
+        wait_until(Duration::from_secs(30), || c.containers() == 0),
+        "--rm did not remove the stopped container"
+    );
+}
