@@ -373,17 +373,24 @@ impl Registry {
                     name: id.into(),
                 });
             }
-            if has_dir {
-                self.retire(&dir, &trash, &mount_points()?)?;
+            let mounts = mount_points()?;
+            if let Some(mount) = mounts_under(&mounts, &dir).first() {
+                return Err(still_mounted(format!("removing {}", dir.display()), mount));
             }
+            // The index first, then the directory: a reader without the lock that still
+            // saw the id in the index and then finds no state.json re-reads the index and
+            // sees the container gone (NotFound), never a "corrupt" listed one. A crash in
+            // between leaves an unlisted directory, which reconcile removes.
+            let listed = index.clone();
             for name in &names {
                 index.containers.remove(name);
             }
-            if let Err(e) = self.save_index(&index) {
-                if has_dir {
-                    let _ = fs::rename(&trash, &dir);
+            self.save_index(&index)?;
+            if has_dir {
+                if let Err(e) = self.retire(&dir, &trash, &mounts) {
+                    let _ = self.save_index(&listed);
+                    return Err(e);
                 }
-                return Err(e);
             }
         }
         // The container is gone; deleting its files needs no lock.

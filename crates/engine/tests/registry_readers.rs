@@ -1,0 +1,53 @@
+//! Readers without the lock (`get`, `inspect`, `stop`'s wait) racing an `rm`: they see the
+//! container or see it gone, never a "corrupt" listed container. Unprivileged.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use codex_engine::registry::Registry;
+use codex_engine::Error;
+use serde_json::json;
+
+#[test]
+fn a_reader_racing_rm_sees_the_container_or_not_found_never_corrupt() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reg = Arc::new(Registry::open(dir.path()).expect("open"));
+    let rounds = 150;
+    let mut seen_gone = 0;
+    let mut seen_present = 0;
+    for round in 0..rounds {
+        let name = format!("c{round}");
+        let rec = reg
+            .create_container(Some(&name), json!({}), BTreeMap::new())
+            .expect("create");
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (reg, stop, name) = (reg.clone(), stop.clone(), name.clone());
+            std::thread::spawn(move || {
+                let (mut present, mut gone) = (0, 0);
+                loop {
+                    let done = stop.load(Ordering::SeqCst);
+                    match reg.get(&name) {
+                        Ok(_) => present += 1,
+                        Err(Error::NotFound { .. }) => gone += 1,
+                        Err(e) => panic!("a reader racing rm got: {e}"),
+                    }
+                    if done {
+                        return (present, gone);
+                    }
+                }
+            })
+        };
+        reg.remove_container(&rec.id).expect("remove");
+        stop.store(true, Ordering::SeqCst);
+        let (p, g) = reader.join().expect("the reader panicked");
+        seen_present += p;
+        seen_gone += g;
+    }
+    // The race was run: readers saw both sides of it.
+    assert!(
+        seen_present > 0 && seen_gone > 0,
+        "{seen_present} / {seen_gone}"
+    );
+}
