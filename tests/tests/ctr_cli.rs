@@ -141,3 +141,36 @@ fn stop_of_a_container_removed_at_its_end_succeeds() {
         "--rm did not remove the stopped container"
     );
 }
+
+#[test]
+fn an_unknown_flag_before_the_image_is_an_unknown_flag_not_the_image() {
+    let c = Ctr::new();
+    for cmd in ["run", "create"] {
+        let o = c.run(&[cmd, "--no-such-flag", "1", "busybox", "true"]);
+        o.assert_code(125);
+        o.assert_stderr_mentions("--no-such-flag");
+        assert!(
+            !o.stderr.contains("not found"),
+            "the flag was taken for the image: {o:?}"
+        );
+    }
+    // Under minimal isolation (no image) it was run as the command.
+    let o = c.run(&["run", "--isolation", "minimal", "-it", "true"]);
+    o.assert_code(125);
+    assert!(!o.stderr.contains("executable file"), "{o:?}");
+    assert_eq!(c.containers(), 0, "a refused flag left a container");
+    // What follows the image is the command's, flags included.
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo \"$@\"",
+        "x",
+        "-a",
+        "--b",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "-a --b\n");
+}

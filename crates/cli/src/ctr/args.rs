@@ -16,7 +16,8 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct CreateArgs {
-    #[arg(long)]
+    /// The container's name (a value that starts with '-' is taken, and refused by name).
+    #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
     /// KEY=VALUE (repeatable).
     #[arg(short, long = "env")]
@@ -96,7 +97,11 @@ pub struct CreateArgs {
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    #[arg(
+        trailing_var_arg = true,
+        required = true,
+        value_name = "IMAGE [COMMAND]"
+    )]
     pub rest: Vec<String>,
 }
 
