@@ -174,3 +174,25 @@ fn an_unknown_flag_before_the_image_is_an_unknown_flag_not_the_image() {
     o.assert_ok();
     assert_eq!(o.stdout, "-a --b\n");
 }
+
+#[test]
+fn a_missing_container_is_an_engine_error_125_in_every_command() {
+    let c = Ctr::new();
+    for cmd in [
+        &["stop", "nosuch"][..],
+        &["rm", "nosuch"],
+        &["start", "nosuch"],
+        &["kill", "nosuch"],
+        &["restart", "nosuch"],
+        &["pause", "nosuch"],
+        &["unpause", "nosuch"],
+        &["wait", "nosuch"],
+        &["logs", "nosuch"],
+        &["inspect", "nosuch"],
+        &["exec", "nosuch", "true"],
+    ] {
+        let o = c.run(cmd);
+        o.assert_code(125);
+        o.assert_stderr_mentions("nosuch");
+    }
+}

@@ -80,12 +80,12 @@ fn networks_are_created_listed_inspected_pruned_and_removed() {
     o.assert_ok();
     assert_eq!(names(&o), ["front"]);
     let o = c.run(&["network", "rm", "backend", "nosuch"]);
-    assert_eq!(o.code(), Some(1), "{o:?}");
+    assert_eq!(o.code(), Some(125), "{o:?}");
     assert!(o.stderr.contains("nosuch"), "{o:?}");
     let o = c.run(&["network", "prune"]);
     assert_eq!(names(&o), ["scratch"]);
     let o = c.run(&["network", "rm", "bridge"]);
-    assert_eq!(o.code(), Some(1), "{o:?}");
+    assert_eq!(o.code(), Some(125), "{o:?}");
     assert!(o.stderr.contains("default network"), "{o:?}");
     assert_eq!(names(&c.run(&["network", "ls", "-q"])), ["bridge"]);
 }

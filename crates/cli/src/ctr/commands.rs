@@ -265,7 +265,8 @@ fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
     }
 }
 
-/// Runs `f` for each name; the first error is reported after all were tried.
+/// Runs `f` for every name, reporting each failure and going on with the rest; 125
+/// when any failed.
 pub(super) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
     if names.is_empty() {
         bail!("name at least one container");
@@ -277,8 +278,10 @@ pub(super) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> R
             failed = Some(e);
         }
     }
+    // 125 as for any other engine error (Docker's scheme, used by every command here):
+    // a script tells "the engine refused" from a container's own exit code.
     match failed {
-        Some(_) => Ok(1),
+        Some(_) => Ok(125),
         None => Ok(0),
     }
 }
