@@ -196,3 +196,71 @@ fn a_missing_container_is_an_engine_error_125_in_every_command() {
         o.assert_stderr_mentions("nosuch");
     }
 }
+
+#[test]
+fn a_create_refused_on_its_second_volume_leaves_the_first_one_uncreated() {
+    let c = Ctr::new();
+    // Positive control: the first volume alone is made.
+    c.run(&["create", "--name", "ok", "-v", "made:/x", "busybox", "true"])
+        .assert_ok();
+    assert!(c.run(&["volume", "ls", "-q"]).stdout.contains("made"));
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "-v",
+        "leak:/x",
+        "-v",
+        "/nonexistent:/y",
+        "busybox",
+        "true",
+    ]);
+    o.assert_code(125);
+    o.assert_stderr_mentions("volumes[1]");
+    let vols = c.run(&["volume", "ls", "-q"]);
+    vols.assert_ok();
+    assert!(
+        !vols.stdout.contains("leak"),
+        "half a create was left: {vols:?}"
+    );
+    assert_eq!(c.containers(), 1);
+}
+
+#[test]
+fn a_timeout_says_it_fired_and_kills_after_a_short_grace() {
+    let c = Ctr::new();
+    // The program ignores the stop signal: only the SIGKILL after the grace ends it.
+    let started = std::time::Instant::now();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--timeout",
+        "1s",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 1; done",
+    ]);
+    let took = started.elapsed();
+    o.assert_code(124);
+    o.assert_stderr_mentions("--timeout");
+    o.assert_stderr_mentions("timed out after 1 s");
+    // A 10 s grace (what a timeout used to get) cannot finish under 11 s; the default
+    // 1 s grace finishes in about 2 s, and 9 s holds on a loaded machine.
+    assert!(took < Duration::from_secs(9), "took {took:?}: {o:?}");
+
+    // An explicit grace is honoured: a program that handles TERM in it exits by itself.
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--timeout",
+        "1s",
+        "--timeout-grace",
+        "20s",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo cleaned; exit 0' TERM; while :; do sleep 1; done",
+    ]);
+    o.assert_code(124);
+    assert_eq!(o.stdout, "cleaned\n", "{o:?}");
+}

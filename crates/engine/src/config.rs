@@ -182,6 +182,14 @@ pub fn parse_memory(field: &str, s: &str) -> Result<u64> {
 
 /// `10`, `10s`, `2m`, `1h` as whole seconds (`--timeout`).
 pub fn parse_duration_secs(field: &str, s: &str) -> Result<u64> {
+    match parse_duration_secs_or_zero(field, s)? {
+        0 => Err(Error::invalid(field, format!("{s:?} must be positive"))),
+        n => Ok(n),
+    }
+}
+
+/// [`parse_duration_secs`] that also takes 0 (a grace of none: SIGKILL at once).
+pub fn parse_duration_secs_or_zero(field: &str, s: &str) -> Result<u64> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (n, unit) = s.split_at(split);
     let n: u64 = n
@@ -198,9 +206,6 @@ pub fn parse_duration_secs(field: &str, s: &str) -> Result<u64> {
             ))
         }
     };
-    if n == 0 {
-        return Err(Error::invalid(field, format!("{s:?} must be positive")));
-    }
     n.checked_mul(mult)
         .ok_or_else(|| Error::invalid(field, format!("{s:?} is out of range")))
 }
@@ -291,6 +296,10 @@ fn valid_env_key(k: &str) -> bool {
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Seconds a container that ran past `--timeout` has between the stop signal and
+/// SIGKILL, unless `--timeout-grace` says otherwise.
+pub const DEFAULT_TIMEOUT_GRACE: u64 = 1;
+
 /// Everything a container is created from.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerConfig {
@@ -345,6 +354,11 @@ pub struct ContainerConfig {
     /// "timed out" in its record (for short-lived "tool" containers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// Seconds between the stop signal the timeout sends and SIGKILL (default
+    /// [`DEFAULT_TIMEOUT_GRACE`]): short, because a job past its time is not a service
+    /// being shut down politely; `stop_timeout` is for `stop`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_grace: Option<u64>,
     /// The log file is rotated when it would grow past this many bytes (default 10 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_max_size: Option<u64>,
@@ -521,6 +535,26 @@ mod tests {
         // Panicked (multiply with overflow) before; reproduced with fuzz/cli_parsers.
         let err = parse_duration_secs("timeout", "18446744073709551615m").unwrap_err();
         assert!(err.to_string().contains("out of range"), "{err}");
+    }
+
+    #[test]
+    fn a_grace_may_be_zero_but_not_negative_or_unitless_garbage() {
+        assert_eq!(
+            parse_duration_secs_or_zero("timeout-grace", "0").unwrap(),
+            0
+        );
+        assert_eq!(
+            parse_duration_secs_or_zero("timeout-grace", "0s").unwrap(),
+            0
+        );
+        assert_eq!(
+            parse_duration_secs_or_zero("timeout-grace", "3s").unwrap(),
+            3
+        );
+        for bad in ["", "-1", "1d", "x"] {
+            let err = parse_duration_secs_or_zero("timeout-grace", bad).unwrap_err();
+            assert!(err.to_string().starts_with("timeout-grace:"), "{err}");
+        }
     }
 
     #[test]

@@ -90,6 +90,9 @@ pub struct CreateArgs {
     /// Stop the container after this long (10s, 2m, 1h); it then exits with 124.
     #[arg(long)]
     pub timeout: Option<String>,
+    /// After --timeout's stop signal, SIGKILL this much later (default 1s).
+    #[arg(long = "timeout-grace")]
+    pub timeout_grace: Option<String>,
     /// Run this directory as the root filesystem instead of an image.
     #[arg(long)]
     pub rootfs: Option<PathBuf>,

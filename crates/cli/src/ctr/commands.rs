@@ -265,6 +265,10 @@ fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
     }
 }
 
+/// The exit code the supervisor records for a container stopped by `--timeout`
+/// (timeout(1)'s).
+const TIMED_OUT: i32 = 124;
+
 /// Runs `f` for every name, reporting each failure and going on with the rest; 125
 /// when any failed.
 pub(super) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> {
@@ -345,6 +349,11 @@ fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
         }
     }
     let rec = eng.get(id)?;
+    if rec.exit_code == Some(TIMED_OUT) {
+        // Otherwise a timeout looks like the program's own failure.
+        let why = rec.error.as_deref().unwrap_or("timed out");
+        eprintln!("codex-ctr: {}: {why} (--timeout): stopped", rec.name);
+    }
     if remove {
         eng.remove(id, true, true)?;
     }

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 use codex_engine::config::{
-    parse_cpus, parse_device_rates, parse_duration_secs, parse_env_file, parse_memory,
-    ContainerConfig, Limits, Volume, VolumeSource,
+    parse_cpus, parse_device_rates, parse_duration_secs, parse_duration_secs_or_zero,
+    parse_env_file, parse_memory, ContainerConfig, Limits, Volume, VolumeSource,
 };
 use codex_engine::network::{AddHost, NetworkMode};
 
@@ -110,6 +110,11 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .timeout
             .as_deref()
             .map(|t| parse_duration_secs("timeout", t))
+            .transpose()?,
+        timeout_grace: a
+            .timeout_grace
+            .as_deref()
+            .map(|t| parse_duration_secs_or_zero("timeout-grace", t))
             .transpose()?,
         log_max_size: a
             .log_max_size

@@ -295,7 +295,7 @@ fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: ProcessId
     Ok(())
 }
 
-/// `--timeout` of `cfg`: the stop signal after the timeout, SIGKILL a stop timeout
+/// `--timeout` of `cfg`: the stop signal after the timeout, SIGKILL `--timeout-grace`
 /// later.
 fn time_limit(cfg: &ContainerConfig) -> Option<TimeLimit> {
     let stop_signal = cfg
@@ -306,7 +306,10 @@ fn time_limit(cfg: &ContainerConfig) -> Option<TimeLimit> {
     cfg.timeout.map(|secs| TimeLimit {
         after: Duration::from_secs(secs),
         stop_signal,
-        grace: Duration::from_secs(cfg.stop_timeout.unwrap_or(10)),
+        grace: Duration::from_secs(
+            cfg.timeout_grace
+                .unwrap_or(crate::config::DEFAULT_TIMEOUT_GRACE),
+        ),
     })
 }
 
