@@ -264,3 +264,25 @@ fn a_timeout_says_it_fired_and_kills_after_a_short_grace() {
     o.assert_code(124);
     assert_eq!(o.stdout, "cleaned\n", "{o:?}");
 }
+
+#[test]
+fn streaming_stats_into_a_file_prints_plain_successive_tables() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "idle", "busybox", "sleep", "60"])
+        .assert_ok();
+    let out = tempfile::NamedTempFile::new().expect("stats output file");
+    let mut cmd = c.cmd(&["stats", "idle"]);
+    own_group(&mut cmd)
+        .stdin(Stdio::null())
+        .stdout(out.reopen().expect("reopen"))
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("spawn stats");
+    let two_tables = wait_until(Duration::from_secs(30), || {
+        read_lossy(out.path()).matches("NAME").count() >= 2
+    });
+    kill_group(&mut child);
+    let text = read_lossy(out.path());
+    assert!(two_tables, "stats did not stream two tables: {text:?}");
+    assert!(text.contains("idle"), "{text:?}");
+    assert!(!text.contains('\x1b'), "escape codes into a file: {text:?}");
+}

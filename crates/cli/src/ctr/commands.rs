@@ -579,8 +579,9 @@ fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Resul
         if format == "json" {
             println!("{}", serde_json::to_string(&usage)?);
         } else {
-            if !no_stream {
-                // Clear the screen and go home, as `top` does.
+            // On a terminal, clear it and go home as `top` does; into a pipe or file,
+            // successive plain tables (escape codes there are garbage to a reader).
+            if !no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
                 print!("\x1b[2J\x1b[H");
             }
             let header = [
