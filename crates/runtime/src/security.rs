@@ -43,6 +43,38 @@ impl CapMasks {
             ambient: mask("process.capabilities.ambient", c.ambient().as_ref())?,
         })
     }
+
+    /// The ambient capabilities the kernel would refuse to raise: an ambient capability
+    /// must be both permitted and inheritable. `runc spec` writes ambient capabilities
+    /// with no inheritable set, and runc and crun run that config.
+    pub fn unraisable_ambient(&self) -> u64 {
+        self.ambient & !(self.permitted & self.inheritable)
+    }
+
+    /// These masks without [`CapMasks::unraisable_ambient`]: what the process gets.
+    pub fn raisable(mut self) -> CapMasks {
+        self.ambient &= self.permitted & self.inheritable;
+        self
+    }
+}
+
+/// The names (`CAP_KILL`) of the ambient capabilities of `c` that cannot be raised
+/// ([`CapMasks::unraisable_ambient`]), sorted; for the warning `create` gives.
+pub fn unraisable_ambient_names(c: &LinuxCapabilities) -> Result<Vec<String>> {
+    let masks = CapMasks::from_spec(c)?;
+    let dropped = masks.unraisable_ambient();
+    let mut names: Vec<String> = c
+        .ambient()
+        .iter()
+        .flatten()
+        .filter_map(|cap| {
+            let name = serde_json::to_value(cap).ok()?.as_str()?.to_string();
+            let bit = name.parse::<caps::Capability>().ok()?.index();
+            (dropped & (1u64 << bit) != 0).then_some(name)
+        })
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
 /// The highest capability the running kernel knows: `PR_CAPBSET_READ` answers EINVAL
@@ -492,5 +524,26 @@ mod tests {
             .parse()
             .unwrap();
         assert_eq!(super::last_cap(), host);
+    }
+
+    #[test]
+    fn ambient_capabilities_not_both_permitted_and_inheritable_are_dropped_and_named() {
+        let caps: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(
+            serde_json::json!({
+                "permitted": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"],
+                "inheritable": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SETUID"],
+                "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_SETUID"]
+            }),
+        )
+        .unwrap();
+        let m = super::CapMasks::from_spec(&caps).unwrap();
+        let (kill, chown, setuid) = (1u64 << 5, 1u64, 1u64 << 7);
+        assert_eq!(m.unraisable_ambient(), kill | setuid);
+        assert_eq!(m.raisable().ambient, chown);
+        assert_eq!(m.raisable().permitted, m.permitted, "only ambient changes");
+        assert_eq!(
+            super::unraisable_ambient_names(&caps).unwrap(),
+            ["CAP_KILL", "CAP_SETUID"]
+        );
     }
 }

@@ -80,6 +80,7 @@ impl Runtime {
         let dir = self.container_dir(id)?;
         let bundle = Bundle::load(&opts.bundle)?;
         let spec = &bundle.spec;
+        self.warn_unraisable_ambient(spec)?;
         self.ensure_root()?;
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
@@ -267,6 +268,26 @@ pub(super) fn connect_console(path: &Path) -> Result<OwnedFd> {
 }
 
 /// Which namespaces stage 1 joins and creates, from `linux.namespaces`.
+impl Runtime {
+    /// Ambient capabilities that are not both permitted and inheritable cannot be
+    /// raised; the process runs without them and the caller is told (runc's way).
+    fn warn_unraisable_ambient(&self, spec: &oci_spec::runtime::Spec) -> Result<()> {
+        let caps = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref());
+        let Some(caps) = caps else { return Ok(()) };
+        let names = crate::security::unraisable_ambient_names(caps)?;
+        if !names.is_empty() {
+            self.warn(&format!(
+                "process.capabilities.ambient: {} not raised: an ambient capability must also be permitted and inheritable",
+                names.join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn namespace_plan(spec: &oci_spec::runtime::Spec) -> Result<NamespacePlan> {
     let mut plan = NamespacePlan {
         join: Vec::new(),

@@ -135,7 +135,9 @@ pub fn drop_privileges(
         .capabilities()
         .as_ref()
         .map(security::CapMasks::from_spec)
-        .transpose()?;
+        .transpose()?
+        // Warned about at create (see `unraisable_ambient_names`), as runc does.
+        .map(security::CapMasks::raisable);
     if let Some(c) = &caps {
         security::drop_bounding(c.bounding)?;
     }
