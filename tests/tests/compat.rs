@@ -186,3 +186,21 @@ fn a_config_with_no_process_is_refused_at_create_naming_it_and_leaves_nothing() 
     state.assert_fails();
     assert!(state.stderr.contains("does not exist"), "{state:?}");
 }
+
+// Spec corners found wrong (issue 15).
+
+#[test]
+fn a_fifo_in_linux_devices_is_created_and_needs_no_device_rule() {
+    let ctx = TestCtx::new("fifo-device");
+    let mut b = ctx.bundle();
+    // Deny-all first, as `runc spec` writes it: the device rules are then written.
+    b.set(
+        "/linux/resources",
+        serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
+    );
+    b.add_device("/dev/codex-fifo", "p", 0, 0, 0o620);
+    b.sh("test -p /dev/codex-fifo && stat -c '%a %F' /dev/codex-fifo");
+    let o = ctx.run(&b, &ctx.id("fifo"), &[]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "620 fifo\n");
+}

@@ -528,14 +528,13 @@ mod tests {
 
     #[test]
     fn ambient_capabilities_not_both_permitted_and_inheritable_are_dropped_and_named() {
-        let caps: oci_spec::runtime::LinuxCapabilities = serde_json::from_value(
-            serde_json::json!({
+        let caps: oci_spec::runtime::LinuxCapabilities =
+            serde_json::from_value(serde_json::json!({
                 "permitted": ["CAP_KILL", "CAP_CHOWN", "CAP_NET_RAW"],
                 "inheritable": ["CAP_CHOWN", "CAP_NET_RAW", "CAP_SETUID"],
                 "ambient": ["CAP_KILL", "CAP_CHOWN", "CAP_SETUID"]
-            }),
-        )
-        .unwrap();
+            }))
+            .unwrap();
         let m = super::CapMasks::from_spec(&caps).unwrap();
         let (kill, chown, setuid) = (1u64 << 5, 1u64, 1u64 << 7);
         assert_eq!(m.unraisable_ambient(), kill | setuid);

@@ -440,7 +440,12 @@ pub fn default_allow_rules(spec_devices: &[oci_spec::runtime::LinuxDevice]) -> V
     rules.push("c 136:* rwm".into());
     rules.push("c 5:2 rwm".into());
     rules.push("c 5:1 rwm".into());
-    for d in spec_devices {
+    // A FIFO (`p`) needs a node, not a rule: the device cgroup controls char and block
+    // devices only, and v1's devices.allow refuses `p` (EINVAL).
+    for d in spec_devices
+        .iter()
+        .filter(|d| d.typ() != LinuxDeviceType::P)
+    {
         rules.push(rule_line(
             Some(d.typ()),
             Some(d.major()),
