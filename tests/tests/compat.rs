@@ -204,3 +204,96 @@ fn a_fifo_in_linux_devices_is_created_and_needs_no_device_rule() {
     o.assert_ok();
     assert_eq!(o.stdout, "620 fifo\n");
 }
+
+/// A `sh -c SCRIPT` hook of `kind`.
+fn sh_hook(b: &mut Bundle, kind: &str, script: &str) {
+    b.add_hook(kind, "/bin/sh", &["sh", "-c", script], &[], None);
+}
+
+/// codex-specific: runc 1.1 stops at the first failing poststop hook; the spec says the
+/// remaining hooks run ("log a warning, but the remaining hooks and lifecycle continue").
+#[test]
+fn codex_a_failing_poststop_hook_does_not_stop_the_hooks_after_it() {
+    let ctx = TestCtx::new("poststop-continue");
+    let marks = ctx.mkdir("marks");
+    let m = marks.display();
+    let mut b = ctx.bundle();
+    sh_hook(
+        &mut b,
+        "poststop",
+        &format!("echo first > {m}/first; exit 3"),
+    );
+    sh_hook(&mut b, "poststop", &format!("echo second > {m}/second"));
+    b.sh("true");
+    let o = ctx.run(&b, &ctx.id("poststop"), &[]);
+    o.assert_ok();
+    // Positive control: the failing hook itself ran.
+    assert!(
+        marks.join("first").exists(),
+        "the first hook never ran: {o:?}"
+    );
+    assert!(
+        marks.join("second").exists(),
+        "a failing poststop hook stopped the rest: {o:?}"
+    );
+}
+
+/// codex-specific: runc 1.1 runs poststart hooks during `create` (see hooks.rs).
+#[test]
+fn codex_a_failing_poststart_hook_is_a_warning_and_the_hooks_after_it_run() {
+    let ctx = TestCtx::new("poststart-continue");
+    let marks = ctx.mkdir("marks");
+    let m = marks.display();
+    let mut b = ctx.bundle();
+    sh_hook(
+        &mut b,
+        "poststart",
+        &format!("echo first > {m}/first; exit 3"),
+    );
+    sh_hook(&mut b, "poststart", &format!("echo second > {m}/second"));
+    b.sh("exec sleep 1000");
+    let id = ctx.id("poststart");
+    ctx.create_and_start(&b, &id);
+    assert!(marks.join("first").exists(), "the first hook never ran");
+    assert!(
+        marks.join("second").exists(),
+        "a failing poststart hook stopped the rest"
+    );
+    assert_eq!(ctx.rt.state(&id).expect("state")["status"], "running");
+}
+
+#[test]
+fn a_start_container_hook_without_env_gets_the_processs_environment() {
+    let ctx = TestCtx::new("startcontainer-env");
+    let mut b = ctx.bundle();
+    b.add_env("CODEX_MARK=from-the-process");
+    // Runs in the container: the path and the file are the container's (/dev: the
+    // root is read-only).
+    sh_hook(
+        &mut b,
+        "startContainer",
+        "echo \"mark=$CODEX_MARK\" > /dev/hook-env",
+    );
+    b.sh("cat /dev/hook-env");
+    let o = ctx.run(&b, &ctx.id("hookenv"), &[]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "mark=from-the-process\n");
+    // A hook with an env of its own gets only that.
+    let mut b = ctx.bundle();
+    b.add_env("CODEX_MARK=from-the-process");
+    b.add_hook(
+        "startContainer",
+        "/bin/sh",
+        &[
+            "sh",
+            "-c",
+            "echo \"mark=$CODEX_MARK own=$OWN\" > /dev/hook-env",
+        ],
+        &["OWN=yes"],
+        None,
+    );
+    b.sh("cat /dev/hook-env");
+    let o = ctx.run(&b, &ctx.id("hookenv-own"), &[]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "mark= own=yes\n");
+}

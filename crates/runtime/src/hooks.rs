@@ -1,5 +1,6 @@
 //! OCI hooks: each is run with the container's state JSON on stdin, in order, with
-//! its own timeout; a failing hook fails the operation and its stderr is in the error.
+//! its own timeout; a failing hook fails the operation and its stderr is in the error,
+//! except `poststart` and `poststop`, whose failures are warnings ([`run_all`]).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -50,14 +51,48 @@ impl HookKind {
 /// Runs every hook of `kind` in order; stops at the first failure.
 pub fn run(kind: HookKind, hooks: Option<&Hooks>, state: &serde_json::Value) -> Result<()> {
     let Some(hooks) = hooks else { return Ok(()) };
-    let input = serde_json::to_vec(state).map_err(|e| Error::Other(e.to_string()))?;
+    let input = state_bytes(state)?;
     for hook in kind.of(hooks) {
-        run_one(kind, hook, &input)?;
+        run_one(kind, hook, &input, None)?;
     }
     Ok(())
 }
 
-fn run_one(kind: HookKind, hook: &Hook, input: &[u8]) -> Result<()> {
+/// `startContainer` hooks: as [`run`], but a hook without an `env` of its own gets the
+/// container process's environment (`env`), as runc and youki give it. They run in
+/// the container, where the runtime's own environment means nothing.
+pub fn run_start_container(hooks: &Hooks, state: &serde_json::Value, env: &[String]) -> Result<()> {
+    let input = state_bytes(state)?;
+    for hook in HookKind::StartContainer.of(hooks) {
+        run_one(HookKind::StartContainer, hook, &input, Some(env))?;
+    }
+    Ok(())
+}
+
+/// Runs every hook of `kind`, going on after a failure; returns the failures. For
+/// `poststart` and `poststop`, whose failures the spec makes warnings: the remaining
+/// hooks still run.
+pub fn run_all(kind: HookKind, hooks: &Hooks, state: &serde_json::Value) -> Vec<Error> {
+    let input = match state_bytes(state) {
+        Ok(i) => i,
+        Err(e) => return vec![e],
+    };
+    kind.of(hooks)
+        .iter()
+        .filter_map(|hook| run_one(kind, hook, &input, None).err())
+        .collect()
+}
+
+fn state_bytes(state: &serde_json::Value) -> Result<Vec<u8>> {
+    serde_json::to_vec(state).map_err(|e| Error::Other(e.to_string()))
+}
+
+fn run_one(
+    kind: HookKind,
+    hook: &Hook,
+    input: &[u8],
+    default_env: Option<&[String]>,
+) -> Result<()> {
     let fail = |reason: String| Error::Hook {
         hook: kind.name(),
         path: hook.path().clone(),
@@ -69,7 +104,7 @@ fn run_one(kind: HookKind, hook: &Hook, input: &[u8]) -> Result<()> {
         cmd.arg0(argv0);
     }
     cmd.args(args.iter().skip(1));
-    if let Some(env) = hook.env() {
+    if let Some(env) = hook.env().as_deref().or(default_env) {
         cmd.env_clear();
         for kv in env {
             if let Some((k, v)) = kv.split_once('=') {

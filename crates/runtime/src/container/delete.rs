@@ -23,8 +23,9 @@ impl Runtime {
         let mut st = c.state.oci_state(&c.dir);
         st["status"] = "stopped".into();
         if let Some(h) = c.state.config.hooks().as_ref() {
-            if let Err(e) = hooks::run(HookKind::Poststop, Some(h), &st) {
-                // The spec: a failing poststop hook is a warning; deletion goes on.
+            // The spec: a failing poststop hook is a warning; the other hooks still
+            // run and deletion goes on.
+            for e in hooks::run_all(HookKind::Poststop, h, &st) {
                 self.warn(&e.to_string());
             }
         }

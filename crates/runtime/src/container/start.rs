@@ -42,8 +42,9 @@ impl Runtime {
             let mut st = state.oci_state(dir);
             st["status"] = "running".into();
             st["pid"] = state.pid.into();
-            if let Err(e) = hooks::run(HookKind::Poststart, Some(h), &st) {
-                // The spec: a failing poststart hook is a warning; the container runs on.
+            // The spec: a failing poststart hook is a warning; the other hooks still
+            // run and the container runs on.
+            for e in hooks::run_all(HookKind::Poststart, h, &st) {
                 self.warn(&e.to_string());
             }
         }

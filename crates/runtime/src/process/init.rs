@@ -204,7 +204,8 @@ fn run_program(args: &InitArgs, reply: &Channel, seccomp: Option<&Filter>) -> Er
     if let Some(h) = spec.hooks().as_ref() {
         let mut state = creating_state(args);
         state["status"] = "created".into();
-        if let Err(e) = hooks::run(HookKind::StartContainer, Some(h), &state) {
+        let env = process.env().as_deref().unwrap_or(&[]);
+        if let Err(e) = hooks::run_start_container(h, &state, env) {
             return e;
         }
     }
