@@ -297,3 +297,31 @@ fn a_start_container_hook_without_env_gets_the_processs_environment() {
     o.assert_ok();
     assert_eq!(o.stdout, "mark= own=yes\n");
 }
+
+#[test]
+fn proc_and_sys_are_never_mounted_through_a_symlink_in_the_rootfs() {
+    let ctx = TestCtx::new("proc-symlink");
+    for dir in ["proc", "sys"] {
+        let mut b = ctx.bundle();
+        let root = b.rootfs();
+        // Positive control: the same bundle runs with the real directory.
+        b.sh(&format!("test -d /{dir} && echo ok"));
+        let o = ctx.run(&b, &ctx.id("real"), &[]);
+        o.assert_ok();
+        // The image points /proc (or /sys) elsewhere inside itself.
+        std::fs::create_dir(root.join("elsewhere")).expect("mkdir");
+        std::fs::remove_dir(root.join(dir)).expect("rmdir");
+        std::os::unix::fs::symlink("/elsewhere", root.join(dir)).expect("symlink");
+        let o = ctx.run(&b, &ctx.id("linked"), &[]);
+        o.assert_refused_naming(&format!("/{dir}"));
+        if !runtime_is_runc() {
+            // runc words it "must be mounted on ordinary directory".
+            o.assert_stderr_mentions("symlink");
+        }
+        let mounted_there = std::fs::read_dir(root.join("elsewhere"))
+            .expect("elsewhere")
+            .next()
+            .is_some();
+        assert!(!mounted_there, "{dir} left something at the link's target");
+    }
+}

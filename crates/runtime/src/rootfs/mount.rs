@@ -179,6 +179,19 @@ pub fn mount_one(root: BorrowedFd, m: &Mount, index: usize, env: &MountEnv) -> R
                 "missing (and options have no bind)",
             ));
         }
+        // A rootfs whose /proc or /sys is a symlink would get the kernel's interfaces
+        // mounted wherever the image points (the class of CVE-2019-19921): refused.
+        if matches!(typ, "proc" | "sysfs")
+            && resolve::through_symlink(root, dest).map_err(|e| fail("resolving", e))?
+        {
+            return Err(Error::config(
+                field(".destination"),
+                format!(
+                    "{} is reached through a symlink in the rootfs: {typ} is never mounted through one",
+                    dest.display()
+                ),
+            ));
+        }
         let target =
             resolve::mount_target(root, dest, true).map_err(|e| fail("creating the target", e))?;
         let mnt = match fs_mount(typ, m.source().as_deref(), &opts) {

@@ -32,6 +32,27 @@ pub fn open(root: BorrowedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
     openat2(root, &rel, flags, 0, IN_ROOT)
 }
 
+/// Whether reaching `path` inside `root` goes through a symlink (in any component).
+/// A path that does not exist (yet) is not one.
+pub fn through_symlink(root: BorrowedFd, path: &Path) -> io::Result<bool> {
+    let rel = relative(path);
+    if rel.as_os_str().is_empty() {
+        return Ok(false);
+    }
+    match openat2(
+        root,
+        &rel,
+        libc::O_PATH,
+        0,
+        IN_ROOT | libc::RESOLVE_NO_SYMLINKS,
+    ) {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Opens `path` inside `root` without following a symlink in its last component.
 pub fn open_nofollow(root: BorrowedFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
     open(root, path, flags | libc::O_NOFOLLOW)
