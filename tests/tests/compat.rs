@@ -325,3 +325,32 @@ fn proc_and_sys_are_never_mounted_through_a_symlink_in_the_rootfs() {
         assert!(!mounted_there, "{dir} left something at the link's target");
     }
 }
+
+/// The atime mode of the mount at `dest` as the container's mountinfo shows it.
+fn atime_of(ctx: &TestCtx, options: &[&str]) -> String {
+    let mut b = ctx.bundle();
+    b.add_mount("/mnt/t", "tmpfs", "tmpfs", options);
+    b.sh("grep ' /mnt/t ' /proc/self/mountinfo | cut -d' ' -f6");
+    let o = ctx.run(&b, &ctx.id("atime"), &[]);
+    o.assert_ok();
+    let opts = o.stdout.trim().to_string();
+    assert!(!opts.is_empty(), "the mount is missing: {o:?}");
+    ["noatime", "relatime"]
+        .iter()
+        .find(|a| opts.split(',').any(|o| o == **a))
+        .map_or("strictatime".to_string(), |a| a.to_string())
+}
+
+/// codex-specific: runc 1.1.5 leaves an `rstrictatime` tmpfs relatime, so the controls
+/// fail there.
+#[test]
+fn codex_rnorelatime_clears_relatime_only_and_does_not_make_the_mount_strictatime() {
+    let ctx = TestCtx::new("rnorelatime");
+    // Controls: each mode shows as itself.
+    assert_eq!(atime_of(&ctx, &["rstrictatime"]), "strictatime");
+    assert_eq!(atime_of(&ctx, &["rnoatime"]), "noatime");
+    assert_eq!(atime_of(&ctx, &[]), "relatime");
+    // Clearing relatime (the field's zero) leaves a new mount's default.
+    assert_eq!(atime_of(&ctx, &["rnorelatime"]), "relatime");
+    assert_eq!(atime_of(&ctx, &["norelatime"]), "relatime");
+}

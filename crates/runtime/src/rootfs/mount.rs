@@ -68,7 +68,11 @@ impl MountOptions {
                 "nosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0, false),
                 "symfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW, false),
                 "noatime" => (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME, false),
-                "relatime" | "atime" | "norelatime" | "nostrictatime" => {
+                // "Not relatime" clears relatime, which is the atime field's zero value:
+                // the mount keeps its atime mode (a new mount's is relatime). Setting
+                // strictatime instead, as a bit-flip reading would, changes behaviour.
+                "norelatime" | "rnorelatime" => continue,
+                "relatime" | "atime" | "nostrictatime" => {
                     (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, false)
                 }
                 "strictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME, false),
@@ -86,7 +90,7 @@ impl MountOptions {
                 "rrelatime" | "ratime" | "rnostrictatime" => {
                     (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, true)
                 }
-                "rstrictatime" | "rnorelatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME, true),
+                "rstrictatime" => (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME, true),
                 "rnosymfollow" => (MOUNT_ATTR_NOSYMFOLLOW, 0, true),
                 "rsymfollow" => (0, MOUNT_ATTR_NOSYMFOLLOW, true),
                 p if propagation_option(p).is_some() => {
