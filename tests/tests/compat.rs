@@ -354,3 +354,22 @@ fn codex_rnorelatime_clears_relatime_only_and_does_not_make_the_mount_strictatim
     assert_eq!(atime_of(&ctx, &["rnorelatime"]), "relatime");
     assert_eq!(atime_of(&ctx, &["norelatime"]), "relatime");
 }
+
+#[test]
+fn a_create_container_hook_may_write_into_a_root_made_read_only_after_it() {
+    let ctx = TestCtx::new("readonly-after-hooks");
+    let mut b = ctx.bundle();
+    let rootfs = b.rootfs();
+    b.readonly_root(true);
+    // Runs in the container's mount namespace before the switch: the rootfs is still at
+    // its bundle path.
+    sh_hook(
+        &mut b,
+        "createContainer",
+        &format!("echo hooked > {}/hooked", rootfs.display()),
+    );
+    b.sh("cat /hooked; touch /after 2>/dev/null && echo writable || echo read-only");
+    let o = ctx.run(&b, &ctx.id("rohook"), &[]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "hooked\nread-only\n");
+}

@@ -138,6 +138,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         let state = creating_state(args);
         hooks::run(HookKind::CreateContainer, hooks, &state)?;
     }
+    rootfs::seal(spec, root.as_fd())?;
 
     let host_root = args.bundle.rootfs == std::path::Path::new("/");
     rootfs::switch_root(root.as_fd(), args.no_pivot, spec, host_root)?;

@@ -151,7 +151,7 @@ pub fn populate(setup: &RootfsSetup, root: BorrowedFd) -> Result<()> {
     devices::create_all(root, &devices, &mounted, setup.userns)
 }
 
-/// `maskedPaths`, `readonlyPaths` and `root.readonly`.
+/// `maskedPaths` and `readonlyPaths` (`root.readonly` is [`seal`]).
 pub fn confine(setup: &RootfsSetup, root: BorrowedFd) -> Result<()> {
     let linux = setup.spec.linux().as_ref();
     for p in linux
@@ -168,8 +168,13 @@ pub fn confine(setup: &RootfsSetup, root: BorrowedFd) -> Result<()> {
     {
         make_readonly(root, Path::new(p)).ctx(|| format!("making {p} read-only"))?;
     }
-    if setup
-        .spec
+    Ok(())
+}
+
+/// `root.readonly`: after the `createContainer` hooks, which may write into the rootfs
+/// (runc's order: the root is made read-only as the last step before the switch).
+pub fn seal(spec: &Spec, root: BorrowedFd) -> Result<()> {
+    if spec
         .root()
         .as_ref()
         .and_then(|r| r.readonly())
