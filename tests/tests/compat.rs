@@ -373,3 +373,45 @@ fn a_create_container_hook_may_write_into_a_root_made_read_only_after_it() {
     o.assert_ok();
     assert_eq!(o.stdout, "hooked\nread-only\n");
 }
+
+#[test]
+fn sigkill_to_a_paused_container_thaws_it_so_it_dies() {
+    let ctx = TestCtx::new("kill-paused");
+    for all in [false, true] {
+        let mut b = ctx.bundle();
+        b.sh("exec sleep 1000");
+        let id = ctx.id("paused");
+        ctx.create_and_start(&b, &id);
+        ctx.rt.run(&["pause", &id]).assert_ok();
+        assert_eq!(ctx.rt.state_ok(&id)["status"], "paused");
+        let mut args = vec!["kill"];
+        if all {
+            args.push("--all");
+        }
+        args.extend([id.as_str(), "KILL"]);
+        ctx.rt.run(&args).assert_ok();
+        // Frozen, it could never die: the wait would time out.
+        ctx.rt.wait_status(&id, "stopped");
+        ctx.rt.run(&["delete", &id]).assert_ok();
+    }
+}
+
+#[test]
+fn delete_force_of_a_paused_container_leaves_nothing_frozen() {
+    let ctx = TestCtx::new("delete-paused");
+    let mut b = ctx.bundle();
+    b.sh("exec sleep 1000");
+    let id = ctx.id("paused");
+    ctx.create_and_start(&b, &id);
+    let pid = ctx.rt.state_ok(&id)["pid"].as_i64().expect("pid") as i32;
+    ctx.rt.run(&["pause", &id]).assert_ok();
+    ctx.rt.run(&["delete", "--force", &id]).assert_ok();
+    assert!(!ctx.rt.root_has_entry(&id));
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || !Path::new(&format!(
+            "/proc/{pid}"
+        ))
+        .exists()),
+        "the paused init {pid} outlived delete --force"
+    );
+}

@@ -49,13 +49,20 @@ impl Runtime {
         if status == Status::Stopped && !all {
             return Err(c.wrong_state("kill", "needs a running container"));
         }
-        if all {
-            return c.state.cgroups.signal_all(signal);
+        let sent = if all {
+            c.state.cgroups.signal_all(signal)
+        } else {
+            let pidfd = init_pidfd(&c.state)
+                .ok_or_else(|| c.wrong_state("kill", "needs a running container"))?;
+            crate::sys::pidfd_send_signal(pidfd.as_fd(), signal)
+                .ctx(|| format!("sending signal {signal} to {}", c.state.pid))
+        };
+        // A frozen process cannot die: SIGKILL to a paused container thaws it (as runc
+        // does), after the signal is queued, so no process runs any code of its own.
+        if sent.is_ok() && signal == libc::SIGKILL && status == Status::Paused {
+            c.state.cgroups.thaw()?;
         }
-        let pidfd = init_pidfd(&c.state)
-            .ok_or_else(|| c.wrong_state("kill", "needs a running container"))?;
-        crate::sys::pidfd_send_signal(pidfd.as_fd(), signal)
-            .ctx(|| format!("sending signal {signal} to {}", c.state.pid))
+        sent
     }
 }
 
