@@ -415,3 +415,32 @@ fn delete_force_of_a_paused_container_leaves_nothing_frozen() {
         "the paused init {pid} outlived delete --force"
     );
 }
+
+/// Clients and conformance tools look for `level=error` in a failed call's stderr (runc's
+/// shape); containerd's shim matches the words "does not exist".
+#[test]
+fn a_failed_call_writes_its_error_in_runcs_shape_on_stderr() {
+    let ctx = TestCtx::new("error-shape");
+    let o = ctx.rt.run(&["state", "codex-no-such-container"]);
+    o.assert_fails();
+    let line = o.stderr.lines().last().unwrap_or_default();
+    assert!(
+        line.starts_with("time=\"") && line.contains(" level=error msg=\""),
+        "{o:?}"
+    );
+    assert!(line.contains("does not exist"), "{o:?}");
+    let o = ctx
+        .rt
+        .run(&["--log-format", "json", "state", "codex-no-such-container"]);
+    o.assert_fails();
+    let v: serde_json::Value = serde_json::from_str(o.stderr.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {o:?}"));
+    assert_eq!(v["level"], "error", "{v}");
+    assert!(
+        v["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not exist")),
+        "{v}"
+    );
+    assert!(v["time"].is_string(), "{v}");
+}

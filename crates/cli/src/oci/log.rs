@@ -1,5 +1,6 @@
-//! Where errors and warnings go: stderr always, and `--log FILE` as JSON lines
-//! (`{"level","msg","time"}`, which containerd's shim reads) or text.
+//! Where errors and warnings go: stderr always, and `--log FILE`, each record in runc's
+//! shape: `time="..." level=error msg="..."`, or with `--log-format json` a JSON line
+//! (`{"level","msg","time"}`, which containerd's shim reads).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -44,19 +45,24 @@ impl Logger {
         }
     }
 
-    fn write(&self, level: &str, msg: &str) {
-        match level {
-            "error" => eprintln!("codex-oci: {msg}"),
-            "warning" => eprintln!("codex-oci: warning: {msg}"),
-            _ => {}
-        }
-        let Some(path) = &self.file else { return };
+    /// One record, as runc writes it (logrus' text or JSON shape): clients and
+    /// conformance tools look for `level=error` in a failed call's stderr, and
+    /// containerd's shim reads the `--log` file's JSON.
+    fn line(&self, level: &str, msg: &str) -> String {
         let time = codex_runtime::state::now_rfc3339();
-        let line = if self.json {
+        if self.json {
             serde_json::json!({"level": level, "msg": msg, "time": time}).to_string()
         } else {
             format!("time={time:?} level={level} msg={msg:?}")
-        };
+        }
+    }
+
+    fn write(&self, level: &str, msg: &str) {
+        if matches!(level, "error" | "warning") {
+            eprintln!("{}", self.line(level, msg));
+        }
+        let Some(path) = &self.file else { return };
+        let line = self.line(level, msg);
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
