@@ -444,3 +444,54 @@ fn a_failed_call_writes_its_error_in_runcs_shape_on_stderr() {
     );
     assert!(v["time"].is_string(), "{v}");
 }
+
+/// Busy loops on every core, killed (their process group) when dropped.
+struct Load(Vec<std::process::Child>);
+
+impl Load {
+    fn on_every_core() -> Load {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let spawn = || {
+            let mut c = std::process::Command::new("sh");
+            c.args(["-c", "while :; do :; done"]);
+            own_group(&mut c).spawn().expect("spawn a busy loop")
+        };
+        Load((0..cores * 2).map(|_| spawn()).collect())
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            kill_group(c);
+        }
+    }
+}
+
+/// The init used to clear its parent-death signal only after reporting "created": a
+/// `create` that recorded it and exited in that gap had the kernel kill the new init
+/// (seen as a created container with a dead pid under a load of 6). Each create here is
+/// followed by a check that its init is alive and the container starts.
+#[test]
+fn created_containers_survive_their_create_command_on_a_loaded_machine() {
+    let ctx = TestCtx::new("create-under-load");
+    let _load = Load::on_every_core();
+    let mut b = ctx.bundle();
+    b.sh("echo started");
+    b.save();
+    for round in 0..25 {
+        let id = ctx.id(&format!("load{round}"));
+        ctx.create(&b, &id, &[]).assert_ok();
+        let st = ctx.rt.state_ok(&id);
+        assert_eq!(st["status"], "created", "round {round}: {st}");
+        let pid = st["pid"].as_i64().expect("pid");
+        assert!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "round {round}: the init {pid} of a created container is gone"
+        );
+        ctx.rt.run(&["start", &id]).assert_ok();
+        ctx.rt.wait_status(&id, "stopped");
+        assert_eq!(ctx.stdout_of(&id), "started\n", "round {round}");
+        ctx.rt.run(&["delete", &id]).assert_ok();
+    }
+}

@@ -236,6 +236,11 @@ impl Runtime {
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid)?;
         }
+        // Recorded: the init may now outlive this process (it waits for this message,
+        // and exits if this process dies first).
+        channel
+            .send(&Msg::Committed)
+            .ctx(|| "telling the container it is recorded")?;
         rollback.armed = false;
         Ok(Created {
             container: Container { state, dir },

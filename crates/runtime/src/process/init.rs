@@ -159,10 +159,19 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         .map(Filter::compile)
         .transpose()?;
 
-    ch.send(&Msg::Created).ctx(|| "reporting created")?;
-    // From here the container outlives the `create` command.
+    // From here the container is to outlive the `create` command, so the parent-death
+    // signal goes *before* "created": cleared after it, a runtime that records the
+    // container and exits at once (a loaded machine deschedules this process in the
+    // gap) would have the kernel kill the init it just recorded. A runtime that dies
+    // before recording it is noticed on the channel instead: no "committed", EOF.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    ch.send(&Msg::Created).ctx(|| "reporting created")?;
+    ch.wait_for(
+        &Msg::Committed,
+        "waiting for the runtime to record the container",
+    )
+    .map_err(Error::Container)?;
     match &args.start {
         StartSignal::Channel => {
             ch.wait_for(&Msg::Start, "waiting for start")

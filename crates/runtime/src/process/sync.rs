@@ -24,6 +24,8 @@ pub enum Msg {
     HooksDone,
     /// Init -> runtime: everything is set up; waiting for start.
     Created,
+    /// Runtime -> init: the container is recorded; it now outlives the runtime.
+    Committed,
     /// Runtime -> init (foreground `run` only): start the program now.
     Start,
     /// Either side: the operation failed, with the whole error chain.
