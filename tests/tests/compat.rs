@@ -495,3 +495,72 @@ fn created_containers_survive_their_create_command_on_a_loaded_machine() {
         ctx.rt.run(&["delete", &id]).assert_ok();
     }
 }
+
+/// `b` without a mount namespace and without everything that mounts.
+fn without_mount_namespace(b: &mut Bundle) {
+    b.remove_namespace("mount");
+    b.set("/mounts", serde_json::json!([]));
+    b.remove("/linux/maskedPaths");
+    b.remove("/linux/readonlyPaths");
+    b.readonly_root(false);
+}
+
+#[test]
+fn a_config_without_a_mount_namespace_shares_the_hosts_mounts() {
+    let ctx = TestCtx::new("no-mount-ns");
+    let host_ns = std::fs::read_link("/proc/self/ns/mnt").expect("our mount namespace");
+    // The host's root: runs a host program in the other namespaces.
+    let mut b = ctx.bundle();
+    without_mount_namespace(&mut b);
+    b.set("/root/path", serde_json::json!("/"));
+    b.args(&["/bin/sh", "-c", "readlink /proc/self/ns/mnt; echo pid=$$"]);
+    let o = ctx.run(&b, &ctx.id("hostroot"), &[]);
+    o.assert_ok();
+    assert_eq!(
+        o.lines(),
+        [host_ns.to_string_lossy().as_ref(), "pid=1"],
+        "{o:?}"
+    );
+    // An image's root: entered by chroot, nothing mounted.
+    let mut b = ctx.bundle();
+    without_mount_namespace(&mut b);
+    b.sh("ls -d /linuxrc; ls /proc | wc -l");
+    let o = ctx.run(&b, &ctx.id("chroot"), &[]);
+    if runtime_is_runc() {
+        // runc 1.1 needs /proc inside the root to close its fds.
+        o.assert_fails();
+        return;
+    }
+    o.assert_ok();
+    assert_eq!(o.lines(), ["/linuxrc", "0"], "{o:?}");
+}
+
+/// codex-specific (and not run under runc: with the host's root it could mount there).
+#[test]
+fn codex_a_config_without_a_mount_namespace_refuses_what_would_mount_on_the_host() {
+    let ctx = TestCtx::new("no-mount-ns-refused");
+    // Mounts on the host's /mnt (other tests mount elsewhere at the same time).
+    let on_mnt = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .lines()
+            .filter(|l| l.split(' ').nth(4) == Some("/mnt"))
+            .count()
+    };
+    let mounts_before = on_mnt();
+    let mut b = ctx.bundle();
+    without_mount_namespace(&mut b);
+    // Positive control: without the mount, it runs.
+    b.sh("true");
+    ctx.run(&b, &ctx.id("control"), &[]).assert_ok();
+    b.add_mount("/mnt", "tmpfs", "tmpfs", &[]);
+    let id = ctx.id("mounts");
+    let o = ctx.run(&b, &id, &[]);
+    o.assert_refused_naming("mounts");
+    assert!(!ctx.rt.root_has_entry(&id));
+    assert_eq!(
+        on_mnt(),
+        mounts_before,
+        "a refused config mounted on the host's /mnt"
+    );
+}

@@ -81,6 +81,10 @@ impl Runtime {
         let bundle = Bundle::load(&opts.bundle)?;
         let spec = &bundle.spec;
         self.warn_unraisable_ambient(spec)?;
+        if !spec::has_namespace(spec, LinuxNamespaceType::Mount) {
+            // Refused before anything is made (the init checks again).
+            crate::rootfs::shared::check(spec)?;
+        }
         self.ensure_root()?;
         match std::fs::create_dir(&dir) {
             Ok(()) => {}

@@ -75,11 +75,12 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         .as_ref()
         .ok_or_else(|| Error::config("process", "missing"))?;
     let userns = spec::has_namespace(spec, LinuxNamespaceType::User);
-    if !spec::has_namespace(spec, LinuxNamespaceType::Mount) {
-        return Err(Error::config(
-            "linux.namespaces",
-            "a mount namespace is required",
-        ));
+    // Without a mount namespace of its own the container shares the runtime's mounts:
+    // nothing is mounted (`rootfs::shared` refused all that would be, at create) and
+    // the root changes by chroot, as with runc.
+    let own_mounts = spec::has_namespace(spec, LinuxNamespaceType::Mount);
+    if !own_mounts {
+        rootfs::shared::check(spec)?;
     }
     // Only a namespace we made: a joined one (namespaces[].path) belongs to whoever
     // made it, who decides what is up in it.
@@ -96,8 +97,15 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         userns,
         host_null: host_null.as_fd(),
     };
-    let root = rootfs::enter(&setup)?;
-    rootfs::populate(&setup, root.as_fd())?;
+    let root = if own_mounts {
+        let root = rootfs::enter(&setup)?;
+        rootfs::populate(&setup, root.as_fd())?;
+        root
+    } else {
+        rootfs::mount::open_path(&args.bundle.rootfs)
+            .ctx(|| format!("opening the rootfs {}", args.bundle.rootfs.display()))?
+            .into()
+    };
 
     let mut pty = None;
     if process.terminal().unwrap_or(false) {
@@ -113,7 +121,9 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         pty = Some(p.slave);
     }
 
-    rootfs::confine(&setup, root.as_fd())?;
+    if own_mounts {
+        rootfs::confine(&setup, root.as_fd())?;
+    }
     set_names_and_sysctls(spec)?;
 
     // The runtime has been writing our pid into the cgroups meanwhile.
@@ -138,10 +148,13 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         let state = creating_state(args);
         hooks::run(HookKind::CreateContainer, hooks, &state)?;
     }
-    rootfs::seal(spec, root.as_fd())?;
-
     let host_root = args.bundle.rootfs == std::path::Path::new("/");
-    rootfs::switch_root(root.as_fd(), args.no_pivot, spec, host_root)?;
+    if own_mounts {
+        rootfs::seal(spec, root.as_fd())?;
+        rootfs::switch_root(root.as_fd(), args.no_pivot, spec, host_root)?;
+    } else {
+        rootfs::shared::chroot_into(root.as_fd(), host_root)?;
+    }
     drop(root);
     drop(host_null);
     if let Some(slave) = &pty {

@@ -6,6 +6,7 @@ mod copyup;
 pub mod devices;
 pub mod mount;
 pub mod resolve;
+pub mod shared;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileTypeExt;
