@@ -101,6 +101,11 @@ fn codex_runs_the_config_runc_spec_writes_with_the_privileges_runc_gives() {
 }
 
 #[test]
+fn codex_runs_the_config_runc_spec_rootless_writes_as_runc_runs_it() {
+    assert_runs_as_the_tool_runs_it("runc", &["--rootless"]);
+}
+
+#[test]
 fn codex_runs_the_config_crun_spec_writes_with_the_privileges_crun_gives() {
     assert_runs_as_the_tool_runs_it("crun", &[]);
 }
