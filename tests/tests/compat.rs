@@ -586,3 +586,118 @@ fn codex_a_config_without_a_mount_namespace_refuses_what_would_mount_on_the_host
         "a refused config mounted on the host's /mnt"
     );
 }
+
+// The exec command line runc 1.1 has (issue 15).
+
+/// A container running `sleep 1000`, and its init's host pid.
+fn sleeper(ctx: &TestCtx, name: &str) -> (String, i64) {
+    let mut b = ctx.bundle();
+    b.sh("exec sleep 1000");
+    let id = ctx.id(name);
+    ctx.create_and_start(&b, &id);
+    let pid = ctx.rt.pid(&id);
+    (id, pid)
+}
+
+#[test]
+fn exec_cap_adds_to_bounding_effective_and_permitted_but_not_inheritable() {
+    let ctx = TestCtx::new("exec-cap");
+    let (id, _) = sleeper(&ctx, "cap");
+    let show = "grep -E '^Cap(Inh|Eff|Prm|Bnd)' /proc/self/status";
+    let plain = ctx.exec(&id, &[], &["sh", "-c", show]);
+    plain.assert_ok();
+    let added = ctx.exec(&id, &["--cap", "CAP_SYS_ADMIN"], &["sh", "-c", show]);
+    added.assert_ok();
+    let field = |o: &Out, f: &str| parse_mask(status_field(&o.stdout, f).expect(f));
+    let sys_admin = cap_mask(&["CAP_SYS_ADMIN"]);
+    for f in ["CapEff", "CapPrm", "CapBnd"] {
+        assert_eq!(
+            field(&added, f),
+            field(&plain, f) | sys_admin,
+            "{f}: {added:?}"
+        );
+    }
+    assert_eq!(
+        field(&added, "CapInh"),
+        field(&plain, "CapInh"),
+        "{added:?}"
+    );
+}
+
+/// Like runc's, an exec with `--ignore-paused` joins the frozen container and completes
+/// once the container is resumed.
+#[test]
+fn exec_into_a_paused_container_needs_ignore_paused() {
+    let ctx = TestCtx::new("exec-paused");
+    let (id, _) = sleeper(&ctx, "paused");
+    ctx.rt.run(&["pause", &id]).assert_ok();
+    let refused = ctx.exec(&id, &[], &["true"]);
+    refused.assert_fails();
+    refused.assert_stderr_mentions("paused");
+    let out = ctx.path("exec.out");
+    let mut cmd = ctx
+        .rt
+        .command(&["exec", "--ignore-paused", &id, "echo", "ran"]);
+    own_group(&mut cmd)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("exec output file"))
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("spawn exec");
+    ctx.rt.run(&["resume", &id]).assert_ok();
+    let status = wait_child(&mut child, cmd_timeout());
+    if status.is_none() {
+        kill_group(&mut child);
+    }
+    assert!(status.is_some_and(|s| s.success()), "exec: {status:?}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "ran\n");
+}
+
+#[test]
+fn exec_cgroup_places_the_process_in_an_existing_sub_cgroup() {
+    let ctx = TestCtx::new("exec-cgroup");
+    let (id, pid) = sleeper(&ctx, "cgroup");
+    // The pids hierarchy on a v1/hybrid host, the unified one on a v2 host.
+    let mounts = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let (controller, mount) = match mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup" && m.has_super_opt("pids"))
+    {
+        Some(m) => ("pids", m.mount_point.clone()),
+        None => (
+            "",
+            mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup2")
+                .expect("a cgroup hierarchy")
+                .mount_point
+                .clone(),
+        ),
+    };
+    let own = cgroup_of(pid, controller).expect("the init's cgroup");
+    let sub = Path::new(&mount)
+        .join(own.trim_start_matches('/'))
+        .join("codex-sub");
+    std::fs::create_dir(&sub).expect("make the sub-cgroup");
+    let flag = if controller.is_empty() {
+        "codex-sub".to_string()
+    } else {
+        format!("{controller}:codex-sub")
+    };
+    let o = ctx.exec(&id, &["--cgroup", &flag], &["cat", "/proc/self/cgroup"]);
+    o.assert_ok();
+    let line = parse_cgroup_line(&o.stdout, controller).expect("the exec's cgroup line");
+    assert!(line.ends_with("/codex-sub"), "{line:?} in {o:?}");
+    // Without the flag: the container's own cgroup (control).
+    let o = ctx.exec(&id, &[], &["cat", "/proc/self/cgroup"]);
+    let line = parse_cgroup_line(&o.stdout, controller).expect("cgroup line");
+    assert!(!line.ends_with("/codex-sub"), "{line:?}");
+    // A path out of the container's cgroup, and a missing one, are refused.
+    for bad in ["../escape", "codex-missing"] {
+        let o = ctx.exec(&id, &["--cgroup", bad], &["true"]);
+        o.assert_fails();
+        o.assert_stderr_mentions(bad);
+    }
+    // delete removes the sub-cgroup with the container's own.
+    ctx.rt.run(&["delete", "--force", &id]).assert_ok();
+    assert!(!sub.exists(), "{} outlived delete", sub.display());
+}

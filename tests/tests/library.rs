@@ -54,6 +54,7 @@ fn codex_library_refuses_to_fork_from_a_multithreaded_caller() {
         console_socket: None,
         preserve_fds: 0,
         no_stdin: true,
+        ..Default::default()
     };
     let err = rt
         .exec(&cli_id, &exec)

@@ -687,6 +687,7 @@ impl Engine {
             console_socket: None,
             preserve_fds: 0,
             no_stdin: !req.interactive,
+            ..Default::default()
         };
         match rt.exec(&rec.id, &opts)? {
             codex_runtime::ExecOutcome::Exited(code) => Ok(code),

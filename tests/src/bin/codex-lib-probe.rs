@@ -66,6 +66,7 @@ fn run(args: &[String]) -> Result<(), codex_runtime::Error> {
                 console_socket: None,
                 preserve_fds: 0,
                 no_stdin: true,
+                ..Default::default()
             };
             rt.exec(id, &opts).map(|_| ())
         }

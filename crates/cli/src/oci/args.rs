@@ -200,9 +200,16 @@ pub struct ExecArgs {
     pub user: Option<String>,
     #[arg(short = 'g', long = "additional-gids")]
     pub additional_gids: Vec<u32>,
-    /// Add a capability to the bounding, effective, permitted and inheritable sets.
+    /// Add a capability to the bounding, effective and permitted sets (runc's sets).
     #[arg(short, long)]
     pub cap: Vec<String>,
+    /// Allow exec in a paused container (the process starts frozen).
+    #[arg(long = "ignore-paused")]
+    pub ignore_paused: bool,
+    /// Run the process in an existing sub-cgroup of the container:
+    /// [CONTROLLER[,CONTROLLER]:]PATH (repeatable).
+    #[arg(long)]
+    pub cgroup: Vec<String>,
     #[arg(long = "no-new-privs")]
     pub no_new_privs: bool,
     #[arg(long = "preserve-fds", default_value_t = 0)]

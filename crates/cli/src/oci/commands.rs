@@ -267,6 +267,8 @@ fn exec(rt: &Runtime, a: &ExecArgs) -> Result<i32> {
         console_socket: a.console_socket.clone(),
         preserve_fds: a.preserve_fds,
         no_stdin: false,
+        ignore_paused: a.ignore_paused,
+        sub_cgroups: a.cgroup.clone(),
     };
     match rt.exec(&a.id, &opts)? {
         ExecOutcome::Detached(_) => Ok(0),
@@ -334,7 +336,6 @@ fn exec_process_from_flags(rt: &Runtime, a: &ExecArgs) -> Result<Process> {
             caps.set_bounding(add(caps.bounding()));
             caps.set_effective(add(caps.effective()));
             caps.set_permitted(add(caps.permitted()));
-            caps.set_inheritable(add(caps.inheritable()));
         }
         p.set_capabilities(Some(caps));
     }

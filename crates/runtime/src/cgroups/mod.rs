@@ -9,6 +9,7 @@ mod devices_bpf;
 mod kill;
 mod resources;
 mod stats;
+mod sub;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -292,6 +293,9 @@ impl Cgroups {
     /// Removes every directory, retrying while the kernel still counts exiting tasks.
     pub fn remove(&self) -> Result<()> {
         for d in &self.dirs {
+            // Sub-cgroups first (`exec --cgroup` targets, a nested manager's own):
+            // a cgroup with children cannot be removed.
+            remove_children(&d.path, 0)?;
             remove_dir(&d.path)?;
             // Parents made for this container go too, unless something else has
             // come to live in them since.
@@ -433,6 +437,30 @@ fn enable_controllers(d: &CgroupDir, wanted: &[&str]) {
             }
         }
     }
+}
+
+/// How deep [`remove_children`] goes; a deeper tree is left (and its rmdir fails).
+const MAX_CGROUP_DEPTH: usize = 64;
+
+/// Removes every cgroup below `path`, deepest first. In cgroupfs every subdirectory is a
+/// cgroup (the files cannot be removed and need not be).
+fn remove_children(path: &Path, depth: usize) -> Result<()> {
+    if depth >= MAX_CGROUP_DEPTH {
+        return Ok(());
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).ctx(|| format!("listing cgroup {}", path.display())),
+    };
+    for entry in entries.filter_map(|e| e.ok()) {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let child = entry.path();
+            remove_children(&child, depth + 1)?;
+            remove_dir(&child)?;
+        }
+    }
+    Ok(())
 }
 
 fn remove_dir(path: &Path) -> Result<()> {

@@ -18,7 +18,9 @@ use crate::process::{self, NamespacePlan};
 use crate::state::Status;
 use crate::terminal;
 
-#[derive(Debug, Clone)]
+/// How to exec a process into a container; build it with `..Default::default()` so that
+/// options added later do not break callers.
+#[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
     pub process: Process,
     pub detach: bool,
@@ -28,6 +30,11 @@ pub struct ExecOptions {
     /// The process's stdin is /dev/null instead of the caller's (Docker's `exec`
     /// without `-i`). With a terminal, the caller's input is not forwarded.
     pub no_stdin: bool,
+    /// Exec into a paused container too (the process then starts frozen).
+    pub ignore_paused: bool,
+    /// `--cgroup` values: existing sub-cgroups to place the process in
+    /// ([`crate::cgroups::Cgroups::with_sub_cgroups`]).
+    pub sub_cgroups: Vec<String>,
 }
 
 /// How an exec ended.
@@ -58,8 +65,19 @@ impl Runtime {
         let c = self.load(id)?;
         match c.status() {
             Status::Created | Status::Running => {}
+            Status::Paused if opts.ignore_paused => {}
+            Status::Paused => {
+                return Err(c.wrong_state(
+                    "exec",
+                    "needs a running container (--ignore-paused execs into a paused one, frozen)",
+                ))
+            }
             _ => return Err(c.wrong_state("exec", "needs a created or running container")),
         }
+        let placement = c
+            .state
+            .cgroups
+            .with_sub_cgroups("--cgroup", &opts.sub_cgroups)?;
         if opts.process.args().as_ref().is_none_or(|a| a.is_empty()) {
             return Err(Error::config("process.args", "must name a program"));
         }
@@ -120,7 +138,7 @@ impl Runtime {
             plan,
             |pid| {
                 test_hook_delay();
-                c.state.cgroups.add(pid)
+                placement.add(pid)
             },
             |ch| {
                 exec_main(
