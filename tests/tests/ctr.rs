@@ -433,16 +433,44 @@ fn the_supervisor_runs_from_a_read_only_view_of_the_binary() {
     c.run(&["run", "-d", "--name", "guarded", "busybox", "sleep", "30"])
         .assert_ok();
     let sup = c.inspect("guarded")["supervisor_pid"].as_i64().unwrap();
+    // Opening a running binary for writing fails with ETXTBSY whatever it is, so that
+    // proves nothing. What keeps a container from writing through /proc/PID/exe once the
+    // supervisor has exited is that the file it leads to cannot be written: a sealed memfd
+    // or a file on a read-only mount (what codex-runtime's selfclone checks).
+    assert!(
+        !exe_is_unwritable(std::process::id() as i64),
+        "control: this test's own binary (in target/) must look writable"
+    );
     let exe = std::fs::read_link(format!("/proc/{sup}/exe")).unwrap();
+    assert!(
+        exe_is_unwritable(sup),
+        "the supervisor's executable ({}) can be written",
+        exe.display()
+    );
     let host = workspace_dir().join("target/debug/codex-ctr");
     assert_ne!(exe, host, "the supervisor runs the host binary itself");
-    let opened = std::fs::OpenOptions::new()
-        .append(true)
-        .open(format!("/proc/{sup}/exe"));
-    assert!(
-        opened.is_err(),
-        "the supervisor's executable could be opened for writing"
+}
+
+/// Whether the file `/proc/PID/exe` leads to is a write-sealed memfd or on a read-only
+/// mount.
+fn exe_is_unwritable(pid: i64) -> bool {
+    let f = std::fs::File::open(format!("/proc/{pid}/exe")).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: F_GET_SEALS on a valid fd; a regular file answers EINVAL.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
+        return true;
+    }
+    // SAFETY: a zeroed statvfs is a valid out-parameter for fstatvfs on a valid fd.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::fstatvfs(fd, &mut st) };
+    assert_eq!(
+        rc,
+        0,
+        "fstatvfs /proc/{pid}/exe: {}",
+        std::io::Error::last_os_error()
     );
+    st.f_flag & libc::ST_RDONLY != 0
 }
 
 #[test]
