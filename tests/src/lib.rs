@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 mod bundle;
+mod cgroupfs;
 mod cmd;
 pub mod console;
 pub mod ctr;
@@ -34,6 +35,7 @@ mod runtime;
 mod skip;
 
 pub use bundle::Bundle;
+pub use cgroupfs::*;
 pub use cmd::{
     cmd_timeout, have_tool, host_sh, kill_group, own_group, read_lossy, run_command, run_timeout,
     try_run_to, wait_child, wait_until, Out, CMD_TIMEOUT,

@@ -114,9 +114,27 @@ fn ps_lists_running_and_all_and_names_stay_unique() {
 #[test]
 fn minimal_isolation_runs_a_host_script_with_a_memory_limit() {
     let c = Ctr::new();
+    // the host's hierarchy, as the runtime would find it (v1 memory controller or v2)
+    let limit_file = if cgroup_v2_only() {
+        "/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/self/cgroup)/memory.max".to_string()
+    } else {
+        let mount = cgroup_dir_in(&cgroup_mounts(), "memory", "/").expect("a memory hierarchy");
+        format!(
+            "{}$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)/memory.limit_in_bytes",
+            mount.display()
+        )
+    };
+    let script = format!("cat {limit_file}; hostname");
     let o = c.run(&[
-        "run", "--rm", "--isolation", "minimal", "--memory", "32m", "/bin/sh", "-c",
-        "cat /sys/fs/cgroup/memory$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup)/memory.limit_in_bytes; hostname",
+        "run",
+        "--rm",
+        "--isolation",
+        "minimal",
+        "--memory",
+        "32m",
+        "/bin/sh",
+        "-c",
+        &script,
     ]);
     o.assert_ok();
     let mut lines = o.stdout.lines();
@@ -362,6 +380,11 @@ fn a_killed_supervisor_is_reported_and_rm_force_cleans_everything() {
     let v = c.inspect("orphan");
     let sup = v["supervisor_pid"].as_i64().expect("a supervisor pid") as i32;
     let id = v["id"].as_str().unwrap().to_string();
+    // positive control for the leftover walk at the end: it finds the running container's
+    assert!(
+        !cgroup_dirs_containing(&id).is_empty(),
+        "control: no cgroup named after {id} while it runs"
+    );
     // SAFETY: kill with integer arguments; the pid is this test's container's supervisor.
     unsafe { libc::kill(sup, libc::SIGKILL) };
     assert!(wait_until(Duration::from_secs(5), || !pid_alive(

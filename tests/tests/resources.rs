@@ -13,8 +13,12 @@ fn stats(ctx: &TestCtx, id: &str) -> Value {
     o.json()["data"].clone()
 }
 
+/// Whether the host's memory controller accounts swap (v1 memsw, v2 memory.swap.max), read
+/// in this process's own memory cgroup.
 fn swap_accounting() -> bool {
-    std::path::Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+    cgroup_dir(std::process::id() as i64, "memory").is_some_and(|d| {
+        d.join("memory.memsw.limit_in_bytes").exists() || d.join("memory.swap.max").exists()
+    })
 }
 
 #[test]
@@ -46,6 +50,8 @@ fn codex_oom_killed_process_gets_137_and_the_oom_is_reported() {
     let _ = events.kill();
     let _ = events.wait();
     assert!(stats(&ctx, &id)["memory"]["oom_kill"].as_u64().unwrap_or(0) >= 1);
+    // positive control for the leftover walk below
+    assert!(!cgroup_dirs_containing(&id).is_empty());
     ctx.rt.run(&["delete", "--force", &id]).assert_ok();
     assert!(
         cgroup_dirs_containing(&id).is_empty(),
@@ -64,9 +70,16 @@ fn init_killed_by_the_oom_killer_makes_run_exit_137() {
         mem["swap"] = json!(limit);
     }
     b.set("/linux/resources/memory", mem);
-    b.args(&["tail", "/dev/zero"]);
+    // the init waits for /go so its cgroup can be seen first, then becomes `tail`
+    b.sh("while [ ! -e /go ]; do sleep 0.05; done; exec tail /dev/zero");
     let id = ctx.id("oomrun");
-    ctx.run(&b, &id, &[]).assert_code(137);
+    let mut run = ctx.spawn_run(&b, &id, &[]);
+    assert!(
+        wait_until(WAIT, || !cgroup_dirs_containing(&id).is_empty()),
+        "control: no cgroup named after {id} while it runs"
+    );
+    fs::write(b.rootfs().join("go"), "").unwrap();
+    run.wait(cmd_timeout()).assert_code(137);
     assert!(cgroup_dirs_containing(&id).is_empty());
 }
 
@@ -84,7 +97,8 @@ fn pids_limit_caps_the_number_of_processes() {
         // A failed fork ends the subshell; the outer shell then reads the counters
         // with builtins only (every process slot may be taken).
         "( i=0; while [ $i -lt 40 ]; do sleep 5 & i=$((i+1)); done ) 2>/dev/null; \
-         read max < /sys/fs/cgroup/pids/pids.max; read current < /sys/fs/cgroup/pids/pids.current; \
+         d=/sys/fs/cgroup/pids; [ -e /sys/fs/cgroup/pids.max ] && d=/sys/fs/cgroup; \
+         read max < $d/pids.max; read current < $d/pids.current; \
          set -- /proc/[0-9]*; echo max=$max current=$current running=$#",
     );
     let line = o.stdout.lines().last().unwrap_or_default().to_string();
