@@ -77,7 +77,8 @@ fn stop_of_a_process_that_ignores_sigterm_takes_the_timeout_then_kills() {
         took >= Duration::from_millis(1900),
         "stop returned after {took:?}"
     );
-    assert!(took < Duration::from_secs(10), "stop took {took:?}");
+    // generous: holds at load 8 (2 s of grace, then the kill)
+    assert!(took < Duration::from_secs(30), "stop took {took:?}");
     let v = c.inspect("stubborn");
     assert_eq!(v["status"], "stopped");
     assert_eq!(v["exit_code"], 137);
