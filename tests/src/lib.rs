@@ -32,6 +32,7 @@ mod ctx;
 mod fresh;
 mod procfs;
 mod runtime;
+mod serial;
 mod skip;
 
 pub use bundle::Bundle;
@@ -45,6 +46,7 @@ pub use fresh::assert_fresh;
 pub use procfs::*;
 pub use runtime::{Background, Runtime};
 pub use serde_json;
+pub use serial::{serial, Serial};
 pub use skip::{current_test, require_all, skip, skip_dir};
 
 /// How long to wait for a container to reach a state or print something.
