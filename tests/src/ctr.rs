@@ -94,11 +94,11 @@ impl Ctr {
     }
 
     /// Container directories under the root, counting hidden ones (`.removing-*` and the
-    /// like are leftovers too).
+    /// like are leftovers too). The directory must exist (the fixture's image import made
+    /// the root): a count of a directory that is not there would be 0 for any engine.
+    #[track_caller]
     pub fn containers(&self) -> usize {
-        std::fs::read_dir(self.root.join("containers"))
-            .map(|d| d.filter_map(|e| e.ok()).count())
-            .unwrap_or(0)
+        count_entries(&self.root.join("containers"))
     }
 }
 
@@ -136,6 +136,39 @@ impl Drop for Ctr {
         report_cleanup(
             &format!("codex-ctr root {}", self.root.display()),
             &problems,
+        );
+    }
+}
+
+/// Every entry of `dir`, hidden ones included; panics when `dir` cannot be read.
+#[track_caller]
+fn count_entries(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the engine's layout changed? this count would prove nothing)",
+                dir.display()
+            )
+        })
+        .filter_map(|e| e.ok())
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_entries;
+
+    #[test]
+    fn the_container_count_sees_hidden_leftovers_and_a_missing_dir_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(count_entries(d.path()), 0);
+        std::fs::create_dir(d.path().join("abc")).unwrap();
+        std::fs::create_dir(d.path().join(".removing-abc")).unwrap();
+        assert_eq!(count_entries(d.path()), 2);
+        let missing = std::panic::catch_unwind(|| count_entries(&d.path().join("nope")));
+        assert!(
+            missing.is_err(),
+            "a missing directory must not count as empty"
         );
     }
 }

@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 mod bundle;
+mod cgroupfs;
 mod cmd;
 pub mod console;
 pub mod ctr;
@@ -31,9 +32,11 @@ mod ctx;
 mod fresh;
 mod procfs;
 mod runtime;
+mod serial;
 mod skip;
 
 pub use bundle::Bundle;
+pub use cgroupfs::*;
 pub use cmd::{
     cmd_timeout, have_tool, host_sh, kill_group, own_group, read_lossy, run_command, run_timeout,
     try_run_to, wait_child, wait_until, Out, CMD_TIMEOUT,
@@ -43,6 +46,7 @@ pub use fresh::assert_fresh;
 pub use procfs::*;
 pub use runtime::{Background, Runtime};
 pub use serde_json;
+pub use serial::{serial, Serial};
 pub use skip::{current_test, require_all, skip, skip_dir};
 
 /// How long to wait for a container to reach a state or print something.

@@ -1,8 +1,8 @@
-//! Reading the kernel's view: /proc/PID/status fields, capability masks, mountinfo, cgroup
-//! membership and leftover cgroup directories; unmounting what a test left mounted.
+//! Reading the kernel's view: /proc/PID/status fields, capability masks, mountinfo;
+//! unmounting what a test left mounted. Cgroups: `cgroupfs.rs`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// True while `pid` exists and is not a zombie.
 pub fn pid_alive(pid: i64) -> bool {
@@ -183,49 +183,4 @@ pub fn unmount_under(dir: &Path) {
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
-}
-
-/// Directories under the cgroup hierarchies (v1 controllers and the v2/unified tree) whose
-/// name contains `needle` (searched a few levels deep): leftovers of a container.
-pub fn cgroup_dirs_containing(needle: &str) -> Vec<PathBuf> {
-    fn walk(d: &Path, needle: &str, depth: u32, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = fs::read_dir(d) else { return };
-        for e in rd.filter_map(|e| e.ok()) {
-            if !e.file_type().is_ok_and(|t| t.is_dir()) {
-                continue;
-            }
-            let p = e.path();
-            if e.file_name().to_string_lossy().contains(needle) {
-                out.push(p.clone());
-            }
-            if depth > 0 {
-                walk(&p, needle, depth - 1, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    if !needle.is_empty() {
-        walk(Path::new("/sys/fs/cgroup"), needle, 5, &mut out);
-    }
-    out
-}
-
-/// The cgroup path of `pid` for a v1 controller (e.g. "pids") or "" for the v2 line.
-pub fn cgroup_of(pid: i64, controller: &str) -> Option<String> {
-    let t = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    parse_cgroup_line(&t, controller)
-}
-
-/// Finds the path for `controller` in a /proc/PID/cgroup text ("" = the v2 `0::` line).
-pub fn parse_cgroup_line(text: &str, controller: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let mut it = l.splitn(3, ':');
-        let (_, ctrls, path) = (it.next()?, it.next()?, it.next()?);
-        let hit = if controller.is_empty() {
-            ctrls.is_empty()
-        } else {
-            ctrls.split(',').any(|c| c == controller)
-        };
-        hit.then(|| path.to_string())
-    })
 }

@@ -1,12 +1,13 @@
-//! Cgroup placement (hybrid host: v1 controllers) and cleanup. Resource limits are the
-//! resource-control issue's; here only where the container lives and that it is removed.
+//! Cgroup placement and cleanup, on the hierarchies the host has (v1 controllers on a
+//! hybrid host, the v2 tree on a pure v2 one: `placement_controllers()`). Resource limits
+//! are the resource-control issue's; here only where the container lives and that it is
+//! removed. Every "no cgroup left" check first finds the cgroup while it exists.
 
 use codex_tests::*;
 use std::fs;
-use std::path::Path;
 use std::time::Duration;
 
-/// The test process's own cgroup path for a v1 controller.
+/// The test process's own cgroup path for a controller ("" = the v2 tree).
 fn own(controller: &str) -> String {
     cgroup_of(std::process::id() as i64, controller).expect("own cgroup")
 }
@@ -28,7 +29,7 @@ fn container_is_in_a_cgroup_named_after_its_id() {
     let id = ctx.id("cg");
     let o = ctx.run(&b, &id, &[]);
     o.assert_ok();
-    for c in ["pids", "memory"] {
+    for c in placement_controllers() {
         let p = parse_cgroup_line(&o.stdout, c).unwrap_or_else(|| panic!("no {c}: {o:?}"));
         assert!(
             p.contains(&id),
@@ -52,7 +53,7 @@ fn relative_cgroups_path_is_nested_under_the_callers_cgroup() {
     b.sh("cat /proc/self/cgroup");
     let o = ctx.run(&b, &id, &[]);
     o.assert_ok();
-    for c in ["pids", "memory"] {
+    for c in placement_controllers() {
         assert_eq!(
             parse_cgroup_line(&o.stdout, c).as_deref(),
             Some(join(&own(c), &rel).as_str()),
@@ -70,19 +71,29 @@ fn every_process_of_the_container_is_in_its_cgroup_and_the_cgroup_goes_with_dele
     ctx.create_and_start(&b, &id);
     ctx.wait_for_stdout(&id, "ready");
     let init = ctx.rt.pid(&id);
-    let dirs: Vec<String> = ["pids", "memory"]
+    let ctrls = placement_controllers();
+    let dirs: Vec<std::path::PathBuf> = ctrls
         .iter()
-        .map(|c| format!("/sys/fs/cgroup/{c}{}", cgroup_of(init, c).unwrap()))
+        .map(|c| cgroup_dir(init, c).unwrap_or_else(|| panic!("no {c:?} cgroup of {init}")))
         .collect();
-    for (c, d) in ["pids", "memory"].iter().zip(&dirs) {
-        assert!(Path::new(d).is_dir(), "{d} missing while running");
+    // positive control for the leftover walk below: it finds the cgroup while it exists
+    let live = cgroup_dirs_containing(&id);
+    for d in &dirs {
+        assert!(
+            live.contains(d),
+            "the walk misses {}: {live:?}",
+            d.display()
+        );
+    }
+    for (c, d) in ctrls.iter().zip(&dirs) {
+        assert!(d.is_dir(), "{} missing while running", d.display());
         assert_ne!(
             cgroup_of(init, c).unwrap(),
             own(c),
             "the container must get its own {c} cgroup"
         );
     }
-    let procs = read_lossy(&Path::new(&dirs[0]).join("cgroup.procs"));
+    let procs = read_lossy(&dirs[0].join("cgroup.procs"));
     let n = procs.lines().count();
     assert!(
         n >= 2,
@@ -90,7 +101,7 @@ fn every_process_of_the_container_is_in_its_cgroup_and_the_cgroup_goes_with_dele
     );
     ctx.rt.run(&["delete", "--force", &id]).assert_ok();
     for d in &dirs {
-        assert!(!Path::new(d).exists(), "{d} survived delete");
+        assert!(!d.exists(), "{} survived delete", d.display());
     }
     assert!(
         cgroup_dirs_containing(&id).is_empty(),
@@ -129,7 +140,14 @@ fn stopped_container_and_its_configured_cgroup_are_removed_by_delete() {
     let id = ctx.id("cg");
     b.cgroups_path(&format!("{id}-cgpath"));
     b.sh("true");
-    ctx.create_and_start(&b, &id);
+    ctx.create(&b, &id, &[]).assert_ok();
+    // positive control: the walk finds the configured cgroup of the created container
+    let live = cgroup_dirs_containing(&id);
+    assert!(
+        live.iter().any(|d| d.ends_with(format!("{id}-cgpath"))),
+        "no {id}-cgpath cgroup while created: {live:?}"
+    );
+    ctx.rt.run(&["start", &id]).assert_ok();
     ctx.rt.wait_status(&id, "stopped");
     ctx.rt.run(&["delete", &id]).assert_ok();
     assert!(

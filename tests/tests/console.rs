@@ -175,13 +175,16 @@ fn codex_foreground_run_with_a_terminal_passes_large_piped_input_intact() {
     let ctx = TestCtx::new("console-proxy-big");
     let b = terminal_bundle(
         &ctx,
-        "stty -echo; i=0; while read -t 2 l; do i=$((i+1)); last=$l; done; \
-         echo lines:$i:last:$last:; exit 0",
+        // ends on the END line, not on a quiet spell (a loaded machine pauses the proxy for
+        // longer than any short read timeout); 30 s only bounds a lost END
+        "stty -echo; i=0; while read -t 30 l; do [ \"$l\" = END ] && break; i=$((i+1)); \
+         last=$l; done; echo lines:$i:last:$last:; exit 0",
     );
     let id = ctx.id("proxy-big");
-    let input: String = (0..3000)
+    let mut input: String = (0..3000)
         .map(|n| format!("line-{n:06}-{}\n", "x".repeat(30)))
         .collect();
+    input.push_str("END\n");
     let o = run_with_stdin(&ctx, &b, &id, input.as_bytes());
     o.assert_ok();
     // (input that arrives before `stty -echo` is echoed, so the line may have a prefix)

@@ -23,9 +23,30 @@ fn rejected(ctx: &TestCtx, b: &Bundle, id: &str, field: &str) -> Out {
         "state root still holds {id}: {:?}",
         ctx.rt.root_entries()
     );
+    walk_control(ctx);
     let cg = cgroup_dirs_containing(id);
     assert!(cg.is_empty(), "cgroups left behind: {cg:?}");
     o
+}
+
+/// Positive control for the leftover walk, once per test binary: the cgroup of a container
+/// this runtime created is found by `cgroup_dirs_containing` (so "none found" after a
+/// refused create means none was left, not that the walk cannot see any).
+#[track_caller]
+fn walk_control(ctx: &TestCtx) {
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    DONE.get_or_init(|| {
+        let mut b = ctx.bundle();
+        b.sh("true");
+        let id = ctx.id("walk-control");
+        ctx.create(&b, &id, &[]).assert_ok();
+        let found = cgroup_dirs_containing(&id);
+        ctx.rt.run(&["delete", "--force", &id]).assert_ok();
+        assert!(
+            !found.is_empty(),
+            "control: the cgroup walk cannot find a created container's cgroup"
+        );
+    });
 }
 
 /// A bundle whose config is edited by `f`, and a fresh id.

@@ -50,29 +50,59 @@ fn root_path_may_be_absolute() {
     assert!(o.lines().contains(&"bin"), "{o:?}");
 }
 
+/// A file that exists on the host only, at an absolute path the container could name
+/// (inside the test's temp dir, next to the bundle); the host sees it.
+fn host_only_marker(ctx: &TestCtx) -> String {
+    let m = ctx.path("host-only-marker");
+    std::fs::write(&m, "host").unwrap();
+    let p = m.to_string_lossy().into_owned();
+    let control = host_sh(&format!("[ -e {p} ] && echo host-visible || echo isolated"));
+    assert_eq!(
+        control.stdout.trim(),
+        "host-visible",
+        "control: {control:?}"
+    );
+    p
+}
+
+/// Prints the rootfs marker, whether the same test sees an in-rootfs path (control), and
+/// whether the host-only file is visible.
+fn visibility_probe(host_marker: &str) -> String {
+    format!(
+        "cat /etc/codex-marker; echo; [ -e /etc/codex-marker ] && echo rootfs-visible; \
+         [ -e {host_marker} ] && echo host-visible || echo isolated"
+    )
+}
+
 #[test]
 fn container_sees_its_rootfs_not_the_hosts() {
     let ctx = TestCtx::new("pivot");
+    let host = host_only_marker(&ctx);
     let mut b = ctx.bundle();
     std::fs::write(b.rootfs().join("etc/codex-marker"), "in-rootfs").unwrap();
-    let o = ctx.run_sh(
-        &mut b,
-        "cat /etc/codex-marker; echo; [ -e /work ] && echo host-visible || echo isolated; ls -a / | wc -l",
+    let o = ctx.run_sh(&mut b, &visibility_probe(&host));
+    assert_eq!(
+        o.lines(),
+        ["in-rootfs", "rootfs-visible", "isolated"],
+        "{o:?}"
     );
-    assert_eq!(o.lines()[0], "in-rootfs");
-    assert_eq!(o.lines()[1], "isolated", "{o:?}");
 }
 
 #[test]
 fn no_pivot_still_confines_the_container_to_its_rootfs() {
     let ctx = TestCtx::new("no-pivot");
+    let host = host_only_marker(&ctx);
     let mut b = ctx.bundle();
     std::fs::write(b.rootfs().join("etc/codex-marker"), "in-rootfs").unwrap();
-    b.sh("cat /etc/codex-marker; echo; [ -e /work ] && echo host-visible || echo isolated");
+    b.sh(&visibility_probe(&host));
     let id = ctx.id("nopivot");
     let o = ctx.run(&b, &id, &["--no-pivot"]);
     o.assert_ok();
-    assert_eq!(o.lines(), vec!["in-rootfs", "isolated"], "{o:?}");
+    assert_eq!(
+        o.lines(),
+        ["in-rootfs", "rootfs-visible", "isolated"],
+        "{o:?}"
+    );
 }
 
 #[test]
@@ -344,11 +374,16 @@ fn cgroup_mount_shows_the_containers_own_cgroup() {
         "cgroup",
         &["nosuid", "noexec", "nodev", "relatime", "ro"],
     );
+    // v1: a directory per controller; v2: one tree whose cgroup.controllers names them
     let o = ctx.run_sh(
         &mut b,
-        "ls /sys/fs/cgroup; echo ---; cat /sys/fs/cgroup/pids/cgroup.procs",
+        "ls /sys/fs/cgroup; cat /sys/fs/cgroup/cgroup.controllers 2>/dev/null; echo ---; \
+         cat /sys/fs/cgroup/pids/cgroup.procs 2>/dev/null || cat /sys/fs/cgroup/cgroup.procs",
     );
     let (ls, procs) = o.stdout.split_once("---\n").unwrap();
+    if cgroup_v2_only() {
+        assert!(ls.contains("cgroup.controllers"), "not a v2 tree: {o:?}");
+    }
     for c in ["pids", "memory"] {
         assert!(
             ls.split_whitespace().any(|x| x == c),
@@ -374,10 +409,13 @@ fn shared_host_dir(ctx: &TestCtx, name: &str) -> std::path::PathBuf {
 }
 
 /// Starts a container with `src` bound at /mnt/p with `opts`, then mounts a tmpfs with a
-/// marker under `src` on the host; returns whether the container sees the marker.
+/// marker under `src` on the host; returns whether the container sees the marker. Controls:
+/// the bind itself is in the container (it reads a file of `src`), and the host's mount
+/// really happened (the host reads the marker), so "absent" means not propagated.
 fn sees_later_host_mount(ctx: &TestCtx, opts: &[&str]) -> bool {
     let src = shared_host_dir(ctx, &format!("src{}", opts.join("-")));
     fs::create_dir(src.join("sub")).unwrap();
+    fs::write(src.join("bound"), "bound").unwrap();
     let mut b = ctx.bundle();
     b.add_mount("/mnt/p", "bind", &src.to_string_lossy(), opts);
     b.sh("echo ready; exec sleep 1000");
@@ -389,21 +427,31 @@ fn sees_later_host_mount(ctx: &TestCtx, opts: &[&str]) -> bool {
         src.display()
     ))
     .assert_ok();
+    assert_eq!(
+        fs::read_to_string(src.join("sub/marker")).unwrap(),
+        "late\n",
+        "control: the host's mount is there"
+    );
     let o = ctx.exec(
         &id,
         &[],
         &[
             "sh",
             "-c",
-            "cat /mnt/p/sub/marker 2>/dev/null || echo absent",
+            "cat /mnt/p/bound; echo; cat /mnt/p/sub/marker 2>/dev/null || echo absent",
         ],
     );
     o.assert_ok();
     ctx.rt.run(&["delete", "--force", &id]).assert_ok();
-    match o.stdout.trim() {
-        "late" => true,
-        "absent" => false,
-        other => panic!("unexpected output {other:?}"),
+    assert_eq!(
+        o.lines().first(),
+        Some(&"bound"),
+        "control: the bind is not there: {o:?}"
+    );
+    match o.lines().get(1).copied() {
+        Some("late") => true,
+        Some("absent") => false,
+        other => panic!("unexpected output {other:?}: {o:?}"),
     }
 }
 

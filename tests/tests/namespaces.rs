@@ -201,21 +201,46 @@ fn cgroup_namespace_makes_the_containers_cgroup_its_root() {
 #[test]
 fn ipc_namespace_hides_the_hosts_message_queues_and_shm() {
     let ctx = TestCtx::new("ipcns");
-    // a SysV shm segment on the host
-    // SAFETY: plain shmget/shmctl syscalls.
+    // a SysV shm segment and a SysV message queue on the host
+    // SAFETY: plain shmget/shmctl/msgget/msgctl syscalls.
     let shmid = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
     assert!(shmid >= 0, "shmget");
     ctx.on_cleanup(move || unsafe {
         libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut());
     });
-    let host_has = fs::read_to_string("/proc/sysvipc/shm")
-        .unwrap()
-        .lines()
-        .any(|l| l.split_whitespace().nth(1) == Some(&shmid.to_string()));
-    assert!(host_has, "host must list its own segment");
+    let msqid = unsafe { libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600) };
+    assert!(msqid >= 0, "msgget");
+    ctx.on_cleanup(move || unsafe {
+        libc::msgctl(msqid, libc::IPC_RMID, std::ptr::null_mut());
+    });
+    // the second column of /proc/sysvipc/{shm,msg} is the id
+    let lists = |text: &str, id: i32| {
+        text.lines()
+            .any(|l| l.split_whitespace().nth(1) == Some(&id.to_string()))
+    };
+    let probe = format!(
+        "grep -c '^ *[0-9]* *{shmid} ' /proc/sysvipc/shm; grep -c '^ *[0-9]* *{msqid} ' /proc/sysvipc/msg; true"
+    );
+    assert!(lists(
+        &fs::read_to_string("/proc/sysvipc/shm").unwrap(),
+        shmid
+    ));
+    assert!(lists(
+        &fs::read_to_string("/proc/sysvipc/msg").unwrap(),
+        msqid
+    ));
+    // Control: without an IPC namespace the container sees both (so the probe can).
+    let mut shared = ctx.bundle();
+    shared.remove_namespace("ipc");
+    let c = ctx.run_sh(&mut shared, &probe);
+    assert_eq!(c.lines(), ["1", "1"], "control: {c:?}");
     let mut b = ctx.bundle();
-    let o = ctx.run_sh(&mut b, "tail -n +2 /proc/sysvipc/shm | wc -l");
-    assert_eq!(o.stdout.trim(), "0", "the container sees host shm segments");
+    let o = ctx.run_sh(&mut b, &probe);
+    assert_eq!(
+        o.lines(),
+        ["0", "0"],
+        "the container sees the host's shm segment or message queue: {o:?}"
+    );
 }
 
 #[test]

@@ -4,12 +4,18 @@
 use codex_tests::*;
 
 /// Shows lo's flags, then serves one line with busybox `nc -l` and sends it to
-/// itself over 127.0.0.1; prints `GOT:<line>` when it arrived.
+/// itself over 127.0.0.1; prints `listening` once the kernel lists the listener (port 7777
+/// is 1E61 in /proc/net/tcp, state 0A), and `GOT:<line>` with what arrived. Every wait is
+/// for an event (listener up, data written), bounded at 10 s, not a fixed sleep.
 /// (busybox nc stops serving when its stdin ends, hence the `sleep |`.)
 const LOOPBACK_PROBE: &str = "ip link show lo; \
-    sleep 5 | nc -l -p 7777 > /dev/shm/got 2>/dev/null & \
-    sleep 0.3; echo hello-lo | nc -w 2 127.0.0.1 7777; \
-    sleep 0.2; kill $! 2>/dev/null; echo GOT:$(cat /dev/shm/got)";
+    sleep 60 | nc -l -p 7777 > /dev/shm/got 2>/dev/null & \
+    i=0; until cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ':1E61 [0-9A-F:]* 0A '; \
+      do [ $i -ge 200 ] && break; sleep 0.05; i=$((i+1)); done; \
+    [ $i -lt 200 ] && echo listening; \
+    if echo hello-lo | nc -w 2 127.0.0.1 7777; then \
+      i=0; until [ -s /dev/shm/got ] || [ $i -ge 200 ]; do sleep 0.05; i=$((i+1)); done; fi; \
+    kill $! 2>/dev/null; echo GOT:$(cat /dev/shm/got)";
 
 fn lo_flags(out: &str) -> String {
     out.lines()
@@ -29,6 +35,7 @@ fn new_network_namespace_has_loopback_up_and_reachable() {
     let o = ctx.run_sh(&mut b, LOOPBACK_PROBE);
     let flags = lo_flags(&o.stdout);
     assert!(flags.contains(",UP"), "lo must be up: {flags}");
+    assert!(o.stdout.contains("listening"), "{}", o.stdout);
     assert!(
         o.stdout.contains("GOT:hello-lo"),
         "a service must reach itself on 127.0.0.1: {}",
@@ -47,6 +54,8 @@ fn joined_network_namespace_is_left_as_it_is() {
     let o = ctx.run_sh(&mut b, LOOPBACK_PROBE);
     let flags = lo_flags(&o.stdout);
     assert!(!flags.contains(",UP"), "lo must stay down: {flags}");
+    // the server was up: the failure below is the network's, not a missing listener
+    assert!(o.stdout.contains("listening"), "{}", o.stdout);
     assert!(
         !o.stdout.contains("GOT:hello-lo"),
         "nothing can be reached over a down lo: {}",

@@ -3,8 +3,6 @@
 //! before `cargo test`), so no image is needed. Each test has its own engine root.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use codex_engine::aio::AsyncEngine;
@@ -47,11 +45,15 @@ fn script(name: &str, sh: &str) -> ContainerConfig {
 
 #[tokio::test(flavor = "current_thread")]
 async fn wait_and_follow_see_output_and_the_exit_without_blocking_the_runtime() {
-    let Some((_dir, eng)) = engine() else { return };
+    let Some((dir, eng)) = engine() else { return };
     let rec = eng
         .create(script(
             "aio-follow",
-            "echo one; sleep 0.3; echo two >&2; exit 5",
+            &format!(
+                "echo one; i=0; while [ ! -e {t} ] && [ $i -lt 400 ]; do sleep 0.05; \
+                 i=$((i+1)); done; [ -e {t} ] && echo two >&2 || echo no-trigger >&2; exit 5",
+                t = dir.path().join("trigger").display()
+            ),
         ))
         .await
         .expect("create");
@@ -67,19 +69,17 @@ async fn wait_and_follow_see_output_and_the_exit_without_blocking_the_runtime() 
         .expect("follow");
     eng.start(&rec.id).await.expect("start");
 
-    // One thread: if following blocked it, this task could not tick meanwhile.
-    let ticks = Arc::new(AtomicU32::new(0));
-    let ticker = {
-        let ticks = ticks.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                ticks.fetch_add(1, Ordering::Relaxed);
-            }
-        })
-    };
+    // One thread: the script prints its second line only after this task has made the
+    // trigger file, and this task can only run while the follower is waiting, if the
+    // follower does not block the thread (event order, not a count of ticks in a window;
+    // the script gives up after ~20 s and says so).
+    let trigger = dir.path().join("trigger");
+    let ticker = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        std::fs::write(&trigger, b"").expect("trigger");
+    });
     let mut lines = Vec::new();
-    while let Some(batch) = tokio::time::timeout(Duration::from_secs(20), follow.next())
+    while let Some(batch) = tokio::time::timeout(Duration::from_secs(60), follow.next())
         .await
         .expect("follow ends when the container ends")
         .expect("follow")
@@ -93,13 +93,7 @@ async fn wait_and_follow_see_output_and_the_exit_without_blocking_the_runtime() 
             ("stderr".to_string(), "two".to_string())
         ]
     );
-    // The script sleeps 0.3 s between its lines: about 30 ticks, unless blocked.
-    let n = ticks.load(Ordering::Relaxed);
-    assert!(
-        n >= 10,
-        "only {n} ticks while following: the follower blocked the thread"
-    );
-    ticker.abort();
+    ticker.await.expect("the trigger task ran");
     let code = tokio::time::timeout(Duration::from_secs(10), eng.wait(&rec.id))
         .await
         .expect("wait returns")

@@ -354,12 +354,17 @@ fn worker() {
         Some("churn") => {
             let reg = Registry::open(&root).expect("open");
             println!("RESULT churning");
-            loop {
+            let busy = go.with_extension(format!("busy-{}", std::process::id()));
+            for n in 0u64.. {
                 let rec = reg
                     .create_container(None, json!({}), no_labels())
                     .expect("create");
                 if rec.id.as_bytes()[0] < b'8' {
                     reg.remove_container(&rec.id).expect("rm");
+                }
+                // tells the test this worker is well into its churn (kills come after)
+                if n == 20 {
+                    std::fs::write(&busy, b"").expect("busy marker");
                 }
             }
         }
@@ -430,7 +435,22 @@ fn processes_killed_mid_create_or_rm_leave_what_reconcile_repairs() {
     let go = tmp.path().join("go");
     let mut children = spawn_workers(4, &root, "churn", None, &go);
     std::fs::write(&go, b"").expect("go");
-    std::thread::sleep(Duration::from_millis(400));
+    // Kill only once every worker has done 20 create/rm rounds (it says so with a marker):
+    // the kills then land mid-churn however slow the machine, not after a fixed 400 ms.
+    let busy = || {
+        std::fs::read_dir(tmp.path())
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("go.busy-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while busy() < 4 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(busy(), 4, "the workers never got going");
     for child in &mut children {
         child.kill().expect("kill -9 worker");
     }
@@ -449,7 +469,7 @@ fn processes_killed_mid_create_or_rm_leave_what_reconcile_repairs() {
         records.len(),
         index.containers().len()
     );
-    assert!(!records.is_empty(), "the workers created nothing in 400 ms");
+    assert!(!records.is_empty(), "the workers left nothing to reconcile");
 }
 
 #[test]

@@ -49,6 +49,14 @@ fn codex_ptmx_is_checked_before_it_is_opened_read_write() {
         ))
         .spawn()
         .unwrap();
+    // Precondition, from the kernel: the writer sleeps in the FIFO's open, waiting for a
+    // reader (so an open by the runtime would wake it, not slip in before it).
+    let wpid = writer.id() as i64;
+    assert!(
+        wait_until(WAIT, || blocked_in_fifo_open(wpid)),
+        "the writer never blocked in its open: {:?}",
+        fs::read_to_string(format!("/proc/{wpid}/wchan"))
+    );
     let console = codex_tests::console::ConsoleSocket::bind(
         &ctx.path("console.sock"),
         Vec::new(),
@@ -57,8 +65,14 @@ fn codex_ptmx_is_checked_before_it_is_opened_read_write() {
     let id = ctx.id("c");
     let o = ctx.create(&b, &id, &["--console-socket", &console.arg()]);
     o.assert_fails();
-    std::thread::sleep(Duration::from_millis(500));
-    let woke = marker.exists();
+    // Woken, the writer is runnable until it gets a CPU, then leaves the open: wait until
+    // it is not runnable (however loaded the machine), then ask where it sleeps. No
+    // fixed window: a writer woken late is still seen as woken.
+    let settled = wait_until(Duration::from_secs(60), || {
+        proc_state(wpid).is_none_or(|st| st != 'R')
+    });
+    assert!(settled, "the writer stayed runnable for 60 s");
+    let woke = marker.exists() || !blocked_in_fifo_open(wpid);
     // Positive control: a reader does wake the writer.
     let reader = fs::OpenOptions::new()
         .read(true)
@@ -202,4 +216,16 @@ fn codex_tmpcopyup_never_follows_a_symlink_swapped_in_during_the_copy() {
     }
     // Positive control: the copies happened and carried the regular file.
     assert!(copied > 10, "only {copied} of 40 copies carried the file");
+}
+
+/// The state letter of `pid` in /proc/PID/stat (None once it is gone).
+fn proc_state(pid: i64) -> Option<char> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// Whether `pid` sleeps in a FIFO open that waits for the other end.
+fn blocked_in_fifo_open(pid: i64) -> bool {
+    proc_state(pid) == Some('S')
+        && fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w == "wait_for_partner")
 }
