@@ -238,7 +238,7 @@ pub enum Command {
     /// Images.
     Image {
         #[command(subcommand)]
-        command: ImageCommand,
+        command: super::image::ImageCommand,
     },
     /// Named volumes.
     Volume {
@@ -319,18 +319,4 @@ pub enum VolumeCommand {
     Rm { names: Vec<String> },
     /// Remove every volume no container mounts.
     Prune,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ImageCommand {
-    /// Import a directory or a tar (.gz, .zst) as NAME[:TAG].
-    Import { source: PathBuf, reference: String },
-    /// List images.
-    #[command(alias = "list")]
-    Ls {
-        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
-        format: String,
-    },
-    /// Remove images.
-    Rm { references: Vec<String> },
 }

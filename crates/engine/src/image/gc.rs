@@ -62,6 +62,38 @@ impl ImageStore {
         Ok(removal)
     }
 
+    /// Deletes every image `in_use` does not claim, with its references (`image prune
+    /// -a`), then collects layers, blobs and stale work dirs.
+    pub fn prune_unused(&self, in_use: impl Fn(&str) -> bool) -> Result<Removal> {
+        let _lock = self.lock()?;
+        let mut index = self.read_index()?;
+        let mut removal = Removal::default();
+        for id in self.image_ids()? {
+            if in_use(&id) {
+                continue;
+            }
+            let refs: Vec<String> = index
+                .references
+                .iter()
+                .filter(|(_, v)| **v == id)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for r in refs {
+                index.references.remove(&r);
+                removal.untagged.push(r);
+            }
+            removal.deleted.push(id);
+        }
+        // The index first: a crash between the two leaves dangling records (the next
+        // prune takes them), never a reference to a deleted record.
+        self.write_index(&index)?;
+        for id in &removal.deleted {
+            self.delete_record(id)?;
+        }
+        removal.layers = self.gc()?;
+        Ok(removal)
+    }
+
     /// Removes layers and blobs no image record uses, and stale work dirs. Under the lock.
     /// Conservative: if any record cannot be read, no layer or blob is removed.
     pub(super) fn gc(&self) -> Result<Vec<String>> {
@@ -83,6 +115,16 @@ impl ImageStore {
                 if let Some(h) = digest_hex(l) {
                     used_layers.insert(h.to_string());
                 }
+            }
+            if let Some(m) = rec.manifest.as_deref().and_then(digest_hex) {
+                // The manifest names the blobs a save of this image writes: its
+                // layers as loaded (compressed) may differ from the blob the shared
+                // layer was first unpacked from. Unreadable: keep everything.
+                let Ok(blobs) = self.manifest_blobs(m) else {
+                    return Ok(removed);
+                };
+                used_blobs.extend(blobs);
+                used_blobs.insert(m.to_string());
             }
             used_blobs.insert(id);
         }
@@ -138,5 +180,26 @@ fn in_use_error(what: &str, id: &str) -> Error {
             "a container (image {}); remove the container first",
             id.get(..12).unwrap_or(id)
         ),
+    }
+}
+
+impl ImageStore {
+    /// The config and layer blob hexes a stored manifest names.
+    pub(super) fn manifest_blobs(&self, manifest_hex: &str) -> Result<Vec<String>> {
+        let path = self.blob_path_hex(manifest_hex);
+        let data = fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
+        let m: oci_spec::image::ImageManifest =
+            serde_json::from_slice(&data).map_err(|e| Error::Corrupt {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut out = Vec::new();
+        for d in std::iter::once(m.config()).chain(m.layers()) {
+            let s: &str = d.digest().as_ref();
+            if let Some(h) = digest_hex(s) {
+                out.push(h.to_string());
+            }
+        }
+        Ok(out)
     }
 }

@@ -87,6 +87,8 @@ impl ImageStore {
             layers: vec![diff_id],
             size,
             config,
+            manifest: None,
+            platform: super::Platform::host().to_string(),
         };
 
         // Commit: everything below is renames and small writes, under the store lock.

@@ -31,14 +31,21 @@
 //! concurrent imports are safe, and a crash leaves only a stale work dir that the next
 //! garbage collection removes.
 
+mod defaults;
 mod fsutil;
 mod gc;
 mod import;
+mod inspect;
 pub(crate) mod layer;
+mod load;
+mod manifest;
 mod record;
 mod recover;
 mod reference;
+mod runconfig;
+mod save;
 mod store;
+mod verify;
 
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -48,9 +55,15 @@ use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
 
+pub use defaults::apply_defaults;
+pub use inspect::HistoryEntry;
+pub use load::{LoadOptions, Loaded};
+pub use manifest::Platform;
 use record::Index;
-pub use record::{ImageConfig, ImageRecord, LayerRecord, Removal};
+pub use record::{Healthcheck, ImageConfig, ImageRecord, LayerRecord, Removal};
 pub use reference::{Reference, DEFAULT_TAG};
+pub use save::SaveFormat;
+pub use verify::DEFAULT_MAX_UNPACKED;
 
 /// Entry points for the fuzz targets in `fuzz/`: the layer code as `import` runs it, on
 /// bytes in memory instead of a file. Not a stable API.
@@ -79,7 +92,7 @@ pub mod fuzzing {
 }
 
 /// Schema version of `manifests/<id>.json`, `layers/<hex>/layer.json` and `index.json`.
-pub const STORE_VERSION: u32 = 1;
+pub const STORE_VERSION: u32 = 2;
 
 /// The media type of the uncompressed layer tars kept in `blobs/`.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// How a container from the image runs by default (the runtime part of an OCI image
-/// config). Empty for imports.
+/// config, plus Docker's `Healthcheck`). Empty for imports.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ImageConfig {
@@ -15,6 +15,26 @@ pub struct ImageConfig {
     pub working_dir: String,
     pub user: String,
     pub labels: BTreeMap<String, String>,
+    /// `PORT/PROTO` (`80/tcp`), sorted: what `-P` publishes.
+    pub exposed_ports: Vec<String>,
+    /// A signal name or number, or empty for the default.
+    pub stop_signal: String,
+    /// Docker's `config.Healthcheck` (not in the OCI config; Docker and podman write it).
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// An image's health check, as Docker's image config states it. Durations in nanoseconds
+/// (0: the engine's default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Healthcheck {
+    /// `["NONE"]`, `["CMD", arg...]` or `["CMD-SHELL", command]`.
+    pub test: Vec<String>,
+    pub interval: u64,
+    pub timeout: u64,
+    pub start_period: u64,
+    pub start_interval: u64,
+    pub retries: u32,
 }
 
 /// One image: `manifests/<id>.json`.
@@ -35,6 +55,13 @@ pub struct ImageRecord {
     pub size: u64,
     #[serde(default)]
     pub config: ImageConfig,
+    /// `sha256:<hex>` of the image's manifest blob in `blobs/` (an OCI image manifest: as
+    /// loaded, or made from a docker archive's layers); `None` for imports.
+    #[serde(default)]
+    pub manifest: Option<String>,
+    /// `OS/ARCH[/VARIANT]` from the image config.
+    #[serde(default)]
+    pub platform: String,
 }
 
 impl ImageRecord {

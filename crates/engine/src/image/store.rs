@@ -222,6 +222,9 @@ impl ImageStore {
             return Ok(());
         }
         (rec.name, rec.tag) = first_reference(index, id);
+        // Written at this engine's version: the fields an older record lacks are read as
+        // their defaults, and the file must fit the schema its version names.
+        rec.version = STORE_VERSION;
         write_atomic(&path, &to_json(&rec)?)
     }
 

@@ -21,9 +21,9 @@ mod pack;
 mod sys;
 mod unpack;
 
-pub(crate) use archive::{decoder, open_archive};
+pub(crate) use archive::{decoder, open_archive, Compression};
 pub(crate) use pack::{pack, ExactReader};
-pub(crate) use unpack::unpack;
+pub(crate) use unpack::{unpack, unpack_limited};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";

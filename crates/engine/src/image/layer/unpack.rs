@@ -19,6 +19,17 @@ use crate::image::fsutil::cstring;
 /// Unpacks the tar stream `reader` into `dest`, an existing empty directory. `source` names
 /// the archive in errors. Returns the number of entries applied.
 pub(crate) fn unpack<R: Read>(reader: R, dest: &Path, source: &Path) -> Result<u64> {
+    unpack_limited(reader, dest, source, u64::MAX)
+}
+
+/// [`unpack`], refusing an archive whose files hold more than `max_bytes` in all (a
+/// sparse entry counts at its full size: it is written out in full).
+pub(crate) fn unpack_limited<R: Read>(
+    reader: R,
+    dest: &Path,
+    source: &Path,
+    max_bytes: u64,
+) -> Result<u64> {
     let root = open_dir_path(dest).ctx(|| format!("opening {}", dest.display()))?;
     fchown(root.as_fd(), 0, 0)
         .and_then(|_| fchmod(root.as_fd(), 0o755))
@@ -28,6 +39,8 @@ pub(crate) fn unpack<R: Read>(reader: R, dest: &Path, source: &Path) -> Result<u
         source,
         dest,
         dirs: HashMap::new(),
+        budget: max_bytes,
+        max_bytes,
     };
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(|e| u.tar_error(e))?;
@@ -54,6 +67,9 @@ struct Unpacker<'a> {
     /// Directories whose mtime is set once every entry is in (creating children changes
     /// it): relative path -> mtime. Implicit parents get the epoch.
     dirs: HashMap<Vec<u8>, i64>,
+    /// Bytes of file content still allowed, of `max_bytes`.
+    budget: u64,
+    max_bytes: u64,
 }
 
 /// The metadata of one entry that the layer keeps.
@@ -138,7 +154,19 @@ impl Unpacker<'_> {
                 clear_slot(p, &cname, false).map_err(|e| self.io(&path, "replacing", e))?;
                 let mut file = create_file(p, &cname).map_err(|e| self.io(&path, "create", e))?;
                 let want = entry.size();
-                let got = io::copy(entry, &mut file).map_err(|e| self.io(&path, "writing", e))?;
+                let mut bounded = (&mut *entry).take(self.budget.saturating_add(1));
+                let got =
+                    io::copy(&mut bounded, &mut file).map_err(|e| self.io(&path, "writing", e))?;
+                if got > self.budget {
+                    return Err(self.invalid(
+                        &path,
+                        format!(
+                            "the archive unpacks to more than {} bytes (the size limit)",
+                            self.max_bytes
+                        ),
+                    ));
+                }
+                self.budget -= got;
                 if got != want {
                     return Err(self.invalid(
                         &path,
