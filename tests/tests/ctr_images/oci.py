@@ -7,6 +7,9 @@ write (a Docker Healthcheck, a multi-platform index, hostile layers, corrupt blo
   oci.py multiarch LAYOUT         wraps the first image in an index with a linux/arm64 twin
   oci.py corrupt LAYOUT           flips a byte in the first layer blob (digest mismatch)
   oci.py drop-layer LAYOUT        deletes the first layer blob (manifest names a missing blob)
+  oci.py docker OUT.tar CONFIG [LINK TARGET]
+                                  a docker archive whose manifest.json names CONFIG as the
+                                  config file, with an optional symlink entry LINK -> TARGET
 """
 import gzip
 import hashlib
@@ -152,10 +155,30 @@ def craft(out, spec):
     write_index(out, {"schemaVersion": 2, "manifests": [mdesc]})
 
 
+def docker(out, config_path, link=None, target=None):
+    raw = layer_tar([{"name": "f", "data": "x"}])
+    diff = "sha256:" + hashlib.sha256(raw).hexdigest()
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [diff]}}).encode()
+    manifest = json.dumps([{"Config": config_path, "RepoTags": ["hostile:x"],
+                            "Layers": ["l/layer.tar"]}]).encode()
+    with tarfile.open(out, "w") as t:
+        for name, data in [("manifest.json", manifest), ("l/layer.tar", raw), ("real.json", config)]:
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            t.addfile(ti, io.BytesIO(data))
+        if link:
+            ti = tarfile.TarInfo(link)
+            ti.type, ti.linkname = tarfile.SYMTYPE, target
+            t.addfile(ti)
+
+
 if __name__ == "__main__":
     cmd, layout = sys.argv[1], sys.argv[2]
     if cmd == "craft":
         craft(layout, json.loads(sys.argv[3]))
+    elif cmd == "docker":
+        docker(layout, *sys.argv[3:])
     else:
         {"healthcheck": healthcheck, "multiarch": multiarch, "corrupt": corrupt,
          "drop-layer": drop_layer}[cmd](layout)
