@@ -207,7 +207,7 @@ fn a_digest_mismatch_and_a_missing_blob_are_refused() {
     c.run(&["image", "rm", "hostile/good:x"]).assert_ok();
     let bad = craft(&w, "corrupt", layers.clone());
     py(&["corrupt", &bad.to_string_lossy()]);
-    refused(&c, &bad, &[], "digest");
+    refused(&c, &bad, &[], "content has digest");
     let bad = craft(&w, "missing", layers);
     py(&["drop-layer", &bad.to_string_lossy()]);
     refused(&c, &bad, &[], "missing from the archive");
