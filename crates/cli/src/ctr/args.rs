@@ -235,6 +235,10 @@ pub enum Command {
     Version,
     /// The host and the engine: cgroup version and driver, kernel, root, counts.
     Info,
+    /// Pull an image from a registry (as `image pull`).
+    Pull(super::image::PullArgs),
+    /// Store credentials for a registry in Docker's config.json (0600).
+    Login(super::image::LoginArgs),
     /// Images.
     Image {
         #[command(subcommand)]

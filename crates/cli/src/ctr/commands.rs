@@ -246,6 +246,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(if unknown { 125 } else { code })
         }
         Command::Image { command } => super::image::image(&eng, command),
+        Command::Pull(a) => super::image::pull(&eng, a),
+        Command::Login(a) => super::image::login(a),
         Command::Volume { command } => volume(&eng, command),
         Command::Network { command } => super::network::network(&eng, command),
     }

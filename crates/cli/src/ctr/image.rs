@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 use codex_engine::engine::Engine;
-use codex_engine::image::{LoadOptions, Platform, SaveFormat, DEFAULT_MAX_UNPACKED};
+use codex_engine::image::{
+    Credentials, LoadOptions, Platform, PullOptions, SaveFormat, DEFAULT_MAX_UNPACKED,
+};
 
 use crate::oci::commands::print_table;
 
@@ -28,6 +30,8 @@ pub enum ImageCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Pull an image from an OCI distribution registry.
+    Pull(PullArgs),
     /// List images (one row per reference; dangling ones as <none>).
     #[command(alias = "list")]
     Ls {
@@ -73,6 +77,91 @@ pub enum ImageCommand {
     },
 }
 
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// OS/ARCH[/VARIANT] to pick from a multi-platform image (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Plain HTTP (required: this build has no TLS).
+    #[arg(long)]
+    pub insecure: bool,
+    /// USER:PASSWORD (default: what `codex-ctr login` stored for the registry).
+    #[arg(long)]
+    pub creds: Option<String>,
+    /// The most one layer may unpack to: 512m, 20g (default 32g).
+    #[arg(long = "max-unpacked-size")]
+    pub max_unpacked_size: Option<String>,
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// [REGISTRY/]NAME[:TAG]
+    pub reference: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: String,
+    /// Read the password from stdin (the only way: never on the command line).
+    #[arg(long, required = true)]
+    pub password_stdin: bool,
+    /// host[:port]
+    pub registry: String,
+}
+
+fn load_options(platform: Option<&str>, max: Option<&str>) -> Result<LoadOptions> {
+    Ok(LoadOptions {
+        platform: platform.map(Platform::parse).transpose()?,
+        max_unpacked: match max {
+            Some(s) => codex_engine::config::parse_memory("max-unpacked-size", s)?,
+            None => DEFAULT_MAX_UNPACKED,
+        },
+    })
+}
+
+pub fn pull(eng: &Engine, a: PullArgs) -> Result<i32> {
+    let creds = match &a.creds {
+        Some(c) => {
+            let (u, p) = c
+                .split_once(':')
+                .ok_or_else(|| codex_engine::Error::invalid("creds", "expected USER:PASSWORD"))?;
+            Some(Credentials {
+                username: u.to_string(),
+                password: p.to_string(),
+            })
+        }
+        None => None,
+    };
+    let opts = PullOptions {
+        load: load_options(a.platform.as_deref(), a.max_unpacked_size.as_deref())?,
+        insecure: a.insecure,
+        creds,
+    };
+    let loaded = eng.images()?.pull(&a.reference, &opts)?;
+    if a.quiet {
+        println!("sha256:{}", loaded.id);
+    } else {
+        println!("Pulled {}: sha256:{}", a.reference, loaded.id);
+    }
+    Ok(0)
+}
+
+pub fn login(a: LoginArgs) -> Result<i32> {
+    use std::io::Read;
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        return Err(codex_engine::Error::invalid("password", "empty password on stdin").into());
+    }
+    let creds = Credentials {
+        username: a.username,
+        password,
+    };
+    let path = codex_engine::image::pull::creds::store(&a.registry, &creds)?;
+    println!("Login stored for {} in {}", a.registry, path.display());
+    Ok(0)
+}
+
 pub fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
     let store = eng.images()?;
     match cmd {
@@ -86,13 +175,7 @@ pub fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
             max_unpacked_size,
             quiet,
         } => {
-            let opts = LoadOptions {
-                platform: platform.as_deref().map(Platform::parse).transpose()?,
-                max_unpacked: match max_unpacked_size {
-                    Some(s) => codex_engine::config::parse_memory("max-unpacked-size", &s)?,
-                    None => DEFAULT_MAX_UNPACKED,
-                },
-            };
+            let opts = load_options(platform.as_deref(), max_unpacked_size.as_deref())?;
             let loaded = if input.as_os_str() == "-" {
                 store.load_stream(std::io::stdin().lock(), &opts)?
             } else {
@@ -110,6 +193,7 @@ pub fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
                 }
             }
         }
+        ImageCommand::Pull(a) => return pull(eng, a),
         ImageCommand::Ls { format, quiet } => {
             let imgs = store.list()?;
             if format == "json" {

@@ -118,7 +118,12 @@ impl ImageStore {
         self.load_dir(&work, &dir, opts)
     }
 
-    fn load_dir(&self, work: &WorkDir, dir: &Path, opts: &LoadOptions) -> Result<Vec<Loaded>> {
+    pub(in crate::image) fn load_dir(
+        &self,
+        work: &WorkDir,
+        dir: &Path,
+        opts: &LoadOptions,
+    ) -> Result<Vec<Loaded>> {
         let src = Source::open(dir)?;
         let host = Platform::host();
         let want = opts.platform.as_ref().unwrap_or(&host);
