@@ -378,3 +378,127 @@ fn rm_and_prune_remove_what_nothing_uses_and_never_a_containers_image() {
         "the fixture import had a layer and blobs"
     );
 }
+
+#[test]
+fn ten_containers_share_the_image_layers_and_not_their_writes() {
+    if !tools() {
+        return;
+    }
+    let c = Ctr::new();
+    let w = work(&c);
+    let oci = build_multi(&w);
+    let id = loaded_id(&c.run(&["image", "load", "-q", "-i", &oci.to_string_lossy()]));
+    let du = |p: &Path| -> u64 {
+        let o = host_sh(&format!("du -sk --apparent-size {}", p.display()));
+        o.assert_ok();
+        o.stdout
+            .split_whitespace()
+            .next()
+            .and_then(|k| k.parse().ok())
+            .expect("du")
+    };
+    let layers = du(&c.root.join("images/layers"));
+    assert!(
+        layers > 1000,
+        "the image's layers hold the busybox rootfs ({layers} KiB)"
+    );
+    let mut names = Vec::new();
+    for i in 0..10 {
+        let name = format!("share{i}");
+        c.run(&[
+            "create",
+            "--name",
+            &name,
+            "--entrypoint",
+            "/bin/sh",
+            "-u",
+            "0",
+            &id,
+            "-c",
+            "sleep 30",
+        ])
+        .assert_ok();
+        names.push(name);
+    }
+    assert_eq!(
+        du(&c.root.join("images/layers")),
+        layers,
+        "no layer was copied"
+    );
+    let containers = du(&c.root.join("containers"));
+    assert!(
+        containers < layers / 4,
+        "ten containers take {containers} KiB against {layers} KiB of layers"
+    );
+    // A write in one is seen neither by another nor by the image.
+    for n in &names[..2] {
+        c.run(&["start", n]).assert_ok();
+    }
+    c.run(&[
+        "exec",
+        &names[0],
+        "sh",
+        "-c",
+        "echo mine > /data/keep; echo new > /made",
+    ])
+    .assert_ok();
+    let o = c.run(&["exec", &names[0], "cat", "/data/keep", "/made"]);
+    assert_eq!(o.stdout, "mine\nnew\n", "the writer sees its writes: {o:?}");
+    let o = c.run(&[
+        "exec",
+        &names[1],
+        "sh",
+        "-c",
+        "cat /data/keep; [ -e /made ] || echo absent",
+    ]);
+    assert_eq!(o.stdout, "keep\nabsent\n", "{o:?}");
+    let o = c.run(&["run", "--rm", "--entrypoint", "/bin/cat", &id, "/data/keep"]);
+    assert_eq!(o.stdout, "keep\n", "{o:?}");
+}
+
+#[test]
+fn concurrent_loads_of_images_sharing_layers_both_succeed() {
+    if !tools() {
+        return;
+    }
+    let c = Ctr::new();
+    let w = work(&c);
+    let oci = build_multi(&w);
+    let d = w.display();
+    // The same layers in two images: the second with another config.
+    sh(&format!(
+        "cd {d}
+skopeo copy -q oci:oci:multi docker-archive:a.tar:one:a
+umoci config --image oci:multi --config.env B=2 --tag other
+skopeo copy -q oci:oci:other docker-archive:b.tar:two:b"
+    ));
+    let bin = codex_tests::ctr::ctr_binary();
+    let both = host_sh(&format!(
+        "{b} --root {r} image load -q -i {d}/a.tar > {d}/a.out 2>&1 & \
+         {b} --root {r} image load -q -i {d}/b.tar > {d}/b.out 2>&1 & \
+         wait %1; s1=$?; wait %2; s2=$?; cat {d}/a.out {d}/b.out; exit $((s1 + s2))",
+        b = bin.display(),
+        r = c.root.display(),
+    ));
+    assert!(both.ok(), "{both:?}");
+    let ids: Vec<&str> = both.stdout.lines().collect();
+    assert_eq!(ids.len(), 2, "{both:?}");
+    assert_ne!(ids[0], ids[1]);
+    // Three shared layers plus the fixture's one, each once; no work dir left.
+    assert_eq!(
+        std::fs::read_dir(c.root.join("images/layers"))
+            .expect("layers")
+            .count(),
+        4
+    );
+    assert_eq!(
+        std::fs::read_dir(c.root.join("images/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+    for r in ["one:a", "two:b"] {
+        let o = c.run(&["run", "--rm", "--entrypoint", "/bin/cat", r, "/opq/fresh"]);
+        assert_eq!(o.stdout, "fresh\n", "{r}: {o:?}");
+    }
+}
