@@ -37,6 +37,12 @@ pub struct PullOptions {
     pub creds: Option<Credentials>,
 }
 
+/// For the fuzz target: a `WWW-Authenticate` header parsed.
+#[doc(hidden)]
+pub fn parse_challenge_for_fuzzing(h: &str) -> bool {
+    target::parse_challenge(h).is_some()
+}
+
 impl ImageStore {
     /// Pulls `reference` (`[REGISTRY/]NAME[:TAG]`) into the store.
     pub fn pull(&self, reference: &str, opts: &PullOptions) -> Result<Loaded> {
