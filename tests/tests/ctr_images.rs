@@ -463,7 +463,7 @@ fn concurrent_loads_of_images_sharing_layers_both_succeed() {
     }
     let c = Ctr::new();
     let w = work(&c);
-    let oci = build_multi(&w);
+    build_multi(&w);
     let d = w.display();
     // The same layers in two images: the second with another config.
     sh(&format!(

@@ -98,12 +98,19 @@ pub mod fuzzing {
     /// what the loader relies on.
     pub fn image_documents(data: &[u8]) {
         use super::manifest::{self, Parsed, Platform};
-        for declared in [None, Some(manifest::OCI_INDEX), Some(manifest::DOCKER_MANIFEST)] {
+        for declared in [
+            None,
+            Some(manifest::OCI_INDEX),
+            Some(manifest::DOCKER_MANIFEST),
+        ] {
             match manifest::parse(data, declared, "fuzz") {
                 Ok(Parsed::Manifest(m)) => {
                     for l in m.layers() {
                         let t = l.media_type().to_string();
-                        assert!(manifest::layer_media_type(&t).is_some(), "accepted layer type {t}");
+                        assert!(
+                            manifest::layer_media_type(&t).is_some(),
+                            "accepted layer type {t}"
+                        );
                     }
                 }
                 Ok(Parsed::Index(i)) => {
@@ -117,9 +124,16 @@ pub mod fuzzing {
         for layers in [0, 1, 2] {
             if let Ok(c) = manifest::parse_config(data, layers, "fuzz") {
                 assert_eq!(c.rootfs().diff_ids().len(), layers);
-                assert!(c.rootfs().diff_ids().iter().all(|d| manifest::sha256_hex_of(d).is_some()));
+                assert!(c
+                    .rootfs()
+                    .diff_ids()
+                    .iter()
+                    .all(|d| manifest::sha256_hex_of(d).is_some()));
                 let rc = super::runconfig::from_config(&c, data);
-                assert!(rc.exposed_ports.windows(2).all(|w| w[0] < w[1]), "ports sorted, unique");
+                assert!(
+                    rc.exposed_ports.windows(2).all(|w| w[0] < w[1]),
+                    "ports sorted, unique"
+                );
             }
         }
         if let Ok(s) = std::str::from_utf8(data) {
@@ -129,8 +143,10 @@ pub mod fuzzing {
             let _ = super::pull::parse_challenge_for_fuzzing(s);
             let file = s.to_string();
             if let Ok(u) = super::defaults::resolve_user(s, &|_| Some(file.clone())) {
-                let (uid, gid) = u.split_once(':').expect("UID:GID");
-                assert!(uid.parse::<u32>().is_ok() && gid.parse::<u32>().is_ok(), "{u}");
+                let numeric = u
+                    .split_once(':')
+                    .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
+                assert!(numeric, "{u}");
             }
         }
     }
