@@ -266,3 +266,90 @@ fn pull_of_a_multi_platform_index_picks_the_platform() {
     c2.run(&["pull", "--insecure", "--platform", "linux/s390x", &r])
         .assert_refused_naming("platform");
 }
+
+/// A work dir's blob of at least `min` bytes, if a pull has one in flight.
+fn blob_in_flight(root: &Path, min: u64) -> bool {
+    let Ok(tmp) = std::fs::read_dir(root.join("images/tmp")) else {
+        return false;
+    };
+    tmp.flatten().any(|w| {
+        std::fs::read_dir(w.path().join("layout/blobs/sha256"))
+            .map(|d| {
+                d.flatten()
+                    .any(|b| b.metadata().is_ok_and(|m| m.len() >= min))
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn a_pull_killed_mid_way_leaves_no_half_layer_and_the_next_pull_completes() {
+    if !tools() {
+        return;
+    }
+    let c = Ctr::new();
+    let w = work(&c);
+    let oci = busybox_layout(&w);
+    // A big incompressible layer, so there is time to kill the pull mid-way.
+    sh(&format!(
+        "cd {d}
+rm -rf b; umoci unpack --image oci:bb b >/dev/null
+head -c $((48 << 20)) /dev/urandom > b/rootfs/big
+sha256sum b/rootfs/big | cut -d' ' -f1 > big.sha
+umoci repack --image oci:bb b",
+        d = w.display()
+    ));
+    let want = std::fs::read_to_string(w.join("big.sha"))
+        .expect("sha")
+        .trim()
+        .to_string();
+    let reg = Registry::start(&w, None);
+    let r = format!("{}/big:x", reg.host());
+    sh(&format!(
+        "skopeo copy -q --dest-tls-verify=false oci:{}:bb docker://{r}",
+        oci.display()
+    ));
+    let layers_before: Vec<_> = std::fs::read_dir(c.root.join("images/layers"))
+        .expect("layers")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+
+    let mut cmd = c.cmd(&["pull", "-q", "--insecure", &r]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    own_group(&mut cmd);
+    let mut child = cmd.spawn().expect("start the pull");
+    let caught = wait_until(Duration::from_secs(60), || blob_in_flight(&c.root, 1 << 20));
+    kill_group(&mut child);
+    let status = child.wait().expect("reap the pull");
+    assert!(
+        caught,
+        "never saw the big blob arrive in the pull's work dir"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        Some(9),
+        "the pull was killed mid-way, not finished: {status:?}"
+    );
+    // Nothing of it is in the store: no image, no new layer (whole or half).
+    c.run(&["image", "inspect", &r]).assert_refused();
+    let layers_after: Vec<_> = std::fs::read_dir(c.root.join("images/layers"))
+        .expect("layers")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(layers_after, layers_before, "a killed pull left a layer");
+
+    // The next pull completes, the big file is whole, the dead pull's work dir is gone.
+    pulled_id(&c.run(&["pull", "-q", "--insecure", &r]));
+    let o = c.run(&["run", "--rm", &r, "sha256sum", "/big"]);
+    o.assert_ok();
+    assert!(o.stdout.starts_with(&want), "{o:?} vs {want}");
+    assert_eq!(
+        std::fs::read_dir(c.root.join("images/tmp"))
+            .expect("tmp")
+            .count(),
+        0
+    );
+}
