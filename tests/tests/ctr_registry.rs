@@ -353,3 +353,54 @@ umoci repack --image oci:bb b",
         0
     );
 }
+
+/// A stand-in registry demanding bearer tokens (tests/tests/ctr_images/token_registry.py).
+struct TokenRegistry {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for TokenRegistry {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+    }
+}
+
+#[test]
+fn pull_answers_a_bearer_challenge_with_a_token_from_the_realm() {
+    if !tools() {
+        return;
+    }
+    let c = Ctr::new();
+    let w = work(&c);
+    let oci = busybox_layout(&w);
+    let local = pulled_id(&c.run(&["image", "load", "-q", "-i", &oci.to_string_lossy()]));
+    let port_file = w.join("token-port");
+    let mut cmd = Command::new("python3");
+    cmd.arg(workspace_dir().join("tests/tests/ctr_images/token_registry.py"))
+        .arg(&oci)
+        .arg(&port_file)
+        .args(["bob", "pa55"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    own_group(&mut cmd);
+    let child = cmd.spawn().expect("start the token registry");
+    let up = wait_until(Duration::from_secs(20), || port_file.exists());
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let reg = TokenRegistry { child, port };
+    assert!(up && reg.port > 0, "the token registry did not start");
+    let r = format!("127.0.0.1:{}/tok/bb:bb", reg.port);
+    let c2 = Ctr::new();
+    // Without credentials the token service refuses; with wrong ones too.
+    let o = c2.run(&["pull", "--insecure", &r]);
+    o.assert_refused_naming("registry")
+        .assert_stderr_mentions("token service answered HTTP 401");
+    c2.run(&["pull", "--insecure", "--creds", "bob:nope", &r])
+        .assert_refused()
+        .assert_stderr_mentions("token service answered HTTP 401");
+    let id = pulled_id(&c2.run(&["pull", "-q", "--insecure", "--creds", "bob:pa55", &r]));
+    assert_eq!(id, local);
+}
