@@ -351,6 +351,21 @@ fn rm_and_prune_remove_what_nothing_uses_and_never_a_containers_image() {
     c.run(&["image", "tag", &id, "keep:a"]).assert_ok();
     c.run(&["image", "tag", &id, "keep:b"]).assert_ok();
     c.run(&["create", "--name", "user", "keep:a"]).assert_ok();
+    // ls --filter: by reference glob, label, dangling.
+    let ls = |f: &[&str]| {
+        let mut args = vec!["image", "ls", "-q"];
+        for x in f {
+            args.extend(["--filter", x]);
+        }
+        let o = c.run(&args);
+        o.assert_ok();
+        o.stdout.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(ls(&["reference=keep:*"]), [id[..12].to_string()]);
+    assert_eq!(ls(&["label=org.test=yes"]), [id[..12].to_string()]);
+    assert_eq!(ls(&["reference=busybox"]).len(), 1);
+    assert!(ls(&["dangling=true"]).is_empty());
+    c.run(&["image", "ls", "--filter", "size=1"]).assert_refused_naming("filter");
     // Untagging one of two names is allowed; the last name of a used image is not.
     let o = c.run(&["image", "rm", "keep:b"]);
     o.assert_ok();

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::Subcommand;
 use codex_engine::engine::Engine;
 use codex_engine::image::{
-    Credentials, LoadOptions, Platform, PullOptions, SaveFormat, DEFAULT_MAX_UNPACKED,
+    Credentials, ImageFilter, LoadOptions, Platform, PullOptions, SaveFormat, DEFAULT_MAX_UNPACKED,
 };
 
 use crate::oci::commands::print_table;
@@ -39,6 +39,9 @@ pub enum ImageCommand {
         format: String,
         #[arg(short, long)]
         quiet: bool,
+        /// dangling=true|false, reference=PATTERN, label=KEY[=VALUE] (repeatable).
+        #[arg(short, long)]
+        filter: Vec<String>,
     },
     /// Remove image references (an image goes with its last one; refused while a
     /// container uses it).
@@ -194,13 +197,28 @@ pub fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
             }
         }
         ImageCommand::Pull(a) => return pull(eng, a),
-        ImageCommand::Ls { format, quiet } => {
-            let imgs = store.list()?;
+        ImageCommand::Ls {
+            format,
+            quiet,
+            filter,
+        } => {
+            let filter = ImageFilter::parse(&filter)?;
+            let refs = store.references()?;
+            let refs_of = |id: &str| -> Vec<String> {
+                refs.iter()
+                    .filter(|(_, v)| v.as_str() == id)
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            };
+            let imgs: Vec<_> = store
+                .list()?
+                .into_iter()
+                .filter(|i| filter.matches(i, &refs_of(&i.id)))
+                .collect();
             if format == "json" {
                 println!("{}", serde_json::to_string(&imgs)?);
                 return Ok(0);
             }
-            let refs = store.references()?;
             if quiet {
                 for i in &imgs {
                     println!("{}", i.short_id());

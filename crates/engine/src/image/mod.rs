@@ -32,6 +32,7 @@
 //! garbage collection removes.
 
 mod defaults;
+mod filter;
 mod fsutil;
 mod gc;
 mod import;
@@ -57,6 +58,7 @@ use serde::Serialize;
 use crate::error::{Context, Error, Result};
 
 pub use defaults::apply_defaults;
+pub use filter::ImageFilter;
 pub use inspect::HistoryEntry;
 pub use load::{LoadOptions, Loaded};
 pub use manifest::Platform;
