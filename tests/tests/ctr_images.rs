@@ -365,7 +365,8 @@ fn rm_and_prune_remove_what_nothing_uses_and_never_a_containers_image() {
     assert_eq!(ls(&["label=org.test=yes"]), [id[..12].to_string()]);
     assert_eq!(ls(&["reference=busybox"]).len(), 1);
     assert!(ls(&["dangling=true"]).is_empty());
-    c.run(&["image", "ls", "--filter", "size=1"]).assert_refused_naming("filter");
+    c.run(&["image", "ls", "--filter", "size=1"])
+        .assert_refused_naming("filter");
     // Untagging one of two names is allowed; the last name of a used image is not.
     let o = c.run(&["image", "rm", "keep:b"]);
     o.assert_ok();
