@@ -282,8 +282,18 @@ fn save_round_trips_through_skopeo_and_podman() {
         "-o",
         &format!("{d}/out-docker.tar"),
         "round/trip:one",
+        &id,
     ])
     .assert_ok();
+    // Two names of one image: one manifest.json entry (docker save's shape).
+    let m = host_sh(&format!("tar -xOf {d}/out-docker.tar manifest.json"));
+    let entries: serde_json::Value = serde_json::from_str(&m.stdout).expect("manifest.json");
+    assert_eq!(entries.as_array().map(Vec::len), Some(1), "{entries}");
+    assert_eq!(
+        entries[0]["RepoTags"],
+        serde_json::json!(["round/trip:one"]),
+        "{entries}"
+    );
     // skopeo reads both and copies them on: the image id (config digest) survives.
     sh(&format!(
         "cd {d}

@@ -166,7 +166,7 @@ impl ImageStore {
     ) -> Result<()> {
         let work = WorkDir::create(&self.tmp_dir(), "save-")?;
         let mut written = HashSet::new();
-        let mut entries = Vec::new();
+        let mut entries: Vec<serde_json::Value> = Vec::new();
         for (rec, named) in images {
             let config = format!("{}.json", rec.id);
             if written.insert(config.clone()) {
@@ -196,7 +196,17 @@ impl ImageStore {
                 layers.push(name);
             }
             let tags: Vec<String> = named.iter().map(|r| r.to_string()).collect();
-            entries.push(serde_json::json!({"Config": config, "RepoTags": tags, "Layers": layers}));
+            // One entry per image, with every name asked for (docker save's shape).
+            match entries.iter_mut().find(|e| e["Config"] == config.as_str()) {
+                Some(e) => {
+                    if let Some(t) = e["RepoTags"].as_array_mut() {
+                        t.extend(tags.into_iter().map(serde_json::Value::from));
+                    }
+                }
+                None => entries.push(
+                    serde_json::json!({"Config": config, "RepoTags": tags, "Layers": layers}),
+                ),
+            }
         }
         put_json(b, "manifest.json", &serde_json::Value::Array(entries))
     }
