@@ -90,10 +90,7 @@ impl Engine {
             }
             image_env = image.config.env.clone();
             image_cwd = Some(image.config.working_dir.clone()).filter(|w| !w.is_empty());
-            if config.entrypoint.is_empty() && config.command.is_empty() {
-                config.entrypoint = image.config.entrypoint.clone();
-                config.command = image.config.cmd.clone();
-            }
+            crate::image::apply_defaults(&image.config, &lowers, &mut config)?;
             // Record the image by id: a later re-tag does not change this container.
             config.image = Some(image.id.clone());
         } else if let Some(r) = &config.rootfs {
@@ -750,17 +747,6 @@ impl Engine {
                 Some(usage::between(&rec.id, &rec.name, &a, &b, host_mem))
             })
             .collect())
-    }
-
-    /// Removes an image reference (or the image, by id); refused while a container
-    /// uses it.
-    pub fn remove_image(&self, reference: &str) -> Result<crate::image::Removal> {
-        let recs = self.registry.list()?;
-        let in_use = |id: &str| {
-            recs.iter()
-                .any(|r| r.config.get("image").and_then(|v| v.as_str()) == Some(id))
-        };
-        self.images()?.remove(reference, in_use)
     }
 
     /// What `codex-ctr info` prints: host kind, kernel, root, counts.

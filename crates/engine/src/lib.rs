@@ -13,6 +13,7 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod image;
+mod image_api;
 pub mod logread;
 pub mod network;
 pub mod profile;

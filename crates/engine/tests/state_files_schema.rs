@@ -78,6 +78,8 @@ fn record_for(id: &str) -> ImageRecord {
         layers: vec![format!("sha256:{}", "0".repeat(64))],
         size: 0,
         config: ImageConfig::default(),
+        manifest: None,
+        platform: "linux/amd64".into(),
     }
 }
 
@@ -717,7 +719,7 @@ fn the_schemas_refuse_malformed_files() {
         &golden,
         &[
             ("no version", &remove("version")),
-            ("version 2", &|v| v["version"] = json!(2)),
+            ("version 3", &|v| v["version"] = json!(3)),
             ("no references", &remove("references")),
             ("prefixed id", &|v| {
                 v["references"]["a:b"] = json!(format!("sha256:{}", "0".repeat(64)))
@@ -758,6 +760,19 @@ fn the_schemas_refuse_malformed_files() {
                 v["config"]["volumes"] = json!([])
             }),
             ("bad time", &|v| v["created"] = json!("today")),
+            ("bare manifest digest", &|v| {
+                v["manifest"] = json!("0".repeat(64))
+            }),
+            ("no platform", &remove("platform")),
+            ("negative interval", &|v| {
+                v["config"]["healthcheck"]["interval"] = json!(-1)
+            }),
+            ("unknown healthcheck field", &|v| {
+                v["config"]["healthcheck"]["shell"] = json!([])
+            }),
+            ("port without a number", &|v| {
+                v["config"]["exposed_ports"][0] = json!("http")
+            }),
         ],
     );
 
@@ -770,8 +785,8 @@ fn the_schemas_refuse_malformed_files() {
             ("no version", &remove("version")),
             ("bare diff_id", &|v| v["diff_id"] = json!("0".repeat(64))),
             ("no blob", &remove("blob")),
-            ("docker media type", &|v| {
-                v["media_type"] = json!("application/vnd.docker.image.rootfs.diff.tar.gzip")
+            ("not a layer media type", &|v| {
+                v["media_type"] = json!("application/vnd.oci.image.config.v1+json")
             }),
         ],
     );

@@ -243,10 +243,14 @@ pub enum Command {
     Version,
     /// The host and the engine: cgroup version and driver, kernel, root, counts.
     Info,
+    /// Pull an image from a registry (as `image pull`).
+    Pull(super::image::PullArgs),
+    /// Store credentials for a registry in Docker's config.json (0600).
+    Login(super::image::LoginArgs),
     /// Images.
     Image {
         #[command(subcommand)]
-        command: ImageCommand,
+        command: super::image::ImageCommand,
     },
     /// Named volumes.
     Volume {
@@ -328,21 +332,6 @@ pub enum VolumeCommand {
     /// Remove every volume no container mounts.
     Prune,
 }
-
-#[derive(Debug, Subcommand)]
-pub enum ImageCommand {
-    /// Import a directory or a tar (.gz, .zst) as NAME[:TAG].
-    Import { source: PathBuf, reference: String },
-    /// List images.
-    #[command(alias = "list")]
-    Ls {
-        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
-        format: String,
-    },
-    /// Remove images.
-    Rm { references: Vec<String> },
-}
-
 impl Command {
     /// Whether the command streams a container's output while it holds the container
     /// (attached `run`, `start -a`): a closed stdout must not kill it mid-way.

@@ -11,7 +11,7 @@ use codex_engine::logread::{parse_since, Followed, LogQuery};
 use codex_engine::registry::{default_root, ContainerRecord, ContainerStatus};
 use codex_engine::supervisor::logs::LogLine;
 
-use super::args::{Cli, Command, CreateArgs, ImageCommand, VolumeCommand};
+use super::args::{Cli, Command, CreateArgs, VolumeCommand};
 use super::create::config_from;
 use crate::oci::commands::print_table;
 
@@ -246,7 +246,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             // Docker's code for "the engine cannot say", never a made-up 0.
             Ok(if unknown { 125 } else { code })
         }
-        Command::Image { command } => image(&eng, command),
+        Command::Image { command } => super::image::image(&eng, command),
+        Command::Pull(a) => super::image::pull(&eng, a),
+        Command::Login(a) => super::image::login(a),
         Command::Volume { command } => volume(&eng, command),
         Command::Network { command } => super::network::network(&eng, command),
     }
@@ -481,43 +483,6 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
             ]);
         }
         print_table(&rows);
-    }
-    Ok(0)
-}
-
-fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
-    let store = eng.images()?;
-    match cmd {
-        ImageCommand::Import { source, reference } => {
-            let img = store.import(&source, &reference)?;
-            println!("{}", img.id);
-        }
-        ImageCommand::Ls { format } => {
-            let imgs = store.list()?;
-            if format == "json" {
-                println!("{}", serde_json::to_string(&imgs)?);
-            } else {
-                let mut rows = vec![["REPOSITORY", "TAG", "ID", "CREATED", "SIZE"]
-                    .map(String::from)
-                    .to_vec()];
-                for i in &imgs {
-                    rows.push(vec![
-                        i.name.clone().unwrap_or_else(|| "<none>".into()),
-                        i.tag.clone().unwrap_or_else(|| "<none>".into()),
-                        i.short_id().to_string(),
-                        i.created.clone(),
-                        i.size.to_string(),
-                    ]);
-                }
-                print_table(&rows);
-            }
-        }
-        ImageCommand::Rm { references } => {
-            for r in &references {
-                eng.remove_image(r)?;
-                println!("{r}");
-            }
-        }
     }
     Ok(0)
 }

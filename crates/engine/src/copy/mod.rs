@@ -33,7 +33,7 @@ use node::Node;
 use tree::Copier;
 
 /// `path` (as named inside the container) opened from the container's rootfs `root`.
-fn in_root(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
+pub(crate) fn in_root(root: BorrowedFd<'_>, path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let rel: PathBuf = path
         .components()
         .filter(|c| !matches!(c, Component::RootDir))
