@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::network::mode::{AddHost, NetworkMode};
+use crate::restart::RestartPolicy;
 
 /// How much of the host a container may see. See DESIGN.md, "Isolation profiles".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,6 +352,10 @@ pub struct ContainerConfig {
     /// How many log files are kept, the live one included (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_max_files: Option<u32>,
+    // Monitors (restart policy, health check): see docs/monitors.md.
+    /// What happens when its process ends on its own (`--restart`).
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_no")]
+    pub restart: RestartPolicy,
 }
 
 impl ContainerConfig {
@@ -404,6 +409,15 @@ impl ContainerConfig {
                 ))
             }
             _ => {}
+        }
+        if self.auto_remove && !self.restart.is_no() {
+            return Err(Error::invalid(
+                "restart",
+                format!(
+                    "--rm and --restart {} conflict: a removed container cannot restart",
+                    self.restart
+                ),
+            ));
         }
         if self.argv().is_empty() && self.image.is_none() {
             return Err(Error::invalid("command", "nothing to run: give a command"));

@@ -224,6 +224,9 @@ impl Engine {
         if rec.live_supervisor().is_some() {
             return Ok(rec);
         }
+        if rec.status == ContainerStatus::Restarting {
+            return self.repair_restarting(rec);
+        }
         let init_alive = self
             .runtime()
             .load(&rec.id)
@@ -268,6 +271,21 @@ impl Engine {
     /// Starts the container's supervisor and returns once the container runs, or
     /// with the error that kept it from starting (also stored in its record).
     pub fn start(&self, reference: &str) -> Result<ContainerRecord> {
+        let rec = self.get(reference)?;
+        if rec.restart_count != 0 && !is_live(rec.status) && !starting(&rec) {
+            // A user's start begins a new count (`on-failure:MAX` counts from here).
+            self.registry.update_container(&rec.id, |r| {
+                if !is_live(r.status) && !starting(r) {
+                    r.restart_count = 0;
+                }
+                Ok(())
+            })?;
+        }
+        self.start_keeping_count(&rec.id)
+    }
+
+    /// [`Engine::start`] without resetting the restart count.
+    pub(crate) fn start_keeping_count(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get(reference)?;
         match rec.status {
             ContainerStatus::Created
@@ -334,7 +352,33 @@ impl Engine {
 
     /// Sends `signal` to every process of a running container.
     pub fn kill(&self, reference: &str, signal: i32) -> Result<()> {
-        let rec = self.get_in(reference, &[RUNNING, PAUSED], "it must be running")?;
+        let rec = self.get(reference)?;
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        let ends = crate::restarting::ends_container(signal, &cfg);
+        let rec = if rec.status == ContainerStatus::Restarting && ends {
+            // Between two runs: nothing to signal, but the next run must not come.
+            let r = self.end_restarting(&rec, false)?;
+            if !matches!(r.status, RUNNING | PAUSED) {
+                return Ok(());
+            }
+            r
+        } else {
+            rec
+        };
+        if !matches!(rec.status, RUNNING | PAUSED) {
+            return Err(Error::wrong_state(
+                &rec.name,
+                rec.status,
+                "it must be running",
+            ));
+        }
+        if ends {
+            // The user's intent first, then the signal: the policy never undoes it.
+            self.registry.update_container(&rec.id, |r| {
+                r.manually_stopped = true;
+                Ok(())
+            })?;
+        }
         self.runtime()
             .kill(&rec.id, signal, true)
             .map_err(Error::from)
@@ -343,7 +387,10 @@ impl Engine {
     /// The stop signal to every process, then SIGKILL after `timeout`; returns the
     /// record once the supervisor has recorded the exit.
     pub fn stop(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
-        let rec = self.get(reference)?;
+        let mut rec = self.get(reference)?;
+        if rec.status == ContainerStatus::Restarting {
+            rec = self.end_restarting(&rec, true)?;
+        }
         if !matches!(
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
@@ -354,6 +401,7 @@ impl Engine {
         let sig = codex_runtime::parse_signal(cfg.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
         self.registry.update_container(&rec.id, |r| {
             r.stop_requested = true;
+            r.manually_stopped = true;
             Ok(())
         })?;
         let rt = self.runtime();
@@ -605,7 +653,7 @@ impl Engine {
             r.restart_count += 1;
             Ok(())
         })?;
-        self.start(&rec.id)
+        self.start_keeping_count(&rec.id)
     }
 
     /// Runs a process in a running container with the container's own process

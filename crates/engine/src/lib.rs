@@ -18,6 +18,8 @@ pub mod network;
 pub mod profile;
 pub mod registry;
 mod removal;
+pub mod restart;
+mod restarting;
 mod stop;
 pub mod supervisor;
 pub mod testhook;

@@ -45,6 +45,8 @@ use crate::sys;
 
 /// The hidden mode word of every supervisor command line.
 pub const MODE: &str = "__supervise";
+/// `__supervise --root ROOT ID --restart`: start the container again (restart policy).
+pub const RESTART_FLAG: &str = "--restart";
 /// The shim's file name, next to `codex-ctr`.
 pub const SHIM_NAME: &str = "codex-shim";
 
@@ -107,6 +109,36 @@ pub enum Worker {
     Done,
     /// The container runs on; supervising it is this process's job now.
     HandedOver(Handover),
+    /// The container ended, all is recorded, and its restart policy says: start it
+    /// again after this delay (the record says `restarting`, naming this process).
+    Restart(Duration),
+}
+
+/// What the full binary says (on the worker's info pipe, or on the stdout of
+/// `--finish`) when the restart policy runs the container again: `restart MS\n`.
+pub fn encode_restart(delay: Duration) -> Vec<u8> {
+    format!("restart {}\n", delay.as_millis()).into_bytes()
+}
+
+/// The delay of a notice made by [`encode_restart`].
+pub fn decode_restart(data: &[u8]) -> Option<Duration> {
+    let ms = std::str::from_utf8(data)
+        .ok()?
+        .strip_prefix("restart ")?
+        .strip_suffix('\n')?;
+    ms.parse::<u64>().ok().map(Duration::from_millis)
+}
+
+/// Sleeps until `delay` has passed (CLOCK_MONOTONIC; signals do not cut it short).
+pub fn sleep(delay: Duration) {
+    let end = sys::monotonic() + delay;
+    loop {
+        let left = end.saturating_sub(sys::monotonic());
+        if left.is_zero() {
+            return;
+        }
+        let _ = sys::poll(&mut [], Some(left));
+    }
 }
 
 fn s(v: impl ToString) -> OsString {
@@ -193,6 +225,20 @@ impl ShimArgs {
             exe: exe.ok_or_else(|| need("exe"))?,
             view,
         })
+    }
+
+    /// The full binary's command line (`argv[0]` included) that starts the container
+    /// again for its restart policy, in this very process (an exec keeps the pid the
+    /// record names).
+    pub fn restart_argv(&self) -> Vec<OsString> {
+        vec![
+            self.exe.clone().into(),
+            MODE.into(),
+            "--root".into(),
+            self.root.clone(),
+            self.id.clone(),
+            RESTART_FLAG.into(),
+        ]
     }
 
     /// The full binary's command line (`argv[0]` included) that records `finish`.
@@ -354,6 +400,9 @@ pub fn await_worker(ready: OwnedFd, info: OwnedFd, worker: i32) -> std::io::Resu
     if news.is_empty() {
         return Ok(Worker::Done);
     }
+    if let Some(delay) = decode_restart(&news) {
+        return Ok(Worker::Restart(delay));
+    }
     Handover::decode(&news)
         .map(Worker::HandedOver)
         .ok_or_else(|| {
@@ -411,6 +460,23 @@ mod tests {
             ]
             .map(OsString::from)
         );
+    }
+
+    #[test]
+    fn restart_notices_round_trip() {
+        for ms in [0, 100, 60_000] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(decode_restart(&encode_restart(d)), Some(d));
+        }
+        for bad in [
+            &b""[..],
+            b"restart \n",
+            b"restart 1",
+            b"restart x\n",
+            b"12\0",
+        ] {
+            assert_eq!(decode_restart(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -511,6 +577,10 @@ mod tests {
         );
         for (script, want) in [
             ("exit 0", Worker::Done),
+            (
+                "printf 'restart 1600\\n'",
+                Worker::Restart(Duration::from_millis(1600)),
+            ),
             ("exit 1", Worker::Failed),
             (
                 "exit 101",

@@ -95,6 +95,10 @@ pub struct CreateArgs {
     /// The entrypoint (overrides the image's).
     #[arg(long)]
     pub entrypoint: Option<String>,
+    // Monitors: restart policy and health check (docs/monitors.md).
+    /// no (default), on-failure[:MAX], always or unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub rest: Vec<String>,
@@ -117,6 +121,10 @@ pub enum Command {
         /// Stream the container's output and exit with its code (one container).
         #[arg(short, long)]
         attach: bool,
+        /// Start every `always` (and not user-stopped `unless-stopped`) container whose
+        /// supervisor is gone, e.g. at boot.
+        #[arg(long = "all-restartable", conflicts_with_all = ["attach", "containers"])]
+        all_restartable: bool,
         containers: Vec<String>,
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.

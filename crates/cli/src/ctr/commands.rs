@@ -30,7 +30,24 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", rec.id);
             Ok(0)
         }
-        Command::Start { attach, containers } => {
+        Command::Start {
+            attach,
+            all_restartable,
+            containers,
+        } => {
+            if all_restartable {
+                let mut failed = false;
+                for (name, started) in eng.start_restartable()? {
+                    match started {
+                        Ok(_) => println!("{name}"),
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("codex-ctr: {name}: {e}");
+                        }
+                    }
+                }
+                return Ok(i32::from(failed));
+            }
             if attach {
                 let [c] = containers.as_slice() else {
                     bail!("start -a takes exactly one container");
@@ -434,9 +451,11 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
     } else if format == "json" {
         println!("{}", serde_json::to_string(&recs)?);
     } else {
-        let mut rows = vec![["ID", "NAME", "STATUS", "EXIT", "CREATED", "COMMAND"]
-            .map(String::from)
-            .to_vec()];
+        let mut rows = vec![[
+            "ID", "NAME", "STATUS", "EXIT", "RESTARTS", "CREATED", "COMMAND",
+        ]
+        .map(String::from)
+        .to_vec()];
         for r in &recs {
             let cmd: Vec<String> = serde_json::from_value::<ContainerConfig>(r.config.clone())
                 .map(|c| c.argv())
@@ -446,6 +465,7 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
                 r.name.clone(),
                 r.status.to_string(),
                 r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                r.restart_count.to_string(),
                 r.created.clone(),
                 cmd.join(" "),
             ]);

@@ -9,6 +9,7 @@ use codex_engine::config::{
     ContainerConfig, Limits, Volume, VolumeSource,
 };
 use codex_engine::network::{AddHost, NetworkMode};
+use codex_engine::restart::RestartPolicy;
 
 use super::args::CreateArgs;
 
@@ -117,5 +118,11 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .map(|m| parse_memory("log-max-size", m))
             .transpose()?,
         log_max_files: a.log_max_files,
+        restart: a
+            .restart
+            .as_deref()
+            .map(|r| RestartPolicy::parse("restart", r))
+            .transpose()?
+            .unwrap_or_default(),
     })
 }

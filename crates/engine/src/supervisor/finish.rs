@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use codex_shim::handoff::Finish;
 use codex_shim::pump::Outcome;
@@ -12,9 +13,21 @@ use super::{abandon, load_config, unmount_rootfs, REPORTED};
 use crate::config::ContainerConfig;
 use crate::error::Result;
 use crate::registry::{ContainerStatus, Registry};
+use crate::restart::next_delay;
+
+/// What the supervisor does once a run has ended and is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Nothing: the supervisor exits.
+    Done,
+    /// The restart policy runs it again after this delay; the record says
+    /// `restarting` and still names this supervisor.
+    Restart(Duration),
+}
 
 /// Records how the container ended, deletes the runtime container, unmounts its
-/// rootfs and removes it if it was started with `--rm`.
+/// rootfs and removes it if it was started with `--rm`; or, if its restart policy
+/// says so, marks it `restarting` and says when to start it again.
 pub(super) fn complete(
     rt: &codex_runtime::Runtime,
     registry: &Registry,
@@ -22,7 +35,7 @@ pub(super) fn complete(
     dir: &Path,
     cfg: &ContainerConfig,
     outcome: Outcome,
-) -> Result<()> {
+) -> Result<Next> {
     let (code, timeout_note) = if outcome.timed_out {
         let secs = cfg.timeout.unwrap_or_default();
         (124, Some(format!("timed out after {secs} s")))
@@ -35,21 +48,48 @@ pub(super) fn complete(
         .unwrap_or(false);
     let deleted = rt.delete(id, true);
     unmount_rootfs(dir);
+    let mut next = Next::Done;
     registry.update_container(id, |r| {
-        r.status = if r.stop_requested {
-            ContainerStatus::Stopped
-        } else {
-            ContainerStatus::Exited
-        };
+        let now = SystemTime::now();
+        // Decided under the lock: a user's stop or kill recorded its intent here
+        // before it signalled, so the policy never undoes it.
+        let user_ended = r.stop_requested || r.manually_stopped;
+        let restart = !cfg.auto_remove
+            && r.status != ContainerStatus::Removing
+            && cfg
+                .restart
+                .restarts_after(code, r.restart_count, user_ended, outcome.timed_out);
         r.exit_code = Some(code);
         r.signal = outcome.signal;
         r.oom_killed = oom;
         r.pid = None;
-        r.set_supervisor(None);
         r.finished_at = Some(codex_runtime::state::now_rfc3339());
         r.error = timeout_note
             .clone()
             .or_else(|| deleted.as_ref().err().map(|e| format!("cleaning up: {e}")));
+        if restart {
+            let ran_for = r
+                .started_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            let delay = next_delay(r.restart_delay_ms.map(Duration::from_millis), ran_for);
+            r.status = ContainerStatus::Restarting;
+            r.restart_count = r.restart_count.saturating_add(1);
+            r.restart_delay_ms = Some(delay.as_millis().try_into().unwrap_or(u64::MAX));
+            r.restart_at = Some(humantime::format_rfc3339_nanos(now + delay).to_string());
+            // The supervisor stays named: it is the one that starts it again.
+            next = Next::Restart(delay);
+        } else {
+            r.status = if r.stop_requested {
+                ContainerStatus::Stopped
+            } else {
+                ContainerStatus::Exited
+            };
+            r.restart_at = None;
+            r.set_supervisor(None);
+        }
         Ok(())
     })?;
     if cfg.auto_remove {
@@ -58,7 +98,7 @@ pub(super) fn complete(
         let _ = crate::network::release_container(registry, id);
         crate::volume::remove_anonymous(registry, cfg)?;
     }
-    Ok(())
+    Ok(next)
 }
 
 /// `--finish ...`, run by the shim: the init has exited (or supervision failed);
@@ -81,7 +121,15 @@ pub(super) fn finish(root: &Path, id: &str, args: &[String]) -> i32 {
         Err(e) => Err(format!("the supervisor's shim: {e}")),
     };
     match done {
-        Ok(()) => 0,
+        Ok(Next::Done) => 0,
+        Ok(Next::Restart(delay)) => {
+            // The shim sleeps the backoff and execs the restart.
+            let notice = codex_shim::handoff::encode_restart(delay);
+            match std::io::Write::write_all(&mut std::io::stdout(), &notice) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
         Err(msg) => {
             // Supervision failed: the container may still run, with nobody pumping its
             // output or waiting for it. The shim that runs this is its supervisor.

@@ -21,7 +21,7 @@ pub mod netplug;
 mod rootfs;
 mod shim;
 
-use finish::{complete, finish};
+use finish::{complete, finish, Next};
 pub use rootfs::{
     lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
     ROOTFS_LOCK,
@@ -75,6 +75,9 @@ pub fn main(args: &[String]) -> i32 {
         [flag, root, id, fin, rest @ ..] if flag == "--root" && fin == "--finish" => {
             finish(Path::new(root), id, rest)
         }
+        [flag, root, id, r] if flag == "--root" && r == codex_shim::handoff::RESTART_FLAG => {
+            restart_main(Path::new(root), id)
+        }
         _ => 2,
     }
 }
@@ -113,19 +116,82 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
         report(serde_json::json!({"error": e.to_string()}));
         return 1;
     }
-    let supervised = match use_shim.then(shim::Shim::find).flatten() {
-        Some(shim) => supervise_with_shim(root, &registry, id, shim),
-        None => supervise(root, &registry, id),
+    supervise_runs(root, &registry, id, use_shim)
+}
+
+/// `__supervise --root ROOT ID --restart`: the shim of a container whose restart
+/// policy runs it again has slept the backoff and exec'd this (same pid, the one
+/// the record names). Nobody waits for a report. Starts the container again unless
+/// a user stopped it (or removed it) meanwhile.
+fn restart_main(root: &Path, id: &str) -> i32 {
+    REPORTED.store(true, Ordering::SeqCst);
+    // Nothing but stdio is ours (the shim's fds were close-on-exec).
+    let _ = codex_shim::sys::close_from(STATUS_FD as u32);
+    let Ok(registry) = Registry::open(root) else {
+        return 1;
     };
-    match supervised {
-        Ok(()) => 0,
-        Err(e) => {
-            let msg = e.to_string();
-            record_failure(&registry, id, &msg);
-            report(serde_json::json!({"error": msg}));
-            1
+    match claim_restart(&registry, id) {
+        Ok(true) => supervise_runs(root, &registry, id, true),
+        Ok(false) => 0,
+        Err(_) => 1,
+    }
+}
+
+/// Supervises runs of the container until one ends without a restart. With the
+/// shim this process becomes the shim and this returns only if that failed; a
+/// restart then comes back here (in one process, the backoff is slept here too).
+fn supervise_runs(root: &Path, registry: &Registry, id: &str, use_shim: bool) -> i32 {
+    loop {
+        let supervised = match use_shim.then(shim::Shim::find).flatten() {
+            Some(shim) => supervise_with_shim(root, registry, id, shim),
+            None => supervise(root, registry, id),
+        };
+        match supervised {
+            Ok(Next::Done) => return 0,
+            Ok(Next::Restart(delay)) => {
+                codex_shim::handoff::sleep(delay);
+                match claim_restart(registry, id) {
+                    Ok(true) => continue,
+                    Ok(false) => return 0,
+                    Err(_) => return 1,
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                record_failure(registry, id, &msg);
+                report(serde_json::json!({"error": msg}));
+                return 1;
+            }
         }
     }
+}
+
+/// The restart policy's start: goes ahead (true) only if the container is still
+/// `restarting` under this supervisor and no user has stopped it. A user's stop
+/// that came first is finished here: the record ends as the user asked.
+fn claim_restart(registry: &Registry, id: &str) -> Result<bool> {
+    let me =
+        ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
+    let mut go = false;
+    registry.update_container(id, |r| {
+        if r.status != ContainerStatus::Restarting || r.live_supervisor() != Some(me) {
+            return Ok(());
+        }
+        if r.stop_requested || r.manually_stopped {
+            r.status = if r.stop_requested {
+                ContainerStatus::Stopped
+            } else {
+                ContainerStatus::Exited
+            };
+            r.set_supervisor(None);
+        } else {
+            go = true;
+        }
+        // None while restarting: being started now (a `stop` waits for it).
+        r.restart_at = None;
+        Ok(())
+    })?;
+    Ok(go)
 }
 
 /// Records this process as the container's supervisor, unless the container is not
@@ -185,7 +251,7 @@ fn load_config(registry: &Registry, id: &str) -> ContainerConfig {
 
 /// The supervisor in one process: start the container, mark it running, report,
 /// pump its output into the log until the init exits, record how it ended.
-fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
+fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<Next> {
     let cfg = load_config(registry, id);
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
@@ -280,16 +346,25 @@ fn start_container(
 /// Marks the container running with init `pid`, supervised by `supervisor`.
 fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: ProcessId) -> Result<()> {
     registry.update_container(id, |r| {
+        if r.status == ContainerStatus::Restarting {
+            // Started again by its restart policy: the last exit stays visible, and a
+            // stop requested meanwhile stays requested (the `stop` that asked stops
+            // this run).
+        } else {
+            r.finished_at = None;
+            r.exit_code = None;
+            r.signal = None;
+            r.oom_killed = false;
+            r.stop_requested = false;
+            r.manually_stopped = false;
+            r.restart_delay_ms = None;
+        }
         r.status = ContainerStatus::Running;
         r.pid = Some(pid);
         r.set_supervisor(Some(supervisor));
         r.started_at = Some(codex_runtime::state::now_rfc3339());
-        r.finished_at = None;
-        r.exit_code = None;
-        r.signal = None;
-        r.oom_killed = false;
+        r.restart_at = None;
         r.error = None;
-        r.stop_requested = false;
         Ok(())
     })?;
     Ok(())
@@ -328,7 +403,7 @@ fn supervise_here(
     c: &Running,
     mut log: LogWriter,
     pipes: [OwnedFd; 2],
-) -> Result<()> {
+) -> Result<Next> {
     let outcome = codex_shim::pump::pump(&mut log.0, pipes, c.pid, c.timeout, &mut |sig| {
         // Called when the timeout fires: the stop signal, then SIGKILL.
         let _ = c.rt.kill(id, sig, true);
@@ -351,7 +426,12 @@ const HANDOVER_AFTER: Duration = Duration::from_millis(250);
 /// empty in the middle of an exec), supervises it for [`HANDOVER_AFTER`], then hands
 /// it over; its exit hands the init to this process (a child subreaper until then).
 /// If the exec fails, this process does the shim's part itself.
-fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::Shim) -> Result<()> {
+fn supervise_with_shim(
+    root: &Path,
+    registry: &Registry,
+    id: &str,
+    shim: shim::Shim,
+) -> Result<Next> {
     let cfg = load_config(registry, id);
     let dir = registry.container_dir(id)?;
     if codex_shim::sys::set_child_subreaper(true).is_err() {
@@ -409,10 +489,15 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
     };
     // The worker reports; this process never does, and its copy of the status fd
     // must not outlive this image (the starter reads until every copy is closed).
-    REPORTED.store(true, Ordering::SeqCst);
-    // SAFETY: STATUS_FD is open (nothing was reported) and, from here on, ours alone.
-    let status_fd = unsafe { OwnedFd::from_raw_fd(STATUS_FD) };
-    let _ = codex_shim::sys::set_cloexec(status_fd.as_fd(), true);
+    // A restart has no status fd (fd 3 may be anything then).
+    let status_fd = (!REPORTED.swap(true, Ordering::SeqCst)).then(|| {
+        // SAFETY: STATUS_FD is open (nothing was reported) and, from here on, ours
+        // alone.
+        unsafe { OwnedFd::from_raw_fd(STATUS_FD) }
+    });
+    if let Some(fd) = &status_fd {
+        let _ = codex_shim::sys::set_cloexec(fd.as_fd(), true);
+    }
     let handed = [
         out_r.as_fd(),
         err_r.as_fd(),
@@ -427,12 +512,13 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
     let h = match ended {
         Worker::HandedOver(h) => h,
         // The worker has recorded how the container ended.
-        Worker::Done => return Ok(()),
-        Worker::Failed => return Ok(()),
+        Worker::Done => return Ok(Next::Done),
+        Worker::Failed => return Ok(Next::Done),
+        Worker::Restart(delay) => return Ok(Next::Restart(delay)),
         Worker::Died(how) => {
             let me = ProcessId::of(std::process::id() as i32).ok();
             abandon::abandon(root, registry, id, &how, me);
-            return Ok(());
+            return Ok(Next::Done);
         }
     };
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
@@ -556,7 +642,14 @@ fn work(
         Err(e) => Err(logs::from_shim(e)),
     };
     match done {
-        Ok(()) => 0,
+        Ok(Next::Done) => 0,
+        // The supervisor sleeps the backoff and starts it again.
+        Ok(Next::Restart(delay)) => {
+            match std::fs::File::from(info).write_all(&codex_shim::handoff::encode_restart(delay)) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
         Err(e) => fail(e.to_string(), Some(ours), true),
     }
 }
