@@ -45,6 +45,8 @@ use crate::sys;
 
 /// The hidden mode word of every supervisor command line.
 pub const MODE: &str = "__supervise";
+/// The hidden mode of the full binary that runs one health probe.
+pub const HEALTH_MODE: &str = "__health";
 /// `__supervise --root ROOT ID --restart`: start the container again (restart policy).
 pub const RESTART_FLAG: &str = "--restart";
 /// The shim's file name, next to `codex-ctr`.
@@ -70,6 +72,8 @@ pub struct ShimArgs {
     pub exe: PathBuf,
     /// A read-only view of `exe`'s directory: `exe` is executed through it.
     pub view: Option<RawFd>,
+    /// Health checks: (interval, limit), see [`crate::pump::HealthTimer`].
+    pub health: Option<(Duration, Duration)>,
 }
 
 /// What the full binary is told when it records the end.
@@ -176,7 +180,27 @@ impl ShimArgs {
         if let Some(v) = self.view {
             a.extend(["--view".into(), s(v)]);
         }
+        if let Some((interval, limit)) = self.health {
+            a.extend([
+                "--health-interval-ms".into(),
+                s(interval.as_millis()),
+                "--health-limit-ms".into(),
+                s(limit.as_millis()),
+            ]);
+        }
         a
+    }
+
+    /// The full binary's command line (`argv[0]` included) that runs one health
+    /// probe and records its result.
+    pub fn health_argv(&self) -> Vec<OsString> {
+        vec![
+            self.exe.clone().into(),
+            HEALTH_MODE.into(),
+            "--root".into(),
+            self.root.clone(),
+            self.id.clone(),
+        ]
     }
 
     /// Parses what [`ShimArgs::to_args`] made.
@@ -190,6 +214,7 @@ impl ShimArgs {
         let (mut worker, mut ready, mut info) = (None, None, None);
         let (mut stdout, mut stderr, mut view) = (None, None, None);
         let (mut log, mut exe) = (None, None);
+        let (mut interval, mut limit) = (None, None);
         let mut rotation = Rotation::default();
         while let [key, value, more @ ..] = rest {
             rest = more;
@@ -205,6 +230,10 @@ impl ShimArgs {
                 "--log-max-size" => rotation.max_size = number(key, value)?,
                 "--log-max-files" => rotation.max_files = number(key, value)?,
                 "--exe" => exe = Some(PathBuf::from(value)),
+                "--health-interval-ms" => {
+                    interval = Some(Duration::from_millis(number(key, value)?))
+                }
+                "--health-limit-ms" => limit = Some(Duration::from_millis(number(key, value)?)),
                 _ => return Err(format!("unknown option {key:?}")),
             }
         }
@@ -224,6 +253,7 @@ impl ShimArgs {
             rotation,
             exe: exe.ok_or_else(|| need("exe"))?,
             view,
+            health: interval.zip(limit),
         })
     }
 
@@ -440,9 +470,11 @@ mod tests {
             },
             exe: "/usr/bin/codex-ctr".into(),
             view: None,
+            health: None,
         };
         assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
         a.view = Some(11);
+        a.health = Some((Duration::from_secs(1), Duration::from_millis(10_500)));
         let args = a.to_args();
         assert_eq!(ShimArgs::parse(&args), Ok(a.clone()));
         // The engine's liveness check: the mode and the id are whole arguments.

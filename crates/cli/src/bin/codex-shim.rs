@@ -46,7 +46,7 @@ fn run() -> i32 {
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     let finish = match worker {
-        Ok(Worker::HandedOver(h)) => match supervise(&a, h) {
+        Ok(Worker::HandedOver(h)) => match supervise(&a, view.as_ref(), h) {
             Ok(o) => Finish::Exited(o),
             Err(e) => Finish::Failed(e.to_string()),
         },
@@ -70,7 +70,7 @@ fn adopt(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn supervise(a: &ShimArgs, h: Handover) -> codex_shim::Result<Outcome> {
+fn supervise(a: &ShimArgs, view: Option<&OwnedFd>, h: Handover) -> codex_shim::Result<Outcome> {
     let pipe = |fd, what: &str| {
         adopt(fd).map_err(|e| Error::new(format!("the container's {what} pipe (fd {fd})"), e))
     };
@@ -78,11 +78,43 @@ fn supervise(a: &ShimArgs, h: Handover) -> codex_shim::Result<Outcome> {
     let err = pipe(a.stderr, "stderr")?;
     let mut log = LogWriter::open(&a.log, a.rotation)?;
     log.set_pending(h.pending);
-    let outcome = pump::pump(&mut log, [out, err], h.pid, h.timeout, &mut |sig| {
-        kill_all(h.procs.as_deref(), sig)
-    })?;
+    let mut spawn_check = || start_check(a, view);
+    let health = a.health.map(|(interval, limit)| pump::HealthTimer {
+        interval,
+        limit,
+        spawn: &mut spawn_check,
+    });
+    let outcome = pump::pump(
+        &mut log,
+        [out, err],
+        h.pid,
+        h.timeout,
+        &mut |sig| kill_all(h.procs.as_deref(), sig),
+        health,
+    )?;
     let _ = log.flush();
     Ok(outcome)
+}
+
+/// Starts `codex-ctr __health ...` (through the read-only view when there is one)
+/// as the leader of a new process group, with no stdio; its pid. The pump reaps it.
+fn start_check(a: &ShimArgs, view: Option<&OwnedFd>) -> std::io::Result<i32> {
+    let argv = a.health_argv();
+    let through_view = full_binary(a, view);
+    let program = match &through_view {
+        Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+        None => a.exe.clone(),
+    };
+    let child = Command::new(&program)
+        .arg0(&argv[0])
+        .args(&argv[1..])
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Reaped by pid (sys::wait), not through the `Child`.
+    Ok(child.id() as i32)
 }
 
 /// What codex-runtime's `kill` with `all` does: the signal to every process listed in

@@ -99,6 +99,33 @@ pub struct CreateArgs {
     /// no (default), on-failure[:MAX], always or unless-stopped.
     #[arg(long)]
     pub restart: Option<String>,
+    /// Restart the container (by its restart policy) when it turns unhealthy.
+    #[arg(long = "restart-on-unhealthy")]
+    pub restart_on_unhealthy: bool,
+    /// A health check: a shell command run inside the container (exit 0 = healthy).
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// A health check: HTTP GET of PORT/PATH on the container's loopback (2xx/3xx).
+    #[arg(long = "health-http")]
+    pub health_http: Option<String>,
+    /// A health check: TCP connect to PORT on the container's loopback.
+    #[arg(long = "health-tcp")]
+    pub health_tcp: Option<String>,
+    /// Time between health checks (default 30s).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// A check taking longer is killed and fails (default 30s).
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make it unhealthy (default 3).
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<u32>,
+    /// Failures this soon after a start do not count (default 0s).
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// No health check, not even the image's.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub rest: Vec<String>,

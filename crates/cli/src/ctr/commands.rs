@@ -452,7 +452,7 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
         println!("{}", serde_json::to_string(&recs)?);
     } else {
         let mut rows = vec![[
-            "ID", "NAME", "STATUS", "EXIT", "RESTARTS", "CREATED", "COMMAND",
+            "ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "COMMAND",
         ]
         .map(String::from)
         .to_vec()];
@@ -464,6 +464,9 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
                 r.id[..12].to_string(),
                 r.name.clone(),
                 r.status.to_string(),
+                r.health
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |h| h.status.to_string()),
                 r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                 r.restart_count.to_string(),
                 r.created.clone(),

@@ -145,6 +145,9 @@ pub struct ContainerRecord {
     /// while restarting means the supervisor is starting it now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<String>,
+    /// Its health, while it has a health check: status, failing streak, last results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthState>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// The engine's container configuration (a JSON object), opaque to the registry.
@@ -180,6 +183,7 @@ impl ContainerRecord {
             manually_stopped: false,
             restart_delay_ms: None,
             restart_at: None,
+            health: None,
             labels,
             config,
         }

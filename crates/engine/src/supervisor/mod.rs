@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use codex_shim::handoff::{Handover, ShimArgs, Worker};
-use codex_shim::pump::{pump_until, Pumped, TimeLimit, Timeout};
+use codex_shim::pump::{pump_until, HealthTimer, Pumped, TimeLimit, Timeout};
 use codex_sys::ProcessId;
 
 use crate::config::ContainerConfig;
@@ -359,6 +359,12 @@ fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: ProcessId
             r.manually_stopped = false;
             r.restart_delay_ms = None;
         }
+        // Every run starts `starting` (when it has a check).
+        r.health = serde_json::from_value::<ContainerConfig>(r.config.clone())
+            .ok()
+            .and_then(|c| c.health)
+            .filter(|h| h.enabled())
+            .map(|_| crate::health::HealthState::starting());
         r.status = ContainerStatus::Running;
         r.pid = Some(pid);
         r.set_supervisor(Some(supervisor));
@@ -385,6 +391,36 @@ fn time_limit(cfg: &ContainerConfig) -> Option<TimeLimit> {
     })
 }
 
+/// How much longer than its probe's timeout a `__health` process may take (it
+/// enforces the timeout itself; this is for one stuck on the registry lock).
+const HEALTH_GRACE: Duration = Duration::from_secs(10);
+
+/// The supervisor's timing of `cfg`'s health checks: (interval, limit).
+fn health_timing(cfg: &ContainerConfig) -> Option<(Duration, Duration)> {
+    let h = cfg.health.as_ref().filter(|h| h.enabled())?;
+    Some((h.interval(), h.timeout() + HEALTH_GRACE))
+}
+
+/// Starts `__health --root ROOT ID` of this very binary (the full supervisor, which
+/// runs from its read-only view) in a new process group; its pid.
+fn start_check(root: &Path, id: &str) -> std::io::Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    let child = std::process::Command::new("/proc/self/exe")
+        .arg0(arg0)
+        .arg(codex_shim::handoff::HEALTH_MODE)
+        .arg("--root")
+        .arg(root)
+        .arg(id)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Reaped by pid by the pump, not through the `Child`.
+    Ok(child.id() as i32)
+}
+
 /// A running container as the steady state needs it.
 struct Running<'a> {
     rt: &'a codex_runtime::Runtime,
@@ -404,10 +440,23 @@ fn supervise_here(
     mut log: LogWriter,
     pipes: [OwnedFd; 2],
 ) -> Result<Next> {
-    let outcome = codex_shim::pump::pump(&mut log.0, pipes, c.pid, c.timeout, &mut |sig| {
-        // Called when the timeout fires: the stop signal, then SIGKILL.
-        let _ = c.rt.kill(id, sig, true);
-    })
+    let mut spawn_check = || start_check(registry.root(), id);
+    let health = health_timing(c.cfg).map(|(interval, limit)| HealthTimer {
+        interval,
+        limit,
+        spawn: &mut spawn_check,
+    });
+    let outcome = codex_shim::pump::pump(
+        &mut log.0,
+        pipes,
+        c.pid,
+        c.timeout,
+        &mut |sig| {
+            // Called when the timeout fires: the stop signal, then SIGKILL.
+            let _ = c.rt.kill(id, sig, true);
+        },
+        health,
+    )
     .map_err(logs::from_shim)?;
     let _ = log.flush();
     complete(c.rt, registry, id, c.dir, c.cfg, outcome)
@@ -486,6 +535,7 @@ fn supervise_with_shim(
         rotation: cfg.log_rotation(),
         exe: shim.supervisor_exe().to_path_buf(),
         view: None,
+        health: health_timing(&cfg),
     };
     // The worker reports; this process never does, and its copy of the status fd
     // must not outlive this image (the starter reads until every copy is closed).
@@ -620,6 +670,9 @@ fn work(
             // Called when the timeout fires: the stop signal, then SIGKILL.
             let _ = rt.kill(id, sig, true);
         },
+        // Health checks begin with the shim (or the supervisor that stays whole):
+        // a check under way would not survive the handover.
+        None,
     );
     let done = match pumped {
         Ok(Pumped::Exited(outcome)) => {
