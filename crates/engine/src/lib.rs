@@ -26,5 +26,6 @@ pub mod supervisor;
 pub mod testhook;
 pub mod usage;
 pub mod volume;
+pub mod wait;
 
 pub use error::{Error, Result};

@@ -215,8 +215,17 @@ pub enum Command {
         stderr: bool,
         container: String,
     },
-    /// Wait for containers to exit and print their exit codes.
-    Wait { containers: Vec<String> },
+    /// Wait for containers to exit and print their exit codes; with --condition, wait
+    /// until each is running, healthy, exited or removed and print its name.
+    Wait {
+        /// running, healthy, exited or removed.
+        #[arg(long)]
+        condition: Option<String>,
+        /// Give up after this long (1s, 500ms, 2m): exit code 1.
+        #[arg(long, requires = "condition")]
+        timeout: Option<String>,
+        containers: Vec<String>,
+    },
     /// Stop and start containers again.
     Restart {
         #[arg(short = 't', long = "time")]

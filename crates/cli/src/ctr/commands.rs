@@ -246,7 +246,16 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Wait { containers } => {
+        Command::Wait {
+            condition: Some(cond),
+            timeout,
+            containers,
+        } => wait_condition(&eng, &cond, timeout.as_deref(), &containers),
+        Command::Wait {
+            condition: None,
+            containers,
+            ..
+        } => {
             let mut unknown = false;
             let code = each(&containers, |c| {
                 match eng.wait(c)? {
@@ -297,6 +306,44 @@ pub(super) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> R
         Some(_) => Ok(1),
         None => Ok(0),
     }
+}
+
+/// `wait --condition C [--timeout D] NAME...`: one deadline for all of them; prints
+/// each name as it meets the condition. Exit code 1 if one timed out or never can.
+fn wait_condition(
+    eng: &Engine,
+    cond: &str,
+    timeout: Option<&str>,
+    names: &[String],
+) -> Result<i32> {
+    use codex_engine::wait::{WaitCondition, WaitOutcome};
+    let cond: WaitCondition = cond.parse()?;
+    let timeout = timeout
+        .map(|t| codex_engine::health::parse_period("timeout", t).map(Duration::from_millis))
+        .transpose()?;
+    let end = timeout.map(|t| std::time::Instant::now() + t);
+    each(names, |c| {
+        let left = end.map(|e| e.saturating_duration_since(std::time::Instant::now()));
+        match eng.wait_for(c, cond, left)? {
+            WaitOutcome::Reached(_) => {
+                println!("{c}");
+                Ok(())
+            }
+            WaitOutcome::TimedOut(rec) => {
+                let now = rec.map_or_else(
+                    || "removed".to_string(),
+                    |r| {
+                        let health = r
+                            .health
+                            .map(|h| format!(", {}", h.status))
+                            .unwrap_or_default();
+                        format!("{}{health}", r.status)
+                    },
+                );
+                bail!("timed out waiting for it (it is {now})")
+            }
+        }
+    })
 }
 
 fn stop_timeout(rec: &ContainerRecord) -> Option<u64> {
