@@ -178,6 +178,10 @@ impl Engine {
                 }
             }
         }
+        if let Ok(rec) = &created {
+            let image = config.image.clone().unwrap_or_default();
+            crate::events::emit_about(&self.root, rec, "create", &[("image", image)]);
+        }
         created
     }
 
@@ -252,20 +256,29 @@ impl Engine {
             crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
         }
         // Re-check under the lock: a supervisor finishing normally wins the race.
-        self.registry.update_container(&rec.id, |r| {
-            if matches!(
-                r.status,
-                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-            ) {
-                r.status = ContainerStatus::Exited;
-                r.pid = None;
-                r.set_supervisor(None);
-                r.finished_at
-                    .get_or_insert_with(codex_runtime::state::now_rfc3339);
-                r.error = Some(format!("{note}; the exit code is unknown"));
-            }
-            Ok(())
-        })
+        self.registry
+            .update_container(&rec.id, |r| {
+                if matches!(
+                    r.status,
+                    ContainerStatus::Running
+                        | ContainerStatus::Paused
+                        | ContainerStatus::Restarting
+                ) {
+                    r.status = ContainerStatus::Exited;
+                    r.pid = None;
+                    r.set_supervisor(None);
+                    r.finished_at
+                        .get_or_insert_with(codex_runtime::state::now_rfc3339);
+                    r.error = Some(format!("{note}; the exit code is unknown"));
+                }
+                Ok(())
+            })
+            .inspect(|r| {
+                let repaired = format!("{note}; the exit code is unknown");
+                if r.error.as_deref() == Some(repaired.as_str()) && r.error != rec.error {
+                    crate::events::emit_about(&self.root, r, "die", &[("error", note.clone())]);
+                }
+            })
     }
 
     /// Starts the container's supervisor and returns once the container runs, or
@@ -379,9 +392,9 @@ impl Engine {
                 Ok(())
             })?;
         }
-        self.runtime()
-            .kill(&rec.id, signal, true)
-            .map_err(Error::from)
+        self.runtime().kill(&rec.id, signal, true)?;
+        crate::events::emit_about(&self.root, &rec, "kill", &[("signal", signal.to_string())]);
+        Ok(())
     }
 
     /// The stop signal to every process, then SIGKILL after `timeout`; returns the
@@ -409,11 +422,15 @@ impl Engine {
             let _ = rt.resume(&rec.id);
         }
         let _ = rt.kill(&rec.id, sig, true);
-        if let Some(done) = self.wait_exit(&rec.id, timeout)? {
-            return Ok(done);
-        }
-        let _ = rt.kill(&rec.id, libc::SIGKILL, true);
-        self.wait_killed(&rec)
+        let done = match self.wait_exit(&rec.id, timeout)? {
+            Some(done) => done,
+            None => {
+                let _ = rt.kill(&rec.id, libc::SIGKILL, true);
+                self.wait_killed(&rec)?
+            }
+        };
+        crate::events::emit_about(&self.root, &done, "stop", &[]);
+        Ok(done)
     }
 
     /// Waits (up to `timeout`) until the container is no longer live; sleeps on a
@@ -631,19 +648,23 @@ impl Engine {
     pub fn pause(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get_in(reference, &[RUNNING], "it must be running")?;
         self.runtime().pause(&rec.id)?;
-        self.registry.update_container(&rec.id, |r| {
+        let rec = self.registry.update_container(&rec.id, |r| {
             r.status = ContainerStatus::Paused;
             Ok(())
-        })
+        })?;
+        crate::events::emit_about(&self.root, &rec, "pause", &[]);
+        Ok(rec)
     }
 
     pub fn unpause(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get_in(reference, &[PAUSED], "it must be paused")?;
         self.runtime().resume(&rec.id)?;
-        self.registry.update_container(&rec.id, |r| {
+        let rec = self.registry.update_container(&rec.id, |r| {
             r.status = ContainerStatus::Running;
             Ok(())
-        })
+        })?;
+        crate::events::emit_about(&self.root, &rec, "unpause", &[]);
+        Ok(rec)
     }
 
     /// Stops (if running) and starts again; counts a restart.

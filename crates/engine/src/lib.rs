@@ -12,6 +12,7 @@ pub mod config;
 pub mod copy;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod health;
 pub mod image;
 pub mod logread;

@@ -94,20 +94,28 @@ impl Engine {
             let _ = rt.delete(&rec.id, true);
             crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
         }
-        self.registry.update_container(&rec.id, |r| {
-            if r.status == ContainerStatus::Restarting && r.live_supervisor().is_none() {
-                r.status = ContainerStatus::Exited;
-                r.pid = None;
-                r.restart_at = None;
-                r.set_supervisor(None);
-                r.error = Some(format!(
-                    "the supervisor died while restarting it (after {} restarts); \
+        self.registry
+            .update_container(&rec.id, |r| {
+                if r.status == ContainerStatus::Restarting && r.live_supervisor().is_none() {
+                    r.status = ContainerStatus::Exited;
+                    r.pid = None;
+                    r.restart_at = None;
+                    r.set_supervisor(None);
+                    r.error = Some(format!(
+                        "the supervisor died while restarting it (after {} restarts); \
                      start it again, or run start --all-restartable",
-                    r.restart_count
-                ));
-            }
-            Ok(())
-        })
+                        r.restart_count
+                    ));
+                }
+                Ok(())
+            })
+            .inspect(|r| {
+                if r.status == ContainerStatus::Exited && rec.status == ContainerStatus::Restarting
+                {
+                    let why = "the supervisor died while restarting it".to_string();
+                    crate::events::emit_about(self.root(), r, "die", &[("error", why)]);
+                }
+            })
     }
 
     /// `start --all-restartable`: starts every container whose policy is `always`, or

@@ -275,6 +275,22 @@ pub enum Command {
         rootfs: bool,
         container: String,
     },
+    /// What happened to containers (create, start, die, oom, restart, health_status,
+    /// stop, kill, pause, unpause, destroy); follows new ones unless --until is given.
+    Events {
+        /// Only events since a time (2026-11-23T10:00:00Z), a duration ago (10m) or
+        /// Unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events until then (same forms); then exit.
+        #[arg(long)]
+        until: Option<String>,
+        /// container=NAME|ID, event=ACTION, label=KEY[=VALUE] (repeatable).
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+    },
     /// The engine's version.
     Version,
     /// The host and the engine: cgroup version and driver, kernel, root, counts.

@@ -271,6 +271,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             // Docker's code for "the engine cannot say", never a made-up 0.
             Ok(if unknown { 125 } else { code })
         }
+        Command::Events {
+            since,
+            until,
+            filter,
+            format,
+        } => events(&eng, since.as_deref(), until.as_deref(), &filter, &format),
         Command::Image { command } => image(&eng, command),
         Command::Volume { command } => volume(&eng, command),
         Command::Network { command } => super::network::network(&eng, command),
@@ -344,6 +350,63 @@ fn wait_condition(
             }
         }
     })
+}
+
+/// `events`: the kept events that match, then (without `--until`, or until then)
+/// new ones as they are written.
+fn events(
+    eng: &Engine,
+    since: Option<&str>,
+    until: Option<&str>,
+    filters: &[String],
+    format: &str,
+) -> Result<i32> {
+    use codex_engine::events::EventQuery;
+    use std::io::Write;
+    let parse = |field: &str, t: &str| {
+        codex_engine::logread::parse_since(t).map_err(|e| {
+            anyhow::anyhow!("{field}: {}", e.to_string().trim_start_matches("since: "))
+        })
+    };
+    let q = EventQuery {
+        since: since.map(|t| parse("since", t)).transpose()?,
+        until: until.map(|t| parse("until", t)).transpose()?,
+        filters: EventQuery::parse_filters(filters)?,
+    };
+    let mut reader = eng.events()?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        for e in reader.read_new()?.into_iter().filter(|e| q.matches(e)) {
+            if format == "json" {
+                writeln!(out, "{}", serde_json::to_string(&e)?)?;
+            } else {
+                let attrs: Vec<String> = e
+                    .attributes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                writeln!(
+                    out,
+                    "{} container {} {} (name={}{}{})",
+                    e.time,
+                    e.action,
+                    e.id,
+                    e.name,
+                    if attrs.is_empty() { "" } else { ", " },
+                    attrs.join(", ")
+                )?;
+            }
+        }
+        out.flush()?;
+        let wait = match q.until {
+            None => Duration::from_secs(3600),
+            Some(u) => match u.duration_since(std::time::SystemTime::now()) {
+                Ok(left) if !left.is_zero() => left,
+                _ => return Ok(0),
+            },
+        };
+        reader.wait(wait)?;
+    }
 }
 
 fn stop_timeout(rec: &ContainerRecord) -> Option<u64> {

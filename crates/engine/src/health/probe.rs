@@ -73,8 +73,12 @@ pub fn main(args: &[String]) -> i32 {
         became = h.record(result.clone(), in_start_period, check.retries);
         Ok(())
     });
-    if recorded.is_err() {
+    let Ok(rec) = recorded else {
         return 2;
+    };
+    if let Some(status) = became {
+        let details = [("health_status", status.to_string())];
+        crate::events::emit_about(registry.root(), &rec, "health_status", &details);
     }
     if became == Some(HealthStatus::Unhealthy) && cfg.restart_on_unhealthy {
         // Not a user's stop: the run ends as a failure and its restart policy applies.

@@ -92,6 +92,28 @@ pub(super) fn complete(
         }
         Ok(())
     })?;
+    let root = registry.root();
+    if let Ok(rec) = registry.get(id) {
+        let mut details = vec![("exit_code", code.to_string())];
+        if let Some(sig) = outcome.signal {
+            details.push(("signal", sig.to_string()));
+        }
+        if oom {
+            details.push(("oom_killed", "true".into()));
+            crate::events::emit_about(root, &rec, "oom", &[]);
+        }
+        crate::events::emit_about(root, &rec, "die", &details);
+        if let Next::Restart(delay) = next {
+            let details = [
+                ("restart_count", rec.restart_count.to_string()),
+                ("delay_ms", delay.as_millis().to_string()),
+            ];
+            crate::events::emit_about(root, &rec, "restart", &details);
+        }
+        if cfg.auto_remove {
+            crate::events::emit_about(root, &rec, "destroy", &[]);
+        }
+    }
     if cfg.auto_remove {
         registry.remove_container(id)?;
         // As `rm` does; a crash here leaves them to the next reconcile.

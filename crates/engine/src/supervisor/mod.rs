@@ -345,35 +345,36 @@ fn start_container(
 
 /// Marks the container running with init `pid`, supervised by `supervisor`.
 fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: ProcessId) -> Result<()> {
-    registry.update_container(id, |r| {
-        if r.status == ContainerStatus::Restarting {
-            // Started again by its restart policy: the last exit stays visible, and a
-            // stop requested meanwhile stays requested (the `stop` that asked stops
-            // this run).
-        } else {
-            r.finished_at = None;
-            r.exit_code = None;
-            r.signal = None;
-            r.oom_killed = false;
-            r.stop_requested = false;
-            r.manually_stopped = false;
-            r.restart_delay_ms = None;
-        }
-        // Every run starts `starting` (when it has a check).
-        r.health = serde_json::from_value::<ContainerConfig>(r.config.clone())
-            .ok()
-            .and_then(|c| c.health)
-            .filter(|h| h.enabled())
-            .map(|_| crate::health::HealthState::starting());
-        r.status = ContainerStatus::Running;
-        r.pid = Some(pid);
-        r.set_supervisor(Some(supervisor));
-        r.started_at = Some(codex_runtime::state::now_rfc3339());
-        r.restart_at = None;
-        r.error = None;
-        Ok(())
-    })?;
-    Ok(())
+    registry
+        .update_container(id, |r| {
+            if r.status == ContainerStatus::Restarting {
+                // Started again by its restart policy: the last exit stays visible, and a
+                // stop requested meanwhile stays requested (the `stop` that asked stops
+                // this run).
+            } else {
+                r.finished_at = None;
+                r.exit_code = None;
+                r.signal = None;
+                r.oom_killed = false;
+                r.stop_requested = false;
+                r.manually_stopped = false;
+                r.restart_delay_ms = None;
+            }
+            // Every run starts `starting` (when it has a check).
+            r.health = serde_json::from_value::<ContainerConfig>(r.config.clone())
+                .ok()
+                .and_then(|c| c.health)
+                .filter(|h| h.enabled())
+                .map(|_| crate::health::HealthState::starting());
+            r.status = ContainerStatus::Running;
+            r.pid = Some(pid);
+            r.set_supervisor(Some(supervisor));
+            r.started_at = Some(codex_runtime::state::now_rfc3339());
+            r.restart_at = None;
+            r.error = None;
+            Ok(())
+        })
+        .map(|rec| crate::events::emit_about(registry.root(), &rec, "start", &[]))
 }
 
 /// `--timeout` of `cfg`: the stop signal after the timeout, SIGKILL a stop timeout
