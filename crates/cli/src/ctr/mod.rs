@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod create;
+mod monitors;
 mod network;
 
 use clap::Parser;

@@ -16,12 +16,16 @@
 
 mod abandon;
 mod finish;
+mod health;
 pub mod logs;
 pub mod netplug;
+mod restart;
 mod rootfs;
 mod shim;
 
 use finish::{complete, finish, Next};
+use health::{health_timing, start_check};
+use restart::{restart_main, supervise_runs};
 pub use rootfs::{
     lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
     ROOTFS_LOCK,
@@ -117,81 +121,6 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
         return 1;
     }
     supervise_runs(root, &registry, id, use_shim)
-}
-
-/// `__supervise --root ROOT ID --restart`: the shim of a container whose restart
-/// policy runs it again has slept the backoff and exec'd this (same pid, the one
-/// the record names). Nobody waits for a report. Starts the container again unless
-/// a user stopped it (or removed it) meanwhile.
-fn restart_main(root: &Path, id: &str) -> i32 {
-    REPORTED.store(true, Ordering::SeqCst);
-    // Nothing but stdio is ours (the shim's fds were close-on-exec).
-    let _ = codex_shim::sys::close_from(STATUS_FD as u32);
-    let Ok(registry) = Registry::open(root) else {
-        return 1;
-    };
-    match claim_restart(&registry, id) {
-        Ok(true) => supervise_runs(root, &registry, id, true),
-        Ok(false) => 0,
-        Err(_) => 1,
-    }
-}
-
-/// Supervises runs of the container until one ends without a restart. With the
-/// shim this process becomes the shim and this returns only if that failed; a
-/// restart then comes back here (in one process, the backoff is slept here too).
-fn supervise_runs(root: &Path, registry: &Registry, id: &str, use_shim: bool) -> i32 {
-    loop {
-        let supervised = match use_shim.then(shim::Shim::find).flatten() {
-            Some(shim) => supervise_with_shim(root, registry, id, shim),
-            None => supervise(root, registry, id),
-        };
-        match supervised {
-            Ok(Next::Done) => return 0,
-            Ok(Next::Restart(delay)) => {
-                codex_shim::handoff::sleep(delay);
-                match claim_restart(registry, id) {
-                    Ok(true) => continue,
-                    Ok(false) => return 0,
-                    Err(_) => return 1,
-                }
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                record_failure(registry, id, &msg);
-                report(serde_json::json!({"error": msg}));
-                return 1;
-            }
-        }
-    }
-}
-
-/// The restart policy's start: goes ahead (true) only if the container is still
-/// `restarting` under this supervisor and no user has stopped it. A user's stop
-/// that came first is finished here: the record ends as the user asked.
-fn claim_restart(registry: &Registry, id: &str) -> Result<bool> {
-    let me =
-        ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
-    let mut go = false;
-    registry.update_container(id, |r| {
-        if r.status != ContainerStatus::Restarting || r.live_supervisor() != Some(me) {
-            return Ok(());
-        }
-        if r.stop_requested || r.manually_stopped {
-            r.status = if r.stop_requested {
-                ContainerStatus::Stopped
-            } else {
-                ContainerStatus::Exited
-            };
-            r.set_supervisor(None);
-        } else {
-            go = true;
-        }
-        // None while restarting: being started now (a `stop` waits for it).
-        r.restart_at = None;
-        Ok(())
-    })?;
-    Ok(go)
 }
 
 /// Records this process as the container's supervisor, unless the container is not
@@ -390,36 +319,6 @@ fn time_limit(cfg: &ContainerConfig) -> Option<TimeLimit> {
         stop_signal,
         grace: Duration::from_secs(cfg.stop_timeout.unwrap_or(10)),
     })
-}
-
-/// How much longer than its probe's timeout a `__health` process may take (it
-/// enforces the timeout itself; this is for one stuck on the registry lock).
-const HEALTH_GRACE: Duration = Duration::from_secs(10);
-
-/// The supervisor's timing of `cfg`'s health checks: (interval, limit).
-fn health_timing(cfg: &ContainerConfig) -> Option<(Duration, Duration)> {
-    let h = cfg.health.as_ref().filter(|h| h.enabled())?;
-    Some((h.interval(), h.timeout() + HEALTH_GRACE))
-}
-
-/// Starts `__health --root ROOT ID` of this very binary (the full supervisor, which
-/// runs from its read-only view) in a new process group; its pid.
-fn start_check(root: &Path, id: &str) -> std::io::Result<i32> {
-    use std::os::unix::process::CommandExt;
-    let arg0 = std::env::args_os().next().unwrap_or_default();
-    let child = std::process::Command::new("/proc/self/exe")
-        .arg0(arg0)
-        .arg(codex_shim::handoff::HEALTH_MODE)
-        .arg("--root")
-        .arg(root)
-        .arg(id)
-        .process_group(0)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    // Reaped by pid by the pump, not through the `Child`.
-    Ok(child.id() as i32)
 }
 
 /// A running container as the steady state needs it.
