@@ -13,4 +13,5 @@ exec unshare -m --propagation private bash -c '
   if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
   python3 bench/oci_bench.py --runs '"$runs"' --out docs/benchmarks.md
   python3 bench/engine_bench.py --runs '"${ENGINE_RUNS:-20}"' --many '"${ENGINE_MANY:-200}"' --out docs/benchmarks.md
+  python3 bench/monitors_bench.py --many '"${MONITORS_MANY:-20}"'
 '
