@@ -433,3 +433,84 @@ fn bad_restart_policies_are_refused_naming_the_flag() {
         .assert_refused_naming("restart");
     assert_eq!(c.containers(), 0, "nothing half-made");
 }
+
+/// A network namespace of the test's own, held by a `sleep` killed on drop (see
+/// ctr_bridge.rs: the host's network is never touched).
+struct Netns(std::process::Child);
+
+impl Netns {
+    fn new() -> Netns {
+        let holder = std::process::Command::new("unshare")
+            .args(["--net", "sleep", "1000"])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("unshare --net");
+        let ns = Netns(holder);
+        let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
+        assert!(wait_until(Duration::from_secs(5), || {
+            std::fs::read_link(format!("/proc/{}/ns/net", ns.0.id())).is_ok_and(|n| n != mine)
+        }));
+        ns
+    }
+
+    /// codex-ctr `args` on `c`'s root, inside the namespace.
+    fn ctr(&self, c: &Ctr, args: &[&str]) -> Out {
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!("--net=/proc/{}/ns/net", self.0.id()))
+            .arg("--")
+            .arg(codex_tests::ctr::ctr_binary())
+            .args(args)
+            .env("CODEX_CTR_ROOT", &c.root);
+        run_command(&mut cmd)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn quick_restarts_on_a_bridge_network_get_their_veth_and_address_each_time() {
+    let c = Ctr::new();
+    let ns = Netns::new();
+    ns.ctr(&c, &["network", "create", "backend"]).assert_ok();
+    // Each run prints its address and fails at once: the restarts come 100, 200, 400,
+    // 800 ms after a run whose namespace (and veth) the kernel is still tearing down.
+    ns.ctr(
+        &c,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "netloop",
+            "--network",
+            "backend",
+            "--restart",
+            "on-failure:4",
+            "busybox",
+            "sh",
+            "-c",
+            "ifconfig eth0 | grep -o 'inet addr:[0-9.]*'; exit 1",
+        ],
+    )
+    .assert_ok();
+    let w = ns.ctr(&c, &["wait", "netloop"]);
+    w.assert_ok();
+    assert_eq!(w.stdout.trim(), "1");
+    let v = ns.ctr(&c, &["inspect", "netloop"]).json();
+    assert_eq!(v["status"], "exited", "{v:#}");
+    assert_eq!(v["restart_count"], 4, "{v:#}");
+    let ip = v["networks"]["backend"]["ip"].as_str().unwrap().to_string();
+    let logs = ns.ctr(&c, &["logs", "netloop"]);
+    let addrs: Vec<&str> = logs.stdout.lines().collect();
+    assert_eq!(
+        addrs,
+        vec![format!("inet addr:{ip}").as_str(); 5],
+        "{logs:?}"
+    );
+    ns.ctr(&c, &["rm", "-f", "netloop"]).assert_ok();
+    ns.ctr(&c, &["network", "rm", "backend"]).assert_ok();
+}
