@@ -221,6 +221,29 @@ fn wait_exited_sleeps_through_restarts_and_wait_removed_sees_rm() {
     ]);
     o.assert_ok();
     c.run(&["inspect", "brief"]).assert_refused();
+    // Waiting for `exited` of a `--rm` container that goes: it ended.
+    c.run(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "brief2",
+        "busybox",
+        "sleep",
+        "0.5",
+    ])
+    .assert_ok();
+    c.run(&[
+        "wait",
+        "--condition",
+        "exited",
+        "--timeout",
+        "60s",
+        "brief2",
+    ])
+    .assert_ok();
     // Several names share one deadline.
     c.run(&[
         "run",

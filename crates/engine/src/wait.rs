@@ -24,7 +24,7 @@ pub enum WaitCondition {
     /// It runs and its health check says healthy.
     Healthy,
     /// It has ended and will not run again by itself (exited, stopped or failed; not
-    /// between two runs of its restart policy).
+    /// between two runs of its restart policy), or it was removed.
     Exited,
     /// Its record is gone.
     Removed,
@@ -60,7 +60,8 @@ pub enum WaitOutcome {
 fn check(cond: WaitCondition, rec: Option<&ContainerRecord>) -> Result<bool> {
     let Some(rec) = rec else {
         return match cond {
-            WaitCondition::Removed => Ok(true),
+            // Removed (`--rm` or `rm`): it has certainly ended.
+            WaitCondition::Removed | WaitCondition::Exited => Ok(true),
             _ => Err(Error::NotFound {
                 kind: "container",
                 name: "(removed while waited for)".into(),
@@ -249,7 +250,9 @@ mod tests {
         let e = check(W::Healthy, Some(&unchecked)).unwrap_err().to_string();
         assert!(e.contains("no health check"), "{e}");
         assert!(check(W::Removed, None).unwrap());
+        assert!(check(W::Exited, None).unwrap());
         assert!(check(W::Running, None).is_err());
+        assert!(check(W::Healthy, None).is_err());
         for (s, w) in [
             ("running", W::Running),
             ("healthy", W::Healthy),
