@@ -514,3 +514,55 @@ fn quick_restarts_on_a_bridge_network_get_their_veth_and_address_each_time() {
     ns.ctr(&c, &["rm", "-f", "netloop"]).assert_ok();
     ns.ctr(&c, &["network", "rm", "backend"]).assert_ok();
 }
+
+#[test]
+fn a_restart_that_cannot_start_is_tried_again_with_backoff_until_the_policy_is_spent() {
+    let c = Ctr::new();
+    let data = tempfile::tempdir().unwrap();
+    let src = data.path().join("vol");
+    std::fs::create_dir(&src).unwrap();
+    let bind = format!("{}:/data", src.display());
+    // Runs for good once /data/ok exists; until then fails after a moment.
+    let script = "test -f /data/ok && exec sleep 1000; sleep 0.3; exit 1";
+    for (name, policy) in [("svc", "always"), ("job", "on-failure:2")] {
+        c.run(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "-v",
+            &bind,
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .assert_ok();
+    }
+    // The bind source goes: the restarts cannot start.
+    std::fs::remove_dir(&src).unwrap();
+    let v = wait_for(&c, "svc", "a failed restart", |v| {
+        v["status"] == "restarting"
+            && v["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("restarting it failed") && e.contains("vol"))
+    });
+    assert!(v["supervisor_pid"].as_i64().is_some_and(pid_alive), "{v:#}");
+    // on-failure:2 gives up after its two restarts: failed, saying why.
+    let job = wait_for(&c, "job", "failed", |v| v["status"] == "failed");
+    assert_eq!(job["restart_count"], 2, "{job:#}");
+    assert!(job["error"].as_str().unwrap().contains("vol"), "{job:#}");
+    assert!(job["supervisor_pid"].is_null());
+    // `always` keeps trying and comes back once the source is there again.
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ok"), "").unwrap();
+    let o = c.run(&["wait", "--condition", "running", "--timeout", "90s", "svc"]);
+    o.assert_ok();
+    let v = status(&c, "svc");
+    assert!(v["error"].is_null(), "{v:#}");
+    c.run(&["rm", "-f", "svc", "job"]).assert_ok();
+}

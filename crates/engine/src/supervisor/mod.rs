@@ -542,7 +542,19 @@ fn work(
         procs,
     } = match start_container(root, registry, id, cfg, out_w, err_w) {
         Ok(s) => s,
-        Err(e) => return fail(e.to_string(), None, false),
+        Err(e) => {
+            let msg = e.to_string();
+            // A restart that failed to start may be tried again (its policy says).
+            if let Some(delay) = restart::retry_or_fail(registry, id, &msg) {
+                let notice = codex_shim::handoff::encode_restart(delay);
+                return match std::fs::File::from(info).write_all(&notice) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                };
+            }
+            report(serde_json::json!({"error": msg}));
+            return codex_shim::handoff::WORKER_FAILED_CODE;
+        }
     };
     crate::testhook::die("worker-started");
     // A byte once the supervisor is the shim (or stays what it is), or EOF if it

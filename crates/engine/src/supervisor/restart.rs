@@ -4,14 +4,14 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use codex_sys::ProcessId;
 
-use super::{
-    record_failure, report, shim, supervise, supervise_with_shim, Next, REPORTED, STATUS_FD,
-};
+use super::{load_config, report, shim, supervise, supervise_with_shim, Next, REPORTED, STATUS_FD};
 use crate::error::{Context, Result};
 use crate::registry::{ContainerStatus, Registry};
+use crate::restart::next_delay;
 
 /// `__supervise --root ROOT ID --restart`: the shim of a container whose restart
 /// policy runs it again has slept the backoff and exec'd this (same pid, the one
@@ -52,12 +52,67 @@ pub(super) fn supervise_runs(root: &Path, registry: &Registry, id: &str, use_shi
             }
             Err(e) => {
                 let msg = e.to_string();
-                record_failure(registry, id, &msg);
+                if let Some(delay) = retry_or_fail(registry, id, &msg) {
+                    codex_shim::handoff::sleep(delay);
+                    match claim_restart(registry, id) {
+                        Ok(true) => continue,
+                        Ok(false) => return 0,
+                        Err(_) => return 1,
+                    }
+                }
                 report(serde_json::json!({"error": msg}));
                 return 1;
             }
         }
     }
+}
+
+/// A start failed (its rootfs, a volume, the runtime...). During a restart, while
+/// the policy allows, another attempt comes after the next backoff (the record stays
+/// `restarting`, with the error; a transient failure does not end an `always`
+/// service): returns that delay. Otherwise (a first start, or the policy is spent)
+/// the container is `failed` with the error, as before.
+pub(super) fn retry_or_fail(registry: &Registry, id: &str, msg: &str) -> Option<Duration> {
+    let cfg = load_config(registry, id);
+    let mut delay = None;
+    let updated = registry.update_container(id, |r| {
+        let restarting = r.status == ContainerStatus::Restarting && r.restart_at.is_none();
+        let user_ended = r.stop_requested || r.manually_stopped;
+        if restarting
+            && !cfg.auto_remove
+            && cfg
+                .restart
+                .restarts_after(1, r.restart_count, user_ended, false)
+        {
+            // A start that failed ran for no time: the backoff keeps doubling.
+            let d = next_delay(
+                r.restart_delay_ms.map(Duration::from_millis),
+                Duration::ZERO,
+            );
+            r.restart_count = r.restart_count.saturating_add(1);
+            r.restart_delay_ms = Some(d.as_millis().try_into().unwrap_or(u64::MAX));
+            r.restart_at = Some(humantime::format_rfc3339_nanos(SystemTime::now() + d).to_string());
+            r.error = Some(format!("restarting it failed: {msg}"));
+            r.pid = None;
+            delay = Some(d);
+        } else {
+            r.status = ContainerStatus::Failed;
+            r.error = Some(msg.to_string());
+            r.pid = None;
+            r.restart_at = None;
+            r.set_supervisor(None);
+        }
+        Ok(())
+    });
+    if let (Ok(rec), Some(d)) = (&updated, delay) {
+        let details = [
+            ("restart_count", rec.restart_count.to_string()),
+            ("delay_ms", d.as_millis().to_string()),
+            ("error", msg.to_string()),
+        ];
+        crate::events::emit_about(registry.root(), rec, "restart", &details);
+    }
+    delay
 }
 
 /// The restart policy's start: goes ahead (true) only if the container is still
