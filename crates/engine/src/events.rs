@@ -234,6 +234,12 @@ impl EventReader {
         (buf.len() - before) as u64
     }
 
+    /// An fd that turns readable when the events files change, for programs that wait
+    /// in their own event loop (then call [`EventReader::read_new`]).
+    pub fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.inotify.as_fd()
+    }
+
     /// Waits up to `timeout` for the events files to change.
     pub fn wait(&mut self, timeout: Duration) -> Result<()> {
         let mut fds = [PollFd::new(self.inotify.as_fd(), PollFlags::POLLIN)];
