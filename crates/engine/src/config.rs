@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::network::mode::{AddHost, NetworkMode};
+use crate::restart::RestartPolicy;
 
 /// How much of the host a container may see. See DESIGN.md, "Isolation profiles".
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -365,6 +366,18 @@ pub struct ContainerConfig {
     /// How many log files are kept, the live one included (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_max_files: Option<u32>,
+    // Monitors (restart policy, health check): see docs/monitors.md.
+    /// What happens when its process ends on its own (`--restart`).
+    #[serde(default, skip_serializing_if = "RestartPolicy::is_no")]
+    pub restart: RestartPolicy,
+    /// Its health check (`--health-*`); `None`: the image's, when images carry one
+    /// (a check with `HealthProbe::None` switches that off: `--no-healthcheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthCheck>,
+    /// When its health check turns `unhealthy`, it is killed and its restart policy
+    /// runs it again (`--restart-on-unhealthy`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restart_on_unhealthy: bool,
 }
 
 impl ContainerConfig {
@@ -418,6 +431,32 @@ impl ContainerConfig {
                 ))
             }
             _ => {}
+        }
+        if self.auto_remove && !self.restart.is_no() {
+            return Err(Error::invalid(
+                "restart",
+                format!(
+                    "--rm and --restart {} conflict: a removed container cannot restart",
+                    self.restart
+                ),
+            ));
+        }
+        if let Some(h) = &self.health {
+            h.validate()?;
+        }
+        if self.restart_on_unhealthy {
+            if !self.health.as_ref().is_some_and(|h| h.enabled()) {
+                return Err(Error::invalid(
+                    "restart-on-unhealthy",
+                    "needs a health check (--health-cmd, --health-http or --health-tcp)",
+                ));
+            }
+            if self.restart.is_no() {
+                return Err(Error::invalid(
+                    "restart-on-unhealthy",
+                    "needs a restart policy (--restart on-failure, always or unless-stopped)",
+                ));
+            }
         }
         if self.argv().is_empty() && self.image.is_none() {
             return Err(Error::invalid("command", "nothing to run: give a command"));

@@ -175,6 +175,10 @@ impl Engine {
                 }
             }
         }
+        if let Ok(rec) = &created {
+            let image = config.image.clone().unwrap_or_default();
+            crate::events::emit_about(&self.root, rec, "create", &[("image", image)]);
+        }
         created
     }
 
@@ -221,6 +225,9 @@ impl Engine {
         if rec.live_supervisor().is_some() {
             return Ok(rec);
         }
+        if rec.status == ContainerStatus::Restarting {
+            return self.repair_restarting(rec);
+        }
         let init_alive = self
             .runtime()
             .load(&rec.id)
@@ -246,25 +253,49 @@ impl Engine {
             crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
         }
         // Re-check under the lock: a supervisor finishing normally wins the race.
-        self.registry.update_container(&rec.id, |r| {
-            if matches!(
-                r.status,
-                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-            ) {
-                r.status = ContainerStatus::Exited;
-                r.pid = None;
-                r.set_supervisor(None);
-                r.finished_at
-                    .get_or_insert_with(codex_runtime::state::now_rfc3339);
-                r.error = Some(format!("{note}; the exit code is unknown"));
-            }
-            Ok(())
-        })
+        self.registry
+            .update_container(&rec.id, |r| {
+                if matches!(
+                    r.status,
+                    ContainerStatus::Running
+                        | ContainerStatus::Paused
+                        | ContainerStatus::Restarting
+                ) {
+                    r.status = ContainerStatus::Exited;
+                    r.pid = None;
+                    r.set_supervisor(None);
+                    r.finished_at
+                        .get_or_insert_with(codex_runtime::state::now_rfc3339);
+                    r.error = Some(format!("{note}; the exit code is unknown"));
+                }
+                Ok(())
+            })
+            .inspect(|r| {
+                let repaired = format!("{note}; the exit code is unknown");
+                if r.error.as_deref() == Some(repaired.as_str()) && r.error != rec.error {
+                    crate::events::emit_about(&self.root, r, "die", &[("error", note.clone())]);
+                }
+            })
     }
 
     /// Starts the container's supervisor and returns once the container runs, or
     /// with the error that kept it from starting (also stored in its record).
     pub fn start(&self, reference: &str) -> Result<ContainerRecord> {
+        let rec = self.get(reference)?;
+        if rec.restart_count != 0 && !is_live(rec.status) && !starting(&rec) {
+            // A user's start begins a new count (`on-failure:MAX` counts from here).
+            self.registry.update_container(&rec.id, |r| {
+                if !is_live(r.status) && !starting(r) {
+                    r.restart_count = 0;
+                }
+                Ok(())
+            })?;
+        }
+        self.start_keeping_count(&rec.id)
+    }
+
+    /// [`Engine::start`] without resetting the restart count.
+    pub(crate) fn start_keeping_count(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get(reference)?;
         match rec.status {
             ContainerStatus::Created
@@ -326,91 +357,6 @@ impl Engine {
                     format!(": {report}")
                 }
             )))),
-        }
-    }
-
-    /// Sends `signal` to every process of a running container.
-    pub fn kill(&self, reference: &str, signal: i32) -> Result<()> {
-        let rec = self.get_in(reference, &[RUNNING, PAUSED], "it must be running")?;
-        self.runtime()
-            .kill(&rec.id, signal, true)
-            .map_err(Error::from)
-    }
-
-    /// The stop signal to every process, then SIGKILL after `timeout`; returns the
-    /// record once the supervisor has recorded the exit.
-    pub fn stop(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
-        let rec = self.get(reference)?;
-        if !matches!(
-            rec.status,
-            ContainerStatus::Running | ContainerStatus::Paused
-        ) {
-            return Ok(rec);
-        }
-        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
-        let sig = codex_runtime::parse_signal(cfg.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
-        self.registry.update_container(&rec.id, |r| {
-            r.stop_requested = true;
-            Ok(())
-        })?;
-        let rt = self.runtime();
-        if rec.status == ContainerStatus::Paused {
-            let _ = rt.resume(&rec.id);
-        }
-        let _ = rt.kill(&rec.id, sig, true);
-        if let Some(done) = self.wait_exit(&rec.id, timeout)? {
-            return Ok(done);
-        }
-        let _ = rt.kill(&rec.id, libc::SIGKILL, true);
-        self.wait_killed(&rec)
-    }
-
-    /// Waits (up to `timeout`) until the container is no longer live; sleeps on a
-    /// pidfd of its supervisor, which exits only after recording how the container
-    /// ended.
-    pub(crate) fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerRecord>> {
-        let end = Instant::now() + timeout;
-        let mut last: Option<ContainerRecord> = None;
-        loop {
-            let r = match self.get(id) {
-                Ok(r) => r,
-                // Removed at its end (`--rm`): it ended, and its last record says how
-                // far it got; the exit itself went with the container.
-                Err(Error::NotFound { .. }) if last.is_some() => {
-                    return Ok(last.map(|mut r| {
-                        r.status = if r.stop_requested {
-                            ContainerStatus::Stopped
-                        } else {
-                            ContainerStatus::Exited
-                        };
-                        r.pid = None;
-                        r
-                    }))
-                }
-                Err(e) => return Err(e),
-            };
-            if !is_live(r.status) {
-                return Ok(Some(r));
-            }
-            let left = end.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            let pidfd = r.supervisor_pidfd();
-            last = Some(r);
-            match pidfd {
-                Some(fd) => {
-                    let mut fds = [nix::poll::PollFd::new(
-                        std::os::fd::AsFd::as_fd(&fd),
-                        nix::poll::PollFlags::POLLIN,
-                    )];
-                    let t = nix::poll::PollTimeout::try_from(left.min(Duration::from_secs(1)))
-                        .unwrap_or(nix::poll::PollTimeout::MAX);
-                    let _ = nix::poll::poll(&mut fds, t);
-                }
-                // Between supervisors (or none yet): look again shortly.
-                None => std::thread::sleep(left.min(Duration::from_millis(5))),
-            }
         }
     }
 
@@ -599,19 +545,23 @@ impl Engine {
     pub fn pause(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get_in(reference, &[RUNNING], "it must be running")?;
         self.runtime().pause(&rec.id)?;
-        self.registry.update_container(&rec.id, |r| {
+        let rec = self.registry.update_container(&rec.id, |r| {
             r.status = ContainerStatus::Paused;
             Ok(())
-        })
+        })?;
+        crate::events::emit_about(&self.root, &rec, "pause", &[]);
+        Ok(rec)
     }
 
     pub fn unpause(&self, reference: &str) -> Result<ContainerRecord> {
         let rec = self.get_in(reference, &[PAUSED], "it must be paused")?;
         self.runtime().resume(&rec.id)?;
-        self.registry.update_container(&rec.id, |r| {
+        let rec = self.registry.update_container(&rec.id, |r| {
             r.status = ContainerStatus::Running;
             Ok(())
-        })
+        })?;
+        crate::events::emit_about(&self.root, &rec, "unpause", &[]);
+        Ok(rec)
     }
 
     /// Stops (if running) and starts again; counts a restart.
@@ -621,7 +571,7 @@ impl Engine {
             r.restart_count += 1;
             Ok(())
         })?;
-        self.start(&rec.id)
+        self.start_keeping_count(&rec.id)
     }
 
     /// Runs a process in a running container with the container's own process

@@ -58,6 +58,7 @@ impl Engine {
         self.delete_runtime_container(&rec.id)?;
         crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
         self.registry.remove_container(&rec.id)?;
+        crate::events::emit_about(self.root(), &rec, "destroy", &[]);
         // Its addresses go with it. Should this fail (or the process die first), the
         // next reconcile frees them: the container is no longer in the index.
         let _ = crate::network::release_container(&self.registry, &rec.id);

@@ -1,4 +1,5 @@
-//! The end of `stop` (and of `rm -f`): after SIGKILL, waiting for the supervisor to
+//! `stop` and `kill` (a user's intent recorded before any signal: docs/monitors.md),
+//! and the end of `stop` (and of `rm -f`): after SIGKILL, waiting for the supervisor to
 //! record the exit, but not for a supervisor that cannot run.
 //!
 //! The supervisor records the exit as soon as it reaps the init. If it is stopped
@@ -9,9 +10,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::engine::Engine;
+use crate::config::ContainerConfig;
+use crate::engine::{is_live, Engine};
 use crate::error::{Error, Result};
-use crate::registry::ContainerRecord;
+use crate::registry::{ContainerRecord, ContainerStatus};
+
+const RUNNING: ContainerStatus = ContainerStatus::Running;
+const PAUSED: ContainerStatus = ContainerStatus::Paused;
 
 /// How long a killed container may take to die and be recorded.
 const KILL_PATIENCE: Duration = Duration::from_secs(30);
@@ -20,6 +25,125 @@ const KILL_PATIENCE: Duration = Duration::from_secs(30);
 const RECORD_GRACE: Duration = Duration::from_secs(2);
 
 impl Engine {
+    /// Sends `signal` to every process of a running container.
+    pub fn kill(&self, reference: &str, signal: i32) -> Result<()> {
+        let rec = self.get(reference)?;
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        let ends = crate::restarting::ends_container(signal, &cfg);
+        let rec = if rec.status == ContainerStatus::Restarting && ends {
+            // Between two runs: nothing to signal, but the next run must not come.
+            let r = self.end_restarting(&rec, false)?;
+            if !matches!(r.status, RUNNING | PAUSED) {
+                return Ok(());
+            }
+            r
+        } else {
+            rec
+        };
+        if !matches!(rec.status, RUNNING | PAUSED) {
+            return Err(Error::wrong_state(
+                &rec.name,
+                rec.status,
+                "it must be running",
+            ));
+        }
+        if ends {
+            // The user's intent first, then the signal: the policy never undoes it.
+            self.registry.update_container(&rec.id, |r| {
+                r.manually_stopped = true;
+                Ok(())
+            })?;
+        }
+        self.runtime().kill(&rec.id, signal, true)?;
+        crate::events::emit_about(self.root(), &rec, "kill", &[("signal", signal.to_string())]);
+        Ok(())
+    }
+
+    /// The stop signal to every process, then SIGKILL after `timeout`; returns the
+    /// record once the supervisor has recorded the exit.
+    pub fn stop(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
+        let mut rec = self.get(reference)?;
+        if rec.status == ContainerStatus::Restarting {
+            rec = self.end_restarting(&rec, true)?;
+        }
+        if !matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        ) {
+            return Ok(rec);
+        }
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        let sig = codex_runtime::parse_signal(cfg.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+        self.registry.update_container(&rec.id, |r| {
+            r.stop_requested = true;
+            r.manually_stopped = true;
+            Ok(())
+        })?;
+        let rt = self.runtime();
+        if rec.status == ContainerStatus::Paused {
+            let _ = rt.resume(&rec.id);
+        }
+        let _ = rt.kill(&rec.id, sig, true);
+        let done = match self.wait_exit(&rec.id, timeout)? {
+            Some(done) => done,
+            None => {
+                let _ = rt.kill(&rec.id, libc::SIGKILL, true);
+                self.wait_killed(&rec)?
+            }
+        };
+        crate::events::emit_about(self.root(), &done, "stop", &[]);
+        Ok(done)
+    }
+
+    /// Waits (up to `timeout`) until the container is no longer live; sleeps on a
+    /// pidfd of its supervisor, which exits only after recording how the container
+    /// ended.
+    pub(crate) fn wait_exit(&self, id: &str, timeout: Duration) -> Result<Option<ContainerRecord>> {
+        let end = Instant::now() + timeout;
+        let mut last: Option<ContainerRecord> = None;
+        loop {
+            let r = match self.get(id) {
+                Ok(r) => r,
+                // Removed at its end (`--rm`): it ended, and its last record says how
+                // far it got; the exit itself went with the container.
+                Err(Error::NotFound { .. }) if last.is_some() => {
+                    return Ok(last.map(|mut r| {
+                        r.status = if r.stop_requested {
+                            ContainerStatus::Stopped
+                        } else {
+                            ContainerStatus::Exited
+                        };
+                        r.pid = None;
+                        r
+                    }))
+                }
+                Err(e) => return Err(e),
+            };
+            if !is_live(r.status) {
+                return Ok(Some(r));
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            let pidfd = r.supervisor_pidfd();
+            last = Some(r);
+            match pidfd {
+                Some(fd) => {
+                    let mut fds = [nix::poll::PollFd::new(
+                        std::os::fd::AsFd::as_fd(&fd),
+                        nix::poll::PollFlags::POLLIN,
+                    )];
+                    let t = nix::poll::PollTimeout::try_from(left.min(Duration::from_secs(1)))
+                        .unwrap_or(nix::poll::PollTimeout::MAX);
+                    let _ = nix::poll::poll(&mut fds, t);
+                }
+                // Between supervisors (or none yet): look again shortly.
+                None => std::thread::sleep(left.min(Duration::from_millis(5))),
+            }
+        }
+    }
+
     /// Waits until the killed container `rec` is recorded as ended.
     pub(crate) fn wait_killed(&self, rec: &ContainerRecord) -> Result<ContainerRecord> {
         let start = Instant::now();

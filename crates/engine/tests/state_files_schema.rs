@@ -831,3 +831,32 @@ fn the_schemas_refuse_malformed_files() {
         ],
     );
 }
+
+#[test]
+fn every_events_example_loads_and_reads_back() {
+    use codex_engine::events::{Event, EventReader, EVENTS_FILE};
+    for g in checked_examples("events") {
+        let file = &g.file_name;
+        let text = std::fs::read_to_string(&g.path).expect("read");
+        let events: Vec<Event> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{file}: {l}: {e}")))
+            .collect();
+        if g.version == latest_version("events") {
+            for (e, raw) in events.iter().zip(text.lines()) {
+                assert_eq!(serde_json::to_string(e).expect("json"), raw, "{file}");
+            }
+        }
+        // Read back as `events` reads them: the rotated file first.
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let raw: Vec<&str> = text.split_inclusive('\n').collect();
+        let (older, newer) = raw.split_at(raw.len() / 2);
+        std::fs::write(tmp.path().join(format!("{EVENTS_FILE}.1")), older.concat()).expect("write");
+        std::fs::write(tmp.path().join(EVENTS_FILE), newer.concat()).expect("write");
+        let read = EventReader::open(tmp.path())
+            .expect("open")
+            .read_new()
+            .expect("read");
+        assert_eq!(read, events, "{file}");
+    }
+}

@@ -45,6 +45,10 @@ use crate::sys;
 
 /// The hidden mode word of every supervisor command line.
 pub const MODE: &str = "__supervise";
+/// The hidden mode of the full binary that runs one health probe.
+pub const HEALTH_MODE: &str = "__health";
+/// `__supervise --root ROOT ID --restart`: start the container again (restart policy).
+pub const RESTART_FLAG: &str = "--restart";
 /// The shim's file name, next to `codex-ctr`.
 pub const SHIM_NAME: &str = "codex-shim";
 
@@ -68,6 +72,8 @@ pub struct ShimArgs {
     pub exe: PathBuf,
     /// A read-only view of `exe`'s directory: `exe` is executed through it.
     pub view: Option<RawFd>,
+    /// Health checks: (interval, limit), see [`crate::pump::HealthTimer`].
+    pub health: Option<(Duration, Duration)>,
 }
 
 /// What the full binary is told when it records the end.
@@ -107,6 +113,36 @@ pub enum Worker {
     Done,
     /// The container runs on; supervising it is this process's job now.
     HandedOver(Handover),
+    /// The container ended, all is recorded, and its restart policy says: start it
+    /// again after this delay (the record says `restarting`, naming this process).
+    Restart(Duration),
+}
+
+/// What the full binary says (on the worker's info pipe, or on the stdout of
+/// `--finish`) when the restart policy runs the container again: `restart MS\n`.
+pub fn encode_restart(delay: Duration) -> Vec<u8> {
+    format!("restart {}\n", delay.as_millis()).into_bytes()
+}
+
+/// The delay of a notice made by [`encode_restart`].
+pub fn decode_restart(data: &[u8]) -> Option<Duration> {
+    let ms = std::str::from_utf8(data)
+        .ok()?
+        .strip_prefix("restart ")?
+        .strip_suffix('\n')?;
+    ms.parse::<u64>().ok().map(Duration::from_millis)
+}
+
+/// Sleeps until `delay` has passed (CLOCK_MONOTONIC; signals do not cut it short).
+pub fn sleep(delay: Duration) {
+    let end = sys::monotonic() + delay;
+    loop {
+        let left = end.saturating_sub(sys::monotonic());
+        if left.is_zero() {
+            return;
+        }
+        let _ = sys::poll(&mut [], Some(left));
+    }
 }
 
 fn s(v: impl ToString) -> OsString {
@@ -144,7 +180,27 @@ impl ShimArgs {
         if let Some(v) = self.view {
             a.extend(["--view".into(), s(v)]);
         }
+        if let Some((interval, limit)) = self.health {
+            a.extend([
+                "--health-interval-ms".into(),
+                s(interval.as_millis()),
+                "--health-limit-ms".into(),
+                s(limit.as_millis()),
+            ]);
+        }
         a
+    }
+
+    /// The full binary's command line (`argv[0]` included) that runs one health
+    /// probe and records its result.
+    pub fn health_argv(&self) -> Vec<OsString> {
+        vec![
+            self.exe.clone().into(),
+            HEALTH_MODE.into(),
+            "--root".into(),
+            self.root.clone(),
+            self.id.clone(),
+        ]
     }
 
     /// Parses what [`ShimArgs::to_args`] made.
@@ -158,6 +214,7 @@ impl ShimArgs {
         let (mut worker, mut ready, mut info) = (None, None, None);
         let (mut stdout, mut stderr, mut view) = (None, None, None);
         let (mut log, mut exe) = (None, None);
+        let (mut interval, mut limit) = (None, None);
         let mut rotation = Rotation::default();
         while let [key, value, more @ ..] = rest {
             rest = more;
@@ -173,6 +230,10 @@ impl ShimArgs {
                 "--log-max-size" => rotation.max_size = number(key, value)?,
                 "--log-max-files" => rotation.max_files = number(key, value)?,
                 "--exe" => exe = Some(PathBuf::from(value)),
+                "--health-interval-ms" => {
+                    interval = Some(Duration::from_millis(number(key, value)?))
+                }
+                "--health-limit-ms" => limit = Some(Duration::from_millis(number(key, value)?)),
                 _ => return Err(format!("unknown option {key:?}")),
             }
         }
@@ -192,7 +253,22 @@ impl ShimArgs {
             rotation,
             exe: exe.ok_or_else(|| need("exe"))?,
             view,
+            health: interval.zip(limit),
         })
+    }
+
+    /// The full binary's command line (`argv[0]` included) that starts the container
+    /// again for its restart policy, in this very process (an exec keeps the pid the
+    /// record names).
+    pub fn restart_argv(&self) -> Vec<OsString> {
+        vec![
+            self.exe.clone().into(),
+            MODE.into(),
+            "--root".into(),
+            self.root.clone(),
+            self.id.clone(),
+            RESTART_FLAG.into(),
+        ]
     }
 
     /// The full binary's command line (`argv[0]` included) that records `finish`.
@@ -354,6 +430,9 @@ pub fn await_worker(ready: OwnedFd, info: OwnedFd, worker: i32) -> std::io::Resu
     if news.is_empty() {
         return Ok(Worker::Done);
     }
+    if let Some(delay) = decode_restart(&news) {
+        return Ok(Worker::Restart(delay));
+    }
     Handover::decode(&news)
         .map(Worker::HandedOver)
         .ok_or_else(|| {
@@ -391,9 +470,11 @@ mod tests {
             },
             exe: "/usr/bin/codex-ctr".into(),
             view: None,
+            health: None,
         };
         assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
         a.view = Some(11);
+        a.health = Some((Duration::from_secs(1), Duration::from_millis(10_500)));
         let args = a.to_args();
         assert_eq!(ShimArgs::parse(&args), Ok(a.clone()));
         // The engine's liveness check: the mode and the id are whole arguments.
@@ -411,6 +492,23 @@ mod tests {
             ]
             .map(OsString::from)
         );
+    }
+
+    #[test]
+    fn restart_notices_round_trip() {
+        for ms in [0, 100, 60_000] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(decode_restart(&encode_restart(d)), Some(d));
+        }
+        for bad in [
+            &b""[..],
+            b"restart \n",
+            b"restart 1",
+            b"restart x\n",
+            b"12\0",
+        ] {
+            assert_eq!(decode_restart(bad), None, "{bad:?}");
+        }
     }
 
     #[test]
@@ -511,6 +609,10 @@ mod tests {
         );
         for (script, want) in [
             ("exit 0", Worker::Done),
+            (
+                "printf 'restart 1600\\n'",
+                Worker::Restart(Duration::from_millis(1600)),
+            ),
             ("exit 1", Worker::Failed),
             (
                 "exit 101",

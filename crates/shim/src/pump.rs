@@ -62,6 +62,33 @@ const READ_SIZE: usize = 16 * 1024;
 /// it goes back to the kernel.
 const QUIET: Duration = Duration::from_secs(1);
 
+/// Health checks as the supervisor runs them: it only keeps time. One check at a
+/// time, `interval` after the previous one ended (the first an interval after the
+/// pump starts); a check still running `limit` after it began is SIGKILLed with its
+/// whole process group. The check process records its own result.
+pub struct HealthTimer<'a> {
+    pub interval: Duration,
+    pub limit: Duration,
+    /// Starts one check as the leader of a new process group; returns its pid.
+    pub spawn: &'a mut dyn FnMut() -> std::io::Result<i32>,
+}
+
+/// A check under way.
+struct Check {
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    kill_at: Duration,
+}
+
+impl Check {
+    /// Ends it (its whole group) and reaps it.
+    fn kill(self) {
+        // SAFETY: kill with integer arguments: the group the check leads (pid > 0).
+        unsafe { libc::kill(-self.pid, libc::SIGKILL) };
+        let _ = sys::wait(self.pid);
+    }
+}
+
 /// Why [`pump_until`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pumped {
@@ -80,8 +107,9 @@ pub fn pump(
     pid: i32,
     timeout: Option<Timeout>,
     kill: &mut dyn FnMut(i32),
+    health: Option<HealthTimer>,
 ) -> Result<Outcome> {
-    match pump_until(log, &pipes, pid, timeout, None, kill)? {
+    match pump_until(log, &pipes, pid, timeout, None, kill, health)? {
         Pumped::Exited(o) => Ok(o),
         // Without a yield_at there is no yielding.
         Pumped::Yielded => Err(crate::Error::new(
@@ -100,7 +128,38 @@ pub fn pump_until(
     timeout: Option<Timeout>,
     yield_at: Option<Duration>,
     kill: &mut dyn FnMut(i32),
+    mut health: Option<HealthTimer>,
 ) -> Result<Pumped> {
+    let mut check: Option<Check> = None;
+    let pumped = pump_loop(
+        log,
+        pipes,
+        pid,
+        timeout,
+        yield_at,
+        kill,
+        &mut health,
+        &mut check,
+    );
+    // Nothing of a check outlives the pump.
+    if let Some(c) = check.take() {
+        c.kill();
+    }
+    pumped
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pump_loop(
+    log: &mut LogWriter,
+    pipes: &[OwnedFd; 2],
+    pid: i32,
+    timeout: Option<Timeout>,
+    yield_at: Option<Duration>,
+    kill: &mut dyn FnMut(i32),
+    health: &mut Option<HealthTimer>,
+    check: &mut Option<Check>,
+) -> Result<Pumped> {
+    let mut next_check: Option<Duration> = None;
     // Sleep on the init's pidfd; without one (kernels before 5.3), look every TICK.
     let pidfd = sys::pidfd_open(pid).ok();
     let mut open = [true, true];
@@ -168,6 +227,48 @@ pub fn pump_until(
                 due(now + TICK);
             }
         }
+        if let Some(h) = health.as_mut().filter(|_| status.is_none()) {
+            if let Some(c) = check.take() {
+                match sys::try_wait(c.pid) {
+                    Ok(Some(_)) | Err(_) => next_check = Some(now + h.interval),
+                    Ok(None) if now >= c.kill_at => {
+                        c.kill();
+                        next_check = Some(now + h.interval);
+                    }
+                    Ok(None) => {
+                        due(c.kill_at);
+                        if c.pidfd.is_none() {
+                            due(now + TICK);
+                        }
+                        *check = Some(c);
+                    }
+                }
+            }
+            if check.is_none() {
+                let at = *next_check.get_or_insert(now + h.interval);
+                if now >= at {
+                    match (h.spawn)() {
+                        Ok(p) => {
+                            *check = Some(Check {
+                                pid: p,
+                                pidfd: sys::pidfd_open(p).ok(),
+                                kill_at: now + h.limit,
+                            });
+                            due(now + h.limit);
+                        }
+                        Err(_) => {
+                            next_check = Some(now + h.interval);
+                            due(now + h.interval);
+                        }
+                    }
+                } else {
+                    due(at);
+                }
+            }
+        } else if let Some(c) = check.take() {
+            // The init has exited: no more checks.
+            c.kill();
+        }
         if let Some(at) = output_at {
             if now >= at + QUIET {
                 sys::trim_heap();
@@ -180,7 +281,10 @@ pub fn pump_until(
             fd: -1,
             events: libc::POLLIN,
             revents: 0,
-        }; 3];
+        }; 4];
+        if let Some(fd) = check.as_ref().and_then(|c| c.pidfd.as_ref()) {
+            fds[3].fd = fd.as_raw_fd();
+        }
         for (i, p) in pipes.iter().enumerate() {
             if open[i] {
                 fds[i].fd = p.as_raw_fd();
@@ -264,7 +368,7 @@ mod tests {
         let pid = spawn("echo hi; echo oops >&2; exit 3", &out_w, &err_w);
         drop((out_w, err_w));
         let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
-        let o = pump(&mut log, [out_r, err_r], pid, None, &mut |_| {}).unwrap();
+        let o = pump(&mut log, [out_r, err_r], pid, None, &mut |_| {}, None).unwrap();
         log.flush().unwrap();
         assert_eq!(
             o,
@@ -303,11 +407,18 @@ mod tests {
         };
         let mut sent = Vec::new();
         let started = std::time::Instant::now();
-        let o = pump(&mut log, [out_r, err_r], pid, Some(t), &mut |s| {
-            sent.push(s);
-            // SAFETY: kill with integer arguments; pid is this test's child.
-            unsafe { libc::kill(pid, s) };
-        })
+        let o = pump(
+            &mut log,
+            [out_r, err_r],
+            pid,
+            Some(t),
+            &mut |s| {
+                sent.push(s);
+                // SAFETY: kill with integer arguments; pid is this test's child.
+                unsafe { libc::kill(pid, s) };
+            },
+            None,
+        )
         .unwrap();
         assert!(o.timed_out);
         assert_eq!(o.signal, Some(libc::SIGKILL));
@@ -335,19 +446,86 @@ mod tests {
         let pipes = [out_r, err_r];
         let mut first = LogWriter::open(&path, Rotation::default()).unwrap();
         let at = sys::monotonic() + Duration::from_millis(200);
-        let p = pump_until(&mut first, &pipes, pid, None, Some(at), &mut |_| {}).unwrap();
+        let p = pump_until(&mut first, &pipes, pid, None, Some(at), &mut |_| {}, None).unwrap();
         assert_eq!(p, Pumped::Yielded);
         let pending = first.take_pending();
         assert_eq!(pending, [b"tw".to_vec(), Vec::new()]);
         drop(first);
         let mut second = LogWriter::open(&path, Rotation::default()).unwrap();
         second.set_pending(pending);
-        let o = pump(&mut second, pipes, pid, None, &mut |_| {}).unwrap();
+        let o = pump(&mut second, pipes, pid, None, &mut |_| {}, None).unwrap();
         second.flush().unwrap();
         assert_eq!(o.code, 4);
         let l = lines(&path);
         assert_eq!(l.len(), 2, "{l:?}");
         assert!(l[0].ends_with(r#""log":"one"}"#) && l[1].ends_with(r#""log":"two"}"#));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn health_checks_never_overlap_and_a_hung_one_is_killed_with_its_group() {
+        let dir = std::env::temp_dir().join(format!("codex-shim-health-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("h.log");
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        let pid = spawn("sleep 1.5", &out_w, &err_w);
+        drop((out_w, err_w));
+        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
+        // Each check hangs (a child of its own that would outlive it too) and writes
+        // its pid and its grandchild's; the limit kills the whole group.
+        let pids = dir.join("pids");
+        let _ = std::fs::remove_file(&pids);
+        let mut started: Vec<(std::time::Instant, i32)> = Vec::new();
+        let mut spawn_check = || -> std::io::Result<i32> {
+            use std::os::unix::process::CommandExt;
+            let child = std::process::Command::new("/bin/sh")
+                .args([
+                    "-c",
+                    &format!("sleep 30 & echo $$ $! >> {}; wait", pids.display()),
+                ])
+                .process_group(0)
+                .spawn()?;
+            started.push((std::time::Instant::now(), child.id() as i32));
+            Ok(child.id() as i32)
+        };
+        let t0 = std::time::Instant::now();
+        let o = pump(
+            &mut log,
+            [out_r, err_r],
+            pid,
+            None,
+            &mut |_| {},
+            Some(HealthTimer {
+                interval: Duration::from_millis(100),
+                limit: Duration::from_millis(300),
+                spawn: &mut spawn_check,
+            }),
+        )
+        .unwrap();
+        assert_eq!(o.code, 0);
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        // One at a time: each began at least limit + interval after the one before.
+        assert!(started.len() >= 2, "{started:?}");
+        for w in started.windows(2) {
+            let gap = w[1].0 - w[0].0;
+            assert!(gap >= Duration::from_millis(395), "{gap:?}");
+        }
+        // Every check and its background child are gone (killed as a group).
+        let text = std::fs::read_to_string(&pids).unwrap();
+        let all: Vec<i32> = text
+            .split_whitespace()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(all.len(), 2 * started.len(), "{text}");
+        let gone = |p: i32| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z "))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !all.iter().all(|p| gone(*p)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(all.iter().all(|p| gone(*p)), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

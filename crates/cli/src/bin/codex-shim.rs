@@ -46,12 +46,14 @@ fn run() -> i32 {
         (Err(e), _) | (_, Err(e)) => Err(e),
     };
     let finish = match worker {
-        Ok(Worker::HandedOver(h)) => match supervise(&a, h) {
+        Ok(Worker::HandedOver(h)) => match supervise(&a, view.as_ref(), h) {
             Ok(o) => Finish::Exited(o),
             Err(e) => Finish::Failed(e.to_string()),
         },
         // The worker has recorded how the container ended (or why it does not run).
         Ok(Worker::Done) => return 0,
+        // ... and its restart policy runs it again.
+        Ok(Worker::Restart(delay)) => return restart(&a, view.as_ref(), delay),
         Ok(Worker::Failed) => return 1,
         // What it started may still run: the full binary kills it and records why.
         Ok(Worker::Died(how)) => Finish::Failed(how),
@@ -68,7 +70,7 @@ fn adopt(fd: RawFd) -> std::io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn supervise(a: &ShimArgs, h: Handover) -> codex_shim::Result<Outcome> {
+fn supervise(a: &ShimArgs, view: Option<&OwnedFd>, h: Handover) -> codex_shim::Result<Outcome> {
     let pipe = |fd, what: &str| {
         adopt(fd).map_err(|e| Error::new(format!("the container's {what} pipe (fd {fd})"), e))
     };
@@ -76,11 +78,43 @@ fn supervise(a: &ShimArgs, h: Handover) -> codex_shim::Result<Outcome> {
     let err = pipe(a.stderr, "stderr")?;
     let mut log = LogWriter::open(&a.log, a.rotation)?;
     log.set_pending(h.pending);
-    let outcome = pump::pump(&mut log, [out, err], h.pid, h.timeout, &mut |sig| {
-        kill_all(h.procs.as_deref(), sig)
-    })?;
+    let mut spawn_check = || start_check(a, view);
+    let health = a.health.map(|(interval, limit)| pump::HealthTimer {
+        interval,
+        limit,
+        spawn: &mut spawn_check,
+    });
+    let outcome = pump::pump(
+        &mut log,
+        [out, err],
+        h.pid,
+        h.timeout,
+        &mut |sig| kill_all(h.procs.as_deref(), sig),
+        health,
+    )?;
     let _ = log.flush();
     Ok(outcome)
+}
+
+/// Starts `codex-ctr __health ...` (through the read-only view when there is one)
+/// as the leader of a new process group, with no stdio; its pid. The pump reaps it.
+fn start_check(a: &ShimArgs, view: Option<&OwnedFd>) -> std::io::Result<i32> {
+    let argv = a.health_argv();
+    let through_view = full_binary(a, view);
+    let program = match &through_view {
+        Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+        None => a.exe.clone(),
+    };
+    let child = Command::new(&program)
+        .arg0(&argv[0])
+        .args(&argv[1..])
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    // Reaped by pid (sys::wait), not through the `Child`.
+    Ok(child.id() as i32)
 }
 
 /// What codex-runtime's `kill` with `all` does: the signal to every process listed in
@@ -96,15 +130,21 @@ fn kill_all(procs: Option<&Path>, sig: i32) {
     }
 }
 
+/// The full binary, opened through the read-only view it came from when there is
+/// one (so no supervisor runs a writable binary).
+fn full_binary(a: &ShimArgs, view: Option<&OwnedFd>) -> Option<OwnedFd> {
+    view.zip(a.exe.file_name())
+        .and_then(|(v, name)| sys::open_in(v.as_fd(), name).ok())
+}
+
 /// Runs the full binary to record `finish` and clean up, and waits for it: this
 /// process, the one the registry names, ends only after the record says how the
-/// container ended. The binary runs through the read-only view it came from when
-/// there is one (so no supervisor runs a writable binary), else from its path.
+/// container ended, or, when its restart policy runs it again, sleeps the backoff
+/// and execs the full binary to start it (see [`restart`]). The binary runs through
+/// the read-only view when there is one, else from its path.
 fn record(a: &ShimArgs, view: Option<&OwnedFd>, finish: &Finish) -> i32 {
     let argv = a.finish_argv(finish);
-    let through_view = view
-        .zip(a.exe.file_name())
-        .and_then(|(v, name)| sys::open_in(v.as_fd(), name).ok());
+    let through_view = full_binary(a, view);
     let program = match &through_view {
         // The kernel opens the path before the exec closes the (close-on-exec) fd.
         Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
@@ -113,13 +153,43 @@ fn record(a: &ShimArgs, view: Option<&OwnedFd>, finish: &Finish) -> i32 {
     match Command::new(&program)
         .arg0(&argv[0])
         .args(&argv[1..])
-        .status()
+        .stderr(std::process::Stdio::null())
+        .output()
     {
-        Ok(s) => s.code().unwrap_or(1),
+        Ok(out) => match handoff::decode_restart(&out.stdout) {
+            Some(delay) if out.status.success() => restart(a, view, delay),
+            _ => out.status.code().unwrap_or(1),
+        },
         Err(e) => {
             // Nothing records the exit now: the engine finds this supervisor gone.
             eprintln!("codex-shim: running {}: {e}", a.exe.display());
             1
         }
     }
+}
+
+/// The restart policy runs the container again: sleeps the backoff (holding
+/// nothing of the old run: its pipes and log are closed), then execs the full
+/// binary's `__supervise ... --restart`, which keeps this pid (the one the record
+/// names, with its start time) and starts the container as a first start does. A
+/// user's `stop` in the meantime kills this process or, if it comes later, is seen
+/// by that restart under the registry lock. Returns only if the exec failed.
+fn restart(a: &ShimArgs, view: Option<&OwnedFd>, delay: std::time::Duration) -> i32 {
+    handoff::sleep(delay);
+    let argv = a.restart_argv();
+    let file = match full_binary(a, view) {
+        Some(f) => f,
+        None => match std::fs::File::open(&a.exe) {
+            Ok(f) => f.into(),
+            Err(e) => {
+                eprintln!("codex-shim: opening {}: {e}", a.exe.display());
+                return 1;
+            }
+        },
+    };
+    let e = sys::fexecve(file.as_fd(), &argv);
+    // The record still says restarting, naming this process: once it has exited,
+    // the engine's next look at the container repairs that.
+    eprintln!("codex-shim: executing {}: {e}", a.exe.display());
+    1
 }

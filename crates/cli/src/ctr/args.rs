@@ -99,6 +99,37 @@ pub struct CreateArgs {
     /// The entrypoint (overrides the image's).
     #[arg(long)]
     pub entrypoint: Option<String>,
+    // Monitors: restart policy and health check (docs/monitors.md).
+    /// no (default), on-failure[:MAX], always or unless-stopped.
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Restart the container (by its restart policy) when it turns unhealthy.
+    #[arg(long = "restart-on-unhealthy")]
+    pub restart_on_unhealthy: bool,
+    /// A health check: a shell command run inside the container (exit 0 = healthy).
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// A health check: HTTP GET of PORT/PATH on the container's loopback (2xx/3xx).
+    #[arg(long = "health-http")]
+    pub health_http: Option<String>,
+    /// A health check: TCP connect to PORT on the container's loopback.
+    #[arg(long = "health-tcp")]
+    pub health_tcp: Option<String>,
+    /// Time between health checks (default 30s).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// A check taking longer is killed and fails (default 30s).
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make it unhealthy (default 3).
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<u32>,
+    /// Failures this soon after a start do not count (default 0s).
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// No health check, not even the image's.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(
         trailing_var_arg = true,
@@ -125,6 +156,10 @@ pub enum Command {
         /// Stream the container's output and exit with its code (one container).
         #[arg(short, long)]
         attach: bool,
+        /// Start every `always` (and not user-stopped `unless-stopped`) container whose
+        /// supervisor is gone, e.g. at boot.
+        #[arg(long = "all-restartable", conflicts_with_all = ["attach", "containers"])]
+        all_restartable: bool,
         containers: Vec<String>,
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
@@ -188,8 +223,17 @@ pub enum Command {
         stderr: bool,
         container: String,
     },
-    /// Wait for containers to exit and print their exit codes.
-    Wait { containers: Vec<String> },
+    /// Wait for containers to exit and print their exit codes; with --condition, wait
+    /// until each is running, healthy, exited or removed and print its name.
+    Wait {
+        /// running, healthy, exited or removed.
+        #[arg(long)]
+        condition: Option<String>,
+        /// Give up after this long (1s, 500ms, 2m): exit code 1.
+        #[arg(long, requires = "condition")]
+        timeout: Option<String>,
+        containers: Vec<String>,
+    },
     /// Stop and start containers again.
     Restart {
         #[arg(short = 't', long = "time")]
@@ -238,6 +282,22 @@ pub enum Command {
         #[arg(long)]
         rootfs: bool,
         container: String,
+    },
+    /// What happened to containers (create, start, die, oom, restart, health_status,
+    /// stop, kill, pause, unpause, destroy); follows new ones unless --until is given.
+    Events {
+        /// Only events since a time (2026-11-23T10:00:00Z), a duration ago (10m) or
+        /// Unix seconds.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only events until then (same forms); then exit.
+        #[arg(long)]
+        until: Option<String>,
+        /// container=NAME|ID, event=ACTION, label=KEY[=VALUE] (repeatable).
+        #[arg(short, long)]
+        filter: Vec<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
     },
     /// The engine's version.
     Version,

@@ -31,7 +31,24 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", rec.id);
             Ok(0)
         }
-        Command::Start { attach, containers } => {
+        Command::Start {
+            attach,
+            all_restartable,
+            containers,
+        } => {
+            if all_restartable {
+                let mut failed = false;
+                for (name, started) in eng.start_restartable()? {
+                    match started {
+                        Ok(_) => println!("{name}"),
+                        Err(e) => {
+                            failed = true;
+                            eprintln!("codex-ctr: {name}: {e}");
+                        }
+                    }
+                }
+                return Ok(i32::from(failed));
+            }
             if attach {
                 let [c] = containers.as_slice() else {
                     bail!("start -a takes exactly one container");
@@ -230,7 +247,16 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::Wait { containers } => {
+        Command::Wait {
+            condition: Some(cond),
+            timeout,
+            containers,
+        } => super::monitors::wait_condition(&eng, &cond, timeout.as_deref(), &containers),
+        Command::Wait {
+            condition: None,
+            containers,
+            ..
+        } => {
             let mut unknown = false;
             let code = each(&containers, |c| {
                 match eng.wait(c)? {
@@ -246,6 +272,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             // Docker's code for "the engine cannot say", never a made-up 0.
             Ok(if unknown { 125 } else { code })
         }
+        Command::Events {
+            since,
+            until,
+            filter,
+            format,
+        } => super::monitors::events(&eng, since.as_deref(), until.as_deref(), &filter, &format),
         Command::Image { command } => super::image::image(&eng, command),
         Command::Pull(a) => super::image::pull(&eng, a),
         Command::Login(a) => super::image::login(a),
@@ -466,9 +498,11 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
     } else if format == "json" {
         println!("{}", serde_json::to_string(&recs)?);
     } else {
-        let mut rows = vec![["ID", "NAME", "STATUS", "EXIT", "CREATED", "COMMAND"]
-            .map(String::from)
-            .to_vec()];
+        let mut rows = vec![[
+            "ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "COMMAND",
+        ]
+        .map(String::from)
+        .to_vec()];
         for r in &recs {
             let cmd: Vec<String> = serde_json::from_value::<ContainerConfig>(r.config.clone())
                 .map(|c| c.argv())
@@ -477,7 +511,11 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
                 r.id[..12].to_string(),
                 r.name.clone(),
                 r.status.to_string(),
+                r.health
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), |h| h.status.to_string()),
                 r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                r.restart_count.to_string(),
                 r.created.clone(),
                 cmd.join(" "),
             ]);

@@ -8,7 +8,9 @@ use codex_engine::config::{
     parse_cpus, parse_device_rates, parse_duration_secs, parse_duration_secs_or_zero,
     parse_env_file, parse_memory, ContainerConfig, Limits, Volume, VolumeSource,
 };
+use codex_engine::health::{self, HealthCheck, HealthProbe};
 use codex_engine::network::{AddHost, NetworkMode};
+use codex_engine::restart::RestartPolicy;
 
 use super::args::CreateArgs;
 
@@ -122,5 +124,64 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .map(|m| parse_memory("log-max-size", m))
             .transpose()?,
         log_max_files: a.log_max_files,
+        restart: a
+            .restart
+            .as_deref()
+            .map(|r| RestartPolicy::parse("restart", r))
+            .transpose()?
+            .unwrap_or_default(),
+        health: health_from(a)?,
+        restart_on_unhealthy: a.restart_on_unhealthy,
     })
+}
+
+/// `--health-*` and `--no-healthcheck` as a `HealthCheck` (`None`: none given).
+fn health_from(a: &CreateArgs) -> Result<Option<HealthCheck>> {
+    let mut probes = Vec::new();
+    if let Some(c) = &a.health_cmd {
+        probes.push(HealthProbe::Cmd { command: c.clone() });
+    }
+    if let Some(h) = &a.health_http {
+        probes.push(health::parse_http(h)?);
+    }
+    if let Some(t) = &a.health_tcp {
+        probes.push(health::parse_tcp(t)?);
+    }
+    let timing = a.health_interval.is_some()
+        || a.health_timeout.is_some()
+        || a.health_retries.is_some()
+        || a.health_start_period.is_some();
+    if probes.len() > 1 {
+        bail!(
+            "health-cmd, health-http, health-tcp: give one probe, not {}",
+            probes.len()
+        );
+    }
+    if a.no_healthcheck {
+        if !probes.is_empty() || timing {
+            bail!("no-healthcheck: conflicts with the --health-* flags");
+        }
+        return Ok(Some(HealthCheck::new(HealthProbe::None)));
+    }
+    let Some(probe) = probes.pop() else {
+        if timing {
+            bail!("health-interval, health-timeout, health-retries, health-start-period: need a probe (--health-cmd, --health-http or --health-tcp)");
+        }
+        return Ok(None);
+    };
+    let mut h = HealthCheck::new(probe);
+    if let Some(v) = &a.health_interval {
+        h.interval_ms = health::parse_period("health-interval", v)?;
+    }
+    if let Some(v) = &a.health_timeout {
+        h.timeout_ms = health::parse_period("health-timeout", v)?;
+    }
+    if let Some(v) = &a.health_start_period {
+        h.start_period_ms = health::parse_period("health-start-period", v)?;
+    }
+    if let Some(r) = a.health_retries {
+        h.retries = r;
+    }
+    h.validate()?;
+    Ok(Some(h))
 }

@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod create;
 mod image;
+mod monitors;
 mod network;
 
 use clap::Parser;
@@ -50,6 +51,15 @@ pub fn main() -> i32 {
         // `--root ROOT ID`, and `--root ROOT ID --finish ...` when codex-shim execs
         // back once the container has exited.
         return codex_engine::supervisor::main(&argv[2..]);
+    }
+    // One health probe, started by a supervisor (see codex_engine::health::probe).
+    if argv.get(1).map(String::as_str) == Some("__health") {
+        // A fork of this process enters the container (exec): protected, as above.
+        if let Err(e) = codex_runtime::selfclone::ensure_protected_self() {
+            eprintln!("codex-ctr: {e}");
+            return 2;
+        }
+        return codex_engine::health::probe::main(&argv[2..]);
     }
     let cli = match args::Cli::try_parse_from(&argv) {
         Ok(c) => c,

@@ -133,6 +133,21 @@ pub struct ContainerRecord {
     /// `exited`, and no restart policy applies).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stop_requested: bool,
+    /// A user stopped or killed the last run: its restart policy does not undo that,
+    /// and `unless-stopped` does not bring it back at boot. Cleared by a user's start.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub manually_stopped: bool,
+    /// The backoff before the last restart, in milliseconds (doubled for the next one
+    /// unless the container ran long enough; see `restart::next_delay`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_delay_ms: Option<u64>,
+    /// RFC 3339 UTC: while `restarting`, when the supervisor starts it again. `None`
+    /// while restarting means the supervisor is starting it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<String>,
+    /// Its health, while it has a health check: status, failing streak, last results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::HealthState>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// The engine's container configuration (a JSON object), opaque to the registry.
@@ -165,6 +180,10 @@ impl ContainerRecord {
             finished_at: None,
             restart_count: 0,
             stop_requested: false,
+            manually_stopped: false,
+            restart_delay_ms: None,
+            restart_at: None,
+            health: None,
             labels,
             config,
         }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use codex_shim::handoff::Finish;
 use codex_shim::pump::Outcome;
@@ -12,9 +13,21 @@ use super::{abandon, load_config, unmount_rootfs, REPORTED};
 use crate::config::ContainerConfig;
 use crate::error::Result;
 use crate::registry::{ContainerStatus, Registry};
+use crate::restart::next_delay;
+
+/// What the supervisor does once a run has ended and is recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Nothing: the supervisor exits.
+    Done,
+    /// The restart policy runs it again after this delay; the record says
+    /// `restarting` and still names this supervisor.
+    Restart(Duration),
+}
 
 /// Records how the container ended, deletes the runtime container, unmounts its
-/// rootfs and removes it if it was started with `--rm`.
+/// rootfs and removes it if it was started with `--rm`; or, if its restart policy
+/// says so, marks it `restarting` and says when to start it again.
 pub(super) fn complete(
     rt: &codex_runtime::Runtime,
     registry: &Registry,
@@ -22,7 +35,7 @@ pub(super) fn complete(
     dir: &Path,
     cfg: &ContainerConfig,
     outcome: Outcome,
-) -> Result<()> {
+) -> Result<Next> {
     let (code, timeout_note) = if outcome.timed_out {
         let secs = cfg.timeout.unwrap_or_default();
         (124, Some(format!("timed out after {secs} s")))
@@ -35,32 +48,84 @@ pub(super) fn complete(
         .unwrap_or(false);
     let deleted = rt.delete(id, true);
     unmount_rootfs(dir);
-    let ended = registry.update_container(id, |r| {
-        r.status = if r.stop_requested {
-            ContainerStatus::Stopped
-        } else {
-            ContainerStatus::Exited
-        };
+    let mut next = Next::Done;
+    let mut auto_remove = cfg.auto_remove;
+    registry.update_container(id, |r| {
+        let now = SystemTime::now();
+        // Read under the same lock that records the end, so an
+        // `Engine::remove_when_ended` racing with it either sees the container ended
+        // (and removes it itself) or is seen here.
+        auto_remove |= crate::removal::auto_remove_requested(r);
+        // Decided under the lock: a user's stop or kill recorded its intent here
+        // before it signalled, so the policy never undoes it.
+        let user_ended = r.stop_requested || r.manually_stopped;
+        let restart = !auto_remove
+            && r.status != ContainerStatus::Removing
+            && cfg
+                .restart
+                .restarts_after(code, r.restart_count, user_ended, outcome.timed_out);
         r.exit_code = Some(code);
         r.signal = outcome.signal;
         r.oom_killed = oom;
         r.pid = None;
-        r.set_supervisor(None);
         r.finished_at = Some(codex_runtime::state::now_rfc3339());
         r.error = timeout_note
             .clone()
             .or_else(|| deleted.as_ref().err().map(|e| format!("cleaning up: {e}")));
+        if restart {
+            let ran_for = r
+                .started_at
+                .as_deref()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            let delay = next_delay(r.restart_delay_ms.map(Duration::from_millis), ran_for);
+            r.status = ContainerStatus::Restarting;
+            r.restart_count = r.restart_count.saturating_add(1);
+            r.restart_delay_ms = Some(delay.as_millis().try_into().unwrap_or(u64::MAX));
+            r.restart_at = Some(humantime::format_rfc3339_nanos(now + delay).to_string());
+            // The supervisor stays named: it is the one that starts it again.
+            next = Next::Restart(delay);
+        } else {
+            r.status = if r.stop_requested {
+                ContainerStatus::Stopped
+            } else {
+                ContainerStatus::Exited
+            };
+            r.restart_at = None;
+            r.set_supervisor(None);
+        }
         Ok(())
     })?;
-    // Read under the same lock that recorded the end, so an `Engine::remove_when_ended`
-    // racing with it either sees the container ended (and removes it itself) or is seen.
-    if cfg.auto_remove || crate::removal::auto_remove_requested(&ended) {
+    let root = registry.root();
+    if let Ok(rec) = registry.get(id) {
+        let mut details = vec![("exit_code", code.to_string())];
+        if let Some(sig) = outcome.signal {
+            details.push(("signal", sig.to_string()));
+        }
+        if oom {
+            details.push(("oom_killed", "true".into()));
+            crate::events::emit_about(root, &rec, "oom", &[]);
+        }
+        crate::events::emit_about(root, &rec, "die", &details);
+        if let Next::Restart(delay) = next {
+            let details = [
+                ("restart_count", rec.restart_count.to_string()),
+                ("delay_ms", delay.as_millis().to_string()),
+            ];
+            crate::events::emit_about(root, &rec, "restart", &details);
+        }
+        if auto_remove {
+            crate::events::emit_about(root, &rec, "destroy", &[]);
+        }
+    }
+    if auto_remove {
         registry.remove_container(id)?;
         // As `rm` does; a crash here leaves them to the next reconcile.
         let _ = crate::network::release_container(registry, id);
         crate::volume::remove_anonymous(registry, cfg)?;
     }
-    Ok(())
+    Ok(next)
 }
 
 /// `--finish ...`, run by the shim: the init has exited (or supervision failed);
@@ -83,7 +148,15 @@ pub(super) fn finish(root: &Path, id: &str, args: &[String]) -> i32 {
         Err(e) => Err(format!("the supervisor's shim: {e}")),
     };
     match done {
-        Ok(()) => 0,
+        Ok(Next::Done) => 0,
+        Ok(Next::Restart(delay)) => {
+            // The shim sleeps the backoff and execs the restart.
+            let notice = codex_shim::handoff::encode_restart(delay);
+            match std::io::Write::write_all(&mut std::io::stdout(), &notice) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
         Err(msg) => {
             // Supervision failed: the container may still run, with nobody pumping its
             // output or waiting for it. The shim that runs this is its supervisor.

@@ -16,12 +16,16 @@
 
 mod abandon;
 mod finish;
+mod health;
 pub mod logs;
 pub mod netplug;
+mod restart;
 mod rootfs;
 mod shim;
 
-use finish::{complete, finish};
+use finish::{complete, finish, Next};
+use health::{health_timing, start_check};
+use restart::{restart_main, supervise_runs};
 pub use rootfs::{
     lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
     ROOTFS_LOCK,
@@ -34,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use codex_shim::handoff::{Handover, ShimArgs, Worker};
-use codex_shim::pump::{pump_until, Pumped, TimeLimit, Timeout};
+use codex_shim::pump::{pump_until, HealthTimer, Pumped, TimeLimit, Timeout};
 use codex_sys::ProcessId;
 
 use crate::config::ContainerConfig;
@@ -75,6 +79,9 @@ pub fn main(args: &[String]) -> i32 {
         [flag, root, id, fin, rest @ ..] if flag == "--root" && fin == "--finish" => {
             finish(Path::new(root), id, rest)
         }
+        [flag, root, id, r] if flag == "--root" && r == codex_shim::handoff::RESTART_FLAG => {
+            restart_main(Path::new(root), id)
+        }
         _ => 2,
     }
 }
@@ -113,19 +120,7 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
         report(serde_json::json!({"error": e.to_string()}));
         return 1;
     }
-    let supervised = match use_shim.then(shim::Shim::find).flatten() {
-        Some(shim) => supervise_with_shim(root, &registry, id, shim),
-        None => supervise(root, &registry, id),
-    };
-    match supervised {
-        Ok(()) => 0,
-        Err(e) => {
-            let msg = e.to_string();
-            record_failure(&registry, id, &msg);
-            report(serde_json::json!({"error": msg}));
-            1
-        }
-    }
+    supervise_runs(root, &registry, id, use_shim)
 }
 
 /// Records this process as the container's supervisor, unless the container is not
@@ -185,7 +180,7 @@ fn load_config(registry: &Registry, id: &str) -> ContainerConfig {
 
 /// The supervisor in one process: start the container, mark it running, report,
 /// pump its output into the log until the init exits, record how it ended.
-fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<()> {
+fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<Next> {
     let cfg = load_config(registry, id);
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
@@ -279,20 +274,36 @@ fn start_container(
 
 /// Marks the container running with init `pid`, supervised by `supervisor`.
 fn record_running(registry: &Registry, id: &str, pid: i32, supervisor: ProcessId) -> Result<()> {
-    registry.update_container(id, |r| {
-        r.status = ContainerStatus::Running;
-        r.pid = Some(pid);
-        r.set_supervisor(Some(supervisor));
-        r.started_at = Some(codex_runtime::state::now_rfc3339());
-        r.finished_at = None;
-        r.exit_code = None;
-        r.signal = None;
-        r.oom_killed = false;
-        r.error = None;
-        r.stop_requested = false;
-        Ok(())
-    })?;
-    Ok(())
+    registry
+        .update_container(id, |r| {
+            if r.status == ContainerStatus::Restarting {
+                // Started again by its restart policy: the last exit stays visible, and a
+                // stop requested meanwhile stays requested (the `stop` that asked stops
+                // this run).
+            } else {
+                r.finished_at = None;
+                r.exit_code = None;
+                r.signal = None;
+                r.oom_killed = false;
+                r.stop_requested = false;
+                r.manually_stopped = false;
+                r.restart_delay_ms = None;
+            }
+            // Every run starts `starting` (when it has a check).
+            r.health = serde_json::from_value::<ContainerConfig>(r.config.clone())
+                .ok()
+                .and_then(|c| c.health)
+                .filter(|h| h.enabled())
+                .map(|_| crate::health::HealthState::starting());
+            r.status = ContainerStatus::Running;
+            r.pid = Some(pid);
+            r.set_supervisor(Some(supervisor));
+            r.started_at = Some(codex_runtime::state::now_rfc3339());
+            r.restart_at = None;
+            r.error = None;
+            Ok(())
+        })
+        .map(|rec| crate::events::emit_about(registry.root(), &rec, "start", &[]))
 }
 
 /// `--timeout` of `cfg`: the stop signal after the timeout, SIGKILL `--timeout-grace`
@@ -331,11 +342,24 @@ fn supervise_here(
     c: &Running,
     mut log: LogWriter,
     pipes: [OwnedFd; 2],
-) -> Result<()> {
-    let outcome = codex_shim::pump::pump(&mut log.0, pipes, c.pid, c.timeout, &mut |sig| {
-        // Called when the timeout fires: the stop signal, then SIGKILL.
-        let _ = c.rt.kill(id, sig, true);
-    })
+) -> Result<Next> {
+    let mut spawn_check = || start_check(registry.root(), id);
+    let health = health_timing(c.cfg).map(|(interval, limit)| HealthTimer {
+        interval,
+        limit,
+        spawn: &mut spawn_check,
+    });
+    let outcome = codex_shim::pump::pump(
+        &mut log.0,
+        pipes,
+        c.pid,
+        c.timeout,
+        &mut |sig| {
+            // Called when the timeout fires: the stop signal, then SIGKILL.
+            let _ = c.rt.kill(id, sig, true);
+        },
+        health,
+    )
     .map_err(logs::from_shim)?;
     let _ = log.flush();
     complete(c.rt, registry, id, c.dir, c.cfg, outcome)
@@ -354,7 +378,12 @@ const HANDOVER_AFTER: Duration = Duration::from_millis(250);
 /// empty in the middle of an exec), supervises it for [`HANDOVER_AFTER`], then hands
 /// it over; its exit hands the init to this process (a child subreaper until then).
 /// If the exec fails, this process does the shim's part itself.
-fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::Shim) -> Result<()> {
+fn supervise_with_shim(
+    root: &Path,
+    registry: &Registry,
+    id: &str,
+    shim: shim::Shim,
+) -> Result<Next> {
     let cfg = load_config(registry, id);
     let dir = registry.container_dir(id)?;
     if codex_shim::sys::set_child_subreaper(true).is_err() {
@@ -409,13 +438,19 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
         rotation: cfg.log_rotation(),
         exe: shim.supervisor_exe().to_path_buf(),
         view: None,
+        health: health_timing(&cfg),
     };
     // The worker reports; this process never does, and its copy of the status fd
     // must not outlive this image (the starter reads until every copy is closed).
-    REPORTED.store(true, Ordering::SeqCst);
-    // SAFETY: STATUS_FD is open (nothing was reported) and, from here on, ours alone.
-    let status_fd = unsafe { OwnedFd::from_raw_fd(STATUS_FD) };
-    let _ = codex_shim::sys::set_cloexec(status_fd.as_fd(), true);
+    // A restart has no status fd (fd 3 may be anything then).
+    let status_fd = (!REPORTED.swap(true, Ordering::SeqCst)).then(|| {
+        // SAFETY: STATUS_FD is open (nothing was reported) and, from here on, ours
+        // alone.
+        unsafe { OwnedFd::from_raw_fd(STATUS_FD) }
+    });
+    if let Some(fd) = &status_fd {
+        let _ = codex_shim::sys::set_cloexec(fd.as_fd(), true);
+    }
     let handed = [
         out_r.as_fd(),
         err_r.as_fd(),
@@ -430,12 +465,13 @@ fn supervise_with_shim(root: &Path, registry: &Registry, id: &str, shim: shim::S
     let h = match ended {
         Worker::HandedOver(h) => h,
         // The worker has recorded how the container ended.
-        Worker::Done => return Ok(()),
-        Worker::Failed => return Ok(()),
+        Worker::Done => return Ok(Next::Done),
+        Worker::Failed => return Ok(Next::Done),
+        Worker::Restart(delay) => return Ok(Next::Restart(delay)),
         Worker::Died(how) => {
             let me = ProcessId::of(std::process::id() as i32).ok();
             abandon::abandon(root, registry, id, &how, me);
-            return Ok(());
+            return Ok(Next::Done);
         }
     };
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
@@ -509,7 +545,19 @@ fn work(
         procs,
     } = match start_container(root, registry, id, cfg, out_w, err_w) {
         Ok(s) => s,
-        Err(e) => return fail(e.to_string(), None, false),
+        Err(e) => {
+            let msg = e.to_string();
+            // A restart that failed to start may be tried again (its policy says).
+            if let Some(delay) = restart::retry_or_fail(registry, id, &msg) {
+                let notice = codex_shim::handoff::encode_restart(delay);
+                return match std::fs::File::from(info).write_all(&notice) {
+                    Ok(()) => 0,
+                    Err(_) => 1,
+                };
+            }
+            report(serde_json::json!({"error": msg}));
+            return codex_shim::handoff::WORKER_FAILED_CODE;
+        }
     };
     crate::testhook::die("worker-started");
     // A byte once the supervisor is the shim (or stays what it is), or EOF if it
@@ -537,6 +585,9 @@ fn work(
             // Called when the timeout fires: the stop signal, then SIGKILL.
             let _ = rt.kill(id, sig, true);
         },
+        // Health checks begin with the shim (or the supervisor that stays whole):
+        // a check under way would not survive the handover.
+        None,
     );
     let done = match pumped {
         Ok(Pumped::Exited(outcome)) => {
@@ -559,7 +610,14 @@ fn work(
         Err(e) => Err(logs::from_shim(e)),
     };
     match done {
-        Ok(()) => 0,
+        Ok(Next::Done) => 0,
+        // The supervisor sleeps the backoff and starts it again.
+        Ok(Next::Restart(delay)) => {
+            match std::fs::File::from(info).write_all(&codex_shim::handoff::encode_restart(delay)) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            }
+        }
         Err(e) => fail(e.to_string(), Some(ours), true),
     }
 }

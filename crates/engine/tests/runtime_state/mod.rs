@@ -19,6 +19,7 @@ pub const KINDS: &[(&str, bool)] = &[
     ("image-layer", true),
     ("lowers", false),
     ("container-log", false),
+    ("events", false),
 ];
 
 pub fn has_version_field(kind: &str) -> bool {
