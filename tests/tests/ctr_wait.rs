@@ -276,3 +276,18 @@ fn wait_exited_sleeps_through_restarts_and_wait_removed_sees_rm() {
     assert_eq!(code, Some(0));
     assert_eq!(out.split_whitespace().collect::<Vec<_>>(), ["a1", "a2"]);
 }
+
+#[test]
+fn wait_for_a_missing_container_is_an_engine_error() {
+    let c = Ctr::new();
+    let o = c.run(&[
+        "wait",
+        "--condition",
+        "running",
+        "--timeout",
+        "1s",
+        "nosuch",
+    ]);
+    o.assert_code(125);
+    o.assert_stderr_mentions("nosuch");
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use codex_engine::engine::Engine;
 
 use super::commands::each;
@@ -21,9 +21,23 @@ pub(super) fn wait_condition(
         .map(|t| codex_engine::health::parse_period("timeout", t).map(Duration::from_millis))
         .transpose()?;
     let end = timeout.map(|t| std::time::Instant::now() + t);
-    each(names, |c| {
+    // 1 when a condition was not reached (it timed out, or can never be met), 125 for
+    // an engine error (no such container, bad input) as everywhere else.
+    let mut not_reached = false;
+    let code = each(names, |c| {
         let left = end.map(|e| e.saturating_duration_since(std::time::Instant::now()));
-        match eng.wait_for(c, cond, left)? {
+        let outcome = match eng.wait_for(c, cond, left) {
+            Ok(o) => o,
+            Err(
+                e @ (codex_engine::Error::WrongState { .. } | codex_engine::Error::Invalid { .. }),
+            ) => {
+                eprintln!("codex-ctr: {c}: {e}");
+                not_reached = true;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match outcome {
             WaitOutcome::Reached(_) => {
                 println!("{c}");
                 Ok(())
@@ -39,10 +53,13 @@ pub(super) fn wait_condition(
                         format!("{}{health}", r.status)
                     },
                 );
-                bail!("timed out waiting for it (it is {now})")
+                eprintln!("codex-ctr: {c}: timed out waiting for it (it is {now})");
+                not_reached = true;
+                Ok(())
             }
         }
-    })
+    })?;
+    Ok(if code == 0 && not_reached { 1 } else { code })
 }
 
 /// `events`: the kept events that match, then (without `--until`, or until then)
