@@ -37,7 +37,15 @@ impl Engine {
     /// [`crate::supervisor::run`] (the `codex-ctr` binary does).
     pub fn open(root: &Path, supervisor_exe: PathBuf) -> Result<Engine> {
         let registry = Registry::open(root)?;
-        registry.reconcile()?;
+        let repaired = registry.reconcile()?;
+        if repaired
+            .repairs
+            .iter()
+            .any(|r| matches!(r, crate::registry::Repair::ReleasedAddress { .. }))
+        {
+            // Addresses of containers a crash left half-removed: their rules go too.
+            crate::network::sync::sync(&registry, crate::network::sync::When::IfApplied)?;
+        }
         Ok(Engine {
             root: root.to_path_buf(),
             registry,

@@ -95,6 +95,9 @@ pub struct CreateArgs {
     /// The entrypoint (overrides the image's).
     #[arg(long)]
     pub entrypoint: Option<String>,
+    /// -p, -P, --expose (netflags.rs).
+    #[command(flatten)]
+    pub net: super::netflags::NetFlags,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub rest: Vec<String>,

@@ -99,6 +99,7 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         aliases: a.network_alias.clone(),
         dns,
         add_hosts,
+        publish: a.net.publish()?,
         volumes,
         labels,
         limits,

@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod create;
+mod netflags;
 mod network;
 
 use clap::Parser;

@@ -228,6 +228,9 @@ impl Engine {
         })
         .and_then(|rec| {
             // The record is gone first: a start can no longer plug into the bridge.
+            // Its rules go before its bridge (a new bridge of that name could not
+            // inherit them anyway: names come from random ids).
+            super::sync::sync(&self.registry, super::sync::When::IfApplied)?;
             delete_bridge(&rec.bridge)?;
             Ok(rec)
         })

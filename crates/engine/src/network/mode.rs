@@ -243,6 +243,13 @@ pub fn validate(config: &ContainerConfig) -> Result<()> {
             return Err(conflict("add_hosts"));
         }
     }
+    let specs = config.publish.specs()?;
+    if !specs.is_empty() && !on_network {
+        return Err(Error::invalid(
+            "ports",
+            format!("publishing ports needs a bridge or named network, not {mode}"),
+        ));
+    }
     for (i, h) in config.add_hosts.iter().enumerate() {
         let field = format!("add_hosts[{i}]");
         h.check(&field)?;
