@@ -464,6 +464,11 @@ impl Engine {
             .ok()
             .and_then(|a| serde_json::to_value(a).ok())
             .unwrap_or(Value::Null);
+        v["ports"] = self
+            .ports_of(&rec.id)
+            .ok()
+            .and_then(|p| serde_json::to_value(p).ok())
+            .unwrap_or(Value::Null);
         if let Ok(spec) = self.spec(&rec.id) {
             v["mounts"] = spec["mounts"].clone();
             // The configured path (relative to the supervisor's cgroup); `cgroups` has

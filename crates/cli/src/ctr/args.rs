@@ -157,6 +157,12 @@ pub enum Command {
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
+    /// A container's published ports (or the host address of one of them).
+    Port {
+        container: String,
+        /// CONTAINERPORT[/tcp|udp]
+        port: Option<String>,
+    },
     /// Everything about a container (--spec: its OCI spec).
     Inspect {
         #[arg(long)]

@@ -191,6 +191,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&eng.info()?)?);
             Ok(0)
         }
+        Command::Port { container, port } => super::ports::port(&eng, &container, port.as_deref()),
         Command::Inspect { spec, container } => {
             let v = if spec {
                 eng.spec(&container)?
@@ -432,11 +433,21 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
             println!("{}", &r.id[..12]);
         }
     } else if format == "json" {
-        println!("{}", serde_json::to_string(&recs)?);
+        let mut all = eng.published_ports().unwrap_or_default();
+        let mut out = Vec::new();
+        for r in &recs {
+            let mut v = serde_json::to_value(r)?;
+            v["ports"] = serde_json::to_value(all.remove(&r.id).unwrap_or_default())?;
+            out.push(v);
+        }
+        println!("{}", serde_json::to_string(&out)?);
     } else {
-        let mut rows = vec![["ID", "NAME", "STATUS", "EXIT", "CREATED", "COMMAND"]
-            .map(String::from)
-            .to_vec()];
+        let ports = super::ports::column(eng).unwrap_or_default();
+        let mut rows = vec![[
+            "ID", "NAME", "STATUS", "EXIT", "CREATED", "PORTS", "COMMAND",
+        ]
+        .map(String::from)
+        .to_vec()];
         for r in &recs {
             let cmd: Vec<String> = serde_json::from_value::<ContainerConfig>(r.config.clone())
                 .map(|c| c.argv())
@@ -447,6 +458,7 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
                 r.status.to_string(),
                 r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                 r.created.clone(),
+                ports.get(&r.id).cloned().unwrap_or_default(),
                 cmd.join(" "),
             ]);
         }

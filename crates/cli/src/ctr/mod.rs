@@ -5,6 +5,7 @@ mod commands;
 mod create;
 mod netflags;
 mod network;
+mod ports;
 
 use clap::Parser;
 
