@@ -18,10 +18,10 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 /// `container:NAME` is not wired yet and is refused by [`not_wired`].
 pub const BRIDGE_WIRED: bool = true;
 
-/// Whether a `standard` container without `--network` goes on the default bridge. Not
-/// yet: until NAT, isolation between networks and published ports exist, a container
-/// asks for a bridge explicitly, and the default stays its own namespace with loopback.
-pub const BRIDGE_DEFAULT: bool = false;
+/// Whether a `standard` container without `--network` goes on the default bridge (as
+/// Docker's do): yes, now that networks are isolated from each other, NAT-ed out and can
+/// publish ports (rules.rs). `strict` stays on `none` unless given a network.
+pub const BRIDGE_DEFAULT: bool = true;
 
 /// `--network`: where a container's network namespace comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ pub fn valid_hostname(s: &str) -> bool {
 
 /// The mode a config runs with: the one it names, else its isolation's default —
 /// `host` for minimal, `none` for strict, and for standard the default network
-/// ([`BRIDGE_WIRED`]; `none` until then).
+/// ([`BRIDGE_DEFAULT`]).
 pub fn effective(config: &ContainerConfig) -> NetworkMode {
     if let Some(m) = &config.network {
         return m.clone();
@@ -360,7 +360,10 @@ mod tests {
             (Isolation::Strict, &|c| c.network = net("host"), "network"),
             (
                 Isolation::Standard,
-                &|c| c.aliases = vec!["db".into()],
+                &|c| {
+                    c.network = net("none");
+                    c.aliases = vec!["db".into()];
+                },
                 "aliases[0]",
             ),
             (
