@@ -37,11 +37,10 @@ pub struct Ctr {
 /// Commands that talk to image registries and make no network objects: they run in the
 /// host's namespace, where a test's registry listens (on 127.0.0.1).
 fn needs_host_network(args: &[&str]) -> bool {
-    match args {
-        ["pull" | "push" | "login" | "logout", ..] => true,
-        ["image", "pull" | "push", ..] => true,
-        _ => false,
-    }
+    matches!(
+        args,
+        ["pull" | "push" | "login" | "logout", ..] | ["image", "pull" | "push", ..]
+    )
 }
 
 impl Default for Ctr {

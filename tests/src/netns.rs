@@ -45,7 +45,12 @@ impl TestNetns {
 
     /// `argv` in the namespace.
     pub fn cmd(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
+        // By path: a test may clear the environment (and PATH) of the command.
+        let nsenter = ["/usr/bin/nsenter", "/bin/nsenter"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("nsenter");
+        let mut c = Command::new(nsenter);
         c.arg(format!("--net={}", self.path().display()))
             .arg("--")
             .args(argv);

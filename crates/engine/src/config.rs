@@ -332,6 +332,9 @@ pub struct ContainerConfig {
         skip_serializing_if = "crate::network::ports::Publish::is_empty"
     )]
     pub publish: crate::network::ports::Publish,
+    /// `--network-rate`: bits per second, each way, on its veth (see `network::rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_rate: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

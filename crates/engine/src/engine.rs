@@ -740,7 +740,9 @@ impl Engine {
             .zip(first)
             .filter_map(|(rec, a)| {
                 let b = sample(rec).ok()?;
-                Some(usage::between(&rec.id, &rec.name, &a, &b, host_mem))
+                let mut u = usage::between(&rec.id, &rec.name, &a, &b, host_mem);
+                u.network = rec.pid.and_then(crate::network::netstats::of_pid);
+                Some(u)
             })
             .collect())
     }

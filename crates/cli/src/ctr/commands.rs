@@ -573,6 +573,7 @@ fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Resul
                 "MEM %",
                 "PIDS",
                 "BLOCK I/O",
+                "NET I/O",
             ];
             let mut rows = vec![header.map(String::from).to_vec()];
             for u in &usage {
@@ -584,6 +585,9 @@ fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Resul
                     format!("{:.2}%", u.memory_percent),
                     u.pids.to_string(),
                     format!("{} / {}", human(u.block_read), human(u.block_write)),
+                    u.network
+                        .map(|n| format!("{} / {}", human(n.rx_bytes), human(n.tx_bytes)))
+                        .unwrap_or_else(|| "-".into()),
                 ]);
             }
             print_table(&rows);

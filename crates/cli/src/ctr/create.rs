@@ -100,6 +100,7 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         dns,
         add_hosts,
         publish: a.net.publish()?,
+        network_rate: a.net.network_rate()?,
         volumes,
         labels,
         limits,

@@ -16,9 +16,20 @@ pub struct NetFlags {
     /// PORT[/tcp|udp] (repeatable): a port the container serves, for -P.
     #[arg(long)]
     pub expose: Vec<String>,
+    /// RATE (8mbit, 1gbit, 500kbps): limit the container's traffic, each way.
+    #[arg(long = "network-rate")]
+    pub network_rate: Option<String>,
 }
 
 impl NetFlags {
+    pub fn network_rate(&self) -> anyhow::Result<Option<u64>> {
+        Ok(self
+            .network_rate
+            .as_deref()
+            .map(|r| codex_engine::network::rate::parse_rate("network-rate", r))
+            .transpose()?)
+    }
+
     pub fn publish(&self) -> anyhow::Result<Publish> {
         Ok(Publish::parse(
             &self.publish,

@@ -13,9 +13,11 @@ pub mod files;
 pub mod hostfiles;
 pub mod ipam;
 pub mod mode;
+pub mod netstats;
 pub mod peers;
 pub mod ports;
 pub mod publish;
+pub mod rate;
 pub mod rules;
 pub mod sync;
 

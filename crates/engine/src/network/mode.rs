@@ -250,6 +250,23 @@ pub fn validate(config: &ContainerConfig) -> Result<()> {
             format!("publishing ports needs a bridge or named network, not {mode}"),
         ));
     }
+    if let Some(r) = config.network_rate {
+        if !on_network {
+            return Err(Error::invalid(
+                "network_rate",
+                format!("a rate limit needs a bridge or named network, not {mode}"),
+            ));
+        }
+        if r < super::rate::MIN_BITS {
+            return Err(Error::invalid(
+                "network_rate",
+                format!(
+                    "{r} bit/s is below the lowest limit, {} bit/s",
+                    super::rate::MIN_BITS
+                ),
+            ));
+        }
+    }
     for (i, h) in config.add_hosts.iter().enumerate() {
         let field = format!("add_hosts[{i}]");
         h.check(&field)?;

@@ -94,6 +94,14 @@ fn plug_into(
         };
         h.attach_veth(&spec)
             .map_err(|e| kernel(&format!("network {}", net.name), e))?;
+        if let Some(bits) = cfg.network_rate {
+            // Both ends: what the host end sends is what the container receives.
+            h.set_rate_limit(&host_name, bits)
+                .map_err(|e| kernel(&format!("limiting {host_name}"), e))?;
+            Handle::in_netns(Netns::Pid(pid))
+                .and_then(|mut inner_h| inner_h.set_rate_limit(&inner, bits))
+                .map_err(|e| kernel(&format!("limiting {inner} in the container"), e))?;
+        }
     }
     // Isolation, NAT and the published ports, before the container runs.
     sync(registry, When::Always)
