@@ -261,3 +261,43 @@ fn published_ports_answer_tcp_and_udp_on_every_address_and_go_with_the_stop() {
     let o = run_command(&mut ns.cmd(&[e, "send", "127.0.0.1", "5353", "ping"]));
     assert!(!o.ok(), "udp after stop: {o:?}");
 }
+
+#[test]
+fn a_crashed_container_loses_its_published_ports_at_the_next_command() {
+    if !have_tool("nft") {
+        return skip("nft (the nftables package) is not installed");
+    }
+    let c = Ctr::new();
+    c.run(&[
+        "run", "-d", "--name", "crash", "-p", "8181:80", "busybox", "sleep", "1000",
+    ])
+    .assert_ok();
+    let v = c.inspect("crash");
+    // Control: the port is in the rules while the container runs.
+    let rules = c.netns().ruleset();
+    assert!(rules.contains("dport 8181"), "{rules}");
+    // The supervisor and then the init die without recording anything.
+    for key in ["supervisor_pid", "pid"] {
+        let pid = v[key].as_i64().unwrap_or_else(|| panic!("{key}: {v}")) as i32;
+        // SAFETY: kill with integer arguments; the pids are this test's container's.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert!(wait_until(
+            Duration::from_secs(5),
+            || !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z "))
+        ));
+    }
+    // The next command sees it dead, and its port goes with it.
+    let o = c.run(&["ps", "-a"]);
+    assert!(o.stdout.contains("exited"), "{o:?}");
+    let rules = c.netns().ruleset();
+    assert!(!rules.contains("dport 8181"), "{rules}");
+    let o = c.run(&["port", "crash"]);
+    assert!(o.ok() && o.stdout.trim().is_empty(), "{o:?}");
+    // The port is free for another container.
+    c.run(&[
+        "run", "-d", "--name", "next", "-p", "8181:80", "busybox", "sleep", "1000",
+    ])
+    .assert_ok();
+}

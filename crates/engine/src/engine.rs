@@ -257,7 +257,8 @@ impl Engine {
             crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
         }
         // Re-check under the lock: a supervisor finishing normally wins the race.
-        self.registry.update_container(&rec.id, |r| {
+        let mut ended = false;
+        let rec = self.registry.update_container(&rec.id, |r| {
             if matches!(
                 r.status,
                 ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
@@ -268,9 +269,15 @@ impl Engine {
                 r.finished_at
                     .get_or_insert_with(codex_runtime::state::now_rfc3339);
                 r.error = Some(format!("{note}; the exit code is unknown"));
+                ended = true;
             }
             Ok(())
-        })
+        })?;
+        if ended {
+            // Its published ports end with it, as the supervisor would have ended them.
+            crate::network::publish::release(&self.registry, &rec.id);
+        }
+        Ok(rec)
     }
 
     /// Starts the container's supervisor and returns once the container runs, or

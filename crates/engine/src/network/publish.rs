@@ -112,6 +112,15 @@ pub fn clear_ports(registry: &Registry, id: &str) -> Result<bool> {
     })
 }
 
+/// A container's run has ended: its ports go, and the rules with them. Best effort: a
+/// binding left behind reaches no rule (the plan skips containers that are not running)
+/// and the next sync drops it.
+pub fn release(registry: &Registry, id: &str) {
+    if clear_ports(registry, id).unwrap_or(true) {
+        let _ = super::sync::sync(registry, super::sync::When::IfApplied);
+    }
+}
+
 fn in_use(b: &Binding, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::AddrInUse {
         Error::InUse {

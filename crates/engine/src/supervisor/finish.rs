@@ -54,9 +54,7 @@ pub(super) fn complete(
     })?;
     // Its published ports end with the run (a failure here leaves a binding the rules
     // ignore: the container is no longer running).
-    if crate::network::publish::clear_ports(registry, id).unwrap_or(true) {
-        let _ = crate::network::sync::sync(registry, crate::network::sync::When::IfApplied);
-    }
+    crate::network::publish::release(registry, id);
     if cfg.auto_remove {
         registry.remove_container(id)?;
         // As `rm` does; a crash here leaves them to the next reconcile.
