@@ -49,9 +49,10 @@ impl Engine {
         // Its addresses go with it. Should this fail (or the process die first), the
         // next reconcile frees them: the container is no longer in the index.
         if crate::network::release_container(&self.registry, &rec.id)
-            .is_ok_and(|freed| !freed.is_empty())
+            .is_ok_and(|freed| freed.iter().any(|(_, ep)| !ep.ports.is_empty()))
         {
-            // Its published ports, should a crashed supervisor have left them.
+            // Its published ports, should a crashed supervisor have left them (an
+            // address alone changes no rule).
             let _ =
                 crate::network::sync::sync(&self.registry, crate::network::sync::When::IfApplied);
         }
