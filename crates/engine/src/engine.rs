@@ -44,7 +44,9 @@ impl Engine {
             .any(|r| matches!(r, crate::registry::Repair::ReleasedAddress { .. }))
         {
             // Addresses of containers a crash left half-removed: their rules go too.
-            crate::network::sync::sync(&registry, crate::network::sync::When::IfApplied)?;
+            // Best effort: a failing nft must not stop every command (the next sync
+            // retries, and the plan skips containers that are not running anyway).
+            let _ = crate::network::sync::sync(&registry, crate::network::sync::When::IfApplied);
         }
         Ok(Engine {
             root: root.to_path_buf(),

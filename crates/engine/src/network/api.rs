@@ -231,8 +231,10 @@ impl Engine {
             // The record is gone first: a start can no longer plug into the bridge.
             // Its rules go before its bridge (a new bridge of that name could not
             // inherit them anyway: names come from random ids).
-            super::sync::sync(&self.registry, super::sync::When::IfApplied)?;
+            // A failed sync still lets the bridge go (the next sync retries the rules).
+            let synced = super::sync::sync(&self.registry, super::sync::When::IfApplied);
             delete_bridge(&rec.bridge)?;
+            synced?;
             Ok(rec)
         })
     }
