@@ -7,7 +7,9 @@
 //! crash left stale.
 //!
 //! Syncs are serialised by `<root>/network.lock` and each one reads the registry after
-//! taking it, so the last apply is always of the latest state.
+//! taking it, so the last apply is always of the latest state. A sync whose script is
+//! the one last applied (same namespace, same boot, the table still there, asked over
+//! nfnetlink) runs no `nft`.
 //!
 //! A root that never plugged a container into a network never runs `nft` at all
 //! ([`When::IfApplied`] skips it): `network create`/`rm` on a host without nftables, or
@@ -63,20 +65,35 @@ pub fn sync(registry: &Registry, when: When) -> Result<()> {
         .ctx(|| format!("locking {}", lock_path.display()))?;
     let plan = Plan::from_records(&super::list(registry)?, &active(registry)?);
     let table = table_name(root);
-    if !plan.is_empty() {
-        codex_runtime::state::write_atomic(&marker, format!("{table} {here}\n").as_bytes())?;
-        if plan.needs_forwarding() {
-            enable_forwarding()?;
-        }
-        for bridge in plan.localnet_bridges() {
-            allow_localnet(bridge)?;
-        }
+    let script = plan.script(&table);
+    let stamp = format!("{table} {here} {} {}\n", boot_id(), digest(&script));
+    // Cheap (a read when already set), so checked on every sync.
+    if plan.needs_forwarding() {
+        enable_forwarding()?;
     }
-    codex_net::nft::apply(None, &plan.script(&table)).map_err(|e| Error::Io {
+    for bridge in plan.localnet_bridges() {
+        allow_localnet(bridge)?;
+    }
+    // The same script was applied in this namespace during this boot, and the table is
+    // still there (someone may have flushed it): nothing to do, and no `nft` process
+    // (the common case: a start that publishes nothing).
+    if std::fs::read_to_string(&marker).is_ok_and(|m| m == stamp)
+        && codex_net::nft::ip_table_exists(&table).unwrap_or(false)
+    {
+        return Ok(());
+    }
+    if !plan.is_empty() {
+        // Before the apply: a crash after it must still leave the marker. The stamp
+        // without the digest says "a table may be here", nothing more.
+        codex_runtime::state::write_atomic(&marker, format!("{table} {here} - -\n").as_bytes())?;
+    }
+    codex_net::nft::apply(None, &script).map_err(|e| Error::Io {
         context: format!("applying the network rules (nft table ip {table})"),
         cause: std::io::Error::other(e.to_string()),
     })?;
-    if plan.is_empty() {
+    if !plan.is_empty() {
+        codex_runtime::state::write_atomic(&marker, stamp.as_bytes())?;
+    } else {
         std::fs::remove_file(&marker)
             .or_else(|e| match e.kind() {
                 std::io::ErrorKind::NotFound => Ok(()),
@@ -85,6 +102,22 @@ pub fn sync(registry: &Registry, when: When) -> Result<()> {
             .ctx(|| format!("removing {}", marker.display()))?;
     }
     Ok(())
+}
+
+/// This boot's id: a namespace's inode number can repeat after a reboot, a boot id
+/// cannot.
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn digest(script: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(script.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The network namespace this thread is in, as `dev:inode`.
