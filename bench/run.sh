@@ -9,7 +9,10 @@ for tool in runc crun time; do
   command -v $tool >/dev/null && [ "$tool" != time -o -x /usr/bin/time ] || apt-get install -y -qq $tool >/dev/null
 done
 runs=${BENCH_RUNS:-60}
-exec unshare -m --propagation private bash -c '
+# A private network namespace too: codex-ctr's standard containers go on a bridge network
+# by default, whose bridge, veths and nft table must not be made in the host's namespace.
+exec unshare -m -n --propagation private bash -c '
+  ip link set lo up
   if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
   python3 bench/oci_bench.py --runs '"$runs"' --out docs/benchmarks.md
   python3 bench/engine_bench.py --runs '"${ENGINE_RUNS:-20}"' --many '"${ENGINE_MANY:-200}"' --out docs/benchmarks.md

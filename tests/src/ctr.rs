@@ -1,5 +1,6 @@
 //! `codex-ctr` test fixture: an engine root of its own (CODEX_CTR_ROOT) with the
-//! busybox image imported; every container in it is removed and every mount under it
+//! busybox image imported, and a network namespace of its own that every command runs
+//! in (see [`Ctr::cmd`]); every container in it is removed and every mount under it
 //! undone when the fixture drops, even when the test failed. Every command runs under a
 //! timeout in its own process group (see [`crate::cmd`]); a cleanup that fails is reported
 //! and fails a test that had passed.
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use crate::cmd::{cmd_timeout, run_timeout, try_run_to};
 use crate::ctx::report_cleanup;
+use crate::netns::TestNetns;
 use crate::{assert_fresh, fixture_dir, next, unmount_under, workspace_dir, Out};
 
 /// The engine binary under test: `$CODEX_CTR`, else `<workspace>/target/debug/codex-ctr`,
@@ -28,6 +30,17 @@ pub fn ctr_binary() -> PathBuf {
 pub struct Ctr {
     dir: Option<tempfile::TempDir>,
     pub root: PathBuf,
+    /// Dropped after the containers are removed (fields drop after `Drop::drop`).
+    netns: TestNetns,
+}
+
+/// Commands that talk to image registries and make no network objects: they run in the
+/// host's namespace, where a test's registry listens (on 127.0.0.1).
+fn needs_host_network(args: &[&str]) -> bool {
+    matches!(
+        args,
+        ["pull" | "push" | "login" | "logout", ..] | ["image", "pull" | "push", ..]
+    )
 }
 
 impl Default for Ctr {
@@ -46,6 +59,7 @@ impl Ctr {
         let c = Ctr {
             dir: Some(dir),
             root,
+            netns: TestNetns::new(),
         };
         let tar = fixture_dir().join("rootfs.tar");
         c.run(&["image", "import", &tar.to_string_lossy(), "busybox"])
@@ -56,10 +70,26 @@ impl Ctr {
     /// A `Command` for `codex-ctr args...` on this root. Run it with [`crate::run_command`]
     /// (or spawn it in [`crate::own_group`] and wait with a bound), never with a bare
     /// `.output()`.
+    ///
+    /// It runs inside this fixture's own network namespace (`nsenter --net`, which execs
+    /// the binary: same pid, same exit status): the engine's default for `standard`
+    /// containers is a bridge network, and its bridges, veths and nft rules must never
+    /// be made in the host's namespace, whatever a test forgets to pass. Registry
+    /// commands (`pull`, `push`, `login`, `logout`) run in the host's namespace.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(ctr_binary());
+        let mut c = if needs_host_network(args) {
+            Command::new(ctr_binary())
+        } else {
+            let bin = ctr_binary();
+            self.netns.cmd(&[&bin.to_string_lossy()])
+        };
         c.env("CODEX_CTR_ROOT", &self.root).args(args);
         c
+    }
+
+    /// The network namespace the commands run in (what `--network host` shares).
+    pub fn netns(&self) -> &TestNetns {
+        &self.netns
     }
 
     /// Runs `codex-ctr args...` to completion; fails the test if it takes longer than

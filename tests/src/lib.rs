@@ -30,6 +30,7 @@ pub mod console;
 pub mod ctr;
 mod ctx;
 mod fresh;
+pub mod netns;
 mod procfs;
 mod runtime;
 mod serial;

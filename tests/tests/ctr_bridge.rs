@@ -5,66 +5,11 @@
 //! `nsenter --net`, which keeps the host's /sys and its cgroups visible): the host's own
 //! network is never touched.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use codex_tests::ctr::Ctr;
+use codex_tests::netns::TestNetns;
 use codex_tests::*;
-
-/// A network namespace held by a `sleep` that is killed on drop (the namespace, and the
-/// bridges and veths in it, go with it).
-struct TestNetns {
-    holder: Child,
-}
-
-impl TestNetns {
-    fn new() -> TestNetns {
-        let holder = Command::new("unshare")
-            .args(["--net", "sleep", "1000"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("unshare --net");
-        let ns = TestNetns { holder };
-        let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
-        assert!(
-            wait_until(Duration::from_secs(5), || std::fs::read_link(ns.path())
-                .is_ok_and(|n| n != mine)),
-            "the holder did not get a namespace of its own"
-        );
-        ns
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/net", self.holder.id()))
-    }
-
-    /// `argv` in the namespace.
-    fn cmd(&self, argv: &[&str]) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--net={}", self.path().display()))
-            .arg("--")
-            .args(argv);
-        c
-    }
-
-    fn links(&self) -> Vec<String> {
-        let o = run_command(&mut self.cmd(&["ip", "-o", "link"]));
-        o.assert_ok();
-        o.stdout
-            .lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
-            .collect()
-    }
-}
-
-impl Drop for TestNetns {
-    fn drop(&mut self) {
-        let _ = self.holder.kill();
-        let _ = self.holder.wait();
-    }
-}
 
 /// codex-ctr `args` on `c`'s root, inside `ns`.
 fn ctr_in(c: &Ctr, ns: &TestNetns, args: &[&str]) -> Out {

@@ -1291,7 +1291,7 @@ fn ps_filters_by_status_id_and_name_and_prints_json_quiet_or_a_table() {
     let header: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "COMMAND"]
+        ["ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "PORTS", "COMMAND"]
     );
     let beta = table.stdout.lines().find(|l| l.contains("beta")).unwrap();
     assert!(

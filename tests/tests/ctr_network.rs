@@ -1,7 +1,8 @@
 //! `codex-ctr network ...` and the network flags of `create`/`run`, from outside: the
 //! records (`network create/ls/inspect/rm/prune`), the errors that name the flag, and the
-//! namespaces `host` and `none` give. Bridge networks are not plugged into containers yet
-//! (docs/networking.md): asking for one is a clear error that leaves nothing behind.
+//! namespaces `host`, `none` and the default give. Every command runs in the `Ctr`
+//! fixture's own network namespace (bridges and rules never touch the host's); bridge
+//! traffic itself is tested in ctr_bridge.rs, ctr_netrules.rs and ctr_ports.rs.
 
 use codex_tests::ctr::Ctr;
 use codex_tests::*;
@@ -134,20 +135,38 @@ fn netns_of(c: &Ctr, args: &[&str]) -> String {
 #[test]
 fn host_shares_the_hosts_network_and_none_and_the_default_get_their_own() {
     let c = Ctr::new();
-    let host = std::fs::read_link("/proc/self/ns/net").unwrap();
+    // "The host" is the namespace the engine runs in: the fixture's own.
+    let host = std::fs::read_link(c.netns().path()).unwrap();
     let host = host.to_string_lossy();
     assert_eq!(netns_of(&c, &["--network", "host"]), host);
     assert_ne!(netns_of(&c, &["--network", "none"]), host);
     assert_ne!(netns_of(&c, &[]), host);
     // What a container got is in its record: resolved, never left to a later default.
+    // A standard container is on the default bridge, a strict one on none.
     c.run(&["create", "--name", "dflt", "busybox", "true"])
         .assert_ok();
+    c.run(&[
+        "create",
+        "--name",
+        "strict",
+        "--isolation",
+        "strict",
+        "busybox",
+        "true",
+    ])
+    .assert_ok();
     c.run(&["create", "--name", "h", "--net", "host", "busybox", "true"])
         .assert_ok();
-    assert_eq!(c.inspect("dflt")["config"]["network"], "none");
+    assert_eq!(c.inspect("dflt")["config"]["network"], "bridge");
+    assert_eq!(c.inspect("strict")["config"]["network"], "none");
     assert_eq!(c.inspect("h")["config"]["network"], "host");
+    let v = c.inspect("dflt");
+    assert!(v["networks"]["bridge"]["ip"].is_string(), "{v}");
     // On no bridge network, so no address on any.
-    assert_eq!(c.inspect("dflt")["networks"], serde_json::json!({}));
+    assert_eq!(c.inspect("strict")["networks"], serde_json::json!({}));
+    // The default container has eth0 with its address and a default route.
+    let o = c.run(&["run", "--rm", "busybox", "ip", "route"]);
+    assert!(o.ok() && o.stdout.contains("default via"), "{o:?}");
     let spec = c.run(&["inspect", "--spec", "h"]).json();
     assert_eq!(spec["annotations"]["io.github.codex-ctr.network"], "host");
 }
@@ -168,10 +187,18 @@ fn network_flags_that_cannot_be_honoured_fail_clearly_and_leave_nothing() {
             &["--network", "host", "--isolation", "strict"],
             "network: host",
         ),
-        (&["--network-alias", "db"], "aliases[0]"),
+        (
+            &["--network", "none", "--network-alias", "db"],
+            "aliases[0]",
+        ),
         (&["--dns", "1.1.1"], "dns[0]"),
         (&["--add-host", "nohostip"], "add-host[0]"),
-        (&["--add-host", "gw:host-gateway"], "add_hosts[0]"),
+        (
+            &["--net", "none", "--add-host", "gw:host-gateway"],
+            "add_hosts[0]",
+        ),
+        (&["--net", "none", "-p", "80"], "ports"),
+        (&["-p", "80/sctp"], "publish[0]"),
     ];
     for (flags, needle) in cases {
         let mut argv = vec!["run", "--rm"];

@@ -336,6 +336,15 @@ pub struct ContainerConfig {
     /// Extra lines of its hosts file (`--add-host`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add_hosts: Vec<AddHost>,
+    /// Published ports (`-p`, `-P`, `--expose`; see `network::ports`).
+    #[serde(
+        default,
+        skip_serializing_if = "crate::network::ports::Publish::is_empty"
+    )]
+    pub publish: crate::network::ports::Publish,
+    /// `--network-rate`: bits per second, each way, on its veth (see `network::rate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_rate: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub volumes: Vec<Volume>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -37,7 +37,17 @@ impl Engine {
     /// [`crate::supervisor::run`] (the `codex-ctr` binary does).
     pub fn open(root: &Path, supervisor_exe: PathBuf) -> Result<Engine> {
         let registry = Registry::open(root)?;
-        registry.reconcile()?;
+        let repaired = registry.reconcile()?;
+        if repaired
+            .repairs
+            .iter()
+            .any(|r| matches!(r, crate::registry::Repair::ReleasedAddress { .. }))
+        {
+            // Addresses of containers a crash left half-removed: their rules go too.
+            // Best effort: a failing nft must not stop every command (the next sync
+            // retries, and the plan skips containers that are not running anyway).
+            let _ = crate::network::sync::sync(&registry, crate::network::sync::When::IfApplied);
+        }
         Ok(Engine {
             root: root.to_path_buf(),
             registry,
@@ -253,29 +263,28 @@ impl Engine {
             crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
         }
         // Re-check under the lock: a supervisor finishing normally wins the race.
-        self.registry
-            .update_container(&rec.id, |r| {
-                if matches!(
-                    r.status,
-                    ContainerStatus::Running
-                        | ContainerStatus::Paused
-                        | ContainerStatus::Restarting
-                ) {
-                    r.status = ContainerStatus::Exited;
-                    r.pid = None;
-                    r.set_supervisor(None);
-                    r.finished_at
-                        .get_or_insert_with(codex_runtime::state::now_rfc3339);
-                    r.error = Some(format!("{note}; the exit code is unknown"));
-                }
-                Ok(())
-            })
-            .inspect(|r| {
-                let repaired = format!("{note}; the exit code is unknown");
-                if r.error.as_deref() == Some(repaired.as_str()) && r.error != rec.error {
-                    crate::events::emit_about(&self.root, r, "die", &[("error", note.clone())]);
-                }
-            })
+        let mut ended = false;
+        let rec = self.registry.update_container(&rec.id, |r| {
+            if matches!(
+                r.status,
+                ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
+            ) {
+                r.status = ContainerStatus::Exited;
+                r.pid = None;
+                r.set_supervisor(None);
+                r.finished_at
+                    .get_or_insert_with(codex_runtime::state::now_rfc3339);
+                r.error = Some(format!("{note}; the exit code is unknown"));
+                ended = true;
+            }
+            Ok(())
+        })?;
+        if ended {
+            crate::events::emit_about(&self.root, &rec, "die", &[("error", note.clone())]);
+            // Its published ports end with it, as the supervisor would have ended them.
+            crate::network::publish::release(&self.registry, &rec.id);
+        }
+        Ok(rec)
     }
 
     /// Starts the container's supervisor and returns once the container runs, or
@@ -417,6 +426,11 @@ impl Engine {
             .network_attachments(&rec.id)
             .ok()
             .and_then(|a| serde_json::to_value(a).ok())
+            .unwrap_or(Value::Null);
+        v["ports"] = self
+            .ports_of(&rec.id)
+            .ok()
+            .and_then(|p| serde_json::to_value(p).ok())
             .unwrap_or(Value::Null);
         if let Ok(spec) = self.spec(&rec.id) {
             v["mounts"] = spec["mounts"].clone();
@@ -694,7 +708,9 @@ impl Engine {
             .zip(first)
             .filter_map(|(rec, a)| {
                 let b = sample(rec).ok()?;
-                Some(usage::between(&rec.id, &rec.name, &a, &b, host_mem))
+                let mut u = usage::between(&rec.id, &rec.name, &a, &b, host_mem);
+                u.network = rec.pid.and_then(crate::network::netstats::of_pid);
+                Some(u)
             })
             .collect())
     }

@@ -431,9 +431,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("network:"), "{e}");
-        // The default of standard is still its own namespace, and the spec says `none`.
+        // The default of standard is the default bridge network, in its own namespace.
         let s = spec(&cfg(Isolation::Standard));
-        assert_eq!(s["annotations"][NETWORK_ANNOTATION], "none");
+        assert_eq!(s["annotations"][NETWORK_ANNOTATION], "bridge");
+        assert!(namespaces(&s).contains(&"network".to_string()));
     }
 
     #[test]

@@ -61,7 +61,14 @@ impl Engine {
         crate::events::emit_about(self.root(), &rec, "destroy", &[]);
         // Its addresses go with it. Should this fail (or the process die first), the
         // next reconcile frees them: the container is no longer in the index.
-        let _ = crate::network::release_container(&self.registry, &rec.id);
+        if crate::network::release_container(&self.registry, &rec.id)
+            .is_ok_and(|freed| freed.iter().any(|(_, ep)| !ep.ports.is_empty()))
+        {
+            // Its published ports, should a crashed supervisor have left them (an
+            // address alone changes no rule).
+            let _ =
+                crate::network::sync::sync(&self.registry, crate::network::sync::When::IfApplied);
+        }
         if volumes {
             let cfg: ContainerConfig =
                 serde_json::from_value(rec.config.clone()).unwrap_or_default();

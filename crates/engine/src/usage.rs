@@ -22,6 +22,8 @@ pub struct ContainerUsage {
     pub pids: u64,
     pub block_read: u64,
     pub block_write: u64,
+    /// At the end of the window; `None` without a network namespace of its own.
+    pub network: Option<crate::network::netstats::NetCounters>,
 }
 
 /// A raw sample: the runtime's `events --stats` data and when it was taken.
@@ -85,6 +87,7 @@ pub fn between(id: &str, name: &str, a: &Sample, b: &Sample, host_mem: u64) -> C
         pids: b.data["pids"]["current"].as_u64().unwrap_or(0),
         block_read: block_bytes(&b.data, "Read"),
         block_write: block_bytes(&b.data, "Write"),
+        network: None,
     }
 }
 

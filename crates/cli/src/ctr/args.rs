@@ -130,6 +130,9 @@ pub struct CreateArgs {
     /// No health check, not even the image's.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    /// -p, -P, --expose (netflags.rs).
+    #[command(flatten)]
+    pub net: super::netflags::NetFlags,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(
         trailing_var_arg = true,
@@ -196,6 +199,12 @@ pub enum Command {
         quiet: bool,
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
+    },
+    /// A container's published ports (or the host address of one of them).
+    Port {
+        container: String,
+        /// CONTAINERPORT[/tcp|udp]
+        port: Option<String>,
     },
     /// Everything about a container (--spec: its OCI spec).
     Inspect {

@@ -209,6 +209,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             println!("{}", serde_json::to_string_pretty(&eng.info()?)?);
             Ok(0)
         }
+        Command::Port { container, port } => super::ports::port(&eng, &container, port.as_deref()),
         Command::Inspect { spec, container } => {
             let v = if spec {
                 eng.spec(&container)?
@@ -496,10 +497,18 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
             println!("{}", &r.id[..12]);
         }
     } else if format == "json" {
-        println!("{}", serde_json::to_string(&recs)?);
+        let mut all = eng.published_ports().unwrap_or_default();
+        let mut out = Vec::new();
+        for r in &recs {
+            let mut v = serde_json::to_value(r)?;
+            v["ports"] = serde_json::to_value(all.remove(&r.id).unwrap_or_default())?;
+            out.push(v);
+        }
+        println!("{}", serde_json::to_string(&out)?);
     } else {
+        let ports = super::ports::column(eng).unwrap_or_default();
         let mut rows = vec![[
-            "ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "COMMAND",
+            "ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "PORTS", "COMMAND",
         ]
         .map(String::from)
         .to_vec()];
@@ -517,6 +526,7 @@ fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) ->
                 r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
                 r.restart_count.to_string(),
                 r.created.clone(),
+                ports.get(&r.id).cloned().unwrap_or_default(),
                 cmd.join(" "),
             ]);
         }
@@ -595,6 +605,7 @@ fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Resul
                 "MEM %",
                 "PIDS",
                 "BLOCK I/O",
+                "NET I/O",
             ];
             let mut rows = vec![header.map(String::from).to_vec()];
             for u in &usage {
@@ -606,6 +617,9 @@ fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Resul
                     format!("{:.2}%", u.memory_percent),
                     u.pids.to_string(),
                     format!("{} / {}", human(u.block_read), human(u.block_write)),
+                    u.network
+                        .map(|n| format!("{} / {}", human(n.rx_bytes), human(n.tx_bytes)))
+                        .unwrap_or_else(|| "-".into()),
                 ]);
             }
             print_table(&rows);

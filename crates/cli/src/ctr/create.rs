@@ -101,6 +101,8 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         aliases: a.network_alias.clone(),
         dns,
         add_hosts,
+        publish: a.net.publish()?,
+        network_rate: a.net.network_rate()?,
         volumes,
         labels,
         limits,

@@ -5,7 +5,9 @@ mod commands;
 mod create;
 mod image;
 mod monitors;
+mod netflags;
 mod network;
+mod ports;
 
 use clap::Parser;
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::hostfiles::Hosts;
 use super::peers::{attachments, Attachment};
+use super::ports::Binding;
 use super::{
     allocate_in, create_in, find_in, records_in, release_in, Endpoint, HostNetworks, NetworkRecord,
     DEFAULT_NETWORK,
@@ -16,7 +17,7 @@ use super::{
 use crate::config::ContainerConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::registry::ContainerRecord;
+use crate::registry::{ContainerRecord, ContainerStatus};
 
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -228,7 +229,12 @@ impl Engine {
         })
         .and_then(|rec| {
             // The record is gone first: a start can no longer plug into the bridge.
+            // Its rules go before its bridge (a new bridge of that name could not
+            // inherit them anyway: names come from random ids).
+            // A failed sync still lets the bridge go (the next sync retries the rules).
+            let synced = super::sync::sync(&self.registry, super::sync::When::IfApplied);
             delete_bridge(&rec.bridge)?;
+            synced?;
             Ok(rec)
         })
     }
@@ -280,6 +286,34 @@ impl Engine {
     pub fn network_attachments(&self, reference: &str) -> Result<BTreeMap<String, Attachment>> {
         let id = self.registry.resolve(reference)?;
         Ok(attachments(&super::list(&self.registry)?, &id))
+    }
+
+    /// The ports each running (or paused) container publishes now, by container id
+    /// (`ps`). A binding a crash left on a container that no longer runs is not shown:
+    /// the rules leave it out too.
+    pub fn published_ports(&self) -> Result<BTreeMap<String, Vec<Binding>>> {
+        let live: Vec<String> = self
+            .registry
+            .list()?
+            .into_iter()
+            .filter(|r| matches!(r.status, ContainerStatus::Running | ContainerStatus::Paused))
+            .map(|r| r.id)
+            .collect();
+        let mut out: BTreeMap<String, Vec<Binding>> = BTreeMap::new();
+        for n in super::list(&self.registry)? {
+            for (id, ep) in n.endpoints {
+                if live.contains(&id) && !ep.ports.is_empty() {
+                    out.entry(id).or_default().extend(ep.ports);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The ports container `reference` publishes now (`port`, `inspect`).
+    pub fn ports_of(&self, reference: &str) -> Result<Vec<Binding>> {
+        let id = self.registry.resolve(reference)?;
+        Ok(self.published_ports()?.remove(&id).unwrap_or_default())
     }
 
     /// What a container's `/etc/hosts` says now: its addresses, its peers on its

@@ -13,7 +13,13 @@ pub mod files;
 pub mod hostfiles;
 pub mod ipam;
 pub mod mode;
+pub mod netstats;
 pub mod peers;
+pub mod ports;
+pub mod publish;
+pub mod rate;
+pub mod rules;
+pub mod sync;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -75,6 +81,10 @@ pub struct Endpoint {
     /// Names it is also known by on this network, besides its container name.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The ports published to it while its container runs (set by the start, cleared
+    /// when the container ends; only a running container's reach the rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<ports::Binding>,
 }
 
 impl NetworkRecord {
@@ -316,6 +326,7 @@ pub fn allocate_in(
                 ip,
                 mac: ipam::mac_for(ip),
                 aliases: aliases.to_vec(),
+                ports: Vec::new(),
             }
         }
     };

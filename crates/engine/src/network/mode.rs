@@ -18,10 +18,10 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 /// `container:NAME` is not wired yet and is refused by [`not_wired`].
 pub const BRIDGE_WIRED: bool = true;
 
-/// Whether a `standard` container without `--network` goes on the default bridge. Not
-/// yet: until NAT, isolation between networks and published ports exist, a container
-/// asks for a bridge explicitly, and the default stays its own namespace with loopback.
-pub const BRIDGE_DEFAULT: bool = false;
+/// Whether a `standard` container without `--network` goes on the default bridge (as
+/// Docker's do): yes, now that networks are isolated from each other, NAT-ed out and can
+/// publish ports (rules.rs). `strict` stays on `none` unless given a network.
+pub const BRIDGE_DEFAULT: bool = true;
 
 /// `--network`: where a container's network namespace comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,7 +159,7 @@ pub fn valid_hostname(s: &str) -> bool {
 
 /// The mode a config runs with: the one it names, else its isolation's default —
 /// `host` for minimal, `none` for strict, and for standard the default network
-/// ([`BRIDGE_WIRED`]; `none` until then).
+/// ([`BRIDGE_DEFAULT`]).
 pub fn effective(config: &ContainerConfig) -> NetworkMode {
     if let Some(m) = &config.network {
         return m.clone();
@@ -241,6 +241,30 @@ pub fn validate(config: &ContainerConfig) -> Result<()> {
         }
         if !config.add_hosts.is_empty() {
             return Err(conflict("add_hosts"));
+        }
+    }
+    let specs = config.publish.specs()?;
+    if !specs.is_empty() && !on_network {
+        return Err(Error::invalid(
+            "ports",
+            format!("publishing ports needs a bridge or named network, not {mode}"),
+        ));
+    }
+    if let Some(r) = config.network_rate {
+        if !on_network {
+            return Err(Error::invalid(
+                "network_rate",
+                format!("a rate limit needs a bridge or named network, not {mode}"),
+            ));
+        }
+        if r < super::rate::MIN_BITS {
+            return Err(Error::invalid(
+                "network_rate",
+                format!(
+                    "{r} bit/s is below the lowest limit, {} bit/s",
+                    super::rate::MIN_BITS
+                ),
+            ));
         }
     }
     for (i, h) in config.add_hosts.iter().enumerate() {
@@ -353,7 +377,10 @@ mod tests {
             (Isolation::Strict, &|c| c.network = net("host"), "network"),
             (
                 Isolation::Standard,
-                &|c| c.aliases = vec!["db".into()],
+                &|c| {
+                    c.network = net("none");
+                    c.aliases = vec!["db".into()];
+                },
                 "aliases[0]",
             ),
             (

@@ -21,6 +21,9 @@ pub struct Attachment {
     pub gateway: Ipv4Addr,
     pub mac: String,
     pub aliases: Vec<String>,
+    /// Its published ports while it runs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<super::ports::Binding>,
 }
 
 /// Container `id`'s attachments, by network name.
@@ -38,6 +41,7 @@ pub fn attachments(networks: &[NetworkRecord], id: &str) -> BTreeMap<String, Att
                     gateway: n.gateway,
                     mac: ep.mac.clone(),
                     aliases: ep.aliases.clone(),
+                    ports: ep.ports.clone(),
                 },
             ))
         })
@@ -143,6 +147,7 @@ mod tests {
                             ip,
                             mac: ipam::mac_for(ip),
                             aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                            ports: Vec::new(),
                         },
                     )
                 })

@@ -119,6 +119,9 @@ pub(super) fn complete(
             crate::events::emit_about(root, &rec, "destroy", &[]);
         }
     }
+    // Its published ports end with the run (a failure here leaves a binding the rules
+    // ignore: the container is no longer running).
+    crate::network::publish::release(registry, id);
     if auto_remove {
         registry.remove_container(id)?;
         // As `rm` does; a crash here leaves them to the next reconcile.

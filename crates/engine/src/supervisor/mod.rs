@@ -253,7 +253,7 @@ fn start_container(
     dup_to(&null_fd, 2);
     drop((out_w, err_w));
     let container = created.inspect_err(|_| unmount_rootfs(&dir))?;
-    if let Err(e) = netplug::plug(registry, id, container.state.pid) {
+    if let Err(e) = netplug::plug(registry, id, container.state.pid, cfg) {
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
         return Err(e);

@@ -12,12 +12,16 @@ use std::net::IpAddr;
 
 use codex_net::{Handle, IpNet, Netns, VethSpec};
 
+use crate::config::ContainerConfig;
 use crate::error::{Error, Result};
-use crate::network::{self, NetworkRecord};
+use crate::network::sync::{sync, When};
+use crate::network::{self, publish, NetworkRecord};
 use crate::registry::Registry;
 
-/// Plugs container `id`, whose init is `pid`, into every network it has an address on.
-pub(super) fn plug(registry: &Registry, id: &str, pid: i32) -> Result<()> {
+/// Plugs container `id`, whose init is `pid`, into every network it has an address on,
+/// publishes its ports and brings the engine's rules up to date. On error what it
+/// recorded is undone (the caller deletes the runtime container, and with it the veths).
+pub(super) fn plug(registry: &Registry, id: &str, pid: i32, cfg: &ContainerConfig) -> Result<()> {
     let nets: Vec<NetworkRecord> = network::list(registry)?
         .into_iter()
         .filter(|n| n.endpoints.contains_key(id))
@@ -25,7 +29,36 @@ pub(super) fn plug(registry: &Registry, id: &str, pid: i32) -> Result<()> {
     if nets.is_empty() {
         return Ok(());
     }
+    let done = plug_into(registry, id, pid, cfg, &nets);
+    if done.is_err() {
+        // Best effort: the first error is the one to report; a stale binding of a
+        // container that is not running never reaches the rules anyway.
+        let _ = publish::clear_ports(registry, id);
+        let _ = sync(registry, When::IfApplied);
+    }
+    done
+}
+
+fn plug_into(
+    registry: &Registry,
+    id: &str,
+    pid: i32,
+    cfg: &ContainerConfig,
+    nets: &[NetworkRecord],
+) -> Result<()> {
+    let specs = cfg.publish.specs()?;
+    if !specs.is_empty() {
+        // DNAT to its address on the first network that routes out.
+        let target = nets.iter().find(|n| !n.internal).ok_or_else(|| {
+            Error::invalid(
+                "ports",
+                "the container is only on internal networks: nothing can reach a published port",
+            )
+        })?;
+        publish::bind_ports(registry, id, &target.name, &specs)?;
+    }
     let mut h = Handle::current().map_err(|e| kernel("opening rtnetlink", e))?;
+    let mut routed = false;
     for (i, net) in nets.iter().enumerate() {
         let Some(ep) = net.endpoints.get(id) else {
             continue;
@@ -42,6 +75,10 @@ pub(super) fn plug(registry: &Registry, id: &str, pid: i32) -> Result<()> {
         .map_err(|e| kernel(&format!("network {}", net.name), e))?;
         let host_name = veth_name(id, i);
         let inner = format!("eth{i}");
+        // The default route goes through the first network that has a way out; an
+        // internal network's containers get none.
+        let default_route = !net.internal && !routed;
+        routed |= default_route;
         let spec = VethSpec {
             bridge: &net.bridge,
             host_name: &host_name,
@@ -52,13 +89,22 @@ pub(super) fn plug(registry: &Registry, id: &str, pid: i32) -> Result<()> {
                 prefix,
             },
             mac: parse_mac(&ep.mac),
-            gateway: (i == 0).then_some(gateway),
+            gateway: default_route.then_some(gateway),
             mtu: None,
         };
         h.attach_veth(&spec)
             .map_err(|e| kernel(&format!("network {}", net.name), e))?;
+        if let Some(bits) = cfg.network_rate {
+            // Both ends: what the host end sends is what the container receives.
+            h.set_rate_limit(&host_name, bits)
+                .map_err(|e| kernel(&format!("limiting {host_name}"), e))?;
+            Handle::in_netns(Netns::Pid(pid))
+                .and_then(|mut inner_h| inner_h.set_rate_limit(&inner, bits))
+                .map_err(|e| kernel(&format!("limiting {inner} in the container"), e))?;
+        }
     }
-    Ok(())
+    // Isolation, NAT and the published ports, before the container runs.
+    sync(registry, When::Always)
 }
 
 /// The host side's name: 15 bytes at most, unique per container and network.

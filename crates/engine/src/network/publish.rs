@@ -1,0 +1,181 @@
+//! Choosing the host ports of a start: each fixed port is checked against the other
+//! running containers' bindings (under the registry lock, so two starts cannot both
+//! take it) and against the host (a probe bind: a program listening there makes it a
+//! clear error naming the port); an empty host port gets a free one from the kernel.
+//! The bindings are recorded on the container's endpoint; the rules (rules.rs) DNAT
+//! them, and the container's end clears them.
+//!
+//! Published ports are forwarded by DNAT, not by a process holding the socket: nothing
+//! keeps the port reserved after the probe, so a program that binds it later on the
+//! host is shadowed for connections arriving through the DNAT (as with Docker's
+//! `--userland-proxy=false`). docs/networking.md says why and what was measured.
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
+
+use super::ports::{Binding, PortSpec, Proto};
+use super::{put, records_in};
+use crate::error::{Error, Result};
+use crate::registry::{ContainerStatus, Registry};
+
+/// How many free ports the kernel is asked for before giving up on one that no
+/// container holds (each try fails only on a port another container publishes).
+const EPHEMERAL_TRIES: usize = 32;
+
+/// Records the bindings of `specs` for container `id` on network `network`; returns them.
+pub fn bind_ports(
+    registry: &Registry,
+    id: &str,
+    network: &str,
+    specs: &[PortSpec],
+) -> Result<Vec<Binding>> {
+    let statuses: Vec<(String, String, ContainerStatus)> = registry
+        .list()?
+        .into_iter()
+        .map(|r| (r.id, r.name, r.status))
+        .collect();
+    let active: BTreeSet<&str> = statuses
+        .iter()
+        .filter(|(_, _, s)| matches!(s, ContainerStatus::Running | ContainerStatus::Paused))
+        .map(|(i, _, _)| i.as_str())
+        .collect();
+    let name_of = |cid: &str| {
+        statuses
+            .iter()
+            .find(|(i, _, _)| i == cid)
+            .map(|(_, n, _)| n.clone())
+            .unwrap_or_else(|| cid.to_string())
+    };
+    registry.update(|idx| {
+        let mut recs = records_in(registry, idx)?;
+        let mut taken: Vec<(Binding, String)> = recs
+            .values()
+            .flat_map(|n| n.endpoints.iter())
+            .filter(|(cid, _)| cid.as_str() != id && active.contains(cid.as_str()))
+            .flat_map(|(cid, ep)| ep.ports.iter().map(|b| (b.clone(), name_of(cid))))
+            .collect();
+        let mut out = Vec::new();
+        for spec in specs {
+            let b = match spec.host_port {
+                Some(port) => {
+                    let b = Binding {
+                        host_ip: spec.host_ip,
+                        host_port: port,
+                        container_port: spec.container_port,
+                        proto: spec.proto,
+                    };
+                    if let Some((_, by)) = taken.iter().find(|(t, _)| t.clashes_with(&b)) {
+                        return Err(Error::InUse {
+                            kind: "host port",
+                            name: format!("{}:{port}/{}", b.host_addr(), b.proto),
+                            by: format!("container {by}"),
+                        });
+                    }
+                    probe(b.host_addr(), port, b.proto).map_err(|e| in_use(&b, e))?;
+                    b
+                }
+                None => ephemeral(spec, &taken)?,
+            };
+            taken.push((b.clone(), "this container".into()));
+            out.push(b);
+        }
+        let rec = recs.get_mut(network).ok_or_else(|| Error::NotFound {
+            kind: "network",
+            name: network.to_string(),
+        })?;
+        let ep = rec.endpoints.get_mut(id).ok_or_else(|| {
+            Error::invalid(
+                "network",
+                format!("{network}: the container has no address on it"),
+            )
+        })?;
+        ep.ports = out.clone();
+        put(idx, rec)?;
+        Ok(out)
+    })
+}
+
+/// Clears container `id`'s published ports on every network; whether it had any.
+pub fn clear_ports(registry: &Registry, id: &str) -> Result<bool> {
+    registry.update(|idx| {
+        let mut had = false;
+        for (_, mut rec) in records_in(registry, idx)? {
+            if let Some(ep) = rec.endpoints.get_mut(id) {
+                if !ep.ports.is_empty() {
+                    ep.ports.clear();
+                    had = true;
+                    put(idx, &rec)?;
+                }
+            }
+        }
+        Ok(had)
+    })
+}
+
+/// A container's run has ended: its ports go, and the rules with them. Best effort: a
+/// binding left behind reaches no rule (the plan skips containers that are not running)
+/// and the next sync drops it.
+pub fn release(registry: &Registry, id: &str) {
+    if clear_ports(registry, id).unwrap_or(true) {
+        let _ = super::sync::sync(registry, super::sync::When::IfApplied);
+    }
+}
+
+fn in_use(b: &Binding, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::AddrInUse {
+        Error::InUse {
+            kind: "host port",
+            name: format!("{}:{}/{}", b.host_addr(), b.host_port, b.proto),
+            by: "another program on this host".into(),
+        }
+    } else {
+        Error::Io {
+            context: format!(
+                "checking host port {}:{}/{}",
+                b.host_addr(),
+                b.host_port,
+                b.proto
+            ),
+            cause: e,
+        }
+    }
+}
+
+/// Binds `ip:port` for a moment: fails while a program holds it. Returns the port (the
+/// kernel's choice for port 0).
+fn probe(ip: Ipv4Addr, port: u16, proto: Proto) -> std::io::Result<u16> {
+    let addr = SocketAddrV4::new(ip, port);
+    match proto {
+        Proto::Tcp => TcpListener::bind(addr)?.local_addr().map(|a| a.port()),
+        Proto::Udp => UdpSocket::bind(addr)?.local_addr().map(|a| a.port()),
+    }
+}
+
+fn ephemeral(spec: &PortSpec, taken: &[(Binding, String)]) -> Result<Binding> {
+    let ip = spec.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    for _ in 0..EPHEMERAL_TRIES {
+        let port = probe(ip, 0, spec.proto).map_err(|e| Error::Io {
+            context: format!(
+                "choosing a free host port on {ip} for {}/{}",
+                spec.container_port, spec.proto
+            ),
+            cause: e,
+        })?;
+        let b = Binding {
+            host_ip: spec.host_ip,
+            host_port: port,
+            container_port: spec.container_port,
+            proto: spec.proto,
+        };
+        if !taken.iter().any(|(t, _)| t.clashes_with(&b)) {
+            return Ok(b);
+        }
+    }
+    Err(Error::invalid(
+        "ports",
+        format!(
+            "no free host port found for {}/{} in {EPHEMERAL_TRIES} tries",
+            spec.container_port, spec.proto
+        ),
+    ))
+}
