@@ -37,7 +37,7 @@ pub fn apply_defaults(
     for (k, v) in &image.labels {
         config.labels.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    Ok(())
+    super::service::apply(image, config)
 }
 
 /// `USER[:GROUP]` (names or numbers) as `UID:GID`. `read` returns a file of the image

@@ -46,6 +46,7 @@ mod recover;
 mod reference;
 mod runconfig;
 mod save;
+mod service;
 mod store;
 mod verify;
 
