@@ -19,20 +19,23 @@ pub struct CreateArgs {
     /// The container's name (a value that starts with '-' is taken, and refused by name).
     #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
-    /// KEY=VALUE (repeatable).
+    /// An environment variable, KEY=VALUE (repeatable; wins over --env-file and the image).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
+    /// A file of KEY=VALUE lines ('#' comments; a bare KEY takes the host's value) (repeatable).
     #[arg(long = "env-file")]
     pub env_file: Vec<PathBuf>,
+    /// The command's working directory in the container (default: the image's, else /).
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
-    /// UID[:GID]
+    /// Run the command as UID[:GID] (default: the image's user, else root).
     #[arg(short, long)]
     pub user: Option<String>,
+    /// The container's hostname (default: the first 12 characters of its id).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// none, host, bridge, container:NAME or a network's name (default: standard's
-    /// network; none for strict, host for minimal).
+    /// The network to join: none, host, bridge or a network's name (default: bridge; none
+    /// for strict, host for minimal).
     #[arg(long, alias = "net")]
     pub network: Option<String>,
     /// Another name for the container on its network (repeatable).
@@ -44,24 +47,26 @@ pub struct CreateArgs {
     /// HOST:IP, a line of its hosts file (repeatable; IP may be host-gateway).
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
-    /// SRC:DST[:ro] (repeatable); SRC is a host path or a volume name.
+    /// Mount SRC:DST[:ro] (repeatable); SRC is a host path or a volume name; DST alone: a
+    /// new anonymous volume.
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
-    /// A tmpfs at this path (repeatable).
+    /// Mount a fresh, empty tmpfs at this path (repeatable).
     #[arg(long)]
     pub tmpfs: Vec<String>,
-    /// KEY=VALUE (repeatable).
+    /// A label, KEY=VALUE, to find the container by (repeatable).
     #[arg(short, long = "label")]
     pub label: Vec<String>,
-    /// 512m, 1g...
+    /// Memory limit: bytes or 512m, 1g, 1.5GiB (powers of 1024).
     #[arg(short, long)]
     pub memory: Option<String>,
-    /// 0.5 or 50%
+    /// CPU limit: a number of CPUs (0.5, 2) or a percentage of one CPU (50%).
     #[arg(long)]
     pub cpus: Option<String>,
+    /// The most processes and threads the container may have at once (at least 1).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
-    /// RLIMIT_NOFILE (soft = hard).
+    /// The most open files per process (RLIMIT_NOFILE, soft = hard).
     #[arg(long = "open-files")]
     pub open_files: Option<u64>,
     /// DEVICE:RATE, e.g. /dev/vda:1mb (repeatable): cap reads from a block device.
@@ -76,12 +81,24 @@ pub struct CreateArgs {
     /// Log files kept, the live one included (default 3).
     #[arg(long = "log-max-files")]
     pub log_max_files: Option<u32>,
-    /// minimal, standard (default) or strict.
-    #[arg(long, default_value = "standard")]
+    /// How much of the host the container shares (default: standard):
+    ///   minimal   runs a host program with the host's writable root filesystem, network and
+    ///             PID namespace (own cgroup and rlimits only): a development mode, NOT a sandbox
+    ///   standard  own namespaces, an image's root filesystem, Docker's default capabilities
+    ///             and seccomp profile
+    ///   strict    standard plus a read-only root, no capabilities, a user namespace, no network
+    ///             unless --network, and caps of 512 pids and 512 MiB unless given
+    #[arg(
+        long,
+        default_value = "standard",
+        hide_default_value = true,
+        verbatim_doc_comment
+    )]
     pub isolation: String,
+    /// The signal `stop` sends first, a name or number (default: the image's, else SIGTERM).
     #[arg(long = "stop-signal")]
     pub stop_signal: Option<String>,
-    /// Seconds between the stop signal and SIGKILL.
+    /// Seconds between the stop signal and SIGKILL (default 10).
     #[arg(long = "stop-timeout")]
     pub stop_timeout: Option<u64>,
     /// Remove the container when it exits.
@@ -100,7 +117,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub entrypoint: Option<String>,
     // Monitors: restart policy and health check (docs/monitors.md).
-    /// no (default), on-failure[:MAX], always or unless-stopped.
+    /// When to restart it after it exits: no (default), on-failure[:MAX], always or
+    /// unless-stopped.
     #[arg(long)]
     pub restart: Option<String>,
     /// Restart the container (by its restart policy) when it turns unhealthy.
@@ -142,9 +160,18 @@ pub struct CreateArgs {
     pub rest: Vec<String>,
 }
 
+/// `run --help`'s examples: the common forms, copied and pasted.
+const RUN_EXAMPLES: &str = "\
+Examples:
+  codex-ctr run --rm busybox echo hi                 run a command and remove the container
+  codex-ctr run -d --name web -p 8080:80 IMAGE       in the background, host port 8080 to 80
+  codex-ctr run --rm -v data:/data busybox ls /data  with the named volume data at /data
+  codex-ctr run --rm --isolation strict busybox id   read-only root, no capabilities, user ns";
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create and start a container (attached unless -d).
+    #[command(after_help = RUN_EXAMPLES)]
     Run {
         #[command(flatten)]
         create: CreateArgs,
@@ -163,18 +190,24 @@ pub enum Command {
         /// supervisor is gone, e.g. at boot.
         #[arg(long = "all-restartable", conflicts_with_all = ["attach", "containers"])]
         all_restartable: bool,
+        /// Containers to start (names or ids).
         containers: Vec<String>,
     },
     /// Stop containers: the stop signal, then SIGKILL after the timeout.
     Stop {
+        /// Seconds to wait after the stop signal before SIGKILL (default: the container's
+        /// --stop-timeout, else 10).
         #[arg(short = 't', long = "time")]
         time: Option<u64>,
+        /// Containers to stop (names or ids).
         containers: Vec<String>,
     },
     /// Send a signal to every process of containers.
     Kill {
+        /// The signal: a name (KILL, SIGTERM, RTMIN+1) or a number.
         #[arg(short, long, default_value = "KILL")]
         signal: String,
+        /// Containers to signal (names or ids).
         containers: Vec<String>,
     },
     /// Remove containers.
@@ -185,40 +218,49 @@ pub enum Command {
         /// Remove their anonymous volumes too (named volumes stay: `volume rm`).
         #[arg(short, long)]
         volumes: bool,
+        /// Containers to remove (names or ids).
         containers: Vec<String>,
     },
     /// List containers.
     #[command(alias = "list")]
     Ps {
+        /// Stopped and created containers too (default: running, paused, restarting).
         #[arg(short, long)]
         all: bool,
         /// name=, label=KEY[=VALUE], status=, id= (repeatable; all must match).
         #[arg(short, long)]
         filter: Vec<String>,
+        /// Only the containers' short ids, one a line.
         #[arg(short, long)]
         quiet: bool,
+        /// Output format: table or json.
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// A container's published ports (or the host address of one of them).
     Port {
+        /// The container (name or id).
         container: String,
-        /// CONTAINERPORT[/tcp|udp]
+        /// Only this port, CONTAINERPORT[/tcp|udp]: print its host address.
         port: Option<String>,
     },
     /// Everything about a container (--spec: its OCI spec).
     Inspect {
+        /// Print the OCI runtime spec made for the container instead of its record.
         #[arg(long)]
         spec: bool,
+        /// The container (name or id).
         container: String,
     },
     /// A container's output.
     Logs {
+        /// Prefix each line with the time it was written (RFC 3339).
         #[arg(short, long)]
         timestamps: bool,
         /// Keep printing new output until the container stops.
         #[arg(short, long)]
         follow: bool,
+        /// Only the last N lines (with -f: then the new ones).
         #[arg(long)]
         tail: Option<usize>,
         /// Only lines since a time (2026-11-23T10:00:00Z), a duration ago (10m) or
@@ -228,8 +270,10 @@ pub enum Command {
         /// Only the container's stdout.
         #[arg(long)]
         stdout: bool,
+        /// Only the container's stderr.
         #[arg(long)]
         stderr: bool,
+        /// The container (name or id).
         container: String,
     },
     /// Wait for containers to exit and print their exit codes; with --condition, wait
@@ -241,18 +285,28 @@ pub enum Command {
         /// Give up after this long (1s, 500ms, 2m): exit code 1.
         #[arg(long, requires = "condition")]
         timeout: Option<String>,
+        /// Containers to wait for (names or ids).
         containers: Vec<String>,
     },
     /// Stop and start containers again.
     Restart {
+        /// Seconds to wait after the stop signal before SIGKILL (default: the container's
+        /// --stop-timeout, else 10).
         #[arg(short = 't', long = "time")]
         time: Option<u64>,
+        /// Containers to restart (names or ids).
         containers: Vec<String>,
     },
     /// Freeze every process of containers.
-    Pause { containers: Vec<String> },
+    Pause {
+        /// Containers to pause (names or ids).
+        containers: Vec<String>,
+    },
     /// Thaw paused containers.
-    Unpause { containers: Vec<String> },
+    Unpause {
+        /// Containers to unpause (names or ids).
+        containers: Vec<String>,
+    },
     /// Run a command in a running container; exits with its code.
     Exec {
         /// Connect stdin.
@@ -261,13 +315,18 @@ pub enum Command {
         /// Give the command a terminal.
         #[arg(short, long)]
         tty: bool,
+        /// An environment variable, KEY=VALUE, replacing the container's (repeatable).
         #[arg(short, long = "env")]
         env: Vec<String>,
+        /// The command's working directory (default: the container's).
         #[arg(short = 'w', long = "workdir")]
         workdir: Option<String>,
+        /// Run the command as UID[:GID] (default: the container's user).
         #[arg(short, long)]
         user: Option<String>,
+        /// The running container (name or id).
         container: String,
+        /// The command and its arguments.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
@@ -276,20 +335,30 @@ pub enum Command {
         /// Print once and return (default: refresh until interrupted).
         #[arg(long = "no-stream")]
         no_stream: bool,
+        /// Output format: table, or json (one array a line).
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
+        /// Containers to show (names or ids; default: every running one).
         containers: Vec<String>,
     },
     /// Copy files or directories into or out of a container: NAME:PATH on one side.
-    Cp { source: String, destination: String },
+    Cp {
+        /// What to copy: a host path, or CONTAINER:PATH.
+        source: String,
+        /// Where to copy it: CONTAINER:PATH, or a host path.
+        destination: String,
+    },
     /// Remove every container that is not running.
     Prune,
     /// A container's state as JSON, or (--rootfs) a tar of its filesystem.
     Export {
+        /// Write to this file (default: stdout).
         #[arg(short, long)]
         output: Option<std::path::PathBuf>,
+        /// A tar of the container's root filesystem instead of its state as JSON.
         #[arg(long)]
         rootfs: bool,
+        /// The container (name or id).
         container: String,
     },
     /// What happened to containers (create, start, die, oom, restart, health_status,
@@ -305,6 +374,7 @@ pub enum Command {
         /// container=NAME|ID, event=ACTION, label=KEY[=VALUE] (repeatable).
         #[arg(short, long)]
         filter: Vec<String>,
+        /// Output format: table, or json (one event a line).
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
@@ -349,6 +419,7 @@ pub enum NetworkCommand {
         /// KEY=VALUE (repeatable).
         #[arg(short, long = "label")]
         label: Vec<String>,
+        /// The network's name.
         name: String,
     },
     /// List networks (the default one included).
@@ -357,21 +428,26 @@ pub enum NetworkCommand {
         /// label=KEY[=VALUE] (repeatable; all must match).
         #[arg(short, long)]
         filter: Vec<String>,
+        /// Only the networks' names, one a line.
         #[arg(short, long)]
         quiet: bool,
+        /// Output format: table or json.
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// Networks as JSON: subnet, gateway, bridge, and each container's IP, MAC, aliases.
     Inspect {
+        /// Networks to show (names or ids).
         #[arg(required = true)]
         names: Vec<String>,
     },
     /// Remove networks (refused while a container is on one, unless -f).
     #[command(alias = "remove")]
     Rm {
+        /// Remove a network even while containers are on it (they lose that network).
         #[arg(short, long)]
         force: bool,
+        /// Networks to remove (names or ids).
         names: Vec<String>,
     },
     /// Remove every network no container is on (never the default one).
@@ -385,19 +461,30 @@ pub enum NetworkCommand {
 #[derive(Debug, Subcommand)]
 pub enum VolumeCommand {
     /// Create a volume (an existing one of that name is kept).
-    Create { name: String },
+    Create {
+        /// The volume's name.
+        name: String,
+    },
     /// List volumes and the containers that mount them.
     #[command(alias = "list")]
     Ls {
+        /// Only the volumes' names, one a line.
         #[arg(short, long)]
         quiet: bool,
+        /// Output format: table or json.
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
     /// A volume as JSON.
-    Inspect { name: String },
+    Inspect {
+        /// The volume's name.
+        name: String,
+    },
     /// Remove volumes and their data (refused while a container mounts one).
-    Rm { names: Vec<String> },
+    Rm {
+        /// Volumes to remove (names).
+        names: Vec<String>,
+    },
     /// Remove every volume no container mounts.
     Prune,
 }
@@ -410,5 +497,40 @@ impl Command {
             Command::Start { attach, .. } => *attach,
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every flag says what it does in `--help`: a user reads the
+    /// help, not the source.
+    #[test]
+    fn every_command_and_flag_has_a_description() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                if sub.is_hide_set() || sub.get_name() == "help" {
+                    continue;
+                }
+                let p = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(format!("{p} (the command)"));
+                }
+                walk(sub, &p, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "codex-ctr", &mut missing);
+        assert!(missing.is_empty(), "no help text: {missing:#?}");
     }
 }

@@ -14,7 +14,12 @@ use crate::oci::commands::print_table;
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Import a directory or a tar (.gz, .zst) as NAME[:TAG].
-    Import { source: PathBuf, reference: String },
+    Import {
+        /// A root filesystem: a directory, or a tar (plain, gzip or zstd).
+        source: PathBuf,
+        /// The new image's NAME[:TAG] (tag latest by default; moved if it names another).
+        reference: String,
+    },
     /// Load the images of an OCI layout (directory or tar) or a docker archive
     /// (`docker save`), plain, gzip or zstd.
     Load {
@@ -27,6 +32,7 @@ pub enum ImageCommand {
         /// The most one layer (or the archive) may unpack to: 512m, 20g (default 32g).
         #[arg(long = "max-unpacked-size")]
         max_unpacked_size: Option<String>,
+        /// Only the loaded images' ids, one a line.
         #[arg(short, long)]
         quiet: bool,
     },
@@ -35,8 +41,10 @@ pub enum ImageCommand {
     /// List images (one row per reference; dangling ones as <none>).
     #[command(alias = "list")]
     Ls {
+        /// Output format: table or json.
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
+        /// Only the images' short ids, one a line.
         #[arg(short, long)]
         quiet: bool,
         /// dangling=true|false, reference=PATTERN, label=KEY[=VALUE] (repeatable).
@@ -47,24 +55,34 @@ pub enum ImageCommand {
     /// container uses it).
     #[command(alias = "remove")]
     Rm {
+        /// Images to remove: NAME[:TAG], or an id (then every reference to it).
         #[arg(required = true)]
         references: Vec<String>,
     },
     /// Remove dangling images no container uses (-a: every image no container uses).
     Prune {
+        /// Every image no container uses, named or not.
         #[arg(short, long)]
         all: bool,
     },
     /// Make TARGET name the image SOURCE names.
-    Tag { source: String, target: String },
+    Tag {
+        /// The image: NAME[:TAG] or an id.
+        source: String,
+        /// The new NAME[:TAG] for it (moved if it named another image).
+        target: String,
+    },
     /// Images as JSON: the record and the image's OCI config.
     Inspect {
+        /// Images to show (NAME[:TAG] or ids).
         #[arg(required = true)]
         references: Vec<String>,
     },
     /// The steps that made an image, bottom first, and their layers.
     History {
+        /// The image: NAME[:TAG] or an id.
         reference: String,
+        /// Output format: table or json.
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
     },
@@ -73,8 +91,10 @@ pub enum ImageCommand {
         /// The file to write (`-`: stdout).
         #[arg(short, long)]
         output: PathBuf,
+        /// oci-archive (an OCI layout tar) or docker-archive (for `docker load`).
         #[arg(long, default_value = "oci-archive", value_parser = ["oci-archive", "docker-archive"])]
         format: String,
+        /// Images to save (NAME[:TAG] or ids).
         #[arg(required = true)]
         references: Vec<String>,
     },
@@ -94,20 +114,22 @@ pub struct PullArgs {
     /// The most one layer may unpack to: 512m, 20g (default 32g).
     #[arg(long = "max-unpacked-size")]
     pub max_unpacked_size: Option<String>,
+    /// Only the pulled image's id.
     #[arg(short, long)]
     pub quiet: bool,
-    /// [REGISTRY/]NAME[:TAG]
+    /// The image to pull: [REGISTRY/]NAME[:TAG].
     pub reference: String,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct LoginArgs {
+    /// The user name at the registry.
     #[arg(short, long)]
     pub username: String,
     /// Read the password from stdin (the only way: never on the command line).
     #[arg(long, required = true)]
     pub password_stdin: bool,
-    /// host[:port]
+    /// The registry: host[:port].
     pub registry: String,
 }
 
