@@ -31,13 +31,16 @@ fixtures: deps $(FIXTURE)/config.json
 
 # A real container: its own PID 1, hostname and root filesystem.
 demo: release fixtures
-	@rm -rf /tmp/codex-demo-bundle && mkdir -p /tmp/codex-demo-bundle
-	@ln -s $(CURDIR)/$(FIXTURE)/rootfs /tmp/codex-demo-bundle/rootfs
-	@python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["process"]["args"]=["sh","-c","echo \"PID inside: $$$$\"; echo \"hostname: $$(hostname)\"; echo \"/ holds: $$(ls / | tr \"\\n\" \" \")\"; echo \"mounts: $$(wc -l < /proc/self/mountinfo)\"; grep -E \"^(CapEff|NoNewPrivs)\" /proc/self/status"]; json.dump(c,open(sys.argv[2],"w"),indent=1)' $(FIXTURE)/config.json /tmp/codex-demo-bundle/config.json
-	@echo "+ codex-oci run --bundle /tmp/codex-demo-bundle demo-$$$$"
-	@target/release/codex-oci --root $(DEMO_ROOT) run --bundle /tmp/codex-demo-bundle demo-$$$$
-	@echo "+ host hostname: $$(hostname), host PID of this shell: $$$$"
-	@demo/engine-demo.sh $(CURDIR)/target/release/codex-ctr $(CURDIR)/$(FIXTURE)/rootfs.tar
+	@bundle=$$(mktemp -d /tmp/codex-demo-bundle.XXXXXX) && trap 'rm -rf "$$bundle"' EXIT && \
+	ln -s $(CURDIR)/$(FIXTURE)/rootfs "$$bundle/rootfs" && \
+	python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c["process"]["args"]=["sh","-c","echo \"PID inside: $$$$\"; echo \"hostname: $$(hostname)\"; echo \"/ holds: $$(ls / | tr \"\\n\" \" \")\"; echo \"mounts: $$(wc -l < /proc/self/mountinfo)\"; grep -E \"^(CapEff|NoNewPrivs)\" /proc/self/status"]; json.dump(c,open(sys.argv[2],"w"),indent=1)' $(FIXTURE)/config.json "$$bundle/config.json" && \
+	echo "+ codex-oci run --bundle $$bundle demo-$$$$" && \
+	target/release/codex-oci --root $(DEMO_ROOT) run --bundle "$$bundle" demo-$$$$ && \
+	echo "+ host hostname: $$(hostname), host PID of this shell: $$$$"
+	@# The engine half runs in a network namespace of its own: its bridge, NAT rules and
+	@# published port live and die there, and the host's network is left as it was.
+	@unshare --net sh -c 'ip link set lo up && exec demo/engine-demo.sh "$$1" "$$2"' demo \
+	  $(CURDIR)/target/release/codex-ctr $(CURDIR)/$(FIXTURE)/rootfs.tar
 
 # Everything: unit tests, then the root-run integration tests on real binaries. Every step
 # runs even when an earlier one failed; at the end the skips are listed ("N skipped: ...",
