@@ -286,3 +286,53 @@ fn streaming_stats_into_a_file_prints_plain_successive_tables() {
     assert!(text.contains("idle"), "{text:?}");
     assert!(!text.contains('\x1b'), "escape codes into a file: {text:?}");
 }
+
+#[test]
+fn user_names_are_resolved_from_the_images_passwd_and_group() {
+    let c = Ctr::new();
+    // Control: numbers as before.
+    let o = c.run(&["run", "--rm", "-u", "65534:65534", "busybox", "id", "-u"]);
+    o.assert_ok();
+    assert_eq!(o.stdout.trim(), "65534");
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.lines(), ["65534", "65534"], "{o:?}");
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "-u",
+        "root:nogroup",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; id -g",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.lines(), ["0", "65534"], "{o:?}");
+    // A name the image does not know is an error naming it, never root.
+    let o = c.run(&["run", "--rm", "-u", "www", "busybox", "id"]);
+    o.assert_code(125);
+    o.assert_stderr_mentions("no user \"www\"");
+    assert_eq!(c.containers(), 0);
+    // Under minimal isolation there is no image to read it from.
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "minimal",
+        "-u",
+        "nobody",
+        "true",
+    ]);
+    o.assert_code(125);
+    o.assert_stderr_mentions("UID[:GID]");
+}

@@ -490,9 +490,21 @@ impl ContainerConfig {
             }
         }
         if let Some(u) = &self.user {
-            let ok = u.split(':').count() <= 2 && u.split(':').all(|p| p.parse::<u32>().is_ok());
+            // Numbers, or names that create resolves from the container's /etc/passwd.
+            let part_ok = |p: &str| {
+                p.parse::<u32>().is_ok()
+                    || (!p.is_empty()
+                        && p.len() <= 32
+                        && !p.starts_with('-')
+                        && p.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)))
+            };
+            let ok = u.split(':').count() <= 2 && u.split(':').all(part_ok);
             if !ok {
-                return Err(Error::invalid("user", format!("{u:?} is not UID[:GID]")));
+                return Err(Error::invalid(
+                    "user",
+                    format!("{u:?} is not USER[:GROUP] (names or numbers)"),
+                ));
             }
         }
         if let Some(h) = &self.hostname {
@@ -715,7 +727,7 @@ mod tests {
             ),
             (
                 ContainerConfig {
-                    user: Some("root".into()),
+                    user: Some("a:b:c".into()),
                     ..ok.clone()
                 },
                 "user",

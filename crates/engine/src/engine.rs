@@ -111,6 +111,10 @@ impl Engine {
                 ));
             }
             lowers = vec![r.clone()];
+            crate::image::resolve_named_user(&lowers, &mut config)?;
+        } else {
+            // Minimal isolation: the host's root; a name is refused there.
+            crate::image::resolve_named_user(&[], &mut config)?;
         }
         let network = crate::network::mode::effective(&config)
             .network_name()

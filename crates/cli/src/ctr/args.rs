@@ -28,7 +28,7 @@ pub struct CreateArgs {
     /// The command's working directory in the container (default: the image's, else /).
     #[arg(short = 'w', long = "workdir")]
     pub workdir: Option<String>,
-    /// Run the command as UID[:GID] (default: the image's user, else root).
+    /// Run the command as USER[:GROUP], names from the image's /etc/passwd or numbers (default: the image's user, else root).
     #[arg(short, long)]
     pub user: Option<String>,
     /// The container's hostname (default: the first 12 characters of its id).

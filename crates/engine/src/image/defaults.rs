@@ -29,7 +29,11 @@ pub fn apply_defaults(
         }
     }
     if config.user.is_none() && !image.user.is_empty() {
-        config.user = Some(resolve_user(&image.user, &|p| read_from_layers(lowers, p))?);
+        config.user = Some(resolve_user("the image's User", &image.user, &|p| {
+            read_from_layers(lowers, p)
+        })?);
+    } else {
+        resolve_named_user(lowers, config)?;
     }
     if config.stop_signal.is_none() && !image.stop_signal.is_empty() {
         config.stop_signal = Some(image.stop_signal.clone());
@@ -40,10 +44,37 @@ pub fn apply_defaults(
     super::service::apply(image, config)
 }
 
+/// `--user NAME[:GROUP]` (`-u www`) as `UID:GID`, from the `/etc/passwd` and
+/// `/etc/group` of the container's root (`lowers`: the image's layers, top first, or a
+/// `--rootfs` directory). Numbers are kept as they are; without a root to read (minimal
+/// isolation) a name is an error.
+pub fn resolve_named_user(lowers: &[PathBuf], config: &mut ContainerConfig) -> Result<()> {
+    let Some(u) = config.user.clone() else {
+        return Ok(());
+    };
+    if u.split(':').all(|p| p.parse::<u32>().is_ok()) {
+        return Ok(());
+    }
+    if lowers.is_empty() {
+        return Err(Error::invalid(
+            "user",
+            format!("{u:?}: a name needs the container's /etc/passwd; with the host's root give UID[:GID]"),
+        ));
+    }
+    config.user = Some(resolve_user("--user", &u, &|p| {
+        read_from_layers(lowers, p)
+    })?);
+    Ok(())
+}
+
 /// `USER[:GROUP]` (names or numbers) as `UID:GID`. `read` returns a file of the image
-/// (`etc/passwd`, `etc/group`), if it has one.
-pub(crate) fn resolve_user(spec: &str, read: &dyn Fn(&str) -> Option<String>) -> Result<String> {
-    let bad = |why: String| Error::invalid("user", format!("the image's User {spec:?}: {why}"));
+/// (`etc/passwd`, `etc/group`), if it has one; `what` names the value in errors.
+pub(crate) fn resolve_user(
+    what: &str,
+    spec: &str,
+    read: &dyn Fn(&str) -> Option<String>,
+) -> Result<String> {
+    let bad = |why: String| Error::invalid("user", format!("{what} {spec:?}: {why}"));
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -139,21 +170,23 @@ mod tests {
 
     #[test]
     fn names_and_numbers_resolve() {
-        assert_eq!(resolve_user("www", &files).unwrap(), "33:34");
-        assert_eq!(resolve_user("www:staff", &files).unwrap(), "33:50");
-        assert_eq!(resolve_user("33", &files).unwrap(), "33:34");
-        assert_eq!(resolve_user("1000", &files).unwrap(), "1000:1000");
-        assert_eq!(resolve_user("1000:7", &files).unwrap(), "1000:7");
-        assert_eq!(resolve_user("root:staff", &files).unwrap(), "0:50");
+        assert_eq!(resolve_user("User", "www", &files).unwrap(), "33:34");
+        assert_eq!(resolve_user("User", "www:staff", &files).unwrap(), "33:50");
+        assert_eq!(resolve_user("User", "33", &files).unwrap(), "33:34");
+        assert_eq!(resolve_user("User", "1000", &files).unwrap(), "1000:1000");
+        assert_eq!(resolve_user("User", "1000:7", &files).unwrap(), "1000:7");
+        assert_eq!(resolve_user("User", "root:staff", &files).unwrap(), "0:50");
     }
 
     #[test]
     fn unknown_names_are_errors_not_root() {
         for spec in ["nobody", "www:wheel", ":", "www:"] {
-            let e = resolve_user(spec, &files).unwrap_err().to_string();
+            let e = resolve_user("User", spec, &files).unwrap_err().to_string();
             assert!(e.starts_with("user:"), "{spec}: {e}");
         }
-        let e = resolve_user("www", &|_| None).unwrap_err().to_string();
+        let e = resolve_user("User", "www", &|_| None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no user \"www\""), "{e}");
     }
 

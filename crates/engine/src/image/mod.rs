@@ -58,7 +58,7 @@ use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
 
-pub use defaults::apply_defaults;
+pub use defaults::{apply_defaults, resolve_named_user};
 pub use filter::ImageFilter;
 pub use inspect::HistoryEntry;
 pub use load::{LoadOptions, Loaded};
@@ -145,7 +145,7 @@ pub mod fuzzing {
             }
             let _ = super::pull::parse_challenge_for_fuzzing(s);
             let file = s.to_string();
-            if let Ok(u) = super::defaults::resolve_user(s, &|_| Some(file.clone())) {
+            if let Ok(u) = super::defaults::resolve_user("User", s, &|_| Some(file.clone())) {
                 let numeric = u
                     .split_once(':')
                     .is_some_and(|(a, b)| a.parse::<u32>().is_ok() && b.parse::<u32>().is_ok());
