@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps build release fixtures demo test test-mutants lint bench clean vm-test fuzz soak
+.PHONY: all deps build release fixtures demo test test-mutants lint bench clean vm-test fuzz soak install
 
 all: build
 
@@ -23,6 +23,21 @@ build: deps
 
 release: deps
 	$(CARGO) build --release -p codex-cli
+
+# The binaries, shell completions and man pages under $(DESTDIR)$(PREFIX).
+PREFIX ?= /usr/local
+DESTDIR ?=
+install: release
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	  $(DESTDIR)$(PREFIX)/share/zsh/site-functions \
+	  $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 0755 target/release/codex-oci target/release/codex-ctr target/release/codex-shim \
+	  $(DESTDIR)$(PREFIX)/bin/
+	target/release/codex-ctr completion bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/codex-ctr
+	target/release/codex-ctr completion zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_codex-ctr
+	target/release/codex-ctr completion fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/codex-ctr.fish
+	target/release/codex-ctr manpages $(DESTDIR)$(PREFIX)/share/man/man1
 
 $(FIXTURE)/config.json: rootfs-fixtures/make-busybox-bundle.sh
 	rootfs-fixtures/make-busybox-bundle.sh $(FIXTURE)

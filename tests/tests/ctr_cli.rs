@@ -336,3 +336,36 @@ fn user_names_are_resolved_from_the_images_passwd_and_group() {
     o.assert_code(125);
     o.assert_stderr_mentions("UID[:GID]");
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_same_definitions_as_help() {
+    let c = Ctr::new();
+    for (shell, needle) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef codex-ctr"),
+        ("fish", "complete -c codex-ctr"),
+    ] {
+        let o = c.run(&["completion", shell]);
+        o.assert_ok();
+        assert!(
+            o.stdout.contains(needle),
+            "{shell}: {}",
+            &o.stdout[..o.stdout.len().min(300)]
+        );
+        assert!(
+            o.stdout.contains("health-cmd"),
+            "{shell} lacks run's flags"
+        );
+    }
+    c.run(&["completion", "tcsh"]).assert_code(125);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let man = dir.path().join("man1");
+    c.run(&["manpages", man.to_str().unwrap()]).assert_ok();
+    let run = std::fs::read_to_string(man.join("codex-ctr-run.1")).expect("codex-ctr-run.1");
+    assert!(run.contains(".TH") && run.contains("health\\-cmd"), "{run}");
+    assert!(man.join("codex-ctr.1").exists());
+    assert!(
+        !man.join("codex-ctr-manpages.1").exists(),
+        "the hidden command got a page"
+    );
+}

@@ -380,6 +380,17 @@ pub enum Command {
     },
     /// The engine's version.
     Version,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (codex-ctr.1 and one per command) into a directory.
+    #[command(hide = true)]
+    Manpages {
+        /// The directory to write them into (made if missing).
+        dir: PathBuf,
+    },
     /// The host and the engine: cgroup version and driver, kernel, root, counts.
     Info,
     /// Pull an image from a registry (as `image pull`).

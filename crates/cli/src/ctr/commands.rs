@@ -196,6 +196,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "codex-ctr", &mut std::io::stdout());
+            Ok(0)
+        }
+        Command::Manpages { dir } => super::manpages::write_all(&dir),
         Command::Version => {
             println!("codex-ctr version {}", env!("CARGO_PKG_VERSION"));
             println!(

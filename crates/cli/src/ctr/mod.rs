@@ -4,6 +4,7 @@ mod args;
 mod commands;
 mod create;
 mod image;
+mod manpages;
 mod monitors;
 mod netflags;
 mod network;
