@@ -352,10 +352,7 @@ fn completions_and_man_pages_come_from_the_same_definitions_as_help() {
             "{shell}: {}",
             &o.stdout[..o.stdout.len().min(300)]
         );
-        assert!(
-            o.stdout.contains("health-cmd"),
-            "{shell} lacks run's flags"
-        );
+        assert!(o.stdout.contains("health-cmd"), "{shell} lacks run's flags");
     }
     c.run(&["completion", "tcsh"]).assert_code(125);
     let dir = tempfile::tempdir().expect("temp dir");
@@ -368,4 +365,23 @@ fn completions_and_man_pages_come_from_the_same_definitions_as_help() {
         !man.join("codex-ctr-manpages.1").exists(),
         "the hidden command got a page"
     );
+}
+
+#[test]
+fn dockers_short_forms_images_rmi_and_logs_n_work() {
+    let c = Ctr::new();
+    let long = c.run(&["image", "ls", "-q"]);
+    long.assert_ok();
+    let short = c.run(&["images", "-q"]);
+    short.assert_ok();
+    assert_eq!(short.stdout, long.stdout);
+    assert!(!short.stdout.trim().is_empty());
+    c.run(&["run", "--name", "counted", "busybox", "seq", "1", "5"])
+        .assert_ok();
+    let o = c.run(&["logs", "-n", "2", "counted"]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "4\n5\n");
+    c.run(&["rm", "counted"]).assert_ok();
+    c.run(&["rmi", "busybox"]).assert_ok();
+    assert!(c.run(&["images", "-q"]).stdout.trim().is_empty());
 }

@@ -261,7 +261,7 @@ pub enum Command {
         #[arg(short, long)]
         follow: bool,
         /// Only the last N lines (with -f: then the new ones).
-        #[arg(long)]
+        #[arg(short = 'n', long)]
         tail: Option<usize>,
         /// Only lines since a time (2026-11-23T10:00:00Z), a duration ago (10m) or
         /// Unix seconds.
@@ -397,6 +397,24 @@ pub enum Command {
     Pull(super::image::PullArgs),
     /// Store credentials for a registry in Docker's config.json (0600).
     Login(super::image::LoginArgs),
+    /// List images (as `image ls`).
+    Images {
+        /// Output format: table or json.
+        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        format: String,
+        /// Only the images' short ids, one a line.
+        #[arg(short, long)]
+        quiet: bool,
+        /// dangling=true|false, reference=PATTERN, label=KEY[=VALUE] (repeatable).
+        #[arg(short, long)]
+        filter: Vec<String>,
+    },
+    /// Remove images (as `image rm`).
+    Rmi {
+        /// Images to remove: NAME[:TAG], or an id (then every reference to it).
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
     /// Images.
     Image {
         #[command(subcommand)]

@@ -286,6 +286,22 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             format,
         } => super::monitors::events(&eng, since.as_deref(), until.as_deref(), &filter, &format),
         Command::Image { command } => super::image::image(&eng, command),
+        // Docker's short forms.
+        Command::Images {
+            format,
+            quiet,
+            filter,
+        } => super::image::image(
+            &eng,
+            super::image::ImageCommand::Ls {
+                format,
+                quiet,
+                filter,
+            },
+        ),
+        Command::Rmi { references } => {
+            super::image::image(&eng, super::image::ImageCommand::Rm { references })
+        }
         Command::Pull(a) => super::image::pull(&eng, a),
         Command::Login(a) => super::image::login(a),
         Command::Volume { command } => volume(&eng, command),
