@@ -205,7 +205,7 @@ fn bad_inputs_fail_clearly_and_leave_nothing_behind() {
         (&["run", "--rm", "nosuchimage", "true"], "nosuchimage", 125),
         (
             &["run", "--rm", "-v", "relative:dir", "busybox", "true"],
-            "volume[0]",
+            "volumes[0]",
             125,
         ),
         (

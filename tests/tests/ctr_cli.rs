@@ -385,3 +385,40 @@ fn dockers_short_forms_images_rmi_and_logs_n_work() {
     c.run(&["rmi", "busybox"]).assert_ok();
     assert!(c.run(&["images", "-q"]).stdout.trim().is_empty());
 }
+
+#[test]
+fn exec_user_names_are_resolved_from_the_containers_passwd() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "host", "busybox", "sleep", "100"])
+        .assert_ok();
+    // Control: numbers as before.
+    let o = c.run(&["exec", "-u", "65534", "host", "id", "-u"]);
+    o.assert_ok();
+    assert_eq!(o.stdout.trim(), "65534");
+    let o = c.run(&[
+        "exec",
+        "-u",
+        "nobody:root",
+        "host",
+        "sh",
+        "-c",
+        "id -u; id -g",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.lines(), ["65534", "0"], "{o:?}");
+    // A user added to the running container's own passwd is found too.
+    c.run(&[
+        "exec",
+        "host",
+        "sh",
+        "-c",
+        "echo 'app:x:1234:4321::/:/bin/sh' >> /etc/passwd",
+    ])
+    .assert_ok();
+    let o = c.run(&["exec", "-u", "app", "host", "sh", "-c", "id -u; id -g"]);
+    o.assert_ok();
+    assert_eq!(o.lines(), ["1234", "4321"], "{o:?}");
+    let o = c.run(&["exec", "-u", "www", "host", "id"]);
+    o.assert_code(125);
+    o.assert_stderr_mentions("no user \"www\"");
+}

@@ -597,6 +597,26 @@ impl Engine {
     /// (its stdin too with `req.interactive`; with `req.tty`, this process is the
     /// terminal's proxy). Returns its exit code.
     ///
+    /// `exec -u`: numbers as given; names (`www`, `www:staff`) from the running
+    /// container's own /etc/passwd and /etc/group, read through its merged root.
+    fn exec_user(&self, id: &str, user: &str) -> Result<String> {
+        if user.split(':').all(|p| p.parse::<u32>().is_ok()) {
+            return Ok(user.to_string());
+        }
+        let dir = self.container_dir(id)?;
+        let roots = if dir.join("lowers").exists() {
+            vec![dir.join(ROOTFS_DIR)]
+        } else {
+            Vec::new() // minimal isolation: the host's root, refused for names
+        };
+        let mut cfg = ContainerConfig {
+            user: Some(user.to_string()),
+            ..Default::default()
+        };
+        crate::image::resolve_named_user(&roots, &mut cfg)?;
+        Ok(cfg.user.unwrap_or_default())
+    }
+
     /// Forks: the calling process must be single-threaded (the CLI is).
     pub fn exec(&self, reference: &str, req: &ExecRequest) -> Result<i32> {
         let (args, env, cwd, user) = (&req.args, &req.env, req.cwd.as_deref(), req.user.as_deref());
@@ -630,6 +650,7 @@ impl Engine {
             p.set_cwd(PathBuf::from(d));
         }
         if let Some(u) = user {
+            let u = &self.exec_user(&rec.id, u)?;
             let mut parts = u.split(':').map(|x| x.parse::<u32>());
             let uid = parts
                 .next()

@@ -321,7 +321,7 @@ pub enum Command {
         /// The command's working directory (default: the container's).
         #[arg(short = 'w', long = "workdir")]
         workdir: Option<String>,
-        /// Run the command as UID[:GID] (default: the container's user).
+        /// Run the command as USER[:GROUP], names from the container's /etc/passwd or numbers (default: the container's user).
         #[arg(short, long)]
         user: Option<String>,
         /// The running container (name or id).

@@ -45,7 +45,7 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
     }
     let mut volumes = Vec::new();
     for (i, v) in a.volume.iter().enumerate() {
-        volumes.push(Volume::parse(&format!("volume[{i}]"), v)?);
+        volumes.push(Volume::parse(&format!("volumes[{i}]"), v)?);
     }
     for t in &a.tmpfs {
         volumes.push(Volume {
