@@ -422,3 +422,17 @@ fn exec_user_names_are_resolved_from_the_containers_passwd() {
     o.assert_code(125);
     o.assert_stderr_mentions("no user \"www\"");
 }
+
+#[test]
+fn image_sizes_are_for_people_in_tables_and_bytes_in_json() {
+    let c = Ctr::new();
+    let json = c.run(&["image", "ls", "--format", "json"]);
+    json.assert_ok();
+    let bytes = json.json()[0]["size"].as_u64().expect("size in bytes");
+    assert!(bytes > 1024 * 1024, "{bytes}");
+    let table = c.run(&["image", "ls"]);
+    table.assert_ok();
+    let row = table.lines()[1].to_string();
+    assert!(row.ends_with("MiB"), "{row}");
+    assert!(!row.contains(&bytes.to_string()), "{row}");
+}

@@ -654,7 +654,8 @@ fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Resul
     }
 }
 
-fn human(b: u64) -> String {
+/// Bytes for a person: `2.0MiB` (tables; JSON keeps bytes).
+pub(super) fn human(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut i = 0;
