@@ -436,3 +436,59 @@ fn image_sizes_are_for_people_in_tables_and_bytes_in_json() {
     assert!(row.ends_with("MiB"), "{row}");
     assert!(!row.contains(&bytes.to_string()), "{row}");
 }
+
+#[test]
+fn system_prune_removes_what_nothing_uses_and_keeps_what_runs() {
+    let c = Ctr::new();
+    c.run(&["network", "create", "idle-net"]).assert_ok();
+    c.run(&["network", "create", "busy-net"]).assert_ok();
+    c.run(&[
+        "run",
+        "--name",
+        "done",
+        "-v",
+        "old-data:/d",
+        "busybox",
+        "true",
+    ])
+    .assert_ok();
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "alive",
+        "--network",
+        "busy-net",
+        "-v",
+        "live-data:/d",
+        "busybox",
+        "sleep",
+        "100",
+    ])
+    .assert_ok();
+    let o = c.run(&["system", "prune"]);
+    o.assert_ok();
+    assert!(o.stdout.contains("Deleted container: done"), "{o:?}");
+    assert!(o.stdout.contains("Deleted network: idle-net"), "{o:?}");
+    let names = c.run(&["ps", "-a", "--format", "json"]).json();
+    assert_eq!(names.as_array().map(Vec::len), Some(1), "{names}");
+    assert!(c.run(&["network", "ls", "-q"]).stdout.contains("busy-net"));
+    // Volumes only with --volumes; images in use stay even with -a.
+    assert!(c.run(&["volume", "ls", "-q"]).stdout.contains("old-data"));
+    let o = c.run(&["system", "prune", "-a", "--volumes"]);
+    o.assert_ok();
+    assert!(o.stdout.contains("Deleted volume: old-data"), "{o:?}");
+    let vols = c.run(&["volume", "ls", "-q"]).stdout;
+    assert!(
+        vols.contains("live-data") && !vols.contains("old-data"),
+        "{vols}"
+    );
+    assert!(
+        !c.run(&["images", "-q"]).stdout.trim().is_empty(),
+        "the running container's image went"
+    );
+    // Once nothing runs, -a takes the image too.
+    c.run(&["rm", "-f", "alive"]).assert_ok();
+    c.run(&["system", "prune", "-a"]).assert_ok();
+    assert!(c.run(&["images", "-q"]).stdout.trim().is_empty());
+}

@@ -430,6 +430,25 @@ pub enum Command {
         #[command(subcommand)]
         command: NetworkCommand,
     },
+    /// The engine as a whole.
+    System {
+        #[command(subcommand)]
+        command: SystemCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SystemCommand {
+    /// Remove stopped containers, networks no container is on, and dangling images
+    /// (-a: every image no container uses; --volumes: volumes no container mounts).
+    Prune {
+        /// Every image no container uses, not only dangling ones.
+        #[arg(short, long)]
+        all: bool,
+        /// Also volumes no container mounts.
+        #[arg(long)]
+        volumes: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,7 @@ use codex_engine::logread::{parse_since, Followed, LogQuery};
 use codex_engine::registry::{default_root, ContainerRecord, ContainerStatus};
 use codex_engine::supervisor::logs::LogLine;
 
-use super::args::{Cli, Command, CreateArgs, VolumeCommand};
+use super::args::{Cli, Command, CreateArgs, SystemCommand, VolumeCommand};
 use super::create::config_from;
 use crate::oci::commands::print_table;
 
@@ -170,6 +170,30 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Prune => {
             for name in eng.prune()? {
                 println!("{name}");
+            }
+            Ok(0)
+        }
+        Command::System {
+            command: SystemCommand::Prune { all, volumes },
+        } => {
+            // Containers first: what they held (networks, images, volumes) is then free.
+            for name in eng.prune()? {
+                println!("Deleted container: {name}");
+            }
+            for n in eng.prune_networks(&[])? {
+                println!("Deleted network: {}", n.name);
+            }
+            if volumes {
+                for v in eng.prune_volumes()? {
+                    println!("Deleted volume: {v}");
+                }
+            }
+            let removal = eng.prune_images(all)?;
+            for r in &removal.untagged {
+                println!("Untagged: {r}");
+            }
+            for d in &removal.deleted {
+                println!("Deleted image: sha256:{d}");
             }
             Ok(0)
         }
