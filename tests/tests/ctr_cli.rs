@@ -492,3 +492,35 @@ fn system_prune_removes_what_nothing_uses_and_keeps_what_runs() {
     c.run(&["system", "prune", "-a"]).assert_ok();
     assert!(c.run(&["images", "-q"]).stdout.trim().is_empty());
 }
+
+#[test]
+fn rename_changes_the_name_everywhere_and_refuses_a_taken_or_bad_one() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "before", "busybox", "sleep", "100"])
+        .assert_ok();
+    c.run(&["create", "--name", "taken", "busybox", "true"])
+        .assert_ok();
+    let id = c.inspect("before")["id"].as_str().expect("id").to_string();
+    c.run(&["rename", "before", "after"]).assert_ok();
+    assert_eq!(c.inspect("after")["id"], id.as_str());
+    assert_eq!(c.inspect("after")["status"], "running");
+    c.run(&["inspect", "before"]).assert_code(125);
+    let ps = c.run(&["ps", "--format", "json"]).json();
+    assert_eq!(ps[0]["name"], "after", "{ps}");
+    // Refusals name the problem and change nothing.
+    let o = c.run(&["rename", "after", "taken"]);
+    o.assert_code(125);
+    o.assert_stderr_mentions("taken");
+    let o = c.run(&["rename", "after", "no/slashes"]);
+    o.assert_code(125);
+    o.assert_stderr_mentions("no/slashes");
+    assert_eq!(c.inspect("after")["id"], id.as_str());
+    // It stops and is removed under its new name; the event says what it was.
+    c.run(&["stop", "-t", "0", "after"]).assert_ok();
+    let ev = c.run(&["events", "--until", "0s", "--format", "json"]);
+    assert!(
+        ev.stdout.contains("\"rename\"") && ev.stdout.contains("before"),
+        "{ev:?}"
+    );
+    c.run(&["rm", "after"]).assert_ok();
+}

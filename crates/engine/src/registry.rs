@@ -21,6 +21,7 @@ mod index;
 mod names;
 mod reconcile;
 mod record;
+mod rename;
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -161,6 +161,21 @@ impl Engine {
         Ok(true)
     }
 
+    /// `rename`: the container named by `reference` is called `new` from now on (also
+    /// while it runs). Peers on its networks see the new name in their hosts files from
+    /// their next start.
+    pub fn rename(&self, reference: &str, new: &str) -> Result<ContainerRecord> {
+        let rec = self.get(reference)?;
+        let renamed = self.registry.rename_container(&rec.id, new)?;
+        crate::events::emit_about(
+            self.root(),
+            &renamed,
+            "rename",
+            &[("old_name", rec.name.clone())],
+        );
+        Ok(renamed)
+    }
+
     /// Removes every container that is not running; returns their names.
     pub fn prune(&self) -> Result<Vec<String>> {
         let mut removed = Vec::new();

@@ -350,6 +350,13 @@ pub enum Command {
     },
     /// Remove every container that is not running.
     Prune,
+    /// Give a container a new name (also while it runs).
+    Rename {
+        /// The container (name or id).
+        container: String,
+        /// Its new name.
+        new_name: String,
+    },
     /// A container's state as JSON, or (--rootfs) a tar of its filesystem.
     Export {
         /// Write to this file (default: stdout).

@@ -167,6 +167,13 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Rename {
+            container,
+            new_name,
+        } => {
+            eng.rename(&container, &new_name)?;
+            Ok(0)
+        }
         Command::Prune => {
             for name in eng.prune()? {
                 println!("{name}");
