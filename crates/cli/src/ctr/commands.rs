@@ -5,15 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use codex_engine::config::ContainerConfig;
-use codex_engine::engine::{Engine, ExecRequest, LogFollow};
-use codex_engine::logread::{parse_since, Followed, LogQuery};
-use codex_engine::registry::{default_root, ContainerRecord, ContainerStatus};
+use codex_engine::engine::{Engine, ExecRequest};
+use codex_engine::logread::{parse_since, LogQuery};
+use codex_engine::registry::{default_root, ContainerRecord};
 use codex_engine::supervisor::logs::LogLine;
 
-use super::args::{Cli, Command, CreateArgs, SystemCommand, VolumeCommand};
+use super::args::{Cli, Command, SystemCommand};
 use super::create::config_from;
-use crate::oci::commands::print_table;
 
 fn engine(root: Option<PathBuf>) -> Result<Engine> {
     let root = root.unwrap_or_else(default_root);
@@ -25,7 +23,7 @@ fn engine(root: Option<PathBuf>) -> Result<Engine> {
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let eng = engine(cli.root)?;
     match cli.command {
-        Command::Run { create, detach } => run(&eng, &create, detach),
+        Command::Run { create, detach } => super::attach::run(&eng, &create, detach),
         Command::Create(a) => {
             let rec = eng.create(config_from(&a)?)?;
             println!("{}", rec.id);
@@ -54,7 +52,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                     bail!("start -a takes exactly one container");
                 };
                 let rec = eng.get(c)?;
-                return attach_and_start(&eng, &rec.id, false);
+                return super::attach::attach_and_start(&eng, &rec.id, false);
             }
             each(&containers, |c| {
                 let rec = eng.start(c)?;
@@ -91,7 +89,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             filter,
             quiet,
             format,
-        } => ps(&eng, all, &filter, quiet, &format),
+        } => super::listing::ps(&eng, all, &filter, quiet, &format),
         Command::Restart { time, containers } => each(&containers, |c| {
             let rec = eng.get(c)?;
             let timeout = time.or_else(|| stop_timeout(&rec)).unwrap_or(10);
@@ -132,7 +130,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             no_stream,
             format,
             containers,
-        } => stats(&eng, &containers, &format, no_stream),
+        } => super::listing::stats(&eng, &containers, &format, no_stream),
         Command::Cp {
             source,
             destination,
@@ -278,7 +276,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 return Ok(0);
             }
             let mut f = eng.follow_logs(&container, query)?;
-            while let Some(lines) = next_lines(&mut f, Duration::from_secs(1))? {
+            while let Some(lines) = super::attach::next_lines(&mut f, Duration::from_secs(1))? {
                 for l in &lines {
                     print_log(l, timestamps)?;
                 }
@@ -335,12 +333,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Pull(a) => super::image::pull(&eng, a),
         Command::Login(a) => super::image::login(a),
-        Command::Volume { command } => volume(&eng, command),
+        Command::Volume { command } => super::listing::volume(&eng, command),
         Command::Network { command } => super::network::network(&eng, command),
     }
 }
 
-fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
+pub(super) fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
     let line = if timestamps {
         format!("{} {}", l.time, l.log)
     } else {
@@ -355,7 +353,7 @@ fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
 
 /// The exit code the supervisor records for a container stopped by `--timeout`
 /// (timeout(1)'s).
-const TIMED_OUT: i32 = 124;
+pub(super) const TIMED_OUT: i32 = 124;
 
 /// Runs `f` for every name, reporting each failure and going on with the rest; 125
 /// when any failed.
@@ -380,323 +378,4 @@ pub(super) fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> R
 
 fn stop_timeout(rec: &ContainerRecord) -> Option<u64> {
     rec.config.get("stop_timeout").and_then(|v| v.as_u64())
-}
-
-/// `run`: create + start; attached, it streams the log and exits with the container's
-/// code (signals to `run` are passed to the container).
-fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
-    let mut config = config_from(a)?;
-    // Attached, this command removes the container itself once it has its exit code;
-    // the supervisor removes only detached ones.
-    config.auto_remove = a.rm && detach;
-    let rec = eng.create(config)?;
-    if detach {
-        if let Err(e) = eng.start(&rec.id) {
-            if a.rm {
-                let _ = eng.remove(&rec.id, true, true);
-            }
-            return Err(e.into());
-        }
-        println!("{}", rec.id);
-        return Ok(0);
-    }
-    attach_and_start(eng, &rec.id, a.rm)
-}
-
-/// Starts a container and streams its output until it ends; signals to this command
-/// go to the container; returns its exit code. With `remove`, the container is removed
-/// at the end (or when it could not start).
-fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
-    let forward = forward_signals()?;
-    // Opened before the start, showing nothing older: no early line is missed.
-    let mut follow = eng.follow_logs(
-        id,
-        LogQuery {
-            tail: Some(0),
-            ..Default::default()
-        },
-    )?;
-    if let Err(e) = eng.start(id) {
-        if remove {
-            let _ = eng.remove(id, true, true);
-        }
-        return Err(e.into());
-    }
-    loop {
-        match follow.poll(Duration::from_millis(50))? {
-            Followed::Lines(lines) => {
-                if let Err(e) = lines.iter().try_for_each(|l| print_log(l, false)) {
-                    return reader_gone(eng, id, remove, e);
-                }
-            }
-            Followed::Idle => {}
-            Followed::Ended => break,
-        }
-        if let Some(sig) = forward.pending() {
-            let _ = eng.kill(id, sig);
-        }
-    }
-    let rec = eng.get(id)?;
-    if rec.exit_code == Some(TIMED_OUT) {
-        // Otherwise a timeout looks like the program's own failure.
-        let why = rec.error.as_deref().unwrap_or("timed out");
-        eprintln!("codex-ctr: {}: {why} (--timeout): stopped", rec.name);
-    }
-    if remove {
-        eng.remove(id, true, true)?;
-    }
-    match rec.exit_code {
-        Some(code) => Ok(code),
-        None => bail!(
-            "the exit code is unknown: {}",
-            rec.error.as_deref().unwrap_or("no exit was recorded")
-        ),
-    }
-}
-
-/// The attached output's reader went away (`run ... | head -1`): the command ends as a
-/// pipeline member does (141, 128 + SIGPIPE) and the container runs on, its output going
-/// to its log; with `--rm` its supervisor removes it when it ends, as for `run -d --rm`.
-fn reader_gone(eng: &Engine, id: &str, remove: bool, e: std::io::Error) -> Result<i32> {
-    if e.kind() != std::io::ErrorKind::BrokenPipe {
-        return Err(anyhow::Error::new(e).context("writing the container's output"));
-    }
-    if remove {
-        eng.remove_when_ended(id)?;
-    }
-    Ok(128 + libc::SIGPIPE)
-}
-
-/// The next lines of a followed log, or None when the container has ended.
-fn next_lines(f: &mut LogFollow, wait: Duration) -> Result<Option<Vec<LogLine>>> {
-    loop {
-        match f.poll(wait)? {
-            Followed::Lines(l) => return Ok(Some(l)),
-            Followed::Idle => {}
-            Followed::Ended => return Ok(None),
-        }
-    }
-}
-
-/// SIGINT/SIGTERM/SIGHUP/SIGQUIT to `run` are passed on to the container.
-struct Forward(nix::sys::signalfd::SignalFd);
-
-fn forward_signals() -> Result<Forward> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        set.add(s);
-    }
-    set.thread_block()?;
-    let fd = nix::sys::signalfd::SignalFd::with_flags(
-        &set,
-        nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
-    )?;
-    Ok(Forward(fd))
-}
-
-impl Forward {
-    fn pending(&self) -> Option<i32> {
-        self.0
-            .read_signal()
-            .ok()
-            .flatten()
-            .map(|i| i.ssi_signo as i32)
-    }
-}
-
-/// `name=`, `id=` (prefix), `status=`, `label=KEY[=VALUE]`.
-fn matches_filter(r: &ContainerRecord, f: &str) -> Result<bool> {
-    let (k, v) = f
-        .split_once('=')
-        .with_context(|| format!("--filter {f:?}: expected KEY=VALUE"))?;
-    Ok(match k {
-        "name" => r.name.contains(v),
-        "id" => r.id.starts_with(v),
-        "status" => {
-            let want: ContainerStatus = v.parse()?;
-            r.status == want
-        }
-        "label" => match v.split_once('=') {
-            Some((lk, lv)) => r.labels.get(lk).is_some_and(|x| x == lv),
-            None => r.labels.contains_key(v),
-        },
-        _ => bail!("--filter {f:?}: unknown key {k:?} (name, id, status, label)"),
-    })
-}
-
-fn ps(eng: &Engine, all: bool, filters: &[String], quiet: bool, format: &str) -> Result<i32> {
-    let mut recs = Vec::new();
-    for r in eng.list()? {
-        let live = matches!(
-            r.status,
-            ContainerStatus::Running | ContainerStatus::Paused | ContainerStatus::Restarting
-        );
-        let mut ok = all || !filters.is_empty() || live;
-        for f in filters {
-            ok = ok && matches_filter(&r, f)?;
-        }
-        if ok {
-            recs.push(r);
-        }
-    }
-    if quiet {
-        for r in &recs {
-            println!("{}", &r.id[..12]);
-        }
-    } else if format == "json" {
-        let mut all = eng.published_ports().unwrap_or_default();
-        let mut out = Vec::new();
-        for r in &recs {
-            let mut v = serde_json::to_value(r)?;
-            v["ports"] = serde_json::to_value(all.remove(&r.id).unwrap_or_default())?;
-            out.push(v);
-        }
-        println!("{}", serde_json::to_string(&out)?);
-    } else {
-        let ports = super::ports::column(eng).unwrap_or_default();
-        let mut rows = vec![[
-            "ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "PORTS", "COMMAND",
-        ]
-        .map(String::from)
-        .to_vec()];
-        for r in &recs {
-            let cmd: Vec<String> = serde_json::from_value::<ContainerConfig>(r.config.clone())
-                .map(|c| c.argv())
-                .unwrap_or_default();
-            rows.push(vec![
-                r.id[..12].to_string(),
-                r.name.clone(),
-                r.status.to_string(),
-                r.health
-                    .as_ref()
-                    .map_or_else(|| "-".to_string(), |h| h.status.to_string()),
-                r.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                r.restart_count.to_string(),
-                r.created.clone(),
-                ports.get(&r.id).cloned().unwrap_or_default(),
-                cmd.join(" "),
-            ]);
-        }
-        print_table(&rows);
-    }
-    Ok(0)
-}
-
-fn volume(eng: &Engine, cmd: VolumeCommand) -> Result<i32> {
-    match cmd {
-        VolumeCommand::Create { name } => {
-            println!("{}", eng.create_volume(&name)?.name);
-            Ok(0)
-        }
-        VolumeCommand::Ls { quiet, format } => {
-            let vols = eng.volumes()?;
-            if quiet {
-                vols.iter().for_each(|v| println!("{}", v.record.name));
-            } else if format == "json" {
-                println!("{}", serde_json::to_string(&vols)?);
-            } else {
-                let mut rows = vec![["NAME", "CREATED", "USED BY", "MOUNTPOINT"]
-                    .map(String::from)
-                    .to_vec()];
-                for v in &vols {
-                    rows.push(vec![
-                        v.record.name.clone(),
-                        v.record.created.clone(),
-                        v.used_by.join(","),
-                        v.mountpoint.display().to_string(),
-                    ]);
-                }
-                print_table(&rows);
-            }
-            Ok(0)
-        }
-        VolumeCommand::Inspect { name } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&eng.inspect_volume(&name)?)?
-            );
-            Ok(0)
-        }
-        VolumeCommand::Rm { names } => each(&names, |n| {
-            eng.remove_volume(n)?;
-            println!("{n}");
-            Ok(())
-        }),
-        VolumeCommand::Prune => {
-            for n in eng.prune_volumes()? {
-                println!("{n}");
-            }
-            Ok(0)
-        }
-    }
-}
-
-/// `stats`: once with `--no-stream`, else a refreshed table every window until
-/// interrupted (JSON: one array per line).
-fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Result<i32> {
-    loop {
-        let usage = eng.usage(names, codex_engine::usage::WINDOW)?;
-        if format == "json" {
-            println!("{}", serde_json::to_string(&usage)?);
-        } else {
-            // On a terminal, clear it and go home as `top` does; into a pipe or file,
-            // successive plain tables (escape codes there are garbage to a reader).
-            if !no_stream && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-                print!("\x1b[2J\x1b[H");
-            }
-            let header = [
-                "ID",
-                "NAME",
-                "CPU %",
-                "MEM USAGE / LIMIT",
-                "MEM %",
-                "PIDS",
-                "BLOCK I/O",
-                "NET I/O",
-            ];
-            let mut rows = vec![header.map(String::from).to_vec()];
-            for u in &usage {
-                rows.push(vec![
-                    u.id[..12].to_string(),
-                    u.name.clone(),
-                    format!("{:.2}%", u.cpu_percent),
-                    format!("{} / {}", human(u.memory_usage), human(u.memory_limit)),
-                    format!("{:.2}%", u.memory_percent),
-                    u.pids.to_string(),
-                    format!("{} / {}", human(u.block_read), human(u.block_write)),
-                    u.network
-                        .map(|n| format!("{} / {}", human(n.rx_bytes), human(n.tx_bytes)))
-                        .unwrap_or_else(|| "-".into()),
-                ]);
-            }
-            print_table(&rows);
-        }
-        if no_stream {
-            return Ok(0);
-        }
-        use std::io::Write;
-        std::io::stdout().flush()?;
-    }
-}
-
-/// Bytes for a person: `2.0MiB` (tables; JSON keeps bytes).
-pub(super) fn human(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i < UNITS.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b}B")
-    } else {
-        format!("{v:.1}{}", UNITS[i])
-    }
 }

@@ -268,7 +268,7 @@ pub fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
                         tag,
                         i.short_id().to_string(),
                         i.created.clone(),
-                        super::commands::human(i.size),
+                        super::listing::human(i.size),
                     ]);
                 }
             }

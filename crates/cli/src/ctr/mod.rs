@@ -1,9 +1,11 @@
 //! `codex-ctr`: Docker-like commands over codex-engine. Parse, call, print.
 
 mod args;
+mod attach;
 mod commands;
 mod create;
 mod image;
+mod listing;
 mod manpages;
 mod monitors;
 mod netflags;
