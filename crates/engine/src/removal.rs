@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::ContainerConfig;
 use crate::engine::{is_live, starting, Engine};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerRecord, ContainerStatus};
 use crate::volume;
 
@@ -117,8 +117,19 @@ impl Engine {
         loop {
             match rt.delete(id, true) {
                 Ok(_) => return Ok(()),
-                // Nothing (left) to delete.
-                Err(_) if rt.load(id).is_err() => return Ok(()),
+                // Nothing (left) to delete, or a directory without a loadable state: the
+                // removal is claimed, so no supervisor is creating it, and what is left
+                // is no container (seen once under load: `rm -f` succeeded and left
+                // `runtime/<id>` behind).
+                Err(_) if rt.load(id).is_err() => {
+                    let dir = rt.root().join(id);
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            return Err(e).ctx(|| format!("removing {}", dir.display()));
+                        }
+                    }
+                    return Ok(());
+                }
                 Err(e) if Instant::now() >= end => return Err(e.into()),
                 Err(_) => std::thread::sleep(Duration::from_millis(20)),
             }
