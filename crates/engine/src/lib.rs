@@ -13,6 +13,7 @@ pub mod copy;
 pub mod engine;
 pub mod error;
 pub mod events;
+mod exec;
 pub mod health;
 pub mod image;
 mod image_api;
