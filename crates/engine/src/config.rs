@@ -248,6 +248,14 @@ pub struct ContainerConfig {
     /// runs it again (`--restart-on-unhealthy`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_on_unhealthy: bool,
+    /// A terminal for its process (`-t`): its output is the terminal's (one stream,
+    /// in the log as stdout), and `attach` types into it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// Its stdin stays open for the attached `run` that created it (`-i`); without
+    /// it, stdin is /dev/null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 impl ContainerConfig {

@@ -93,6 +93,10 @@ pub fn spec_value(
         ));
     }
     let mut env = vec![DEFAULT_PATH.to_string()];
+    if config.tty {
+        // What a terminal program needs to know what it draws on (Docker's value).
+        env.push("TERM=xterm".to_string());
+    }
     for e in image_env.iter().chain(&config.env) {
         let key = e.split('=').next().unwrap_or_default();
         env.retain(|x| x.split('=').next() != Some(key));
@@ -107,7 +111,7 @@ pub fn spec_value(
         None => (0, 0),
     };
     let mut process = json!({
-        "terminal": false,
+        "terminal": config.tty,
         "user": {"uid": uid, "gid": gid},
         "args": argv,
         "env": env,

@@ -16,6 +16,12 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct CreateArgs {
+    /// Keep stdin open: the attached `run` passes its stdin to the container.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the container a terminal (its output is the terminal's; `attach` types into it).
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// The container's name (a value that starts with '-' is taken, and refused by name).
     #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
@@ -296,6 +302,12 @@ pub enum Command {
         time: Option<u64>,
         /// Containers to restart (names or ids).
         containers: Vec<String>,
+    },
+    /// Connect to a running container: its output from now on, and its terminal
+    /// (typing, resizes) when it has one (-t); Ctrl-P Ctrl-Q detaches.
+    Attach {
+        /// The running container (name or id).
+        container: String,
     },
     /// Freeze every process of containers.
     Pause {

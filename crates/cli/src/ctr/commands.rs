@@ -60,6 +60,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 Ok(())
             })
         }
+        Command::Attach { container } => super::attach::attach(&eng, &container),
         Command::Stop { time, containers } => each(&containers, |c| {
             let rec = eng.get(c)?;
             let timeout = time.or_else(|| stop_timeout(&rec)).unwrap_or(10);
@@ -344,10 +345,18 @@ pub(super) fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
     } else {
         l.log.clone()
     };
+    // A partial record (a terminal's prompt) continues on the same line, and must be
+    // seen now, not when a newline comes.
+    let end = if l.partial { "" } else { "\n" };
     if l.stream == "stderr" {
-        writeln!(std::io::stderr().lock(), "{line}")
+        write!(std::io::stderr().lock(), "{line}{end}")
     } else {
-        writeln!(std::io::stdout().lock(), "{line}")
+        let mut out = std::io::stdout().lock();
+        write!(out, "{line}{end}")?;
+        if l.partial {
+            out.flush()?;
+        }
+        Ok(())
     }
 }
 

@@ -134,6 +134,8 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .unwrap_or_default(),
         health: health_from(a)?,
         restart_on_unhealthy: a.restart_on_unhealthy,
+        tty: a.tty,
+        interactive: a.interactive,
     })
 }
 
