@@ -12,6 +12,7 @@ use crate::network::mode::{AddHost, NetworkMode};
 use crate::restart::RestartPolicy;
 
 mod parse;
+pub mod security;
 use parse::valid_env_key;
 pub use parse::{
     parse_cpus, parse_device_rates, parse_duration_secs, parse_duration_secs_or_zero,
@@ -256,6 +257,10 @@ pub struct ContainerConfig {
     /// it, stdin is /dev/null.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interactive: bool,
+    /// Capabilities, `--privileged`, `--read-only`, `--security-opt`, `--ulimit`,
+    /// `--shm-size`, `--device` (see `config::security`).
+    #[serde(default, skip_serializing_if = "security::Security::is_default")]
+    pub security: security::Security,
 }
 
 impl ContainerConfig {

@@ -11,6 +11,8 @@ use crate::config::{ContainerConfig, Isolation, VolumeSource};
 use crate::error::{Error, Result};
 use crate::network::{self, NetworkMode};
 
+mod security;
+
 /// The spec annotation that names the container's network mode.
 pub const NETWORK_ANNOTATION: &str = "io.github.codex-ctr.network";
 
@@ -212,6 +214,7 @@ pub fn spec_value(
             None => spec["mounts"] = json!([m]),
         }
     }
+    security::apply(config, &mut spec)?;
     // Type-check against the runtime's own parser: a profile bug is caught here.
     let text = serde_json::to_vec(&spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
     codex_runtime::spec::parse_spec(&text)?;

@@ -157,6 +157,9 @@ pub struct CreateArgs {
     /// -p, -P, --expose (netflags.rs).
     #[command(flatten)]
     pub net: super::netflags::NetFlags,
+    /// --cap-add, --privileged, --read-only, --security-opt, ... (secflags.rs).
+    #[command(flatten)]
+    pub sec: super::secflags::SecurityFlags,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(
         trailing_var_arg = true,

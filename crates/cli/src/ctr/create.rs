@@ -136,6 +136,7 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         restart_on_unhealthy: a.restart_on_unhealthy,
         tty: a.tty,
         interactive: a.interactive,
+        security: a.sec.security()?,
     })
 }
 

@@ -11,6 +11,7 @@ mod monitors;
 mod netflags;
 mod network;
 mod ports;
+mod secflags;
 mod terminal;
 
 use clap::Parser;
