@@ -524,3 +524,55 @@ fn rename_changes_the_name_everywhere_and_refuses_a_taken_or_bad_one() {
     );
     c.run(&["rm", "after"]).assert_ok();
 }
+
+#[test]
+fn inspect_and_ps_take_docker_style_templates() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "tmpl",
+        "-l",
+        "app=web",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .assert_ok();
+    let o = c.run(&[
+        "inspect",
+        "-f",
+        r#"{{.State.Status}}|{{.Name}}|{{index .Config.Labels "app"}}|{{json .Config.Command}}"#,
+        "tmpl",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "running|tmpl|web|[\"sleep\",\"60\"]\n", "{o:?}");
+    let o = c.run(&["ps", "--format", "{{.Names}} {{.Status}} {{.Labels}}"]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "tmpl running app=web\n", "{o:?}");
+    let o = c.run(&["ps", "--format", "table {{.Names}}\t{{.Command}}"]);
+    o.assert_ok();
+    let lines: Vec<Vec<&str>> = o
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [vec!["NAMES", "COMMAND"], vec!["tmpl", "sleep", "60"]],
+        "{o:?}"
+    );
+    // Several containers: one line each; a missing one is an error after the others.
+    let o = c.run(&["inspect", "-f", "{{.Name}}", "tmpl", "nosuch"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert_eq!(o.stdout, "tmpl\n", "{o:?}");
+    assert!(o.stderr.contains("nosuch"), "{o:?}");
+    // A template that cannot parse is refused by name, before anything prints.
+    let o = c.run(&["inspect", "-f", "{{if .Name}}", "tmpl"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("format"), "{o:?}");
+    c.run(&["rm", "-f", "tmpl"]).assert_ok();
+}

@@ -242,8 +242,8 @@ pub enum Command {
         /// Only the containers' short ids, one a line.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format: table or json.
-        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        /// table, json, a template ('{{.Names}} {{.Status}}') or 'table TEMPLATE' (with a header).
+        #[arg(long, default_value = "table")]
         format: String,
     },
     /// A container's published ports (or the host address of one of them).
@@ -258,8 +258,12 @@ pub enum Command {
         /// Print the OCI runtime spec made for the container instead of its record.
         #[arg(long)]
         spec: bool,
-        /// The container (name or id).
-        container: String,
+        /// A template per container ('{{.State.Status}}', '{{json .Config}}'), or json.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// The containers (names or ids): one prints its object, several an array.
+        #[arg(required = true)]
+        containers: Vec<String>,
     },
     /// A container's output.
     Logs {

@@ -246,15 +246,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Port { container, port } => super::ports::port(&eng, &container, port.as_deref()),
-        Command::Inspect { spec, container } => {
-            let v = if spec {
-                eng.spec(&container)?
-            } else {
-                eng.inspect(&container)?
-            };
-            println!("{}", serde_json::to_string_pretty(&v)?);
-            Ok(0)
-        }
+        Command::Inspect {
+            spec,
+            format,
+            containers,
+        } => super::listing::inspect(&eng, spec, format.as_deref(), &containers),
         Command::Logs {
             timestamps,
             follow,

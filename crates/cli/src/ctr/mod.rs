@@ -12,6 +12,7 @@ mod netflags;
 mod network;
 mod ports;
 mod secflags;
+mod template;
 mod terminal;
 
 use clap::Parser;
