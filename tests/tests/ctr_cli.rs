@@ -576,3 +576,43 @@ fn inspect_and_ps_take_docker_style_templates() {
     assert!(o.stderr.contains("format"), "{o:?}");
     c.run(&["rm", "-f", "tmpl"]).assert_ok();
 }
+
+#[test]
+fn init_runs_in_front_of_the_command_and_passes_the_stop_signal_on() {
+    if !std::path::Path::new("/usr/bin/tini-static").exists() {
+        skip("--init: /usr/bin/tini-static is missing (apt-get install -y tini)");
+        return;
+    }
+    let c = Ctr::new();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $$; tr '\\0' ' ' < /proc/1/cmdline",
+    ]);
+    o.assert_ok();
+    let mut lines = o.stdout.lines();
+    assert_ne!(lines.next(), Some("1"), "the command is not PID 1: {o:?}");
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("/dev/init -- sh")),
+        "{o:?}"
+    );
+    // A shell as PID 1 has no SIGTERM handler: stop must kill it (137). Behind the
+    // init it gets the SIGTERM and dies of it (143), well inside the timeout.
+    for (flags, want) in [(&[][..], 137), (&["--init"][..], 143)] {
+        let mut args = vec!["run", "-d", "--name", "svc", "--network", "none"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "sh", "-c", "sleep 300"]);
+        c.run(&args).assert_ok();
+        c.run(&["stop", "-t", "2", "svc"]).assert_ok();
+        assert_eq!(c.inspect("svc")["exit_code"], want, "{flags:?}");
+        c.run(&["rm", "svc"]).assert_ok();
+    }
+}

@@ -261,6 +261,10 @@ pub struct ContainerConfig {
     /// `--shm-size`, `--device` (see `config::security`).
     #[serde(default, skip_serializing_if = "security::Security::is_default")]
     pub security: security::Security,
+    /// A small init as PID 1 (`--init`): it passes signals on to the command and reaps
+    /// orphans, so a shell's `stop` is not a wait for SIGKILL (see `profile::init`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 impl ContainerConfig {

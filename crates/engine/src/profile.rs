@@ -11,6 +11,7 @@ use crate::config::{ContainerConfig, Isolation, VolumeSource};
 use crate::error::{Error, Result};
 use crate::network::{self, NetworkMode};
 
+mod init;
 mod security;
 
 /// The spec annotation that names the container's network mode.
@@ -215,6 +216,9 @@ pub fn spec_value(
         }
     }
     security::apply(config, &mut spec)?;
+    if config.init {
+        init::apply(config, &mut spec)?;
+    }
     // Type-check against the runtime's own parser: a profile bug is caught here.
     let text = serde_json::to_vec(&spec).map_err(|e| Error::invalid("spec", e.to_string()))?;
     codex_runtime::spec::parse_spec(&text)?;

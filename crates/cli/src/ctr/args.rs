@@ -22,6 +22,9 @@ pub struct CreateArgs {
     /// Give the container a terminal (its output is the terminal's; `attach` types into it).
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Run a small init (the host's tini-static) as PID 1: it passes signals on and reaps orphans.
+    #[arg(long)]
+    pub init: bool,
     /// The container's name (a value that starts with '-' is taken, and refused by name).
     #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,

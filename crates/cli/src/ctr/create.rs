@@ -137,6 +137,7 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         tty: a.tty,
         interactive: a.interactive,
         security: a.sec.security()?,
+        init: a.init,
     })
 }
 
