@@ -616,3 +616,84 @@ fn init_runs_in_front_of_the_command_and_passes_the_stop_signal_on() {
         c.run(&["rm", "svc"]).assert_ok();
     }
 }
+
+#[test]
+fn top_update_system_df_and_the_container_group() {
+    let c = Ctr::new();
+    let labels = c.root.with_file_name("labels");
+    std::fs::write(&labels, "# team labels\ntier=db\nowner=ops\n").expect("label file");
+    c.run(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "lim",
+        "-m",
+        "64m",
+        "--label-file",
+        &labels.to_string_lossy(),
+        "-l",
+        "owner=me",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 300 & exec sleep 301",
+    ])
+    .assert_ok();
+    // `container ls` is `ps`.
+    let o = c.run(&["container", "ls", "--format", "{{.Names}} {{.Labels}}"]);
+    o.assert_ok();
+    assert_eq!(
+        o.stdout, "lim owner=me,tier=db\n",
+        "-l wins over the file: {o:?}"
+    );
+    // top: both sleeps, by the host's pids.
+    let o = c.run(&["top", "--format", "json", "lim"]);
+    o.assert_ok();
+    let rows = o.json();
+    let cmds: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["command"].as_str())
+        .collect();
+    assert!(
+        cmds.contains(&"sleep 300") && cmds.contains(&"sleep 301"),
+        "{o:?}"
+    );
+    // update: the running container's cgroup limit changes at once.
+    let memory_limit = || -> u64 {
+        let o = c.run(&["exec", "lim", "sh", "-c",
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+        o.assert_ok();
+        o.stdout.trim().parse().expect("a number")
+    };
+    assert_eq!(memory_limit(), 64 << 20);
+    c.run(&["update", "-m", "96m", "--pids-limit", "40", "lim"])
+        .assert_ok();
+    assert_eq!(memory_limit(), 96 << 20);
+    assert_eq!(c.inspect("lim")["limits"]["pids"], 40);
+    // ... and every later start.
+    c.run(&["restart", "-t", "1", "lim"]).assert_ok();
+    assert_eq!(memory_limit(), 96 << 20);
+    let o = c.run(&["update", "-m", "1k", "lim"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("memory"), "{o:?}");
+    // system df counts what is there.
+    let o = c.run(&["system", "df", "--format", "json"]);
+    o.assert_ok();
+    let df = o.json();
+    assert_eq!(df[0]["kind"], "Images");
+    assert_eq!(
+        (df[0]["total"].as_u64(), df[0]["active"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (df[1]["total"].as_u64(), df[1]["active"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(df[0]["size"].as_u64().is_some_and(|s| s > 0), "{df}");
+    c.run(&["container", "rm", "-f", "lim"]).assert_ok();
+}

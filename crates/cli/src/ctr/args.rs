@@ -66,6 +66,9 @@ pub struct CreateArgs {
     /// A label, KEY=VALUE, to find the container by (repeatable).
     #[arg(short, long = "label")]
     pub label: Vec<String>,
+    /// A file of KEY=VALUE label lines ('#' comments) (repeatable; -l wins).
+    #[arg(long = "label-file")]
+    pub label_file: Vec<PathBuf>,
     /// Memory limit: bytes or 512m, 1g, 1.5GiB (powers of 1024).
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -319,6 +322,10 @@ pub enum Command {
         /// The running container (name or id).
         container: String,
     },
+    /// The processes of a running container (pid, user, CPU time, command).
+    Top(super::ops::TopArgs),
+    /// Change the limits of containers; running ones get them at once, and every later start.
+    Update(super::ops::UpdateArgs),
     /// Freeze every process of containers.
     Pause {
         /// Containers to pause (names or ids).
@@ -468,6 +475,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Disk used by images, containers and volumes, and how much nothing uses.
+    Df(super::ops::DfArgs),
     /// Remove stopped containers, networks no container is on, and dangling images
     /// (-a: every image no container uses; --volumes: volumes no container mounts).
     Prune {

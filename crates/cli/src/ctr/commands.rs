@@ -61,6 +61,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             })
         }
         Command::Attach { container } => super::attach::attach(&eng, &container),
+        Command::Top(a) => super::ops::top(&eng, &a),
+        Command::Update(a) => super::ops::update(&eng, &a),
+        Command::System {
+            command: SystemCommand::Df(a),
+        } => super::ops::df(&eng, &a),
         Command::Stop { time, containers } => each(&containers, |c| {
             let rec = eng.get(c)?;
             let timeout = time.or_else(|| stop_timeout(&rec)).unwrap_or(10);
