@@ -697,3 +697,92 @@ fn top_update_system_df_and_the_container_group() {
     assert!(df[0]["size"].as_u64().is_some_and(|s| s > 0), "{df}");
     c.run(&["container", "rm", "-f", "lim"]).assert_ok();
 }
+
+#[test]
+fn strict_containers_get_writable_new_volumes_and_their_mount_points() {
+    let c = Ctr::new();
+    // A new named volume at a path the image lacks: made, mounted, writable by the
+    // container's (mapped) root.
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "sdata:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f && cat /data/f",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "kept\n", "{o:?}");
+    // A volume a standard container made first keeps its owner, the host's root:
+    // readable under strict, not writable (docs/engine.md says so).
+    c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "shared:/s",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-standard > /s/f",
+    ])
+    .assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "shared:/s",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /s/f; touch /s/g 2>/dev/null && echo wrote || echo refused",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "from-standard\nrefused\n", "{o:?}");
+}
+
+#[test]
+fn a_strict_mount_point_behind_an_image_symlink_stays_inside_the_rootfs() {
+    let c = Ctr::new();
+    // An image whose /escape points at a host directory by absolute path.
+    let outside = tempfile::tempdir().expect("outside dir");
+    let img = tempfile::tempdir().expect("image dir");
+    let tar = codex_tests::fixture_dir().join("rootfs.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(img.path())
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    std::os::unix::fs::symlink(outside.path(), img.path().join("escape")).expect("symlink");
+    c.run(&["image", "import", &img.path().to_string_lossy(), "trap"])
+        .assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "tv:/escape/x",
+        "trap",
+        "sh",
+        "-c",
+        "echo in > /escape/x/f && cat /escape/x/f",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "in\n", "{o:?}");
+    // The mount point was made inside the rootfs, never in the host's directory.
+    let left: Vec<_> = std::fs::read_dir(outside.path())
+        .expect("read outside")
+        .collect();
+    assert!(left.is_empty(), "the host directory was written: {left:?}");
+}

@@ -142,7 +142,11 @@ impl Engine {
                 // lock: a `volume rm` either counts this container or comes after it.
                 for v in &config.volumes {
                     if let VolumeSource::Named { name } = &v.source {
+                        let new = !index.volumes.contains_key(name);
                         volume::ensure_in(&self.root, index, name, v.anonymous)?;
+                        if new && config.isolation == Isolation::Strict {
+                            volume::give_to_mapped_root(&self.root, name)?;
+                        }
                     }
                 }
                 if config.isolation == Isolation::Strict {

@@ -22,6 +22,7 @@ pub mod netplug;
 mod restart;
 mod rootfs;
 mod shim;
+mod targets;
 mod tty;
 
 use finish::{complete, finish, Next};
@@ -236,6 +237,16 @@ fn start_container(
         crate::network::files::write_files(registry, id, &dir)?;
     }
     mount_rootfs(&dir)?;
+    // Only in the overlay this supervisor mounted (a --rootfs directory is the user's).
+    let prepared = if dir.join("lowers").exists() {
+        targets::prepare(&dir.join(crate::engine::ROOTFS_DIR), cfg)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = prepared {
+        unmount_rootfs(&dir);
+        return Err(e);
+    }
     let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     log.0.set_tty(console.is_some());
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
