@@ -786,3 +786,78 @@ fn a_strict_mount_point_behind_an_image_symlink_stays_inside_the_rootfs() {
         .collect();
     assert!(left.is_empty(), "the host directory was written: {left:?}");
 }
+
+#[test]
+fn cp_sees_volumes_as_the_container_does_both_ways() {
+    let c = Ctr::new();
+    let host = tempfile::tempdir().expect("host dir");
+    let bound = tempfile::tempdir().expect("bound dir");
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "vols",
+        "--network",
+        "none",
+        "-v",
+        "cpv:/data",
+        "-v",
+        &format!("{}:/bound", bound.path().display()),
+        "-v",
+        "cpro:/ro:ro",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-inside > /data/made; sleep 300",
+    ])
+    .assert_ok();
+    // In: the running container sees the file in its volume.
+    let src = host.path().join("in.txt");
+    std::fs::write(&src, "from-host\n").expect("write");
+    c.run(&["cp", &src.to_string_lossy(), "vols:/data/in.txt"])
+        .assert_ok();
+    let o = c.run(&["exec", "vols", "cat", "/data/in.txt"]);
+    assert_eq!(o.stdout, "from-host\n", "{o:?}");
+    // Out: what the container wrote in its volume.
+    let out = host.path().join("made");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c
+        .run(&["exec", "vols", "cat", "/data/made"])
+        .stdout
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never wrote"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.run(&["cp", "vols:/data/made", &out.to_string_lossy()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("copied"),
+        "from-inside\n"
+    );
+    // A bind mount's source is the place; a read-only volume and a tmpfs are refused.
+    c.run(&["cp", &src.to_string_lossy(), "vols:/bound/"])
+        .assert_ok();
+    assert!(bound.path().join("in.txt").exists());
+    let o = c.run(&["cp", &src.to_string_lossy(), "vols:/ro/x"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("read-only"), "{o:?}");
+    let o = c.run(&["cp", &src.to_string_lossy(), "vols:/scratch/x"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("tmpfs"), "{o:?}");
+    // Stopped, the volume is still there to copy from.
+    c.run(&["stop", "-t", "1", "vols"]).assert_ok();
+    let again = host.path().join("again");
+    c.run(&["cp", "vols:/data/in.txt", &again.to_string_lossy()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&again).expect("copied"),
+        "from-host\n"
+    );
+    c.run(&["rm", "vols"]).assert_ok();
+}
