@@ -861,3 +861,41 @@ fn cp_sees_volumes_as_the_container_does_both_ways() {
     );
     c.run(&["rm", "vols"]).assert_ok();
 }
+
+#[test]
+fn programs_that_cannot_run_exit_126_or_127_in_run_and_exec() {
+    let c = Ctr::new();
+    for (prog, code) in [
+        ("no-such-prog", 127),
+        ("/etc/passwd", 126),
+        ("/no/such/path", 127),
+    ] {
+        let o = c.run(&["run", "--rm", "--network", "none", "busybox", prog]);
+        assert_eq!(o.status.code(), Some(code), "run {prog}: {o:?}");
+        let o = c.run(&["run", "-d", "--network", "none", "busybox", prog]);
+        assert_eq!(o.status.code(), Some(code), "run -d {prog}: {o:?}");
+    }
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .assert_ok();
+    for (prog, code) in [("no-such-prog", 127), ("/etc/passwd", 126)] {
+        let o = c.run(&["exec", "up", prog]);
+        assert_eq!(o.status.code(), Some(code), "exec {prog}: {o:?}");
+    }
+    // The program's own codes pass through; an engine error is 125.
+    assert_eq!(
+        c.run(&["exec", "up", "sh", "-c", "exit 126"]).status.code(),
+        Some(126)
+    );
+    assert_eq!(c.run(&["exec", "nosuch", "true"]).status.code(), Some(125));
+    c.run(&["rm", "-f", "up"]).assert_ok();
+}

@@ -58,6 +58,15 @@ pub const STATUS_FD: i32 = 3;
 /// have been reused by something else.
 static REPORTED: AtomicBool = AtomicBool::new(false);
 
+/// The report of a failed start: the message, and Docker's exit code when the
+/// program could not be run (the starter rebuilds the typed error from it).
+fn failure(e: &Error) -> serde_json::Value {
+    match e.exec_code() {
+        Some(code) => serde_json::json!({"error": e.to_string(), "exec_code": code}),
+        None => serde_json::json!({"error": e.to_string()}),
+    }
+}
+
 /// Reports to whoever started the supervisor; only the first report is sent.
 fn report(v: serde_json::Value) {
     if REPORTED.swap(true, Ordering::SeqCst) {
@@ -596,7 +605,7 @@ fn work(
                     Err(_) => 1,
                 };
             }
-            report(serde_json::json!({"error": msg}));
+            report(failure(&e));
             return codex_shim::handoff::WORKER_FAILED_CODE;
         }
     };
