@@ -252,3 +252,103 @@ fn connect_and_disconnect_refuse_what_cannot_be_done_naming_the_field() {
         c.run(&["rm", "-f", n]).assert_ok();
     }
 }
+
+#[test]
+fn container_mode_shares_the_other_containers_namespace_hostname_and_hosts() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--hostname",
+        "web.local",
+        "--network",
+        "bridge",
+        "busybox",
+        "sh",
+        "-c",
+        SERVE,
+    ])
+    .assert_ok();
+    let ip = ip_on(&c, "web", "bridge").unwrap();
+    // The joiner sees web's interface and address, serves web's loopback, and has its
+    // hostname and hosts file.
+    let script = "ip -o -4 addr show eth0; hostname; \
+                  i=0; until wget -q -O - http://127.0.0.1:8080/; do i=$((i+1)); \
+                  [ $i -gt 50 ] && exit 9; sleep 0.2; done; cat /etc/hosts";
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "joiner",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    o.assert_ok();
+    assert!(o.stdout.contains(&format!("inet {ip}/")), "{o:?}");
+    assert!(o.stdout.contains("\nweb.local\n"), "{o:?}");
+    assert!(o.stdout.contains("served-by-web"), "{o:?}");
+    assert!(o.stdout.contains(&format!("{ip}\tweb.local")), "{o:?}");
+    // The same namespace: the joiner's interfaces are web's, link for link.
+    let mine = c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /sys/class/net/eth0/address; readlink /proc/self/ns/net",
+    ]);
+    mine.assert_ok();
+    let webs = sh(
+        &c,
+        "web",
+        "cat /sys/class/net/eth0/address; readlink /proc/self/ns/net",
+    );
+    assert_eq!(mine.stdout, webs.stdout);
+
+    // Errors name the field: no such container, a stopped one, a conflicting flag.
+    c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:nosuch",
+        "busybox",
+        "true",
+    ])
+    .assert_refused_naming("network:");
+    c.run(&["create", "--name", "idle", "busybox", "true"])
+        .assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:idle",
+        "busybox",
+        "true",
+    ]);
+    o.assert_refused_naming("network:")
+        .assert_stderr_mentions("not running");
+    c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "--hostname",
+        "x",
+        "busybox",
+        "true",
+    ])
+    .assert_refused_naming("hostname");
+    c.run(&["network", "connect", "bridge", "idle"])
+        .assert_refused_naming("already");
+    for n in ["web", "idle"] {
+        c.run(&["rm", "-f", n]).assert_ok();
+    }
+}

@@ -86,6 +86,7 @@ impl Engine {
         // Recorded as resolved: a later default (the bridge, once wired) does not
         // change what an existing container was made with.
         config.network = Some(crate::network::mode::effective(&config));
+        let joined = crate::network::join::resolve_target(&self.registry, &mut config)?;
         let mut image_env = Vec::new();
         let mut image_cwd = None;
         let mut lowers: Vec<PathBuf> = Vec::new();
@@ -170,9 +171,13 @@ impl Engine {
                     image_cwd.as_deref(),
                     &|name| Ok(volume::data_dir(&self.root, name)),
                 )?;
-                if own_etc_files(&config) {
-                    crate::network::files::add_mounts(&mut spec, dir);
-                    crate::network::files::write_placeholders(dir)?;
+                match &joined {
+                    Some(t) => crate::network::join::share_files(&mut spec, &self.registry, t)?,
+                    None if own_etc_files(&config) => {
+                        crate::network::files::add_mounts(&mut spec, dir);
+                        crate::network::files::write_placeholders(dir)?;
+                    }
+                    None => {}
                 }
                 let bundle = dir.join(BUNDLE_DIR);
                 std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;

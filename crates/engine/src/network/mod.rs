@@ -14,6 +14,7 @@ pub mod files;
 pub mod hostfiles;
 pub mod hostsync;
 pub mod ipam;
+pub mod join;
 pub mod link;
 mod live;
 pub mod mode;

@@ -224,6 +224,7 @@ fn start_container(
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
+    crate::network::join::prepare_start(registry, cfg, &dir.join(BUNDLE_DIR))?;
     if dir.join(crate::network::files::HOSTS_FILE).exists() {
         // The peers and host nameservers of this start.
         crate::network::files::write_files(registry, id, &dir)?;
