@@ -505,10 +505,10 @@ impl LogFollow<'_> {
 
 /// A container with a network namespace of its own gets the engine's `/etc/hosts` and
 /// `/etc/resolv.conf` (host networking keeps the host's, a minimal container is a host
-/// program). Standard isolation only for now: a strict rootfs is read-only and owned by
-/// an unmapped uid, so an image without those files could not get a mount point.
+/// program). A strict rootfs is read-only and owned by a uid its user namespace does not
+/// map: the start makes the mount points an image lacks (files::prepare_rootfs).
 fn own_etc_files(config: &ContainerConfig) -> bool {
-    config.isolation == Isolation::Standard
+    config.isolation != Isolation::Minimal
         && !matches!(
             crate::network::mode::effective(config),
             crate::network::NetworkMode::Host

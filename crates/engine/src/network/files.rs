@@ -93,3 +93,88 @@ fn write(path: &Path, data: &[u8]) -> Result<()> {
         .write(data)
         .ctx(|| format!("writing {}", path.display()))
 }
+
+/// Before a start, once the rootfs is mounted (`dir`: the container's directory): the
+/// mount points of the binds for a `strict` container (see [`ensure_mount_points`]).
+pub fn prepare_rootfs(cfg: &ContainerConfig, dir: &Path) -> Result<()> {
+    if cfg.isolation == crate::config::Isolation::Strict && dir.join(HOSTS_FILE).exists() {
+        ensure_mount_points(&dir.join(crate::engine::ROOTFS_DIR))?;
+    }
+    Ok(())
+}
+
+/// Makes empty `/etc/hosts` and `/etc/resolv.conf` in the mounted rootfs when the image
+/// has none, as mount points for the binds. The runtime would make them itself, as the
+/// container's root; a `strict` container's root cannot (its rootfs belongs to the host's
+/// root, which its user namespace does not map), so the engine does it first, as the
+/// host's root, in the container's own upper layer. Nothing is followed: an `/etc` that
+/// is a symlink is left to the runtime (which resolves it inside the rootfs), and an
+/// existing entry of any kind is left as it is.
+pub fn ensure_mount_points(rootfs: &Path) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let ctx = |what: &str, e: Errno| Error::Io {
+        context: format!("{what} in {}", rootfs.display()),
+        cause: e.into(),
+    };
+    let dir_flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let root = open(rootfs, dir_flags, Mode::empty()).map_err(|e| ctx("opening /", e))?;
+    let etc = match openat(&root, "etc", dir_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            match mkdirat(&root, "etc", Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(ctx("making /etc", e)),
+            }
+            openat(&root, "etc", dir_flags, Mode::empty()).map_err(|e| ctx("opening /etc", e))?
+        }
+        // A symlink or not a directory: the runtime's business.
+        Err(Errno::ELOOP | Errno::ENOTDIR) => return Ok(()),
+        Err(e) => return Err(ctx("opening /etc", e)),
+    };
+    for name in [HOSTS_FILE, RESOLV_FILE] {
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match openat(&etc, name, flags, Mode::from_bits_truncate(FILE_MODE)) {
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(ctx(&format!("making /etc/{name}"), e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_made_only_where_missing_and_links_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        // No /etc at all: made, with both files empty.
+        ensure_mount_points(d.path()).unwrap();
+        assert_eq!(std::fs::read(d.path().join("etc/hosts")).unwrap(), b"");
+        assert!(d.path().join("etc/resolv.conf").is_file());
+        // Existing ones are kept.
+        std::fs::write(d.path().join("etc/hosts"), "image's\n").unwrap();
+        ensure_mount_points(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/hosts")).unwrap(),
+            "image's\n"
+        );
+        // An /etc that is a symlink leads nowhere on the host.
+        let r = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.path().join("etc")).unwrap();
+        ensure_mount_points(r.path()).unwrap();
+        assert!(!outside.path().join("hosts").exists());
+        // A dangling symlink named hosts is not created through.
+        let s = tempfile::tempdir().unwrap();
+        std::fs::create_dir(s.path().join("etc")).unwrap();
+        let target = outside.path().join("made-through-link");
+        std::os::unix::fs::symlink(&target, s.path().join("etc/hosts")).unwrap();
+        ensure_mount_points(s.path()).unwrap();
+        assert!(!target.exists());
+        assert!(s.path().join("etc/resolv.conf").is_file());
+    }
+}

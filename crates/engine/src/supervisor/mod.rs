@@ -230,6 +230,7 @@ fn start_container(
         crate::network::files::write_files(registry, id, &dir)?;
     }
     mount_rootfs(&dir)?;
+    crate::network::files::prepare_rootfs(cfg, &dir).inspect_err(|_| unmount_rootfs(&dir))?;
     let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
     // then back at /dev/null so only the container holds the write ends.
