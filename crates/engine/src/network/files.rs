@@ -4,6 +4,7 @@
 //! that moment. (Rewriting them while a container runs, as peers join and leave, is for
 //! the bridge wiring: a bind mount pins the inode, so that rewrite must be in place.)
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -40,22 +41,37 @@ pub fn add_mounts(spec: &mut Value, dir: &Path) {
 
 /// What container `id`'s hosts file says now, from the registry's records.
 pub fn hosts_in(registry: &Registry, id: &str) -> Result<Hosts> {
-    let rec = registry.get(id)?;
-    let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
-        .map_err(|e| Error::invalid("config", e.to_string()))?;
-    let names = registry
+    let names = names_by_id(registry)?;
+    hosts_from(registry, id, &super::list(registry)?, &names)
+}
+
+/// Container names by id, from the index.
+pub fn names_by_id(registry: &Registry) -> Result<BTreeMap<String, String>> {
+    Ok(registry
         .index()?
         .containers()
         .iter()
         .map(|(name, id)| (id.clone(), name.clone()))
-        .collect();
+        .collect())
+}
+
+/// [`hosts_in`] over records the caller read once for many containers.
+pub fn hosts_from(
+    registry: &Registry,
+    id: &str,
+    networks: &[super::NetworkRecord],
+    names: &BTreeMap<String, String>,
+) -> Result<Hosts> {
+    let rec = registry.get(id)?;
+    let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
+        .map_err(|e| Error::invalid("config", e.to_string()))?;
     let hostname = cfg
         .hostname
         .clone()
         .unwrap_or_else(|| rec.id.chars().take(12).collect());
     hosts_for(
-        &super::list(registry)?,
-        &names,
+        networks,
+        names,
         &rec.id,
         &rec.name,
         &hostname,

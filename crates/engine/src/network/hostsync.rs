@@ -27,7 +27,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::files::{hosts_in, HOSTS_FILE};
+use super::files::{hosts_from, hosts_in, names_by_id, HOSTS_FILE};
 use super::hostfiles::hosts_file;
 use crate::error::{Context, Error, Result};
 use crate::registry::Registry;
@@ -128,9 +128,28 @@ pub fn refresh(registry: &Registry, networks: &BTreeSet<String>, skip: Option<&s
         .flat_map(|n| n.endpoints.keys().cloned())
         .filter(|id| Some(id.as_str()) != skip)
         .collect();
+    // Read once for all of them: a start on a network of N containers rewrites N files,
+    // each from one read of its own record.
+    let Ok(names) = names_by_id(registry) else {
+        return 0;
+    };
     ids.iter()
-        .filter(|id| rewrite(registry, id).unwrap_or(false))
+        .filter(|id| rewrite_from(registry, id, &nets, &names).unwrap_or(false))
         .count()
+}
+
+fn rewrite_from(
+    registry: &Registry,
+    id: &str,
+    nets: &[super::NetworkRecord],
+    names: &std::collections::BTreeMap<String, String>,
+) -> Result<bool> {
+    let path = registry.container_dir(id)?.join(HOSTS_FILE);
+    if !path.exists() {
+        return Ok(false);
+    }
+    let text = hosts_file(&hosts_from(registry, id, nets, names)?);
+    write_in_place(&path, &text)
 }
 
 /// Rewrites container `id`'s hosts file from the records (under the caller's lock, or
