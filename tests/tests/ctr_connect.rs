@@ -77,6 +77,13 @@ fn a_running_container_joins_a_network_is_reached_by_alias_and_leaves_it() {
     let o = c.run(&["network", "connect", "--alias", "webalias", "back", "web"]);
     o.assert_ok();
     let back_ip = ip_on(&c, "web", "back").expect("an address on back");
+    let events = std::fs::read_to_string(c.root.join("events.jsonl")).unwrap();
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains("\"network-connect\"") && l.contains("\"back\"")),
+        "{events}"
+    );
     let v = c.inspect("web");
     assert_eq!(
         v["networks"]["back"]["aliases"],

@@ -108,6 +108,8 @@ impl Engine {
             }
         }
         hostsync::refresh(reg, &BTreeSet::from([net.name.clone()]), None);
+        let about = [("network", net.name.clone())];
+        crate::events::emit_about(self.root(), &rec, "network-connect", &about);
         attachments(&super::list(reg)?, &id)
             .remove(&net.name)
             .ok_or_else(|| Error::NotFound {
@@ -171,6 +173,8 @@ impl Engine {
         hostsync::refresh(reg, &BTreeSet::from([net.name.clone()]), None);
         // Its own file no longer lists that network's peers.
         let _ = hostsync::rewrite_locked(reg, &rec.id);
+        let about = [("network", net.name.clone())];
+        crate::events::emit_about(self.root(), &rec, "network-disconnect", &about);
         synced
     }
 
