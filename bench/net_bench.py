@@ -91,6 +91,7 @@ def main():
     ap.add_argument("--gets", type=int, default=200)
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     tmp = tempfile.mkdtemp(prefix="cnb-", dir="/tmp")  # short: podman wants a short runroot
     env = dict(os.environ, CODEX_CTR_ROOT=os.path.join(tmp, "ctr"))
     cns, pns = Netns(), Netns()
@@ -162,7 +163,9 @@ def main():
         f"Measured {time.strftime('%Y-%m-%d')} by `make bench` (bench/net_bench.py), {a.runs} interleaved rounds; "
         "each engine in a network namespace of its own. podman 4.3 with runc, its default network (CNI bridge "
         "and portmap here), `--cgroup-manager cgroupfs` and modest ulimits, vfs storage, the same busybox "
-        "rootfs. The issue's goal: a bridge adds under 10 ms to a start.",
+        f"rootfs. Load average (1 min) {load0:.1f} before and {os.getloadavg()[0]:.1f} after, on "
+        f"{os.cpu_count()} CPUs: with other work on the machine, differences of a few tens of ms "
+        "between start rows are noise. The issue's goal: a bridge adds under 10 ms to a start.",
         "",
         *rows,
         "",
