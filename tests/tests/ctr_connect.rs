@@ -359,3 +359,36 @@ fn container_mode_shares_the_other_containers_namespace_hostname_and_hosts() {
         c.run(&["rm", "-f", n]).assert_ok();
     }
 }
+
+#[test]
+fn a_connect_racing_the_containers_start_still_plugs_it() {
+    use std::process::Stdio;
+    let c = Ctr::new();
+    c.run(&["network", "create", "--subnet", "10.89.44.0/24", "side"])
+        .assert_ok();
+    for i in 0..5 {
+        let name = format!("racer{i}");
+        c.run(&["create", "--name", &name, "busybox", "sleep", "1000"])
+            .assert_ok();
+        // The start and the connect at once: whichever lists the networks first, the
+        // running container ends up with its address on `side`.
+        let mut start = c.cmd(&["start", &name]);
+        let mut start = own_group(&mut start)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let o = c.run(&["network", "connect", "side", &name]);
+        o.assert_ok();
+        let st = wait_child(&mut start, Duration::from_secs(120)).expect("start hung");
+        assert!(st.success(), "start of {name} failed");
+        let ip = ip_on(&c, &name, "side").unwrap();
+        let o = sh(&c, &name, "ip -o -4 addr");
+        assert!(
+            o.stdout.contains(&format!("inet {ip}/")),
+            "round {i}: {o:?}"
+        );
+        // Exactly one interface with it.
+        assert_eq!(o.stdout.matches(&format!("inet {ip}/")).count(), 1, "{o:?}");
+    }
+}

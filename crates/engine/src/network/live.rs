@@ -12,6 +12,7 @@
 //! is never handed out while a container still has it configured).
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use super::connect::{
     check_mode, check_network_ref, endpoint_for, free_slot, next_default_route,
@@ -36,6 +37,30 @@ fn live_pid(rec: &ContainerRecord) -> Option<i32> {
     match rec.status {
         ContainerStatus::Running | ContainerStatus::Paused => rec.pid.filter(|p| *p > 0),
         _ => None,
+    }
+}
+
+/// How long a connect or disconnect waits for a start under way to finish.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The container's record once no start is under way: a start lists the networks to
+/// plug before its container runs, so a connect or disconnect in between would be
+/// missed (or undone) by it. Waits for that start to end, up to [`SETTLE`].
+fn settled(registry: &Registry, id: &str) -> Result<ContainerRecord> {
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        let rec = registry.get(id)?;
+        if !crate::engine::starting(&rec) {
+            return Ok(rec);
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::wrong_state(
+                rec.name.clone(),
+                "being started",
+                "a network change waits for the start to finish",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -121,7 +146,7 @@ impl Engine {
     /// Plugs container `id` into `net` now if it runs, and brings the rules up to date.
     fn plug_if_running(&self, id: &str, net: &NetworkRecord, ep: &Endpoint) -> Result<()> {
         let reg = &self.registry;
-        let rec = reg.get(id)?;
+        let rec = settled(reg, id)?;
         let Some(pid) = live_pid(&rec) else {
             return Ok(());
         };
@@ -129,6 +154,10 @@ impl Engine {
         {
             let _lock = plug_lock(reg)?;
             let view = link::view(pid)?;
+            if view.ifname_of(ep.ip).is_some() {
+                // A start that was under way plugged it already.
+                return sync(reg, When::Always);
+            }
             let slot = free_slot(id, &link::host_links()?, &view.links).ok_or_else(|| {
                 Error::invalid("network", format!("{}: no free interface slot", rec.name))
             })?;
@@ -180,7 +209,7 @@ impl Engine {
 
     fn unplug_if_running(&self, id: &str, net: &NetworkRecord, ep: &Endpoint) -> Result<()> {
         let reg = &self.registry;
-        let Some(pid) = live_pid(&reg.get(id)?) else {
+        let Some(pid) = live_pid(&settled(reg, id)?) else {
             return Ok(());
         };
         let _lock = plug_lock(reg)?;
