@@ -141,13 +141,17 @@ fn a_running_container_joins_a_network_is_reached_by_alias_and_leaves_it() {
     run_d(&c, "next", "front", "exec sleep 1000");
     c.run(&["network", "connect", "back", "next"]).assert_ok();
     assert_eq!(ip_on(&c, "next", "back").as_deref(), Some(back_ip.as_str()));
+    // next's file lists client (back) at once; after `network rm -f back` it does not.
+    let o = sh(&c, "next", "cat /etc/hosts");
+    assert!(o.stdout.contains("client"), "{o:?}");
+    c.run(&["network", "rm", "-f", "back"]).assert_ok();
+    let o = sh(&c, "next", "cat /etc/hosts");
+    assert!(o.ok() && !o.stdout.contains("client"), "{o:?}");
 
     for n in ["web", "client", "next"] {
         c.run(&["rm", "-f", n]).assert_ok();
     }
-    for n in ["front", "back"] {
-        c.run(&["network", "rm", n]).assert_ok();
-    }
+    c.run(&["network", "rm", "front"]).assert_ok();
     assert!(
         wait_until(Duration::from_secs(10), || c
             .netns()
