@@ -175,11 +175,15 @@ fn host_shares_the_hosts_network_and_none_and_the_default_get_their_own() {
 fn network_flags_that_cannot_be_honoured_fail_clearly_and_leave_nothing() {
     let c = Ctr::new();
     let cases: &[(&[&str], &str)] = &[
-        // Not wired yet: an error, never a container with a dead network. (Bridge and
-        // named networks work: ctr_bridge.rs, inside a network namespace of its own.)
+        // No such container to join: an error, never a container with a dead network.
+        // (Joining a running one works: ctr_connect.rs.)
         (
             &["--network", "container:other"],
             "network: container:other",
+        ),
+        (
+            &["--network", "container:other", "--isolation", "strict"],
+            "strict container",
         ),
         (&["--network", "nosuchnet"], "nosuchnet"),
         (&["--network", "bad/name"], "--network"),

@@ -301,3 +301,52 @@ fn a_crashed_container_loses_its_published_ports_at_the_next_command() {
     ])
     .assert_ok();
 }
+
+#[test]
+fn concurrent_starts_publishing_one_port_let_exactly_one_through() {
+    if !have_tool("nft") {
+        return skip("nft (the nftables package) is not installed");
+    }
+    let c = Ctr::new();
+    const N: usize = 6;
+    let names: Vec<String> = (0..N).map(|i| format!("race{i}")).collect();
+    for n in &names {
+        c.run(&[
+            "create", "--name", n, "-p", "8383:80", "busybox", "sleep", "1000",
+        ])
+        .assert_ok();
+    }
+    // All at once: each start checks the port against the others under the registry
+    // lock; one that is still starting holds it as much as one that runs.
+    let mut children: Vec<Child> = names
+        .iter()
+        .map(|n| {
+            let mut cmd = c.cmd(&["start", n]);
+            own_group(&mut cmd)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut won = Vec::new();
+    for (n, child) in names.iter().zip(children.iter_mut()) {
+        let st = wait_child(child, Duration::from_secs(120)).expect("start hung");
+        if st.success() {
+            won.push(n.clone());
+        }
+    }
+    assert_eq!(won.len(), 1, "started with port 8383: {won:?}");
+    let rules = c.netns().ruleset();
+    assert_eq!(rules.matches("dport 8383").count(), 1, "{rules}");
+    let o = c.run(&["ps", "--format", "json"]);
+    let running: Vec<String> = o
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["ports"].as_array().is_some_and(|p| !p.is_empty()))
+        .map(|v| v["name"].to_string())
+        .collect();
+    assert_eq!(running.len(), 1, "publishing: {running:?}");
+}

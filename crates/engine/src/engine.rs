@@ -86,6 +86,7 @@ impl Engine {
         // Recorded as resolved: a later default (the bridge, once wired) does not
         // change what an existing container was made with.
         config.network = Some(crate::network::mode::effective(&config));
+        let joined = crate::network::join::resolve_target(&self.registry, &mut config)?;
         let mut image_env = Vec::new();
         let mut image_cwd = None;
         let mut lowers: Vec<PathBuf> = Vec::new();
@@ -174,9 +175,13 @@ impl Engine {
                     image_cwd.as_deref(),
                     &|name| Ok(volume::data_dir(&self.root, name)),
                 )?;
-                if own_etc_files(&config) {
-                    crate::network::files::add_mounts(&mut spec, dir);
-                    crate::network::files::write_placeholders(dir)?;
+                match &joined {
+                    Some(t) => crate::network::join::share_files(&mut spec, &self.registry, t)?,
+                    None if own_etc_files(&config) => {
+                        crate::network::files::add_mounts(&mut spec, dir);
+                        crate::network::files::write_placeholders(dir)?;
+                    }
+                    None => {}
                 }
                 let bundle = dir.join(BUNDLE_DIR);
                 std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
@@ -524,10 +529,10 @@ impl LogFollow<'_> {
 
 /// A container with a network namespace of its own gets the engine's `/etc/hosts` and
 /// `/etc/resolv.conf` (host networking keeps the host's, a minimal container is a host
-/// program). Standard isolation only for now: a strict rootfs is read-only and owned by
-/// an unmapped uid, so an image without those files could not get a mount point.
+/// program). A strict rootfs is read-only and owned by a uid its user namespace does not
+/// map: the start makes the mount points an image lacks (files::prepare_rootfs).
 fn own_etc_files(config: &ContainerConfig) -> bool {
-    config.isolation == Isolation::Standard
+    config.isolation != Isolation::Minimal
         && !matches!(
             crate::network::mode::effective(config),
             crate::network::NetworkMode::Host

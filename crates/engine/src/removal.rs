@@ -70,14 +70,16 @@ impl Engine {
         crate::events::emit_about(self.root(), &rec, "destroy", &[]);
         // Its addresses go with it. Should this fail (or the process die first), the
         // next reconcile frees them: the container is no longer in the index.
-        if crate::network::release_container(&self.registry, &rec.id)
-            .is_ok_and(|freed| freed.iter().any(|(_, ep)| !ep.ports.is_empty()))
-        {
+        let freed = crate::network::release_container(&self.registry, &rec.id).unwrap_or_default();
+        if freed.iter().any(|(_, ep)| !ep.ports.is_empty()) {
             // Its published ports, should a crashed supervisor have left them (an
             // address alone changes no rule).
             let _ =
                 crate::network::sync::sync(&self.registry, crate::network::sync::When::IfApplied);
         }
+        // Its peers' hosts files forget it.
+        let nets = freed.into_iter().map(|(n, _)| n).collect();
+        crate::network::hostsync::refresh(&self.registry, &nets, None);
         if volumes {
             let cfg: ContainerConfig =
                 serde_json::from_value(rec.config.clone()).unwrap_or_default();

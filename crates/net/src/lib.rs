@@ -223,6 +223,14 @@ impl Handle {
         })
     }
 
+    /// `ip route add default via GW dev NAME` in this namespace: a container's default
+    /// route moved to another of its networks (`network disconnect` of the one that had
+    /// it). A default route already there is an error.
+    pub fn add_default_route(&mut self, name: &str, gw: IpAddr) -> Result<()> {
+        let index = ops::link_index(&mut self.nl, name)?;
+        ops::add_default_route(&mut self.nl, index, name, gw)
+    }
+
     /// Every link in the namespace (`ip link`).
     pub fn links(&mut self) -> Result<Vec<Link>> {
         Ok(ops::dump_links(&mut self.nl)?

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use super::netargs::NetworkCommand;
+
 #[derive(Debug, Parser)]
 #[command(name = "codex-ctr", about = "Containers without a daemon", version)]
 pub struct Cli {
@@ -486,61 +488,6 @@ pub enum SystemCommand {
         /// Also volumes no container mounts.
         #[arg(long)]
         volumes: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum NetworkCommand {
-    /// Create a network (its subnet chosen to avoid the host's routes unless given).
-    Create {
-        /// IPv4 CIDR, e.g. 10.89.0.0/24.
-        #[arg(long)]
-        subnet: Option<String>,
-        /// The bridge's address (default: the subnet's first).
-        #[arg(long)]
-        gateway: Option<String>,
-        /// No route out of the network.
-        #[arg(long)]
-        internal: bool,
-        /// KEY=VALUE (repeatable).
-        #[arg(short, long = "label")]
-        label: Vec<String>,
-        /// The network's name.
-        name: String,
-    },
-    /// List networks (the default one included).
-    #[command(alias = "list")]
-    Ls {
-        /// label=KEY[=VALUE] (repeatable; all must match).
-        #[arg(short, long)]
-        filter: Vec<String>,
-        /// Only the networks' names, one a line.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Output format: table or json.
-        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
-        format: String,
-    },
-    /// Networks as JSON: subnet, gateway, bridge, and each container's IP, MAC, aliases.
-    Inspect {
-        /// Networks to show (names or ids).
-        #[arg(required = true)]
-        names: Vec<String>,
-    },
-    /// Remove networks (refused while a container is on one, unless -f).
-    #[command(alias = "remove")]
-    Rm {
-        /// Remove a network even while containers are on it (they lose that network).
-        #[arg(short, long)]
-        force: bool,
-        /// Networks to remove (names or ids).
-        names: Vec<String>,
-    },
-    /// Remove every network no container is on (never the default one).
-    Prune {
-        /// label=KEY[=VALUE] (repeatable; all must match).
-        #[arg(long)]
-        filter: Vec<String>,
     },
 }
 

@@ -9,6 +9,7 @@ mod image;
 mod listing;
 mod manpages;
 mod monitors;
+mod netargs;
 mod netflags;
 mod network;
 mod ops;

@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use codex_engine::engine::Engine;
-use codex_engine::network::{LabelFilter, NetworkInfo, NetworkSpec};
+use codex_engine::network::{ConnectOptions, LabelFilter, NetworkInfo, NetworkSpec};
 
 use super::args::NetworkCommand;
 use super::commands::each;
@@ -87,6 +87,24 @@ pub(super) fn network(eng: &Engine, cmd: NetworkCommand) -> Result<i32> {
             println!("{n}");
             Ok(())
         }),
+        NetworkCommand::Connect {
+            alias,
+            ip,
+            network,
+            container,
+        } => {
+            let opts = ConnectOptions::parse(&alias, ip.as_deref())?;
+            eng.connect_network(&network, &container, &opts)?;
+            Ok(0)
+        }
+        NetworkCommand::Disconnect {
+            force,
+            network,
+            container,
+        } => {
+            eng.disconnect_network(&network, &container, force)?;
+            Ok(0)
+        }
         NetworkCommand::Prune { filter } => {
             for r in eng.prune_networks(&filters(&filter)?)? {
                 println!("{}", r.name);

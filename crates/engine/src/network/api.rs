@@ -233,6 +233,10 @@ impl Engine {
             // inherit them anyway: names come from random ids).
             // A failed sync still lets the bridge go (the next sync retries the rules).
             let synced = super::sync::sync(&self.registry, super::sync::When::IfApplied);
+            // With -f, the containers that were on it: their hosts files forget its peers.
+            for id in rec.endpoints.keys() {
+                let _ = super::hostsync::rewrite_locked(&self.registry, id);
+            }
             delete_bridge(&rec.bridge)?;
             synced?;
             Ok(rec)

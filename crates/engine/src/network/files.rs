@@ -4,6 +4,7 @@
 //! that moment. (Rewriting them while a container runs, as peers join and leave, is for
 //! the bridge wiring: a bind mount pins the inode, so that rewrite must be in place.)
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -40,22 +41,37 @@ pub fn add_mounts(spec: &mut Value, dir: &Path) {
 
 /// What container `id`'s hosts file says now, from the registry's records.
 pub fn hosts_in(registry: &Registry, id: &str) -> Result<Hosts> {
-    let rec = registry.get(id)?;
-    let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
-        .map_err(|e| Error::invalid("config", e.to_string()))?;
-    let names = registry
+    let names = names_by_id(registry)?;
+    hosts_from(registry, id, &super::list(registry)?, &names)
+}
+
+/// Container names by id, from the index.
+pub fn names_by_id(registry: &Registry) -> Result<BTreeMap<String, String>> {
+    Ok(registry
         .index()?
         .containers()
         .iter()
         .map(|(name, id)| (id.clone(), name.clone()))
-        .collect();
+        .collect())
+}
+
+/// [`hosts_in`] over records the caller read once for many containers.
+pub fn hosts_from(
+    registry: &Registry,
+    id: &str,
+    networks: &[super::NetworkRecord],
+    names: &BTreeMap<String, String>,
+) -> Result<Hosts> {
+    let rec = registry.get(id)?;
+    let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
+        .map_err(|e| Error::invalid("config", e.to_string()))?;
     let hostname = cfg
         .hostname
         .clone()
         .unwrap_or_else(|| rec.id.chars().take(12).collect());
     hosts_for(
-        &super::list(registry)?,
-        &names,
+        networks,
+        names,
         &rec.id,
         &rec.name,
         &hostname,
@@ -92,4 +108,89 @@ fn write(path: &Path, data: &[u8]) -> Result<()> {
         .mode(FILE_MODE)
         .write(data)
         .ctx(|| format!("writing {}", path.display()))
+}
+
+/// Before a start, once the rootfs is mounted (`dir`: the container's directory): the
+/// mount points of the binds for a `strict` container (see [`ensure_mount_points`]).
+pub fn prepare_rootfs(cfg: &ContainerConfig, dir: &Path) -> Result<()> {
+    if cfg.isolation == crate::config::Isolation::Strict && dir.join(HOSTS_FILE).exists() {
+        ensure_mount_points(&dir.join(crate::engine::ROOTFS_DIR))?;
+    }
+    Ok(())
+}
+
+/// Makes empty `/etc/hosts` and `/etc/resolv.conf` in the mounted rootfs when the image
+/// has none, as mount points for the binds. The runtime would make them itself, as the
+/// container's root; a `strict` container's root cannot (its rootfs belongs to the host's
+/// root, which its user namespace does not map), so the engine does it first, as the
+/// host's root, in the container's own upper layer. Nothing is followed: an `/etc` that
+/// is a symlink is left to the runtime (which resolves it inside the rootfs), and an
+/// existing entry of any kind is left as it is.
+pub fn ensure_mount_points(rootfs: &Path) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{open, openat, OFlag};
+    use nix::sys::stat::{mkdirat, Mode};
+    let ctx = |what: &str, e: Errno| Error::Io {
+        context: format!("{what} in {}", rootfs.display()),
+        cause: e.into(),
+    };
+    let dir_flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+    let root = open(rootfs, dir_flags, Mode::empty()).map_err(|e| ctx("opening /", e))?;
+    let etc = match openat(&root, "etc", dir_flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => {
+            match mkdirat(&root, "etc", Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(Errno::EEXIST) => {}
+                Err(e) => return Err(ctx("making /etc", e)),
+            }
+            openat(&root, "etc", dir_flags, Mode::empty()).map_err(|e| ctx("opening /etc", e))?
+        }
+        // A symlink or not a directory: the runtime's business.
+        Err(Errno::ELOOP | Errno::ENOTDIR) => return Ok(()),
+        Err(e) => return Err(ctx("opening /etc", e)),
+    };
+    for name in [HOSTS_FILE, RESOLV_FILE] {
+        let flags =
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        match openat(&etc, name, flags, Mode::from_bits_truncate(FILE_MODE)) {
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(e) => return Err(ctx(&format!("making /etc/{name}"), e)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_made_only_where_missing_and_links_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        // No /etc at all: made, with both files empty.
+        ensure_mount_points(d.path()).unwrap();
+        assert_eq!(std::fs::read(d.path().join("etc/hosts")).unwrap(), b"");
+        assert!(d.path().join("etc/resolv.conf").is_file());
+        // Existing ones are kept.
+        std::fs::write(d.path().join("etc/hosts"), "image's\n").unwrap();
+        ensure_mount_points(d.path()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/hosts")).unwrap(),
+            "image's\n"
+        );
+        // An /etc that is a symlink leads nowhere on the host.
+        let r = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), r.path().join("etc")).unwrap();
+        ensure_mount_points(r.path()).unwrap();
+        assert!(!outside.path().join("hosts").exists());
+        // A dangling symlink named hosts is not created through.
+        let s = tempfile::tempdir().unwrap();
+        std::fs::create_dir(s.path().join("etc")).unwrap();
+        let target = outside.path().join("made-through-link");
+        std::os::unix::fs::symlink(&target, s.path().join("etc/hosts")).unwrap();
+        ensure_mount_points(s.path()).unwrap();
+        assert!(!target.exists());
+        assert!(s.path().join("etc/resolv.conf").is_file());
+    }
 }

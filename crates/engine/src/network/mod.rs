@@ -9,9 +9,14 @@
 //! crash leaves either the old record or the new one.
 
 mod api;
+pub mod connect;
 pub mod files;
 pub mod hostfiles;
+pub mod hostsync;
 pub mod ipam;
+pub mod join;
+pub mod link;
+mod live;
 pub mod mode;
 pub mod netstats;
 pub mod peers;
@@ -32,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::registry::{self, Index, Registry};
 
 pub use api::{LabelFilter, NetworkInfo, NetworkSpec};
+pub use connect::ConnectOptions;
 pub use mode::{AddHost, NetworkMode, DEFAULT_NETWORK};
 
 /// The only driver: a Linux bridge on the host.

@@ -10,13 +10,13 @@
 //! host is shadowed for connections arriving through the DNAT (as with Docker's
 //! `--userland-proxy=false`). docs/networking.md says why and what was measured.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 
 use super::ports::{Binding, PortSpec, Proto};
 use super::{put, records_in};
 use crate::error::{Error, Result};
-use crate::registry::{ContainerStatus, Registry};
+use crate::registry::{ContainerRecord, ContainerStatus, Registry};
 
 /// How many free ports the kernel is asked for before giving up on one that no
 /// container holds (each try fails only on a port another container publishes).
@@ -29,30 +29,19 @@ pub fn bind_ports(
     network: &str,
     specs: &[PortSpec],
 ) -> Result<Vec<Binding>> {
-    let statuses: Vec<(String, String, ContainerStatus)> = registry
-        .list()?
-        .into_iter()
-        .map(|r| (r.id, r.name, r.status))
-        .collect();
-    let active: BTreeSet<&str> = statuses
-        .iter()
-        .filter(|(_, _, s)| matches!(s, ContainerStatus::Running | ContainerStatus::Paused))
-        .map(|(i, _, _)| i.as_str())
-        .collect();
-    let name_of = |cid: &str| {
-        statuses
-            .iter()
-            .find(|(i, _, _)| i == cid)
-            .map(|(_, n, _)| n.clone())
-            .unwrap_or_else(|| cid.to_string())
-    };
     registry.update(|idx| {
+        // Who holds ports is decided under the lock, from records read under it: a
+        // container that is still starting (its supervisor bound its ports a moment
+        // ago, its status not yet `running`) holds them as much as a running one, so
+        // two starts can never both pass the check for one port. A binding left by a
+        // supervisor that died is nobody's.
+        let holders = holders(&registry.list()?, id);
         let mut recs = records_in(registry, idx)?;
         let mut taken: Vec<(Binding, String)> = recs
             .values()
             .flat_map(|n| n.endpoints.iter())
-            .filter(|(cid, _)| cid.as_str() != id && active.contains(cid.as_str()))
-            .flat_map(|(cid, ep)| ep.ports.iter().map(|b| (b.clone(), name_of(cid))))
+            .filter_map(|(cid, ep)| holders.get(cid).map(|name| (ep, name)))
+            .flat_map(|(ep, name)| ep.ports.iter().map(|b| (b.clone(), name.clone())))
             .collect();
         let mut out = Vec::new();
         for spec in specs {
@@ -93,6 +82,19 @@ pub fn bind_ports(
         put(idx, rec)?;
         Ok(out)
     })
+}
+
+/// The containers other than `id` whose recorded bindings hold their ports, by id, with
+/// their names: those running or paused, and those being started by a live supervisor.
+fn holders(recs: &[ContainerRecord], id: &str) -> BTreeMap<String, String> {
+    recs.iter()
+        .filter(|r| r.id != id)
+        .filter(|r| {
+            matches!(r.status, ContainerStatus::Running | ContainerStatus::Paused)
+                || crate::engine::starting(r)
+        })
+        .map(|r| (r.id.clone(), r.name.clone()))
+        .collect()
 }
 
 /// Clears container `id`'s published ports on every network; whether it had any.
@@ -178,4 +180,38 @@ fn ephemeral(spec: &PortSpec, taken: &[(Binding, String)]) -> Result<Binding> {
             spec.container_port, spec.proto
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(c: char, status: &str, supervisor: Option<(i32, u64)>) -> ContainerRecord {
+        let mut r: ContainerRecord = serde_json::from_value(serde_json::json!({
+            "version": 1, "id": c.to_string().repeat(64), "name": format!("c-{c}"),
+            "created": "2026-01-01T00:00:00Z", "status": status, "config": {}
+        }))
+        .unwrap();
+        r.supervisor_pid = supervisor.map(|(p, _)| p);
+        r.supervisor_start = supervisor.map(|(_, s)| s);
+        r
+    }
+
+    #[test]
+    fn starting_containers_hold_their_ports_and_dead_supervisors_hold_none() {
+        let me = codex_sys::ProcessId::of(std::process::id() as i32).unwrap();
+        let live = Some((me.pid, me.start_time));
+        let dead = Some((me.pid, me.start_time + 1));
+        let recs = [
+            rec('a', "running", live),
+            rec('b', "created", live),
+            rec('c', "created", dead),
+            rec('d', "exited", None),
+            rec('e', "paused", live),
+            rec('f', "running", live),
+        ];
+        let h = holders(&recs, &"f".repeat(64));
+        let names: Vec<&str> = h.values().map(String::as_str).collect();
+        assert_eq!(names, ["c-a", "c-b", "c-e"]);
+    }
 }

@@ -241,6 +241,7 @@ fn start_container(
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
+    crate::network::join::prepare_start(registry, cfg, &dir.join(BUNDLE_DIR))?;
     if dir.join(crate::network::files::HOSTS_FILE).exists() {
         // The peers and host nameservers of this start.
         crate::network::files::write_files(registry, id, &dir)?;
@@ -256,6 +257,7 @@ fn start_container(
         unmount_rootfs(&dir);
         return Err(e);
     }
+    crate::network::files::prepare_rootfs(cfg, &dir).inspect_err(|_| unmount_rootfs(&dir))?;
     let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     log.0.set_tty(console.is_some());
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
