@@ -11,6 +11,7 @@ mod monitors;
 mod netflags;
 mod network;
 mod ports;
+mod serve;
 
 use clap::Parser;
 
