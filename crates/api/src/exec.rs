@@ -14,7 +14,7 @@ use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::mpsc;
 
 use crate::body::{self, frame, Resp, StreamKind};
@@ -204,13 +204,14 @@ pub async fn start(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
     let (stdout, stderr, stdin) = (child.stdout.take(), child.stderr.take(), child.stdin.take());
     let wants = (inst.stdout, inst.stderr);
     tokio::spawn(async move {
+        let mut writer = None;
         if let Some(up) = upgrade {
             if let Ok(io) = up.await {
                 let io = TokioIo::new(io);
-                match &pty_master {
+                writer = Some(match &pty_master {
                     Some(m) => pump_pty(io, m).await,
                     None => pump_pipes(io, stdout, stderr, stdin, wants).await,
-                }
+                });
             }
         }
         let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(126);
@@ -219,6 +220,11 @@ pub async fn start(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
             e.exit_code = Some(code);
             e.pty = None;
         });
+        // Closed only now: a client that inspects the exec when its stream ends (as
+        // docker-py's exec_run does) finds the exit code there.
+        if let Some(mut w) = writer {
+            let _ = w.shutdown().await;
+        }
     });
     if detach {
         return Ok(body::empty(StatusCode::OK));
@@ -254,7 +260,7 @@ async fn pump_pipes<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     stderr: Option<tokio::process::ChildStderr>,
     stdin: Option<tokio::process::ChildStdin>,
     (want_out, want_err): (bool, bool),
-) {
+) -> WriteHalf<IO> {
     let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(16);
     let mut tasks = Vec::new();
@@ -277,30 +283,34 @@ async fn pump_pipes<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         }
     }
     let _ = wr.flush().await;
-    let _ = wr.shutdown().await;
     if let Some(i) = input {
         i.abort();
     }
     for t in tasks {
         t.abort();
     }
+    wr
 }
 
 /// With a terminal: raw bytes both ways between the connection and the pty master.
-async fn pump_pty<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, master: &Arc<OwnedFd>) {
+async fn pump_pty<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    io: IO,
+    master: &Arc<OwnedFd>,
+) -> WriteHalf<IO> {
+    let (mut rd, mut wr) = tokio::io::split(io);
     let (Ok(r), Ok(w)) = (master.try_clone(), master.try_clone()) else {
-        return;
+        return wr;
     };
     let mut from_pty = tokio::fs::File::from_std(std::fs::File::from(r));
     let mut to_pty = tokio::fs::File::from_std(std::fs::File::from(w));
-    let (mut rd, mut wr) = tokio::io::split(io);
     let input = tokio::spawn(async move {
         let _ = tokio::io::copy(&mut rd, &mut to_pty).await;
     });
     // Reading the master fails with EIO once the process (the slave's last user) ends.
     let _ = tokio::io::copy(&mut from_pty, &mut wr).await;
-    let _ = wr.shutdown().await;
+    let _ = wr.flush().await;
     input.abort();
+    wr
 }
 
 pub fn inspect(ctx: &Ctx, id: &str) -> ApiResult<Resp> {

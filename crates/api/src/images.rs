@@ -131,6 +131,7 @@ pub async fn tag(ctx: &Ctx, c: &Call, name: &str) -> ApiResult<Resp> {
         .q("repo")
         .filter(|r| !r.is_empty())
         .ok_or_else(|| ApiError::bad_request("tag: the repo parameter is required"))?;
+    let repo = short_name(repo);
     let target = match c.q("tag").filter(|t| !t.is_empty()) {
         Some(t) => format!("{repo}:{t}"),
         None => repo.to_string(),
@@ -222,6 +223,14 @@ fn tempfile_in(store: &ImageStore) -> codex_engine::Result<(std::path::PathBuf, 
     Ok((p, f))
 }
 
+/// The docker CLI spells Docker Hub's names in full (`docker.io/library/x`); the
+/// engine's store keeps them as users type them (`x`), as `codex-ctr image` does.
+pub fn short_name(repo: &str) -> &str {
+    repo.strip_prefix("docker.io/library/")
+        .or_else(|| repo.strip_prefix("docker.io/"))
+        .unwrap_or(repo)
+}
+
 /// Registries on this machine's loopback are spoken to in plain HTTP (the engine's only
 /// transport); any other is refused by the engine with its own message.
 fn insecure_ok(reference: &str) -> bool {
@@ -272,6 +281,13 @@ pub async fn pull(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_names_are_kept_short() {
+        assert_eq!(short_name("docker.io/library/loadme"), "loadme");
+        assert_eq!(short_name("docker.io/me/app"), "me/app");
+        assert_eq!(short_name("127.0.0.1:5000/app"), "127.0.0.1:5000/app");
+    }
 
     #[test]
     fn only_loopback_registries_go_plain_http() {

@@ -30,6 +30,14 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
             "POST /build: image builds are the build issue's work and not in codex-ctr yet",
         )),
 
+        // No plugins here: an empty list, and Docker's 404 for one (`docker inspect X`
+        // asks for a plugin X after a container, image, network and volume X).
+        (["plugins"], &Method::GET) => body::ok_json(&serde_json::json!([])),
+        (["plugins", name, "json"], &Method::GET) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("plugin \"{name}\" not found"),
+        )),
+
         (["containers", "json"], &Method::GET) => containers::list(ctx, &c).await,
         (["containers", "create"], &Method::POST) => containers::create(ctx, &mut c).await,
         (["containers", "prune"], &Method::POST) => containers::prune(ctx).await,
