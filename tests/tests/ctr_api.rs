@@ -37,7 +37,11 @@ struct Server {
 
 impl Server {
     fn start(c: &Ctr, extra: &[&str]) -> Server {
-        let dir = c.root.parent().expect("the root has a parent").to_path_buf();
+        let dir = c
+            .root
+            .parent()
+            .expect("the root has a parent")
+            .to_path_buf();
         let sock = dir.join("api.sock");
         let config = dir.join("docker-config");
         std::fs::create_dir_all(&config).expect("docker config dir");
@@ -47,9 +51,16 @@ impl Server {
         let mut cmd = c.cmd(&args);
         own_group(&mut cmd);
         let child = cmd.spawn().expect("spawn codex-ctr serve");
-        let server = Server { child, sock, config };
+        let server = Server {
+            child,
+            sock,
+            config,
+        };
         assert!(
-            wait_until(Duration::from_secs(10), || UnixStream::connect(&server.sock).is_ok()),
+            wait_until(Duration::from_secs(10), || UnixStream::connect(
+                &server.sock
+            )
+            .is_ok()),
             "the server never listened on {}",
             server.sock.display()
         );
@@ -109,43 +120,101 @@ fn docker_cli_runs_containers_through_the_api() {
     }
     let c = Ctr::new();
     let s = Server::start(&c, &[]);
-    let v = stdout_of(&s.docker(&["version", "--format", "{{.Server.APIVersion}} {{.Client.APIVersion}}"]));
-    assert_eq!(v, "1.47 1.47", "the CLI negotiates down to the server's version");
+    let v = stdout_of(&s.docker(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Client.APIVersion}}",
+    ]));
+    assert_eq!(
+        v, "1.47 1.47",
+        "the CLI negotiates down to the server's version"
+    );
     let info = stdout_of(&s.docker(&["info", "--format", "{{.Images}} {{.OSType}}"]));
     assert_eq!(info, "1 linux");
 
     // Attached, removed at the end: the output, the exit code, nothing left.
-    let o = s.docker(&["run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2",
+    ]);
     assert_eq!(stdout_of(&o), "out");
     assert!(o.stderr.contains("err"), "stderr: {}", o.stderr);
-    s.docker(&["run", "--rm", "busybox", "sh", "-c", "exit 7"]).assert_code(7);
-    assert_eq!(stdout_of(&s.docker(&["ps", "-aq"])), "", "--rm left a container");
+    s.docker(&["run", "--rm", "busybox", "sh", "-c", "exit 7"])
+        .assert_code(7);
+    assert_eq!(
+        stdout_of(&s.docker(&["ps", "-aq"])),
+        "",
+        "--rm left a container"
+    );
 
     // Detached, on the default bridge: ps, logs, inspect, exec, the CLI sees it too.
     let name = format!("api-{}", std::process::id());
     let id = stdout_of(&s.docker(&[
-        "run", "-d", "--name", &name, "--label", "suite=api", "busybox", "sh", "-c",
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--label",
+        "suite=api",
+        "busybox",
+        "sh",
+        "-c",
         "trap 'exit 3' TERM; echo ready; while :; do sleep 1 & wait; done",
     ]));
     assert_eq!(id.len(), 64, "{id}");
-    let ps = stdout_of(&s.docker(&["ps", "--filter", "label=suite=api", "--format", "{{.Names}} {{.State}}"]));
+    let ps = stdout_of(&s.docker(&[
+        "ps",
+        "--filter",
+        "label=suite=api",
+        "--format",
+        "{{.Names}} {{.State}}",
+    ]));
     assert_eq!(ps, format!("{name} running"));
-    assert!(wait_until(Duration::from_secs(10), || s.docker(&["logs", &name]).stdout == "ready\n"));
-    let st = stdout_of(&s.docker(&["inspect", "-f", "{{.State.Status}} {{.State.Running}}", &name]));
+    assert!(wait_until(Duration::from_secs(10), || s
+        .docker(&["logs", &name])
+        .stdout
+        == "ready\n"));
+    let st = stdout_of(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Running}}",
+        &name,
+    ]));
     assert_eq!(st, "running true");
-    let ip = stdout_of(&s.docker(&["inspect", "-f", "{{.NetworkSettings.Networks.bridge.IPAddress}}", &name]));
-    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "no bridge address: {ip:?}");
+    let ip = stdout_of(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.bridge.IPAddress}}",
+        &name,
+    ]));
+    assert!(
+        ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "no bridge address: {ip:?}"
+    );
     let e = s.docker(&["exec", &name, "sh", "-c", "echo in-exec; exit 5"]);
     e.assert_code(5);
     assert_eq!(e.stdout, "in-exec\n");
     let ours = c.run(&["ps", "--format", "json"]);
     ours.assert_ok();
-    assert!(ours.stdout.contains(&id), "codex-ctr ps does not list the API's container: {}", ours.stdout);
+    assert!(
+        ours.stdout.contains(&id),
+        "codex-ctr ps does not list the API's container: {}",
+        ours.stdout
+    );
 
     // stop: its TERM trap exits 3; wait and inspect report it; rm.
     s.docker(&["stop", "-t", "5", &name]).assert_ok();
     assert_eq!(stdout_of(&s.docker(&["wait", &name])), "3");
-    let st = stdout_of(&s.docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &name]));
+    let st = stdout_of(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &name,
+    ]));
     assert_eq!(st, "exited 3");
     s.docker(&["rm", "-f", &name]).assert_ok();
     let gone = s.docker(&["inspect", &name]);
@@ -173,23 +242,51 @@ fn docker_cli_manages_images_volumes_and_networks() {
     // load: a docker archive made by codex-ctr, under a tag the store no longer has.
     s.docker(&["tag", "busybox", "loadme:v1"]).assert_ok();
     let tar = c.root.parent().unwrap().join("loadme.tar");
-    c.run(&["image", "save", "--format", "docker-archive", "-o", &tar.to_string_lossy(), "loadme:v1"])
-        .assert_ok();
+    c.run(&[
+        "image",
+        "save",
+        "--format",
+        "docker-archive",
+        "-o",
+        &tar.to_string_lossy(),
+        "loadme:v1",
+    ])
+    .assert_ok();
     s.docker(&["rmi", "loadme:v1"]).assert_ok();
     assert!(!stdout_of(&s.docker(&["images"])).contains("loadme"));
     let o = s.docker(&["load", "-i", &tar.to_string_lossy()]);
-    assert!(stdout_of(&o).contains("Loaded image: loadme:v1"), "{}", o.stdout);
+    assert!(
+        stdout_of(&o).contains("Loaded image: loadme:v1"),
+        "{}",
+        o.stdout
+    );
     assert!(stdout_of(&s.docker(&["images"])).contains("loadme"));
 
     let vol = format!("apivol{}", std::process::id());
     s.docker(&["volume", "create", &vol]).assert_ok();
-    assert!(stdout_of(&s.docker(&["volume", "ls", "-q"])).lines().any(|l| l == vol));
+    assert!(stdout_of(&s.docker(&["volume", "ls", "-q"]))
+        .lines()
+        .any(|l| l == vol));
     s.docker(&["volume", "rm", &vol]).assert_ok();
     assert!(!stdout_of(&s.docker(&["volume", "ls", "-q"])).contains(&vol));
 
     let net = format!("apinet{}", std::process::id());
-    s.docker(&["network", "create", "--internal", "--subnet", "10.93.7.0/24", &net]).assert_ok();
-    let i = stdout_of(&s.docker(&["network", "inspect", "-f", "{{.Internal}} {{range .IPAM.Config}}{{.Subnet}}{{end}}", &net]));
+    s.docker(&[
+        "network",
+        "create",
+        "--internal",
+        "--subnet",
+        "10.93.7.0/24",
+        &net,
+    ])
+    .assert_ok();
+    let i = stdout_of(&s.docker(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.Internal}} {{range .IPAM.Config}}{{.Subnet}}{{end}}",
+        &net,
+    ]));
     assert_eq!(i, "true 10.93.7.0/24");
     let o = s.docker(&["network", "create", &net]);
     o.assert_fails();
@@ -208,10 +305,16 @@ fn unknown_routes_old_versions_and_ping_answer_as_docker_does() {
     let s = Server::start(&c, &[]);
     let (status, all) = s.raw("HEAD", "/_ping");
     assert!(status.contains("200"), "{status}");
-    assert!(all.to_ascii_lowercase().contains("api-version: 1.47"), "{all}");
+    assert!(
+        all.to_ascii_lowercase().contains("api-version: 1.47"),
+        "{all}"
+    );
     let (status, all) = s.raw("GET", "/v1.47/swarm");
     assert!(status.contains("501"), "{status}");
-    assert!(all.contains(r#""message":"GET /swarm is not implemented by codex-ctr""#), "{all}");
+    assert!(
+        all.contains(r#""message":"GET /swarm is not implemented by codex-ctr""#),
+        "{all}"
+    );
     let (status, all) = s.raw("GET", "/v1.12/version");
     assert!(status.contains("400"), "{status}");
     assert!(all.contains("too old"), "{all}");
@@ -231,11 +334,15 @@ fn containers_outlive_the_server_and_an_idle_server_ends() {
     let mut s = Server::start(&c, &["--timeout", "1s"]);
     let id = stdout_of(&s.docker(&["run", "-d", "--network", "none", "busybox", "sleep", "300"]));
     // Idle for a second (no client connected): it ends by itself, status 0, no socket.
-    let status = wait_child(&mut s.child, Duration::from_secs(30)).expect("the idle server did not end");
+    let status =
+        wait_child(&mut s.child, Duration::from_secs(30)).expect("the idle server did not end");
     assert!(status.success(), "{status:?}");
     assert!(!s.sock.exists(), "the socket was left behind");
     let st = c.inspect(&id);
-    assert_eq!(st["status"], "running", "the container did not outlive the server: {st}");
+    assert_eq!(
+        st["status"], "running",
+        "the container did not outlive the server: {st}"
+    );
 }
 
 #[test]
@@ -250,5 +357,10 @@ fn docker_py_drives_the_engine() {
     let mut cmd = Command::new("python3");
     cmd.arg(&script).arg(&tag).env("DOCKER_HOST", s.host());
     let o = run_command(&mut cmd);
-    assert!(o.ok() && o.stdout.contains("ALL OK"), "docker-py flows failed:\n{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.ok() && o.stdout.contains("ALL OK"),
+        "docker-py flows failed:\n{}\n{}",
+        o.stdout,
+        o.stderr
+    );
 }

@@ -29,7 +29,10 @@ use crate::server::Ctx;
 pub fn upgraded_response() -> Resp {
     let mut r = body::empty(StatusCode::SWITCHING_PROTOCOLS);
     let h = r.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/vnd.docker.raw-stream"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.docker.raw-stream"),
+    );
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(UPGRADE, HeaderValue::from_static("tcp"));
     r
@@ -53,7 +56,9 @@ fn claim_removal(eng: &codex_engine::engine::Engine, id: &str) -> codex_engine::
 
 pub async fn attach(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
     let upgrade = c.upgrade.take().ok_or_else(|| {
-        ApiError::bad_request("attach needs an upgraded connection (Connection: Upgrade, Upgrade: tcp)")
+        ApiError::bad_request(
+            "attach needs an upgraded connection (Connection: Upgrade, Upgrade: tcp)",
+        )
     })?;
     if !c.flag("stream", false) && !c.flag("logs", false) {
         return Err(ApiError::bad_request("attach: give stream=1 and/or logs=1"));

@@ -86,7 +86,11 @@ pub fn frame(kind: StreamKind, payload: &[u8]) -> Bytes {
     v.push(kind as u8);
     v.extend_from_slice(&[0, 0, 0]);
     // A log line is at most a few MiB (the engine caps lines), far under u32::MAX.
-    v.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(u32::MAX).to_be_bytes());
+    v.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     v.extend_from_slice(payload);
     Bytes::from(v)
 }

@@ -102,7 +102,10 @@ pub async fn list(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
     let all = c.flag("all", false);
     let limit: Option<i64> = c.num("limit")?;
     let f = filters::parse(c.q("filters"))?;
-    filters::only(&f, &["label", "name", "id", "status", "network", "ancestor"])?;
+    filters::only(
+        &f,
+        &["label", "name", "id", "status", "network", "ancestor"],
+    )?;
     let mut out = blocking(ctx, move |e| {
         let refs = image_refs(e);
         let mut recs = e.list()?;
@@ -127,7 +130,15 @@ pub async fn list(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
 pub fn is_action(a: &str) -> bool {
     matches!(
         a,
-        "start" | "stop" | "restart" | "kill" | "pause" | "unpause" | "rename" | "resize" | "update"
+        "start"
+            | "stop"
+            | "restart"
+            | "kill"
+            | "pause"
+            | "unpause"
+            | "rename"
+            | "resize"
+            | "update"
     )
 }
 
@@ -177,7 +188,10 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
             if !is_live(rec.status) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
-                    format!("Cannot kill container: {}: container is not running", rec.name),
+                    format!(
+                        "Cannot kill container: {}: container is not running",
+                        rec.name
+                    ),
                 ));
             }
             blocking(ctx, move |e| e.kill(&id, sig)).await?;
@@ -212,7 +226,9 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
 pub async fn remove(ctx: &Ctx, c: &Call, id: &str) -> ApiResult<Resp> {
     let (force, volumes) = (c.flag("force", false), c.flag("v", false));
     if c.flag("link", false) {
-        return Err(ApiError::not_implemented("DELETE /containers/{id}?link (links)"));
+        return Err(ApiError::not_implemented(
+            "DELETE /containers/{id}?link (links)",
+        ));
     }
     let id = id.to_string();
     blocking(ctx, move |e| {
@@ -232,8 +248,7 @@ pub async fn remove(ctx: &Ctx, c: &Call, id: &str) -> ApiResult<Resp> {
 
 pub async fn prune(ctx: &Ctx) -> ApiResult<Resp> {
     let ids = blocking(ctx, |e| {
-        let before: Vec<(String, String)> =
-            e.list()?.into_iter().map(|r| (r.name, r.id)).collect();
+        let before: Vec<(String, String)> = e.list()?.into_iter().map(|r| (r.name, r.id)).collect();
         let names = e.prune()?;
         Ok(before
             .into_iter()

@@ -152,7 +152,11 @@ fn health(h: &Healthcheck) -> ApiResult<Option<HealthCheck>> {
             command: test[1].clone(),
         },
         Some("CMD") if test.len() > 1 => HealthProbe::Cmd {
-            command: test[1..].iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" "),
+            command: test[1..]
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
         },
         _ => {
             return Err(bad(
@@ -200,19 +204,20 @@ fn publish(body: &CreateBody, hc: &HostConfig) -> ApiResult<Publish> {
     for key in body.exposed_ports.iter().flat_map(|m| m.keys()) {
         let field = format!("ExposedPorts[{key:?}]");
         let (port, proto) = parse_expose(&field, key)?;
-        p.expose.push(codex_engine::network::ports::Exposed { port, proto });
+        p.expose
+            .push(codex_engine::network::ports::Exposed { port, proto });
     }
     for (key, bindings) in hc.port_bindings.iter().flatten() {
         let field = format!("HostConfig.PortBindings[{key:?}]");
         let (container_port, proto) = parse_expose(&field, key)?;
         for b in bindings.iter().flatten() {
-            let host_ip = match b.host_ip.as_deref() {
-                None | Some("") | Some("0.0.0.0") => None,
-                Some(ip) => Some(
-                    ip.parse()
-                        .map_err(|_| bad(&field, format!("HostIp {ip:?} is not an IPv4 address")))?,
-                ),
-            };
+            let host_ip =
+                match b.host_ip.as_deref() {
+                    None | Some("") | Some("0.0.0.0") => None,
+                    Some(ip) => Some(ip.parse().map_err(|_| {
+                        bad(&field, format!("HostIp {ip:?} is not an IPv4 address"))
+                    })?),
+                };
             let host_port = match b.host_port.as_deref() {
                 None | Some("") | Some("0") => None,
                 Some(hp) => Some(
@@ -251,7 +256,10 @@ fn volumes(hc: &HostConfig) -> ApiResult<Vec<Volume>> {
                 let spec = format!("{source}:{target}:{}", if readonly { "ro" } else { "rw" });
                 let v = Volume::parse(&field, &spec)?;
                 if !matches!(v.source, VolumeSource::Bind { .. }) {
-                    return Err(bad(&field, "a bind mount's Source must be an absolute path"));
+                    return Err(bad(
+                        &field,
+                        "a bind mount's Source must be an absolute path",
+                    ));
                 }
                 v
             }
@@ -274,7 +282,12 @@ fn volumes(hc: &HostConfig) -> ApiResult<Vec<Volume>> {
                 readonly,
                 anonymous: false,
             },
-            other => return Err(bad(&field, format!("Type {other:?} is not bind, volume or tmpfs"))),
+            other => {
+                return Err(bad(
+                    &field,
+                    format!("Type {other:?} is not bind, volume or tmpfs"),
+                ))
+            }
         };
         out.push(v);
     }
@@ -292,7 +305,10 @@ fn limits(hc: &HostConfig) -> ApiResult<Limits> {
     let mut cpus = positive("HostConfig.NanoCpus", hc.nano_cpus)?.map(|n| n as f64 / 1e9);
     if let Some(q) = positive("HostConfig.CpuQuota", hc.cpu_quota)? {
         if cpus.is_some() {
-            return Err(bad("HostConfig.CpuQuota", "conflicts with NanoCpus: give one"));
+            return Err(bad(
+                "HostConfig.CpuQuota",
+                "conflicts with NanoCpus: give one",
+            ));
         }
         let period = positive("HostConfig.CpuPeriod", hc.cpu_period)?.unwrap_or(100_000);
         cpus = Some(q as f64 / period as f64);
@@ -333,7 +349,10 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
     let empty = HostConfig::default();
     let hc = body.host_config.as_ref().unwrap_or(&empty);
     if body.tty == Some(true) {
-        return Err(bad("Tty", "containers with a terminal are not supported by codex-ctr yet (run without -t)"));
+        return Err(bad(
+            "Tty",
+            "containers with a terminal are not supported by codex-ctr yet (run without -t)",
+        ));
     }
     if body.open_stdin == Some(true) {
         return Err(bad("OpenStdin", "a container's stdin is not supported by codex-ctr yet (run without -i; `exec -i` works)"));
@@ -342,9 +361,14 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
         return Err(refused("HostConfig.Privileged"));
     }
     if hc.readonly_rootfs == Some(true) {
-        return Err(refused("HostConfig.ReadonlyRootfs (use codex-ctr's --isolation strict)"));
+        return Err(refused(
+            "HostConfig.ReadonlyRootfs (use codex-ctr's --isolation strict)",
+        ));
     }
-    for (field, v) in [("HostConfig.CapAdd", &hc.cap_add), ("HostConfig.CapDrop", &hc.cap_drop)] {
+    for (field, v) in [
+        ("HostConfig.CapAdd", &hc.cap_add),
+        ("HostConfig.CapDrop", &hc.cap_drop),
+    ] {
         if v.as_ref().is_some_and(|l| !l.is_empty()) {
             return Err(refused(field));
         }
@@ -374,7 +398,12 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
     }
     let mut dns = Vec::new();
     for (i, d) in hc.dns.iter().flatten().enumerate() {
-        dns.push(d.parse().map_err(|_| bad(&format!("HostConfig.Dns[{i}]"), format!("{d:?} is not an IP address")))?);
+        dns.push(d.parse().map_err(|_| {
+            bad(
+                &format!("HostConfig.Dns[{i}]"),
+                format!("{d:?} is not an IP address"),
+            )
+        })?);
     }
     let mut add_hosts = Vec::new();
     for (i, h) in hc.extra_hosts.iter().flatten().enumerate() {
@@ -386,10 +415,20 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
         Some(t) => Some(u64::try_from(t).unwrap_or(0)),
     };
     Ok(ContainerConfig {
-        name: name.map(|n| n.trim_start_matches('/').to_string()).filter(|n| !n.is_empty()),
+        name: name
+            .map(|n| n.trim_start_matches('/').to_string())
+            .filter(|n| !n.is_empty()),
         image: Some(image),
-        entrypoint: body.entrypoint.clone().map(StrOrList::into_vec).unwrap_or_default(),
-        command: body.cmd.clone().map(StrOrList::into_vec).unwrap_or_default(),
+        entrypoint: body
+            .entrypoint
+            .clone()
+            .map(StrOrList::into_vec)
+            .unwrap_or_default(),
+        command: body
+            .cmd
+            .clone()
+            .map(StrOrList::into_vec)
+            .unwrap_or_default(),
         env: body.env.clone().unwrap_or_default(),
         working_dir: body.working_dir.clone().filter(|w| !w.is_empty()),
         user: body.user.clone().filter(|u| !u.is_empty()),
@@ -405,8 +444,17 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
         stop_signal: body.stop_signal.clone().filter(|s| !s.is_empty()),
         stop_timeout,
         auto_remove: hc.auto_remove.unwrap_or(false),
-        restart: hc.restart_policy.as_ref().map(restart).transpose()?.unwrap_or_default(),
+        restart: hc
+            .restart_policy
+            .as_ref()
+            .map(restart)
+            .transpose()?
+            .unwrap_or_default(),
         health: body.healthcheck.as_ref().map(health).transpose()?.flatten(),
         ..Default::default()
     })
 }
+
+#[cfg(test)]
+#[path = "create_tests.rs"]
+mod tests;

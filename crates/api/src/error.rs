@@ -95,7 +95,11 @@ mod tests {
         }
         .into();
         assert_eq!(e.status, StatusCode::CONFLICT);
-        assert!(e.message.contains("\"/web\" is already in use"), "{}", e.message);
+        assert!(
+            e.message.contains("\"/web\" is already in use"),
+            "{}",
+            e.message
+        );
         let e: ApiError = EngineError::invalid("memory", "bad").into();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         assert_eq!(e.message, "memory: bad");

@@ -109,12 +109,21 @@ pub async fn events(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
                     .engine()
                     .get(&e.id)
                     .ok()
-                    .and_then(|r| r.config.get("image").and_then(|i| i.as_str()).map(str::to_string))
+                    .and_then(|r| {
+                        r.config
+                            .get("image")
+                            .and_then(|i| i.as_str())
+                            .map(str::to_string)
+                    })
                     .and_then(|id| refs.iter().find(|(_, i)| *i == id).map(|(r, _)| r.clone()));
                 if !wanted(&f, &e, image.as_deref().unwrap_or("")) {
                     continue;
                 }
-                if tx.send(body::json_line(&docker_event(&e, image.as_deref()))).await.is_err() {
+                if tx
+                    .send(body::json_line(&docker_event(&e, image.as_deref())))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -142,7 +151,11 @@ mod tests {
             action: "die".into(),
             id: "abc".into(),
             name: "web".into(),
-            attributes: [("exit_code".to_string(), "3".to_string()), ("tier".into(), "db".into())].into(),
+            attributes: [
+                ("exit_code".to_string(), "3".to_string()),
+                ("tier".into(), "db".into()),
+            ]
+            .into(),
         };
         let d = docker_event(&e, Some("busybox:latest"));
         assert_eq!(d["Type"], "container");
@@ -153,7 +166,10 @@ mod tests {
         assert_eq!(d["Actor"]["Attributes"]["image"], "busybox:latest");
         assert_eq!(d["time"], 1_767_225_601u64);
         assert_eq!(d["timeNano"], 1_767_225_601_500_000_000u64);
-        let f = filters::parse(Some(r#"{"event":["die"],"label":["tier=db"],"container":["web"]}"#)).unwrap();
+        let f = filters::parse(Some(
+            r#"{"event":["die"],"label":["tier=db"],"container":["web"]}"#,
+        ))
+        .unwrap();
         assert!(wanted(&f, &e, ""));
         let f = filters::parse(Some(r#"{"event":["start"]}"#)).unwrap();
         assert!(!wanted(&f, &e, ""));

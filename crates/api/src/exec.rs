@@ -72,7 +72,11 @@ fn new_id() -> ApiResult<String> {
 
 /// The `codex-ctr exec` argv for an instance (after the binary).
 pub fn exec_args(root: &std::path::Path, e: &ExecInstance) -> Vec<String> {
-    let mut a = vec!["--root".to_string(), root.display().to_string(), "exec".into()];
+    let mut a = vec![
+        "--root".to_string(),
+        root.display().to_string(),
+        "exec".into(),
+    ];
     if e.stdin {
         a.push("-i".into());
     }
@@ -104,7 +108,9 @@ pub async fn create(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
         ));
     }
     if b.privileged == Some(true) {
-        return Err(ApiError::bad_request("Privileged: not supported by codex-ctr"));
+        return Err(ApiError::bad_request(
+            "Privileged: not supported by codex-ctr",
+        ));
     }
     let cmd = match b.cmd {
         Some(StrOrList::List(l)) if !l.is_empty() => l,
@@ -150,14 +156,22 @@ fn get(ctx: &Ctx, id: &str) -> ApiResult<ExecInstance> {
         .map_err(|_| ApiError::internal("exec table poisoned"))?
         .get(id)
         .cloned()
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("No such exec instance: {id}")))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("No such exec instance: {id}"),
+            )
+        })
 }
 
 pub async fn start(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
     let b: StartBody = c.body_json().await?;
     let mut inst = get(ctx, id)?;
     if inst.started {
-        return Err(ApiError::new(StatusCode::CONFLICT, format!("exec {id} has already been started")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("exec {id} has already been started"),
+        ));
     }
     if let Some(t) = b.tty {
         inst.tty = t;
@@ -183,9 +197,21 @@ pub async fn start(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
             .stderr(Stdio::from(p.slave));
         pty_master = Some(Arc::new(p.master));
     } else {
-        cmd.stdin(if inst.stdin && !detach { Stdio::piped() } else { Stdio::null() })
-            .stdout(if detach { Stdio::null() } else { Stdio::piped() })
-            .stderr(if detach { Stdio::null() } else { Stdio::piped() });
+        cmd.stdin(if inst.stdin && !detach {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(if detach {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
+        .stderr(if detach {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        });
     }
     let mut child = cmd
         .spawn()
@@ -214,7 +240,12 @@ pub async fn start(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
                 });
             }
         }
-        let code = child.wait().await.ok().and_then(|s| s.code()).unwrap_or(126);
+        let code = child
+            .wait()
+            .await
+            .ok()
+            .and_then(|s| s.code())
+            .unwrap_or(126);
         update(&ctx2, &eid, |e| {
             e.running = false;
             e.exit_code = Some(code);
@@ -265,10 +296,20 @@ async fn pump_pipes<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let (tx, mut rx) = mpsc::channel::<bytes::Bytes>(16);
     let mut tasks = Vec::new();
     if let Some(o) = stdout {
-        tasks.push(tokio::spawn(copy_framed(o, StreamKind::Stdout, want_out, tx.clone())));
+        tasks.push(tokio::spawn(copy_framed(
+            o,
+            StreamKind::Stdout,
+            want_out,
+            tx.clone(),
+        )));
     }
     if let Some(e) = stderr {
-        tasks.push(tokio::spawn(copy_framed(e, StreamKind::Stderr, want_err, tx.clone())));
+        tasks.push(tokio::spawn(copy_framed(
+            e,
+            StreamKind::Stderr,
+            want_err,
+            tx.clone(),
+        )));
     }
     drop(tx);
     let input = stdin.map(|mut s| {
@@ -336,7 +377,12 @@ pub fn resize(ctx: &Ctx, c: &Call, id: &str) -> ApiResult<Resp> {
     let e = get(ctx, id)?;
     let (h, w): (Option<u16>, Option<u16>) = (c.num("h")?, c.num("w")?);
     if let (Some(m), Some(h), Some(w)) = (&e.pty, h, w) {
-        let ws = libc::winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: h,
+            ws_col: w,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCSWINSZ reads the winsize we pass; the fd is the pty master we own.
         unsafe { libc::ioctl(m.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
     }
@@ -369,7 +415,19 @@ mod tests {
         let a = exec_args(std::path::Path::new("/r"), &e);
         assert_eq!(
             a,
-            ["--root", "/r", "exec", "-i", "--env=A=1", "--workdir=/tmp", "--user=1000", "c1", "sh", "-c", "echo hi"]
+            [
+                "--root",
+                "/r",
+                "exec",
+                "-i",
+                "--env=A=1",
+                "--workdir=/tmp",
+                "--user=1000",
+                "c1",
+                "sh",
+                "-c",
+                "echo hi"
+            ]
         );
     }
 }

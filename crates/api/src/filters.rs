@@ -66,7 +66,10 @@ mod tests {
         assert_eq!(f["status"], ["running"]);
         assert!(parse(None).unwrap().is_empty());
         assert!(parse(Some("[1]")).is_err());
-        assert!(parse(Some(r#"{"label":[1]}"#)).unwrap_err().message.contains("label"));
+        assert!(parse(Some(r#"{"label":[1]}"#))
+            .unwrap_err()
+            .message
+            .contains("label"));
     }
 
     #[test]
@@ -82,7 +85,8 @@ mod tests {
     fn keys_and_values_combine_as_docker_does() {
         let f = parse(Some(r#"{"label":["x","a"],"name":["web"]}"#)).unwrap();
         // label: any of x, a; name: web. Both keys must match.
-        assert!(all_match(&f, |k, v| (k == "label" && v == "a") || (k == "name" && v == "web")));
+        assert!(all_match(&f, |k, v| (k == "label" && v == "a")
+            || (k == "name" && v == "web")));
         assert!(!all_match(&f, |k, v| k == "label" && v == "a"));
         assert!(only(&f, &["label", "name"]).is_ok());
         assert!(only(&f, &["label"]).unwrap_err().message.contains("name"));

@@ -145,17 +145,27 @@ pub async fn remove(ctx: &Ctx, name: &str) -> ApiResult<Resp> {
     let name = name.to_string();
     let r = blocking(ctx, move |e| e.remove_image(&name)).await?;
     let mut out: Vec<Value> = r.untagged.iter().map(|u| json!({"Untagged": u})).collect();
-    out.extend(r.deleted.iter().map(|d| json!({"Deleted": format!("sha256:{d}")})));
+    out.extend(
+        r.deleted
+            .iter()
+            .map(|d| json!({"Deleted": format!("sha256:{d}")})),
+    );
     body::ok_json(&out)
 }
 
 pub async fn prune(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
     let f = filters::parse(c.q("filters"))?;
     filters::only(&f, &["dangling"])?;
-    let all = f.get("dangling").is_some_and(|d| d.iter().any(|v| v == "false" || v == "0"));
+    let all = f
+        .get("dangling")
+        .is_some_and(|d| d.iter().any(|v| v == "false" || v == "0"));
     let r = blocking(ctx, move |e| e.prune_images(all)).await?;
     let mut del: Vec<Value> = r.untagged.iter().map(|u| json!({"Untagged": u})).collect();
-    del.extend(r.deleted.iter().map(|d| json!({"Deleted": format!("sha256:{d}")})));
+    del.extend(
+        r.deleted
+            .iter()
+            .map(|d| json!({"Deleted": format!("sha256:{d}")})),
+    );
     body::ok_json(&json!({"ImagesDeleted": del, "SpaceReclaimed": 0}))
 }
 
@@ -167,14 +177,16 @@ pub async fn history(ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         let h = store.history(&img)?;
         Ok(h.iter()
             .rev()
-            .map(|s| json!({
-                "Id": "<missing>",
-                "Created": s.created.as_deref().map(unix_secs).unwrap_or(0),
-                "CreatedBy": s.created_by.clone().unwrap_or_default(),
-                "Tags": null,
-                "Size": 0,
-                "Comment": s.comment.clone().unwrap_or_default(),
-            }))
+            .map(|s| {
+                json!({
+                    "Id": "<missing>",
+                    "Created": s.created.as_deref().map(unix_secs).unwrap_or(0),
+                    "CreatedBy": s.created_by.clone().unwrap_or_default(),
+                    "Tags": null,
+                    "Size": 0,
+                    "Comment": s.comment.clone().unwrap_or_default(),
+                })
+            })
             .collect::<Vec<_>>())
     })
     .await?;
@@ -189,7 +201,10 @@ pub async fn load(ctx: &Ctx, c: &mut Call) -> ApiResult<Resp> {
         let store = e.images()?;
         let mut f = tempfile_in(&store)?;
         f.1.write_all(&data)
-            .map_err(|err| codex_engine::Error::Io { context: "spooling the image archive".into(), cause: err })?;
+            .map_err(|err| codex_engine::Error::Io {
+                context: "spooling the image archive".into(),
+                cause: err,
+            })?;
         drop(f.1);
         let r = store.load(&f.0, &Default::default());
         let _ = std::fs::remove_file(&f.0);
@@ -199,10 +214,14 @@ pub async fn load(ctx: &Ctx, c: &mut Call) -> ApiResult<Resp> {
     let mut out = Vec::new();
     for l in &loaded {
         if l.references.is_empty() {
-            out.extend_from_slice(&body::json_line(&json!({"stream": format!("Loaded image ID: sha256:{}\n", l.id)})));
+            out.extend_from_slice(&body::json_line(
+                &json!({"stream": format!("Loaded image ID: sha256:{}\n", l.id)}),
+            ));
         }
         for r in &l.references {
-            out.extend_from_slice(&body::json_line(&json!({"stream": format!("Loaded image: {r}\n")})));
+            out.extend_from_slice(&body::json_line(
+                &json!({"stream": format!("Loaded image: {r}\n")}),
+            ));
         }
     }
     let _ = quiet;
@@ -219,7 +238,10 @@ fn tempfile_in(store: &ImageStore) -> codex_engine::Result<(std::path::PathBuf, 
         .create_new(true)
         .mode(0o600)
         .open(&p)
-        .map_err(|e| codex_engine::Error::Io { context: format!("creating {}", p.display()), cause: e })?;
+        .map_err(|e| codex_engine::Error::Io {
+            context: format!("creating {}", p.display()),
+            cause: e,
+        })?;
     Ok((p, f))
 }
 
@@ -243,7 +265,9 @@ fn insecure_ok(reference: &str) -> bool {
 /// progress lines (an error is a line with `error`, as Docker sends it after a 200).
 pub async fn pull(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
     if c.q("fromSrc").is_some() {
-        return Err(ApiError::not_implemented("POST /images/create?fromSrc (import; use `codex-ctr image import`)"));
+        return Err(ApiError::not_implemented(
+            "POST /images/create?fromSrc (import; use `codex-ctr image import`)",
+        ));
     }
     let from = c
         .q("fromImage")
@@ -270,7 +294,9 @@ pub async fn pull(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
         })
         .await;
         let line = match got {
-            Ok(l) => json!({"status": format!("Status: Downloaded newer image for {reference} (sha256:{})", l.id)}),
+            Ok(l) => {
+                json!({"status": format!("Status: Downloaded newer image for {reference} (sha256:{})", l.id)})
+            }
             Err(e) => json!({"errorDetail": {"message": e.message}, "error": e.message}),
         };
         let _ = tx.send(body::json_line(&line)).await;

@@ -86,7 +86,9 @@ fn ports_json(publish: &Publish, bound: &[Binding]) -> Value {
             *entry = json!([]);
         }
         if let Some(a) = entry.as_array_mut() {
-            a.push(json!({"HostIp": b.host_addr().to_string(), "HostPort": b.host_port.to_string()}));
+            a.push(
+                json!({"HostIp": b.host_addr().to_string(), "HostPort": b.host_port.to_string()}),
+            );
         }
     }
     Value::Object(m)
@@ -177,7 +179,12 @@ pub fn inspect(rec: &ContainerRecord, a: &Around) -> Value {
         .expose
         .iter()
         .map(|e| (port_key(e.port, e.proto), json!({})))
-        .chain(cfg.publish.ports.iter().map(|p| (port_key(p.container_port, p.proto), json!({}))))
+        .chain(
+            cfg.publish
+                .ports
+                .iter()
+                .map(|p| (port_key(p.container_port, p.proto), json!({}))),
+        )
         .collect();
     let port_bindings: Map<String, Value> = cfg
         .publish
@@ -309,8 +316,10 @@ pub fn summary(rec: &ContainerRecord, a: &Around) -> Value {
     let ports: Vec<Value> = a
         .ports
         .iter()
-        .map(|b| json!({"IP": b.host_addr().to_string(), "PrivatePort": b.container_port,
-                        "PublicPort": b.host_port, "Type": b.proto.to_string()}))
+        .map(|b| {
+            json!({"IP": b.host_addr().to_string(), "PrivatePort": b.container_port,
+                        "PublicPort": b.host_port, "Type": b.proto.to_string()})
+        })
         .collect();
     json!({
         "Id": rec.id,

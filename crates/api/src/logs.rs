@@ -118,8 +118,13 @@ mod tests {
         assert_eq!(t, UNIX_EPOCH + Duration::new(1_700_000_000, 500_000_000));
         let t = parse_time("since", Some("1700000000")).unwrap().unwrap();
         assert_eq!(t, UNIX_EPOCH + Duration::from_secs(1_700_000_000));
-        assert!(parse_time("since", Some("2023-11-14T22:13:20Z")).unwrap().is_some());
-        assert!(parse_time("since", Some("soon")).unwrap_err().message.contains("since"));
+        assert!(parse_time("since", Some("2023-11-14T22:13:20Z"))
+            .unwrap()
+            .is_some());
+        assert!(parse_time("since", Some("soon"))
+            .unwrap_err()
+            .message
+            .contains("since"));
     }
 
     #[test]

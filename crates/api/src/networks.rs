@@ -59,16 +59,24 @@ pub fn spec_from(b: &CreateBody) -> ApiResult<NetworkSpec> {
         }
     }
     if b.enable_ipv6 == Some(true) {
-        return Err(ApiError::bad_request("EnableIPv6: IPv6 networks are not supported by codex-ctr"));
+        return Err(ApiError::bad_request(
+            "EnableIPv6: IPv6 networks are not supported by codex-ctr",
+        ));
     }
     let configs = b.ipam.as_ref().and_then(|i| i.config.as_ref());
     let first = match configs.map(Vec::as_slice) {
         None | Some([]) => None,
         Some([one]) => Some(one),
-        Some(_) => return Err(ApiError::bad_request("IPAM.Config: give one subnet (codex-ctr networks have one)")),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "IPAM.Config: give one subnet (codex-ctr networks have one)",
+            ))
+        }
     };
     if first.is_some_and(|c| c.ip_range.as_ref().is_some_and(|r| !r.is_empty())) {
-        return Err(ApiError::bad_request("IPAM.Config[0].IPRange: not supported by codex-ctr"));
+        return Err(ApiError::bad_request(
+            "IPAM.Config[0].IPRange: not supported by codex-ctr",
+        ));
     }
     let labels: Vec<String> = b
         .labels
@@ -78,8 +86,12 @@ pub fn spec_from(b: &CreateBody) -> ApiResult<NetworkSpec> {
         .collect();
     Ok(NetworkSpec::parse(
         &name,
-        first.and_then(|c| c.subnet.as_deref()).filter(|s| !s.is_empty()),
-        first.and_then(|c| c.gateway.as_deref()).filter(|s| !s.is_empty()),
+        first
+            .and_then(|c| c.subnet.as_deref())
+            .filter(|s| !s.is_empty()),
+        first
+            .and_then(|c| c.gateway.as_deref())
+            .filter(|s| !s.is_empty()),
         b.internal.unwrap_or(false),
         &labels,
     )?)
@@ -91,8 +103,11 @@ pub fn network_json(n: &NetworkInfo, containers: &[(String, String, String, Stri
     let cs: serde_json::Map<String, Value> = containers
         .iter()
         .map(|(id, name, ip, mac)| {
-            (id.clone(), json!({"Name": name, "EndpointID": "", "MacAddress": mac,
-                                "IPv4Address": ip, "IPv6Address": ""}))
+            (
+                id.clone(),
+                json!({"Name": name, "EndpointID": "", "MacAddress": mac,
+                                "IPv4Address": ip, "IPv6Address": ""}),
+            )
         })
         .collect();
     json!({
@@ -122,8 +137,17 @@ fn with_containers(e: &codex_engine::engine::Engine, n: &NetworkInfo) -> Value {
         .endpoints
         .iter()
         .map(|(id, ep)| {
-            let name = recs.iter().find(|r| &r.id == id).map(|r| r.name.clone()).unwrap_or_default();
-            (id.clone(), name, format!("{}/{}", ep.ip, n.record.subnet.prefix_len()), ep.mac.clone())
+            let name = recs
+                .iter()
+                .find(|r| &r.id == id)
+                .map(|r| r.name.clone())
+                .unwrap_or_default();
+            (
+                id.clone(),
+                name,
+                format!("{}/{}", ep.ip, n.record.subnet.prefix_len()),
+                ep.mac.clone(),
+            )
         })
         .collect();
     network_json(n, &cs)
@@ -179,7 +203,10 @@ pub async fn prune(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
     filters::only(&f, &["label"])?;
     let mut lf = Vec::new();
     for (i, v) in f.get("label").into_iter().flatten().enumerate() {
-        lf.push(LabelFilter::parse(&format!("filters.label[{i}]"), &format!("label={v}"))?);
+        lf.push(LabelFilter::parse(
+            &format!("filters.label[{i}]"),
+            &format!("label={v}"),
+        )?);
     }
     let removed = blocking(ctx, move |e| e.prune_networks(&lf)).await?;
     let names: Vec<String> = removed.into_iter().map(|r| r.name).collect();
@@ -204,7 +231,8 @@ mod tests {
         assert_eq!(s.subnet.unwrap().to_string(), "10.89.0.0/24");
         assert_eq!(s.gateway.unwrap().to_string(), "10.89.0.1");
         assert_eq!(s.labels["a"], "b");
-        let b: CreateBody = crate::query::parse_json(br#"{"Name":"n","Driver":"overlay"}"#).unwrap();
+        let b: CreateBody =
+            crate::query::parse_json(br#"{"Name":"n","Driver":"overlay"}"#).unwrap();
         assert!(spec_from(&b).unwrap_err().message.contains("Driver"));
         let b: CreateBody = crate::query::parse_json(br#"{"Driver":"bridge"}"#).unwrap();
         assert!(spec_from(&b).unwrap_err().message.contains("Name"));

@@ -151,7 +151,9 @@ mod tests {
 
     #[test]
     fn query_strings_are_decoded() {
-        let q = parse_query(Some("filters=%7B%22label%22%3A%5B%22a%3Db%22%5D%7D&all=1&x"));
+        let q = parse_query(Some(
+            "filters=%7B%22label%22%3A%5B%22a%3Db%22%5D%7D&all=1&x",
+        ));
         assert_eq!(q["filters"], r#"{"label":["a=b"]}"#);
         assert_eq!(q["all"], "1");
         assert_eq!(q["x"], "");

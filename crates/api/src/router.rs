@@ -14,9 +14,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = c.method.clone();
     let get = m == Method::GET;
-    let post = m == Method::POST;
     let head = m == Method::HEAD;
-    let delete = m == Method::DELETE;
     match (s.as_slice(), &m) {
         (["_ping"], _) if get || head => Ok(system::ping(head)),
         (["version"], &Method::GET) => system::version(ctx),
@@ -81,8 +79,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["networks"], &Method::GET) => networks::list(ctx, &c).await,
         (["networks", "create"], &Method::POST) => networks::create(ctx, &mut c).await,
         (["networks", "prune"], &Method::POST) => networks::prune(ctx, &c).await,
-        (["networks", id, "connect" | "disconnect"], &Method::POST) => {
-            let _ = id;
+        (["networks", _, "connect" | "disconnect"], &Method::POST) => {
             Err(ApiError::not_implemented(
                 "network connect/disconnect (the engine cannot change a container's networks yet)",
             ))
@@ -96,17 +93,13 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["volumes", name], &Method::GET) => volumes::inspect(ctx, name).await,
         (["volumes", name], &Method::DELETE) => volumes::remove(ctx, &c, name).await,
 
-        _ => {
-            let _ = (post, delete);
-            Err(ApiError::new(
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "{} /{} is not implemented by codex-ctr",
-                    c.method,
-                    c.segs.join("/")
-                ),
-            ))
-        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            format!(
+                "{} /{} is not implemented by codex-ctr",
+                c.method,
+                c.segs.join("/")
+            ),
+        )),
     }
-    .or_else(|e| Ok(body::error(&e)))
 }

@@ -1,8 +1,7 @@
 //! `GET /containers/{id}/stats`: the cgroup counters in Docker's shape, so that the
-//! docker CLI's and docker-py users' arithmetic works: CPU % is
-//! `(cpu.total_usage - precpu.total_usage) / (system_cpu_usage - precpu.system_cpu_usage)
-//! * online_cpus * 100`, with `system_cpu_usage` the host's CPU time in ns from
-//! /proc/stat, as Docker reports it.
+//! docker CLI's and docker-py users' arithmetic works: CPU % is the container's CPU
+//! time delta over the host's (`system_cpu_usage`, all CPUs' time in ns from
+//! /proc/stat, as Docker reports it), times `online_cpus`, times 100.
 
 use std::time::{Duration, SystemTime};
 
@@ -98,9 +97,11 @@ fn blkio_json(d: &Value) -> Value {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| json!({"major": e["major"], "minor": e["minor"],
+                .map(|e| {
+                    json!({"major": e["major"], "minor": e["minor"],
                                 "op": e["op"].as_str().unwrap_or("").to_lowercase(),
-                                "value": e["value"]}))
+                                "value": e["value"]})
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -178,7 +179,12 @@ pub async fn stats(ctx: &Ctx, c: &Call, id: &str) -> ApiResult<Resp> {
         let mut name = name;
         loop {
             if tx
-                .send(body::json_line(&document(&rec.id, &name, &cur, pre.as_ref())))
+                .send(body::json_line(&document(
+                    &rec.id,
+                    &name,
+                    &cur,
+                    pre.as_ref(),
+                )))
                 .await
                 .is_err()
             {
@@ -217,10 +223,16 @@ mod tests {
     #[test]
     fn docker_cpu_percent_arithmetic_comes_out_right() {
         // The container used 0.5 s of CPU while the host's CPUs spent 4 s in total.
-        let d = document("i", "n", &s(1_500_000_000, 14_000_000_000), Some(&s(1_000_000_000, 10_000_000_000)));
+        let d = document(
+            "i",
+            "n",
+            &s(1_500_000_000, 14_000_000_000),
+            Some(&s(1_000_000_000, 10_000_000_000)),
+        );
         let cpu = |k: &str, p: &str| d[k]["cpu_usage"][p].as_u64().unwrap();
         let sys = |k: &str| d[k]["system_cpu_usage"].as_u64().unwrap();
-        let cpu_delta = (cpu("cpu_stats", "total_usage") - cpu("precpu_stats", "total_usage")) as f64;
+        let cpu_delta =
+            (cpu("cpu_stats", "total_usage") - cpu("precpu_stats", "total_usage")) as f64;
         let sys_delta = (sys("cpu_stats") - sys("precpu_stats")) as f64;
         let online = d["cpu_stats"]["online_cpus"].as_u64().unwrap() as f64;
         let percent = cpu_delta / sys_delta * online * 100.0;

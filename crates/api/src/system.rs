@@ -15,7 +15,10 @@ pub fn ping(head: bool) -> Resp {
         body::bytes(StatusCode::OK, "text/plain; charset=utf-8", "OK")
     };
     let h = r.headers_mut();
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     r

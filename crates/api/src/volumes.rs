@@ -40,13 +40,21 @@ pub async fn create(ctx: &Ctx, c: &mut Call) -> ApiResult<Resp> {
     let b: CreateBody = c.body_json().await?;
     match b.driver.as_deref() {
         None | Some("") | Some("local") => {}
-        Some(d) => return Err(ApiError::bad_request(format!("Driver: {d:?} is not supported (local only)"))),
+        Some(d) => {
+            return Err(ApiError::bad_request(format!(
+                "Driver: {d:?} is not supported (local only)"
+            )))
+        }
     }
     if b.driver_opts.as_ref().is_some_and(|o| !o.is_empty()) {
-        return Err(ApiError::bad_request("DriverOpts: not supported by codex-ctr"));
+        return Err(ApiError::bad_request(
+            "DriverOpts: not supported by codex-ctr",
+        ));
     }
     if b.labels.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(ApiError::bad_request("Labels: volume labels are not supported by codex-ctr yet"));
+        return Err(ApiError::bad_request(
+            "Labels: volume labels are not supported by codex-ctr yet",
+        ));
     }
     let v = blocking(ctx, move |e| {
         let name = match b.name.filter(|n| !n.is_empty()) {
@@ -95,14 +103,18 @@ pub async fn remove(ctx: &Ctx, c: &Call, name: &str) -> ApiResult<Resp> {
 pub async fn prune(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
     let f = filters::parse(c.q("filters"))?;
     filters::only(&f, &["all"])?;
-    let all = f.get("all").is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
+    let all = f
+        .get("all")
+        .is_some_and(|v| v.iter().any(|x| x == "true" || x == "1"));
     let removed = blocking(ctx, move |e| {
         let mut out = Vec::new();
         for v in e.volumes()? {
             if v.used_by.is_empty() && (all || v.record.anonymous) {
                 match e.remove_volume(&v.record.name) {
                     Ok(()) => out.push(v.record.name),
-                    Err(codex_engine::Error::InUse { .. } | codex_engine::Error::NotFound { .. }) => {}
+                    Err(
+                        codex_engine::Error::InUse { .. } | codex_engine::Error::NotFound { .. },
+                    ) => {}
                     Err(err) => return Err(err),
                 }
             }

@@ -58,11 +58,7 @@ fn exit_from_events(ctx: &Ctx, id: &str) -> Option<i32> {
 }
 
 /// Waits for `cond`; the exit code and the error, if the run failed.
-pub async fn wait_for(
-    ctx: &Ctx,
-    first: ContainerRecord,
-    cond: Condition,
-) -> (i32, Option<String>) {
+pub async fn wait_for(ctx: &Ctx, first: ContainerRecord, cond: Condition) -> (i32, Option<String>) {
     let mut last = first.clone();
     loop {
         let id = first.id.clone();
@@ -73,14 +69,17 @@ pub async fn wait_for(
                     let err = (rec.status == ContainerStatus::Failed)
                         .then(|| rec.error.clone())
                         .flatten();
-                    return (rec.exit_code.unwrap_or(if err.is_some() { 125 } else { 0 }), err);
+                    return (
+                        rec.exit_code.unwrap_or(if err.is_some() { 125 } else { 0 }),
+                        err,
+                    );
                 }
                 let live = is_live(rec.status);
                 last = rec;
                 if live {
                     // Sleeps on the supervisor's pidfd (rechecking each second).
-                    let _ = tokio::time::timeout(Duration::from_secs(1), ctx.eng.wait(&last.id))
-                        .await;
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), ctx.eng.wait(&last.id)).await;
                 } else {
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
@@ -106,7 +105,9 @@ pub async fn wait(ctx: &Ctx, c: &Call, id: &str) -> ApiResult<Resp> {
         let (code, err) = wait_for(&ctx, first, cond).await;
         let error = err.map(|m| json!({"Message": m}));
         let _ = tx
-            .send(body::json_line(&json!({"StatusCode": code, "Error": error})))
+            .send(body::json_line(
+                &json!({"StatusCode": code, "Error": error}),
+            ))
             .await;
     });
     Ok(resp)
