@@ -143,12 +143,43 @@ fn docker_cli_runs_containers_through_the_api() {
     ]);
     assert_eq!(stdout_of(&o), "out");
     assert!(o.stderr.contains("err"), "stderr: {}", o.stderr);
-    s.docker(&["run", "--rm", "busybox", "sh", "-c", "exit 7"])
-        .assert_code(7);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let since = (now() - 1).to_string();
+    let ev = format!("ev-{}", std::process::id());
+    s.docker(&[
+        "run", "--rm", "--name", &ev, "busybox", "sh", "-c", "exit 7",
+    ])
+    .assert_code(7);
     assert_eq!(
         stdout_of(&s.docker(&["ps", "-aq"])),
         "",
         "--rm left a container"
+    );
+    // Its life as events, in Docker's shape: actions, the exit code, the image, the name.
+    // Whole seconds: the next one covers every event so far (the CLI waits for it).
+    let until = (now() + 1).to_string();
+    let events = stdout_of(&s.docker(&[
+        "events", "--since", &since, "--until", &until, "--filter", &format!("container={ev}"),
+        "--format", "{{.Action}} {{.Actor.Attributes.exitCode}} {{.Actor.Attributes.image}} {{.Actor.Attributes.name}}",
+    ]));
+    let lines: Vec<String> = events
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            format!("create <no value> busybox:latest {ev}"),
+            format!("start <no value> busybox:latest {ev}"),
+            format!("die 7 busybox:latest {ev}"),
+            format!("destroy <no value> busybox:latest {ev}"),
+        ],
+        "{events}"
     );
 
     // Detached, on the default bridge: ps, logs, inspect, exec, the CLI sees it too.
@@ -198,6 +229,30 @@ fn docker_cli_runs_containers_through_the_api() {
     let e = s.docker(&["exec", &name, "sh", "-c", "echo in-exec; exit 5"]);
     e.assert_code(5);
     assert_eq!(e.stdout, "in-exec\n");
+    // docker cp both ways (the archive endpoints), and a missing path is a 404.
+    let dir = c.root.parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("in.txt"), "copied-in\n").unwrap();
+    s.docker(&[
+        "cp",
+        &dir.join("in.txt").to_string_lossy(),
+        &format!("{name}:/tmp/"),
+    ])
+    .assert_ok();
+    assert_eq!(
+        stdout_of(&s.docker(&["exec", &name, "cat", "/tmp/in.txt"])),
+        "copied-in"
+    );
+    let out = dir.join("out");
+    std::fs::create_dir(&out).unwrap();
+    s.docker(&["cp", &format!("{name}:/etc/passwd"), &out.to_string_lossy()])
+        .assert_ok();
+    assert!(std::fs::read_to_string(out.join("passwd"))
+        .unwrap()
+        .starts_with("root:"));
+    let o = s.docker(&["cp", &format!("{name}:/no/such"), &out.to_string_lossy()]);
+    o.assert_fails();
+    assert!(o.stderr.contains("Could not find"), "{}", o.stderr);
+
     let ours = c.run(&["ps", "--format", "json"]);
     ours.assert_ok();
     assert!(

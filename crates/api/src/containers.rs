@@ -259,9 +259,3 @@ pub async fn prune(ctx: &Ctx) -> ApiResult<Resp> {
     .await?;
     body::ok_json(&json!({"ContainersDeleted": ids, "SpaceReclaimed": 0}))
 }
-
-pub async fn archive(_ctx: &Ctx, _c: &mut Call, _id: &str) -> ApiResult<Resp> {
-    Err(ApiError::not_implemented(
-        "/containers/{id}/archive (docker cp; use `codex-ctr cp`)",
-    ))
-}

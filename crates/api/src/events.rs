@@ -83,6 +83,7 @@ pub async fn events(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let mut first = true;
+        let mut image_of: std::collections::HashMap<String, String> = Default::default();
         loop {
             let batch = match reader.read_new() {
                 Ok(b) => b,
@@ -90,6 +91,9 @@ pub async fn events(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
             };
             let refs = crate::containers::image_refs(ctx.eng.engine());
             for e in batch {
+                if let Some(i) = e.attributes.get("image") {
+                    image_of.insert(e.id.clone(), i.clone());
+                }
                 let t = event_time(&e);
                 // Without `since`, only what happens from now on.
                 let from = since.unwrap_or(started);
@@ -104,18 +108,18 @@ pub async fn events(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
                         return;
                     }
                 }
-                let image = ctx
-                    .eng
-                    .engine()
-                    .get(&e.id)
-                    .ok()
-                    .and_then(|r| {
-                        r.config
-                            .get("image")
-                            .and_then(|i| i.as_str())
-                            .map(str::to_string)
-                    })
-                    .and_then(|id| refs.iter().find(|(_, i)| *i == id).map(|(r, _)| r.clone()));
+                // The image (by id) from the container's create event, which every
+                // later event of it lacks; else from its record while it exists.
+                let image_id = image_of.get(&e.id).cloned().or_else(|| {
+                    let r = ctx.eng.engine().registry().get(&e.id).ok()?;
+                    r.config.get("image")?.as_str().map(str::to_string)
+                });
+                let image = image_id.map(|id| {
+                    refs.iter()
+                        .find(|(_, i)| *i == id)
+                        .map(|(r, _)| r.clone())
+                        .unwrap_or_else(|| format!("sha256:{id}"))
+                });
                 if !wanted(&f, &e, image.as_deref().unwrap_or("")) {
                     continue;
                 }

@@ -12,6 +12,7 @@
 // Docker's inspect document is one large `json!`.
 #![recursion_limit = "256"]
 
+mod archive;
 mod attach;
 mod body;
 mod containers;

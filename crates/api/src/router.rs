@@ -52,7 +52,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         }
         (["containers", id], &Method::DELETE) => containers::remove(ctx, &c, id).await,
         (["containers", id, "archive"], _) if get || head || m == Method::PUT => {
-            containers::archive(ctx, &mut c, id).await
+            crate::archive::archive(ctx, &mut c, id).await
         }
 
         (["exec", id, "start"], &Method::POST) => exec::start(ctx, &mut c, id).await,
