@@ -419,3 +419,71 @@ fn docker_py_drives_the_engine() {
         o.stderr
     );
 }
+
+#[test]
+fn oom_kills_show_in_inspect_and_exec_gets_a_terminal() {
+    if !clients(false) {
+        return;
+    }
+    if !have_tool("script") {
+        skip("script(1) is not installed (apt-get install -y bsdutils)");
+        return;
+    }
+    let c = Ctr::new();
+    let s = Server::start(&c, &[]);
+    // Positive control first: the same program under a roomy limit is stopped by its
+    // own bound, not the OOM killer.
+    let ok = s.docker(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; i=0; while [ $i -lt 10 ]; do x=$x$x; i=$((i+1)); done; echo done",
+    ]);
+    assert_eq!(stdout_of(&ok), "done");
+    let name = format!("oom-{}", std::process::id());
+    let o = s.docker(&[
+        "run",
+        "--name",
+        &name,
+        "--memory",
+        "16m",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "x=a; while true; do x=$x$x; done",
+    ]);
+    o.assert_code(137);
+    let st = stdout_of(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.OOMKilled}} {{.State.ExitCode}}",
+        &name,
+    ]));
+    assert_eq!(st, "true 137");
+
+    let id = stdout_of(&s.docker(&["run", "-d", "--network", "none", "busybox", "sleep", "300"]));
+    let script = format!(
+        "DOCKER_HOST={} DOCKER_CONFIG={} docker exec -it {id} sh -c 'tty; echo sum=$((40+2))'",
+        s.host(),
+        s.config.display()
+    );
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &script, "/dev/null"])
+        .stdin(std::process::Stdio::null());
+    let o = run_command(&mut cmd);
+    o.assert_ok();
+    assert!(
+        o.stdout.contains("/dev/pts/"),
+        "no terminal: {:?}",
+        o.stdout
+    );
+    assert!(o.stdout.contains("sum=42"), "{:?}", o.stdout);
+}

@@ -76,6 +76,57 @@ assert n.attrs["Internal"] is True and n.attrs["Labels"]["suite"] == tag, n.attr
 n.remove()
 print("ok networks.create(internal=True)")
 
+since = int(time.time()) - 1
+w = c.containers.run(
+    "busybox", ["sh", "-c", "echo a; sleep 0.3; echo b; sleep 300"], detach=True,
+    nano_cpus=500_000_000, ports={"80/tcp": ("127.0.0.1", None)},
+    healthcheck={"test": ["CMD-SHELL", "true"], "interval": 200_000_000, "retries": 1},
+)
+stream = w.logs(stream=True, follow=True)
+got = b""
+for chunk in stream:
+    got += chunk
+    if b"b\n" in got:
+        break
+assert got.startswith(b"a\n") and b"b\n" in got, got
+print("ok logs(stream=True, follow=True)")
+deadline = time.time() + 30
+while time.time() < deadline:
+    w.reload()
+    if w.attrs["State"].get("Health", {}).get("Status") == "healthy":
+        break
+    time.sleep(0.2)
+assert w.attrs["State"]["Health"]["Status"] == "healthy", w.attrs["State"]
+assert w.attrs["HostConfig"]["NanoCpus"] == 500_000_000, w.attrs["HostConfig"]
+binding = w.ports["80/tcp"][0]
+assert binding["HostIp"] == "127.0.0.1" and int(binding["HostPort"]) > 0, w.ports
+print("ok nano_cpus, ports, healthcheck")
+
+import io
+import tarfile
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w") as t:
+    data = b"put-by-docker-py\n"
+    info = tarfile.TarInfo("put.txt")
+    info.size = len(data)
+    t.addfile(info, io.BytesIO(data))
+assert w.put_archive("/tmp", buf.getvalue()) is True
+code, out = w.exec_run(["cat", "/tmp/put.txt"])
+assert (code, out) == (0, b"put-by-docker-py\n"), (code, out)
+bits, stat = w.get_archive("/tmp/put.txt")
+with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as t:
+    assert t.extractfile("put.txt").read() == b"put-by-docker-py\n"
+assert stat["name"] == "put.txt" and stat["size"] == 17, stat
+print("ok put_archive, get_archive")
+
+w.remove(force=True)
+evs = list(c.events(decode=True, since=since, until=int(time.time()) + 1,
+                    filters={"container": w.id}))
+actions = [e["Action"] for e in evs]
+assert actions[:2] == ["create", "start"] and "destroy" in actions, actions
+assert all(e["Type"] == "container" and e["Actor"]["ID"] == w.id for e in evs), evs
+print("ok events(decode=True)")
+
 v = c.volumes.create(f"pyvol{tag}")
 assert v.attrs["Mountpoint"], v.attrs
 v.remove()
