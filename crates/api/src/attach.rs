@@ -94,7 +94,7 @@ pub async fn attach(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
             let id = rec.id.clone();
             match blocking(&ctx, move |e| e.get(&id)).await {
                 Ok(r) if r.status == ContainerStatus::Created => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
+                    tokio::time::sleep(Duration::from_millis(50)).await
                 }
                 _ => break,
             }

@@ -64,7 +64,13 @@ pub struct ExecInstance {
     pub pid: Option<u32>,
     /// The terminal's master side while it runs (for resize).
     pub pty: Option<Arc<OwnedFd>>,
+    /// When it ended: an ended instance is forgotten [`KEEP_ENDED`] later.
+    pub ended: Option<std::time::Instant>,
 }
+
+/// How long an ended exec stays inspectable (Docker forgets them with their container;
+/// a server that outlives many containers must forget them by time).
+const KEEP_ENDED: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn new_id() -> ApiResult<String> {
     codex_engine::registry::new_volume_name().map_err(ApiError::from)
@@ -133,12 +139,16 @@ pub async fn create(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
         exit_code: None,
         pid: None,
         pty: None,
+        ended: None,
     };
     let eid = inst.id.clone();
-    ctx.execs
+    let mut table = ctx
+        .execs
         .lock()
-        .map_err(|_| ApiError::internal("exec table poisoned"))?
-        .insert(eid.clone(), inst);
+        .map_err(|_| ApiError::internal("exec table poisoned"))?;
+    table.retain(|_, e| e.ended.is_none_or(|t| t.elapsed() < KEEP_ENDED));
+    table.insert(eid.clone(), inst);
+    drop(table);
     body::json(StatusCode::CREATED, &json!({"Id": eid}))
 }
 
@@ -250,6 +260,7 @@ pub async fn start(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
             e.running = false;
             e.exit_code = Some(code);
             e.pty = None;
+            e.ended = Some(std::time::Instant::now());
         });
         // Closed only now: a client that inspects the exec when its stream ends (as
         // docker-py's exec_run does) finds the exit code there.
@@ -411,6 +422,7 @@ mod tests {
             exit_code: None,
             pid: None,
             pty: None,
+            ended: None,
         };
         let a = exec_args(std::path::Path::new("/r"), &e);
         assert_eq!(

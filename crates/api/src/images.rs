@@ -2,7 +2,6 @@
 //! history, load (a docker-archive or OCI tar) and pull (`/images/create`).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 
 use codex_engine::image::{ImageRecord, ImageStore};
 use hyper::StatusCode;
@@ -193,24 +192,26 @@ pub async fn history(ctx: &Ctx, name: &str) -> ApiResult<Resp> {
     body::ok_json(&v)
 }
 
-/// `POST /images/load`: the body (a tar) is spooled to a private file, then loaded.
+/// `POST /images/load`: the body (a tar) is spooled to a private file as it arrives
+/// (never whole in memory), then loaded.
 pub async fn load(ctx: &Ctx, c: &mut Call) -> ApiResult<Resp> {
-    let quiet = c.flag("quiet", false);
-    let data = c.body_bytes().await?;
-    let loaded = blocking(ctx, move |e| {
-        let store = e.images()?;
-        let mut f = tempfile_in(&store)?;
-        f.1.write_all(&data)
-            .map_err(|err| codex_engine::Error::Io {
-                context: "spooling the image archive".into(),
-                cause: err,
-            })?;
-        drop(f.1);
-        let r = store.load(&f.0, &Default::default());
-        let _ = std::fs::remove_file(&f.0);
-        r
+    let eng = ctx.eng.clone();
+    let (path, file) = tokio::task::spawn_blocking(move || {
+        let store = eng.engine().images()?;
+        tempfile_in(&store)
     })
-    .await?;
+    .await
+    .map_err(|e| ApiError::internal(e.to_string()))??;
+    let spooled = spool(c, tokio::fs::File::from_std(file)).await;
+    let loaded = match spooled {
+        Ok(()) => {
+            let p = path.clone();
+            blocking(ctx, move |e| e.images()?.load(&p, &Default::default())).await
+        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_file(&path);
+    let loaded = loaded?;
     let mut out = Vec::new();
     for l in &loaded {
         if l.references.is_empty() {
@@ -224,8 +225,28 @@ pub async fn load(ctx: &Ctx, c: &mut Call) -> ApiResult<Resp> {
             ));
         }
     }
-    let _ = quiet;
     Ok(body::bytes(StatusCode::OK, "application/json", out))
+}
+
+/// Writes the request body to `f` frame by frame.
+async fn spool(c: &mut Call, mut f: tokio::fs::File) -> ApiResult<()> {
+    use http_body_util::BodyExt;
+    use tokio::io::AsyncWriteExt;
+    let Some(mut b) = c.body.take() else {
+        return Ok(());
+    };
+    while let Some(frame) = b.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            f.write_all(&data)
+                .await
+                .map_err(|e| ApiError::internal(format!("spooling the image archive: {e}")))?;
+        }
+    }
+    f.flush()
+        .await
+        .map_err(|e| ApiError::internal(format!("spooling the image archive: {e}")))
 }
 
 /// A new 0600 file in the store's directory (never a shared /tmp name).
