@@ -200,6 +200,16 @@ pub async fn start(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
     if inst.tty {
         let p = nix::pty::openpty(None, None)
             .map_err(|e| ApiError::internal(format!("allocating a terminal: {e}")))?;
+        // openpty has no O_CLOEXEC: without it, every supervisor or exec child started
+        // meanwhile would inherit this terminal (the child's copies are dup2'd to 0-2,
+        // which clears the flag there).
+        for fd in [&p.master, &p.slave] {
+            nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            )
+            .map_err(|e| ApiError::internal(format!("terminal fds: {e}")))?;
+        }
         let dup = |f: &OwnedFd| f.try_clone().map(Stdio::from);
         let io = |e: std::io::Error| ApiError::internal(format!("terminal fds: {e}"));
         cmd.stdin(dup(&p.slave).map_err(io)?)

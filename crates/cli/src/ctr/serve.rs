@@ -21,10 +21,13 @@ pub struct ServeArgs {
     /// Listen on TCP with mutual TLS (not available in this build).
     #[arg(long)]
     pub tcp: Option<String>,
+    /// The server's certificate for --tcp (not available in this build).
     #[arg(long, requires = "tcp")]
     pub tls_cert: Option<PathBuf>,
+    /// The server's key for --tcp (not available in this build).
     #[arg(long, requires = "tcp")]
     pub tls_key: Option<PathBuf>,
+    /// The CA that signs client certificates for --tcp (not available in this build).
     #[arg(long, requires = "tcp")]
     pub tls_ca: Option<PathBuf>,
 }
