@@ -253,6 +253,14 @@ fn docker_cli_runs_containers_through_the_api() {
     o.assert_fails();
     assert!(o.stderr.contains("Could not find"), "{}", o.stderr);
 
+    // export: the container's filesystem as a tar.
+    let o = host_sh(&format!(
+        "DOCKER_HOST={} DOCKER_CONFIG={} docker export {name} | tar t",
+        s.host(),
+        s.config.display()
+    ));
+    assert!(stdout_of(&o).lines().any(|l| l == "bin/sh"), "{}", o.stdout);
+
     let ours = c.run(&["ps", "--format", "json"]);
     ours.assert_ok();
     assert!(
@@ -294,19 +302,20 @@ fn docker_cli_manages_images_volumes_and_networks() {
     let images = stdout_of(&s.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]));
     assert_eq!(images, "busybox:latest");
 
-    // load: a docker archive made by codex-ctr, under a tag the store no longer has.
+    // save and load: a docker archive through the API (`docker save`), loaded back
+    // under a tag the store no longer has.
     s.docker(&["tag", "busybox", "loadme:v1"]).assert_ok();
     let tar = c.root.parent().unwrap().join("loadme.tar");
-    c.run(&[
-        "image",
-        "save",
-        "--format",
-        "docker-archive",
-        "-o",
-        &tar.to_string_lossy(),
-        "loadme:v1",
-    ])
-    .assert_ok();
+    s.docker(&["save", "-o", &tar.to_string_lossy(), "loadme:v1"])
+        .assert_ok();
+    let listing = host_sh(&format!("tar tf {}", tar.display()));
+    assert!(
+        stdout_of(&listing).contains("manifest.json"),
+        "{}",
+        listing.stdout
+    );
+    s.docker(&["save", "-o", "/dev/null", "nosuch:v9"])
+        .assert_fails();
     s.docker(&["rmi", "loadme:v1"]).assert_ok();
     assert!(!stdout_of(&s.docker(&["images"])).contains("loadme"));
     let o = s.docker(&["load", "-i", &tar.to_string_lossy()]);

@@ -259,3 +259,12 @@ pub async fn prune(ctx: &Ctx) -> ApiResult<Resp> {
     .await?;
     body::ok_json(&json!({"ContainersDeleted": ids, "SpaceReclaimed": 0}))
 }
+
+/// `GET /containers/{id}/export`: a tar of its filesystem, streamed.
+pub async fn export(ctx: &Ctx, id: &str) -> ApiResult<Resp> {
+    let id = id.to_string();
+    let rec = blocking(ctx, move |e| e.get(&id)).await?;
+    Ok(crate::tarstream::stream_tar(ctx, move |e, out| {
+        e.export(&rec.id, true, out)
+    }))
+}

@@ -274,6 +274,24 @@ pub fn short_name(repo: &str) -> &str {
         .unwrap_or(repo)
 }
 
+/// `GET /images/{name}/get` and `GET /images/get?names=...`: `docker save`, a docker
+/// archive streamed as the engine writes it.
+pub async fn save(ctx: &Ctx, names: Vec<String>) -> ApiResult<Resp> {
+    if names.is_empty() {
+        return Err(ApiError::bad_request("names: give at least one image"));
+    }
+    let check = names.clone();
+    blocking(ctx, move |e| {
+        let store = e.images()?;
+        check.iter().try_for_each(|n| store.get(n).map(|_| ()))
+    })
+    .await?;
+    Ok(crate::tarstream::stream_tar(ctx, move |e, out| {
+        e.images()?
+            .save_to(&names, codex_engine::image::SaveFormat::DockerArchive, out)
+    }))
+}
+
 /// Registries on this machine's loopback are spoken to in plain HTTP (the engine's only
 /// transport); any other is refused by the engine with its own message.
 fn insecure_ok(reference: &str) -> bool {

@@ -30,6 +30,7 @@ mod router;
 mod server;
 mod stats;
 mod system;
+mod tarstream;
 mod volumes;
 mod wait;
 

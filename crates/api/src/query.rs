@@ -17,6 +17,8 @@ pub struct Call {
     /// The path's segments after `/vX.Y`, percent-decoded.
     pub segs: Vec<String>,
     pub query: HashMap<String, String>,
+    /// Every `names=` of the query, in order (`/images/get?names=a&names=b`).
+    pub names: Vec<String>,
     pub body: Option<Incoming>,
     /// Set when the client asked for `Connection: Upgrade` (attach, exec start).
     pub upgrade: Option<OnUpgrade>,
@@ -76,6 +78,16 @@ pub fn parse_query(q: Option<&str>) -> HashMap<String, String> {
                 percent_decode(&v.replace('+', " ")),
             )
         })
+        .collect()
+}
+
+/// Every value of `key` in a query string, in order.
+pub fn all_values(q: Option<&str>, key: &str) -> Vec<String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| percent_decode(k) == key)
+        .map(|(_, v)| percent_decode(&v.replace('+', " ")))
         .collect()
 }
 
@@ -158,6 +170,10 @@ mod tests {
         assert_eq!(q["all"], "1");
         assert_eq!(q["x"], "");
         assert_eq!(percent_decode("a%2"), "a%2");
+        assert_eq!(
+            all_values(Some("names=a&x=1&names=b%3A1"), "names"),
+            ["a", "b:1"]
+        );
     }
 
     #[derive(serde::Deserialize, Default, Debug)]

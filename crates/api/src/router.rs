@@ -46,6 +46,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["containers", id, "attach"], &Method::POST) => {
             crate::attach::attach(ctx, &mut c, id).await
         }
+        (["containers", id, "export"], &Method::GET) => containers::export(ctx, id).await,
         (["containers", id, "exec"], &Method::POST) => exec::create(ctx, &mut c, id).await,
         (["containers", id, action], &Method::POST) if containers::is_action(action) => {
             containers::action(ctx, &c, id, action).await
@@ -68,6 +69,10 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         }
         (["images", rest @ .., "tag"], &Method::POST) if !rest.is_empty() => {
             images::tag(ctx, &c, &rest.join("/")).await
+        }
+        (["images", "get"], &Method::GET) => images::save(ctx, c.names.clone()).await,
+        (["images", rest @ .., "get"], &Method::GET) if !rest.is_empty() => {
+            images::save(ctx, vec![rest.join("/")]).await
         }
         (["images", rest @ .., "history"], &Method::GET) if !rest.is_empty() => {
             images::history(ctx, &rest.join("/")).await

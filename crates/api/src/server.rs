@@ -168,11 +168,13 @@ async fn handle(ctx: Ctx, mut req: Request<Incoming>) -> Resp {
         .contains_key(hyper::header::UPGRADE)
         .then(|| hyper::upgrade::on(&mut req));
     let query = parse_query(req.uri().query());
+    let names = crate::query::all_values(req.uri().query(), "names");
     let (parts, body) = req.into_parts();
     let call = Call {
         method: parts.method,
         segs,
         query,
+        names,
         body: Some(body),
         upgrade,
     };
