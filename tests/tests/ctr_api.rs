@@ -182,6 +182,21 @@ fn docker_cli_runs_containers_through_the_api() {
         "{events}"
     );
 
+    // A command that cannot start: Docker's exit codes (127 not found, 126 not
+    // executable), and --rm still leaves nothing.
+    s.docker(&["run", "--rm", "--network", "none", "busybox", "/no/such"])
+        .assert_code(127);
+    s.docker(&["run", "--rm", "--network", "none", "busybox", "/etc/passwd"])
+        .assert_code(126);
+    assert!(
+        wait_until(Duration::from_secs(10), || s
+            .docker(&["ps", "-aq"])
+            .stdout
+            .trim()
+            .is_empty()),
+        "a failed --rm run left a container"
+    );
+
     // Detached, on the default bridge: ps, logs, inspect, exec, the CLI sees it too.
     let name = format!("api-{}", std::process::id());
     let id = stdout_of(&s.docker(&[

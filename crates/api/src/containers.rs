@@ -165,7 +165,7 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
             if is_live(rec.status) {
                 return Ok(body::empty(StatusCode::NOT_MODIFIED));
             }
-            ctx.eng.start(&rec.id).await?;
+            ctx.eng.start(&rec.id).await.map_err(start_error)?;
         }
         "stop" => {
             if !is_live(rec.status) {
@@ -267,4 +267,14 @@ pub async fn export(ctx: &Ctx, id: &str) -> ApiResult<Resp> {
     Ok(crate::tarstream::stream_tar(ctx, move |e, out| {
         e.export(&rec.id, true, out)
     }))
+}
+
+/// A start that failed, in the words the docker CLI turns into its exit code (127 for
+/// "no such file or directory", 126 for "permission denied", else 125).
+fn start_error(e: codex_engine::Error) -> ApiError {
+    let mut a = ApiError::from(e);
+    a.message = a
+        .message
+        .replace("No such file or directory", "no such file or directory");
+    a
 }

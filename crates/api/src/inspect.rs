@@ -37,6 +37,20 @@ pub fn status_word(s: ContainerStatus) -> &'static str {
     }
 }
 
+/// The exit code Docker reports: the recorded one; for a run that could not start,
+/// Docker's 127 (not found), 126 (cannot execute) or 125 (anything else) from its error.
+pub fn exit_code(rec: &ContainerRecord) -> i32 {
+    if let Some(c) = rec.exit_code {
+        return c;
+    }
+    match (&rec.status, rec.error.as_deref()) {
+        (ContainerStatus::Failed, Some(e)) if e.contains("No such file or directory") => 127,
+        (ContainerStatus::Failed, Some(e)) if e.contains("permission denied") => 126,
+        (ContainerStatus::Failed, _) => 125,
+        _ => 0,
+    }
+}
+
 pub fn config_of(rec: &ContainerRecord) -> ContainerConfig {
     serde_json::from_value(rec.config.clone()).unwrap_or_default()
 }
@@ -166,7 +180,7 @@ pub fn inspect(rec: &ContainerRecord, a: &Around) -> Value {
         "OOMKilled": rec.oom_killed,
         "Dead": false,
         "Pid": rec.pid.unwrap_or(0),
-        "ExitCode": rec.exit_code.unwrap_or(0),
+        "ExitCode": exit_code(rec),
         "Error": rec.error.clone().unwrap_or_default(),
         "StartedAt": rec.started_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
         "FinishedAt": rec.finished_at.clone().unwrap_or_else(|| ZERO_TIME.into()),
@@ -291,11 +305,7 @@ fn status_text(rec: &ContainerRecord, now: std::time::SystemTime) -> String {
             ago(&rec.finished_at)
         ),
         ContainerStatus::Removing => "Removal In Progress".into(),
-        _ => format!(
-            "Exited ({}) {} ago",
-            rec.exit_code.unwrap_or(0),
-            ago(&rec.finished_at)
-        ),
+        _ => format!("Exited ({}) {} ago", exit_code(rec), ago(&rec.finished_at)),
     }
 }
 

@@ -155,3 +155,17 @@ fn list_entries_have_names_ports_and_status_text() {
         .to_string();
     assert!(s.starts_with("Exited (2) ") && s.ends_with(" ago"), "{s}");
 }
+
+#[test]
+fn a_run_that_could_not_start_reports_dockers_exit_codes() {
+    let mut rec = record(ContainerStatus::Failed, &config());
+    rec.error = Some("exec: \"/x\": No such file or directory (os error 2)".into());
+    assert_eq!(exit_code(&rec), 127);
+    rec.error = Some("exec: \"/etc/passwd\": permission denied".into());
+    assert_eq!(exit_code(&rec), 126);
+    rec.error = Some("cgroup trouble".into());
+    assert_eq!(exit_code(&rec), 125);
+    rec.exit_code = Some(3);
+    assert_eq!(exit_code(&rec), 3);
+    assert_eq!(exit_code(&record(ContainerStatus::Created, &config())), 0);
+}
