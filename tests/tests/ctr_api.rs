@@ -268,6 +268,16 @@ fn docker_cli_runs_containers_through_the_api() {
     o.assert_fails();
     assert!(o.stderr.contains("Could not find"), "{}", o.stderr);
 
+    // exec -i: the client's stdin reaches the process; top lists its processes.
+    let o = host_sh(&format!(
+        "echo piped-in | DOCKER_HOST={} DOCKER_CONFIG={} docker exec -i {name} sh -c 'cat; echo done'",
+        s.host(),
+        s.config.display()
+    ));
+    assert_eq!(stdout_of(&o), "piped-in\ndone");
+    let top = stdout_of(&s.docker(&["top", &name]));
+    assert!(top.starts_with("UID") && top.contains("sh -c trap"), "{top}");
+
     // export: the container's filesystem as a tar.
     let o = host_sh(&format!(
         "DOCKER_HOST={} DOCKER_CONFIG={} docker export {name} | tar t",

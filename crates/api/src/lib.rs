@@ -31,6 +31,7 @@ mod server;
 mod stats;
 mod system;
 mod tarstream;
+mod top;
 mod volumes;
 mod wait;
 

@@ -46,6 +46,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["containers", id, "attach"], &Method::POST) => {
             crate::attach::attach(ctx, &mut c, id).await
         }
+        (["containers", id, "top"], &Method::GET) => crate::top::top(ctx, &c, id).await,
         (["containers", id, "export"], &Method::GET) => containers::export(ctx, id).await,
         (["containers", id, "exec"], &Method::POST) => exec::create(ctx, &mut c, id).await,
         (["containers", id, action], &Method::POST) if containers::is_action(action) => {
