@@ -276,7 +276,10 @@ fn docker_cli_runs_containers_through_the_api() {
     ));
     assert_eq!(stdout_of(&o), "piped-in\ndone");
     let top = stdout_of(&s.docker(&["top", &name]));
-    assert!(top.starts_with("UID") && top.contains("sh -c trap"), "{top}");
+    assert!(
+        top.starts_with("UID") && top.contains("sh -c trap"),
+        "{top}"
+    );
 
     // export: the container's filesystem as a tar.
     let o = host_sh(&format!(
@@ -455,7 +458,7 @@ fn docker_py_drives_the_engine() {
 }
 
 #[test]
-fn oom_kills_show_in_inspect_and_exec_gets_a_terminal() {
+fn oom_kills_show_in_inspect_and_terminals_and_stdin_work() {
     if !clients(false) {
         return;
     }
@@ -520,6 +523,49 @@ fn oom_kills_show_in_inspect_and_exec_gets_a_terminal() {
         o.stdout
     );
     assert!(o.stdout.contains("sum=42"), "{:?}", o.stdout);
+
+    // run -it: an interactive shell in the container's own terminal, typed into through
+    // the attach; its exit code is the run's, and --rm leaves nothing.
+    let env = format!(
+        "DOCKER_HOST={} DOCKER_CONFIG={}",
+        s.host(),
+        s.config.display()
+    );
+    let count = || s.docker(&["ps", "-aq"]).stdout.lines().count();
+    let before = count();
+    let typed = format!(
+        "(sleep 1; printf 'echo sum=$((6*7))\\r'; sleep 1; printf 'exit 3\\r'; sleep 3) | \
+         script -qec \"{env} docker run -it --rm --network none busybox sh\" /dev/null"
+    );
+    let o = host_sh(&typed);
+    o.assert_code(3);
+    assert!(o.stdout.contains("sum=42"), "{:?}", o.stdout);
+    // run -i without a terminal: the client's stdin is the container's, to its end.
+    let o = host_sh(&format!(
+        "echo piped-to-run | {env} docker run -i --rm --network none busybox sh -c 'cat; echo end'"
+    ));
+    assert_eq!(stdout_of(&o), "piped-to-run\nend");
+    assert!(
+        wait_until(Duration::from_secs(10), || count() == before),
+        "run -it/-i --rm left containers: {}",
+        s.docker(&["ps", "-a"]).stdout
+    );
+    // A terminal's log is one raw stream, a prompt without its newline.
+    let t = stdout_of(&s.docker(&[
+        "run",
+        "-d",
+        "-t",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo line; printf 'prompt> '; sleep 300",
+    ]));
+    assert!(wait_until(Duration::from_secs(10), || s
+        .docker(&["logs", &t])
+        .stdout
+        == "line\r\nprompt> "));
 }
 
 /// A docker-registry inside the fixture's network namespace (where the server runs, so

@@ -165,7 +165,23 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
             if is_live(rec.status) {
                 return Ok(body::empty(StatusCode::NOT_MODIFIED));
             }
-            ctx.eng.start(&rec.id).await.map_err(start_error)?;
+            // An attach with stdin made a pipe for this start (`run -i`).
+            let pipe = ctx
+                .stdin_pipes
+                .lock()
+                .ok()
+                .and_then(|mut p| p.remove(&rec.id));
+            match pipe {
+                Some(r) => {
+                    let id = rec.id.clone();
+                    blocking(ctx, move |e| e.start_with_stdin(&id, r))
+                        .await
+                        .map_err(|e| start_error_text(e))?;
+                }
+                None => {
+                    ctx.eng.start(&rec.id).await.map_err(start_error)?;
+                }
+            }
         }
         "stop" => {
             if !is_live(rec.status) {
@@ -211,9 +227,21 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
                 .to_string();
             blocking(ctx, move |e| e.rename(&id, &new)).await?;
         }
-        // Containers never have a terminal here (a create with Tty is refused): there
-        // is nothing to resize.
-        "resize" => return Ok(body::empty(StatusCode::OK)),
+        // The container's terminal, if it has one and runs (a resize sent before the
+        // start, or of a container without a terminal, changes nothing, as Docker's).
+        "resize" => {
+            let (h, w): (Option<u16>, Option<u16>) = (c.num("h")?, c.num("w")?);
+            if let (Some(h), Some(w)) = (h, w) {
+                if config_of(&rec).tty && rec.status == ContainerStatus::Running {
+                    blocking(ctx, move |e| {
+                        let m = e.terminal(&id)?;
+                        codex_engine::attach::set_terminal_size(&m, h, w)
+                    })
+                    .await?;
+                }
+            }
+            return Ok(body::empty(StatusCode::OK));
+        }
         _ => {
             return Err(ApiError::not_implemented(
                 "POST /containers/{id}/update (changing a container's resources)",
@@ -272,7 +300,10 @@ pub async fn export(ctx: &Ctx, id: &str) -> ApiResult<Resp> {
 /// A start that failed, in the words the docker CLI turns into its exit code (127 for
 /// "no such file or directory", 126 for "permission denied", else 125).
 fn start_error(e: codex_engine::Error) -> ApiError {
-    let mut a = ApiError::from(e);
+    start_error_text(ApiError::from(e))
+}
+
+fn start_error_text(mut a: ApiError) -> ApiError {
     a.message = a
         .message
         .replace("No such file or directory", "no such file or directory");

@@ -348,15 +348,6 @@ fn restart(r: &RestartPolicyBody) -> ApiResult<RestartPolicy> {
 pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<ContainerConfig> {
     let empty = HostConfig::default();
     let hc = body.host_config.as_ref().unwrap_or(&empty);
-    if body.tty == Some(true) {
-        return Err(bad(
-            "Tty",
-            "containers with a terminal are not supported by codex-ctr yet (run without -t)",
-        ));
-    }
-    if body.open_stdin == Some(true) {
-        return Err(bad("OpenStdin", "a container's stdin is not supported by codex-ctr yet (run without -i; `exec -i` works)"));
-    }
     if hc.privileged == Some(true) {
         return Err(refused("HostConfig.Privileged"));
     }
@@ -444,6 +435,8 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
         stop_signal: body.stop_signal.clone().filter(|s| !s.is_empty()),
         stop_timeout,
         auto_remove: hc.auto_remove.unwrap_or(false),
+        tty: body.tty.unwrap_or(false),
+        interactive: body.open_stdin.unwrap_or(false),
         restart: hc
             .restart_policy
             .as_ref()

@@ -93,8 +93,6 @@ fn cpu_quota_and_period_become_cpus() {
 #[test]
 fn unsupported_values_are_refused_by_name_not_dropped() {
     for (body, field) in [
-        (r#"{"Image":"b","Tty":true}"#, "Tty"),
-        (r#"{"Image":"b","OpenStdin":true}"#, "OpenStdin"),
         (
             r#"{"Image":"b","HostConfig":{"Privileged":true}}"#,
             "Privileged",
@@ -157,4 +155,12 @@ fn cmd_forms_and_health_variants() {
     let c = cfg(r#"{"Image":"b","HostConfig":{"NetworkMode":"default","PidsLimit":-1}}"#).unwrap();
     assert_eq!(c.network, Some(NetworkMode::Bridge));
     assert_eq!(c.limits.pids, None);
+}
+
+#[test]
+fn terminals_and_stdin_map_to_the_engines() {
+    let c = cfg(r#"{"Image":"b","Tty":true,"OpenStdin":true,"StdinOnce":true}"#).unwrap();
+    assert!(c.tty && c.interactive);
+    let c = cfg(r#"{"Image":"b"}"#).unwrap();
+    assert!(!c.tty && !c.interactive);
 }

@@ -259,7 +259,7 @@ pub fn inspect(rec: &ContainerRecord, a: &Around) -> Value {
             "User": cfg.user.clone().unwrap_or_default(),
             "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
             "ExposedPorts": exposed,
-            "Tty": false, "OpenStdin": false, "StdinOnce": false,
+            "Tty": cfg.tty, "OpenStdin": cfg.interactive, "StdinOnce": cfg.interactive,
             "Env": a.env,
             "Cmd": cfg.command,
             "Healthcheck": healthcheck,

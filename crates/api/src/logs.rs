@@ -39,17 +39,30 @@ pub fn parse_time(field: &str, s: Option<&str>) -> ApiResult<Option<SystemTime>>
     Ok(Some(UNIX_EPOCH + Duration::new(secs, nanos)))
 }
 
-/// A log line as a frame (with its time first when asked).
-pub fn line_frame(l: &LogLine, timestamps: bool) -> Bytes {
+pub const RAW: &str = "application/vnd.docker.raw-stream";
+
+/// A log line's bytes: its time first when asked, its newline unless it is a partial
+/// line (a terminal's prompt).
+pub fn line_text(l: &LogLine, timestamps: bool) -> String {
+    let nl = if l.partial { "" } else { "\n" };
+    if timestamps {
+        format!("{} {}{nl}", l.time, l.log)
+    } else {
+        format!("{}{nl}", l.log)
+    }
+}
+
+/// A log line as it goes out: a frame of its stream, or raw for a container with a
+/// terminal (one stream, as Docker sends it).
+pub fn line_out(l: &LogLine, timestamps: bool, tty: bool) -> Bytes {
+    let text = line_text(l, timestamps);
+    if tty {
+        return Bytes::from(text);
+    }
     let kind = if l.stream == "stderr" {
         StreamKind::Stderr
     } else {
         StreamKind::Stdout
-    };
-    let text = if timestamps {
-        format!("{} {}\n", l.time, l.log)
-    } else {
-        format!("{}\n", l.log)
     };
     frame(kind, text.as_bytes())
 }
@@ -81,23 +94,29 @@ pub async fn logs(ctx: &Ctx, c: &Call, id: &str) -> ApiResult<Resp> {
     let until = parse_time("until", c.q("until"))?;
     let ts = c.flag("timestamps", false);
     let id = id.to_string();
+    let rec = {
+        let id = id.clone();
+        blocking(ctx, move |e| e.get(&id)).await?
+    };
+    let tty = crate::inspect::config_of(&rec).tty;
+    let kind = if tty { RAW } else { MULTIPLEXED };
     if !c.flag("follow", false) {
         let lines = blocking(ctx, move |e| e.logs(&id, &query)).await?;
         let mut out = Vec::new();
         for l in lines.iter().filter(|l| before(l, until)) {
-            out.extend_from_slice(&line_frame(l, ts));
+            out.extend_from_slice(&line_out(l, ts, tty));
         }
-        return Ok(body::bytes(StatusCode::OK, MULTIPLEXED, out));
+        return Ok(body::bytes(StatusCode::OK, kind, out));
     }
     let mut follow = ctx.eng.follow_logs(&id, query)?;
-    let (tx, resp) = body::stream(MULTIPLEXED);
+    let (tx, resp) = body::stream(kind);
     tokio::spawn(async move {
         while let Ok(Some(lines)) = follow.next().await {
             for l in &lines {
                 if !before(l, until) {
                     return;
                 }
-                if tx.send(line_frame(l, ts)).await.is_err() {
+                if tx.send(line_out(l, ts, tty)).await.is_err() {
                     return;
                 }
             }
@@ -133,11 +152,20 @@ mod tests {
             time: "2026-01-01T00:00:00.000000001Z".into(),
             stream: "stderr".into(),
             log: "oops".into(),
+            partial: false,
         };
-        let f = line_frame(&l, false);
+        let f = line_out(&l, false, false);
         assert_eq!(&f[..8], &[2, 0, 0, 0, 0, 0, 0, 5]);
         assert_eq!(&f[8..], b"oops\n");
-        let f = line_frame(&l, true);
+        let f = line_out(&l, true, false);
         assert!(f[8..].starts_with(b"2026-01-01T00:00:00.000000001Z oops"));
+        // With a terminal: raw, and a prompt (partial line) has no newline added.
+        let p = LogLine {
+            partial: true,
+            log: "$ ".into(),
+            ..l
+        };
+        assert_eq!(&line_out(&p, false, true)[..], b"$ ");
+        assert_eq!(&line_out(&p, false, false)[8..], b"$ ");
     }
 }

@@ -40,6 +40,9 @@ pub struct Ctx {
     pub eng: AsyncEngine,
     pub exe: PathBuf,
     pub execs: Arc<Mutex<HashMap<String, ExecInstance>>>,
+    /// Stdin pipes that attaches made for containers not started yet (container id ->
+    /// the read end): the start hands it to the engine (`start_with_stdin`).
+    pub stdin_pipes: Arc<Mutex<HashMap<String, std::os::fd::OwnedFd>>>,
 }
 
 /// Connected clients and when the last one left, for the idle timer.
@@ -107,6 +110,7 @@ pub async fn serve(eng: AsyncEngine, opts: ServeOptions) -> std::io::Result<()> 
         eng,
         exe: opts.exe.clone(),
         execs: Arc::new(Mutex::new(HashMap::new())),
+        stdin_pipes: Arc::new(Mutex::new(HashMap::new())),
     };
     let activity = Arc::new(Activity {
         open: AtomicUsize::new(0),
