@@ -176,7 +176,7 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
                     let id = rec.id.clone();
                     blocking(ctx, move |e| e.start_with_stdin(&id, r))
                         .await
-                        .map_err(|e| start_error_text(e))?;
+                        .map_err(start_error_text)?;
                 }
                 None => {
                     ctx.eng.start(&rec.id).await.map_err(start_error)?;
