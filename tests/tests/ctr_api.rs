@@ -281,6 +281,30 @@ fn docker_cli_runs_containers_through_the_api() {
         "{top}"
     );
 
+    // update: new limits for the running container, in its inspect; what the engine
+    // cannot change is refused by name.
+    s.docker(&[
+        "update",
+        "--memory",
+        "128m",
+        "--memory-swap",
+        "-1",
+        "--cpus",
+        "1.5",
+        &name,
+    ])
+    .assert_ok();
+    let lim = stdout_of(&s.docker(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}",
+        &name,
+    ]));
+    assert_eq!(lim, "134217728 1500000000");
+    let o = s.docker(&["update", "--restart", "always", &name]);
+    o.assert_fails();
+    assert!(o.stderr.contains("RestartPolicy"), "{}", o.stderr);
+
     // export: the container's filesystem as a tar.
     let o = host_sh(&format!(
         "DOCKER_HOST={} DOCKER_CONFIG={} docker export {name} | tar t",

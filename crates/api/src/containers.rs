@@ -130,15 +130,7 @@ pub async fn list(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
 pub fn is_action(a: &str) -> bool {
     matches!(
         a,
-        "start"
-            | "stop"
-            | "restart"
-            | "kill"
-            | "pause"
-            | "unpause"
-            | "rename"
-            | "resize"
-            | "update"
+        "start" | "stop" | "restart" | "kill" | "pause" | "unpause" | "rename" | "resize"
     )
 }
 
@@ -242,10 +234,10 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
             }
             return Ok(body::empty(StatusCode::OK));
         }
-        _ => {
-            return Err(ApiError::not_implemented(
-                "POST /containers/{id}/update (changing a container's resources)",
-            ))
+        other => {
+            return Err(ApiError::not_implemented(&format!(
+                "POST /containers/{{id}}/{other}"
+            )))
         }
     }
     Ok(body::empty(StatusCode::NO_CONTENT))

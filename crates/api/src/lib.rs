@@ -32,6 +32,7 @@ mod stats;
 mod system;
 mod tarstream;
 mod top;
+mod update;
 mod volumes;
 mod wait;
 

@@ -46,6 +46,9 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["containers", id, "attach"], &Method::POST) => {
             crate::attach::attach(ctx, &mut c, id).await
         }
+        (["containers", id, "update"], &Method::POST) => {
+            crate::update::update(ctx, &mut c, id).await
+        }
         (["containers", id, "top"], &Method::GET) => crate::top::top(ctx, &c, id).await,
         (["containers", id, "export"], &Method::GET) => containers::export(ctx, id).await,
         (["containers", id, "exec"], &Method::POST) => exec::create(ctx, &mut c, id).await,
