@@ -197,6 +197,34 @@ fn docker_cli_runs_containers_through_the_api() {
         "a failed --rm run left a container"
     );
 
+    // Security fields reach the engine: a read-only root and no capabilities, each
+    // against the same command without it (the positive control).
+    let touch = [
+        "busybox",
+        "sh",
+        "-c",
+        "touch /probe && grep CapEff /proc/self/status",
+    ];
+    let run = |extra: &[&str]| {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend_from_slice(extra);
+        a.extend_from_slice(&touch);
+        s.docker(&a)
+    };
+    let free = run(&[]);
+    assert!(
+        stdout_of(&free).contains("CapEff:\t00000000a80425fb"),
+        "{}",
+        free.stdout
+    );
+    run(&["--read-only"]).assert_fails();
+    let nocaps = run(&["--cap-drop", "ALL"]);
+    assert!(
+        stdout_of(&nocaps).contains("CapEff:\t0000000000000000"),
+        "{}",
+        nocaps.stdout
+    );
+
     // Detached, on the default bridge: ps, logs, inspect, exec, the CLI sees it too.
     let name = format!("api-{}", std::process::id());
     let id = stdout_of(&s.docker(&[

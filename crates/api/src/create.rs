@@ -106,11 +106,10 @@ pub struct HostConfig {
     pub pids_limit: Option<i64>,
     pub dns: Option<Vec<String>>,
     pub extra_hosts: Option<Vec<String>>,
-    pub privileged: Option<bool>,
-    pub readonly_rootfs: Option<bool>,
-    pub cap_add: Option<Vec<String>>,
-    pub cap_drop: Option<Vec<String>>,
-    pub devices: Option<Vec<serde_json::Value>>,
+    pub init: Option<bool>,
+    /// Privileged, ReadonlyRootfs, CapAdd/CapDrop, SecurityOpt, Ulimits, ShmSize, Devices.
+    #[serde(flatten)]
+    pub security: crate::security::SecurityBody,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,10 +126,6 @@ pub struct NetworkingConfig {
 
 fn bad(field: &str, why: impl std::fmt::Display) -> ApiError {
     ApiError::bad_request(format!("{field}: {why}"))
-}
-
-fn refused(field: &str) -> ApiError {
-    bad(field, "not supported by codex-ctr (see docs/docker-api.md)")
 }
 
 fn ns_to_ms(field: &str, ns: Option<i64>) -> ApiResult<Option<u64>> {
@@ -348,25 +343,6 @@ fn restart(r: &RestartPolicyBody) -> ApiResult<RestartPolicy> {
 pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<ContainerConfig> {
     let empty = HostConfig::default();
     let hc = body.host_config.as_ref().unwrap_or(&empty);
-    if hc.privileged == Some(true) {
-        return Err(refused("HostConfig.Privileged"));
-    }
-    if hc.readonly_rootfs == Some(true) {
-        return Err(refused(
-            "HostConfig.ReadonlyRootfs (use codex-ctr's --isolation strict)",
-        ));
-    }
-    for (field, v) in [
-        ("HostConfig.CapAdd", &hc.cap_add),
-        ("HostConfig.CapDrop", &hc.cap_drop),
-    ] {
-        if v.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(refused(field));
-        }
-    }
-    if hc.devices.as_ref().is_some_and(|l| !l.is_empty()) {
-        return Err(refused("HostConfig.Devices"));
-    }
     let image = body
         .image
         .clone()
@@ -436,6 +412,8 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
         stop_timeout,
         auto_remove: hc.auto_remove.unwrap_or(false),
         tty: body.tty.unwrap_or(false),
+        security: crate::security::security_from(&hc.security)?,
+        init: hc.init.unwrap_or(false),
         interactive: body.open_stdin.unwrap_or(false),
         restart: hc
             .restart_policy

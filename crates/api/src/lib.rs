@@ -27,6 +27,7 @@ mod logs;
 mod networks;
 mod query;
 mod router;
+mod security;
 mod server;
 mod stats;
 mod system;
