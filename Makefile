@@ -21,7 +21,8 @@ deps:
 
 # The Docker API's real clients (tests/tests/ctr_api.rs), only when missing: a docker CLI
 # (Debian's docker.io, installed with services kept from starting: no Docker daemon runs
-# here) and docker-py (Debian's python3-docker). A machine that already has them (a
+# here), docker-py (Debian's python3-docker) and Compose v1 (Debian's docker-compose,
+# which brings its own python3-docker). A machine that already has them (a
 # static docker client, pip's docker) keeps its own.
 api-clients:
 	@if ! command -v docker >/dev/null; then \
@@ -30,6 +31,10 @@ api-clients:
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null; \
 	  rc=$$?; [ -z "$$own" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+	@if ! command -v docker-compose >/dev/null; then \
+	  echo "installing: docker-compose (Compose v1, for tests/tests/ctr_api.rs)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
 	fi
 	@if ! python3 -c 'import docker' 2>/dev/null; then \
 	  echo "installing: python3-docker"; \

@@ -715,3 +715,55 @@ fn docker_pull_fetches_from_a_local_registry() {
     let o = s.docker(&["pull", &format!("{r}:nope")]);
     o.assert_fails();
 }
+
+#[test]
+fn docker_compose_brings_two_services_up_and_down() {
+    if !clients(false) {
+        return;
+    }
+    if !have_tool("docker-compose") {
+        skip("docker-compose is not installed (make api-clients: Debian's docker-compose)");
+        return;
+    }
+    let c = Ctr::new();
+    let s = Server::start(&c, &[]);
+    let dir = c.root.parent().unwrap().join("compose");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        "version: \"3\"\nservices:\n  web:\n    image: busybox\n    command: sh -c 'mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 8080 -h /www'\n  client:\n    image: busybox\n    depends_on: [web]\n    command: sh -c 'until wget -q -O - http://web:8080/; do sleep 0.2; done; echo client-done; exec sleep 300'\n",
+    )
+    .unwrap();
+    let project = format!("cx{}", std::process::id());
+    // Debian's compose 1.29 needs Debian's docker-py 5 (a pip docker-py 7 shadows it).
+    let compose = |args: &str| {
+        host_sh(&format!(
+            "cd {} && PYTHONPATH=/usr/lib/python3/dist-packages DOCKER_HOST={} DOCKER_CONFIG={} docker-compose -p {project} {args}",
+            dir.display(),
+            s.host(),
+            s.config.display()
+        ))
+    };
+    let up = compose("up -d");
+    assert!(up.ok(), "compose up: {}\n{}", up.stdout, up.stderr);
+    // The client reached the web service by its name on the project's network.
+    assert!(
+        wait_until(Duration::from_secs(30), || compose("logs client")
+            .stdout
+            .contains("client-done")),
+        "the client never reached web: {}",
+        compose("logs").stdout
+    );
+    assert!(compose("logs client").stdout.contains("hello-web"));
+    let ps = stdout_of(&s.docker(&["ps", "--format", "{{.Names}}"]));
+    let mut names: Vec<&str> = ps.lines().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [format!("{project}_client_1"), format!("{project}_web_1")]
+    );
+    let down = compose("down -t 1");
+    assert!(down.ok(), "compose down: {}\n{}", down.stdout, down.stderr);
+    assert_eq!(stdout_of(&s.docker(&["ps", "-aq"])), "");
+    assert!(!stdout_of(&s.docker(&["network", "ls"])).contains(&project));
+}

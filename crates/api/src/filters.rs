@@ -50,9 +50,17 @@ pub fn label_matches(want: &str, labels: &BTreeMap<String, String>) -> bool {
     }
 }
 
-/// Whether every key's values (any of them) match, `test(key, value)` deciding one.
+/// Whether the filters pass, `test(key, value)` deciding one value: Docker's rule is
+/// that the values of one key are alternatives (`status=running` or `exited`), except
+/// `label`, whose values must all match (compose filters by project *and* service).
 pub fn all_match(f: &Filters, mut test: impl FnMut(&str, &str) -> bool) -> bool {
-    f.iter().all(|(k, vals)| vals.iter().any(|v| test(k, v)))
+    f.iter().all(|(k, vals)| {
+        if k == "label" {
+            vals.iter().all(|v| test(k, v))
+        } else {
+            vals.iter().any(|v| test(k, v))
+        }
+    })
 }
 
 #[cfg(test)]
@@ -83,11 +91,17 @@ mod tests {
 
     #[test]
     fn keys_and_values_combine_as_docker_does() {
-        let f = parse(Some(r#"{"label":["x","a"],"name":["web"]}"#)).unwrap();
-        // label: any of x, a; name: web. Both keys must match.
-        assert!(all_match(&f, |k, v| (k == "label" && v == "a")
-            || (k == "name" && v == "web")));
-        assert!(!all_match(&f, |k, v| k == "label" && v == "a"));
+        let f = parse(Some(r#"{"label":["x","a"],"name":["web","db"]}"#)).unwrap();
+        // label: x and a; name: web or db. Both keys must match.
+        let has = |labels: &[&str], name: &str| {
+            all_match(&f, |k, v| match k {
+                "label" => labels.contains(&v),
+                _ => v == name,
+            })
+        };
+        assert!(has(&["x", "a"], "db"));
+        assert!(!has(&["a"], "web"), "one label of two is not enough");
+        assert!(!has(&["x", "a"], "cache"));
         assert!(only(&f, &["label", "name"]).is_ok());
         assert!(only(&f, &["label"]).unwrap_err().message.contains("name"));
     }
