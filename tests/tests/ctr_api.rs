@@ -437,6 +437,13 @@ fn docker_cli_manages_images_volumes_and_networks() {
     s.docker(&["network", "rm", &net]).assert_ok();
     assert!(!stdout_of(&s.docker(&["network", "ls"])).contains(&net));
 
+    // system df: one image (two tags), no containers, counted as Docker's CLI shows.
+    let df = stdout_of(&s.docker(&["system", "df", "--format", "{{.Type}}:{{.TotalCount}}"]));
+    assert!(
+        df.contains("Images:1") && df.contains("Containers:0"),
+        "{df}"
+    );
+
     // /build is not here: a clear 501, not a hang.
     let (status, body) = s.raw("POST", "/v1.47/build");
     assert!(status.contains("501"), "{status}");

@@ -20,7 +20,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["version"], &Method::GET) => system::version(ctx),
         (["info"], &Method::GET) => system::info(ctx).await,
         (["events"], &Method::GET) => events::events(ctx, &c).await,
-        (["system", "df"], _) => Err(ApiError::not_implemented("GET /system/df (disk usage)")),
+        (["system", "df"], &Method::GET) => system::df(ctx).await,
         (["auth"], _) => Err(ApiError::not_implemented(
             "POST /auth (use `codex-ctr login` for registry credentials)",
         )),

@@ -138,3 +138,66 @@ pub async fn info(ctx: &Ctx) -> ApiResult<Resp> {
         "Warnings": [],
     }))
 }
+
+/// `GET /system/df`: images (with how many containers use each), containers (the size
+/// of their writable layer: the overlay's upper dir), volumes (their data's size and
+/// users), as apparent sizes (file lengths, as the engine's `system df` counts them).
+pub async fn df(ctx: &Ctx) -> ApiResult<Resp> {
+    let v = crate::containers::blocking(ctx, |e| {
+        let recs = e.list()?;
+        let refs = crate::containers::image_refs(e);
+        let image_of: Vec<String> = recs
+            .iter()
+            .map(|r| crate::inspect::config_of(r).image.unwrap_or_default())
+            .collect();
+        let store = e.images()?;
+        let all_refs = store.references()?;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut images = Vec::new();
+        let mut layers = 0u64;
+        for img in store.list()? {
+            if !seen.insert(img.id.clone()) {
+                continue;
+            }
+            layers += img.size;
+            let tags: Vec<String> = all_refs
+                .iter()
+                .filter(|(_, i)| **i == img.id)
+                .map(|(r, _)| r.clone())
+                .collect();
+            let mut s = crate::images::summary(&img, tags);
+            s["Containers"] = json!(image_of.iter().filter(|i| **i == img.id).count());
+            s["SharedSize"] = json!(0);
+            images.push(s);
+        }
+        let mut containers = Vec::new();
+        for r in &recs {
+            let a = crate::containers::around(e, r, &refs);
+            let mut s = crate::inspect::summary(r, &a);
+            let upper = e.container_dir(&r.id)?.join("upper");
+            s["SizeRw"] = json!(codex_engine::df::apparent_size(&upper));
+            containers.push(s);
+        }
+        let volumes: Vec<serde_json::Value> = e
+            .volumes()?
+            .iter()
+            .map(|v| {
+                let mut j = crate::volumes::volume_json(v);
+                j["UsageData"] = json!({
+                    "Size": codex_engine::df::apparent_size(&v.mountpoint),
+                    "RefCount": v.used_by.len(),
+                });
+                j
+            })
+            .collect();
+        Ok(json!({
+            "LayersSize": layers,
+            "Images": images,
+            "Containers": containers,
+            "Volumes": volumes,
+            "BuildCache": [],
+        }))
+    })
+    .await?;
+    body::ok_json(&v)
+}
