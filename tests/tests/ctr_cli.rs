@@ -697,3 +697,205 @@ fn top_update_system_df_and_the_container_group() {
     assert!(df[0]["size"].as_u64().is_some_and(|s| s > 0), "{df}");
     c.run(&["container", "rm", "-f", "lim"]).assert_ok();
 }
+
+#[test]
+fn strict_containers_get_writable_new_volumes_and_their_mount_points() {
+    let c = Ctr::new();
+    // A new named volume at a path the image lacks: made, mounted, writable by the
+    // container's (mapped) root.
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "sdata:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f && cat /data/f",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "kept\n", "{o:?}");
+    // A volume a standard container made first keeps its owner, the host's root:
+    // readable under strict, not writable (docs/engine.md says so).
+    c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "shared:/s",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-standard > /s/f",
+    ])
+    .assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "shared:/s",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /s/f; touch /s/g 2>/dev/null && echo wrote || echo refused",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "from-standard\nrefused\n", "{o:?}");
+}
+
+#[test]
+fn a_strict_mount_point_behind_an_image_symlink_stays_inside_the_rootfs() {
+    let c = Ctr::new();
+    // An image whose /escape points at a host directory by absolute path.
+    let outside = tempfile::tempdir().expect("outside dir");
+    let img = tempfile::tempdir().expect("image dir");
+    let tar = codex_tests::fixture_dir().join("rootfs.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(img.path())
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    std::os::unix::fs::symlink(outside.path(), img.path().join("escape")).expect("symlink");
+    c.run(&["image", "import", &img.path().to_string_lossy(), "trap"])
+        .assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "tv:/escape/x",
+        "trap",
+        "sh",
+        "-c",
+        "echo in > /escape/x/f && cat /escape/x/f",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "in\n", "{o:?}");
+    // The mount point was made inside the rootfs, never in the host's directory.
+    let left: Vec<_> = std::fs::read_dir(outside.path())
+        .expect("read outside")
+        .collect();
+    assert!(left.is_empty(), "the host directory was written: {left:?}");
+}
+
+#[test]
+fn cp_sees_volumes_as_the_container_does_both_ways() {
+    let c = Ctr::new();
+    let host = tempfile::tempdir().expect("host dir");
+    let bound = tempfile::tempdir().expect("bound dir");
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "vols",
+        "--network",
+        "none",
+        "-v",
+        "cpv:/data",
+        "-v",
+        &format!("{}:/bound", bound.path().display()),
+        "-v",
+        "cpro:/ro:ro",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-inside > /data/made; sleep 300",
+    ])
+    .assert_ok();
+    // In: the running container sees the file in its volume.
+    let src = host.path().join("in.txt");
+    std::fs::write(&src, "from-host\n").expect("write");
+    c.run(&["cp", &src.to_string_lossy(), "vols:/data/in.txt"])
+        .assert_ok();
+    let o = c.run(&["exec", "vols", "cat", "/data/in.txt"]);
+    assert_eq!(o.stdout, "from-host\n", "{o:?}");
+    // Out: what the container wrote in its volume.
+    let out = host.path().join("made");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c
+        .run(&["exec", "vols", "cat", "/data/made"])
+        .stdout
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never wrote"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.run(&["cp", "vols:/data/made", &out.to_string_lossy()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("copied"),
+        "from-inside\n"
+    );
+    // A bind mount's source is the place; a read-only volume and a tmpfs are refused.
+    c.run(&["cp", &src.to_string_lossy(), "vols:/bound/"])
+        .assert_ok();
+    assert!(bound.path().join("in.txt").exists());
+    let o = c.run(&["cp", &src.to_string_lossy(), "vols:/ro/x"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("read-only"), "{o:?}");
+    let o = c.run(&["cp", &src.to_string_lossy(), "vols:/scratch/x"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("tmpfs"), "{o:?}");
+    // Stopped, the volume is still there to copy from.
+    c.run(&["stop", "-t", "1", "vols"]).assert_ok();
+    let again = host.path().join("again");
+    c.run(&["cp", "vols:/data/in.txt", &again.to_string_lossy()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&again).expect("copied"),
+        "from-host\n"
+    );
+    c.run(&["rm", "vols"]).assert_ok();
+}
+
+#[test]
+fn programs_that_cannot_run_exit_126_or_127_in_run_and_exec() {
+    let c = Ctr::new();
+    for (prog, code) in [
+        ("no-such-prog", 127),
+        ("/etc/passwd", 126),
+        ("/no/such/path", 127),
+    ] {
+        let o = c.run(&["run", "--rm", "--network", "none", "busybox", prog]);
+        assert_eq!(o.status.code(), Some(code), "run {prog}: {o:?}");
+        let o = c.run(&["run", "-d", "--network", "none", "busybox", prog]);
+        assert_eq!(o.status.code(), Some(code), "run -d {prog}: {o:?}");
+    }
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .assert_ok();
+    for (prog, code) in [("no-such-prog", 127), ("/etc/passwd", 126)] {
+        let o = c.run(&["exec", "up", prog]);
+        assert_eq!(o.status.code(), Some(code), "exec {prog}: {o:?}");
+    }
+    // The program's own codes pass through; an engine error is 125.
+    assert_eq!(
+        c.run(&["exec", "up", "sh", "-c", "exit 126"]).status.code(),
+        Some(126)
+    );
+    assert_eq!(c.run(&["exec", "nosuch", "true"]).status.code(), Some(125));
+    c.run(&["rm", "-f", "up"]).assert_ok();
+}

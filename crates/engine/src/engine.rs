@@ -142,7 +142,11 @@ impl Engine {
                 // lock: a `volume rm` either counts this container or comes after it.
                 for v in &config.volumes {
                     if let VolumeSource::Named { name } = &v.source {
+                        let new = !index.volumes.contains_key(name);
                         volume::ensure_in(&self.root, index, name, v.anonymous)?;
+                        if new && config.isolation == Isolation::Strict {
+                            volume::give_to_mapped_root(&self.root, name)?;
+                        }
                     }
                 }
                 if config.isolation == Isolation::Strict {
@@ -371,12 +375,19 @@ impl Engine {
             .ctx(|| "reading the supervisor's report")?;
         match serde_json::from_str::<Value>(report.trim()) {
             Ok(v) if v["ok"] == true => self.get(&rec.id),
-            Ok(v) => Err(Error::Runtime(codex_runtime::Error::Container(
-                v["error"]
+            Ok(v) => {
+                let message = v["error"]
                     .as_str()
                     .unwrap_or("the supervisor failed")
-                    .to_string(),
-            ))),
+                    .to_string();
+                Err(Error::Runtime(match v["exec_code"].as_i64() {
+                    Some(code) => codex_runtime::Error::Exec {
+                        code: code as i32,
+                        message,
+                    },
+                    None => codex_runtime::Error::Container(message),
+                }))
+            }
             Err(_) => Err(Error::Runtime(codex_runtime::Error::Container(format!(
                 "the supervisor exited without a report{}",
                 if report.is_empty() {

@@ -56,6 +56,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The container's program could not be run: Docker's exit code for that (127 not
+    /// found, 126 not executable).
+    pub fn exec_code(&self) -> Option<i32> {
+        match self {
+            Error::Runtime(codex_runtime::Error::Exec { code, .. }) => Some(*code),
+            _ => None,
+        }
+    }
+
     pub fn wrong_state(
         name: impl Into<String>,
         state: impl std::fmt::Display,

@@ -15,6 +15,12 @@ pub enum Error {
     #[error("container {0:?} does not exist")]
     NotFound(String),
 
+    /// The container's program could not be run: `code` is the shell's (and Docker's)
+    /// exit code for it, 127 when it was not found and 126 when it could not be
+    /// executed, so callers can report it without reading the message.
+    #[error("{message}")]
+    Exec { code: i32, message: String },
+
     /// A problem with config.json; `field` is the JSON path (`process.args[0]`).
     #[error("config.json: {field}: {reason}")]
     Config { field: String, reason: String },

@@ -19,19 +19,20 @@ mod terminal;
 
 use clap::Parser;
 
-/// Docker's exit codes for a failed `run`: 125 the engine, 126 cannot execute,
-/// 127 not found.
+/// Docker's exit codes for a failed command: 126 when the container's program could
+/// not be executed, 127 when it was not found (typed by the runtime, carried through the
+/// supervisor's report), 125 for every other engine error.
 fn exit_code_for(err: &anyhow::Error) -> i32 {
-    let text = format!("{err:#}");
-    if text.contains("executable file not found")
-        || text.contains("No such file or directory (os error 2)") && text.contains("exec")
-    {
-        127
-    } else if text.contains("permission denied") && text.contains("exec") {
-        126
-    } else {
-        125
-    }
+    err.chain()
+        .find_map(|e| {
+            e.downcast_ref::<codex_engine::error::Error>()
+                .and_then(|e| e.exec_code())
+                .or_else(|| match e.downcast_ref::<codex_runtime::Error>() {
+                    Some(codex_runtime::Error::Exec { code, .. }) => Some(*code),
+                    _ => None,
+                })
+        })
+        .unwrap_or(125)
 }
 
 /// A reader that goes away (`codex-ctr ps | head -1`) ends the command as it ends other

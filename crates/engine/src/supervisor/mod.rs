@@ -22,6 +22,7 @@ pub mod netplug;
 mod restart;
 mod rootfs;
 mod shim;
+mod targets;
 mod tty;
 
 use finish::{complete, finish, Next};
@@ -56,6 +57,15 @@ pub const STATUS_FD: i32 = 3;
 /// The report was written (or is not ours to write): fd 3 is closed, and may since
 /// have been reused by something else.
 static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// The report of a failed start: the message, and Docker's exit code when the
+/// program could not be run (the starter rebuilds the typed error from it).
+fn failure(e: &Error) -> serde_json::Value {
+    match e.exec_code() {
+        Some(code) => serde_json::json!({"error": e.to_string(), "exec_code": code}),
+        None => serde_json::json!({"error": e.to_string()}),
+    }
+}
 
 /// Reports to whoever started the supervisor; only the first report is sent.
 fn report(v: serde_json::Value) {
@@ -236,6 +246,16 @@ fn start_container(
         crate::network::files::write_files(registry, id, &dir)?;
     }
     mount_rootfs(&dir)?;
+    // Only in the overlay this supervisor mounted (a --rootfs directory is the user's).
+    let prepared = if dir.join("lowers").exists() {
+        targets::prepare(&dir.join(crate::engine::ROOTFS_DIR), cfg)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = prepared {
+        unmount_rootfs(&dir);
+        return Err(e);
+    }
     let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     log.0.set_tty(console.is_some());
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
@@ -585,7 +605,7 @@ fn work(
                     Err(_) => 1,
                 };
             }
-            report(serde_json::json!({"error": msg}));
+            report(failure(&e));
             return codex_shim::handoff::WORKER_FAILED_CODE;
         }
     };

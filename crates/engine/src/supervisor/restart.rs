@@ -60,7 +60,7 @@ pub(super) fn supervise_runs(root: &Path, registry: &Registry, id: &str, use_shi
                         Err(_) => return 1,
                     }
                 }
-                report(serde_json::json!({"error": msg}));
+                report(super::failure(&e));
                 return 1;
             }
         }

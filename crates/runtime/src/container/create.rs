@@ -236,7 +236,11 @@ impl Runtime {
                         .ctx(|| "resuming the container")?;
                 }
                 Some(Msg::Created) => break,
-                Some(Msg::Error(e)) => return Err(Error::Container(e)),
+                Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
+                    return Err(m
+                        .into_error()
+                        .unwrap_or_else(|| Error::Other("failed".into())))
+                }
                 Some(m) => {
                     return Err(Error::Other(format!(
                         "unexpected message from the container: {m:?}"

@@ -157,9 +157,11 @@ impl Runtime {
         )?;
         match ch.recv() {
             Ok(None) => {}
-            Ok(Some(Msg::Error(e))) => {
+            Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
-                return Err(Error::Container(e));
+                return Err(m
+                    .into_error()
+                    .unwrap_or_else(|| Error::Other("failed".into())));
             }
             Ok(Some(m)) => {
                 return Err(Error::Other(format!(
@@ -266,7 +268,7 @@ fn exec_main(
     let err = match run() {
         Ok(e) | Err(e) => e,
     };
-    let _ = ch.send(&Msg::Error(err.to_string()));
+    let _ = ch.send(&Msg::failure(&err));
     // SAFETY: _exit in a forked child.
     unsafe { libc::_exit(127) }
 }

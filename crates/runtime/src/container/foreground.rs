@@ -183,7 +183,9 @@ impl Runtime {
             .ctx(|| "starting the container")
             .and_then(|()| match created.channel.recv() {
                 Ok(None) => Ok(()),
-                Ok(Some(Msg::Error(e))) => Err(Error::Container(e)),
+                Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => Err(m
+                    .into_error()
+                    .unwrap_or_else(|| Error::Other("failed".into()))),
                 Ok(Some(m)) => Err(Error::Other(format!(
                     "unexpected message from the container: {m:?}"
                 ))),

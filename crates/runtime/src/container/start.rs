@@ -23,7 +23,11 @@ impl Runtime {
         // The init closes the connection by exec'ing (close-on-exec) or reports why not.
         match ch.recv() {
             Ok(None) => {}
-            Ok(Some(Msg::Error(e))) => return Err(Error::Container(e)),
+            Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => {
+                return Err(m
+                    .into_error()
+                    .unwrap_or_else(|| Error::Other("failed".into())))
+            }
             Ok(Some(m)) => {
                 return Err(Error::Other(format!(
                     "unexpected message from the container: {m:?}"

@@ -47,13 +47,13 @@ pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
             let err = run_program(&args, reply.as_ref().unwrap_or(&ch), seccomp.as_ref());
             // The program could not be exec'd: tell whoever started us.
             let target = reply.as_ref().unwrap_or(&ch);
-            let _ = target.send(&Msg::Error(err.to_string()));
+            let _ = target.send(&Msg::failure(&err));
             // SAFETY: _exit in a forked child.
             unsafe { libc::_exit(127) }
         }
         Err(e) => e,
     };
-    let _ = ch.send(&Msg::Error(err.to_string()));
+    let _ = ch.send(&Msg::failure(&err));
     // SAFETY: _exit in a forked child.
     unsafe { libc::_exit(1) }
 }

@@ -174,7 +174,9 @@ pub fn spawn(
         parent_end.send(&Msg::Placed).map_err(|e| {
             // The process died first: its own report says why.
             match parent_end.recv() {
-                Ok(Some(Msg::Error(msg))) => Error::Container(msg),
+                Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => m
+                    .into_error()
+                    .unwrap_or_else(|| Error::Other("failed".into())),
                 _ => Error::Io {
                     context: "releasing the container process".into(),
                     cause: e,
@@ -206,7 +208,11 @@ fn drive_stage1(stage1: i32, plan: &NamespacePlan, ch: &Channel) -> Result<i32> 
                     .ctx(|| "confirming the id maps")?;
             }
             Some(Msg::InitPid(pid)) => return Ok(pid),
-            Some(Msg::Error(e)) => return Err(Error::Container(e)),
+            Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
+                return Err(m
+                    .into_error()
+                    .unwrap_or_else(|| Error::Other("failed".into())))
+            }
             Some(m) => {
                 return Err(Error::Other(format!(
                     "unexpected message from the first process: {m:?}"

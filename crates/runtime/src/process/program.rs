@@ -56,7 +56,15 @@ impl Program {
     /// Replaces the process image. Returns only on failure.
     pub fn exec(&self) -> Error {
         let err = nix::unistd::execve(&self.path, &self.argv, &self.envp).unwrap_err();
-        Error::Container(format!("exec {:?}: {}", self.path, err.desc()))
+        Error::Exec {
+            // A missing interpreter (`#!/bin/bash` in an image without bash) is ENOENT.
+            code: if err == nix::errno::Errno::ENOENT {
+                127
+            } else {
+                126
+            },
+            message: format!("exec {:?}: {}", self.path, err.desc()),
+        }
     }
 }
 
@@ -95,10 +103,18 @@ fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
         };
         return match is_executable(&p) {
             Ok(true) => Ok(PathBuf::from(arg0)),
-            Ok(false) => Err(Error::Container(format!(
-                "exec: {arg0:?}: permission denied"
-            ))),
-            Err(e) => Err(Error::Container(format!("exec: {arg0:?}: {e}"))),
+            Ok(false) => Err(Error::Exec {
+                code: 126,
+                message: format!("exec: {arg0:?}: permission denied"),
+            }),
+            Err(e) => Err(Error::Exec {
+                code: if e.kind() == std::io::ErrorKind::NotFound {
+                    127
+                } else {
+                    126
+                },
+                message: format!("exec: {arg0:?}: {e}"),
+            }),
         };
     }
     for dir in path_var.split(':') {
@@ -108,9 +124,10 @@ fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    Err(Error::Container(format!(
-        "exec: {arg0:?}: executable file not found in $PATH"
-    )))
+    Err(Error::Exec {
+        code: 127,
+        message: format!("exec: {arg0:?}: executable file not found in $PATH"),
+    })
 }
 
 /// Closes every runtime fd but `keep_fd`, applies scheduling, user, capabilities and

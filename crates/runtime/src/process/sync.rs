@@ -30,6 +30,30 @@ pub enum Msg {
     Start,
     /// Either side: the operation failed, with the whole error chain.
     Error(String),
+    /// Init -> runtime: the program could not be run (see [`crate::Error::Exec`]).
+    ExecFailed { code: i32, message: String },
+}
+
+impl Msg {
+    /// The message that reports `err` to the other side.
+    pub fn failure(err: &crate::Error) -> Msg {
+        match err {
+            crate::Error::Exec { code, message } => Msg::ExecFailed {
+                code: *code,
+                message: message.clone(),
+            },
+            e => Msg::Error(e.to_string()),
+        }
+    }
+
+    /// The error a failure message stands for (`None` for other messages).
+    pub fn into_error(self) -> Option<crate::Error> {
+        match self {
+            Msg::Error(e) => Some(crate::Error::Container(e)),
+            Msg::ExecFailed { code, message } => Some(crate::Error::Exec { code, message }),
+            _ => None,
+        }
+    }
 }
 
 /// One end of the socketpair.
@@ -119,6 +143,7 @@ impl Channel {
         match self.recv() {
             Ok(Some(m)) if &m == want => Ok(()),
             Ok(Some(Msg::Error(e))) => Err(e),
+            Ok(Some(Msg::ExecFailed { message, .. })) => Err(message),
             Ok(Some(m)) => Err(format!("{what}: unexpected message {m:?}")),
             Ok(None) => Err(format!("{what}: the other side exited")),
             Err(e) => Err(format!("{what}: {e}")),
