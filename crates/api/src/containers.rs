@@ -165,10 +165,12 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
                 .and_then(|mut p| p.remove(&rec.id));
             match pipe {
                 Some(r) => {
+                    let eng = ctx.eng.clone();
                     let id = rec.id.clone();
-                    blocking(ctx, move |e| e.start_with_stdin(&id, r))
+                    tokio::task::spawn_blocking(move || eng.engine().start_with_stdin(&id, r))
                         .await
-                        .map_err(start_error_text)?;
+                        .map_err(|e| ApiError::internal(format!("engine call: {e}")))?
+                        .map_err(start_error)?;
                 }
                 None => {
                     ctx.eng.start(&rec.id).await.map_err(start_error)?;
@@ -289,15 +291,27 @@ pub async fn export(ctx: &Ctx, id: &str) -> ApiResult<Resp> {
     }))
 }
 
-/// A start that failed, in the words the docker CLI turns into its exit code (127 for
-/// "no such file or directory", 126 for "permission denied", else 125).
+/// A start that failed, in the words the docker CLI turns into its exit code (it reads
+/// the message only: 127 for "no such file or directory" or "executable file not
+/// found", 126 for "permission denied", else 125), from the engine's typed exec code.
 fn start_error(e: codex_engine::Error) -> ApiError {
-    start_error_text(ApiError::from(e))
-}
-
-fn start_error_text(mut a: ApiError) -> ApiError {
+    let code = e.exec_code();
+    let mut a = ApiError::from(e);
     a.message = a
         .message
         .replace("No such file or directory", "no such file or directory");
+    let lower = a.message.to_lowercase();
+    match code {
+        Some(127)
+            if !lower.contains("no such file or directory")
+                && !lower.contains("executable file not found") =>
+        {
+            a.message.push_str(": executable file not found")
+        }
+        Some(126) if !lower.contains("permission denied") => {
+            a.message.push_str(": permission denied")
+        }
+        _ => {}
+    }
     a
 }
