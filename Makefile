@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps build release fixtures demo test test-mutants lint bench clean vm-test fuzz soak install
+.PHONY: all deps api-clients build release fixtures demo test test-mutants lint bench clean vm-test fuzz soak install
 
 all: build
 
@@ -16,6 +16,29 @@ deps:
 	  echo "installing: $$missing"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(MAKE) -s api-clients
+
+# The Docker API's real clients (tests/tests/ctr_api.rs), only when missing: a docker CLI
+# (Debian's docker.io, installed with services kept from starting: no Docker daemon runs
+# here), docker-py (Debian's python3-docker) and Compose v1 (Debian's docker-compose,
+# which brings its own python3-docker). A machine that already has them (a
+# static docker client, pip's docker) keeps its own.
+api-clients:
+	@if ! command -v docker >/dev/null; then \
+	  echo "installing: docker.io (client use only; its daemon is not started)"; \
+	  own=; [ -e /usr/sbin/policy-rc.d ] || { own=1; printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null; \
+	  rc=$$?; [ -z "$$own" ] || rm -f /usr/sbin/policy-rc.d; exit $$rc; \
+	fi
+	@if ! command -v docker-compose >/dev/null; then \
+	  echo "installing: docker-compose (Compose v1, for tests/tests/ctr_api.rs)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null; \
+	fi
+	@if ! python3 -c 'import docker' 2>/dev/null; then \
+	  echo "installing: python3-docker"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-docker >/dev/null; \
 	fi
 
 build: deps

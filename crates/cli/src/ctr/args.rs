@@ -431,6 +431,8 @@ pub enum Command {
     },
     /// The host and the engine: cgroup version and driver, kernel, root, counts.
     Info,
+    /// Serve the Docker Engine API on a unix socket (docs/docker-api.md).
+    Serve(super::serve::ServeArgs),
     /// Pull an image from a registry (as `image pull`).
     Pull(super::image::PullArgs),
     /// Store credentials for a registry in Docker's config.json (0600).
@@ -528,6 +530,8 @@ impl Command {
         match self {
             Command::Run { detach, .. } => !detach,
             Command::Start { attach, .. } => *attach,
+            // A client that goes away must not end the server.
+            Command::Serve(_) => true,
             _ => false,
         }
     }

@@ -22,6 +22,9 @@ fn engine(root: Option<PathBuf>) -> Result<Engine> {
 
 pub fn dispatch(cli: Cli) -> Result<i32> {
     let eng = engine(cli.root)?;
+    if let Command::Serve(a) = &cli.command {
+        return super::serve::serve(eng, a);
+    }
     match cli.command {
         Command::Run { create, detach } => super::attach::run(&eng, &create, detach),
         Command::Create(a) => {
@@ -246,6 +249,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Serve(_) => Ok(0), // handled above
         Command::Info => {
             println!("{}", serde_json::to_string_pretty(&eng.info()?)?);
             Ok(0)

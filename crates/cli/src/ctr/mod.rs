@@ -15,6 +15,7 @@ mod network;
 mod ops;
 mod ports;
 mod secflags;
+mod serve;
 mod template;
 mod terminal;
 
