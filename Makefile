@@ -89,13 +89,13 @@ test: build fixtures lint
 	@rm -rf $(SKIPS) && mkdir -p $(SKIPS)
 	@rc=0; \
 	echo "+ cargo test --workspace --lib --bins"; \
-	$(CARGO) test --workspace --lib --bins || rc=1; \
+	$(CARGO) test --no-fail-fast --workspace --lib --bins || rc=1; \
 	echo "+ cargo test -p codex-tests"; \
-	CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) $(CARGO) test -p codex-tests || rc=1; \
+	CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) $(CARGO) test --no-fail-fast -p codex-tests || rc=1; \
 	echo "+ cargo test -p codex-engine --tests"; \
-	$(CARGO) test -p codex-engine --tests || rc=1; \
+	$(CARGO) test --no-fail-fast -p codex-engine --tests || rc=1; \
 	echo "+ cargo test -p codex-net --tests"; \
-	$(CARGO) test -p codex-net --tests || rc=1; \
+	$(CARGO) test --no-fail-fast -p codex-net --tests || rc=1; \
 	echo "+ vm/run-cgroup-v2-tests.sh"; \
 	CODEX_OCI=$(CURDIR)/target/debug/codex-oci vm/run-cgroup-v2-tests.sh || rc=1; \
 	tests/report-skips.sh $(SKIPS); \
