@@ -1,8 +1,8 @@
 //! Network endpoints: create (bridge driver, Internal, Labels, IPAM Subnet/Gateway),
-//! list, inspect, remove, prune. Connect/disconnect answer 501 until the engine can
-//! change a container's networks.
+//! list, inspect, remove, prune, connect (Aliases, IPAMConfig.IPv4Address) and
+//! disconnect (Force).
 
-use codex_engine::network::{LabelFilter, NetworkInfo, NetworkSpec};
+use codex_engine::network::{ConnectOptions, LabelFilter, NetworkInfo, NetworkSpec};
 use hyper::StatusCode;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -198,6 +198,78 @@ pub async fn remove(ctx: &Ctx, id: &str) -> ApiResult<Resp> {
     Ok(body::empty(StatusCode::NO_CONTENT))
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointIpam {
+    #[serde(rename = "IPv4Address")]
+    pub ipv4_address: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EndpointConfig {
+    pub aliases: Option<Vec<String>>,
+    #[serde(rename = "IPAMConfig")]
+    pub ipam_config: Option<EndpointIpam>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ConnectBody {
+    pub container: Option<String>,
+    pub endpoint_config: Option<EndpointConfig>,
+    pub force: Option<bool>,
+}
+
+fn container_of(b: &ConnectBody) -> ApiResult<String> {
+    b.container
+        .clone()
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ApiError::bad_request("Container: name the container"))
+}
+
+/// The engine's connect options for a request body.
+pub fn connect_options(b: &ConnectBody) -> ApiResult<ConnectOptions> {
+    let ep = b.endpoint_config.as_ref();
+    let ip = match ep
+        .and_then(|e| e.ipam_config.as_ref())
+        .and_then(|i| i.ipv4_address.as_deref())
+        .filter(|a| !a.is_empty())
+    {
+        Some(a) => Some(a.parse().map_err(|_| {
+            ApiError::bad_request(format!(
+                "EndpointConfig.IPAMConfig.IPv4Address: {a:?} is not an IPv4 address"
+            ))
+        })?),
+        None => None,
+    };
+    Ok(ConnectOptions {
+        aliases: ep.and_then(|e| e.aliases.clone()).unwrap_or_default(),
+        ip,
+    })
+}
+
+pub async fn connect(ctx: &Ctx, network: &str, c: &mut Call) -> ApiResult<Resp> {
+    let b: ConnectBody = c.body_json().await?;
+    let container = container_of(&b)?;
+    let opts = connect_options(&b)?;
+    let network = network.to_string();
+    blocking(ctx, move |e| e.connect_network(&network, &container, &opts)).await?;
+    Ok(body::empty(StatusCode::OK))
+}
+
+pub async fn disconnect(ctx: &Ctx, network: &str, c: &mut Call) -> ApiResult<Resp> {
+    let b: ConnectBody = c.body_json().await?;
+    let container = container_of(&b)?;
+    let force = b.force.unwrap_or(false);
+    let network = network.to_string();
+    blocking(ctx, move |e| {
+        e.disconnect_network(&network, &container, force)
+    })
+    .await?;
+    Ok(body::empty(StatusCode::OK))
+}
+
 pub async fn prune(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
     let f = filters::parse(c.q("filters"))?;
     filters::only(&f, &["label"])?;
@@ -216,6 +288,24 @@ pub async fn prune(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_bodies_map_aliases_and_the_address_and_name_bad_fields() {
+        let b: ConnectBody = serde_json::from_value(json!({
+            "Container": "web",
+            "EndpointConfig": {"Aliases": ["db"], "IPAMConfig": {"IPv4Address": "10.1.0.9"}}
+        }))
+        .unwrap();
+        let o = connect_options(&b).unwrap();
+        assert_eq!(o.aliases, ["db"]);
+        assert_eq!(o.ip, Some("10.1.0.9".parse().unwrap()));
+        let bad: ConnectBody = serde_json::from_value(json!({
+            "Container": "web", "EndpointConfig": {"IPAMConfig": {"IPv4Address": "x"}}
+        }))
+        .unwrap();
+        assert!(connect_options(&bad).is_err());
+        assert!(container_of(&ConnectBody::default()).is_err());
+    }
 
     #[test]
     fn create_bodies_map_to_specs() {

@@ -88,10 +88,9 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["networks"], &Method::GET) => networks::list(ctx, &c).await,
         (["networks", "create"], &Method::POST) => networks::create(ctx, &mut c).await,
         (["networks", "prune"], &Method::POST) => networks::prune(ctx, &c).await,
-        (["networks", _, "connect" | "disconnect"], &Method::POST) => {
-            Err(ApiError::not_implemented(
-                "network connect/disconnect (the engine cannot change a container's networks yet)",
-            ))
+        (["networks", id, "connect"], &Method::POST) => networks::connect(ctx, id, &mut c).await,
+        (["networks", id, "disconnect"], &Method::POST) => {
+            networks::disconnect(ctx, id, &mut c).await
         }
         (["networks", id], &Method::GET) => networks::inspect(ctx, id).await,
         (["networks", id], &Method::DELETE) => networks::remove(ctx, id).await,
