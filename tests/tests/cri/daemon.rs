@@ -27,6 +27,8 @@ pub struct CriContainerd {
     /// The CNI network's subnet prefix ("10.x.y."), so a test can check the pod's IP.
     pub subnet_prefix: String,
     pub bridge: String,
+    /// The holder of the daemon's network namespace.
+    netns_pid: u32,
 }
 
 /// The runtime's options for one handler, as docs/kubernetes.md shows them.
@@ -109,6 +111,7 @@ impl CriContainerd {
         let parent_c = cgroup_parent.clone();
         ctx.on_cleanup(move || remove_cgroups(&parent_c));
         let netns = TestNetns::new();
+        let netns_pid = netns.pid();
         let mut cmd = netns.cmd(&["containerd", "--config", config.to_str().unwrap()]);
         ctx.on_cleanup(move || drop(netns));
         let sock_c = sock.clone();
@@ -143,6 +146,7 @@ impl CriContainerd {
             cgroup_parent,
             subnet_prefix,
             bridge,
+            netns_pid,
         };
         let up = wait_until(Duration::from_secs(60), || {
             d.sock.exists() && run_timeout(&mut d.ctr(&["version"]), Duration::from_secs(10)).ok()
@@ -158,6 +162,15 @@ impl CriContainerd {
             .arg(&self.sock)
             .args(["--namespace", "k8s.io"])
             .args(args);
+        c
+    }
+
+    /// `argv` in the daemon's network namespace.
+    pub fn in_netns(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/proc/{}/ns/net", self.netns_pid))
+            .arg("--")
+            .args(argv);
         c
     }
 
