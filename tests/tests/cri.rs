@@ -255,3 +255,159 @@ fn cri_reports_an_oom_kill_under_the_codex_handler() {
     let calls = read_lossy(&s.calls);
     assert!(calls.lines().any(|l| l.contains("create")), "{calls}");
 }
+
+#[test]
+fn cri_pod_containers_share_localhost_and_take_updates() {
+    if !ready("cri_pod_containers_share_localhost_and_take_updates") {
+        return;
+    }
+    let ctx = TestCtx::new("cri-pod2");
+    let s = setup(&ctx);
+    s.teardown_on_cleanup(&ctx);
+    let (pod, pod_config) = s.run_pod("codex-pod2");
+    let limits = |bytes: i64| api::LinuxContainerConfig {
+        resources: Some(api::LinuxContainerResources {
+            memory_limit_in_bytes: bytes,
+            ..Default::default()
+        }),
+        security_context: None,
+    };
+    // one container serves on the pod's localhost, the other reaches it there
+    let server = s.create_start(
+        &pod,
+        &pod_config,
+        container_config(
+            &s.image,
+            "server",
+            "echo served-by-server > /tmp/index.html; exec httpd -f -p 127.0.0.1:8080 -h /tmp",
+            Some(limits(64 << 20)),
+        ),
+    );
+    let ticker = s.create_start(
+        &pod,
+        &pod_config,
+        container_config(
+            &s.image,
+            "ticker",
+            "i=0; while :; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+            None,
+        ),
+    );
+    let mut got = String::new();
+    let reached = wait_until(Duration::from_secs(20), || {
+        let r = s.exec_sync(
+            &ticker,
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
+        );
+        got = format!("{} {:?}", r.exit_code, String::from_utf8_lossy(&r.stdout));
+        r.exit_code == 0 && r.stdout == b"served-by-server\n"
+    });
+    assert!(
+        reached,
+        "the pod's second container never reached the first on localhost: {got}"
+    );
+
+    // UpdateContainerResources: the new limit lands in the running container's cgroup
+    let cgroup = format!("{}/{server}", s.cd.cgroup_parent);
+    assert_eq!(memory_limit_of(&cgroup), Some((64i64 << 20).to_string()));
+    let (id, linux) = (server.clone(), limits(128 << 20).resources);
+    ok(
+        "UpdateContainerResources",
+        s.cri.rs("UpdateContainerResources", |mut c| async move {
+            c.update_container_resources(api::UpdateContainerResourcesRequest {
+                container_id: id,
+                linux,
+                ..Default::default()
+            })
+            .await
+        }),
+    );
+    assert_eq!(memory_limit_of(&cgroup), Some((128i64 << 20).to_string()));
+
+    // Exec and Attach are answered with a URL of the CRI's stream server (the kubelet
+    // proxies the stream; the test does not drive it)
+    let id = server.clone();
+    let exec = ok(
+        "Exec",
+        s.cri.rs("Exec", |mut c| async move {
+            c.exec(api::ExecRequest {
+                container_id: id,
+                cmd: vec!["true".into()],
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+        }),
+    );
+    assert!(exec.url.starts_with("http://127.0.0.1:"), "{exec:?}");
+    let id = server.clone();
+    let attach = ok(
+        "Attach",
+        s.cri.rs("Attach", |mut c| async move {
+            c.attach(api::AttachRequest {
+                container_id: id,
+                stdout: true,
+                ..Default::default()
+            })
+            .await
+        }),
+    );
+    assert!(attach.url.starts_with("http://127.0.0.1:"), "{attach:?}");
+
+    // log rotation as the kubelet does it: rename, ReopenContainerLog, new lines in a new file
+    let log = s.cd.pod_logs.join("ticker.log");
+    assert!(
+        wait_until(Duration::from_secs(20), || !cri_log_lines(&log).is_empty()),
+        "{}",
+        read_lossy(&log)
+    );
+    std::fs::rename(&log, log.with_extension("log.1")).unwrap();
+    let id = ticker.clone();
+    ok(
+        "ReopenContainerLog",
+        s.cri.rs("ReopenContainerLog", |mut c| async move {
+            c.reopen_container_log(api::ReopenContainerLogRequest { container_id: id })
+                .await
+        }),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || cri_log_lines(&log).iter().any(
+            |(stream, text)| stream == "stdout" && text.starts_with("tick ")
+        )),
+        "no new lines after ReopenContainerLog: {}",
+        read_lossy(&log)
+    );
+
+    // PodSandboxStats: the pod's own numbers and its containers'
+    let p = pod.clone();
+    let stats = ok(
+        "PodSandboxStats",
+        s.cri.rs("PodSandboxStats", |mut c| async move {
+            c.pod_sandbox_stats(api::PodSandboxStatsRequest { pod_sandbox_id: p })
+                .await
+        }),
+    )
+    .stats
+    .expect("PodSandboxStats without stats");
+    let linux = stats.linux.expect("PodSandboxStats without linux stats");
+    let pod_mem = linux
+        .memory
+        .and_then(|m| m.working_set_bytes)
+        .map_or(0, |v| v.value);
+    assert!(pod_mem > 0, "pod memory: {linux:?}");
+    assert_eq!(linux.containers.len(), 2, "{:?}", linux.containers);
+
+    for c in [&server, &ticker] {
+        s.remove_container(c);
+    }
+    s.remove_pod(&pod);
+    let calls = read_lossy(&s.calls);
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.split_whitespace().any(|w| w == "update")),
+        "{calls}"
+    );
+    let errors = s.cd.runtime_error_lines();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
+}

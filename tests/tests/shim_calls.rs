@@ -41,3 +41,45 @@ fn delete_force_removes_the_empty_directory_of_an_aborted_create() {
     b.sh("exit 0");
     ctx.create(&b, &id, &[]).assert_ok();
 }
+
+/// The memory limit file of the container's cgroup (v1 or v2), whichever exists.
+fn memory_limit(id: &str) -> Vec<String> {
+    cgroup_dirs_containing(id)
+        .into_iter()
+        .flat_map(|d| [d.join("memory.limit_in_bytes"), d.join("memory.max")])
+        .filter(|f| f.exists())
+        .map(|f| read_lossy(&f).trim().to_string())
+        .collect()
+}
+
+/// UpdateContainerResources through containerd: the shim sends `update --resources -`
+/// with the whole resources object of the spec, device rules included and unchanged (the
+/// deny-all rule first). runc applies it; the runtime must too, on any cgroup layout.
+#[test]
+fn update_with_the_unchanged_device_rules_applies_the_new_limits() {
+    let ctx = TestCtx::new("update-same-devices");
+    let mut b = ctx.bundle();
+    let devices = serde_json::json!([{"allow": false, "access": "rwm"}]);
+    b.set(
+        "/linux/resources",
+        serde_json::json!({"memory": {"limit": 64 << 20}, "devices": devices}),
+    );
+    b.sh("sleep 1000");
+    let id = ctx.id("upd");
+    ctx.create_and_start(&b, &id);
+    assert_eq!(memory_limit(&id), vec![(64u64 << 20).to_string()]);
+    let res = ctx.path("resources.json");
+    fs::write(
+        &res,
+        serde_json::json!({"memory": {"limit": 128 << 20}, "devices": devices}).to_string(),
+    )
+    .unwrap();
+    ctx.rt
+        .run(&["update", "--resources", res.to_str().unwrap(), &id])
+        .assert_ok();
+    assert_eq!(memory_limit(&id), vec![(128u64 << 20).to_string()]);
+    // the device rules still hold: /dev/null is allowed (a default), nothing else was
+    let o = ctx.exec(&id, &[], &["sh", "-c", "echo x > /dev/null && echo ok"]);
+    o.assert_ok();
+    assert_eq!(o.stdout.trim(), "ok", "{o:?}");
+}
