@@ -83,3 +83,50 @@ fn update_with_the_unchanged_device_rules_applies_the_new_limits() {
     o.assert_ok();
     assert_eq!(o.stdout.trim(), "ok", "{o:?}");
 }
+
+/// `update` with new device rules on a running container: the runtime applies them on
+/// every cgroup layout; on v2 (and the unified half of a hybrid host) that means replacing
+/// the container's eBPF device program. Widening the rules shows the old program is gone
+/// (device programs of one cgroup all have to allow). codex-specific: runc 1.1's `update`
+/// ignores device rules (and its default list allows every mknod, so the probe here would
+/// prove nothing with it).
+#[test]
+fn codex_update_with_new_device_rules_replaces_them_on_a_running_container() {
+    let ctx = TestCtx::new("update-new-devices");
+    let mut b = ctx.bundle();
+    let caps = serde_json::json!(["CAP_MKNOD", "CAP_KILL"]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.set(&format!("/process/capabilities/{set}"), caps.clone());
+    }
+    let deny_all = serde_json::json!({"allow": false, "access": "rwm"});
+    b.set(
+        "/linux/resources",
+        serde_json::json!({"devices": [deny_all]}),
+    );
+    b.sh("sleep 1000");
+    let id = ctx.id("dev");
+    ctx.create_and_start(&b, &id);
+    // /dev/kmsg's numbers: in no default allow list
+    let mknod = |n: &str| {
+        ctx.exec(
+            &id,
+            &["--cap", "CAP_MKNOD"],
+            &["mknod", &format!("/dev/k{n}"), "c", "1", "11"],
+        )
+    };
+    mknod("0").assert_fails();
+    let update = |devices: serde_json::Value| {
+        let res = ctx.path("devices.json");
+        fs::write(&res, serde_json::json!({"devices": devices}).to_string()).unwrap();
+        ctx.rt
+            .run(&["update", "--resources", res.to_str().unwrap(), &id])
+            .assert_ok();
+    };
+    update(serde_json::json!([
+        deny_all,
+        {"allow": true, "type": "c", "major": 1, "minor": 11, "access": "m"}
+    ]));
+    mknod("1").assert_ok();
+    update(serde_json::json!([deny_all]));
+    mknod("2").assert_fails();
+}
