@@ -2,6 +2,8 @@
 //! `runtime.v1` API that containerd 1.6 serves beside v1alpha2) over tonic, connected to a
 //! unix socket. Every call runs on a private single-threaded tokio runtime with a timeout,
 //! so a hung daemon fails the test instead of stalling it.
+// Shared by cri.rs and cri_bench.rs, each of which uses a part.
+#![allow(dead_code)]
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

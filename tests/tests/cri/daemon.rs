@@ -4,6 +4,8 @@
 //! (so its shims and CNI plugins too) inside a network namespace the test made: the bridge,
 //! veths and addresses CNI creates never touch the host's network. Everything it leaves
 //! (shims, container processes, cgroups, CNI records) is removed on the test's cleanup.
+// Shared by cri.rs and cri_bench.rs, each of which uses a part.
+#![allow(dead_code)]
 
 use std::cell::RefCell;
 use std::fs;
@@ -97,9 +99,10 @@ impl CriContainerd {
                 d = dir.display(),
                 s = sock.display(),
                 c = cni_conf.display(),
-                // the node's default stays runc (unused here): the pod picks `codex`
+                // the node's default stays runc: the tests' pods pick `codex`, the
+                // benchmark's both
                 h = handler_toml("codex", runtime, &dir.join("runc-root"))
-                    + &handler_toml("runc", "runc", &dir.join("runc-root-default")),
+                    + &handler_toml("runc", &runc_path(), &dir.join("runc-root-default")),
             ),
         )
         .unwrap();
@@ -192,6 +195,17 @@ impl CriContainerd {
             })
             .map(str::to_string)
             .collect()
+    }
+}
+
+/// runc by its full path when installed (the shim resolves a bare name on its own PATH).
+fn runc_path() -> String {
+    let o = host_sh("command -v runc");
+    let p = o.stdout.trim();
+    if o.ok() && !p.is_empty() {
+        p.to_string()
+    } else {
+        "runc".into()
     }
 }
 

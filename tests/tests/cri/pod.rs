@@ -1,6 +1,8 @@
 //! The kubelet's moves, as helpers over the CRI client: a daemon with the images
 //! imported, pod and container configs, and each call a test makes, unwrapped with the
 //! call's name in the panic.
+// Shared by cri.rs and cri_bench.rs, each of which uses a part.
+#![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -171,14 +173,19 @@ pub fn container_config(
 
 impl Setup {
     pub fn run_pod(&self, name: &str) -> (String, api::PodSandboxConfig) {
+        self.run_pod_with(name, HANDLER)
+    }
+
+    /// A pod whose RuntimeClass names `handler` (`codex`, or the node's `runc`).
+    pub fn run_pod_with(&self, name: &str, handler: &str) -> (String, api::PodSandboxConfig) {
         let config = sandbox_config(&self.cd, name);
-        let c = config.clone();
+        let (c, h) = (config.clone(), handler.to_string());
         let r = ok(
             "RunPodSandbox",
             self.cri.rs("RunPodSandbox", |mut cl| async move {
                 cl.run_pod_sandbox(api::RunPodSandboxRequest {
                     config: Some(c),
-                    runtime_handler: HANDLER.into(),
+                    runtime_handler: h,
                 })
                 .await
             }),
