@@ -148,6 +148,16 @@ fn cri_runs_a_pod_through_the_codex_handler() {
         Some(limit.to_string().as_str()),
         "memory limit of {main}"
     );
+    // the pod's sandbox (pause) container has its cgroup under the same parent
+    let pause_cg = cgroup_dir_in(
+        &cgroup_mounts(),
+        if cgroup_v2_only() { "" } else { "memory" },
+        &format!("{}/{pod}", s.cd.cgroup_parent),
+    );
+    assert!(
+        pause_cg.as_ref().is_some_and(|d| d.is_dir()),
+        "no sandbox cgroup {pause_cg:?}"
+    );
 
     // the CRI log file, in CRI format, with both streams
     let log = s.cd.pod_logs.join("main.log");
