@@ -20,8 +20,8 @@ use cri::pod::*;
 use k8s_cri::v1 as api;
 
 #[test]
-fn cri_runs_a_pod_through_the_codex_handler() {
-    if !ready("cri_runs_a_pod_through_the_codex_handler") {
+fn cri_runs_a_pod_through_the_runtime_handler() {
+    if !ready("cri_runs_a_pod_through_the_runtime_handler") {
         return;
     }
     let ctx = TestCtx::new("cri-pod");
@@ -236,8 +236,8 @@ fn cri_runs_a_pod_through_the_codex_handler() {
 }
 
 #[test]
-fn cri_reports_an_oom_kill_under_the_codex_handler() {
-    if !ready("cri_reports_an_oom_kill_under_the_codex_handler") {
+fn cri_reports_an_oom_kill_through_the_runtime_handler() {
+    if !ready("cri_reports_an_oom_kill_through_the_runtime_handler") {
         return;
     }
     let ctx = TestCtx::new("cri-oom");
