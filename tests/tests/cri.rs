@@ -241,7 +241,9 @@ fn cri_reports_an_oom_kill_through_the_runtime_handler() {
         return;
     }
     let ctx = TestCtx::new("cri-oom");
-    let s = setup(&ctx);
+    // this daemon's handler also asks for `create --no-pivot` (runc's option for roots
+    // pivot_root cannot leave, e.g. a ramdisk)
+    let s = setup_with(&ctx, "  NoPivotRoot = true");
     s.teardown_on_cleanup(&ctx);
     let (pod, pod_config) = s.run_pod("codex-oom");
     let linux = api::LinuxContainerConfig {
@@ -263,7 +265,14 @@ fn cri_reports_an_oom_kill_through_the_runtime_handler() {
     s.remove_container(&hog);
     s.remove_pod(&pod);
     let calls = read_lossy(&s.calls);
-    assert!(calls.lines().any(|l| l.contains("create")), "{calls}");
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.contains(" create ") && l.contains(" --no-pivot ")),
+        "{calls}"
+    );
+    let errors = s.cd.runtime_error_lines();
+    assert!(errors.is_empty(), "{}", errors.join("\n"));
 }
 
 #[test]

@@ -49,7 +49,13 @@ pub fn handler_toml(name: &str, binary: &str, runc_root: &Path) -> String {
 impl CriContainerd {
     /// Starts containerd with the handler `codex` running `runtime` (a path), `sandbox_image`
     /// as the pause image; waits until its socket answers.
-    pub fn start(ctx: &TestCtx, runtime: &str, sandbox_image: &str) -> CriContainerd {
+    /// `codex_options`: more lines for the `codex` handler's options (e.g. `NoPivotRoot`).
+    pub fn start(
+        ctx: &TestCtx,
+        runtime: &str,
+        sandbox_image: &str,
+        codex_options: &str,
+    ) -> CriContainerd {
         let uniq = format!("{}-{}", std::process::id(), next_n());
         let dir = ctx.mkdir("cri");
         let sock = dir.join("c.sock");
@@ -102,6 +108,8 @@ impl CriContainerd {
                 // the node's default stays runc: the tests' pods pick `codex`, the
                 // benchmark's both
                 h = handler_toml("codex", runtime, &dir.join("runc-root"))
+                    + codex_options
+                    + "\n"
                     + &handler_toml("runc", &runc_path(), &dir.join("runc-root-default")),
             ),
         )

@@ -75,13 +75,18 @@ pub struct Setup {
 }
 
 pub fn setup(ctx: &TestCtx) -> Setup {
+    setup_with(ctx, "")
+}
+
+/// [`setup`] with more options for the `codex` handler (TOML lines).
+pub fn setup_with(ctx: &TestCtx, codex_options: &str) -> Setup {
     let tag = format!("{}-{}", std::process::id(), ctx.id("img"));
     let pause = format!("localhost/codex-pause:{tag}");
     let image = format!("localhost/codex-busybox:{tag}");
     // The sandbox image's entrypoint only has to outlive the pod; StopPodSandbox SIGKILLs it.
     let archive = image_archive(ctx, &[&pause, &image], &["sleep", "2147483647"]);
     let (bin, calls) = logged_runtime(ctx);
-    let cd = CriContainerd::start(ctx, &bin, &pause);
+    let cd = CriContainerd::start(ctx, &bin, &pause, codex_options);
     run_timeout(
         &mut cd.ctr(&["images", "import", archive.to_str().unwrap()]),
         Duration::from_secs(120),
