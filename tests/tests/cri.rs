@@ -158,6 +158,8 @@ fn cri_runs_a_pod_through_the_runtime_handler() {
         pause_cg.as_ref().is_some_and(|d| d.is_dir()),
         "no sandbox cgroup {pause_cg:?}"
     );
+    // positive control for the check after teardown: the walk finds them now
+    assert!(pause_cg.is_some_and(|d| s.cd.cgroups_below_parent().contains(&d)));
 
     // the CRI log file, in CRI format, with both streams
     let log = s.cd.pod_logs.join("main.log");
@@ -216,6 +218,9 @@ fn cri_runs_a_pod_through_the_runtime_handler() {
         }),
     );
     assert!(left.items.is_empty(), "{left:?}");
+    // the runtime's delete removed the sandbox's and the containers' cgroups (seen above)
+    let cgroups = s.cd.cgroups_below_parent();
+    assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
 
     // positive control: the handler ran the runtime under test for every step
     let calls = read_lossy(&s.calls);

@@ -176,6 +176,22 @@ impl CriContainerd {
         c
     }
 
+    /// Cgroups left below the pod's cgroup parent, in any hierarchy (the runtime's
+    /// `delete` removes each container's).
+    pub fn cgroups_below_parent(&self) -> Vec<PathBuf> {
+        let roots: Vec<PathBuf> = cgroup_mounts()
+            .iter()
+            .map(|m| {
+                m.mount_point
+                    .join(self.cgroup_parent.trim_start_matches('/'))
+            })
+            .collect();
+        cgroup_tree(&self.cgroup_parent)
+            .into_iter()
+            .filter(|d| !roots.contains(d))
+            .collect()
+    }
+
     /// `argv` in the daemon's network namespace.
     pub fn in_netns(&self, argv: &[&str]) -> Command {
         let mut c = Command::new("nsenter");
