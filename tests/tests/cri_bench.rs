@@ -122,7 +122,9 @@ fn cri_bench_codex_against_runc() {
          `{}`), {runs} interleaved rounds of a pod (bridge CNI, the \
          busybox fixture as pause and workload image) with one `sleep` container, timed at the \
          CRI client. The shim, CNI and snapshotter work are the same for both; the \
-         difference is the runtime's calls (create, start, kill, delete, state).\n\n{}\n",
+         difference is the runtime's calls (create, start, kill, delete), and codex's \
+         also pay the wrapper's `sh` exec each. Medians of a shared 2-core machine: \
+         differences under ~20% are within its noise.\n\n{}\n",
         containerd_version(),
         ctx.rt
             .bin
