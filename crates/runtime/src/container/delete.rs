@@ -5,19 +5,13 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::Runtime;
-use crate::error::{Context, Error, Result};
+use crate::error::{Context, Result};
 use crate::hooks::{self, HookKind};
 use crate::state::Status;
 
 impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let c = match self.load(id) {
-            Ok(c) => c,
-            // runc's answer, which containerd's shim relies on: its cleanup after every
-            // exit runs `delete --force` on a container that is usually gone already.
-            Err(Error::NotFound(_)) if force => return self.remove_stateless_dir(id),
-            Err(e) => return Err(e),
-        };
+        let c = self.load(id)?;
         match c.status() {
             Status::Stopped | Status::Created => {}
             Status::Running | Status::Paused | Status::Creating if !force => {
@@ -39,11 +33,15 @@ impl Runtime {
         std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))
     }
 
+    /// For `delete --force` of an id with no state (runc's answer is success: containerd's
+    /// shim runs it after every exit, on a container that is usually gone already). The
+    /// library's `delete` still says `NotFound`, which the engine acts on.
+    ///
     /// The directory of a create killed before it wrote its state holds nothing: removed
     /// when empty (an aborted create), left alone otherwise: the first file a create puts
     /// there is its state (through a temp file renamed into place), so a directory with
     /// files and no state is a create in progress, not ours to remove.
-    fn remove_stateless_dir(&self, id: &str) -> Result<()> {
+    pub fn remove_stateless_dir(&self, id: &str) -> Result<()> {
         let dir = self.container_dir(id)?;
         match std::fs::remove_dir(&dir) {
             Ok(()) => Ok(()),
