@@ -524,3 +524,340 @@ fn rename_changes_the_name_everywhere_and_refuses_a_taken_or_bad_one() {
     );
     c.run(&["rm", "after"]).assert_ok();
 }
+
+#[test]
+fn inspect_and_ps_take_docker_style_templates() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "tmpl",
+        "-l",
+        "app=web",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .assert_ok();
+    let o = c.run(&[
+        "inspect",
+        "-f",
+        r#"{{.State.Status}}|{{.Name}}|{{index .Config.Labels "app"}}|{{json .Config.Command}}"#,
+        "tmpl",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "running|tmpl|web|[\"sleep\",\"60\"]\n", "{o:?}");
+    let o = c.run(&["ps", "--format", "{{.Names}} {{.Status}} {{.Labels}}"]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "tmpl running app=web\n", "{o:?}");
+    let o = c.run(&["ps", "--format", "table {{.Names}}\t{{.Command}}"]);
+    o.assert_ok();
+    let lines: Vec<Vec<&str>> = o
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        [vec!["NAMES", "COMMAND"], vec!["tmpl", "sleep", "60"]],
+        "{o:?}"
+    );
+    // Several containers: one line each; a missing one is an error after the others.
+    let o = c.run(&["inspect", "-f", "{{.Name}}", "tmpl", "nosuch"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert_eq!(o.stdout, "tmpl\n", "{o:?}");
+    assert!(o.stderr.contains("nosuch"), "{o:?}");
+    // A template that cannot parse is refused by name, before anything prints.
+    let o = c.run(&["inspect", "-f", "{{if .Name}}", "tmpl"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("format"), "{o:?}");
+    c.run(&["rm", "-f", "tmpl"]).assert_ok();
+}
+
+#[test]
+fn init_runs_in_front_of_the_command_and_passes_the_stop_signal_on() {
+    if !std::path::Path::new("/usr/bin/tini-static").exists() {
+        skip("--init: /usr/bin/tini-static is missing (apt-get install -y tini)");
+        return;
+    }
+    let c = Ctr::new();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $$; tr '\\0' ' ' < /proc/1/cmdline",
+    ]);
+    o.assert_ok();
+    let mut lines = o.stdout.lines();
+    assert_ne!(lines.next(), Some("1"), "the command is not PID 1: {o:?}");
+    assert!(
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("/dev/init -- sh")),
+        "{o:?}"
+    );
+    // A shell as PID 1 has no SIGTERM handler: stop must kill it (137). Behind the
+    // init it gets the SIGTERM and dies of it (143), well inside the timeout.
+    for (flags, want) in [(&[][..], 137), (&["--init"][..], 143)] {
+        let mut args = vec!["run", "-d", "--name", "svc", "--network", "none"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "sh", "-c", "sleep 300"]);
+        c.run(&args).assert_ok();
+        c.run(&["stop", "-t", "2", "svc"]).assert_ok();
+        assert_eq!(c.inspect("svc")["exit_code"], want, "{flags:?}");
+        c.run(&["rm", "svc"]).assert_ok();
+    }
+}
+
+#[test]
+fn top_update_system_df_and_the_container_group() {
+    let c = Ctr::new();
+    let labels = c.root.with_file_name("labels");
+    std::fs::write(&labels, "# team labels\ntier=db\nowner=ops\n").expect("label file");
+    c.run(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "lim",
+        "-m",
+        "64m",
+        "--label-file",
+        &labels.to_string_lossy(),
+        "-l",
+        "owner=me",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 300 & exec sleep 301",
+    ])
+    .assert_ok();
+    // `container ls` is `ps`.
+    let o = c.run(&["container", "ls", "--format", "{{.Names}} {{.Labels}}"]);
+    o.assert_ok();
+    assert_eq!(
+        o.stdout, "lim owner=me,tier=db\n",
+        "-l wins over the file: {o:?}"
+    );
+    // top: both sleeps, by the host's pids.
+    let o = c.run(&["top", "--format", "json", "lim"]);
+    o.assert_ok();
+    let rows = o.json();
+    let cmds: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["command"].as_str())
+        .collect();
+    assert!(
+        cmds.contains(&"sleep 300") && cmds.contains(&"sleep 301"),
+        "{o:?}"
+    );
+    // update: the running container's cgroup limit changes at once.
+    let memory_limit = || -> u64 {
+        let o = c.run(&["exec", "lim", "sh", "-c",
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"]);
+        o.assert_ok();
+        o.stdout.trim().parse().expect("a number")
+    };
+    assert_eq!(memory_limit(), 64 << 20);
+    c.run(&["update", "-m", "96m", "--pids-limit", "40", "lim"])
+        .assert_ok();
+    assert_eq!(memory_limit(), 96 << 20);
+    assert_eq!(c.inspect("lim")["limits"]["pids"], 40);
+    // ... and every later start.
+    c.run(&["restart", "-t", "1", "lim"]).assert_ok();
+    assert_eq!(memory_limit(), 96 << 20);
+    let o = c.run(&["update", "-m", "1k", "lim"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("memory"), "{o:?}");
+    // system df counts what is there.
+    let o = c.run(&["system", "df", "--format", "json"]);
+    o.assert_ok();
+    let df = o.json();
+    assert_eq!(df[0]["kind"], "Images");
+    assert_eq!(
+        (df[0]["total"].as_u64(), df[0]["active"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (df[1]["total"].as_u64(), df[1]["active"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert!(df[0]["size"].as_u64().is_some_and(|s| s > 0), "{df}");
+    c.run(&["container", "rm", "-f", "lim"]).assert_ok();
+}
+
+#[test]
+fn strict_containers_get_writable_new_volumes_and_their_mount_points() {
+    let c = Ctr::new();
+    // A new named volume at a path the image lacks: made, mounted, writable by the
+    // container's (mapped) root.
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "sdata:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /data/f && cat /data/f",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "kept\n", "{o:?}");
+    // A volume a standard container made first keeps its owner, the host's root:
+    // readable under strict, not writable (docs/engine.md says so).
+    c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "shared:/s",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-standard > /s/f",
+    ])
+    .assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "shared:/s",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /s/f; touch /s/g 2>/dev/null && echo wrote || echo refused",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "from-standard\nrefused\n", "{o:?}");
+}
+
+#[test]
+fn a_strict_mount_point_behind_an_image_symlink_stays_inside_the_rootfs() {
+    let c = Ctr::new();
+    // An image whose /escape points at a host directory by absolute path.
+    let outside = tempfile::tempdir().expect("outside dir");
+    let img = tempfile::tempdir().expect("image dir");
+    let tar = codex_tests::fixture_dir().join("rootfs.tar");
+    let st = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(img.path())
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    std::os::unix::fs::symlink(outside.path(), img.path().join("escape")).expect("symlink");
+    c.run(&["image", "import", &img.path().to_string_lossy(), "trap"])
+        .assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--isolation",
+        "strict",
+        "-v",
+        "tv:/escape/x",
+        "trap",
+        "sh",
+        "-c",
+        "echo in > /escape/x/f && cat /escape/x/f",
+    ]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "in\n", "{o:?}");
+    // The mount point was made inside the rootfs, never in the host's directory.
+    let left: Vec<_> = std::fs::read_dir(outside.path())
+        .expect("read outside")
+        .collect();
+    assert!(left.is_empty(), "the host directory was written: {left:?}");
+}
+
+#[test]
+fn cp_sees_volumes_as_the_container_does_both_ways() {
+    let c = Ctr::new();
+    let host = tempfile::tempdir().expect("host dir");
+    let bound = tempfile::tempdir().expect("bound dir");
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "vols",
+        "--network",
+        "none",
+        "-v",
+        "cpv:/data",
+        "-v",
+        &format!("{}:/bound", bound.path().display()),
+        "-v",
+        "cpro:/ro:ro",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-inside > /data/made; sleep 300",
+    ])
+    .assert_ok();
+    // In: the running container sees the file in its volume.
+    let src = host.path().join("in.txt");
+    std::fs::write(&src, "from-host\n").expect("write");
+    c.run(&["cp", &src.to_string_lossy(), "vols:/data/in.txt"])
+        .assert_ok();
+    let o = c.run(&["exec", "vols", "cat", "/data/in.txt"]);
+    assert_eq!(o.stdout, "from-host\n", "{o:?}");
+    // Out: what the container wrote in its volume.
+    let out = host.path().join("made");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c
+        .run(&["exec", "vols", "cat", "/data/made"])
+        .stdout
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never wrote"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.run(&["cp", "vols:/data/made", &out.to_string_lossy()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("copied"),
+        "from-inside\n"
+    );
+    // A bind mount's source is the place; a read-only volume and a tmpfs are refused.
+    c.run(&["cp", &src.to_string_lossy(), "vols:/bound/"])
+        .assert_ok();
+    assert!(bound.path().join("in.txt").exists());
+    let o = c.run(&["cp", &src.to_string_lossy(), "vols:/ro/x"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("read-only"), "{o:?}");
+    let o = c.run(&["cp", &src.to_string_lossy(), "vols:/scratch/x"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("tmpfs"), "{o:?}");
+    // Stopped, the volume is still there to copy from.
+    c.run(&["stop", "-t", "1", "vols"]).assert_ok();
+    let again = host.path().join("again");
+    c.run(&["cp", "vols:/data/in.txt", &again.to_string_lossy()])
+        .assert_ok();
+    assert_eq!(
+        std::fs::read_to_string(&again).expect("copied"),
+        "from-host\n"
+    );
+    c.run(&["rm", "vols"]).assert_ok();
+}

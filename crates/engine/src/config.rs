@@ -12,6 +12,7 @@ use crate::network::mode::{AddHost, NetworkMode};
 use crate::restart::RestartPolicy;
 
 mod parse;
+pub mod security;
 use parse::valid_env_key;
 pub use parse::{
     parse_cpus, parse_device_rates, parse_duration_secs, parse_duration_secs_or_zero,
@@ -248,6 +249,22 @@ pub struct ContainerConfig {
     /// runs it again (`--restart-on-unhealthy`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_on_unhealthy: bool,
+    /// A terminal for its process (`-t`): its output is the terminal's (one stream,
+    /// in the log as stdout), and `attach` types into it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tty: bool,
+    /// Its stdin stays open for the attached `run` that created it (`-i`); without
+    /// it, stdin is /dev/null.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
+    /// Capabilities, `--privileged`, `--read-only`, `--security-opt`, `--ulimit`,
+    /// `--shm-size`, `--device` (see `config::security`).
+    #[serde(default, skip_serializing_if = "security::Security::is_default")]
+    pub security: security::Security,
+    /// A small init as PID 1 (`--init`): it passes signals on to the command and reaps
+    /// orphans, so a shell's `stop` is not a wait for SIGKILL (see `profile::init`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub init: bool,
 }
 
 impl ContainerConfig {

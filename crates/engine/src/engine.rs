@@ -3,7 +3,7 @@
 //! supervisor process each (see `supervisor`).
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -142,7 +142,11 @@ impl Engine {
                 // lock: a `volume rm` either counts this container or comes after it.
                 for v in &config.volumes {
                     if let VolumeSource::Named { name } = &v.source {
+                        let new = !index.volumes.contains_key(name);
                         volume::ensure_in(&self.root, index, name, v.anonymous)?;
+                        if new && config.isolation == Isolation::Strict {
+                            volume::give_to_mapped_root(&self.root, name)?;
+                        }
                     }
                 }
                 if config.isolation == Isolation::Strict {
@@ -306,11 +310,24 @@ impl Engine {
                 Ok(())
             })?;
         }
-        self.start_keeping_count(&rec.id)
+        self.start_keeping_count(&rec.id, None)
+    }
+
+    /// [`Engine::start`] with `stdin` as the container's stdin (an attached `run -i`:
+    /// the container reads what the caller writes to the pipe's other end, and sees
+    /// its end when the caller closes it). A restart of the container gets
+    /// /dev/null.
+    pub fn start_with_stdin(&self, reference: &str, stdin: OwnedFd) -> Result<ContainerRecord> {
+        let rec = self.get(reference)?;
+        self.start_keeping_count(&rec.id, Some(stdin))
     }
 
     /// [`Engine::start`] without resetting the restart count.
-    pub(crate) fn start_keeping_count(&self, reference: &str) -> Result<ContainerRecord> {
+    pub(crate) fn start_keeping_count(
+        &self,
+        reference: &str,
+        stdin: Option<OwnedFd>,
+    ) -> Result<ContainerRecord> {
         let rec = self.get(reference)?;
         match rec.status {
             ContainerStatus::Created
@@ -333,7 +350,7 @@ impl Engine {
             .arg("--root")
             .arg(&self.root)
             .arg(&rec.id);
-        cmd.stdin(Stdio::null())
+        cmd.stdin(stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         // SAFETY: between fork and exec only async-signal-safe calls: setsid and dup2.
@@ -563,7 +580,7 @@ impl Engine {
             r.restart_count += 1;
             Ok(())
         })?;
-        self.start_keeping_count(&rec.id)
+        self.start_keeping_count(&rec.id, None)
     }
 
     /// Usage of a running container: CPU (ns total), memory used/limit, pids, block I/O,

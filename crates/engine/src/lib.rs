@@ -8,8 +8,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod aio;
+pub mod attach;
 pub mod config;
 pub mod copy;
+pub mod df;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -27,6 +29,8 @@ mod restarting;
 mod stop;
 pub mod supervisor;
 pub mod testhook;
+pub mod top;
+pub mod update;
 pub mod usage;
 pub mod volume;
 pub mod wait;

@@ -362,6 +362,7 @@ mod tests {
             time: "2026-11-23T10:00:00.000000000Z".into(),
             stream: s.into(),
             log: t.into(),
+            partial: false,
         };
         let all = vec![l("stdout", "a"), l("stderr", "b"), l("stdout", "c")];
         let q = LogQuery {

@@ -11,6 +11,9 @@ use crate::config::{ContainerConfig, Isolation, VolumeSource};
 use crate::error::{Error, Result};
 use crate::network::{self, NetworkMode};
 
+mod init;
+mod security;
+
 /// The spec annotation that names the container's network mode.
 pub const NETWORK_ANNOTATION: &str = "io.github.codex-ctr.network";
 
@@ -93,6 +96,10 @@ pub fn spec_value(
         ));
     }
     let mut env = vec![DEFAULT_PATH.to_string()];
+    if config.tty {
+        // What a terminal program needs to know what it draws on (Docker's value).
+        env.push("TERM=xterm".to_string());
+    }
     for e in image_env.iter().chain(&config.env) {
         let key = e.split('=').next().unwrap_or_default();
         env.retain(|x| x.split('=').next() != Some(key));
@@ -107,7 +114,7 @@ pub fn spec_value(
         None => (0, 0),
     };
     let mut process = json!({
-        "terminal": false,
+        "terminal": config.tty,
         "user": {"uid": uid, "gid": gid},
         "args": argv,
         "env": env,
@@ -207,6 +214,10 @@ pub fn spec_value(
             Some(mounts) => mounts.push(m),
             None => spec["mounts"] = json!([m]),
         }
+    }
+    security::apply(config, &mut spec)?;
+    if config.init {
+        init::apply(config, &mut spec)?;
     }
     // Type-check against the runtime's own parser: a profile bug is caught here.
     let text = serde_json::to_vec(&spec).map_err(|e| Error::invalid("spec", e.to_string()))?;

@@ -41,15 +41,24 @@ impl Engine {
         let mut attempt = 0;
         while rec.status != ContainerStatus::Removing {
             attempt += 1;
-            rec = self.quiesce(rec, force)?;
-            crate::testhook::pause("rm-claim");
-            match self.claim_removal(&rec.id) {
+            let claimed = self.quiesce(rec.clone(), force).and_then(|r| {
+                crate::testhook::pause("rm-claim");
+                self.claim_removal(&r.id)
+            });
+            match claimed {
                 Ok(claimed) => rec = claimed,
+                // Removed by someone else meanwhile (an attached `run --rm` whose
+                // container this stopped): gone, as asked.
+                Err(Error::NotFound { .. }) => return Ok(()),
                 // A start won the race: with force, stop what it started and claim again.
                 Err(e @ Error::WrongState { .. }) if !force || attempt >= FORCE_ATTEMPTS => {
                     return Err(e)
                 }
-                Err(Error::WrongState { .. }) => rec = self.get(&rec.id)?,
+                Err(Error::WrongState { .. }) => match self.get(&rec.id) {
+                    Ok(r) => rec = r,
+                    Err(Error::NotFound { .. }) => return Ok(()),
+                    Err(e) => return Err(e),
+                },
                 Err(e) => return Err(e),
             }
         }

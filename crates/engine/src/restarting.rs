@@ -137,7 +137,7 @@ impl Engine {
                 && rec.live_supervisor().is_none()
                 && cfg.restart.restarts_at_boot(user_stopped)
             {
-                let started = self.start_keeping_count(&rec.id);
+                let started = self.start_keeping_count(&rec.id, None);
                 out.push((rec.name, started));
             }
         }

@@ -91,6 +91,18 @@ pub(crate) fn ensure_in(
     Ok(rec)
 }
 
+/// A new volume made for a `strict` container belongs to that container's root (the
+/// host uid its user namespace maps 0 to), or the container could not write to it.
+/// Only a new one: an existing volume keeps its owner (a volume first used by a
+/// `standard` container stays the host root's, readable but not writable under
+/// `strict`; docs/engine.md).
+pub(crate) fn give_to_mapped_root(root: &Path, name: &str) -> Result<()> {
+    let dir = data_dir(root, name);
+    let id = crate::profile::STRICT_ID_BASE;
+    std::os::unix::fs::lchown(&dir, Some(id), Some(id))
+        .ctx(|| format!("giving volume {name} to the strict container's root"))
+}
+
 /// Every recorded volume.
 pub fn list(registry: &Registry) -> Result<Vec<VolumeRecord>> {
     let idx = registry.index()?;

@@ -133,6 +133,8 @@ pub fn bind_console(root: BorrowedFd, pty: &Pty) -> Result<()> {
     sys::move_mount_to_fd(tree.as_fd(), target.as_fd()).ctx(|| "binding the pty over /dev/console")
 }
 
+pub use crate::container::console::receive_master;
+
 /// Sends the master to the console socket (data: the slave's path, fd: the master).
 pub fn send_master(socket: BorrowedFd, pty: &Pty) -> Result<()> {
     let name = format!("/dev/pts/{}", pty.number);

@@ -74,6 +74,9 @@ pub struct ShimArgs {
     pub view: Option<RawFd>,
     /// Health checks: (interval, limit), see [`crate::pump::HealthTimer`].
     pub health: Option<(Duration, Duration)>,
+    /// A container with a terminal: the socket on which the worker sends the pty
+    /// master (before its handover); the master then stands for `stdout`.
+    pub console: Option<RawFd>,
 }
 
 /// What the full binary is told when it records the end.
@@ -180,6 +183,9 @@ impl ShimArgs {
         if let Some(v) = self.view {
             a.extend(["--view".into(), s(v)]);
         }
+        if let Some(c) = self.console {
+            a.extend(["--console".into(), s(c)]);
+        }
         if let Some((interval, limit)) = self.health {
             a.extend([
                 "--health-interval-ms".into(),
@@ -213,6 +219,7 @@ impl ShimArgs {
         };
         let (mut worker, mut ready, mut info) = (None, None, None);
         let (mut stdout, mut stderr, mut view) = (None, None, None);
+        let mut console = None;
         let (mut log, mut exe) = (None, None);
         let (mut interval, mut limit) = (None, None);
         let mut rotation = Rotation::default();
@@ -226,6 +233,7 @@ impl ShimArgs {
                 "--stdout" => stdout = Some(number(key, value)?),
                 "--stderr" => stderr = Some(number(key, value)?),
                 "--view" => view = Some(number(key, value)?),
+                "--console" => console = Some(number(key, value)?),
                 "--log" => log = Some(PathBuf::from(value)),
                 "--log-max-size" => rotation.max_size = number(key, value)?,
                 "--log-max-files" => rotation.max_files = number(key, value)?,
@@ -254,6 +262,7 @@ impl ShimArgs {
             exe: exe.ok_or_else(|| need("exe"))?,
             view,
             health: interval.zip(limit),
+            console,
         })
     }
 
@@ -471,9 +480,11 @@ mod tests {
             exe: "/usr/bin/codex-ctr".into(),
             view: None,
             health: None,
+            console: None,
         };
         assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
         a.view = Some(11);
+        a.console = Some(12);
         a.health = Some((Duration::from_secs(1), Duration::from_millis(10_500)));
         let args = a.to_args();
         assert_eq!(ShimArgs::parse(&args), Ok(a.clone()));

@@ -19,6 +19,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod fdpass;
 pub mod handoff;
 pub mod log;
 pub mod pump;

@@ -41,6 +41,9 @@ pub struct LogWriter {
     rotation: Rotation,
     partial: [Vec<u8>; 2],
     dropped: u64,
+    /// A terminal's output: what has no newline yet is written at once (a shell's
+    /// prompt must reach an attached user), as records marked partial.
+    tty: bool,
 }
 
 /// A container's output may hold secrets: only root reads its log.
@@ -66,12 +69,18 @@ impl LogWriter {
             },
             partial: [Vec::new(), Vec::new()],
             dropped: 0,
+            tty: false,
         })
     }
 
     /// Lines that could not be written (a full disk, an I/O error) and were dropped.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Writes unterminated output at once, as partial records (a terminal's output).
+    pub fn set_tty(&mut self, on: bool) {
+        self.tty = on;
     }
 
     /// Feeds bytes read from `stream` (0 = stdout, 1 = stderr).
@@ -87,6 +96,20 @@ impl LogWriter {
         while rest.len() >= MAX_LINE {
             let tail = rest.split_off(MAX_LINE);
             self.write_line(stream, &rest)?;
+            rest = tail;
+        }
+        if self.tty && !rest.is_empty() {
+            // Up to the last whole character: a character cut by the read waits for
+            // its other bytes.
+            let whole = match std::str::from_utf8(&rest) {
+                Ok(_) => rest.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => rest.len(),
+            };
+            let tail = rest.split_off(whole);
+            if !rest.is_empty() {
+                self.write_record(stream, &rest, true)?;
+            }
             rest = tail;
         }
         self.partial[stream] = rest;
@@ -121,11 +144,17 @@ impl LogWriter {
     /// cost the container its log lines, never its supervision (the pump used to stop
     /// on the error, and the unsupervised container was killed).
     fn write_line(&mut self, stream: usize, text: &[u8]) -> Result<()> {
+        self.write_record(stream, text, false)
+    }
+
+    /// Writes one record; `partial`: the text is not the end of a line.
+    fn write_record(&mut self, stream: usize, text: &[u8], partial: bool) -> Result<()> {
         let mut out = Vec::with_capacity(text.len() + 80);
-        encode_record(
+        encode(
             &now_rfc3339(),
             if stream == 0 { "stdout" } else { "stderr" },
             &String::from_utf8_lossy(text),
+            partial,
             &mut out,
         );
         let full = self.size > 0 && self.size + out.len() as u64 > self.rotation.max_size;
@@ -174,12 +203,25 @@ impl LogWriter {
 /// Appends one record and its newline to `out`:
 /// `{"time":"...","stream":"...","log":"..."}` with JSON string escapes.
 pub fn encode_record(time: &str, stream: &str, log: &str, out: &mut Vec<u8>) {
+    encode(time, stream, log, false, out)
+}
+
+/// [`encode_record`] of a record that is not the end of its line:
+/// `{"time":"...","stream":"...","log":"...","partial":true}`.
+pub fn encode_partial_record(time: &str, stream: &str, log: &str, out: &mut Vec<u8>) {
+    encode(time, stream, log, true, out)
+}
+
+fn encode(time: &str, stream: &str, log: &str, partial: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":");
     json_string(time, out);
     out.extend_from_slice(b",\"stream\":");
     json_string(stream, out);
     out.extend_from_slice(b",\"log\":");
     json_string(log, out);
+    if partial {
+        out.extend_from_slice(b",\"partial\":true");
+    }
     out.extend_from_slice(b"}\n");
 }
 
@@ -253,6 +295,29 @@ mod tests {
         log.feed(1, b"three\n").unwrap();
         log.flush().unwrap();
         assert_eq!(log.dropped(), 3);
+    }
+
+    #[test]
+    fn a_terminal_writes_unterminated_output_at_once_but_never_half_a_character() {
+        let dir = std::env::temp_dir().join(format!("codex-shim-ttylog-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.log");
+        let _ = std::fs::remove_file(&path);
+        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
+        log.set_tty(true);
+        // "é" is two bytes: the read cut it.
+        log.feed(0, b"line\r\n/ # caf\xc3").unwrap();
+        log.feed(0, b"\xa9").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let logs: Vec<&str> = text.lines().collect();
+        assert_eq!(logs.len(), 3, "{text}");
+        assert!(logs[0].ends_with(r#""log":"line\r"}"#), "{text}");
+        assert!(
+            logs[1].ends_with(r#""log":"/ # caf","partial":true}"#),
+            "{text}"
+        );
+        assert!(logs[2].ends_with(r#""log":"é","partial":true}"#), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod pidfd;
 
 pub use atomic::{write_atomic, AtomicFile, TMP_MARK};
 pub use lock::FileLock;
-pub use pidfd::{pidfd_open, pidfd_send_signal, ProcessId};
+pub use pidfd::{pidfd_getfd, pidfd_open, pidfd_send_signal, ProcessId};
 
 use std::io;
 

@@ -35,6 +35,15 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd, sig: i32) -> io::Result<()> {
     check(ret).map(|_| ())
 }
 
+/// `pidfd_getfd(2)`: a copy, in this process and close-on-exec, of the other
+/// process's fd `target` (needs ptrace access to it: root, here).
+pub fn pidfd_getfd(pidfd: BorrowedFd, target: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: plain fd and integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+    // SAFETY: the kernel returned a new fd that nothing else owns.
+    check(ret).map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
 /// A process as (pid, start time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessId {

@@ -74,10 +74,18 @@ fn supervise(a: &ShimArgs, view: Option<&OwnedFd>, h: Handover) -> codex_shim::R
     let pipe = |fd, what: &str| {
         adopt(fd).map_err(|e| Error::new(format!("the container's {what} pipe (fd {fd})"), e))
     };
-    let out = pipe(a.stdout, "stdout")?;
+    let mut out = pipe(a.stdout, "stdout")?;
     let err = pipe(a.stderr, "stderr")?;
     let mut log = LogWriter::open(&a.log, a.rotation)?;
     log.set_pending(h.pending);
+    if let Some(fd) = a.console {
+        // A terminal: the worker sent its master before the handover; it is the
+        // container's output from here on (and what `attach` writes input to).
+        let sock = adopt(fd).map_err(|e| Error::new(format!("the console socket (fd {fd})"), e))?;
+        out = codex_shim::fdpass::recv_fd(sock.as_fd())
+            .map_err(|e| Error::new("receiving the container's terminal", e))?;
+        log.set_tty(true);
+    }
     let mut spawn_check = || start_check(a, view);
     let health = a.health.map(|(interval, limit)| pump::HealthTimer {
         interval,

@@ -16,6 +16,15 @@ pub struct Cli {
 
 #[derive(Debug, Args, Clone)]
 pub struct CreateArgs {
+    /// Keep stdin open: the attached `run` passes its stdin to the container.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give the container a terminal (its output is the terminal's; `attach` types into it).
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Run a small init (the host's tini-static) as PID 1: it passes signals on and reaps orphans.
+    #[arg(long)]
+    pub init: bool,
     /// The container's name (a value that starts with '-' is taken, and refused by name).
     #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,
@@ -57,6 +66,9 @@ pub struct CreateArgs {
     /// A label, KEY=VALUE, to find the container by (repeatable).
     #[arg(short, long = "label")]
     pub label: Vec<String>,
+    /// A file of KEY=VALUE label lines ('#' comments) (repeatable; -l wins).
+    #[arg(long = "label-file")]
+    pub label_file: Vec<PathBuf>,
     /// Memory limit: bytes or 512m, 1g, 1.5GiB (powers of 1024).
     #[arg(short, long)]
     pub memory: Option<String>,
@@ -151,6 +163,9 @@ pub struct CreateArgs {
     /// -p, -P, --expose (netflags.rs).
     #[command(flatten)]
     pub net: super::netflags::NetFlags,
+    /// --cap-add, --privileged, --read-only, --security-opt, ... (secflags.rs).
+    #[command(flatten)]
+    pub sec: super::secflags::SecurityFlags,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(
         trailing_var_arg = true,
@@ -233,8 +248,8 @@ pub enum Command {
         /// Only the containers' short ids, one a line.
         #[arg(short, long)]
         quiet: bool,
-        /// Output format: table or json.
-        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+        /// table, json, a template ('{{.Names}} {{.Status}}') or 'table TEMPLATE' (with a header).
+        #[arg(long, default_value = "table")]
         format: String,
     },
     /// A container's published ports (or the host address of one of them).
@@ -249,8 +264,12 @@ pub enum Command {
         /// Print the OCI runtime spec made for the container instead of its record.
         #[arg(long)]
         spec: bool,
-        /// The container (name or id).
-        container: String,
+        /// A template per container ('{{.State.Status}}', '{{json .Config}}'), or json.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// The containers (names or ids): one prints its object, several an array.
+        #[arg(required = true)]
+        containers: Vec<String>,
     },
     /// A container's output.
     Logs {
@@ -297,6 +316,16 @@ pub enum Command {
         /// Containers to restart (names or ids).
         containers: Vec<String>,
     },
+    /// Connect to a running container: its output from now on, and its terminal
+    /// (typing, resizes) when it has one (-t); Ctrl-P Ctrl-Q detaches.
+    Attach {
+        /// The running container (name or id).
+        container: String,
+    },
+    /// The processes of a running container (pid, user, CPU time, command).
+    Top(super::ops::TopArgs),
+    /// Change the limits of containers; running ones get them at once, and every later start.
+    Update(super::ops::UpdateArgs),
     /// Freeze every process of containers.
     Pause {
         /// Containers to pause (names or ids).
@@ -446,6 +475,8 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Disk used by images, containers and volumes, and how much nothing uses.
+    Df(super::ops::DfArgs),
     /// Remove stopped containers, networks no container is on, and dangling images
     /// (-a: every image no container uses; --volumes: volumes no container mounts).
     Prune {

@@ -1,9 +1,13 @@
 //! The attached `run` and `start -a`: stream the container's output while it runs, pass
 //! signals on, and end as a pipeline member would when the reader goes away.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
+use codex_engine::attach::set_terminal_size;
+use codex_engine::config::ContainerConfig;
 use codex_engine::engine::{Engine, LogFollow};
 use codex_engine::logread::{Followed, LogQuery};
 use codex_engine::supervisor::logs::LogLine;
@@ -11,6 +15,7 @@ use codex_engine::supervisor::logs::LogLine;
 use super::args::CreateArgs;
 use super::commands::{print_log, TIMED_OUT};
 use super::create::config_from;
+use super::terminal;
 
 /// `run`: create + start; attached, it streams the log and exits with the container's
 /// code (signals to `run` are passed to the container).
@@ -35,37 +40,124 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
 
 /// Starts a container and streams its output until it ends; signals to this command
 /// go to the container; returns its exit code. With `remove`, the container is removed
-/// at the end (or when it could not start).
+/// at the end (or when it could not start). A container made with `-i` reads this
+/// command's stdin (to its end); one made with `-t` has its terminal connected to
+/// this one (raw mode, resizes, and the detach keys Ctrl-P Ctrl-Q).
 pub(super) fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
-    let forward = forward_signals()?;
+    let rec = eng.get(id)?;
+    let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+    let forward = forward_signals(cfg.tty)?;
     // Opened before the start, showing nothing older: no early line is missed.
-    let mut follow = eng.follow_logs(
+    let follow = eng.follow_logs(
         id,
         LogQuery {
             tail: Some(0),
             ..Default::default()
         },
     )?;
-    if let Err(e) = eng.start(id) {
+    let detached = Arc::new(AtomicBool::new(false));
+    let started = if cfg.interactive && !cfg.tty {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let started = eng.start_with_stdin(id, r);
+        if started.is_ok() {
+            terminal::copy_stdin(w, false, detached.clone());
+        }
+        started
+    } else {
+        eng.start(id)
+    };
+    if let Err(e) = started {
         if remove {
             let _ = eng.remove(id, true, true);
         }
         return Err(e.into());
     }
+    stream(eng, id, follow, forward, remove, detached, &cfg)
+}
+
+/// `attach`: the running container's output from now on, its terminal connected to
+/// this one when it has one (`-t`); ends with its exit code, or 0 on the detach keys.
+pub(super) fn attach(eng: &Engine, reference: &str) -> Result<i32> {
+    let rec = eng.get(reference)?;
+    let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+    let forward = forward_signals(cfg.tty)?;
+    let follow = eng.follow_logs(
+        &rec.id,
+        LogQuery {
+            tail: Some(0),
+            ..Default::default()
+        },
+    )?;
+    if rec.status != codex_engine::registry::ContainerStatus::Running {
+        bail!("{}: is {:?}: attach needs it running", rec.name, rec.status);
+    }
+    let detached = Arc::new(AtomicBool::new(false));
+    stream(eng, &rec.id, follow, forward, false, detached, &cfg)
+}
+
+/// Streams the output of a started container until it ends (or the detach keys).
+fn stream(
+    eng: &Engine,
+    id: &str,
+    mut follow: LogFollow,
+    forward: Forward,
+    remove: bool,
+    detached: Arc<AtomicBool>,
+    cfg: &ContainerConfig,
+) -> Result<i32> {
+    // A terminal: a copy of its master, sized as ours, typed into from our stdin (raw
+    // while attached) when the container was made with -i.
+    let mut raw = None;
+    let master = if cfg.tty {
+        let master = eng.terminal(id)?;
+        if let Some((rows, cols)) = terminal::local_size() {
+            let _ = set_terminal_size(&master, rows, cols);
+        }
+        if cfg.interactive {
+            raw = Some(terminal::RawMode::enter());
+            terminal::copy_stdin(master.try_clone()?, true, detached.clone());
+        }
+        Some(master)
+    } else {
+        None
+    };
     loop {
         match follow.poll(Duration::from_millis(50))? {
             Followed::Lines(lines) => {
                 if let Err(e) = lines.iter().try_for_each(|l| print_log(l, false)) {
+                    drop(raw.take());
                     return reader_gone(eng, id, remove, e);
                 }
             }
             Followed::Idle => {}
             Followed::Ended => break,
         }
-        if let Some(sig) = forward.pending() {
-            let _ = eng.kill(id, sig);
+        if detached.load(Ordering::SeqCst) {
+            drop(raw.take());
+            let name = eng
+                .get(id)
+                .map(|r| r.name)
+                .unwrap_or_else(|_| id.to_string());
+            eprintln!("\ncodex-ctr: detached; {name} runs on (codex-ctr attach {name} to return)");
+            if remove {
+                eng.remove_when_ended(id)?;
+            }
+            return Ok(0);
+        }
+        while let Some(sig) = forward.pending() {
+            match (&master, sig) {
+                (Some(m), libc::SIGWINCH) => {
+                    if let Some((rows, cols)) = terminal::local_size() {
+                        let _ = set_terminal_size(m, rows, cols);
+                    }
+                }
+                _ => {
+                    let _ = eng.kill(id, sig);
+                }
+            }
         }
     }
+    drop(raw);
     let rec = eng.get(id)?;
     if rec.exit_code == Some(TIMED_OUT) {
         // Otherwise a timeout looks like the program's own failure.
@@ -108,10 +200,11 @@ pub(super) fn next_lines(f: &mut LogFollow, wait: Duration) -> Result<Option<Vec
     }
 }
 
-/// SIGINT/SIGTERM/SIGHUP/SIGQUIT to `run` are passed on to the container.
+/// SIGINT/SIGTERM/SIGHUP/SIGQUIT to `run` are passed on to the container; with a
+/// terminal, SIGWINCH (a resize of ours) too, as a resize of its.
 struct Forward(nix::sys::signalfd::SignalFd);
 
-fn forward_signals() -> Result<Forward> {
+fn forward_signals(winch: bool) -> Result<Forward> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     for s in [
@@ -121,6 +214,9 @@ fn forward_signals() -> Result<Forward> {
         Signal::SIGQUIT,
     ] {
         set.add(s);
+    }
+    if winch {
+        set.add(Signal::SIGWINCH);
     }
     set.thread_block()?;
     let fd = nix::sys::signalfd::SignalFd::with_flags(

@@ -60,6 +60,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 Ok(())
             })
         }
+        Command::Attach { container } => super::attach::attach(&eng, &container),
+        Command::Top(a) => super::ops::top(&eng, &a),
+        Command::Update(a) => super::ops::update(&eng, &a),
+        Command::System {
+            command: SystemCommand::Df(a),
+        } => super::ops::df(&eng, &a),
         Command::Stop { time, containers } => each(&containers, |c| {
             let rec = eng.get(c)?;
             let timeout = time.or_else(|| stop_timeout(&rec)).unwrap_or(10);
@@ -245,15 +251,11 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Port { container, port } => super::ports::port(&eng, &container, port.as_deref()),
-        Command::Inspect { spec, container } => {
-            let v = if spec {
-                eng.spec(&container)?
-            } else {
-                eng.inspect(&container)?
-            };
-            println!("{}", serde_json::to_string_pretty(&v)?);
-            Ok(0)
-        }
+        Command::Inspect {
+            spec,
+            format,
+            containers,
+        } => super::listing::inspect(&eng, spec, format.as_deref(), &containers),
         Command::Logs {
             timestamps,
             follow,
@@ -344,10 +346,18 @@ pub(super) fn print_log(l: &LogLine, timestamps: bool) -> std::io::Result<()> {
     } else {
         l.log.clone()
     };
+    // A partial record (a terminal's prompt) continues on the same line, and must be
+    // seen now, not when a newline comes.
+    let end = if l.partial { "" } else { "\n" };
     if l.stream == "stderr" {
-        writeln!(std::io::stderr().lock(), "{line}")
+        write!(std::io::stderr().lock(), "{line}{end}")
     } else {
-        writeln!(std::io::stdout().lock(), "{line}")
+        let mut out = std::io::stdout().lock();
+        write!(out, "{line}{end}")?;
+        if l.partial {
+            out.flush()?;
+        }
+        Ok(())
     }
 }
 

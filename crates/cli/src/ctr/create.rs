@@ -36,6 +36,26 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
     }
     env.extend(a.env.iter().cloned());
     let mut labels = BTreeMap::new();
+    // Files first: a -l of the same key wins, as -e wins over --env-file.
+    for f in &a.label_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("label-file {}", f.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (k, v) = line.split_once('=').unwrap_or((line, ""));
+            if k.trim().is_empty() {
+                bail!(
+                    "label-file {}: line {}: {line:?} is not KEY=VALUE",
+                    f.display(),
+                    n + 1
+                );
+            }
+            labels.insert(k.trim().to_string(), v.to_string());
+        }
+    }
     for (i, l) in a.label.iter().enumerate() {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
         if k.is_empty() {
@@ -134,6 +154,10 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .unwrap_or_default(),
         health: health_from(a)?,
         restart_on_unhealthy: a.restart_on_unhealthy,
+        tty: a.tty,
+        interactive: a.interactive,
+        security: a.sec.security()?,
+        init: a.init,
     })
 }
 

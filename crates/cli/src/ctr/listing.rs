@@ -1,4 +1,6 @@
-//! Commands that list: `ps`, `volume`'s subcommands and `stats`.
+//! Commands that list and show: `ps`, `inspect`, `volume`'s subcommands and `stats`.
+
+use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use codex_engine::config::ContainerConfig;
@@ -7,7 +9,9 @@ use codex_engine::registry::{ContainerRecord, ContainerStatus};
 
 use super::args::VolumeCommand;
 use super::commands::each;
+use super::template::Template;
 use crate::oci::commands::print_table;
+use serde_json::Value;
 
 /// `name=`, `id=` (prefix), `status=`, `label=KEY[=VALUE]`.
 fn matches_filter(r: &ContainerRecord, f: &str) -> Result<bool> {
@@ -54,6 +58,8 @@ pub(super) fn ps(
         for r in &recs {
             println!("{}", &r.id[..12]);
         }
+    } else if format != "json" && format != "table" {
+        ps_template(eng, &recs, format)?;
     } else if format == "json" {
         let mut all = eng.published_ports().unwrap_or_default();
         let mut out = Vec::new();
@@ -91,6 +97,124 @@ pub(super) fn ps(
         print_table(&rows);
     }
     Ok(0)
+}
+
+/// `ps --format TEMPLATE` (or `table TEMPLATE`): one line per container, over its
+/// record plus Docker's column names (`ID`, `Names`, `Image`, `Command`, `Status`,
+/// `State`, `Ports`, `CreatedAt`, `Labels`), tab-separated cells aligned as a table.
+fn ps_template(eng: &Engine, recs: &[ContainerRecord], format: &str) -> Result<()> {
+    let (table, src) = match format.strip_prefix("table") {
+        Some(rest) if rest.is_empty() || rest.starts_with(char::is_whitespace) => {
+            (true, rest.trim_start())
+        }
+        _ => (false, format),
+    };
+    let src = src.replace("\\t", "\t");
+    let t = Template::parse(&src).map_err(|e| anyhow::anyhow!("format: {e}"))?;
+    let ports = super::ports::column(eng).unwrap_or_default();
+    let mut lines = Vec::new();
+    if table {
+        let header: serde_json::Map<String, Value> = [
+            ("ID", "CONTAINER ID"),
+            ("Names", "NAMES"),
+            ("Image", "IMAGE"),
+            ("Command", "COMMAND"),
+            ("Status", "STATUS"),
+            ("State", "STATE"),
+            ("Ports", "PORTS"),
+            ("CreatedAt", "CREATED AT"),
+            ("Labels", "LABELS"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
+        .collect();
+        lines.push(
+            t.render(&Value::Object(header))
+                .map_err(|e| anyhow::anyhow!("format: {e}"))?,
+        );
+    }
+    for r in recs {
+        let cfg: ContainerConfig = serde_json::from_value(r.config.clone()).unwrap_or_default();
+        let mut v = serde_json::to_value(r)?;
+        let labels: Vec<String> = cfg.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for (k, x) in [
+            ("ID", Value::from(&r.id[..12])),
+            ("Names", Value::from(r.name.clone())),
+            ("Image", Value::from(cfg.image.clone().unwrap_or_default())),
+            ("Command", Value::from(cfg.argv().join(" "))),
+            ("Status", Value::from(r.status.to_string())),
+            ("State", Value::from(r.status.to_string())),
+            (
+                "Ports",
+                Value::from(ports.get(&r.id).cloned().unwrap_or_default()),
+            ),
+            ("CreatedAt", Value::from(r.created.clone())),
+            ("Labels", Value::from(labels.join(","))),
+        ] {
+            v[k] = x;
+        }
+        lines.push(t.render(&v).map_err(|e| anyhow::anyhow!("format: {e}"))?);
+    }
+    if table {
+        let rows: Vec<Vec<String>> = lines
+            .iter()
+            .map(|l| l.split('\t').map(str::to_string).collect())
+            .collect();
+        print_table(&rows);
+    } else {
+        let mut out = std::io::stdout().lock();
+        for l in lines {
+            writeln!(out, "{l}")?;
+        }
+    }
+    Ok(())
+}
+
+/// `inspect [--spec] [-f FORMAT] NAME...`: one container's object, several as an
+/// array, or the template rendered for each (`-f json`: compact JSON each).
+pub(super) fn inspect(
+    eng: &Engine,
+    spec: bool,
+    format: Option<&str>,
+    names: &[String],
+) -> Result<i32> {
+    let template = match format {
+        Some("json") | None => None,
+        Some(f) => Some(Template::parse(f).map_err(|e| anyhow::anyhow!("format: {e}"))?),
+    };
+    let mut values = Vec::new();
+    let mut failed = false;
+    for n in names {
+        let v = if spec { eng.spec(n) } else { eng.inspect(n) };
+        match v {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                eprintln!("codex-ctr: {n}: {e}");
+                failed = true;
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match (&template, format) {
+        (Some(t), _) => {
+            for v in &values {
+                let text = t.render(v).map_err(|e| anyhow::anyhow!("format: {e}"))?;
+                writeln!(out, "{text}")?;
+            }
+        }
+        (None, Some("json")) => {
+            for v in &values {
+                writeln!(out, "{}", serde_json::to_string(v)?)?;
+            }
+        }
+        (None, _) if names.len() == 1 => {
+            if let Some(v) = values.first() {
+                writeln!(out, "{}", serde_json::to_string_pretty(v)?)?;
+            }
+        }
+        (None, _) => writeln!(out, "{}", serde_json::to_string_pretty(&values)?)?,
+    }
+    Ok(if failed { 125 } else { 0 })
 }
 
 pub(super) fn volume(eng: &Engine, cmd: VolumeCommand) -> Result<i32> {

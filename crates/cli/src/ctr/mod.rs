@@ -10,7 +10,11 @@ mod manpages;
 mod monitors;
 mod netflags;
 mod network;
+mod ops;
 mod ports;
+mod secflags;
+mod template;
+mod terminal;
 
 use clap::Parser;
 
@@ -43,8 +47,19 @@ fn die_on_closed_stdout() {
     }
 }
 
+/// Docker's `container` group: `container ls` is `ps`, `container X` is `X`.
+fn container_group(mut argv: Vec<String>) -> Vec<String> {
+    if argv.get(1).map(String::as_str) == Some("container") {
+        argv.remove(1);
+        if matches!(argv.get(1).map(String::as_str), Some("ls" | "list")) {
+            argv[1] = "ps".into();
+        }
+    }
+    argv
+}
+
 pub fn main() -> i32 {
-    let argv: Vec<String> = std::env::args().collect();
+    let argv: Vec<String> = container_group(std::env::args().collect());
     // The supervisor: a hidden mode, started by the engine itself.
     if argv.get(1).map(String::as_str) == Some("__supervise") {
         // The container's init is a fork of this process: run from a read-only view

@@ -3,11 +3,14 @@
 
 use std::path::Path;
 
+use super::volumes::Place;
+use crate::config::ContainerConfig;
 use crate::engine::{Engine, ROOTFS_DIR};
 use crate::error::{Context, Error, Result};
 use crate::registry::ContainerStatus;
 
 /// Which way `cp` goes.
+#[derive(Clone, Copy)]
 pub enum CopyDirection<'a> {
     /// From the container's path to a host path.
     Out { from: &'a Path, to: &'a Path },
@@ -17,10 +20,35 @@ pub enum CopyDirection<'a> {
 
 impl Engine {
     /// `cp` into or out of a container's root filesystem (mounted for the copy when
-    /// the container is not running). Paths inside the container never resolve out of
-    /// it. Volumes are not seen: they exist only in the container's mount namespace.
+    /// the container is not running), or of one of its volumes when the path is inside
+    /// one (see `copy::volumes`). Paths inside the container never resolve out of it,
+    /// nor out of the volume they are in.
     pub fn copy(&self, reference: &str, direction: CopyDirection) -> Result<()> {
-        self.with_rootfs(reference, |root| match direction {
+        let rec = self.get(reference)?;
+        let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
+        let inside = match direction {
+            CopyDirection::Out { from, .. } => from,
+            CopyDirection::In { to, .. } => to,
+        };
+        let root = self.root().to_path_buf();
+        let place = super::volumes::place(&cfg, inside, &|n| crate::volume::data_dir(&root, n))?;
+        if let Place::Volume {
+            root,
+            rest,
+            readonly,
+        } = place
+        {
+            let rest = Path::new("/").join(rest);
+            return match direction {
+                CopyDirection::Out { to, .. } => super::copy_out(&root, &rest, to),
+                CopyDirection::In { .. } if readonly => Err(Error::invalid(
+                    "path",
+                    format!("{} is in a read-only volume", inside.display()),
+                )),
+                CopyDirection::In { from, .. } => super::copy_in(&root, from, &rest),
+            };
+        }
+        self.with_rootfs(&rec.id, |root| match direction {
             CopyDirection::Out { from, to } => super::copy_out(root, from, to),
             CopyDirection::In { from, to } => super::copy_in(root, from, to),
         })

@@ -18,6 +18,7 @@ pub mod api;
 mod export;
 mod node;
 mod tree;
+mod volumes;
 
 use std::ffi::OsStr;
 use std::fs::File;

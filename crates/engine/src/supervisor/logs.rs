@@ -16,6 +16,10 @@ pub struct LogLine {
     pub stream: String,
     /// The text, without its trailing newline.
     pub log: String,
+    /// The text is not the end of its line: a terminal's output written before its
+    /// newline came (a prompt). Readers print it without adding a newline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
 }
 
 pub use codex_shim::log::{Rotation, MAX_LINE};
@@ -152,19 +156,26 @@ mod tests {
         texts.push(String::new());
         for text in texts {
             for stream in ["stdout", "stderr"] {
-                let line = LogLine {
-                    time: "2026-11-23T10:00:00.123456789Z".into(),
-                    stream: stream.into(),
-                    log: text.clone(),
-                };
-                let mut want = serde_json::to_vec(&line).unwrap();
-                want.push(b'\n');
-                let mut got = Vec::new();
-                codex_shim::log::encode_record(&line.time, stream, &text, &mut got);
-                assert_eq!(
-                    String::from_utf8_lossy(&got),
-                    String::from_utf8_lossy(&want)
-                );
+                for partial in [false, true] {
+                    let line = LogLine {
+                        time: "2026-11-23T10:00:00.123456789Z".into(),
+                        stream: stream.into(),
+                        log: text.clone(),
+                        partial,
+                    };
+                    let mut want = serde_json::to_vec(&line).unwrap();
+                    want.push(b'\n');
+                    let mut got = Vec::new();
+                    if partial {
+                        codex_shim::log::encode_partial_record(&line.time, stream, &text, &mut got);
+                    } else {
+                        codex_shim::log::encode_record(&line.time, stream, &text, &mut got);
+                    }
+                    assert_eq!(
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(&want)
+                    );
+                }
             }
         }
     }

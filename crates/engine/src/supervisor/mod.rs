@@ -22,6 +22,8 @@ pub mod netplug;
 mod restart;
 mod rootfs;
 mod shim;
+mod targets;
+mod tty;
 
 use finish::{complete, finish, Next};
 use health::{health_timing, start_check};
@@ -184,7 +186,8 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<Next> {
     let cfg = load_config(registry, id);
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
-    let started = start_container(root, registry, id, &cfg, out_w, err_w)?;
+    let console = cfg.tty.then(tty::Console::new).transpose()?;
+    let mut started = start_container(root, registry, id, &cfg, out_w, err_w, console.as_ref())?;
     let me =
         ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
     record_running(registry, id, started.pid, me)?;
@@ -196,7 +199,8 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<Next> {
         pid: started.pid,
         timeout: time_limit(&cfg).map(|l| l.starting_now()),
     };
-    supervise_here(registry, id, &running, started.log, [out_r, err_r])
+    let out = started.master.take().unwrap_or(out_r);
+    supervise_here(registry, id, &running, started.log, [out, err_r])
 }
 
 /// A container that runs.
@@ -208,10 +212,13 @@ struct Started {
     pid: i32,
     /// The `cgroup.procs` file that lists its processes.
     procs: Option<PathBuf>,
+    /// Its terminal's master (`-t`): its output, in place of the stdout pipe.
+    master: Option<OwnedFd>,
 }
 
 /// Mounts the container's rootfs, opens its log and creates and starts it with
-/// `out` and `err` as its stdout and stderr. Cleans up after itself on error.
+/// `out` and `err` as its stdout and stderr, or with a terminal whose master comes
+/// over `console`. Cleans up after itself on error.
 fn start_container(
     root: &Path,
     registry: &Registry,
@@ -219,6 +226,7 @@ fn start_container(
     cfg: &ContainerConfig,
     out_w: OwnedFd,
     err_w: OwnedFd,
+    console: Option<&tty::Console>,
 ) -> Result<Started> {
     let dir = registry.container_dir(id)?;
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
@@ -229,7 +237,18 @@ fn start_container(
         crate::network::files::write_files(registry, id, &dir)?;
     }
     mount_rootfs(&dir)?;
-    let log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
+    // Only in the overlay this supervisor mounted (a --rootfs directory is the user's).
+    let prepared = if dir.join("lowers").exists() {
+        targets::prepare(&dir.join(crate::engine::ROOTFS_DIR), cfg)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = prepared {
+        unmount_rootfs(&dir);
+        return Err(e);
+    }
+    let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
+    log.0.set_tty(console.is_some());
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
     // then back at /dev/null so only the container holds the write ends.
     let null = std::fs::OpenOptions::new()
@@ -247,12 +266,18 @@ fn start_container(
         bundle: dir.join(BUNDLE_DIR),
         ..Default::default()
     };
-    let created = rt.create(id, &opts);
+    let created = match console {
+        Some(c) => c.create(&rt, id, &opts).map(|(c, m)| (c, Some(m))),
+        None => rt.create(id, &opts).map(|c| (c, None)).map_err(Error::from),
+    };
     let null_fd: OwnedFd = null.into();
     dup_to(&null_fd, 1);
     dup_to(&null_fd, 2);
+    // The container has its stdin (an attached `run -i`'s pipe): a restart of it
+    // must not read the same pipe, nor must this process keep it.
+    dup_to(&null_fd, 0);
     drop((out_w, err_w));
-    let container = created.inspect_err(|_| unmount_rootfs(&dir))?;
+    let (container, master) = created.inspect_err(|_| unmount_rootfs(&dir))?;
     if let Err(e) = netplug::plug(registry, id, container.state.pid, cfg) {
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
@@ -269,6 +294,7 @@ fn start_container(
         rt,
         dir,
         log,
+        master,
     })
 }
 
@@ -396,6 +422,7 @@ fn supervise_with_shim(
     let (err_r, err_w) = pipe("stderr")?;
     let (ready_r, ready_w) = pipe("ready")?;
     let (info_r, info_w) = pipe("info")?;
+    let console = cfg.tty.then(tty::Console::new).transpose()?;
     let me = std::process::id() as i32;
     // SAFETY: this process is single-threaded (codex-runtime's create needs that
     // too); the child runs the worker and _exits.
@@ -410,6 +437,7 @@ fn supervise_with_shim(
                 pipes: [out_r, err_r],
                 ready: ready_r,
                 info: info_w,
+                console,
             };
             let code = work(root, registry, id, &cfg, fds, me);
             // SAFETY: ends the forked worker at once; it shares nothing that needs
@@ -439,6 +467,7 @@ fn supervise_with_shim(
         exe: shim.supervisor_exe().to_path_buf(),
         view: None,
         health: health_timing(&cfg),
+        console: console.as_ref().map(|c| c.shim_raw_fd()),
     };
     // The worker reports; this process never does, and its copy of the status fd
     // must not outlive this image (the starter reads until every copy is closed).
@@ -451,12 +480,13 @@ fn supervise_with_shim(
     if let Some(fd) = &status_fd {
         let _ = codex_shim::sys::set_cloexec(fd.as_fd(), true);
     }
-    let handed = [
+    let mut handed = vec![
         out_r.as_fd(),
         err_r.as_fd(),
         ready_w.as_fd(),
         info_r.as_fd(),
     ];
+    handed.extend(console.as_ref().map(|c| c.shim_fd()));
     // Returns only if the exec failed.
     let _ = shim.exec(&mut args, &handed);
     drop(status_fd);
@@ -477,6 +507,13 @@ fn supervise_with_shim(
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     log.0.set_pending(h.pending);
+    let out = match &console {
+        Some(c) => {
+            log.0.set_tty(true);
+            c.take_passed()?
+        }
+        None => out_r,
+    };
     let running = Running {
         rt: &rt,
         dir: &dir,
@@ -484,7 +521,7 @@ fn supervise_with_shim(
         pid: h.pid,
         timeout: h.timeout,
     };
-    supervise_here(registry, id, &running, log, [out_r, err_r])
+    supervise_here(registry, id, &running, log, [out, err_r])
 }
 
 /// The worker's ends of its pipes.
@@ -498,6 +535,8 @@ struct WorkerFds {
     ready: OwnedFd,
     /// Where the handover goes.
     info: OwnedFd,
+    /// A container with a terminal: where its master comes and is passed on.
+    console: Option<tty::Console>,
 }
 
 /// The worker: starts the container, waits until the supervisor is ready (the shim
@@ -526,6 +565,7 @@ fn work(
         pipes,
         ready,
         info,
+        console,
     } = fds;
     let fail = |msg: String, ours: Option<ProcessId>, started: bool| {
         if started {
@@ -543,7 +583,8 @@ fn work(
         mut log,
         pid,
         procs,
-    } = match start_container(root, registry, id, cfg, out_w, err_w) {
+        master,
+    } = match start_container(root, registry, id, cfg, out_w, err_w, console.as_ref()) {
         Ok(s) => s,
         Err(e) => {
             let msg = e.to_string();
@@ -575,6 +616,8 @@ fn work(
     report(serde_json::json!({"ok": true, "pid": pid}));
     let timeout = time_limit(cfg).map(|l| l.starting_now());
     let hand_over_at = codex_shim::sys::monotonic() + HANDOVER_AFTER;
+    let [out_r, err_r] = pipes;
+    let pipes = [master.unwrap_or(out_r), err_r];
     let pumped = pump_until(
         &mut log.0,
         &pipes,
@@ -595,6 +638,11 @@ fn work(
             complete(&rt, registry, id, &dir, cfg, outcome)
         }
         Ok(Pumped::Yielded) => {
+            if let Some(c) = &console {
+                if let Err(e) = c.pass_on(pipes[0].as_fd()) {
+                    return fail(e.to_string(), Some(ours), true);
+                }
+            }
             let h = Handover {
                 pid,
                 procs,

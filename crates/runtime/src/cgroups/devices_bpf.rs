@@ -181,42 +181,61 @@ struct AttachAttr {
     _rest: [u32; 7],
 }
 
-/// Loads the program for `rules` and attaches it to the cgroup directory `dir`.
-pub fn attach(dir: &Path, rules: &[Rule]) -> Result<()> {
-    let prog = program(rules);
-    let mut log = vec![0u8; 16 * 1024];
+/// Loads `prog`; with `log`, the verifier writes its log there (level 1). Returns the
+/// raw syscall result.
+fn load(prog: &[Insn], log: Option<&mut [u8]>) -> libc::c_long {
     let mut name = [0u8; 16];
     name[..11].copy_from_slice(b"codex_devcg");
+    let (log_level, log_size, log_buf) = match log {
+        Some(l) => (1, l.len() as u32, l.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
     let attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: prog.len() as u32,
         insns: prog.as_ptr() as u64,
         license: c"Apache-2.0".as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         prog_name: name,
         ..Default::default()
     };
     // SAFETY: attr points to a valid bpf_attr prefix; insns, license and log outlive the call.
-    let fd = unsafe {
+    unsafe {
         libc::syscall(
             libc::SYS_bpf,
             BPF_PROG_LOAD,
             &attr as *const ProgLoadAttr,
             std::mem::size_of::<ProgLoadAttr>(),
         )
-    };
+    }
+}
+
+/// Loads the program for `rules` and attaches it to the cgroup directory `dir`.
+pub fn attach(dir: &Path, rules: &[Rule]) -> Result<()> {
+    let prog = program(rules);
+    // Without a log first: a verifier log that outgrows its buffer fails the load
+    // (ENOSPC) of a program the verifier accepts (a long rule list does that). The
+    // log is asked for only to explain a refusal.
+    let fd = load(&prog, None);
     if fd < 0 {
         let err = std::io::Error::last_os_error();
+        let mut log = vec![0u8; 64 * 1024];
+        let _ = load(&prog, Some(&mut log));
         let text = String::from_utf8_lossy(&log);
         let text = text.trim_end_matches('\0').trim();
+        // The end of the log says why; its start is the walk that led there.
+        let tail: String = {
+            let chars: Vec<char> = text.chars().collect();
+            chars[chars.len().saturating_sub(600)..].iter().collect()
+        };
         return Err(Error::Other(format!(
             "loading the device-cgroup eBPF program: {err}{}",
-            if text.is_empty() {
+            if tail.is_empty() {
                 String::new()
             } else {
-                format!(" (verifier: {text})")
+                format!(" (verifier: ...{tail})")
             }
         )));
     }

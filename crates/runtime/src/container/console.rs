@@ -20,7 +20,7 @@ pub(super) struct ConsoleProxy {
 }
 
 /// Receives the pty master the container's init sends over `sock`.
-pub(super) fn receive_master(sock: BorrowedFd) -> Result<OwnedFd> {
+pub fn receive_master(sock: BorrowedFd) -> Result<OwnedFd> {
     let mut buf = [0u8; 256];
     let mut iov = [IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([RawFd; 1]);

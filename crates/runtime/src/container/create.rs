@@ -69,6 +69,20 @@ impl Runtime {
             .map(|c| c.container)
     }
 
+    /// `create` with `console`, a connected unix socket, in place of
+    /// `--console-socket`: with `process.terminal` the init sends the pty master over it
+    /// (receive it with [`crate::terminal::receive_master`] on the other end). For a
+    /// library caller that keeps the master itself and has no socket path to offer.
+    pub fn create_with_console(
+        &self,
+        id: &str,
+        opts: &CreateOptions,
+        console: OwnedFd,
+    ) -> Result<Container> {
+        self.create_inner(id, opts, false, Some(console))
+            .map(|c| c.container)
+    }
+
     pub(super) fn create_inner(
         &self,
         id: &str,

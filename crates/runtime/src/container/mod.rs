@@ -1,7 +1,7 @@
 //! The container lifecycle of the OCI runtime spec, one operation per file, as methods
 //! of [`Runtime`] (a state root such as `/run/codex-oci`).
 
-mod console;
+pub(crate) mod console;
 mod create;
 mod delete;
 mod events;
