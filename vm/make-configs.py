@@ -85,6 +85,22 @@ def main():
         ["sh", "-c", "echo x > /dev/null && head -c1 /dev/zero >/dev/null && echo devices-ok"],
         {"devices": [{"allow": False, "access": "rwm"}]},
     )
+    # Extra: device rules changed by `update` on a running container (the eBPF program is
+    # replaced); CAP_MKNOD so the probe (mknod of /dev/kmsg's numbers, 1:11, in no default
+    # list) is stopped by the device rules only.
+    variant("devices-update", sleep, {"devices": [{"allow": False, "access": "rwm"}]})
+    path = os.path.join(out, "devices-update.json")
+    with open(path) as f:
+        c = json.load(f)
+    caps = ["CAP_MKNOD", "CAP_KILL"]
+    c["process"]["capabilities"] = {k: caps for k in ("bounding", "effective", "permitted")}
+    with open(path, "w") as f:
+        json.dump(c, f, indent=1)
+    deny = {"allow": False, "access": "rwm"}
+    kmsg = {"allow": True, "type": "c", "major": 1, "minor": 11, "access": "m"}
+    for name, devices in (("res-devices-same", [deny]), ("res-devices-kmsg", [deny, kmsg])):
+        with open(os.path.join(out, name + ".json"), "w") as f:
+            json.dump({"memory": {"limit": 64 * MIB}, "devices": devices}, f)
 
 
 if __name__ == "__main__":

@@ -342,6 +342,30 @@ t_devices() {
   oci delete --force devices >/dev/null 2>&1
 }
 
+# Extra: `update` with the device rules in force (containerd's shim resends them on every
+# UpdateContainerResources) applies the rest; new rules replace the eBPF program: a
+# widened rule works (so the old program is gone), a narrowed one holds again.
+t_devices_update() {
+  enter devupd
+  if ! start devupd devices-update; then
+    notok devices-update "run -d failed: $(err devupd)"
+    finish devupd
+    return
+  fi
+  mk() { oci exec --cap CAP_MKNOD devupd mknod "/dev/k$1" c 1 11 >>"$L/devupd.err" 2>&1; }
+  upd() { oci update --resources "/configs/res-devices-$1.json" devupd >>"$L/devupd.err" 2>&1; }
+  why=""
+  mk 0 && why="$why mknod 1:11 allowed under deny-all;"
+  upd same || why="$why update with the unchanged rules failed;"
+  [ "$(cgf devupd memory.max)" = 67108864 ] || why="$why memory.max is '$(cgf devupd memory.max)' after update;"
+  upd kmsg || why="$why update with a new rule failed;"
+  mk 1 || why="$why mknod 1:11 refused after the rule allowing it;"
+  upd same || why="$why update back to deny-all failed;"
+  mk 2 && why="$why mknod 1:11 still allowed after the rule went;"
+  if [ -z "$why" ]; then ok devices-update; else notok devices-update "$why $(err devupd)"; fi
+  finish devupd
+}
+
 # The caller's cgroup: a container with resources, started from a cgroup that holds
 # processes, must not change that cgroup (a threaded controller such as pids written to
 # its cgroup.subtree_control makes it a thread root, and every later container below
@@ -364,7 +388,7 @@ t_caller_intact() {
   fi
 }
 
-for t in plain memory pids cpu pause update abs devices cleanup; do
+for t in plain memory pids cpu pause update abs devices devices_update cleanup; do
   "t_$t"
   caller_state "$t"
 done

@@ -70,7 +70,11 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             Ok(0)
         }
         Command::Delete { force, id } => {
-            rt.delete(id, *force)?;
+            match rt.delete(id, *force) {
+                // runc's answer: nothing to delete is success with --force
+                Err(codex_runtime::Error::NotFound(_)) if *force => rt.remove_stateless_dir(id)?,
+                r => r?,
+            }
             Ok(0)
         }
         Command::Exec(a) => {

@@ -265,6 +265,114 @@ pub fn attach(dir: &Path, rules: &[Rule]) -> Result<()> {
     Ok(())
 }
 
+const BPF_PROG_DETACH: libc::c_long = 9;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+const BPF_PROG_QUERY: libc::c_long = 16;
+
+#[repr(C)]
+#[derive(Default)]
+struct QueryAttr {
+    target_fd: u32,
+    attach_type: u32,
+    query_flags: u32,
+    attach_flags: u32,
+    prog_ids: u64,
+    prog_cnt: u32,
+    _pad: u32,
+    _rest: [u64; 6],
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct GetFdAttr {
+    prog_id: u32,
+    next_id: u32,
+    open_flags: u32,
+    _rest: [u32; 9],
+}
+
+/// The device programs attached to the cgroup `cg` itself (not its ancestors'), opened.
+fn attached(cg: &std::fs::File, dir: &Path) -> Result<Vec<OwnedFd>> {
+    // the kernel allows 64 programs per attach point with BPF_F_ALLOW_MULTI
+    let mut ids = [0u32; 64];
+    let mut q = QueryAttr {
+        target_fd: cg.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        prog_ids: ids.as_mut_ptr() as u64,
+        prog_cnt: ids.len() as u32,
+        ..Default::default()
+    };
+    // SAFETY: q is a valid bpf_attr prefix; prog_ids points to prog_cnt writable u32s.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            &mut q as *mut QueryAttr,
+            std::mem::size_of::<QueryAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .ctx(|| format!("listing the device programs of {}", dir.display()));
+    }
+    let n = (q.prog_cnt as usize).min(ids.len());
+    let mut fds = Vec::with_capacity(n);
+    for id in &ids[..n] {
+        let a = GetFdAttr {
+            prog_id: *id,
+            ..Default::default()
+        };
+        // SAFETY: a is a valid bpf_attr prefix for BPF_PROG_GET_FD_BY_ID.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_GET_FD_BY_ID,
+                &a as *const GetFdAttr,
+                std::mem::size_of::<GetFdAttr>(),
+            )
+        };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("opening device program {id} of {}", dir.display()));
+        }
+        // SAFETY: the kernel returned a new fd that nothing else owns.
+        fds.push(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    }
+    Ok(fds)
+}
+
+/// New rules for a cgroup that has a device program already (`update` of a running
+/// container): the new program is attached first and the old ones detached after, so
+/// while both are attached a device must pass both and the container never holds more
+/// than the old or the new rules allow.
+pub fn replace(dir: &Path, rules: &[Rule]) -> Result<()> {
+    let cg = std::fs::File::open(dir).ctx(|| format!("opening cgroup {}", dir.display()))?;
+    let old = attached(&cg, dir)?;
+    attach(dir, rules)?;
+    for prog in old {
+        let a = AttachAttr {
+            target_fd: cg.as_raw_fd() as u32,
+            attach_bpf_fd: prog.as_raw_fd() as u32,
+            attach_type: BPF_CGROUP_DEVICE,
+            ..Default::default()
+        };
+        // SAFETY: a is a valid bpf_attr prefix for BPF_PROG_DETACH.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_DETACH,
+                &a as *const AttachAttr,
+                std::mem::size_of::<AttachAttr>(),
+            )
+        };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error())
+                .ctx(|| format!("detaching the old device program of {}", dir.display()));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

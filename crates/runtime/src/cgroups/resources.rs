@@ -59,7 +59,7 @@ fn find<'a>(cg: &'a Cgroups, controller: &str, field: &str) -> Result<&'a Cgroup
 }
 
 /// Applies `res` (with the spec's extra devices allowed) to the container's cgroups.
-/// `initial` is true at create; device rules on v2 can only be set then.
+/// `initial` is true at create; an update replaces the v2 device program.
 pub fn apply_resources(
     cg: &Cgroups,
     res: &LinuxResources,
@@ -497,16 +497,15 @@ fn apply_devices(
     }
     // v2 (and the unified half of a hybrid host): an eBPF program on the cgroup.
     if let Some(d) = cg.dirs.iter().find(|d| d.is_v2()) {
-        if !initial {
-            return Err(Error::Unsupported(
-                "linux.resources.devices: changing device rules of a running container on cgroup v2".into(),
-            ));
-        }
         let parsed: Vec<Rule> = lines
             .iter()
             .filter_map(|(allow, l)| Rule::parse(*allow, l))
             .collect();
-        devices_bpf::attach(&d.path, &parsed)?;
+        if initial {
+            devices_bpf::attach(&d.path, &parsed)?;
+        } else {
+            devices_bpf::replace(&d.path, &parsed)?;
+        }
     }
     Ok(())
 }

@@ -33,6 +33,30 @@ impl Runtime {
         std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))
     }
 
+    /// For `delete --force` of an id with no state (runc's answer is success: containerd's
+    /// shim runs it after every exit, on a container that is usually gone already). The
+    /// library's `delete` still says `NotFound`, which the engine acts on.
+    ///
+    /// The directory of a create killed before it wrote its state holds nothing: removed
+    /// when empty (an aborted create), left alone otherwise: the first file a create puts
+    /// there is its state (through a temp file renamed into place), so a directory with
+    /// files and no state is a create in progress, not ours to remove.
+    pub fn remove_stateless_dir(&self, id: &str) -> Result<()> {
+        let dir = self.container_dir(id)?;
+        match std::fs::remove_dir(&dir) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::ENOTEMPTY | libc::EEXIST)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e).ctx(|| format!("removing {}", dir.display())),
+        }
+    }
+
     /// SIGKILL to every process (thawing a frozen cgroup first), then waits until the
     /// cgroup is empty and the init is gone.
     fn kill_everything(&self, state: &crate::state::ContainerState) {
