@@ -101,7 +101,9 @@ impl Executor {
     }
 
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|ch| ch.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|ch| ch.try_wait().ok().flatten())
     }
 }
 
@@ -177,7 +179,13 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
         let hanger = actions(&events(&c, "bot-hanger"), "health_status");
         let hanger_done = in_order(
             &hanger,
-            &["start", "health_status:unhealthy", "die", "restart", "start"],
+            &[
+                "start",
+                "health_status:unhealthy",
+                "die",
+                "restart",
+                "start",
+            ],
         );
         let leaker = actions(&events(&c, "bot-leaker"), "action");
         let leaker_done = in_order(&leaker, &["start", "threshold:restart", "stop", "start"]);
@@ -207,7 +215,9 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
     let crasher = events(&c, "bot-crasher");
     let dies = actions(&crasher, "exit_code");
     assert_eq!(
-        dies.iter().filter(|a| a.starts_with("die")).collect::<Vec<_>>(),
+        dies.iter()
+            .filter(|a| a.starts_with("die"))
+            .collect::<Vec<_>>(),
         ["die:1"; 4],
         "{dies:?}"
     );
@@ -244,7 +254,17 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
                 f.first() == Some(&"status") && f.get(2) == Some(&bot) && f.get(3) == Some(&word)
             })
         };
+        // The engine's events, as the executor's subscription delivered them.
+        let event = |bot: &str, action: &str| {
+            out.lines().any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.first() == Some(&"event") && f.get(2) == Some(&bot) && f.get(3) == Some(&action)
+            })
+        };
         out.contains("heal leaker memory")
+            && event("bot-crasher", "restart")
+            && event("bot-hanger", "health_status")
+            && event("bot-leaker", "threshold")
             && has("crasher", "exited")
             && has("hanger", "running")
             && has("leaker", "running")
@@ -278,5 +298,8 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
         );
     }
     let out = read_lossy(&ex.out);
-    assert!(out.contains("SIGTERM: stopping and removing the bots"), "{out}");
+    assert!(
+        out.contains("SIGTERM: stopping and removing the bots"),
+        "{out}"
+    );
 }

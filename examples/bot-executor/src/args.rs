@@ -107,7 +107,10 @@ mod tests {
         assert_eq!(a.bots, PathBuf::from("bots.json"));
         assert_eq!(a.supervisor, None);
         let d = args("bots.json --root /r").unwrap();
-        assert_eq!((d.interval, d.prefix.as_str()), (Duration::from_secs(1), "bot"));
+        assert_eq!(
+            (d.interval, d.prefix.as_str()),
+            (Duration::from_secs(1), "bot")
+        );
     }
 
     #[test]

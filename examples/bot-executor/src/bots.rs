@@ -341,7 +341,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(bots[0].config.isolation, Isolation::Minimal);
-        assert_eq!(bots[0].config.command, ["/bin/sh".to_string(), s.to_string()]);
+        assert_eq!(
+            bots[0].config.command,
+            ["/bin/sh".to_string(), s.to_string()]
+        );
         assert_eq!(bots[1].config.isolation, Isolation::Standard);
         assert_eq!(bots[1].config.command, ["/bin/sh", SCRIPT_IN_CONTAINER]);
         let v = &bots[1].config.volumes[0];
@@ -361,7 +364,10 @@ mod tests {
                 r#"{"name": "a", "image": "b", "limits": {"cpus": "0"}}"#,
                 "limits.cpus",
             ),
-            (r#"{"name": "a", "image": "b", "restart": "often"}"#, "restart"),
+            (
+                r#"{"name": "a", "image": "b", "restart": "often"}"#,
+                "restart",
+            ),
             (
                 r#"{"name": "a", "image": "b", "health": {"cmd": "x", "tcp": "80"}}"#,
                 "exactly one of",
@@ -379,10 +385,16 @@ mod tests {
                 "memory_ceiling",
             ),
             (r#"{"name": "a", "script": "rel.sh"}"#, "absolute"),
-            (r#"{"name": "a", "image": "b", "network": "a b"}"#, "network"),
+            (
+                r#"{"name": "a", "image": "b", "network": "a b"}"#,
+                "network",
+            ),
             (r#"{"name": "a", "image": "b", "colour": "red"}"#, "colour"),
             (r#"{"name": "-a", "image": "b"}"#, "name"),
-            (r#"{"name": "a", "image": "b", "stop_timeout": "soon"}"#, "stop_timeout"),
+            (
+                r#"{"name": "a", "image": "b", "stop_timeout": "soon"}"#,
+                "stop_timeout",
+            ),
         ];
         for (bot, needle) in cases {
             let e = one(bot);
@@ -390,7 +402,10 @@ mod tests {
             assert!(e.contains(needle), "{bot}: {e}");
         }
         let twice = err(r#"{"bots": [{"name": "a", "image": "b"}, {"name": "a", "image": "b"}]}"#);
-        assert!(twice.contains("bots[1]") && twice.contains("twice"), "{twice}");
+        assert!(
+            twice.contains("bots[1]") && twice.contains("twice"),
+            "{twice}"
+        );
         assert!(err(r#"{"bots": []}"#).contains("empty"));
         assert!(err("[1]").contains("not a bots file"));
     }

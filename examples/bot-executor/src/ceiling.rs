@@ -78,7 +78,11 @@ mod tests {
     fn only_a_running_bot_above_its_ceiling_is_restarted() {
         let c = Ceiling::new(Some(24 * MIB));
         let now = Instant::now();
-        assert_eq!(c.judge(now, S::Running, 24 * MIB), Verdict::Fine, "at is not above");
+        assert_eq!(
+            c.judge(now, S::Running, 24 * MIB),
+            Verdict::Fine,
+            "at is not above"
+        );
         assert_eq!(
             c.judge(now, S::Running, 25 * MIB),
             Verdict::Restart {

@@ -65,7 +65,9 @@ impl Fleet {
                 bot.name
             ),
             Err(Error::NotFound { .. }) => {}
-            Err(e) => return Err(e).with_context(|| format!("bot {}: looking up {name}", bot.name)),
+            Err(e) => {
+                return Err(e).with_context(|| format!("bot {}: looking up {name}", bot.name))
+            }
         }
         let rec = self
             .eng

@@ -60,7 +60,9 @@ pub fn line(v: &BotView) -> String {
         .cpu_percent
         .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
     let mem = v.memory.map_or_else(|| "-".to_string(), human_bytes);
-    let ceiling = v.memory_ceiling.map_or_else(|| "-".to_string(), human_bytes);
+    let ceiling = v
+        .memory_ceiling
+        .map_or_else(|| "-".to_string(), human_bytes);
     let mut s = String::new();
     let _ = write!(
         s,
@@ -126,7 +128,13 @@ mod tests {
             memory_ceiling: Some(24 << 20),
         };
         let l = line(&v);
-        for part in ["leaker", "running", "3 (2 mem)", "12.3", "20.0MiB / 24.0MiB"] {
+        for part in [
+            "leaker",
+            "running",
+            "3 (2 mem)",
+            "12.3",
+            "20.0MiB / 24.0MiB",
+        ] {
             assert!(l.contains(part), "{part}: {l}");
         }
         let idle = line(&BotView {
@@ -135,7 +143,10 @@ mod tests {
             health: "unhealthy".into(),
             ..Default::default()
         });
-        assert!(idle.contains("restarting") && idle.contains("- / -"), "{idle}");
+        assert!(
+            idle.contains("restarting") && idle.contains("- / -"),
+            "{idle}"
+        );
         let block = plain_block("T", &[v.clone(), v]);
         assert_eq!(block.lines().count(), 2);
         assert!(block.lines().all(|l| l.starts_with("status T leaker")));
