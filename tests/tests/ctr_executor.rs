@@ -67,8 +67,12 @@ struct Executor {
 
 impl Executor {
     fn start(c: &Ctr, dir: &Path) -> Executor {
+        Executor::start_with(c, dir, BOTS)
+    }
+
+    fn start_with(c: &Ctr, dir: &Path, bots_json: &str) -> Executor {
         let bots = dir.join("bots.json");
-        std::fs::write(&bots, BOTS).unwrap();
+        std::fs::write(&bots, bots_json).unwrap();
         let (out, err) = (dir.join("executor.out"), dir.join("executor.err"));
         let exe = executor_binary();
         let sup = ctr_binary();
@@ -302,4 +306,64 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
         out.contains("SIGTERM: stopping and removing the bots"),
         "{out}"
     );
+}
+
+#[test]
+fn a_bot_that_cannot_be_made_ends_the_launch_and_nothing_is_left() {
+    let c = Ctr::new();
+    let dir = tempfile::Builder::new()
+        .prefix("codex-executor-")
+        .tempdir()
+        .unwrap();
+    // The first bot is made and started (the control: there was something to clean
+    // up), the second names an image the root does not have.
+    let mut ex = Executor::start_with(
+        &c,
+        dir.path(),
+        r#"{"bots": [
+          {"name": "fine", "image": "busybox", "network": "none", "stop_timeout": "1s",
+           "command": ["sleep", "100000"]},
+          {"name": "broken", "image": "no-such-image", "network": "none",
+           "command": ["true"]}
+        ]}"#,
+    );
+    let st = wait_child(ex.child.as_mut().unwrap(), STOP_BOUND)
+        .unwrap_or_else(|| panic!("no exit within {STOP_BOUND:?}:\n{}", ex.output()));
+    ex.child = None;
+    assert_eq!(st.code(), Some(1), "{}", ex.output());
+    let (out, err) = (read_lossy(&ex.out), read_lossy(&ex.err));
+    assert!(out.contains("started bot-fine"), "{}", ex.output());
+    assert!(out.contains("removed bot-fine"), "{}", ex.output());
+    assert!(
+        err.contains("bot broken: creating bot-broken") && err.contains("no-such-image"),
+        "{}",
+        ex.output()
+    );
+    let o = c.run(&["ps", "-a", "-q"]);
+    o.assert_ok();
+    assert!(o.stdout.trim().is_empty(), "left behind: {}", o.stdout);
+    assert_eq!(c.containers(), 0);
+
+    // A bad file: refused before anything is made, naming the bot and the field.
+    let mut ex = Executor::start_with(
+        &c,
+        dir.path(),
+        r#"{"bots": [
+          {"name": "fine", "image": "busybox", "command": ["true"]},
+          {"name": "leaky", "image": "busybox", "command": ["true"],
+           "limits": {"memory": "16m"}, "memory_ceiling": "32m"}
+        ]}"#,
+    );
+    let st = wait_child(ex.child.as_mut().unwrap(), STOP_BOUND)
+        .unwrap_or_else(|| panic!("no exit within {STOP_BOUND:?}:\n{}", ex.output()));
+    ex.child = None;
+    assert_eq!(st.code(), Some(1), "{}", ex.output());
+    let err = read_lossy(&ex.err);
+    assert!(
+        err.contains("bots[1] (\"leaky\"): memory_ceiling"),
+        "{}",
+        ex.output()
+    );
+    assert!(!read_lossy(&ex.out).contains("started"), "{}", ex.output());
+    assert_eq!(c.containers(), 0);
 }
