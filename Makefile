@@ -9,7 +9,7 @@ DEMO_ROOT := /run/codex-oci-demo
 all: build
 
 # What building and the fixtures need from Debian (installed only when missing).
-DEPS := busybox-static tini libseccomp-dev pkg-config file python3 skopeo umoci docker-registry apache2-utils nftables iproute2
+DEPS := busybox-static tini tmux libseccomp-dev pkg-config file python3 skopeo umoci docker-registry apache2-utils nftables iproute2
 deps:
 	@missing=$$(for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

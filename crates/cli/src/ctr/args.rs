@@ -322,7 +322,7 @@ pub enum Command {
         /// The running container (name or id).
         container: String,
     },
-    /// The processes of a running container (pid, user, CPU time, command).
+    /// A live view of every container (q quits), or one running container's processes.
     Top(super::ops::TopArgs),
     /// Change the limits of containers; running ones get them at once, and every later start.
     Update(super::ops::UpdateArgs),

@@ -4,6 +4,7 @@ mod args;
 mod attach;
 mod commands;
 mod create;
+mod dashboard;
 mod image;
 mod listing;
 mod manpages;

@@ -12,11 +12,14 @@ use crate::oci::commands::print_table;
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
-    /// Output format: table or json.
+    /// Output format of one container's processes: table or json.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     pub format: String,
-    /// The running container (name or id).
-    pub container: String,
+    /// Seconds between refreshes of the live view.
+    #[arg(long, default_value_t = 1.0)]
+    pub interval: f64,
+    /// A running container: its processes. Without one: a live view of every container.
+    pub container: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -43,7 +46,13 @@ pub struct DfArgs {
 }
 
 pub(super) fn top(eng: &Engine, a: &TopArgs) -> Result<i32> {
-    let rows = eng.top(&a.container)?;
+    let Some(container) = &a.container else {
+        if !(a.interval.is_finite() && a.interval >= 0.1) {
+            anyhow::bail!("interval: at least 0.1 seconds");
+        }
+        return super::dashboard::dashboard(eng, std::time::Duration::from_secs_f64(a.interval));
+    };
+    let rows = eng.top(container)?;
     if a.format == "json" {
         println!("{}", serde_json::to_string(&rows)?);
         return Ok(0);
