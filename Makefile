@@ -96,6 +96,8 @@ test: build fixtures lint
 	CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) $(CARGO) test --no-fail-fast -p codex-tests || rc=1; \
 	echo "+ cargo test -p codex-engine --tests"; \
 	$(CARGO) test --no-fail-fast -p codex-engine --tests || rc=1; \
+	echo "+ cargo test --doc -p codex-engine"; \
+	$(CARGO) test --doc -p codex-engine || rc=1; \
 	echo "+ cargo test -p codex-net --tests"; \
 	$(CARGO) test --no-fail-fast -p codex-net --tests || rc=1; \
 	echo "+ vm/run-cgroup-v2-tests.sh"; \

@@ -4,6 +4,40 @@
 //! (create, start, stop, remove) run on tokio's blocking pool.
 //!
 //! `exec` is not offered here: it forks, which needs a single-threaded caller.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use codex_engine::aio::AsyncEngine;
+//! use codex_engine::config::ContainerConfig;
+//! use codex_engine::engine::Engine;
+//! use codex_engine::logread::LogQuery;
+//!
+//! # async fn demo() -> codex_engine::Result<()> {
+//! let engine = Engine::open("/var/lib/my-app".as_ref(), "/usr/local/bin/codex-ctr".into())?;
+//! let eng = AsyncEngine::new(engine);
+//! let rec = eng
+//!     .create(ContainerConfig {
+//!         name: Some("job".into()),
+//!         image: Some("busybox".into()),
+//!         command: vec!["sh".into(), "-c".into(), "echo hello; exit 3".into()],
+//!         ..Default::default()
+//!     })
+//!     .await?;
+//! // Opened before the start with an empty backlog: no line can be missed.
+//! let query = LogQuery { tail: Some(0), ..Default::default() };
+//! let mut log = eng.follow_logs(&rec.id, query)?;
+//! eng.start(&rec.id).await?;
+//! while let Some(lines) = log.next().await? {
+//!     for l in lines {
+//!         println!("{}: {}", l.stream, l.log);
+//!     }
+//! }
+//! assert_eq!(eng.wait(&rec.id).await?, Some(3));
+//! eng.remove(&rec.id, false, false).await?;
+//! # let _ = Duration::ZERO;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -73,6 +107,40 @@ impl AsyncEngine {
         self.blocking(move |e| e.remove(&r, force, volumes)).await
     }
 
+    /// Sends `signal` to every process of a running container (see [`Engine::kill`]).
+    pub async fn kill(&self, reference: &str, signal: i32) -> Result<()> {
+        let r = reference.to_string();
+        self.blocking(move |e| e.kill(&r, signal)).await
+    }
+
+    /// Stops (if running) and starts again, counting a restart (see [`Engine::restart`]).
+    pub async fn restart(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
+        let r = reference.to_string();
+        self.blocking(move |e| e.restart(&r, timeout)).await
+    }
+
+    /// Waits until the container meets `cond` or `timeout` passes (see
+    /// [`Engine::wait_for`]). The wait sleeps in `poll(2)` on tokio's blocking pool:
+    /// one pool thread per wait under way (tokio's pool has 512 by default); for
+    /// thousands of concurrent waits on exits, use [`AsyncEngine::wait`].
+    pub async fn wait_for(
+        &self,
+        reference: &str,
+        cond: crate::wait::WaitCondition,
+        timeout: Option<Duration>,
+    ) -> Result<crate::wait::WaitOutcome> {
+        let r = reference.to_string();
+        self.blocking(move |e| e.wait_for(&r, cond, timeout)).await
+    }
+
+    /// The lines of a container's log that `query` selects (see [`Engine::logs`]).
+    pub async fn logs(&self, reference: &str, query: LogQuery) -> Result<Vec<LogLine>> {
+        let r = reference.to_string();
+        self.blocking(move |e| e.logs(&r, &query)).await
+    }
+
+    /// CPU %, memory, pids and block I/O over `window` (see [`Engine::usage`]); the
+    /// window is slept on the blocking pool, not on the caller's task.
     pub async fn usage(
         &self,
         references: Vec<String>,

@@ -134,3 +134,61 @@ async fn many_waits_share_the_runtime_and_wake_on_each_exit() {
         eng.remove(id, true, true).await.expect("remove");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_subscriber_sees_the_restart_policy_at_work_and_wait_for_sees_the_end() {
+    use codex_engine::events::EventQuery;
+    use codex_engine::wait::{WaitCondition, WaitOutcome};
+    let Some((_dir, eng)) = engine() else { return };
+    let mut cfg = script("aio-events", "echo run; exit 4");
+    cfg.restart = codex_engine::restart::RestartPolicy::OnFailure { max: Some(1) };
+    let rec = eng.create(cfg).await.expect("create");
+    // Another container's events are not this subscriber's (the filter applies).
+    let other = eng
+        .create(script("aio-events-other", "exit 0"))
+        .await
+        .expect("create other");
+    let query = EventQuery {
+        filters: vec![("container".into(), "aio-events".into())],
+        ..Default::default()
+    };
+    // From now on: the `create` already written is not delivered.
+    let mut events = eng.subscribe(query, false).expect("subscribe");
+    eng.start(&other.id).await.expect("start other");
+    eng.start(&rec.id).await.expect("start");
+    let mut seen = Vec::new();
+    while seen
+        .iter()
+        .filter(|a: &&String| a.starts_with("die"))
+        .count()
+        < 2
+    {
+        let e = tokio::time::timeout(Duration::from_secs(60), events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no event within 60 s; so far {seen:?}"))
+            .expect("event");
+        assert_eq!(e.name, "aio-events", "{e:?}");
+        seen.push(match e.attributes.get("exit_code") {
+            Some(c) => format!("{}:{c}", e.action),
+            None => e.action,
+        });
+    }
+    assert_eq!(seen, ["start", "die:4", "restart", "start", "die:4"]);
+    let end = eng
+        .wait_for(
+            &rec.id,
+            WaitCondition::Exited,
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .expect("wait_for");
+    let WaitOutcome::Reached(Some(r)) = end else {
+        panic!("not exited: {end:?}")
+    };
+    assert_eq!((r.restart_count, r.exit_code), (1, Some(4)));
+    let logs = eng.logs(&rec.id, LogQuery::default()).await.expect("logs");
+    assert_eq!(logs.iter().filter(|l| l.log == "run").count(), 2);
+    for id in [&rec.id, &other.id] {
+        eng.remove(id, true, true).await.expect("remove");
+    }
+}
