@@ -1704,5 +1704,8 @@ fn errors_go_to_stderr_prefixed_with_codex_ctr_and_exit_non_zero() {
         .assert_stderr_mentions("at least one");
     // Usage errors (clap) fail too.
     c.run(&["ps", "--no-such-flag"]).assert_fails();
-    c.run(&["ps", "--format", "yaml"]).assert_fails();
+    // A format that is neither table, json nor a template that parses.
+    c.run(&["ps", "--format", "{{.Names"])
+        .assert_fails()
+        .assert_stderr_mentions("format");
 }
