@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod aio;
+pub mod build;
 pub mod config;
 pub mod copy;
 pub mod engine;
