@@ -18,6 +18,7 @@ mod exec;
 pub mod health;
 pub mod image;
 mod image_api;
+pub mod commit_api;
 pub mod logread;
 pub mod network;
 pub mod profile;

@@ -402,6 +402,9 @@ pub enum Command {
     Info,
     /// Pull an image from a registry (as `image pull`).
     Pull(super::image::PullArgs),
+    /// Make an image of a container's changes: its image's layers, one new layer, its
+    /// image's config with --change instructions.
+    Commit(super::build::CommitArgs),
     /// Store credentials for a registry in Docker's config.json (0600).
     Login(super::image::LoginArgs),
     /// List images (as `image ls`).

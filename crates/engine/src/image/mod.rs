@@ -31,6 +31,7 @@
 //! concurrent imports are safe, and a crash leaves only a stale work dir that the next
 //! garbage collection removes.
 
+mod commit;
 mod defaults;
 mod filter;
 mod fsutil;
@@ -58,6 +59,7 @@ use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
 
+pub use commit::{CommitSpec, StagedLayer};
 pub use defaults::{apply_defaults, resolve_named_user};
 pub use filter::ImageFilter;
 pub use inspect::HistoryEntry;
