@@ -190,14 +190,20 @@ mod tests {
         let mut c = json!({"Env": ["BASE=/opt"], "Cmd": ["sh"]});
         apply_changes(
             &mut c,
-            &["ENV APP=$BASE/app".into(), "CMD [\"/bin/true\"]".into(), "workdir /w".into()],
+            &[
+                "ENV APP=$BASE/app".into(),
+                "CMD [\"/bin/true\"]".into(),
+                "workdir /w".into(),
+            ],
         )
         .unwrap();
         assert_eq!(c["Env"], json!(["BASE=/opt", "APP=/opt/app"]));
         assert_eq!(c["Cmd"], json!(["/bin/true"]));
         assert_eq!(c["WorkingDir"], json!("/w"));
         for bad in ["RUN true", "COPY a b", "FROM x", "ONBUILD RUN x", "NOPE x"] {
-            let e = apply_changes(&mut c, &[bad.into()]).unwrap_err().to_string();
+            let e = apply_changes(&mut c, &[bad.into()])
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("change"), "{bad}: {e}");
         }
     }

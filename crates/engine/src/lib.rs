@@ -9,6 +9,7 @@
 
 pub mod aio;
 pub mod build;
+pub mod commit_api;
 pub mod config;
 pub mod copy;
 pub mod engine;
@@ -18,7 +19,6 @@ mod exec;
 pub mod health;
 pub mod image;
 mod image_api;
-pub mod commit_api;
 pub mod logread;
 pub mod network;
 pub mod profile;

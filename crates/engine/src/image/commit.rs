@@ -18,7 +18,9 @@ use super::fsutil::{sha256_hex, WorkDir};
 use super::layer::{self, UpperOptions};
 use super::load::LoadOptions;
 use super::manifest::{OCI_CONFIG, OCI_MANIFEST};
-use super::{digest_hex, new_file, write_new, ImageRecord, ImageStore, Reference, LAYER_MEDIA_TYPE};
+use super::{
+    digest_hex, new_file, write_new, ImageRecord, ImageStore, Reference, LAYER_MEDIA_TYPE,
+};
 use crate::error::{Context, Error, Result};
 
 /// A new layer packed into a commit's work dir, not yet in the store.
@@ -78,7 +80,11 @@ impl ImageStore {
         spec: &CommitSpec,
         edit: impl FnOnce(&mut Value) -> Result<()>,
     ) -> Result<ImageRecord> {
-        let reference = spec.reference.as_deref().map(Reference::parse).transpose()?;
+        let reference = spec
+            .reference
+            .as_deref()
+            .map(Reference::parse)
+            .transpose()?;
         let (work, new_layer) = match layer {
             Some(l) => (l.work, Some((l.hex, l.size))),
             None => (WorkDir::create(&self.tmp_dir(), "commit-")?, None),
@@ -105,7 +111,10 @@ impl ImageStore {
             descriptors.push(self.link_parent_layer(diff_id, &blobs)?);
         }
         if let Some((hex, size)) = &new_layer {
-            push_array(&mut doc["rootfs"]["diff_ids"], json!(format!("sha256:{hex}")));
+            push_array(
+                &mut doc["rootfs"]["diff_ids"],
+                json!(format!("sha256:{hex}")),
+            );
             descriptors.push(json!({
                 "mediaType": LAYER_MEDIA_TYPE,
                 "digest": format!("sha256:{hex}"),
