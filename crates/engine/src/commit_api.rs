@@ -75,41 +75,7 @@ impl Engine {
     /// with what it changed (deletions as whiteouts), its image's config with `changes`.
     pub fn commit(&self, container: &str, opts: &CommitOptions) -> Result<ImageRecord> {
         let rec = self.get(container)?;
-        let dir = self.container_dir(&rec.id)?;
-        let image_id = rec
-            .config
-            .get("image")
-            .and_then(Value::as_str)
-            .filter(|_| dir.join("lowers").exists())
-            .ok_or_else(|| {
-                Error::invalid(
-                    "container",
-                    format!(
-                        "{} was not made from an image (--rootfs or minimal isolation): nothing to commit onto",
-                        rec.name
-                    ),
-                )
-            })?
-            .to_string();
-        let store = self.images()?;
-        let parent = store.get(&image_id)?;
-        // Check the changes before any work.
-        let mut probe = store.config_json(&parent)?;
-        apply_changes(&mut probe["config"], &opts.changes)?;
-
         let spec = self.spec(&rec.id)?;
-        let upper_opts = upper_options(&spec);
-        let paused = if opts.pause && rec.status == ContainerStatus::Running {
-            self.pause(&rec.id)?;
-            true
-        } else {
-            false
-        };
-        let staged = store.stage_upper(&dir.join("upper"), &upper_opts);
-        if paused {
-            self.unpause(&rec.id)?;
-        }
-        let staged = staged?;
         let created_by = spec["process"]["args"]
             .as_array()
             .map(|a| {
@@ -125,7 +91,12 @@ impl Engine {
             comment: opts.message.clone(),
             author: opts.author.clone(),
         };
-        let image = store.commit_image(Some(&parent), Some(staged), &commit, |c| {
+        // Check the changes before any work.
+        let store = self.images()?;
+        let parent = self.commit_parent(&rec.id)?;
+        let mut probe = store.config_json(&parent)?;
+        apply_changes(&mut probe["config"], &opts.changes)?;
+        let image = self.commit_container(&rec.id, opts.pause, &commit, |c| {
             apply_changes(c, &opts.changes)
         })?;
         let name = opts.reference.clone().unwrap_or_default();
@@ -136,6 +107,54 @@ impl Engine {
             &[("image", image.id.clone()), ("reference", name)],
         );
         Ok(image)
+    }
+
+    /// The image a container was made from (refused for containers that have none).
+    fn commit_parent(&self, id: &str) -> Result<ImageRecord> {
+        let rec = self.get(id)?;
+        let dir = self.container_dir(&rec.id)?;
+        let image_id = rec
+            .config
+            .get("image")
+            .and_then(Value::as_str)
+            .filter(|_| dir.join("lowers").exists())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "container",
+                    format!(
+                        "{} was not made from an image (--rootfs or minimal isolation): nothing to commit onto",
+                        rec.name
+                    ),
+                )
+            })?;
+        self.images()?.get(image_id)
+    }
+
+    /// [`Engine::commit`] with the history entry and config edit given (for `build`).
+    pub(crate) fn commit_container(
+        &self,
+        id: &str,
+        pause: bool,
+        commit: &CommitSpec,
+        edit: impl FnOnce(&mut Value) -> Result<()>,
+    ) -> Result<ImageRecord> {
+        let rec = self.get(id)?;
+        let dir = self.container_dir(&rec.id)?;
+        let parent = self.commit_parent(&rec.id)?;
+        let store = self.images()?;
+        let spec = self.spec(&rec.id)?;
+        let upper_opts = upper_options(&spec);
+        let paused = if pause && rec.status == ContainerStatus::Running {
+            self.pause(&rec.id)?;
+            true
+        } else {
+            false
+        };
+        let staged = store.stage_upper(&dir.join("upper"), &upper_opts);
+        if paused {
+            self.unpause(&rec.id)?;
+        }
+        store.commit_image(Some(&parent), Some(staged?), commit, edit)
     }
 }
 

@@ -405,6 +405,8 @@ pub enum Command {
     /// Make an image of a container's changes: its image's layers, one new layer, its
     /// image's config with --change instructions.
     Commit(super::build::CommitArgs),
+    /// Build an image from a Dockerfile and a context directory.
+    Build(super::build::BuildArgs),
     /// Store credentials for a registry in Docker's config.json (0600).
     Login(super::image::LoginArgs),
     /// List images (as `image ls`).
@@ -553,6 +555,12 @@ impl Command {
         match self {
             Command::Run { detach, .. } => !detach,
             Command::Start { attach, .. } => *attach,
+            // A reader that goes away must not end a build half-way (its step
+            // containers would be left): progress is then dropped.
+            Command::Build(_) => true,
+            Command::Image {
+                command: super::image::ImageCommand::Build(_),
+            } => true,
             _ => false,
         }
     }

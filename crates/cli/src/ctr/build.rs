@@ -40,3 +40,92 @@ pub fn commit(eng: &Engine, a: CommitArgs) -> Result<i32> {
     println!("sha256:{}", image.id);
     Ok(0)
 }
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Dockerfile (default: CONTEXT/Dockerfile, else CONTEXT/Containerfile).
+    #[arg(short, long)]
+    pub file: Option<std::path::PathBuf>,
+    /// Name the image NAME[:TAG] (repeatable).
+    #[arg(short, long = "tag")]
+    pub tag: Vec<String>,
+    /// A build argument, KEY=VALUE (repeatable; KEY alone takes this process's value).
+    #[arg(long = "build-arg")]
+    pub build_arg: Vec<String>,
+    /// Build up to this stage (AS NAME) and name its image.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Run every step, using no cached step.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// A label on the image, KEY=VALUE (repeatable).
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// RUN's network: none (default) or host.
+    #[arg(long, value_parser = ["none", "host", "default"])]
+    pub network: Option<String>,
+    /// The platform to build for (only the host's: OS/ARCH).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The build context: a directory whose files COPY may use.
+    pub context: std::path::PathBuf,
+}
+
+fn key_values(
+    what: &str,
+    items: &[String],
+    bare: impl Fn(&str) -> Option<String>,
+) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut out = std::collections::BTreeMap::new();
+    for i in items {
+        match i.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None if !i.is_empty() => {
+                if let Some(v) = bare(i) {
+                    out.insert(i.clone(), v);
+                }
+            }
+            _ => anyhow::bail!("{what}: {i:?} is not KEY=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+pub fn build(eng: &Engine, a: BuildArgs) -> Result<i32> {
+    if let Some(p) = &a.platform {
+        let want = codex_engine::image::Platform::parse(p)?;
+        let host = codex_engine::image::Platform::host();
+        if want != host {
+            anyhow::bail!("--platform: {p}: only the host's platform ({host}) can be built here");
+        }
+    }
+    if a.context.as_os_str() == "-" {
+        anyhow::bail!("CONTEXT: a context from stdin (-) is not supported yet: give a directory");
+    }
+    let opts = codex_engine::build::BuildOptions {
+        context: a.context,
+        dockerfile: a.file,
+        tags: a.tag,
+        build_args: key_values("--build-arg", &a.build_arg, |k| std::env::var(k).ok())?,
+        target: a.target,
+        no_cache: a.no_cache,
+        labels: key_values("--label", &a.label, |_| Some(String::new()))?,
+        network: a.network,
+    };
+    let result = if a.quiet {
+        eng.build(&opts, &mut std::io::sink())?
+    } else {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        eng.build(&opts, &mut out)?
+    };
+    if a.quiet {
+        println!("sha256:{}", result.id);
+    }
+    Ok(0)
+}

@@ -7,6 +7,14 @@
 //!   `commit --change`).
 
 pub mod config;
+pub(crate) mod context;
+pub(crate) mod copy;
+pub mod exec;
+pub mod ignore;
 pub mod instr;
 pub mod parse;
+pub mod plan;
+mod step;
 pub mod words;
+
+pub use exec::{BuildOptions, BuildResult};

@@ -78,6 +78,11 @@ impl Node {
         Ok(Node { fd, st })
     }
 
+    /// The `O_PATH` (or reopened) fd of the entry.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
     pub(crate) fn kind(&self) -> Kind {
         Kind::of(self.st.st_mode)
     }
