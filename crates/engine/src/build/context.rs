@@ -281,12 +281,12 @@ impl SourceTree {
                 if excluded && !self.ignore.has_exceptions_under(&in_tree) {
                     continue;
                 }
-                if !excluded {
-                    visit(Entry {
-                        rel: &child,
-                        node: &node,
-                    })?;
-                }
+                // An excluded directory walked for an exception under it is made too,
+                // as Docker does, to hold what the exception brings back.
+                visit(Entry {
+                    rel: &child,
+                    node: &node,
+                })?;
                 let dir = node.into_dir().ctx(|| in_tree.clone())?;
                 let list = names(dir.as_fd()).ctx(|| in_tree.clone())?;
                 stack.push((child, dir, list.into_iter()));

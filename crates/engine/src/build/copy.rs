@@ -97,6 +97,21 @@ pub fn copy_sources(
     Ok(())
 }
 
+/// Makes directory `path` (and its missing parents, root's, 0755) in the rootfs at
+/// `rootfs`; false when it was there already.
+pub fn make_dir(rootfs: &Path, path: &str) -> Result<bool> {
+    let root = crate::copy::open_dir_nofollow(rootfs)?;
+    if is_dir(root.as_fd(), path) {
+        return Ok(false);
+    }
+    let attrs = Attrs {
+        uid: 0,
+        gid: 0,
+        chmod: None,
+    };
+    ensure_dir(root.as_fd(), path, attrs).map(|_| true)
+}
+
 fn is_dir(root: BorrowedFd<'_>, path: &str) -> bool {
     open_in_root(root, path).is_ok()
 }

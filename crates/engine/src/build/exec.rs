@@ -237,6 +237,9 @@ impl Builder<'_> {
                     )?)
                 }
                 Instruction::Copy(spec) => Some(self.copy(cur.as_ref(), raw, spec, si, &config)?),
+                Instruction::Workdir(_) => {
+                    Some(self.workdir(cur.as_ref(), &instr, &raw.text, &config)?)
+                }
                 Instruction::From { .. } => {
                     return Err(Error::invalid("Dockerfile", "FROM inside a stage"))
                 }

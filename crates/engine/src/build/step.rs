@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::config;
 use super::context::{self, SourceTree};
-use super::copy::{copy_sources, Attrs};
+use super::copy::{copy_sources, make_dir, Attrs};
 use super::exec::{dest_path, parent_id, say, Builder};
-use super::instr::CopySpec;
+use super::instr::{CopySpec, Instruction};
 use super::parse::Raw;
 use super::plan::Cache;
 use crate::config::ContainerConfig;
@@ -170,6 +171,42 @@ pub(super) fn run_container(
 }
 
 impl Builder<'_> {
+    /// WORKDIR: the config's WorkingDir, and the directory made in the image when it is
+    /// missing (a layer then), so that RUN and `run` can enter it.
+    pub(super) fn workdir(
+        &mut self,
+        parent: Option<&ImageRecord>,
+        instr: &Instruction,
+        text: &str,
+        config: &Value,
+    ) -> Result<ImageRecord> {
+        let key = Cache::key(parent_id(parent), &format!("{instr:?}"), &BTreeMap::new());
+        if let Some(i) = self.cached(&key) {
+            return Ok(i);
+        }
+        let mut next = config.clone();
+        config::apply(&mut next, instr)?;
+        let dir = next["WorkingDir"].as_str().unwrap_or("/").to_string();
+        let commit = CommitSpec {
+            created_by: text.to_string(),
+            ..Default::default()
+        };
+        let eng = self.eng;
+        let store = eng.images()?;
+        let image = match parent.filter(|p| !p.layers.is_empty()) {
+            Some(p) => {
+                let holder = Holder::idle(eng, &p.id)?;
+                if eng.with_rootfs(&holder.id, |root| make_dir(root, &dir))? {
+                    eng.commit_container(&holder.id, false, &commit, |c| config::apply(c, instr))?
+                } else {
+                    store.commit_image(Some(p), None, &commit, |c| config::apply(c, instr))?
+                }
+            }
+            None => store.commit_image(parent, None, &commit, |c| config::apply(c, instr))?,
+        };
+        self.made(&key, image)
+    }
+
     /// COPY/ADD: from the context or `--from` a stage or image.
     pub(super) fn copy(
         &mut self,
