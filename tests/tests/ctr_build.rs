@@ -360,3 +360,38 @@ fn refusals_file_flag_and_labels() {
     let text = c.run(&["image", "inspect", "other:1"]).json().to_string();
     assert!(text.contains("\"a\":\"b\""), "{text}");
 }
+
+/// ADD unpacks a local tar (gzip'd too) into a directory and copies other files; a URL
+/// is refused by name.
+#[test]
+fn add_unpacks_local_archives() {
+    let c = Ctr::new();
+    let df = "FROM busybox\nADD files.tar.gz /opt/\nADD plain.txt /p.txt\n";
+    let dir = context(&c, "add", df, &[("plain.txt", "plain"), ("src/a/one", "1")]);
+    let o = host_sh(&format!(
+        "cd {} && tar -C src -czf files.tar.gz a && rm -r src",
+        dir.display()
+    ));
+    assert!(o.ok(), "{o:?}");
+    build(&c, &dir, &["-t", "add:1"]).assert_ok();
+    let seen = run(
+        &c,
+        &[
+            "add:1",
+            "sh",
+            "-c",
+            "cat /opt/a/one; echo; cat /p.txt; echo; ls /opt",
+        ],
+    );
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["1", "plain", "a"],
+        "{seen}"
+    );
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM busybox\nADD http://example.com/x /x\n",
+    )
+    .unwrap();
+    build(&c, &dir, &[]).assert_refused_naming("URLs are not supported");
+}

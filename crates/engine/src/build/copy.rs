@@ -33,7 +33,7 @@ pub struct Attrs {
 /// Copies `sources` to `dest` (absolute, in the container) inside the rootfs at `rootfs`.
 pub fn copy_sources(
     tree: &SourceTree,
-    sources: &[Selected],
+    sources: &[&Selected],
     rootfs: &Path,
     dest: &str,
     attrs: Attrs,
@@ -95,6 +95,50 @@ pub fn copy_sources(
         })?;
     }
     Ok(())
+}
+
+/// True when the first bytes of a file are a tar archive, gzip'd or zstd'd (what ADD
+/// unpacks instead of copying).
+pub fn is_archive(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || crate::image::layer::looks_like_tar(head)
+}
+
+/// The first bytes of a selected regular file.
+pub fn head_of(sel: &Selected) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(512);
+    sel.node
+        .open_file()
+        .and_then(|f| f.take(512).read_to_end(&mut head))
+        .ctx(|| format!("reading {}", sel.rel))?;
+    Ok(head)
+}
+
+/// ADD of a local archive: unpacked into the directory `dest` of the rootfs (made if
+/// missing), with the layer unpacker's checks (no entry outside `dest`, no link out).
+/// The rootfs is a created container's that nothing runs in, so the directory's path,
+/// once resolved in the rootfs, stays what it was.
+pub fn unpack_archive(sel: &Selected, rootfs: &Path, dest: &str, attrs: Attrs) -> Result<()> {
+    let root = crate::copy::open_dir_nofollow(rootfs)?;
+    let dir = ensure_dir(root.as_fd(), dest, attrs)?;
+    let fd_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dir));
+    let host = std::fs::read_link(&fd_path).ctx(|| format!("resolving {dest}"))?;
+    if !host.starts_with(rootfs) {
+        return Err(Error::invalid(
+            "ADD",
+            format!("{dest}: resolves outside the image's rootfs"),
+        ));
+    }
+    let head = head_of(sel)?;
+    let file = sel
+        .node
+        .open_file()
+        .ctx(|| format!("opening {}", sel.rel))?;
+    let source = Path::new(&sel.rel);
+    let (reader, _) = crate::image::layer::decoder(file, &head, source)?;
+    crate::image::layer::unpack(reader, &host, source).map(|_| ())
 }
 
 /// Makes directory `path` (and its missing parents, root's, 0755) in the rootfs at

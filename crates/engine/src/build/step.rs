@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::config;
 use super::context::{self, SourceTree};
-use super::copy::{copy_sources, make_dir, Attrs};
+use super::copy::{copy_sources, head_of, is_archive, make_dir, unpack_archive, Attrs};
 use super::exec::{dest_path, parent_id, say, Builder};
 use super::instr::{CopySpec, Instruction};
 use super::parse::Raw;
@@ -247,12 +247,22 @@ impl Builder<'_> {
         for s in &spec.sources {
             sel.extend(tree.select(s)?);
         }
+        // ADD unpacks local archives (detected by content, as Docker) instead of copying.
+        let mut archives = Vec::new();
+        if spec.add {
+            for (i, s) in sel.iter().enumerate() {
+                if s.node.kind() == crate::copy::node::Kind::File && is_archive(&head_of(s)?) {
+                    archives.push(i);
+                }
+            }
+        }
         let digest = context::digest(tree, &sel)?;
         let dest = dest_path(&spec.dest, config);
         let mut extra = BTreeMap::new();
         extra.insert("\0content".to_string(), digest);
         let what = format!(
-            "COPY chown={:?} chmod={:?} n={} dest={dest}",
+            "COPY add={:?} chown={:?} chmod={:?} n={} dest={dest}",
+            archives,
             spec.chown,
             spec.chmod,
             sel.len()
@@ -271,13 +281,13 @@ impl Builder<'_> {
             Some(p) => {
                 let holder = Holder::idle(eng, &p.id)?;
                 eng.with_rootfs(&holder.id, |root| {
-                    copy_sources(tree, &sel, root, &dest, attrs)
+                    write_sources(tree, &sel, &archives, root, &dest, attrs)
                 })?;
                 eng.commit_container(&holder.id, false, &commit, |_| Ok(()))?
             }
             None => {
                 let staging = Staging::new(eng.root())?;
-                copy_sources(tree, &sel, &staging.0, &dest, attrs)?;
+                write_sources(tree, &sel, &archives, &staging.0, &dest, attrs)?;
                 let store = eng.images()?;
                 let staged = store.stage_upper(&staging.0, &UpperOptions::default())?;
                 store.commit_image(parent, Some(staged), &commit, |_| Ok(()))?
@@ -318,4 +328,30 @@ impl Builder<'_> {
             chmod: spec.chmod,
         })
     }
+}
+
+/// COPY's files, then ADD's archives (indexes into `sel`) unpacked into `dest`.
+fn write_sources(
+    tree: &SourceTree,
+    sel: &[super::context::Selected],
+    archives: &[usize],
+    root: &Path,
+    dest: &str,
+    attrs: Attrs,
+) -> Result<()> {
+    if archives.len() == sel.len() && !sel.is_empty() {
+        // Only archives: `dest` is a directory.
+    } else {
+        let plain: Vec<&super::context::Selected> = sel
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !archives.contains(i))
+            .map(|(_, s)| s)
+            .collect();
+        copy_sources(tree, &plain, root, dest, attrs)?;
+    }
+    for &i in archives {
+        unpack_archive(&sel[i], root, dest, attrs)?;
+    }
+    Ok(())
 }
