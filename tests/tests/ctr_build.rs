@@ -395,3 +395,38 @@ fn add_unpacks_local_archives() {
     .unwrap();
     build(&c, &dir, &[]).assert_refused_naming("URLs are not supported");
 }
+
+/// `build -`: the context as a tar on stdin (its .dockerignore honoured), nothing left
+/// of it afterwards.
+#[test]
+fn context_from_stdin_tar() {
+    let c = Ctr::new();
+    let dir = context(
+        &c,
+        "stdin",
+        "FROM busybox\nCOPY . /ctx/\nCMD [\"ls\", \"/ctx\"]\n",
+        &[
+            ("a.txt", "a"),
+            ("skip.log", "l"),
+            (".dockerignore", "*.log\n"),
+        ],
+    );
+    let tar = c.root.with_file_name("ctx.tar.gz");
+    let o = host_sh(&format!(
+        "tar -C {} -czf {} .",
+        dir.display(),
+        tar.display()
+    ));
+    assert!(o.ok(), "{o:?}");
+    let mut cmd = c.cmd(&["build", "-t", "stdin:1", "-"]);
+    cmd.stdin(std::fs::File::open(&tar).unwrap());
+    run_command(&mut cmd).assert_ok();
+    let seen = run(&c, &["stdin:1"]);
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        [".dockerignore", "Dockerfile", "a.txt"],
+        "{seen}"
+    );
+    let left = std::fs::read_dir(c.root.join("build-tmp")).unwrap().count();
+    assert_eq!(left, 0, "the unpacked context is removed");
+}

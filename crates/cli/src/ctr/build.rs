@@ -70,7 +70,8 @@ pub struct BuildArgs {
     /// Print only the image id.
     #[arg(short, long)]
     pub quiet: bool,
-    /// The build context: a directory whose files COPY may use.
+    /// The build context: a directory whose files COPY may use, or - for a tar (plain,
+    /// gzip or zstd) on stdin.
     pub context: std::path::PathBuf,
 }
 
@@ -104,11 +105,22 @@ pub fn build(eng: &Engine, a: BuildArgs) -> Result<i32> {
             anyhow::bail!("--platform: {p}: only the host's platform ({host}) can be built here");
         }
     }
-    if a.context.as_os_str() == "-" {
-        anyhow::bail!("CONTEXT: a context from stdin (-) is not supported yet: give a directory");
-    }
+    // `-`: a tar of the context on stdin, unpacked for the build and removed after.
+    let unpacked = if a.context.as_os_str() == "-" {
+        Some(codex_engine::build::stdin::TarContext::unpack(
+            eng.root(),
+            std::io::stdin(),
+            codex_engine::image::DEFAULT_MAX_UNPACKED,
+        )?)
+    } else {
+        None
+    };
+    let context = match &unpacked {
+        Some(u) => u.path().to_path_buf(),
+        None => a.context,
+    };
     let opts = codex_engine::build::BuildOptions {
-        context: a.context,
+        context,
         dockerfile: a.file,
         tags: a.tag,
         build_args: key_values("--build-arg", &a.build_arg, |k| std::env::var(k).ok())?,

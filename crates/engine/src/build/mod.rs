@@ -14,6 +14,7 @@ pub mod ignore;
 pub mod instr;
 pub mod parse;
 pub mod plan;
+pub mod stdin;
 mod step;
 pub mod words;
 
