@@ -404,7 +404,7 @@ fn context_from_stdin_tar() {
     let dir = context(
         &c,
         "stdin",
-        "FROM busybox\nCOPY . /ctx/\nCMD [\"ls\", \"/ctx\"]\n",
+        "FROM busybox\nCOPY . /ctx/\nCMD [\"ls\", \"-A\", \"/ctx\"]\n",
         &[
             ("a.txt", "a"),
             ("skip.log", "l"),
@@ -418,8 +418,19 @@ fn context_from_stdin_tar() {
         tar.display()
     ));
     assert!(o.ok(), "{o:?}");
-    let mut cmd = c.cmd(&["build", "-t", "stdin:1", "-"]);
-    cmd.stdin(std::fs::File::open(&tar).unwrap());
+    // The harness gives commands an empty stdin: a shell redirects the tar in.
+    let inner = c.cmd(&["build", "-t", "stdin:1", "-"]);
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec \"$@\" < {}", tar.display()))
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
     run_command(&mut cmd).assert_ok();
     let seen = run(&c, &["stdin:1"]);
     assert_eq!(
