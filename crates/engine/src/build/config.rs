@@ -128,6 +128,24 @@ pub fn apply(config: &mut Value, instr: &Instruction) -> Result<()> {
     Ok(())
 }
 
+/// The PATH a build gives an image whose config has none (BuildKit's and buildah's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// What every build step does to its image's config: a PATH when it has none (so RUN
+/// and the image's users find programs, as with Docker and podman), then `instr`.
+pub fn apply_step(config: &mut Value, instr: Option<&Instruction>) -> Result<()> {
+    if !env_of(config).iter().any(|(k, _)| k == "PATH") {
+        apply(
+            config,
+            &Instruction::Env(vec![("PATH".into(), DEFAULT_PATH.into())]),
+        )?;
+    }
+    match instr {
+        Some(i) => apply(config, i),
+        None => Ok(()),
+    }
+}
+
 /// A WORKDIR relative to the current one; `..` and `.` are resolved as text.
 pub fn join_workdir(base: &str, w: &str) -> String {
     let full = if w.starts_with('/') {
@@ -215,6 +233,16 @@ mod tests {
         );
         run(&mut c, "HEALTHCHECK NONE");
         assert_eq!(c["Healthcheck"], json!({"Test": ["NONE"]}));
+    }
+
+    #[test]
+    fn build_steps_add_a_default_path_once() {
+        let mut c = json!({});
+        apply_step(&mut c, None).unwrap();
+        assert_eq!(c["Env"], json!([format!("PATH={DEFAULT_PATH}")]));
+        let mut c = json!({"Env": ["PATH=/bin"]});
+        apply_step(&mut c, None).unwrap();
+        assert_eq!(c["Env"], json!(["PATH=/bin"]));
     }
 
     #[test]

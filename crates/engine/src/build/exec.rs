@@ -338,7 +338,7 @@ impl Builder<'_> {
         let image = self
             .eng
             .images()?
-            .commit_image(parent, None, &spec, |c| config::apply(c, instr))?;
+            .commit_image(parent, None, &spec, |c| config::apply_step(c, Some(instr)))?;
         self.made(&key, image)
     }
 

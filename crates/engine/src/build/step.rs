@@ -167,7 +167,7 @@ pub(super) fn run_container(
         created_by: raw.text.clone(),
         ..Default::default()
     };
-    eng.commit_container(&holder.id, false, &spec, |_| Ok(()))
+    eng.commit_container(&holder.id, false, &spec, |c| config::apply_step(c, None))
 }
 
 impl Builder<'_> {
@@ -197,12 +197,18 @@ impl Builder<'_> {
             Some(p) => {
                 let holder = Holder::idle(eng, &p.id)?;
                 if eng.with_rootfs(&holder.id, |root| make_dir(root, &dir))? {
-                    eng.commit_container(&holder.id, false, &commit, |c| config::apply(c, instr))?
+                    eng.commit_container(&holder.id, false, &commit, |c| {
+                        config::apply_step(c, Some(instr))
+                    })?
                 } else {
-                    store.commit_image(Some(p), None, &commit, |c| config::apply(c, instr))?
+                    store.commit_image(Some(p), None, &commit, |c| {
+                        config::apply_step(c, Some(instr))
+                    })?
                 }
             }
-            None => store.commit_image(parent, None, &commit, |c| config::apply(c, instr))?,
+            None => store.commit_image(parent, None, &commit, |c| {
+                config::apply_step(c, Some(instr))
+            })?,
         };
         self.made(&key, image)
     }
@@ -283,14 +289,16 @@ impl Builder<'_> {
                 eng.with_rootfs(&holder.id, |root| {
                     write_sources(tree, &sel, &archives, root, &dest, attrs)
                 })?;
-                eng.commit_container(&holder.id, false, &commit, |_| Ok(()))?
+                eng.commit_container(&holder.id, false, &commit, |c| config::apply_step(c, None))?
             }
             None => {
                 let staging = Staging::new(eng.root())?;
                 write_sources(tree, &sel, &archives, &staging.0, &dest, attrs)?;
                 let store = eng.images()?;
                 let staged = store.stage_upper(&staging.0, &UpperOptions::default())?;
-                store.commit_image(parent, Some(staged), &commit, |_| Ok(()))?
+                store.commit_image(parent, Some(staged), &commit, |c| {
+                    config::apply_step(c, None)
+                })?
             }
         };
         self.made(&key, image)
