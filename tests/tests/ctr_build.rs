@@ -441,3 +441,48 @@ fn context_from_stdin_tar() {
     let left = std::fs::read_dir(c.root.join("build-tmp")).unwrap().count();
     assert_eq!(left, 0, "the unpacked context is removed");
 }
+
+/// SIGINT to `build` while a RUN runs: the build stops saying so, and the step's
+/// container is killed and removed (no container, no mount left).
+#[test]
+fn interrupted_build_removes_its_step_container() {
+    let c = Ctr::new();
+    let df = "FROM busybox\nRUN echo started; sleep 600\n";
+    let dir = context(&c, "sigint", df, &[]);
+    let out = c.root.with_file_name("sigint.out");
+    let err = c.root.with_file_name("sigint.err");
+    let mut cmd = c.cmd(&["build", "-t", "never:1", &dir.to_string_lossy()]);
+    cmd.stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap());
+    own_group(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn build");
+    // Control: the RUN's container exists and its program runs.
+    let started = wait_until(std::time::Duration::from_secs(60), || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .contains("started")
+    });
+    if !started {
+        kill_group(&mut child);
+        panic!("the RUN never started: {}", read_lossy(&err));
+    }
+    assert_eq!(c.containers(), 1, "the step's container exists");
+    // SAFETY: kill(2) of our own child, not yet reaped.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = wait_child(&mut child, std::time::Duration::from_secs(60));
+    if status.is_none() {
+        kill_group(&mut child);
+        panic!("build did not stop on SIGINT");
+    }
+    let status = status.unwrap();
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        read_lossy(&err).contains("interrupted"),
+        "{}",
+        read_lossy(&err)
+    );
+    assert_eq!(c.containers(), 0, "the step's container is removed");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(&c.root.to_string_lossy().to_string()));
+    c.run(&["image", "inspect", "never:1"]).assert_fails();
+}

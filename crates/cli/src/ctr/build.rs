@@ -128,6 +128,7 @@ pub fn build(eng: &Engine, a: BuildArgs) -> Result<i32> {
         no_cache: a.no_cache,
         labels: key_values("--label", &a.label, |_| Some(String::new()))?,
         network: a.network,
+        cancel: Some(cancel_on_signals()?),
     };
     let result = if a.quiet {
         eng.build(&opts, &mut std::io::sink())?
@@ -140,4 +141,27 @@ pub fn build(eng: &Engine, a: BuildArgs) -> Result<i32> {
         println!("sha256:{}", result.id);
     }
     Ok(0)
+}
+
+/// SIGINT, SIGTERM and SIGHUP stop the build between its steps or during a RUN (whose
+/// container is then killed and removed) instead of killing this process and leaving the
+/// step's container behind. The signals are blocked here and read by a thread.
+fn cancel_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use nix::sys::signal::{SigSet, Signal};
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set.thread_block()?;
+    let fd =
+        nix::sys::signalfd::SignalFd::with_flags(&set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC)?;
+    let f = flag.clone();
+    std::thread::spawn(move || {
+        if let Ok(Some(_)) = fd.read_signal() {
+            eprintln!("codex-ctr: build interrupted: stopping");
+            f.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    Ok(flag)
 }

@@ -41,6 +41,9 @@ pub struct BuildOptions {
     pub labels: BTreeMap<String, String>,
     /// RUN's network when the step does not say: `none` (default) or `host`.
     pub network: Option<String>,
+    /// Set (by a signal handler) to stop the build: the running step's container is
+    /// killed and removed, and the build fails as interrupted.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// What a build did.
@@ -198,6 +201,7 @@ impl Builder<'_> {
         }
         let mut args: BTreeMap<String, String> = BTreeMap::new();
         for raw in &stage.steps {
+            self.check_cancel()?;
             self.begin(raw);
             let config = self.config_of(cur.as_ref())?;
             let env = config::env_of(&config);
@@ -267,6 +271,19 @@ impl Builder<'_> {
             }
         }
         out
+    }
+
+    /// An error when the build was asked to stop.
+    pub(super) fn check_cancel(&self) -> Result<()> {
+        let stop = self
+            .opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+        if stop {
+            return Err(Error::invalid("build", "interrupted"));
+        }
+        Ok(())
     }
 
     fn begin(&mut self, raw: &Raw) {

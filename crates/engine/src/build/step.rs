@@ -139,6 +139,16 @@ pub(super) fn run_container(
             Followed::Idle => {}
             Followed::Ended => break,
         }
+        if let Err(e) = b.check_cancel() {
+            // The guard removes the container once it is dead.
+            let _ = eng.kill(&holder.id, libc::SIGKILL);
+            say!(
+                b,
+                " ---> interrupted: removing {}",
+                holder.id.get(..12).unwrap_or(&holder.id)
+            );
+            return Err(e);
+        }
     }
     let rec = eng.get(&holder.id)?;
     match rec.exit_code {
