@@ -17,5 +17,6 @@ exec unshare -m -n --propagation private bash -c '
   python3 bench/oci_bench.py --runs '"$runs"' --out docs/benchmarks.md
   python3 bench/engine_bench.py --runs '"${ENGINE_RUNS:-20}"' --many '"${ENGINE_MANY:-200}"' --out docs/benchmarks.md
   python3 bench/image_bench.py --runs '"${IMAGE_RUNS:-3}"' --out docs/benchmarks.md
+  python3 bench/build_bench.py --runs '"${BUILD_RUNS:-3}"' --out docs/benchmarks.md
   python3 bench/monitors_bench.py --many '"${MONITORS_MANY:-20}"'
 '

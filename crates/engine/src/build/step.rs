@@ -44,6 +44,8 @@ impl<'e> Holder<'e> {
             ContainerConfig {
                 image: Some(image.to_string()),
                 entrypoint: vec!["/.codex-build-never-run".into()],
+                // Never run: the image's USER (which may not exist yet) is not resolved.
+                user: Some("0:0".into()),
                 network: Some(NetworkMode::None),
                 ..Default::default()
             },
