@@ -197,7 +197,8 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("nope"));
-        assert_eq!(p.step_count(2), 7);
+        // Global ARGs are not steps: 2 + 2 + 2.
+        assert_eq!(p.step_count(2), 6);
         assert_eq!(p.step_count(0), 2);
         assert_eq!(p.stage_ref("build", 1), Some(0));
         assert_eq!(p.stage_ref("0", 1), Some(0));
