@@ -89,32 +89,46 @@ pub fn has_wildcards(p: &str) -> bool {
     p.contains(['*', '?', '['])
 }
 
-/// Whether `name` matches `pat` (both `/`-separated paths).
+/// Whether `name` matches `pat` (both `/`-separated paths). Memoised on (pattern
+/// position, name position), so a pattern of many `*`s costs at most their product, never
+/// an exponential backtrack.
 pub fn glob(pat: &str, name: &str) -> bool {
-    m(pat.as_bytes(), name.as_bytes())
+    let mut memo = std::collections::HashMap::new();
+    m(pat.as_bytes(), name.as_bytes(), 0, 0, &mut memo)
 }
 
-fn m(p: &[u8], s: &[u8]) -> bool {
-    if p.is_empty() {
-        return s.is_empty();
+type Memo = std::collections::HashMap<(usize, usize), bool>;
+
+fn m(p: &[u8], s: &[u8], pi: usize, si: usize, memo: &mut Memo) -> bool {
+    if let Some(&r) = memo.get(&(pi, si)) {
+        return r;
     }
-    if p.starts_with(b"**") {
-        let mut rest = &p[2..];
+    let r = step(p, s, pi, si, memo);
+    memo.insert((pi, si), r);
+    r
+}
+
+fn step(p: &[u8], s: &[u8], pi: usize, si: usize, memo: &mut Memo) -> bool {
+    let (pr, sr) = (&p[pi..], &s[si..]);
+    if pr.is_empty() {
+        return sr.is_empty();
+    }
+    if pr.starts_with(b"**") {
+        let mut rest = pi + 2;
         // `**/` may also match no directory at all.
-        if rest.first() == Some(&b'/') {
-            rest = &rest[1..];
-            if m(rest, s) {
+        if p.get(rest) == Some(&b'/') {
+            rest += 1;
+            if m(p, s, rest, si, memo) {
                 return true;
             }
-            return (0..s.len()).any(|i| s[i] == b'/' && m(rest, &s[i + 1..]));
+            return (si..s.len()).any(|i| s[i] == b'/' && m(p, s, rest, i + 1, memo));
         }
-        return (0..=s.len()).any(|i| m(rest, &s[i..]));
+        return (si..=s.len()).any(|i| m(p, s, rest, i, memo));
     }
-    match p[0] {
+    match pr[0] {
         b'*' => {
-            let rest = &p[1..];
-            for i in 0..=s.len() {
-                if m(rest, &s[i..]) {
+            for i in si..=s.len() {
+                if m(p, s, pi + 1, i, memo) {
                     return true;
                 }
                 if i < s.len() && s[i] == b'/' {
@@ -123,16 +137,16 @@ fn m(p: &[u8], s: &[u8]) -> bool {
             }
             false
         }
-        b'?' => !s.is_empty() && s[0] != b'/' && m(&p[1..], &s[1..]),
+        b'?' => !sr.is_empty() && sr[0] != b'/' && m(p, s, pi + 1, si + 1, memo),
         b'[' => {
-            let Some((ok, used)) = class(&p[1..], s.first().copied()) else {
+            let Some((ok, used)) = class(&pr[1..], sr.first().copied()) else {
                 // An unterminated class matches itself literally.
-                return s.first() == Some(&b'[') && m(&p[1..], &s[1..]);
+                return sr.first() == Some(&b'[') && m(p, s, pi + 1, si + 1, memo);
             };
-            ok && s.first() != Some(&b'/') && m(&p[1 + used..], &s[1..])
+            ok && sr.first() != Some(&b'/') && m(p, s, pi + 1 + used, si + 1, memo)
         }
-        b'\\' if p.len() > 1 => !s.is_empty() && s[0] == p[1] && m(&p[2..], &s[1..]),
-        c => !s.is_empty() && s[0] == c && m(&p[1..], &s[1..]),
+        b'\\' if pr.len() > 1 => !sr.is_empty() && sr[0] == pr[1] && m(p, s, pi + 2, si + 1, memo),
+        c => !sr.is_empty() && sr[0] == c && m(p, s, pi + 1, si + 1, memo),
     }
 }
 
@@ -191,6 +205,14 @@ mod tests {
         assert!(glob("a/**/z", "a/z"));
         assert!(glob("a/**/z", "a/b/c/z"));
         assert!(!glob("a/**/z", "b/z"));
+    }
+
+    #[test]
+    fn many_stars_do_not_backtrack_exponentially() {
+        let pat = "*a".repeat(30) + "b";
+        let name = "a".repeat(200);
+        assert!(!glob(&pat, &name));
+        assert!(glob(&("*a".repeat(30)), &name));
     }
 
     #[test]
