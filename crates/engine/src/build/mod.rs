@@ -36,8 +36,12 @@ pub fn fuzz_dockerfile(data: &[u8]) {
             assert!(parse::KEYWORDS.contains(&raw.keyword.as_str()));
             assert_ne!(raw.keyword, "ONBUILD");
             // The joined text parses back to the same instruction.
-            let again = parse::instruction(raw.line, &raw.text).expect("re-parse");
-            assert_eq!(again.keyword, raw.keyword);
+            let again = parse::instruction(raw.line, &raw.text);
+            assert!(
+                matches!(&again, Ok(a) if a.keyword == raw.keyword),
+                "{:?} re-parsed as {again:?}",
+                raw.text
+            );
             if let Ok(i) = instr::resolve(raw, &env, df.escape) {
                 if !i.makes_layer()
                     && !matches!(
@@ -45,7 +49,8 @@ pub fn fuzz_dockerfile(data: &[u8]) {
                         instr::Instruction::From { .. } | instr::Instruction::Arg(_)
                     )
                 {
-                    config::apply_step(&mut cfg, Some(&i)).expect("metadata applies");
+                    let applied = config::apply_step(&mut cfg, Some(&i));
+                    assert!(applied.is_ok(), "{i:?}: {applied:?}");
                     assert!(cfg.is_object());
                 }
             }
