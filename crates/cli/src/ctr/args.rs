@@ -402,8 +402,7 @@ pub enum Command {
     Info,
     /// Pull an image from a registry (as `image pull`).
     Pull(super::image::PullArgs),
-    /// Make an image of a container's changes: its image's layers, one new layer, its
-    /// image's config with --change instructions.
+    /// Make an image of a container's changes (one new layer; --change edits the config).
     Commit(super::build::CommitArgs),
     /// Build an image from a Dockerfile and a context directory.
     Build(super::build::BuildArgs),
@@ -555,10 +554,9 @@ impl Command {
         match self {
             Command::Run { detach, .. } => !detach,
             Command::Start { attach, .. } => *attach,
-            // A reader that goes away must not end a build half-way (its step
-            // containers would be left): progress is then dropped.
-            Command::Build(_) => true,
-            Command::Image {
+            // A closed reader must not stop a build half-way: its progress is dropped.
+            Command::Build(_)
+            | Command::Image {
                 command: super::image::ImageCommand::Build(_),
             } => true,
             _ => false,
