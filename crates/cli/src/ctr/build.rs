@@ -138,7 +138,9 @@ pub fn build(eng: &Engine, a: BuildArgs) -> Result<i32> {
         eng.build(&opts, &mut out)?
     };
     if a.quiet {
-        println!("sha256:{}", result.id);
+        // SIGPIPE is ignored for builds (see streams_a_container): no panic on a closed pipe.
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "sha256:{}", result.id);
     }
     Ok(0)
 }
