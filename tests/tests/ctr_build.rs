@@ -181,6 +181,19 @@ fn multi_stage_from_and_target() {
     };
     let base = layers("busybox");
     assert_eq!(layers("multi:1"), base + 1, "busybox's layers and the COPY");
+    // The history names each step; the COPY is the one with a layer, CMD has none.
+    let h = c.run(&["image", "history", "--format", "json", "multi:1"]);
+    h.assert_ok();
+    let steps = h.json();
+    let steps = steps.as_array().unwrap();
+    let by = |s: &serde_json::Value| s["created_by"].as_str().unwrap_or("").to_string();
+    let copy = steps
+        .iter()
+        .find(|s| by(s).starts_with("COPY --from=builder"))
+        .unwrap();
+    assert!(copy["layer"].is_string(), "{copy}");
+    let cmd = steps.iter().find(|s| by(s).starts_with("CMD")).unwrap();
+    assert!(cmd["layer"].is_null(), "{cmd}");
     build(&c, &dir, &["--target", "builder", "-t", "multi:builder"]).assert_ok();
     assert_eq!(run(&c, &["multi:builder", "cat", "/junk"]).trim(), "junk");
     build(&c, &dir, &["--target", "nope"]).assert_refused_naming("nope");
