@@ -287,6 +287,14 @@ fn failing_run_leaves_nothing_behind() {
     // Control: the step before ran (its container existed and was committed).
     assert_eq!(count(&o, "Running in"), 2, "{}", o.stdout);
     assert_eq!(c.containers(), 0, "no step container left");
+    for short in o
+        .stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix(" ---> Running in "))
+    {
+        let left = cgroup_dirs_containing(short.trim());
+        assert!(left.is_empty(), "cgroups left: {left:?}");
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let root = c.root.to_string_lossy().to_string();
     assert!(!mounts.contains(&root), "a mount under the root is left");
@@ -471,15 +479,30 @@ fn interrupted_build_removes_its_step_container() {
     let mut child = cmd.spawn().expect("spawn build");
     // Control: the RUN's container exists and its program runs.
     let started = wait_until(std::time::Duration::from_secs(60), || {
-        std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .contains("started")
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        // The program's own line, not the step's text (which also says "started").
+        text.lines().any(|l| l == "started")
     });
     if !started {
         kill_group(&mut child);
         panic!("the RUN never started: {}", read_lossy(&err));
     }
     assert_eq!(c.containers(), 1, "the step's container exists");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let short = text
+        .lines()
+        .find_map(|l| l.strip_prefix(" ---> Running in "))
+        .unwrap_or_else(|| {
+            kill_group(&mut child);
+            panic!("no step container id in {text:?}")
+        })
+        .trim()
+        .to_string();
+    // Control: its cgroups exist while it runs, found by the same search as below.
+    if cgroup_dirs_containing(&short).is_empty() {
+        kill_group(&mut child);
+        panic!("no cgroup named after {short}");
+    }
     // SAFETY: kill(2) of our own child, not yet reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let status = wait_child(&mut child, std::time::Duration::from_secs(60));
@@ -495,6 +518,11 @@ fn interrupted_build_removes_its_step_container() {
         read_lossy(&err)
     );
     assert_eq!(c.containers(), 0, "the step's container is removed");
+    assert_eq!(
+        cgroup_dirs_containing(&short),
+        Vec::<PathBuf>::new(),
+        "cgroups left"
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&c.root.to_string_lossy().to_string()));
     c.run(&["image", "inspect", "never:1"]).assert_fails();
