@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 
 secs=${FUZZ_SECONDS:-60}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(oci_config layer_unpack registry_record cli_parsers image_documents)
+[ ${#targets[@]} -gt 0 ] || targets=(oci_config layer_unpack registry_record cli_parsers image_documents dockerfile)
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

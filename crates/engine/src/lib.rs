@@ -174,6 +174,8 @@
 pub mod aio;
 pub mod aio_events;
 pub mod attach;
+pub mod build;
+pub mod commit_api;
 pub mod config;
 pub mod copy;
 pub mod df;

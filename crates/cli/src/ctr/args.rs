@@ -435,6 +435,10 @@ pub enum Command {
     Serve(super::serve::ServeArgs),
     /// Pull an image from a registry (as `image pull`).
     Pull(super::image::PullArgs),
+    /// Make an image of a container's changes (one new layer; --change edits the config).
+    Commit(super::build::CommitArgs),
+    /// Build an image from a Dockerfile and a context directory.
+    Build(super::build::BuildArgs),
     /// Store credentials for a registry in Docker's config.json (0600).
     Login(super::image::LoginArgs),
     /// List images (as `image ls`).
@@ -532,6 +536,11 @@ impl Command {
             Command::Start { attach, .. } => *attach,
             // A client that goes away must not end the server.
             Command::Serve(_) => true,
+            // A closed reader must not stop a build half-way: its progress is dropped.
+            Command::Build(_)
+            | Command::Image {
+                command: super::image::ImageCommand::Build(_),
+            } => true,
             _ => false,
         }
     }

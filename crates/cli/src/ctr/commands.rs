@@ -338,6 +338,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             super::image::image(&eng, super::image::ImageCommand::Rm { references })
         }
         Command::Pull(a) => super::image::pull(&eng, a),
+        Command::Commit(a) => super::build::commit(&eng, a),
+        Command::Build(a) => super::build::build(&eng, a),
         Command::Login(a) => super::image::login(a),
         Command::Volume { command } => super::listing::volume(&eng, command),
         Command::Network { command } => super::network::network(&eng, command),

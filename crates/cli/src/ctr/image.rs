@@ -38,6 +38,8 @@ pub enum ImageCommand {
     },
     /// Pull an image from an OCI distribution registry.
     Pull(PullArgs),
+    /// Build an image from a Dockerfile (as `build`).
+    Build(super::build::BuildArgs),
     /// List images (one row per reference; dangling ones as <none>).
     #[command(alias = "list")]
     Ls {
@@ -219,6 +221,7 @@ pub fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
             }
         }
         ImageCommand::Pull(a) => return pull(eng, a),
+        ImageCommand::Build(a) => return super::build::build(eng, a),
         ImageCommand::Ls {
             format,
             quiet,

@@ -2,6 +2,7 @@
 
 mod args;
 mod attach;
+mod build;
 mod commands;
 mod create;
 mod dashboard;

@@ -56,7 +56,11 @@ impl Engine {
 
     /// Runs `f` on the container's merged rootfs: the live one while it runs, else
     /// mounted for the call and unmounted after. Minimal containers have none.
-    fn with_rootfs<T>(&self, reference: &str, f: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    pub(crate) fn with_rootfs<T>(
+        &self,
+        reference: &str,
+        f: impl FnOnce(&Path) -> Result<T>,
+    ) -> Result<T> {
         let rec = self.get(reference)?;
         let dir = self.container_dir(&rec.id)?;
         if !dir.join("lowers").exists() {

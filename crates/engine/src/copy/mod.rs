@@ -16,7 +16,7 @@
 
 pub mod api;
 mod export;
-mod node;
+pub(crate) mod node;
 mod tree;
 mod volumes;
 
@@ -57,6 +57,17 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map(OwnedFd::from)
+        .ctx(|| format!("opening the directory {}", path.display()))
+}
+
+/// A directory of the engine's own (a container's upper dir), opened without following a
+/// symlink at its last component.
+pub(crate) fn open_dir_nofollow(path: &Path) -> Result<OwnedFd> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(path)
         .map(OwnedFd::from)
         .ctx(|| format!("opening the directory {}", path.display()))

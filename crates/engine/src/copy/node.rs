@@ -19,7 +19,7 @@ use nix::sys::stat::Mode;
 
 /// What an entry is, from the `fstat` of its fd.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     Dir,
     File,
     Symlink,
@@ -42,7 +42,7 @@ impl Kind {
         }
     }
 
-    pub(super) fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Kind::Dir => "a directory",
             Kind::File => "a regular file",
@@ -55,15 +55,15 @@ impl Kind {
     }
 }
 
-pub(super) struct Node {
+pub(crate) struct Node {
     fd: OwnedFd,
-    pub(super) st: libc::stat,
+    pub(crate) st: libc::stat,
 }
 
 impl Node {
     /// `name` in `dir`, not following a symlink; `None` when it is gone (removed between
     /// the directory listing and now, as happens in a live container).
-    pub(super) fn at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Node>> {
+    pub(crate) fn at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<Option<Node>> {
         let flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
         match openat(dir, name, flags, Mode::empty()) {
             Ok(fd) => Node::from_fd(fd).map(Some),
@@ -73,30 +73,35 @@ impl Node {
     }
 
     /// The entry behind an fd opened with `O_PATH` (or any other mode).
-    pub(super) fn from_fd(fd: OwnedFd) -> io::Result<Node> {
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Node> {
         let st = nix::sys::stat::fstat(&fd)?;
         Ok(Node { fd, st })
     }
 
-    pub(super) fn kind(&self) -> Kind {
+    /// The `O_PATH` (or reopened) fd of the entry.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn kind(&self) -> Kind {
         Kind::of(self.st.st_mode)
     }
 
     /// Permission bits, set-id and sticky bits included.
-    pub(super) fn mode(&self) -> u32 {
+    pub(crate) fn mode(&self) -> u32 {
         self.st.st_mode & 0o7777
     }
 
     /// The regular file this node is, opened for reading. `O_NONBLOCK`: a lease held by
     /// the container makes the open fail instead of stalling the copy.
-    pub(super) fn open_file(&self) -> io::Result<File> {
+    pub(crate) fn open_file(&self) -> io::Result<File> {
         debug_assert_eq!(self.kind(), Kind::File);
         self.reopen(libc::O_NONBLOCK | libc::O_NOCTTY)
     }
 
     /// The directory this node is, opened for listing and for `*at` calls (in place of
     /// the `O_PATH` fd, which is closed: a deep walk holds one fd per level, not two).
-    pub(super) fn into_dir(self) -> io::Result<OwnedFd> {
+    pub(crate) fn into_dir(self) -> io::Result<OwnedFd> {
         debug_assert_eq!(self.kind(), Kind::Dir);
         self.reopen(libc::O_DIRECTORY).map(OwnedFd::from)
     }
@@ -109,14 +114,14 @@ impl Node {
     }
 
     /// The target of the symlink this node is (the link itself, never followed).
-    pub(super) fn read_link(&self) -> io::Result<OsString> {
+    pub(crate) fn read_link(&self) -> io::Result<OsString> {
         Ok(nix::fcntl::readlinkat(self.fd.as_fd(), OsStr::new(""))?)
     }
 }
 
 /// The names in directory `dir` (not `.` and `..`), in byte order so that a walk is
 /// deterministic.
-pub(super) fn names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
+pub(crate) fn names(dir: BorrowedFd<'_>) -> io::Result<Vec<OsString>> {
     let mut d = nix::dir::Dir::from_fd(nix::unistd::dup(dir)?)?;
     let mut names = Vec::new();
     for e in d.iter() {

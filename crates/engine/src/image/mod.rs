@@ -31,6 +31,7 @@
 //! concurrent imports are safe, and a crash leaves only a stale work dir that the next
 //! garbage collection removes.
 
+mod commit;
 mod defaults;
 mod filter;
 mod fsutil;
@@ -58,8 +59,11 @@ use serde::Serialize;
 
 use crate::error::{Context, Error, Result};
 
+pub use commit::{CommitSpec, StagedLayer};
 pub use defaults::{apply_defaults, resolve_named_user};
 pub use filter::ImageFilter;
+pub(crate) use fsutil::hex as fsutil_hex;
+pub(crate) use fsutil::unique_name as unique_work_name;
 pub use inspect::HistoryEntry;
 pub use load::{LoadOptions, Loaded};
 pub use manifest::Platform;

@@ -71,7 +71,7 @@ pub(crate) fn decoder<R: Read + 'static>(
     Ok((reader, kind))
 }
 
-fn looks_like_tar(head: &[u8]) -> bool {
+pub(crate) fn looks_like_tar(head: &[u8]) -> bool {
     if head.len() < 512 {
         return false;
     }

@@ -20,10 +20,12 @@ mod archive;
 mod pack;
 mod sys;
 mod unpack;
+mod upper;
 
-pub(crate) use archive::{decoder, open_archive, Compression};
+pub(crate) use archive::{decoder, looks_like_tar, open_archive, Compression};
 pub(crate) use pack::{pack, ExactReader};
 pub(crate) use unpack::{unpack, unpack_limited};
+pub(crate) use upper::{pack_upper, IdMap, IdRange, UpperOptions};
 
 const WHITEOUT_PREFIX: &[u8] = b".wh.";
 const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
