@@ -19,6 +19,8 @@ pub struct Call {
     pub query: HashMap<String, String>,
     /// Every `names=` of the query, in order (`/images/get?names=a&names=b`).
     pub names: Vec<String>,
+    /// The query as sent, for parameters that repeat (`/build?t=a&t=b`).
+    pub raw_query: Option<String>,
     pub body: Option<Incoming>,
     /// Set when the client asked for `Connection: Upgrade` (attach, exec start).
     pub upgrade: Option<OnUpgrade>,
@@ -92,6 +94,24 @@ pub fn all_values(q: Option<&str>, key: &str) -> Vec<String> {
 }
 
 impl Call {
+    /// A call with only a query (unit tests of the handlers' parsing).
+    #[cfg(test)]
+    pub fn for_test(query: &str) -> Call {
+        Call {
+            method: Method::POST,
+            segs: Vec::new(),
+            query: parse_query(Some(query)),
+            names: all_values(Some(query), "names"),
+            raw_query: Some(query.to_string()),
+            body: None,
+            upgrade: None,
+        }
+    }
+
+    pub fn raw_query(&self) -> Option<&str> {
+        self.raw_query.as_deref()
+    }
+
     pub fn q(&self, key: &str) -> Option<&str> {
         self.query.get(key).map(String::as_str)
     }

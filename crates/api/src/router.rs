@@ -7,7 +7,7 @@ use crate::body::{self, Resp};
 use crate::error::{ApiError, ApiResult};
 use crate::query::Call;
 use crate::server::Ctx;
-use crate::{containers, events, exec, images, networks, system, volumes};
+use crate::{build, containers, events, exec, images, networks, system, volumes};
 
 pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
     let segs: Vec<String> = c.segs.clone();
@@ -24,9 +24,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
         (["auth"], _) => Err(ApiError::not_implemented(
             "POST /auth (use `codex-ctr login` for registry credentials)",
         )),
-        (["build"], _) => Err(ApiError::not_implemented(
-            "POST /build: image builds are the build issue's work and not in codex-ctr yet",
-        )),
+        (["build"], &Method::POST) => build::build(ctx, &mut c).await,
 
         // No plugins here: an empty list, and Docker's 404 for one (`docker inspect X`
         // asks for a plugin X after a container, image, network and volume X).

@@ -173,12 +173,14 @@ async fn handle(ctx: Ctx, mut req: Request<Incoming>) -> Resp {
         .then(|| hyper::upgrade::on(&mut req));
     let query = parse_query(req.uri().query());
     let names = crate::query::all_values(req.uri().query(), "names");
+    let raw_query = req.uri().query().map(str::to_string);
     let (parts, body) = req.into_parts();
     let call = Call {
         method: parts.method,
         segs,
         query,
         names,
+        raw_query,
         body: Some(body),
         upgrade,
     };

@@ -80,10 +80,43 @@ fn docker_cli_manages_images_volumes_and_networks() {
         "{df}"
     );
 
-    // /build is not here: a clear 501, not a hang.
-    let (status, body) = s.raw("POST", "/v1.47/build");
-    assert!(status.contains("501"), "{status}");
-    assert!(body.contains("build issue"), "{body}");
+    // docker build (the classic builder's /build: BuildKit needs its own daemon side):
+    // the context sent as a tar, the image tagged and run.
+    let ctx_dir = c.root.parent().unwrap().join("buildctx");
+    std::fs::create_dir_all(&ctx_dir).unwrap();
+    std::fs::write(
+        ctx_dir.join("Dockerfile"),
+        "FROM busybox\nCOPY note.txt /note.txt\nRUN echo built-$(cat /note.txt) > /made\nCMD [\"cat\", \"/made\"]\n",
+    )
+    .unwrap();
+    std::fs::write(ctx_dir.join("note.txt"), "ok").unwrap();
+    let mut cmd = std::process::Command::new("docker");
+    cmd.env("DOCKER_HOST", s.host())
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "apibuilt:1", &ctx_dir.to_string_lossy()]);
+    let o = run_command(&mut cmd);
+    o.assert_ok();
+    assert!(o.stdout.contains("Successfully built"), "{o:?}");
+    assert_eq!(
+        stdout_of(&s.docker(&["run", "--rm", "--network", "none", "apibuilt:1"])),
+        "built-ok"
+    );
+    // A failing step is the build's error, with the step's own output.
+    std::fs::write(
+        ctx_dir.join("Dockerfile"),
+        "FROM busybox\nRUN echo broken-step; exit 3\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new("docker");
+    cmd.env("DOCKER_HOST", s.host())
+        .env("DOCKER_BUILDKIT", "0")
+        .args(["build", "-t", "apibroken:1", &ctx_dir.to_string_lossy()]);
+    let o = run_command(&mut cmd);
+    assert!(!o.ok(), "{o:?}");
+    assert!(
+        format!("{}{}", o.stdout, o.stderr).contains("broken-step"),
+        "{o:?}"
+    );
 }
 
 /// A docker-registry inside the fixture's network namespace (where the server runs, so

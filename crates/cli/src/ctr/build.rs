@@ -122,6 +122,7 @@ pub fn build(eng: &Engine, a: BuildArgs) -> Result<i32> {
     let opts = codex_engine::build::BuildOptions {
         context,
         dockerfile: a.file,
+        context_dockerfile: None,
         tags: a.tag,
         build_args: key_values("--build-arg", &a.build_arg, |k| std::env::var(k).ok())?,
         target: a.target,

@@ -31,6 +31,9 @@ pub struct BuildOptions {
     /// `-f`: the Dockerfile on the host (default: `Dockerfile`, else `Containerfile`, in
     /// the context).
     pub dockerfile: Option<PathBuf>,
+    /// A Dockerfile named inside the context (the Docker API's `dockerfile=`), read
+    /// from it as every context file is: nothing outside the context can be named.
+    pub context_dockerfile: Option<String>,
     /// `-t NAME[:TAG]`, each naming the result.
     pub tags: Vec<String>,
     pub build_args: BTreeMap<String, String>,
@@ -88,10 +91,11 @@ impl Engine {
             Reference::parse(t)?;
         }
         let tree = SourceTree::context(&opts.context)?;
-        let text = match &opts.dockerfile {
-            Some(p) => std::fs::read(p)
+        let text = match (&opts.dockerfile, &opts.context_dockerfile) {
+            (Some(p), _) => std::fs::read(p)
                 .map_err(|e| Error::invalid("file", format!("{}: {e}", p.display())))?,
-            None => tree
+            (None, Some(name)) => tree.read_file(name)?,
+            (None, None) => tree
                 .read_file("Dockerfile")
                 .or_else(|_| tree.read_file("Containerfile"))
                 .map_err(|e| {
