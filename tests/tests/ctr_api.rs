@@ -9,6 +9,8 @@ mod harness;
 mod images;
 #[path = "ctr_api/streams.rs"]
 mod streams;
+#[path = "ctr_api/tls.rs"]
+mod tls;
 
 use std::time::Duration;
 

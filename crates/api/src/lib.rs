@@ -33,6 +33,7 @@ mod server;
 mod stats;
 mod system;
 mod tarstream;
+pub mod tls;
 mod top;
 mod update;
 mod volumes;

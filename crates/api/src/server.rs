@@ -32,6 +32,8 @@ pub struct ServeOptions {
     /// The codex-ctr binary (exec runs `codex-ctr exec` as a child: the engine's exec
     /// forks, which a multi-threaded server must not do itself).
     pub exe: PathBuf,
+    /// Also listen on TCP at this address, with mutual TLS (see `tls`).
+    pub tcp: Option<(std::net::SocketAddr, crate::tls::TlsFiles)>,
 }
 
 /// What handlers share: the engine, and Docker's in-memory exec instances.
@@ -105,6 +107,17 @@ fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Serves the Docker Engine API until SIGINT/SIGTERM or the idle timeout; removes the
 /// socket at the end. Containers keep running.
 pub async fn serve(eng: AsyncEngine, opts: ServeOptions) -> std::io::Result<()> {
+    // TLS first: a bad certificate must not leave a socket behind.
+    let tcp = match &opts.tcp {
+        Some((addr, files)) => {
+            let acceptor = crate::tls::acceptor(files)?;
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| std::io::Error::new(e.kind(), format!("--tcp {addr}: {e}")))?;
+            Some((l, acceptor))
+        }
+        None => None,
+    };
     let listener = bind(&opts.socket)?;
     let ctx = Ctx {
         eng,
@@ -127,17 +140,18 @@ pub async fn serve(eng: AsyncEngine, opts: ServeOptions) -> std::io::Result<()> 
                 };
                 activity.open.fetch_add(1, Ordering::SeqCst);
                 let guard = Connected(activity.clone());
+                tokio::spawn(serve_connection(ctx.clone(), stream, guard));
+            }
+            accepted = accept_tcp(&tcp) => {
+                let Ok((stream, acceptor)) = accepted else { continue };
+                activity.open.fetch_add(1, Ordering::SeqCst);
+                let guard = Connected(activity.clone());
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
-                    let _guard = guard;
-                    let svc = service_fn(move |req| {
-                        let ctx = ctx.clone();
-                        async move { Ok::<_, Infallible>(handle(ctx, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .with_upgrades()
-                        .await;
+                    // A client without a certificate the CA signed ends here.
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve_connection(ctx, tls, guard).await;
+                    }
                 });
             }
             _ = tokio::signal::ctrl_c() => break Ok(()),
@@ -155,6 +169,32 @@ pub async fn serve(eng: AsyncEngine, opts: ServeOptions) -> std::io::Result<()> 
     };
     let _ = std::fs::remove_file(&opts.socket);
     result
+}
+
+/// The next TCP client (never, without a TCP listener).
+async fn accept_tcp(
+    tcp: &Option<(tokio::net::TcpListener, tokio_rustls::TlsAcceptor)>,
+) -> std::io::Result<(tokio::net::TcpStream, tokio_rustls::TlsAcceptor)> {
+    match tcp {
+        Some((l, a)) => l.accept().await.map(|(s, _)| (s, a.clone())),
+        None => std::future::pending().await,
+    }
+}
+
+/// Serves one connection (unix or TLS) until it closes.
+async fn serve_connection<S>(ctx: Ctx, stream: S, guard: Connected)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let _guard = guard;
+    let svc = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(handle(ctx, req).await) }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades()
+        .await;
 }
 
 async fn handle(ctx: Ctx, mut req: Request<Incoming>) -> Resp {

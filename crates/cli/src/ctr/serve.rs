@@ -1,4 +1,5 @@
-//! `codex-ctr serve`: the Docker Engine API (crates/api) on a unix socket.
+//! `codex-ctr serve`: the Docker Engine API (crates/api) on a unix socket, and on TCP
+//! with mutual TLS.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,24 +19,38 @@ pub struct ServeArgs {
     /// End after no client has been connected for this long (`90s`, `10m`); containers keep running.
     #[arg(long)]
     pub timeout: Option<String>,
-    /// Listen on TCP with mutual TLS (not available in this build).
-    #[arg(long)]
+    /// Also listen on TCP (IP:PORT), with mutual TLS only: needs --tls-cert, --tls-key and --tls-ca.
+    #[arg(long, requires_all = ["tls_cert", "tls_key", "tls_ca"])]
     pub tcp: Option<String>,
-    /// The server's certificate for --tcp (not available in this build).
+    /// The server's certificate chain (PEM) for --tcp.
     #[arg(long, requires = "tcp")]
     pub tls_cert: Option<PathBuf>,
-    /// The server's key for --tcp (not available in this build).
+    /// The server's private key (PEM) for --tcp.
     #[arg(long, requires = "tcp")]
     pub tls_key: Option<PathBuf>,
-    /// The CA that signs client certificates for --tcp (not available in this build).
+    /// The CA (PEM) that must have signed every client's certificate (--tcp).
     #[arg(long, requires = "tcp")]
     pub tls_ca: Option<PathBuf>,
 }
 
 pub(super) fn serve(eng: Engine, a: &ServeArgs) -> Result<i32> {
-    if a.tcp.is_some() {
-        bail!("--tcp: serving the API over TCP (with mutual TLS) is not available in this build; use --socket (see docs/docker-api.md)");
-    }
+    let tcp = match (&a.tcp, &a.tls_cert, &a.tls_key, &a.tls_ca) {
+        (None, ..) => None,
+        (Some(addr), Some(cert), Some(key), Some(ca)) => {
+            let addr: std::net::SocketAddr = addr
+                .parse()
+                .with_context(|| format!("--tcp {addr:?}: expected IP:PORT"))?;
+            Some((
+                addr,
+                codex_api::tls::TlsFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    ca: ca.clone(),
+                },
+            ))
+        }
+        _ => bail!("--tcp needs --tls-cert, --tls-key and --tls-ca: the API is root on this host, so TCP is mutual TLS only"),
+    };
     let idle_timeout = a
         .timeout
         .as_deref()
@@ -51,6 +66,7 @@ pub(super) fn serve(eng: Engine, a: &ServeArgs) -> Result<i32> {
         socket: a.socket.clone(),
         idle_timeout,
         exe,
+        tcp,
     };
     rt.block_on(codex_api::serve(AsyncEngine::new(eng), opts))
         .with_context(|| format!("serving on {}", a.socket.display()))?;
