@@ -34,27 +34,28 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens (creating if needed) the engine root and repairs what a crash left.
+    /// Opens (creating if needed) the engine root. It repairs what a crash left only when
+    /// something says a crash happened (an abandoned change, a new boot: see
+    /// [`crate::registry::Intent`]); otherwise it reads a few small files and takes no
+    /// lock, whatever the number of containers. A dead supervisor is noticed by the
+    /// next command that touches its container ([`Engine::refresh`]); [`Engine::check`]
+    /// looks at everything.
     /// `supervisor_exe` is a binary whose `__supervise --root ROOT ID` runs
     /// [`crate::supervisor::run`] (the `codex-ctr` binary does).
     pub fn open(root: &Path, supervisor_exe: PathBuf) -> Result<Engine> {
         let registry = Registry::open(root)?;
-        let repaired = registry.reconcile()?;
-        if repaired
-            .repairs
-            .iter()
-            .any(|r| matches!(r, crate::registry::Repair::ReleasedAddress { .. }))
-        {
-            // Addresses of containers a crash left half-removed: their rules go too.
-            // Best effort: a failing nft must not stop every command (the next sync
-            // retries, and the plan skips containers that are not running anyway).
-            let _ = crate::network::sync::sync(&registry, crate::network::sync::When::IfApplied);
-        }
-        Ok(Engine {
+        let due = registry.reconcile_due()?;
+        let engine = Engine {
             root: root.to_path_buf(),
             registry,
             supervisor_exe,
-        })
+        };
+        if let Some(due) = due {
+            crate::trace::phase("open: reconcile due");
+            engine.check_due(&due)?;
+        }
+        crate::trace::phase("open");
+        Ok(engine)
     }
 
     pub fn root(&self) -> &Path {
@@ -125,6 +126,7 @@ impl Engine {
             // Made on first use, with a subnet that avoids the host's.
             self.default_network()?;
         }
+        crate::trace::phase("create: image resolved");
         let cfg_json =
             serde_json::to_value(&config).map_err(|e| Error::invalid("config", e.to_string()))?;
         // The bundle is written inside the registry's create: a create killed half-way
@@ -191,10 +193,12 @@ impl Engine {
                 }
             }
         }
+        crate::trace::phase("create: recorded");
         if let Ok(rec) = &created {
             let image = config.image.clone().unwrap_or_default();
             crate::events::emit_about(&self.root, rec, "create", &[("image", image)]);
         }
+        crate::trace::phase("create: event");
         created
     }
 
@@ -350,12 +354,15 @@ impl Engine {
             .spawn()
             .ctx(|| format!("starting the supervisor {}", self.supervisor_exe.display()))?;
         drop(w);
+        crate::trace::phase("start: supervisor spawned");
         // The supervisor forks at once and its first process exits: reap it.
         let _ = child.wait();
+        crate::trace::phase("start: first process reaped");
         let mut report = String::new();
         std::fs::File::from(r)
             .read_to_string(&mut report)
             .ctx(|| "reading the supervisor's report")?;
+        crate::trace::phase("start: report read");
         match serde_json::from_str::<Value>(report.trim()) {
             Ok(v) if v["ok"] == true => self.get(&rec.id),
             Ok(v) => Err(Error::Runtime(codex_runtime::Error::Container(
@@ -409,6 +416,7 @@ impl Engine {
             cfg.log_rotation().max_files,
             query,
         )?;
+        crate::trace::phase("follow: opened");
         Ok(LogFollow {
             engine: self,
             id: rec.id,

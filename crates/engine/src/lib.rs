@@ -8,6 +8,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod aio;
+pub mod check;
 pub mod config;
 pub mod copy;
 pub mod engine;
@@ -27,6 +28,7 @@ mod restarting;
 mod stop;
 pub mod supervisor;
 pub mod testhook;
+pub mod trace;
 pub mod usage;
 pub mod volume;
 pub mod wait;

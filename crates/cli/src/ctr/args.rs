@@ -446,6 +446,10 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum SystemCommand {
+    /// Check the whole root: repair what interrupted commands left (the registry's files,
+    /// addresses of containers that are gone), and notice every container whose
+    /// supervisor died. Other commands do this only for what they touch.
+    Check,
     /// Remove stopped containers, networks no container is on, and dangling images
     /// (-a: every image no container uses; --volumes: volumes no container mounts).
     Prune {

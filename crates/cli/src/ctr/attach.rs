@@ -66,6 +66,7 @@ pub(super) fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i
             let _ = eng.kill(id, sig);
         }
     }
+    codex_engine::trace::phase("attach: ended");
     let rec = eng.get(id)?;
     if rec.exit_code == Some(TIMED_OUT) {
         // Otherwise a timeout looks like the program's own failure.
@@ -74,6 +75,7 @@ pub(super) fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i
     }
     if remove {
         eng.remove(id, true, true)?;
+        codex_engine::trace::phase("attach: removed");
     }
     match rec.exit_code {
         Some(code) => Ok(code),
