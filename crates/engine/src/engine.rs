@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -17,7 +17,6 @@ use crate::image::ImageStore;
 use crate::logread::{Followed, LogFollower, LogQuery};
 use crate::registry::{ContainerRecord, ContainerStatus, Registry};
 use crate::supervisor::logs::{self, LogLine};
-use crate::usage::{self, ContainerUsage};
 use crate::volume;
 
 pub const BUNDLE_DIR: &str = "bundle";
@@ -580,57 +579,6 @@ impl Engine {
         let rec = self.get_in(reference, &[RUNNING, PAUSED], "it must be running")?;
         let v = self.runtime().stats(&rec.id)?;
         Ok(v["data"].clone())
-    }
-
-    /// CPU %, memory, pids and block I/O of containers over `window` (one window for
-    /// all of them). With no references: every running container. A named container
-    /// that is not running is an error; one that stops during the window is left out.
-    pub fn usage(&self, references: &[String], window: Duration) -> Result<Vec<ContainerUsage>> {
-        let recs: Vec<ContainerRecord> = if references.is_empty() {
-            self.list()?
-                .into_iter()
-                .filter(|r| r.status == ContainerStatus::Running)
-                .collect()
-        } else {
-            references
-                .iter()
-                .map(|r| self.get(r))
-                .collect::<Result<_>>()?
-        };
-        let rt = self.runtime();
-        let sample = |rec: &ContainerRecord| -> Result<usage::Sample> {
-            let v = rt.stats(&rec.id)?;
-            Ok(usage::Sample {
-                data: v["data"].clone(),
-                at: Instant::now(),
-            })
-        };
-        let mut first = Vec::new();
-        for rec in &recs {
-            if !matches!(
-                rec.status,
-                ContainerStatus::Running | ContainerStatus::Paused
-            ) {
-                return Err(Error::wrong_state(
-                    &rec.name,
-                    rec.status,
-                    "it must be running",
-                ));
-            }
-            first.push(sample(rec)?);
-        }
-        std::thread::sleep(window);
-        let host_mem = usage::host_memory();
-        Ok(recs
-            .iter()
-            .zip(first)
-            .filter_map(|(rec, a)| {
-                let b = sample(rec).ok()?;
-                let mut u = usage::between(&rec.id, &rec.name, &a, &b, host_mem);
-                u.network = rec.pid.and_then(crate::network::netstats::of_pid);
-                Some(u)
-            })
-            .collect())
     }
 
     /// What `codex-ctr info` prints: host kind, kernel, root, counts.

@@ -55,7 +55,7 @@ pub(super) fn ps(
             println!("{}", &r.id[..12]);
         }
     } else if format == "json" {
-        let mut all = eng.published_ports().unwrap_or_default();
+        let mut all = eng.published_ports_among(&recs).unwrap_or_default();
         let mut out = Vec::new();
         for r in &recs {
             let mut v = serde_json::to_value(r)?;
@@ -64,7 +64,7 @@ pub(super) fn ps(
         }
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        let ports = super::ports::column(eng).unwrap_or_default();
+        let ports = super::ports::column(eng, &recs).unwrap_or_default();
         let mut rows = vec![[
             "ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "PORTS", "COMMAND",
         ]
