@@ -336,7 +336,9 @@ impl Registry {
         }
         if record != before {
             record.version = RECORD_VERSION;
-            write_atomic(&path, &to_json(&record, &path)?)?;
+            // A status change: its data durable, its rename not waited for (see
+            // `files::replace_atomic`).
+            files::replace_atomic(&path, &to_json(&record, &path)?)?;
         }
         Ok(record)
     }
