@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps api-clients build release fixtures demo test test-mutants lint bench clean vm-test fuzz soak install
+.PHONY: all deps api-clients build release fixtures demo test test-mutants lint bench bench-scale clean vm-test fuzz soak install
 
 all: build
 
@@ -140,6 +140,11 @@ lint:
 
 bench: release fixtures
 	bench/run.sh
+
+# N running containers in one root (not in `make test`): docs/benchmarks.md, "Scale".
+SCALE_N ?= 1000
+bench-scale: release fixtures
+	SCALE_N=$(SCALE_N) bench/scale.sh
 
 clean:
 	$(CARGO) clean

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -17,7 +17,6 @@ use crate::image::ImageStore;
 use crate::logread::{Followed, LogFollower, LogQuery};
 use crate::registry::{ContainerRecord, ContainerStatus, Registry};
 use crate::supervisor::logs::{self, LogLine};
-use crate::usage::{self, ContainerUsage};
 use crate::volume;
 
 pub const BUNDLE_DIR: &str = "bundle";
@@ -34,27 +33,28 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens (creating if needed) the engine root and repairs what a crash left.
+    /// Opens (creating if needed) the engine root. It repairs what a crash left only when
+    /// something says a crash happened (an abandoned change, a new boot: see
+    /// [`crate::registry::Intent`]); otherwise it reads a few small files and takes no
+    /// lock, whatever the number of containers. A dead supervisor is noticed by the
+    /// next command that touches its container ([`Engine::refresh`]); [`Engine::check`]
+    /// looks at everything.
     /// `supervisor_exe` is a binary whose `__supervise --root ROOT ID` runs
     /// [`crate::supervisor::run`] (the `codex-ctr` binary does).
     pub fn open(root: &Path, supervisor_exe: PathBuf) -> Result<Engine> {
         let registry = Registry::open(root)?;
-        let repaired = registry.reconcile()?;
-        if repaired
-            .repairs
-            .iter()
-            .any(|r| matches!(r, crate::registry::Repair::ReleasedAddress { .. }))
-        {
-            // Addresses of containers a crash left half-removed: their rules go too.
-            // Best effort: a failing nft must not stop every command (the next sync
-            // retries, and the plan skips containers that are not running anyway).
-            let _ = crate::network::sync::sync(&registry, crate::network::sync::When::IfApplied);
-        }
-        Ok(Engine {
+        let due = registry.reconcile_due()?;
+        let engine = Engine {
             root: root.to_path_buf(),
             registry,
             supervisor_exe,
-        })
+        };
+        if let Some(due) = due {
+            crate::trace::phase("open: reconcile due");
+            engine.check_due(&due)?;
+        }
+        crate::trace::phase("open");
+        Ok(engine)
     }
 
     pub fn root(&self) -> &Path {
@@ -126,6 +126,7 @@ impl Engine {
             // Made on first use, with a subnet that avoids the host's.
             self.default_network()?;
         }
+        crate::trace::phase("create: image resolved");
         let cfg_json =
             serde_json::to_value(&config).map_err(|e| Error::invalid("config", e.to_string()))?;
         // The bundle is written inside the registry's create: a create killed half-way
@@ -200,10 +201,12 @@ impl Engine {
                 }
             }
         }
+        crate::trace::phase("create: recorded");
         if let Ok(rec) = &created {
             let image = config.image.clone().unwrap_or_default();
             crate::events::emit_about(&self.root, rec, "create", &[("image", image)]);
         }
+        crate::trace::phase("create: event");
         created
     }
 
@@ -372,12 +375,15 @@ impl Engine {
             .spawn()
             .ctx(|| format!("starting the supervisor {}", self.supervisor_exe.display()))?;
         drop(w);
+        crate::trace::phase("start: supervisor spawned");
         // The supervisor forks at once and its first process exits: reap it.
         let _ = child.wait();
+        crate::trace::phase("start: first process reaped");
         let mut report = String::new();
         std::fs::File::from(r)
             .read_to_string(&mut report)
             .ctx(|| "reading the supervisor's report")?;
+        crate::trace::phase("start: report read");
         match serde_json::from_str::<Value>(report.trim()) {
             Ok(v) if v["ok"] == true => self.get(&rec.id),
             Ok(v) => {
@@ -438,6 +444,7 @@ impl Engine {
             cfg.log_rotation().max_files,
             query,
         )?;
+        crate::trace::phase("follow: opened");
         Ok(LogFollow {
             engine: self,
             id: rec.id,
@@ -601,57 +608,6 @@ impl Engine {
         let rec = self.get_in(reference, &[RUNNING, PAUSED], "it must be running")?;
         let v = self.runtime().stats(&rec.id)?;
         Ok(v["data"].clone())
-    }
-
-    /// CPU %, memory, pids and block I/O of containers over `window` (one window for
-    /// all of them). With no references: every running container. A named container
-    /// that is not running is an error; one that stops during the window is left out.
-    pub fn usage(&self, references: &[String], window: Duration) -> Result<Vec<ContainerUsage>> {
-        let recs: Vec<ContainerRecord> = if references.is_empty() {
-            self.list()?
-                .into_iter()
-                .filter(|r| r.status == ContainerStatus::Running)
-                .collect()
-        } else {
-            references
-                .iter()
-                .map(|r| self.get(r))
-                .collect::<Result<_>>()?
-        };
-        let rt = self.runtime();
-        let sample = |rec: &ContainerRecord| -> Result<usage::Sample> {
-            let v = rt.stats(&rec.id)?;
-            Ok(usage::Sample {
-                data: v["data"].clone(),
-                at: Instant::now(),
-            })
-        };
-        let mut first = Vec::new();
-        for rec in &recs {
-            if !matches!(
-                rec.status,
-                ContainerStatus::Running | ContainerStatus::Paused
-            ) {
-                return Err(Error::wrong_state(
-                    &rec.name,
-                    rec.status,
-                    "it must be running",
-                ));
-            }
-            first.push(sample(rec)?);
-        }
-        std::thread::sleep(window);
-        let host_mem = usage::host_memory();
-        Ok(recs
-            .iter()
-            .zip(first)
-            .filter_map(|(rec, a)| {
-                let b = sample(rec).ok()?;
-                let mut u = usage::between(&rec.id, &rec.name, &a, &b, host_mem);
-                u.network = rec.pid.and_then(crate::network::netstats::of_pid);
-                Some(u)
-            })
-            .collect())
     }
 
     /// What `codex-ctr info` prints: host kind, kernel, root, counts.

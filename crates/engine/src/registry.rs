@@ -18,6 +18,7 @@
 
 mod files;
 mod index;
+mod intent;
 mod names;
 mod reconcile;
 mod record;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Context, Error, Result};
 
 pub use index::{Index, INDEX_VERSION};
+pub use intent::{Due, Intent, INTENTS_DIR, RECONCILED_FILE};
 pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
 pub use reconcile::{Problem, Reconciled, Repair};
 pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
@@ -230,6 +232,8 @@ impl Registry {
             return Err(Error::invalid("config", "must be a JSON object"));
         }
         let _lock = self.lock()?;
+        // Dropped (its file gone) before the lock: see `intent`.
+        let _intent = self.intent("create")?;
         let mut index = self.index()?;
         let name = match name {
             Some(name) if index.containers.contains_key(name) => {
@@ -332,7 +336,9 @@ impl Registry {
         }
         if record != before {
             record.version = RECORD_VERSION;
-            write_atomic(&path, &to_json(&record, &path)?)?;
+            // A status change: its data durable, its rename not waited for (see
+            // `files::replace_atomic`).
+            files::replace_atomic(&path, &to_json(&record, &path)?)?;
         }
         Ok(record)
     }
@@ -354,6 +360,8 @@ impl Registry {
     ) -> Result<()> {
         let dir = self.container_dir(id)?;
         let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
+        // Held until the trash is deleted too: a kill anywhere leaves it abandoned.
+        let _intent = self.intent("rm")?;
         {
             let _lock = self.lock()?;
             // A corrupt record cannot be checked; removing it is what the caller wants.

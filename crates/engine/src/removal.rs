@@ -66,6 +66,9 @@ impl Engine {
         // overlay. Nothing can start the container again now.
         self.delete_runtime_container(&rec.id)?;
         crate::supervisor::unmount_rootfs(&self.container_dir(&rec.id)?);
+        // From here the container leaves the index first and its addresses after: a kill
+        // in between leaves this intent abandoned, and the next command's open frees them.
+        let _intent = self.registry.intent("rm")?;
         self.registry.remove_container(&rec.id)?;
         crate::events::emit_about(self.root(), &rec, "destroy", &[]);
         // Its addresses go with it. Should this fail (or the process die first), the

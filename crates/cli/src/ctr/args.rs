@@ -485,6 +485,10 @@ pub enum Command {
 pub enum SystemCommand {
     /// Disk used by images, containers and volumes, and how much nothing uses.
     Df(super::ops::DfArgs),
+    /// Check the whole root: repair what interrupted commands left (the registry's files,
+    /// addresses of containers that are gone), and notice every container whose
+    /// supervisor died. Other commands do this only for what they touch.
+    Check,
     /// Remove stopped containers, networks no container is on, and dangling images
     /// (-a: every image no container uses; --volumes: volumes no container mounts).
     Prune {

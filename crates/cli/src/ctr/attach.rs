@@ -158,6 +158,7 @@ fn stream(
         }
     }
     drop(raw);
+    codex_engine::trace::phase("attach: ended");
     let rec = eng.get(id)?;
     if rec.exit_code == Some(TIMED_OUT) {
         // Otherwise a timeout looks like the program's own failure.
@@ -166,6 +167,7 @@ fn stream(
     }
     if remove {
         eng.remove(id, true, true)?;
+        codex_engine::trace::phase("attach: removed");
     }
     match rec.exit_code {
         Some(code) => Ok(code),

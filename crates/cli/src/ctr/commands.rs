@@ -188,6 +188,26 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Command::System {
+            command: SystemCommand::Check,
+        } => {
+            let checked = eng.check()?;
+            for r in &checked.registry.repairs {
+                println!("repaired: {r}");
+            }
+            for (name, now) in &checked.corrected {
+                println!("corrected: container {name}: {now}");
+            }
+            for p in checked.registry.problems.iter().chain(&checked.problems) {
+                println!("problem: {p}");
+            }
+            if checked.is_clean() {
+                println!("clean");
+            }
+            Ok(i32::from(
+                !checked.registry.problems.is_empty() || !checked.problems.is_empty(),
+            ))
+        }
+        Command::System {
             command: SystemCommand::Prune { all, volumes },
         } => {
             // Containers first: what they held (networks, images, volumes) is then free.

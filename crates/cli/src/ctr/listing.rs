@@ -61,7 +61,7 @@ pub(super) fn ps(
     } else if format != "json" && format != "table" {
         ps_template(eng, &recs, format)?;
     } else if format == "json" {
-        let mut all = eng.published_ports().unwrap_or_default();
+        let mut all = eng.published_ports_among(&recs).unwrap_or_default();
         let mut out = Vec::new();
         for r in &recs {
             let mut v = serde_json::to_value(r)?;
@@ -70,7 +70,7 @@ pub(super) fn ps(
         }
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        let ports = super::ports::column(eng).unwrap_or_default();
+        let ports = super::ports::column(eng, &recs).unwrap_or_default();
         let mut rows = vec![[
             "ID", "NAME", "STATUS", "HEALTH", "EXIT", "RESTARTS", "CREATED", "PORTS", "COMMAND",
         ]

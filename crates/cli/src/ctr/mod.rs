@@ -65,6 +65,11 @@ fn container_group(mut argv: Vec<String>) -> Vec<String> {
 
 pub fn main() -> i32 {
     let argv: Vec<String> = container_group(std::env::args().collect());
+    codex_engine::trace::phase(if argv.get(1).map(String::as_str) == Some("__supervise") {
+        "sup: exec'd"
+    } else {
+        "cli: main"
+    });
     // The supervisor: a hidden mode, started by the engine itself.
     if argv.get(1).map(String::as_str) == Some("__supervise") {
         // The container's init is a fork of this process: run from a read-only view
@@ -73,6 +78,7 @@ pub fn main() -> i32 {
             eprintln!("codex-ctr: {e}");
             return 1;
         }
+        codex_engine::trace::phase("sup: protected self");
         // `--root ROOT ID`, and `--root ROOT ID --finish ...` when codex-shim execs
         // back once the container has exited.
         return codex_engine::supervisor::main(&argv[2..]);

@@ -40,9 +40,12 @@ pub(super) fn port(eng: &Engine, container: &str, which: Option<&str>) -> Result
 }
 
 /// Each running container's bindings, comma-separated as `ps` shows them, by id.
-pub(super) fn column(eng: &Engine) -> Result<BTreeMap<String, String>> {
+pub(super) fn column(
+    eng: &Engine,
+    recs: &[codex_engine::registry::ContainerRecord],
+) -> Result<BTreeMap<String, String>> {
     Ok(eng
-        .published_ports()?
+        .published_ports_among(recs)?
         .into_iter()
         .map(|(id, ps)| {
             let text: Vec<String> = ps.iter().map(Binding::to_string).collect();

@@ -296,17 +296,24 @@ impl Engine {
     /// (`ps`). A binding a crash left on a container that no longer runs is not shown:
     /// the rules leave it out too.
     pub fn published_ports(&self) -> Result<BTreeMap<String, Vec<Binding>>> {
-        let live: Vec<String> = self
-            .registry
-            .list()?
-            .into_iter()
+        self.published_ports_among(&self.registry.list()?)
+    }
+
+    /// [`Engine::published_ports`] of the containers `recs` (records the caller has
+    /// read already: `ps` reads each record once, not twice).
+    pub fn published_ports_among(
+        &self,
+        recs: &[crate::registry::ContainerRecord],
+    ) -> Result<BTreeMap<String, Vec<Binding>>> {
+        let live: std::collections::BTreeSet<&str> = recs
+            .iter()
             .filter(|r| matches!(r.status, ContainerStatus::Running | ContainerStatus::Paused))
-            .map(|r| r.id)
+            .map(|r| r.id.as_str())
             .collect();
         let mut out: BTreeMap<String, Vec<Binding>> = BTreeMap::new();
         for n in super::list(&self.registry)? {
             for (id, ep) in n.endpoints {
-                if live.contains(&id) && !ep.ports.is_empty() {
+                if live.contains(id.as_str()) && !ep.ports.is_empty() {
                     out.entry(id).or_default().extend(ep.ports);
                 }
             }
@@ -316,8 +323,22 @@ impl Engine {
 
     /// The ports container `reference` publishes now (`port`, `inspect`).
     pub fn ports_of(&self, reference: &str) -> Result<Vec<Binding>> {
-        let id = self.registry.resolve(reference)?;
-        Ok(self.published_ports()?.remove(&id).unwrap_or_default())
+        // This container's record and the network records only: `inspect` of one
+        // container must not read every other container's record.
+        let rec = self.registry.get(reference)?;
+        if !matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Paused
+        ) {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for n in super::list(&self.registry)? {
+            if let Some(ep) = n.endpoints.get(&rec.id) {
+                out.extend(ep.ports.iter().cloned());
+            }
+        }
+        Ok(out)
     }
 
     /// What a container's `/etc/hosts` says now: its addresses, its peers on its

@@ -349,7 +349,8 @@ fn rm_and_reconcile_free_the_addresses_of_containers_that_are_gone() {
         .record
         .endpoints
         .contains_key(&crashed));
-    // ...until the next reconcile (every command's Engine::open runs one).
+    // ...until the next reconcile (the open after an abandoned rm's intent runs one:
+    // check.rs has that test).
     let out = eng.registry().reconcile().unwrap();
     assert_eq!(
         out.repairs,

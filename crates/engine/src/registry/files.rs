@@ -23,6 +23,17 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     codex_sys::write_atomic(path, data).ctx(|| format!("writing {}", path.display()))
 }
 
+/// [`write_atomic`] of a file that exists already (a container's record): its data is
+/// synced, its directory is not. A host crash may undo the rename and leave the previous
+/// record, complete: as if the crash came a moment earlier. After a reboot the full
+/// reconcile looks at every record that says a container runs (see `intent`).
+pub(crate) fn replace_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    codex_sys::AtomicFile::new(path)
+        .without_dir_sync()
+        .write(data)
+        .ctx(|| format!("writing {}", path.display()))
+}
+
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()

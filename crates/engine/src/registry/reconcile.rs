@@ -129,8 +129,11 @@ impl Registry {
     pub fn reconcile(&self) -> Result<Reconciled> {
         let mut out = Reconciled::default();
         let mut doomed: Vec<PathBuf> = Vec::new();
+        let abandoned;
         {
             let _lock = self.lock()?;
+            // Taken first: an intent abandoned after this look is found by the next one.
+            abandoned = self.abandoned_intents()?;
             let mut index = self.index()?;
             let before = index.clone();
             let mounts = mount_points()?;
@@ -305,6 +308,9 @@ impl Registry {
                 }),
             }
         }
+        // Repaired: what the abandoned changes left is gone, and this boot is covered.
+        super::intent::forget(abandoned);
+        self.record_reconciled()?;
         Ok(out)
     }
 

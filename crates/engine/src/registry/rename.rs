@@ -14,6 +14,7 @@ impl Registry {
     pub fn rename_container(&self, id: &str, new: &str) -> Result<ContainerRecord> {
         validate_name(new)?;
         let _lock = self.lock()?;
+        let _intent = self.intent("rename")?;
         let mut index = self.index()?;
         let mut record = self
             .read_record(id)?

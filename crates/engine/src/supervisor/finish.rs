@@ -123,8 +123,10 @@ pub(super) fn complete(
     // ignore: the container is no longer running).
     crate::network::publish::release(registry, id);
     if auto_remove {
+        // Abandoned if this dies before the addresses are freed (see `registry::intent`).
+        let _intent = registry.intent("auto-rm")?;
         registry.remove_container(id)?;
-        // As `rm` does; a crash here leaves them to the next reconcile.
+        // As `rm` does; a crash here leaves them to the reconcile its intent calls for.
         let _ = crate::network::release_container(registry, id);
         crate::volume::remove_anonymous(registry, cfg)?;
     }

@@ -131,6 +131,7 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
         report(serde_json::json!({"error": e.to_string()}));
         return 1;
     }
+    crate::trace::phase("sup: claimed");
     supervise_runs(root, &registry, id, use_shim)
 }
 
@@ -258,6 +259,7 @@ fn start_container(
         return Err(e);
     }
     crate::network::files::prepare_rootfs(cfg, &dir).inspect_err(|_| unmount_rootfs(&dir))?;
+    crate::trace::phase("sup: rootfs mounted");
     let mut log = LogWriter::open(&dir.join(LOG_FILE), cfg.log_rotation())?;
     log.0.set_tty(console.is_some());
     // The container inherits our fds 1 and 2: point them at the pipes for `create`,
@@ -289,16 +291,19 @@ fn start_container(
     dup_to(&null_fd, 0);
     drop((out_w, err_w));
     let (container, master) = created.inspect_err(|_| unmount_rootfs(&dir))?;
+    crate::trace::phase("sup: runtime created");
     if let Err(e) = netplug::plug(registry, id, container.state.pid, cfg) {
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
         return Err(e);
     }
+    crate::trace::phase("sup: network plugged");
     if let Err(e) = rt.start(id) {
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
         return Err(e.into());
     }
+    crate::trace::phase("sup: runtime started");
     Ok(Started {
         pid: container.state.pid,
         procs: procs_file(&container.state.cgroups),
@@ -616,6 +621,7 @@ fn work(
     // died: either way it is past its exec.
     let mut byte = [0u8; 1];
     while nix::unistd::read(&ready, &mut byte) == Err(nix::errno::Errno::EINTR) {}
+    crate::trace::phase("worker: shim ready");
     let ours = match ProcessId::of(supervisor)
         .ctx(|| format!("reading the start time of the supervisor {supervisor}"))
         .and_then(|sup| record_running(registry, id, pid, sup).map(|()| sup))
@@ -625,6 +631,7 @@ fn work(
     };
     crate::testhook::die("worker-recorded");
     report(serde_json::json!({"ok": true, "pid": pid}));
+    crate::trace::phase("worker: recorded running, reported");
     let timeout = time_limit(cfg).map(|l| l.starting_now());
     let hand_over_at = codex_shim::sys::monotonic() + HANDOVER_AFTER;
     let [out_r, err_r] = pipes;
@@ -645,8 +652,11 @@ fn work(
     );
     let done = match pumped {
         Ok(Pumped::Exited(outcome)) => {
+            crate::trace::phase("worker: init exited");
             let _ = log.flush();
-            complete(&rt, registry, id, &dir, cfg, outcome)
+            let done = complete(&rt, registry, id, &dir, cfg, outcome);
+            crate::trace::phase("worker: exit recorded, cleaned up");
+            done
         }
         Ok(Pumped::Yielded) => {
             if let Some(c) = &console {

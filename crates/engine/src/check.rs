@@ -1,0 +1,162 @@
+//! The full check of a root (`codex-ctr system check`): the registry's reconcile (what an
+//! interrupted create, rm or rename left), the addresses and rules of containers that are
+//! gone, and every live record looked at (a supervisor that died is reported and its
+//! container's record corrected).
+//!
+//! Opening the engine runs it only when [`Registry::reconcile_due`] says so (a new boot,
+//! an abandoned change): every other command touches only the containers it names, so its
+//! cost does not grow with the number of containers (docs/engine.md, "Cost model").
+
+use crate::engine::{is_live, Engine};
+use crate::error::Result;
+use crate::registry::{Due, Problem, Reconciled, Registry, Repair};
+
+/// What [`Engine::check`] did.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// What the registry's reconcile repaired and left.
+    pub registry: Reconciled,
+    /// Live records whose supervisor had died: `(name, what the record says now)`.
+    pub corrected: Vec<(String, String)>,
+    /// Records that could not be read or corrected.
+    pub problems: Vec<Problem>,
+}
+
+impl Checked {
+    /// Nothing was wrong.
+    pub fn is_clean(&self) -> bool {
+        self.registry.is_clean() && self.corrected.is_empty() && self.problems.is_empty()
+    }
+}
+
+/// How much of the check an open runs for `due`: the registry's reconcile always; every
+/// record too after a reboot (no supervisor survives one).
+pub(crate) fn records_too(due: &Due) -> bool {
+    matches!(due, Due::NewBoot)
+}
+
+impl Engine {
+    /// The full check (see the module's doc). O(number of containers); the registry lock
+    /// is held only while the registry's files are reconciled.
+    pub fn check(&self) -> Result<Checked> {
+        let registry = reconcile(&self.registry)?;
+        let (corrected, problems) = self.refresh_all();
+        Ok(Checked {
+            registry,
+            corrected,
+            problems,
+        })
+    }
+
+    /// What an open runs when the check is due.
+    pub(crate) fn check_due(&self, due: &Due) -> Result<()> {
+        reconcile(&self.registry)?;
+        if records_too(due) {
+            let _ = self.refresh_all();
+        }
+        Ok(())
+    }
+
+    /// Every live record refreshed (a dead supervisor noticed), one at a time.
+    fn refresh_all(&self) -> (Vec<(String, String)>, Vec<Problem>) {
+        let (mut corrected, mut problems) = (Vec::new(), Vec::new());
+        let Ok(index) = self.registry.index() else {
+            return (corrected, problems);
+        };
+        for id in index.containers().values() {
+            let rec = match self.registry.get(id) {
+                Ok(r) => r,
+                // Removed meanwhile.
+                Err(crate::error::Error::NotFound { .. }) => continue,
+                Err(e) => {
+                    problems.push(Problem {
+                        path: self.registry.containers_dir().join(id),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            if !is_live(rec.status) {
+                continue;
+            }
+            let before = (rec.status, rec.error.clone());
+            match self.refresh(rec) {
+                Ok(now) if (now.status, now.error.clone()) != before => corrected.push((
+                    now.name.clone(),
+                    format!("{}: {}", now.status, now.error.unwrap_or_default()),
+                )),
+                Ok(_) => {}
+                Err(e) => problems.push(Problem {
+                    path: self.registry.containers_dir().join(id),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        (corrected, problems)
+    }
+}
+
+/// The registry's reconcile, and the network rules of addresses it freed.
+fn reconcile(registry: &Registry) -> Result<Reconciled> {
+    let repaired = registry.reconcile()?;
+    if repaired
+        .repairs
+        .iter()
+        .any(|r| matches!(r, Repair::ReleasedAddress { .. }))
+    {
+        // Addresses of containers a crash left half-removed: their rules go too. Best
+        // effort: a failing nft must not stop every command (the next sync retries, and
+        // the plan skips containers that are not running anyway).
+        let _ = crate::network::sync::sync(registry, crate::network::sync::When::IfApplied);
+    }
+    Ok(repaired)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_new_boot_makes_an_open_look_at_every_record() {
+        assert!(records_too(&Due::NewBoot));
+        assert!(!records_too(&Due::Abandoned("/r/intents/1-0-rm".into())));
+    }
+
+    #[test]
+    fn an_open_repairs_after_an_abandoned_change_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("root");
+        let open = || Engine::open(&root, "/nonexistent".into()).unwrap();
+        let eng = open();
+        let spec = crate::network::NetworkSpec {
+            name: "n".into(),
+            ..Default::default()
+        };
+        eng.create_network(spec).unwrap();
+        let reg = eng.registry();
+        let id = reg
+            .create_container(None, serde_json::json!({}), Default::default())
+            .unwrap()
+            .id;
+        eng.allocate_endpoint("n", &id, &[]).unwrap();
+        // An rm killed between the index and the addresses: gone, its address held.
+        reg.remove_container(&id).unwrap();
+        let held = |e: &Engine| {
+            let n = e.inspect_network("n").unwrap();
+            n.record.endpoints.contains_key(&id)
+        };
+        // Nothing says a crash happened: the open repairs nothing (it reads no record).
+        assert!(held(&open()));
+        // What the killed rm leaves: its intent, with nobody's lock on it.
+        let left = reg.intents_dir().join("1-0-rm");
+        std::fs::write(&left, b"").unwrap();
+        let eng = open();
+        assert!(
+            !held(&eng),
+            "the open after an abandoned rm frees its address"
+        );
+        assert!(!left.exists());
+        assert_eq!(eng.registry().reconcile_due().unwrap(), None);
+        assert!(eng.check().unwrap().is_clean());
+    }
+}
