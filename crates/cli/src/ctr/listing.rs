@@ -111,7 +111,7 @@ fn ps_template(eng: &Engine, recs: &[ContainerRecord], format: &str) -> Result<(
     };
     let src = src.replace("\\t", "\t");
     let t = Template::parse(&src).map_err(|e| anyhow::anyhow!("format: {e}"))?;
-    let ports = super::ports::column(eng).unwrap_or_default();
+    let ports = super::ports::column(eng, recs).unwrap_or_default();
     let mut lines = Vec::new();
     if table {
         let header: serde_json::Map<String, Value> = [
