@@ -41,11 +41,17 @@ impl Engine {
         let mut attempt = 0;
         while rec.status != ContainerStatus::Removing {
             attempt += 1;
-            let claimed = self.quiesce(rec.clone(), force).and_then(|r| {
-                crate::testhook::pause("rm-claim");
-                self.claim_removal(&r.id)
-            });
-            match claimed {
+            rec = match self.quiesce(rec, force) {
+                Ok(r) => r,
+                // Removed by someone else meanwhile (an attached `run --rm` whose
+                // container this stopped): gone, as asked.
+                Err(Error::NotFound { .. }) => return Ok(()),
+                // Anything else the quiesce says (a stopped supervisor that cannot record
+                // the kill yet) is the answer: retrying would only wait again.
+                Err(e) => return Err(e),
+            };
+            crate::testhook::pause("rm-claim");
+            match self.claim_removal(&rec.id) {
                 Ok(claimed) => rec = claimed,
                 // Removed by someone else meanwhile (an attached `run --rm` whose
                 // container this stopped): gone, as asked.
