@@ -194,6 +194,7 @@ pub mod registry;
 mod removal;
 pub mod restart;
 mod restarting;
+mod start;
 mod stop;
 pub mod supervisor;
 pub mod testhook;
