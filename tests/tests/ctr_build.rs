@@ -606,12 +606,42 @@ fn from_pulls_a_missing_image_from_a_loopback_registry() {
     );
     let o = build(&c, &ctx, &["-t", "onpulled"]);
     o.assert_ok();
-    assert!(o.stdout.contains("pulling"), "{o:?}");
+    assert!(o.stdout.contains("pulled"), "{o:?}");
     assert_eq!(run(&c, &["onpulled", "cat", "/from"]), "pulled-base\n");
     assert!(
         c.run(&["image", "ls"]).stdout.contains("base/bb"),
         "the base stays in the store"
     );
+    // run --pull: never refuses a missing image; missing (the default) pulls it.
+    c.run(&["image", "rm", &r]).assert_ok();
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "never",
+        &r,
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("not found"), "{o:?}");
+    let o = c.run(&["run", "--rm", "--network", "none", &r, "echo", "ran-pulled"]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "ran-pulled\n", "{o:?}");
+    assert!(o.stderr.contains("pulled"), "{o:?}");
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--pull",
+        "sometimes",
+        &r,
+        "true",
+    ]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+    assert!(o.stderr.contains("pull"), "{o:?}");
     // A registry that is not the loopback: refused by name, nothing fetched.
     let ctx = context(&c, "far", "FROM registry.invalid:5000/x/y:1\n", &[]);
     let o = build(&c, &ctx, &[]);

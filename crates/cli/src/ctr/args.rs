@@ -27,6 +27,9 @@ pub struct CreateArgs {
     /// Run a small init (the host's tini-static) as PID 1: it passes signals on and reaps orphans.
     #[arg(long)]
     pub init: bool,
+    /// Pull the image first: missing (default), always or never (registries on the loopback only).
+    #[arg(long, default_value = "missing", hide_default_value = true)]
+    pub pull: String,
     /// The container's name (a value that starts with '-' is taken, and refused by name).
     #[arg(long, allow_hyphen_values = true)]
     pub name: Option<String>,

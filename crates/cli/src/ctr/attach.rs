@@ -24,6 +24,7 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     // Attached, this command removes the container itself once it has its exit code;
     // the supervisor removes only detached ones.
     config.auto_remove = a.rm && detach;
+    super::create::pull_for(eng, a, &config)?;
     let rec = eng.create(config)?;
     if detach {
         if let Err(e) = eng.start(&rec.id) {

@@ -28,7 +28,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Run { create, detach } => super::attach::run(&eng, &create, detach),
         Command::Create(a) => {
-            let rec = eng.create(config_from(&a)?)?;
+            let config = config_from(&a)?;
+            super::create::pull_for(&eng, &a, &config)?;
+            let rec = eng.create(config)?;
             println!("{}", rec.id);
             Ok(0)
         }

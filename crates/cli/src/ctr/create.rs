@@ -211,3 +211,19 @@ fn health_from(a: &CreateArgs) -> Result<Option<HealthCheck>> {
     h.validate()?;
     Ok(Some(h))
 }
+
+/// `--pull`: the container's image pulled first, as the policy says (from a registry on
+/// the loopback; see `codex_engine::image::ensure`).
+pub(super) fn pull_for(
+    eng: &codex_engine::engine::Engine,
+    a: &CreateArgs,
+    cfg: &ContainerConfig,
+) -> Result<()> {
+    let policy = codex_engine::image::ensure::PullPolicy::parse("pull", &a.pull)?;
+    if let Some(image) = &cfg.image {
+        if eng.ensure_image(image, policy)? {
+            eprintln!("codex-ctr: pulled {image}");
+        }
+    }
+    Ok(())
+}

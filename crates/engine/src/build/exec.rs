@@ -21,6 +21,7 @@ use super::parse::{parse, Raw};
 use super::plan::{Cache, Plan, PREDEFINED_ARGS};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::image::ensure::PullPolicy;
 use crate::image::{CommitSpec, ImageRecord, Reference};
 
 /// What to build.
@@ -74,16 +75,6 @@ pub(super) struct Builder<'a> {
     pub(super) results: Vec<Option<ImageRecord>>,
     pub(super) result: BuildResult,
     used_args: HashSet<String>,
-}
-
-/// `127.0.0.1:5000`, `localhost:5000`, `[::1]:5000`: a registry this host serves itself.
-fn is_loopback_registry(host: &str) -> bool {
-    let name = host.rsplit_once(':').map_or(host, |(h, _)| h);
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name == "localhost"
-        || name
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|a| a.is_loopback())
 }
 
 /// A line of progress; a reader that went away does not stop the build.
@@ -313,37 +304,16 @@ impl Builder<'_> {
         if let Some(i) = self.plan.stage_ref(image, si) {
             return Ok(self.results[i].clone());
         }
-        let store = self.eng.images()?;
-        match store.get(image) {
-            Ok(i) => Ok(Some(i)),
-            Err(Error::NotFound { .. }) => {
-                // Not in the store: pulled, as Docker's builder does. This build speaks
-                // plain HTTP only, which Docker allows by default for a registry on the
-                // loopback; any other registry's image must be pulled (with --insecure)
-                // or loaded first.
-                let r = crate::image::Reference::parse(image)?;
-                // Docker's rule: the first part names a registry when it has a dot, a
-                // port or is `localhost`.
-                let loopback = r.name.split_once('/').is_some_and(|(first, _)| {
-                    (first.contains(['.', ':']) || first == "localhost")
-                        && is_loopback_registry(first)
-                });
-                if !loopback {
-                    return Err(Error::invalid(
-                        "FROM",
-                        format!("{image}: not in the image store, and build pulls only from a registry on the loopback (127.0.0.1, localhost): `codex-ctr pull --insecure` or `image load` it first"),
-                    ));
-                }
-                say!(self, " ---> pulling {image}");
-                let opts = crate::image::PullOptions {
-                    insecure: true,
-                    ..Default::default()
-                };
-                store.pull(image, &opts)?;
-                store.get(image).map(Some)
-            }
-            Err(e) => Err(e),
+        if self.eng.ensure_image(image, PullPolicy::Missing)? {
+            say!(self, " ---> pulled {image}");
         }
+        self.eng.images()?.get(image).map(Some).map_err(|e| match e {
+            Error::NotFound { .. } => Error::invalid(
+                "FROM",
+                format!("{image}: not in the image store, and build pulls only from a registry on the loopback (127.0.0.1, localhost; plain HTTP): `codex-ctr pull --insecure` or `image load` it first"),
+            ),
+            e => e,
+        })
     }
 
     /// The image's config object (empty for scratch).
@@ -448,32 +418,6 @@ pub(super) fn dest_path(dest: &str, config: &Value) -> String {
         format!("{joined}/")
     } else {
         joined
-    }
-}
-
-#[cfg(test)]
-mod loopback_tests {
-    use super::is_loopback_registry;
-
-    #[test]
-    fn only_the_hosts_own_addresses_are_loopback_registries() {
-        for h in [
-            "127.0.0.1:5000",
-            "localhost:5000",
-            "localhost",
-            "[::1]:5000",
-            "127.1.2.3",
-        ] {
-            assert!(is_loopback_registry(h), "{h}");
-        }
-        for h in [
-            "registry.example:5000",
-            "10.0.0.1:5000",
-            "docker.io",
-            "localhostx:1",
-        ] {
-            assert!(!is_loopback_registry(h), "{h}");
-        }
     }
 }
 

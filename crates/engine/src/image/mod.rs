@@ -33,6 +33,7 @@
 
 mod commit;
 mod defaults;
+pub mod ensure;
 mod filter;
 mod fsutil;
 mod gc;
