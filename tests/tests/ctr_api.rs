@@ -270,6 +270,22 @@ fn docker_cli_runs_containers_through_the_api() {
     gone.assert_fails();
     assert!(gone.stderr.contains("No such"), "{}", gone.stderr);
 
+    // docker stop --signal: that signal instead of the container's (USR1's trap exits 5).
+    let id3 = stdout_of(&s.docker(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'exit 5' USR1; trap 'exit 6' TERM; sleep 1000 & wait",
+    ]));
+    s.docker(&["stop", "--signal", "USR1", "-t", "20", &id3])
+        .assert_ok();
+    assert_eq!(stdout_of(&s.docker(&["wait", &id3])), "5");
+    s.docker(&["rm", &id3]).assert_ok();
+
     // A running container cannot be removed without -f (409), and can with it.
     let id2 = stdout_of(&s.docker(&["run", "-d", "--network", "none", "busybox", "sleep", "300"]));
     let o = s.docker(&["rm", &id2]);

@@ -900,3 +900,36 @@ fn programs_that_cannot_run_exit_126_or_127_in_run_and_exec() {
     assert_eq!(c.run(&["exec", "nosuch", "true"]).status.code(), Some(125));
     c.run(&["rm", "-f", "up"]).assert_ok();
 }
+
+#[test]
+fn stop_signal_replaces_the_containers_stop_signal() {
+    let c = Ctr::new();
+    let script = "trap 'exit 5' USR1; trap 'exit 6' TERM; sleep 1000 & wait";
+    for (flags, want) in [
+        (&[][..], 6),
+        (&["-s", "USR1"][..], 5),
+        (&["--signal", "10"][..], 5),
+    ] {
+        c.run(&[
+            "run",
+            "-d",
+            "--name",
+            "sig",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+        .assert_ok();
+        let mut args = vec!["stop", "-t", "20"];
+        args.extend_from_slice(flags);
+        args.push("sig");
+        c.run(&args).assert_ok();
+        assert_eq!(c.inspect("sig")["exit_code"], want, "{flags:?}");
+        c.run(&["rm", "sig"]).assert_ok();
+    }
+    let o = c.run(&["stop", "-s", "NOSUCH", "sig"]);
+    assert_eq!(o.status.code(), Some(125), "{o:?}");
+}

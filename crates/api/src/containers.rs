@@ -181,12 +181,16 @@ pub async fn action(ctx: &Ctx, c: &Call, id: &str, action: &str) -> ApiResult<Re
             if !is_live(rec.status) {
                 return Ok(body::empty(StatusCode::NOT_MODIFIED));
             }
-            if c.q("signal").is_some_and(|s| !s.is_empty()) {
-                return Err(ApiError::bad_request(
-                    "stop: the signal parameter is not supported (the container's stop signal is used)",
-                ));
-            }
-            ctx.eng.stop(&rec.id, stop_timeout(c, &rec)?).await?;
+            let signal = match c.q("signal").filter(|s| !s.is_empty()) {
+                Some(s) => Some(
+                    codex_runtime::parse_signal(s)
+                        .map_err(|e| ApiError::bad_request(format!("signal: {e}")))?,
+                ),
+                None => None,
+            };
+            let t = stop_timeout(c, &rec)?;
+            let id = rec.id.clone();
+            blocking(ctx, move |e| e.stop_with(&id, t, signal)).await?;
         }
         "restart" => {
             let t = stop_timeout(c, &rec)?;

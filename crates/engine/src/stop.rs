@@ -62,6 +62,17 @@ impl Engine {
     /// The stop signal to every process, then SIGKILL after `timeout`; returns the
     /// record once the supervisor has recorded the exit.
     pub fn stop(&self, reference: &str, timeout: Duration) -> Result<ContainerRecord> {
+        self.stop_with(reference, timeout, None)
+    }
+
+    /// [`Engine::stop`] with `signal` in place of the container's stop signal (`stop
+    /// --signal`, the Docker API's `stop?signal=`).
+    pub fn stop_with(
+        &self,
+        reference: &str,
+        timeout: Duration,
+        signal: Option<i32>,
+    ) -> Result<ContainerRecord> {
         let mut rec = self.get(reference)?;
         if rec.status == ContainerStatus::Restarting {
             rec = self.end_restarting(&rec, true)?;
@@ -73,7 +84,10 @@ impl Engine {
             return Ok(rec);
         }
         let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
-        let sig = codex_runtime::parse_signal(cfg.stop_signal.as_deref().unwrap_or("SIGTERM"))?;
+        let sig = match signal {
+            Some(s) => s,
+            None => codex_runtime::parse_signal(cfg.stop_signal.as_deref().unwrap_or("SIGTERM"))?,
+        };
         self.registry.update_container(&rec.id, |r| {
             r.stop_requested = true;
             r.manually_stopped = true;

@@ -219,6 +219,9 @@ pub enum Command {
         /// --stop-timeout, else 10).
         #[arg(short = 't', long = "time")]
         time: Option<u64>,
+        /// The signal to send first instead of the container's stop signal (a name or number).
+        #[arg(short = 's', long)]
+        signal: Option<String>,
         /// Containers to stop (names or ids).
         containers: Vec<String>,
     },

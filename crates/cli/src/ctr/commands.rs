@@ -71,10 +71,18 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::System {
             command: SystemCommand::Df(a),
         } => super::ops::df(&eng, &a),
-        Command::Stop { time, containers } => each(&containers, |c| {
+        Command::Stop {
+            time,
+            signal,
+            containers,
+        } => each(&containers, |c| {
             let rec = eng.get(c)?;
             let timeout = time.or_else(|| stop_timeout(&rec)).unwrap_or(10);
-            eng.stop(c, Duration::from_secs(timeout))?;
+            let signal = signal
+                .as_deref()
+                .map(codex_runtime::parse_signal)
+                .transpose()?;
+            eng.stop_with(c, Duration::from_secs(timeout), signal)?;
             println!("{}", rec.name);
             Ok(())
         }),
