@@ -270,6 +270,29 @@ fn docker_cli_runs_containers_through_the_api() {
     gone.assert_fails();
     assert!(gone.stderr.contains("No such"), "{}", gone.stderr);
 
+    // docker attach with stdin to a running -di container: its supervisor's stdin pipe.
+    let rid = stdout_of(&s.docker(&[
+        "run",
+        "-d",
+        "-i",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo got:$l; done",
+    ]));
+    let _ = host_sh(&format!(
+        "echo from-attach | DOCKER_HOST={} DOCKER_CONFIG={} timeout -s KILL 5 docker attach {rid}",
+        s.host(),
+        s.config.display()
+    ));
+    let seen = wait_until(Duration::from_secs(20), || {
+        s.docker(&["logs", &rid]).stdout.contains("got:from-attach")
+    });
+    assert!(seen, "{:?}", s.docker(&["logs", &rid]));
+    s.docker(&["rm", "-f", &rid]).assert_ok();
+
     // docker stop --signal: that signal instead of the container's (USR1's trap exits 5).
     let id3 = stdout_of(&s.docker(&[
         "run",

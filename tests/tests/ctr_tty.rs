@@ -352,3 +352,56 @@ fn attach_refuses_what_it_cannot_attach_to_by_name() {
     assert_eq!(o.status.code(), Some(3), "{o:?}");
     assert_eq!(o.stdout, "later\n", "{o:?}");
 }
+
+#[test]
+fn attach_feeds_a_detached_i_containers_stdin_and_leaving_does_not_close_it() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "-di",
+        "--name",
+        "reader",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo got:$l; done; echo stdin-ended",
+    ])
+    .assert_ok();
+    let logs_show = |text: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let o = c.run(&["logs", "reader"]);
+            if o.stdout.contains(text) {
+                return o.stdout;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the logs never showed {text:?}: {o:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    for line in ["one", "two"] {
+        // An attach that sends a line, then leaves (killed, as a closed terminal would).
+        let mut cmd = c.cmd(&["attach", "reader"]);
+        own_group(&mut cmd)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn attach");
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "{line}").expect("write");
+        logs_show(&format!("got:{line}"));
+        drop(stdin);
+        kill_group(&mut child);
+    }
+    let out = logs_show("got:two");
+    assert!(
+        !out.contains("stdin-ended"),
+        "leaving closed its stdin: {out}"
+    );
+    assert_eq!(c.inspect("reader")["status"], "running");
+    c.run(&["rm", "-f", "reader"]).assert_ok();
+}

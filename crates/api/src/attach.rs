@@ -107,7 +107,8 @@ pub async fn attach(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
     let cfg = crate::inspect::config_of(&rec);
     let tty = cfg.tty;
     // Stdin: a container with a terminal takes it through the terminal; one made with
-    // OpenStdin through a pipe handed to its start, so only before it starts.
+    // OpenStdin through a pipe handed to its start (before it starts), or, running,
+    // through the stdin pipe its supervisor keeps when it started without one.
     let mut want_stdin = c.flag("stdin", false) && (cfg.tty || cfg.interactive);
     let mut pipe = None;
     if want_stdin && !tty {
@@ -118,6 +119,13 @@ pub async fn attach(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {
                 p.insert(rec.id.clone(), r);
             }
             pipe = Some(w);
+        } else if rec.status == ContainerStatus::Running {
+            // Started without a client's pipe: its supervisor keeps its stdin open.
+            let id = rec.id.clone();
+            match blocking(ctx, move |e| e.stdin_writer(&id)).await {
+                Ok(w) => pipe = Some(w),
+                Err(_) => want_stdin = false,
+            }
         } else {
             want_stdin = false;
         }

@@ -50,6 +50,58 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// A copy of the write end of a running `-i` container's stdin, when its supervisor
+    /// keeps one (started without a caller's pipe: `run -di`): what is written to it is
+    /// the container's input; closing the copy does not end that input.
+    pub fn stdin_writer(&self, reference: &str) -> Result<OwnedFd> {
+        let rec = self.get_in(reference, &[ContainerStatus::Running], "it must be running")?;
+        let none = || {
+            Error::invalid(
+                "stdin",
+                format!(
+                    "{} has no open stdin to attach to (create it with -i, and start it detached)",
+                    rec.name
+                ),
+            )
+        };
+        let pid = rec.pid.ok_or_else(none)?;
+        let supervisor = rec.live_supervisor().ok_or_else(none)?;
+        // The pipe the init reads: its fd 0.
+        let target = std::fs::read_link(format!("/proc/{pid}/fd/0")).map_err(|_| none())?;
+        if !target.to_string_lossy().starts_with("pipe:") {
+            return Err(none());
+        }
+        let Some(pidfd) = supervisor.open().ctx(|| "opening the supervisor's pidfd")? else {
+            return Err(none());
+        };
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", supervisor.pid))
+            .ctx(|| "listing the supervisor's fds")?;
+        for e in entries.flatten() {
+            if std::fs::read_link(e.path()).ok().as_ref() != Some(&target) {
+                continue;
+            }
+            let Some(n) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            // The write end: its flags (octal in fdinfo) open for writing.
+            let writes = std::fs::read_to_string(format!("/proc/{}/fdinfo/{n}", supervisor.pid))
+                .ok()
+                .and_then(|info| {
+                    info.lines()
+                        .find_map(|l| l.strip_prefix("flags:"))
+                        .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
+                })
+                .is_some_and(|f| f & libc::O_ACCMODE == libc::O_WRONLY);
+            if writes {
+                return codex_sys::pidfd_getfd(pidfd.as_fd(), n)
+                    .ctx(|| format!("copying the stdin of {}", rec.name));
+            }
+        }
+        Err(none())
+    }
+}
+
 /// Sets the terminal's size (rows, columns), as a resize of the caller's terminal
 /// does: the container's foreground process gets SIGWINCH.
 pub fn set_terminal_size(master: &OwnedFd, rows: u16, cols: u16) -> Result<()> {

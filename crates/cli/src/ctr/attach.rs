@@ -77,7 +77,8 @@ pub(super) fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i
 }
 
 /// `attach`: the running container's output from now on, its terminal connected to
-/// this one when it has one (`-t`); ends with its exit code, or 0 on the detach keys.
+/// this one when it has one (`-t`), or our stdin to its stdin when it was made with `-i`
+/// and started detached; ends with its exit code, or 0 on the detach keys.
 pub(super) fn attach(eng: &Engine, reference: &str) -> Result<i32> {
     let rec = eng.get(reference)?;
     let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
@@ -93,6 +94,13 @@ pub(super) fn attach(eng: &Engine, reference: &str) -> Result<i32> {
         bail!("{}: is {:?}: attach needs it running", rec.name, rec.status);
     }
     let detached = Arc::new(AtomicBool::new(false));
+    if cfg.interactive && !cfg.tty {
+        // Its supervisor's stdin pipe, when it keeps one (`run -di`): our input goes there,
+        // and our end closing leaves the container's stdin open, as Docker's does.
+        if let Ok(w) = eng.stdin_writer(&rec.id) {
+            terminal::copy_stdin(w, false, detached.clone());
+        }
+    }
     stream(eng, &rec.id, follow, forward, false, detached, &cfg)
 }
 

@@ -22,6 +22,7 @@ pub mod netplug;
 mod restart;
 mod rootfs;
 mod shim;
+mod stdin;
 mod targets;
 mod tty;
 mod worker;
@@ -198,6 +199,8 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<Next> {
     let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe")?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe")?;
     let console = cfg.tty.then(tty::Console::new).transpose()?;
+    // Held until this process ends (with the container): see `stdin`.
+    let _stdin = stdin::own_stdin(&cfg)?;
     let mut started = start_container(root, registry, id, &cfg, out_w, err_w, console.as_ref())?;
     let me =
         ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;

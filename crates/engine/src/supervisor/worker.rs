@@ -55,6 +55,8 @@ pub(super) fn supervise_with_shim(
     let (ready_r, ready_w) = pipe("ready")?;
     let (info_r, info_w) = pipe("info")?;
     let console = cfg.tty.then(tty::Console::new).transpose()?;
+    // Kept by the shim across its exec, for the container's life: see `stdin`.
+    let stdin_w = super::stdin::own_stdin(&cfg)?;
     let me = std::process::id() as i32;
     // SAFETY: this process is single-threaded (codex-runtime's create needs that
     // too); the child runs the worker and _exits.
@@ -119,6 +121,7 @@ pub(super) fn supervise_with_shim(
         info_r.as_fd(),
     ];
     handed.extend(console.as_ref().map(|c| c.shim_fd()));
+    handed.extend(stdin_w.as_ref().map(|w| w.as_fd()));
     // Returns only if the exec failed.
     let _ = shim.exec(&mut args, &handed);
     drop(status_fd);
