@@ -61,6 +61,15 @@ impl Engine {
                     return Err(e)
                 }
                 Err(Error::WrongState { .. }) => match self.get(&rec.id) {
+                    // Another remover claimed it just now (an attached `run --rm` whose
+                    // container this stopped): let it finish; only a claim it left
+                    // behind (it died) is this call's to complete.
+                    Ok(r) if r.status == ContainerStatus::Removing => {
+                        if self.gone_within(&r.id, Duration::from_secs(10)) {
+                            return Ok(());
+                        }
+                        rec = r;
+                    }
                     Ok(r) => rec = r,
                     Err(Error::NotFound { .. }) => return Ok(()),
                     Err(e) => return Err(e),
@@ -95,6 +104,18 @@ impl Engine {
             volume::remove_anonymous(&self.registry, &cfg)?;
         }
         Ok(())
+    }
+
+    /// Whether the container's record is gone within `limit` (another remover finishing).
+    fn gone_within(&self, id: &str, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        loop {
+            match self.registry.get(id) {
+                Err(Error::NotFound { .. }) => return true,
+                _ if Instant::now() >= end => return false,
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
     }
 
     /// Waits out a start in progress and stops a live container (with `force`; without,

@@ -54,22 +54,23 @@ fn a_reader_racing_rm_sees_the_container_or_not_found_never_corrupt() {
 
 #[test]
 fn rename_moves_the_name_and_leaves_nothing_for_reconcile() {
+    // Names that cannot be taken for an id prefix (ids are hex).
     let dir = tempfile::tempdir().expect("temp dir");
     let reg = Registry::open(dir.path()).expect("open");
     let a = reg
-        .create_container(Some("a"), json!({}), BTreeMap::new())
+        .create_container(Some("xa"), json!({}), BTreeMap::new())
         .expect("create a");
-    reg.create_container(Some("b"), json!({}), BTreeMap::new())
+    reg.create_container(Some("xb"), json!({}), BTreeMap::new())
         .expect("create b");
-    let renamed = reg.rename_container(&a.id, "c").expect("rename");
-    assert_eq!(renamed.name, "c");
-    assert_eq!(reg.get("c").expect("by new name").id, a.id);
-    assert!(matches!(reg.get("a"), Err(Error::NotFound { .. })));
+    let renamed = reg.rename_container(&a.id, "xc").expect("rename");
+    assert_eq!(renamed.name, "xc");
+    assert_eq!(reg.get("xc").expect("by new name").id, a.id);
+    assert!(matches!(reg.get("xa"), Err(Error::NotFound { .. })));
     assert!(matches!(
-        reg.rename_container(&a.id, "b"),
+        reg.rename_container(&a.id, "xb"),
         Err(Error::NameInUse { .. })
     ));
     assert!(reg.rename_container(&a.id, "bad name").is_err());
-    assert_eq!(reg.get(&a.id).expect("by id").name, "c");
+    assert_eq!(reg.get(&a.id).expect("by id").name, "xc");
     assert!(reg.reconcile().expect("reconcile").is_clean());
 }
