@@ -14,7 +14,17 @@ fn spawn(c: &Ctr, args: &[&str]) -> std::process::Child {
     own_group(&mut cmd).spawn().expect("spawn codex-ctr")
 }
 
-/// Waits (bounded) for a background command; its exit code and stdout.
+/// Whether process `pid` has an inotify instance open (the engine's wait is watching).
+fn watches(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+        d.flatten().any(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().contains("inotify"))
+        })
+    })
+}
+
+/// Waits (bounded) for a background command; its exit code and stdout (its stderr is
+/// printed when it failed, for the test's report).
 fn finish(mut child: std::process::Child) -> (Option<i32>, String) {
     let status = wait_child(&mut child, Duration::from_secs(60));
     let Some(status) = status else {
@@ -24,6 +34,11 @@ fn finish(mut child: std::process::Child) -> (Option<i32>, String) {
     let mut out = String::new();
     use std::io::Read;
     let _ = child.stdout.take().unwrap().read_to_string(&mut out);
+    if status.code() != Some(0) {
+        let mut err = String::new();
+        let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+        eprintln!("the background codex-ctr ended {status:?}; its stderr: {err}");
+    }
     (status.code(), out)
 }
 
@@ -270,7 +285,10 @@ fn wait_exited_sleeps_through_restarts_and_wait_removed_sees_rm() {
     ])
     .assert_ok();
     let waiter = spawn(&c, &["wait", "--condition", "removed", "a1", "a2"]);
-    std::thread::sleep(Duration::from_millis(300));
+    // Removed only once the waiter waits (it has found both and watches with inotify):
+    // a fixed pause lost that race on a loaded machine (the names were gone first).
+    let waiting = wait_until(Duration::from_secs(30), || watches(waiter.id()));
+    assert!(waiting, "the waiter never started waiting");
     c.run(&["rm", "-f", "a1", "a2"]).assert_ok();
     let (code, out) = finish(waiter);
     assert_eq!(code, Some(0));

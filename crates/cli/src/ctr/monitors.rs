@@ -24,9 +24,26 @@ pub(super) fn wait_condition(
     // 1 when a condition was not reached (it timed out, or can never be met), 125 for
     // an engine error (no such container, bad input) as everywhere else.
     let mut not_reached = false;
+    // Every name resolved before the first wait (Docker's order): a container removed
+    // while an earlier one is waited for is then "removed", not "no such container".
+    let mut ids = std::collections::HashMap::new();
+    for n in names {
+        if let Ok(r) = eng.get(n) {
+            ids.insert(n.clone(), r.id);
+        }
+    }
     let code = each(names, |c| {
         let left = end.map(|e| e.saturating_duration_since(std::time::Instant::now()));
-        let outcome = match eng.wait_for(c, cond, left) {
+        let target = ids.get(c).map_or(c, String::as_str);
+        let outcome = match eng.wait_for(target, cond, left) {
+            Err(codex_engine::Error::NotFound { .. })
+                if cond == WaitCondition::Removed && ids.contains_key(c) =>
+            {
+                Ok(WaitOutcome::Reached(None))
+            }
+            other => other,
+        };
+        let outcome = match outcome {
             Ok(o) => o,
             Err(
                 e @ (codex_engine::Error::WrongState { .. } | codex_engine::Error::Invalid { .. }),

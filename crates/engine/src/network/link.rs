@@ -73,6 +73,10 @@ pub fn plug_one(
         gateway: default_route.then_some(gateway),
         mtu: None,
     };
+    // A pair of this container's previous run may still be there: the kernel tears a
+    // dead network namespace (and the veth ends in it) down later, asynchronously, and a
+    // restart can come first. The name is this container's own (its id and slot).
+    let _ = h.delete_veth(&host_name);
     h.attach_veth(&spec)
         .map_err(|e| kernel(&format!("network {}", net.name), e))?;
     if let Some(bits) = rate {
