@@ -7,52 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// Every capability name the kernel has (`capabilities(7)`), for `--cap-add ALL` and
-/// to refuse names that do not exist. In the kernel's order: index = capability number.
-pub const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
-
 /// The rlimits `--ulimit` knows (Docker's names).
 const ULIMITS: &[(&str, &str)] = &[
     ("core", "RLIMIT_CORE"),
@@ -150,7 +104,8 @@ pub fn cap_name(field: &str, name: &str) -> Result<String> {
     } else {
         format!("CAP_{upper}")
     };
-    if ALL_CAPS.contains(&full.as_str()) {
+    // The runtime's own table of names (the `caps` crate), not a copy of it.
+    if full.parse::<caps::Capability>().is_ok() {
         Ok(full)
     } else {
         Err(Error::invalid(
@@ -164,20 +119,11 @@ pub fn cap_name(field: &str, name: &str) -> Result<String> {
 /// `--privileged` mean. A machine whose own root lacks some (a container host in a
 /// container, say) cannot give them, and asking the kernel for them fails the start.
 pub fn host_caps() -> Vec<String> {
-    let bounding = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX);
-    ALL_CAPS
-        .iter()
-        .enumerate()
-        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
-        .map(|(_, c)| c.to_string())
-        .collect()
+    let mut set: Vec<caps::Capability> = caps::read(None, caps::CapSet::Bounding)
+        .map(|s| s.into_iter().collect())
+        .unwrap_or_else(|_| caps::all().into_iter().collect());
+    set.sort_by_key(|c| c.index());
+    set.iter().map(|c| c.to_string()).collect()
 }
 
 /// The capabilities of a container: `base` (the isolation's), then `add`, then `drop`.
