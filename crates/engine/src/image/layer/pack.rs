@@ -267,25 +267,13 @@ fn is_opaque(path: &Path) -> bool {
 
 fn list_xattrs(path: &Path) -> io::Result<Vec<std::ffi::OsString>> {
     let p = path_cstring(path)?;
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: llistxattr writes at most buf.len() bytes into buf.
-        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            break;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(e),
-        }
-    }
-    Ok(buf
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
-        .map(|n| OsStr::from_bytes(n).to_os_string())
+    let names = super::sys::xattr_names(|buf| {
+        // SAFETY: llistxattr writes at most buf.len() bytes into buf; p is a C string.
+        unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }
+    })?;
+    Ok(names
+        .into_iter()
+        .map(|n| OsStr::from_bytes(&n).to_os_string())
         .collect())
 }
 

@@ -10,6 +10,31 @@ use std::path::{Path, PathBuf};
 use super::unpack::Meta;
 use crate::image::fsutil::path_cstring;
 
+/// The names of extended attributes, as `list` (an `flistxattr` or `llistxattr` call into
+/// the buffer it is given, returning the kernel's count) reports them: the buffer grows
+/// until they fit; a filesystem without xattrs has none.
+pub(super) fn xattr_names(mut list: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<Vec<u8>>> {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let n = list(&mut buf);
+        if n >= 0 {
+            buf.truncate(n as usize);
+            break;
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            _ => return Err(e),
+        }
+    }
+    Ok(buf
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
 pub(super) fn cvt(rc: libc::c_int) -> io::Result<()> {
     if rc < 0 {
         Err(io::Error::last_os_error())

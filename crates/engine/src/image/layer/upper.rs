@@ -389,24 +389,12 @@ fn pack_io(path: &Path, e: io::Error) -> Error {
 }
 
 fn list_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::CString>> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: flistxattr writes at most buf.len() bytes into buf.
-        let n = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            buf.truncate(n as usize);
-            break;
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Some(libc::ENOTSUP) => return Ok(Vec::new()),
-            _ => return Err(e),
-        }
-    }
-    Ok(buf
-        .split(|&b| b == 0)
-        .filter(|n| !n.is_empty())
+    let names = super::sys::xattr_names(|buf| {
+        // SAFETY: flistxattr writes at most buf.len() bytes into buf; fd is open.
+        unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) }
+    })?;
+    Ok(names
+        .into_iter()
         .filter_map(|n| std::ffi::CString::new(n).ok())
         .collect())
 }
