@@ -31,6 +31,7 @@ pub mod ctr;
 mod ctx;
 mod fresh;
 pub mod netns;
+pub mod nsregistry;
 mod procfs;
 mod runtime;
 mod serial;

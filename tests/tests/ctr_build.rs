@@ -528,74 +528,16 @@ fn interrupted_build_removes_its_step_container() {
     c.run(&["image", "inspect", "never:1"]).assert_fails();
 }
 
-/// A docker-registry inside the fixture's network namespace (where codex-ctr build
-/// runs, so it reaches it on 127.0.0.1), stopped by its process group when dropped.
-struct NsRegistry(std::process::Child);
-
-impl Drop for NsRegistry {
-    fn drop(&mut self) {
-        kill_group(&mut self.0);
-        let _ = wait_child(&mut self.0, std::time::Duration::from_secs(10));
-    }
-}
-
 /// FROM an image the store lacks is pulled, from a registry on the loopback (plain
 /// HTTP, as Docker allows there by default); any other registry is refused by name.
 #[test]
 fn from_pulls_a_missing_image_from_a_loopback_registry() {
-    for (t, pkg) in [("docker-registry", "docker-registry"), ("skopeo", "skopeo")] {
-        if !have_tool(t) {
-            skip(&format!(
-                "{t} is not installed (apt-get install -y {pkg}; make deps)"
-            ));
-            return;
-        }
-    }
     let c = Ctr::new();
-    let dir = c.root.parent().unwrap().to_path_buf();
     let port = 6000 + (std::process::id() % 1000) as u16;
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("registry-data").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = c
-        .netns()
-        .cmd(&["docker-registry", "serve", &config.to_string_lossy()]);
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    own_group(&mut cmd);
-    let _reg = NsRegistry(cmd.spawn().expect("start docker-registry"));
-    let up = wait_until(std::time::Duration::from_secs(20), || {
-        let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
-        run_command(&mut c.netns().cmd(&["bash", "-c", &probe])).ok()
-    });
-    assert!(up, "docker-registry did not listen on {port}");
-    let tar = dir.join("bb.tar");
-    c.run(&[
-        "image",
-        "save",
-        "--format",
-        "docker-archive",
-        "-o",
-        &tar.to_string_lossy(),
-        "busybox",
-    ])
-    .assert_ok();
-    let r = format!("127.0.0.1:{port}/base/bb:v1");
-    run_command(&mut c.netns().cmd(&[
-        "skopeo",
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        &format!("docker-archive:{}", tar.display()),
-        &format!("docker://{r}"),
-    ]))
-    .assert_ok();
+    let Some(reg) = codex_tests::nsregistry::NsRegistry::start(&c, port) else {
+        return;
+    };
+    let r = reg.push_busybox(&c, "base/bb:v1");
     // Positive control: not in the store before the build.
     assert!(!c.run(&["image", "ls"]).stdout.contains("base/bb"));
     let ctx = context(

@@ -1,8 +1,5 @@
 //! Images, volumes, networks and `docker pull` through the API.
 
-use std::process::Child;
-use std::time::Duration;
-
 use codex_tests::ctr::Ctr;
 use codex_tests::*;
 
@@ -119,85 +116,20 @@ fn docker_cli_manages_images_volumes_and_networks() {
     );
 }
 
-/// A docker-registry inside the fixture's network namespace (where the server runs, so
-/// its pulls reach it on 127.0.0.1), stopped by its process group when dropped.
-struct NsRegistry {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for NsRegistry {
-    fn drop(&mut self) {
-        kill_group(&mut self.child);
-        let _ = wait_child(&mut self.child, Duration::from_secs(10));
-    }
-}
-
 #[test]
 fn docker_pull_fetches_from_a_local_registry() {
     if !clients(false) {
         return;
     }
-    for (t, pkg) in [("docker-registry", "docker-registry"), ("skopeo", "skopeo")] {
-        if !have_tool(t) {
-            skip(&format!(
-                "{t} is not installed (apt-get install -y {pkg}; make deps)"
-            ));
-            return;
-        }
-    }
     let c = Ctr::new();
     let s = Server::start(&c, &[]);
-    let dir = c.root.parent().unwrap().to_path_buf();
     let port = 5000 + (std::process::id() % 1000) as u16;
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("registry-data").display()
-        ),
-    )
-    .unwrap();
-    let mut cmd = c
-        .netns()
-        .cmd(&["docker-registry", "serve", &config.to_string_lossy()]);
-    cmd.stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    own_group(&mut cmd);
-    let reg = NsRegistry {
-        child: cmd.spawn().expect("start docker-registry"),
-        port,
+    let Some(reg) = codex_tests::nsregistry::NsRegistry::start(&c, port) else {
+        return;
     };
-    let up = wait_until(Duration::from_secs(20), || {
-        let probe = format!("exec 3<>/dev/tcp/127.0.0.1/{}", reg.port);
-        run_command(&mut c.netns().cmd(&["bash", "-c", &probe])).ok()
-    });
-    assert!(up, "docker-registry did not listen on {}", reg.port);
-
     // The image goes into the registry with skopeo, from a docker archive codex-ctr made.
-    let tar = dir.join("bb.tar");
-    c.run(&[
-        "image",
-        "save",
-        "--format",
-        "docker-archive",
-        "-o",
-        &tar.to_string_lossy(),
-        "busybox",
-    ])
-    .assert_ok();
-    let r = format!("127.0.0.1:{}/pulled/bb", reg.port);
-    let o = run_command(&mut c.netns().cmd(&[
-        "skopeo",
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        &format!("docker-archive:{}", tar.display()),
-        &format!("docker://{r}:v1"),
-    ]));
-    o.assert_ok();
-
+    let r = reg.push_busybox(&c, "pulled/bb:v1");
+    let r = r.trim_end_matches(":v1").to_string();
     let o = s.docker(&["pull", &format!("{r}:v1")]);
     assert!(stdout_of(&o).contains("Downloaded"), "{}", o.stdout);
     let out = stdout_of(&s.docker(&[
