@@ -29,6 +29,7 @@ pub mod process;
 pub mod rootfs;
 pub mod seccomp;
 pub mod seccomp_default;
+pub mod seccomp_notify;
 pub mod security;
 pub mod selfclone;
 pub mod spec;

@@ -10,6 +10,7 @@
 //! needs CAP_SYS_ADMIN without no_new_privs), as runc does.
 
 use std::collections::HashSet;
+use std::os::fd::{AsFd, OwnedFd};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -17,10 +18,14 @@ use libseccomp::{
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
 
 use crate::error::{Error, Result};
+use crate::process::sync::{Channel, Msg};
+use crate::seccomp_notify::{self, Listener, HANDOFF_SYSCALLS};
 
 /// A compiled filter, ready to load.
 pub struct Filter {
     ctx: ScmpFilterContext,
+    /// Set when a rule notifies: where the notify fd goes.
+    listener: Option<Listener>,
 }
 
 fn name_of<T: serde::Serialize>(v: &T) -> String {
@@ -40,11 +45,7 @@ fn action(a: &LinuxSeccompAction, errno: Option<u32>, field: &str) -> Result<Scm
         "SCMP_ACT_TRAP" => ScmpAction::Trap,
         "SCMP_ACT_TRACE" => ScmpAction::Trace(errno as u16),
         "SCMP_ACT_LOG" => ScmpAction::Log,
-        "SCMP_ACT_NOTIFY" => {
-            return Err(Error::Unsupported(format!(
-                "{field}: SCMP_ACT_NOTIFY (seccomp listeners)"
-            )))
-        }
+        "SCMP_ACT_NOTIFY" => ScmpAction::Notify,
         other => return Err(Error::config(field, format!("unknown action {other:?}"))),
     })
 }
@@ -71,6 +72,7 @@ pub const ACTIONS: &[&str] = &[
     "SCMP_ACT_KILL_PROCESS",
     "SCMP_ACT_KILL_THREAD",
     "SCMP_ACT_LOG",
+    "SCMP_ACT_NOTIFY",
     "SCMP_ACT_TRACE",
     "SCMP_ACT_TRAP",
 ];
@@ -128,11 +130,21 @@ impl Filter {
             }
             .map_err(|e| lib("setting a filter flag", e))?;
         }
-        if s.listener_path().is_some() {
-            return Err(Error::Unsupported(
-                "linux.seccomp.listenerPath (seccomp notify)".into(),
+        if default == ScmpAction::Notify {
+            // Every syscall the runtime makes after loading, the hand-off of the fd
+            // included, would wait for an agent that does not have it yet (runc
+            // refuses it too).
+            return Err(Error::config(
+                "linux.seccomp.defaultAction",
+                "SCMP_ACT_NOTIFY cannot be the default action: the runtime's own syscalls between loading the filter and handing its fd to the agent would wait forever",
             ));
         }
+        let notifies = s
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|r| name_of(&r.action()) == "SCMP_ACT_NOTIFY");
+        let listener = seccomp_notify::listener(s, notifies)?;
         // A profile under which execve itself is refused would kill the container's
         // program before it starts, silently (not even exit_group may be allowed):
         // say so now.
@@ -155,6 +167,21 @@ impl Filter {
             let act = action(&rule.action(), rule.errno_ret(), &format!("{field}.action"))?;
             if act == default {
                 continue; // libseccomp refuses rules that repeat the default
+            }
+            if act == ScmpAction::Notify {
+                if let Some(n) = rule
+                    .names()
+                    .iter()
+                    .find(|n| HANDOFF_SYSCALLS.contains(&n.as_str()))
+                {
+                    return Err(Error::config(
+                        format!("{field}.names"),
+                        format!(
+                            "SCMP_ACT_NOTIFY cannot be used for {n}: the runtime needs it to hand the notify fd to the agent (refused: {})",
+                            HANDOFF_SYSCALLS.join(", ")
+                        ),
+                    ));
+                }
             }
             let mut conds = Vec::new();
             for (j, a) in rule.args().iter().flatten().enumerate() {
@@ -195,12 +222,140 @@ impl Filter {
                 res.map_err(|e| Error::config(format!("{field}.names"), format!("{name}: {e}")))?;
             }
         }
-        Ok(Filter { ctx })
+        Ok(Filter { ctx, listener })
     }
 
-    pub fn load(&self) -> Result<()> {
-        self.ctx
-            .load()
-            .map_err(|e| Error::Container(format!("loading the seccomp filter: {e}")))
+    /// Whether a rule notifies (the filter then has a listener to reach).
+    pub fn notifies(&self) -> bool {
+        self.listener.is_some()
+    }
+
+    pub fn listener(&self) -> Option<&Listener> {
+        self.listener.as_ref()
+    }
+
+    /// Loads the filter into the calling process. A filter that notifies is loaded with
+    /// a new listener, whose fd goes to the runtime on `handoff` at once (the runtime
+    /// sends it to the agent) and is closed here: nothing the container runs holds it.
+    pub fn load(&self, handoff: &Channel) -> Result<()> {
+        let load_err = |e: &dyn std::fmt::Display| {
+            Error::Container(format!("loading the seccomp filter: {e}"))
+        };
+        if self.listener.is_none() {
+            return self.ctx.load().map_err(|e| load_err(&e));
+        }
+        // Everything that allocates or probes the kernel happens before the load, so
+        // that only the syscalls in HANDOFF_SYSCALLS run between it and the hand-off.
+        let msg = Channel::encode(&Msg::SeccompNotifyFd)
+            .map_err(|e| Error::Other(format!("encoding the notify fd message: {e}")))?;
+        let api = libseccomp::get_api();
+        if api < 6 {
+            return Err(Error::config(
+                "linux.seccomp",
+                format!("SCMP_ACT_NOTIFY needs libseccomp API level 6 (kernel 5.5+), this host has {api}"),
+            ));
+        }
+        self.ctx.load().map_err(|e| load_err(&e))?;
+        let raw = self
+            .ctx
+            .get_notify_fd()
+            .map_err(|e| load_err(&format!("no notify fd: {e}")))?;
+        // SAFETY: the fd seccomp(2) returned for this filter's listener; libseccomp only
+        // remembers its number and never closes it, so this is its one owner.
+        let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+        handoff
+            .send_encoded_with_fd(&msg, fd.as_fd())
+            .map_err(|e| {
+                Error::Container(format!("handing the seccomp notify fd to the runtime: {e}"))
+            })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile(v: serde_json::Value) -> Result<Filter> {
+        Filter::compile(&serde_json::from_value(v).unwrap())
+    }
+
+    fn notify_rule(names: &[&str]) -> serde_json::Value {
+        serde_json::json!({"names": names, "action": "SCMP_ACT_NOTIFY"})
+    }
+
+    #[test]
+    fn notify_with_a_listener_compiles_and_carries_it() {
+        let f = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "listenerMetadata": "meta",
+            "syscalls": [notify_rule(&["mkdir", "getppid"])],
+        }))
+        .unwrap();
+        assert!(f.notifies());
+        let l = f.listener().unwrap();
+        assert_eq!(l.path, std::path::Path::new("/run/agent.sock"));
+        assert_eq!(l.metadata.as_deref(), Some("meta"));
+    }
+
+    #[test]
+    fn a_listener_path_without_notify_rules_is_ignored() {
+        let f = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": "/run/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}],
+        }))
+        .unwrap();
+        assert!(!f.notifies());
+    }
+
+    #[test]
+    fn notify_without_a_listener_is_refused_naming_listener_path() {
+        let e = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [notify_rule(&["mkdir"])],
+        }))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("linux.seccomp.listenerPath"), "{e}");
+    }
+
+    #[test]
+    fn notify_as_default_action_is_refused_naming_the_field() {
+        let e = compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_NOTIFY",
+            "listenerPath": "/run/agent.sock",
+        }))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("linux.seccomp.defaultAction"), "{e}");
+    }
+
+    #[test]
+    fn notify_on_a_handoff_syscall_is_refused_naming_the_rule() {
+        for name in HANDOFF_SYSCALLS {
+            let e = compile(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "listenerPath": "/run/agent.sock",
+                "syscalls": [
+                    {"names": ["chmod"], "action": "SCMP_ACT_ERRNO"},
+                    notify_rule(&["mkdir", name]),
+                ],
+            }))
+            .err()
+            .unwrap()
+            .to_string();
+            assert!(e.contains("linux.seccomp.syscalls[1].names"), "{e}");
+            assert!(e.contains(name), "{e}");
+        }
+        // The same syscalls with another action are fine.
+        compile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": HANDOFF_SYSCALLS, "action": "SCMP_ACT_LOG"}],
+        }))
+        .unwrap();
     }
 }

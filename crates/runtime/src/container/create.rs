@@ -216,10 +216,20 @@ impl Runtime {
         };
 
         loop {
-            match channel
-                .recv()
+            let (msg, fd) = match channel
+                .recv_with_fd()
                 .ctx(|| "waiting for the container to be created")?
             {
+                Some((m, fd)) => (Some(m), fd),
+                None => (None, None),
+            };
+            match msg {
+                Some(Msg::SeccompNotifyFd) => {
+                    let mut st = state.oci_state(&dir);
+                    st["status"] = "creating".into();
+                    st["pid"] = pid.into();
+                    forward_notify_fd(spec, pid, st, fd)?;
+                }
                 Some(Msg::RuntimeHooks) => {
                     let mut st = state.oci_state(&dir);
                     st["status"] = "creating".into();
@@ -269,6 +279,31 @@ impl Runtime {
             channel,
         })
     }
+}
+
+/// Hands the notify fd the container's process sent (`fd`) to the agent at
+/// `linux.seccomp.listenerPath`, with the container process state for `pid`; our copy
+/// is closed on return. Any failure fails the operation (the spec's "MUST generate an
+/// error"), and the caller's cleanup kills the process.
+pub(super) fn forward_notify_fd(
+    spec: &oci_spec::runtime::Spec,
+    pid: i32,
+    state: serde_json::Value,
+    fd: Option<OwnedFd>,
+) -> Result<()> {
+    let fd = fd.ok_or_else(|| {
+        Error::Container("the container announced a seccomp notify fd but sent none".into())
+    })?;
+    let seccomp = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .ok_or_else(|| Error::Container("a seccomp notify fd without linux.seccomp".into()))?;
+    // The config the container's process compiled: it only notifies with a listener.
+    let listener = crate::seccomp_notify::listener(seccomp, true)?
+        .ok_or_else(|| Error::config("linux.seccomp.listenerPath", "missing"))?;
+    let st = crate::seccomp_notify::process_state(pid, listener.metadata.as_deref(), state);
+    crate::seccomp_notify::send(&listener, &st, std::os::fd::AsFd::as_fd(&fd))
 }
 
 pub(super) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `exec`: a new process inside a running container: its namespaces, its cgroup,
 //! and the privileges its process spec asks for.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -155,7 +155,34 @@ impl Runtime {
                 )
             },
         )?;
-        match ch.recv() {
+        let kill_child = || {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
+        };
+        let mut first = ch.recv_with_fd();
+        if let Ok(Some((Msg::SeccompNotifyFd, fd))) = first {
+            // The process loaded a filter that notifies: its agent gets the fd before
+            // the program runs (the process waits for SeccompForwarded).
+            let forwarded = super::create::forward_notify_fd(
+                &c.state.config,
+                child,
+                c.state.oci_state(&c.dir),
+                fd,
+            )
+            .and_then(|()| {
+                ch.send(&Msg::SeccompForwarded)
+                    .ctx(|| "resuming the exec'd process")
+            });
+            if let Err(e) = forwarded {
+                kill_child();
+                return Err(e);
+            }
+            first = ch.recv_with_fd();
+        }
+        match first.map(|o| o.map(|(m, _)| m)) {
             Ok(None) => {}
             Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => {
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
@@ -250,14 +277,13 @@ fn exec_main(
             .and_then(|l| l.seccomp().as_ref())
             .map(crate::seccomp::Filter::compile)
             .transpose()?;
-        program::drop_privileges(
-            p,
-            linux,
-            userns,
-            preserve_fds,
-            ch.as_fd().as_raw_fd(),
-            seccomp.as_ref(),
-        )?;
+        program::drop_privileges(p, linux, userns, preserve_fds, &ch, seccomp.as_ref())?;
+        if seccomp.as_ref().is_some_and(|f| f.notifies()) {
+            // The runtime sends the fd to the agent; a failure there must stop the
+            // program from running unobserved.
+            ch.wait_for(&Msg::SeccompForwarded, "waiting for the seccomp agent")
+                .map_err(Error::Container)?;
+        }
         if let Some(cpus) = affinity(p, |a| a.cpu_affinity_final().clone()) {
             crate::security::set_affinity(&cpus, "process.execCPUAffinity.final")?;
         }

@@ -1,6 +1,6 @@
 //! The container's init, from its fork to the execve of the user's program.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use oci_spec::runtime::LinuxNamespaceType;
@@ -165,12 +165,19 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
     // Resolve now: a missing program fails `create`, as with runc.
     Program::find(process)?;
     // Compile now: a bad profile fails `create`; it is loaded just before exec.
-    let seccomp = spec
+    let mut seccomp = spec
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
         .map(Filter::compile)
         .transpose()?;
+    // A filter that notifies is loaded now instead, so that its fd reaches the agent
+    // during `create` (as with runc, and what agents expect: `create` fails when the
+    // listener is unreachable). What the init does from here to execve is under the
+    // filter (hooks, privilege drop), and the agent answers what it notifies.
+    if let Some(f) = seccomp.take_if(|f| f.notifies()) {
+        f.load(ch)?;
+    }
 
     // From here the container is to outlive the `create` command, so the parent-death
     // signal goes *before* "created": cleared after it, a runtime that records the
@@ -242,8 +249,10 @@ fn run_program(args: &InitArgs, reply: &Channel, seccomp: Option<&Filter>) -> Er
         spec.linux().as_ref(),
         userns,
         args.preserve_fds,
-        reply.as_fd().as_raw_fd(),
-        seccomp,
+        reply,
+        // Never one that notifies: that was loaded at create (see `setup`), and its
+        // fd must not go to the start connection.
+        seccomp.filter(|f| !f.notifies()),
     ) {
         return e;
     }

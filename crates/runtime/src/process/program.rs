@@ -130,18 +130,21 @@ fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
     })
 }
 
-/// Closes every runtime fd but `keep_fd`, applies scheduling, user, capabilities and
+/// Closes every runtime fd but `keep`, applies scheduling, user, capabilities and
 /// no_new_privs in the order the kernel's permission checks require, enters the cwd
 /// (which must be inside the container) and restores default signal handling.
+/// `keep` stays open: it is where failures are reported and where a filter that
+/// notifies sends its fd (see [`crate::seccomp::Filter::load`]).
 pub fn drop_privileges(
     p: &Process,
     linux: Option<&Linux>,
     userns: bool,
     preserve_fds: u32,
-    keep_fd: std::os::fd::RawFd,
+    keep: &super::sync::Channel,
     seccomp: Option<&crate::seccomp::Filter>,
 ) -> Result<()> {
     let nnp = p.no_new_privileges().unwrap_or(false);
+    let keep_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(keep));
     crate::sys::close_fds_except(3 + preserve_fds, keep_fd)
         .ctx(|| "closing the runtime's file descriptors")?;
     security::set_process_attributes(p, linux.and_then(|l| l.personality().as_ref()))?;
@@ -160,7 +163,7 @@ pub fn drop_privileges(
     }
     if let Some(f) = seccomp.filter(|_| !nnp) {
         // Without no_new_privs, loading needs CAP_SYS_ADMIN: before the drop.
-        f.load()?;
+        f.load(keep)?;
     }
     security::switch_user(p, userns)?;
     if let Some(c) = &caps {
@@ -181,7 +184,7 @@ pub fn drop_privileges(
     }
     reset_signals();
     if let Some(f) = seccomp.filter(|_| nnp) {
-        f.load()?;
+        f.load(keep)?;
     }
     Ok(())
 }

@@ -5,7 +5,13 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{BorrowedFd, FromRawFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +36,11 @@ pub enum Msg {
     Start,
     /// Either side: the operation failed, with the whole error chain.
     Error(String),
+    /// Init -> runtime: the seccomp notify fd of the filter just loaded rides along
+    /// (SCM_RIGHTS); the runtime hands it to `linux.seccomp.listenerPath`.
+    SeccompNotifyFd,
+    /// Runtime -> exec'd process: the notify fd reached the listener; exec now.
+    SeccompForwarded,
     /// Init -> runtime: the program could not be run (see [`crate::Error::Exec`]).
     ExecFailed { code: i32, message: String },
 }
@@ -103,8 +114,13 @@ impl Channel {
         Ok(Channel { fd })
     }
 
+    /// The bytes [`Channel::send_encoded_with_fd`] sends for `msg`.
+    pub fn encode(msg: &Msg) -> io::Result<Vec<u8>> {
+        serde_json::to_vec(msg).map_err(io::Error::other)
+    }
+
     pub fn send(&self, msg: &Msg) -> io::Result<()> {
-        let data = serde_json::to_vec(msg).map_err(io::Error::other)?;
+        let data = Self::encode(msg)?;
         loop {
             match send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
                 Ok(_) => return Ok(()),
@@ -114,14 +130,63 @@ impl Channel {
         }
     }
 
+    /// Sends an already encoded message with `fd` attached (SCM_RIGHTS). The caller
+    /// encodes first so that this path serialises nothing (see `seccomp::Filter::load`).
+    pub fn send_encoded_with_fd(&self, data: &[u8], fd: BorrowedFd) -> io::Result<()> {
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let iov = [IoSlice::new(data)];
+        loop {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                &cmsg,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// The next message, or `None` when the other side closed (or exec'd: the
     /// socket is close-on-exec, so EOF after `Start` means the program is running).
+    /// A file descriptor attached to any other message than the one that carries one
+    /// is closed here.
     pub fn recv(&self) -> io::Result<Option<Msg>> {
+        Ok(self.recv_with_fd()?.map(|(m, _)| m))
+    }
+
+    /// [`Channel::recv`], keeping the file descriptor a message carries (at most one).
+    pub fn recv_with_fd(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
         let mut buf = vec![0u8; 64 * 1024];
         let mut reset = false;
-        let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
-                Ok(n) => break n,
+        let (n, fd) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let res = recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            match res {
+                Ok(msg) => {
+                    let mut fd = None;
+                    for c in msg.cmsgs().map_err(io::Error::from)? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for raw in fds {
+                                // SAFETY: SCM_RIGHTS gave this process a new fd that
+                                // nothing else owns; extra ones are closed on drop.
+                                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                                fd.get_or_insert(owned);
+                            }
+                        }
+                    }
+                    break (msg.bytes, fd);
+                }
                 Err(nix::errno::Errno::EINTR) => continue,
                 // The peer exited with a message of ours unread (it failed before it
                 // waited for it). The error is reported once; what the peer sent
@@ -133,9 +198,8 @@ impl Channel {
         if n == 0 {
             return Ok(None);
         }
-        serde_json::from_slice(&buf[..n])
-            .map(Some)
-            .map_err(io::Error::other)
+        let msg = serde_json::from_slice(&buf[..n]).map_err(io::Error::other)?;
+        Ok(Some((msg, fd)))
     }
 
     /// Waits for `want`; an `Error` message or EOF becomes an error.
