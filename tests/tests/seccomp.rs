@@ -2,8 +2,8 @@
 //! user's program is exec'd. Every behaviour is checked from inside a busybox container:
 //! errno actions, KILL_PROCESS, argument conditions (EQ and MASKED_EQ), the `Seccomp:` mode
 //! in /proc/self/status, exec'd processes, noNewPrivileges false, unknown syscall names.
-//! Tests named `codex_*` check how bad profiles are refused (messages naming the JSON path,
-//! SCMP_ACT_NOTIFY).
+//! Tests named `codex_*` check how bad profiles are refused (messages naming the JSON path).
+//! SCMP_ACT_NOTIFY and its listener: seccomp_notify.rs.
 //!
 //! busybox (Debian's static build) uses the legacy syscalls on x86_64 (`mkdir`, `chmod`,
 //! `symlink`); the rules also name the `*at` variants so that other builds are covered. Where
@@ -398,19 +398,4 @@ fn codex_unknown_operator_fails_create_naming_the_field() {
         )])),
         &["linux.seccomp", "SCMP_CMP_BOGUS"],
     );
-}
-
-#[test]
-fn codex_notify_action_is_refused_with_a_clear_error() {
-    let ctx = TestCtx::new("seccomp-notify");
-    refused(
-        &ctx,
-        profile(json!([rule(&["mkdir"], "SCMP_ACT_NOTIFY", None)])),
-        &["linux.seccomp", "SCMP_ACT_NOTIFY"],
-    );
-    let sock = ctx.path("seccomp.sock");
-    let mut with_listener = profile(json!([rule(&["mkdir"], "SCMP_ACT_NOTIFY", None)]));
-    with_listener["listenerPath"] = json!(sock.to_string_lossy());
-    refused(&ctx, with_listener, &["linux.seccomp"]);
-    assert!(!sock.exists(), "a listener socket was created");
 }
