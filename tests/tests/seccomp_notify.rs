@@ -370,6 +370,52 @@ fn the_agent_gets_the_state_and_fd_at_create_and_answers_the_container() {
 }
 
 #[test]
+fn the_runtimes_own_calls_after_the_load_may_be_notified_without_a_deadlock() {
+    // The filter is in force from the load to the execve: what the runtime does there
+    // (report created, wait for start, drop privileges, exec) is notified too, and only
+    // works if the agent already has the fd when those calls are made. The agent lets
+    // them all run (SECCOMP_USER_NOTIF_FLAG_CONTINUE). (`write` is left out: runc refuses
+    // it, its own hand-off call; codex refuses `sendmsg`, see the codex_ test below.)
+    if !notify_supported() {
+        return;
+    }
+    let ctx = TestCtx::new("notify-runtime-calls");
+    let sock = ctx.path("agent.sock");
+    let mut agent = Agent::start(&sock);
+    let mut p = profile(Some(&sock), false);
+    let names = [
+        "close",
+        "read",
+        "recvfrom",
+        "sendto",
+        "accept4",
+        "unlinkat",
+        "chdir",
+        "capset",
+        "setresuid",
+        "execve",
+    ];
+    p["syscalls"] = json!([{"names": names, "action": "SCMP_ACT_NOTIFY"}]);
+    let mut b = notify_bundle(&ctx, p);
+    b.sh("echo hello-from-the-program");
+    let id = ctx.id("calls");
+    ctx.create(&b, &id, &[]).assert_ok();
+    let pid = ctx.rt.pid(&id) as u32;
+    ctx.rt.run(&["start", &id]).assert_ok();
+    ctx.wait_for_stdout(&id, "hello-from-the-program");
+    ctx.rt.wait_status(&id, "stopped");
+    let report = agent.finish();
+    assert!(report.errors.is_empty(), "agent errors: {report:#?}");
+    assert!(
+        report
+            .answered
+            .iter()
+            .any(|(p, n)| *p == pid && n == "execve"),
+        "the init's execve was not notified: {report:#?}"
+    );
+}
+
+#[test]
 fn foreground_run_hands_the_agent_the_fd_too() {
     if !notify_supported() {
         return;
