@@ -7,7 +7,9 @@
 //! The filter is compiled before the container is reported created (a bad profile
 //! fails `create`) and loaded as late as the kernel allows: just before execve when
 //! no_new_privs is set, otherwise just before the capabilities are dropped (loading
-//! needs CAP_SYS_ADMIN without no_new_privs), as runc does.
+//! needs CAP_SYS_ADMIN without no_new_privs), as runc does. A filter with
+//! SCMP_ACT_NOTIFY rules is the exception: it is loaded at create, before "created",
+//! so that its fd reaches the agent during `create` (see [`crate::seccomp_notify`]).
 
 use std::collections::HashSet;
 use std::os::fd::{AsFd, OwnedFd};

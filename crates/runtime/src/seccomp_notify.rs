@@ -13,7 +13,7 @@ use std::io::{IoSlice, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
 use oci_spec::runtime::LinuxSeccomp;
@@ -84,9 +84,38 @@ pub fn process_state(
     v
 }
 
-/// How long the listener may take to take the state (a stuck agent fails `create`
-/// instead of hanging it).
+/// How long the listener may take to accept and to take the state (a stuck agent
+/// fails `create` instead of hanging it).
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to `path` without waiting forever: a listener whose backlog is full makes
+/// a blocking `connect` wait until it accepts; this one retries for [`SEND_TIMEOUT`].
+fn connect(path: &Path) -> std::io::Result<UnixStream> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let addr = UnixAddr::new(path)?;
+    let deadline = Instant::now() + SEND_TIMEOUT;
+    loop {
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+            None,
+        )?;
+        match nix::sys::socket::connect(fd.as_raw_fd(), &addr) {
+            Ok(()) => {
+                let s = UnixStream::from(fd);
+                s.set_nonblocking(false)?;
+                return Ok(s);
+            }
+            // A unix socket's backlog is full: EAGAIN, not EINPROGRESS.
+            Err(nix::errno::Errno::EAGAIN) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 /// Connects to the listener (a `SOCK_STREAM` unix socket), sends `state` with `fd`
 /// attached to the first `sendmsg`, and closes the connection (one state per
@@ -102,7 +131,7 @@ pub fn send(listener: &Listener, state: &serde_json::Value, fd: BorrowedFd) -> R
             ),
         )
     };
-    let mut conn = UnixStream::connect(path).map_err(|e| fail("connecting to", &e))?;
+    let mut conn = connect(path).map_err(|e| fail("connecting to", &e))?;
     conn.set_write_timeout(Some(SEND_TIMEOUT))
         .map_err(|e| fail("setting a send timeout for", &e))?;
     let data = serde_json::to_vec(state).map_err(|e| fail("encoding the state for", &e))?;
@@ -215,8 +244,61 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    #[test]
+    fn send_delivers_the_state_and_the_fd_then_closes() {
+        use std::io::{IoSliceMut, Read};
+        use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+        let dir = tempfile_dir();
+        let path = dir.join("agent.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let agent = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = nix::sys::socket::recvmsg::<()>(
+                conn.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::empty(),
+            )
+            .unwrap();
+            let n = msg.bytes;
+            let mut fd = None;
+            for c in msg.cmsgs().unwrap() {
+                if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+                    // SAFETY: SCM_RIGHTS gave this process a new fd nothing else owns.
+                    fd = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+                }
+            }
+            let mut data = buf[..n].to_vec();
+            // EOF: the runtime closed the connection after the one state.
+            (&conn).read_to_end(&mut data).unwrap();
+            (data, fd.unwrap())
+        });
+        let l = Listener {
+            path: path.clone(),
+            metadata: Some("m".into()),
+        };
+        let null = std::fs::File::open("/dev/null").unwrap();
+        let st = process_state(9, l.metadata.as_deref(), serde_json::json!({"id": "c"}));
+        send(&l, &st, std::os::fd::AsFd::as_fd(&null)).unwrap();
+        let (data, fd) = agent.join().unwrap();
+        let got: serde_json::Value = serde_json::from_slice(&data).unwrap();
+        assert_eq!(got, st);
+        let rdev = |f: std::os::fd::BorrowedFd| nix::sys::stat::fstat(f).unwrap().st_rdev;
+        assert_eq!(
+            rdev(std::os::fd::AsFd::as_fd(&fd)),
+            rdev(std::os::fd::AsFd::as_fd(&null))
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("codex-notify-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let d = std::env::temp_dir().join(format!("codex-notify-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
