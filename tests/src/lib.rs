@@ -34,6 +34,7 @@ pub mod netns;
 pub mod nsregistry;
 mod procfs;
 mod runtime;
+pub mod seccomp_agent;
 mod serial;
 mod skip;
 

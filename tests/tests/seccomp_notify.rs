@@ -2,10 +2,11 @@
 //! sends the spec's container process state and the filter's notify fd to a seccomp agent,
 //! which then answers the container's notified syscalls.
 //!
-//! The agent is a thread of the test: it listens on a unix socket in the test's temp dir,
-//! takes each connection's state JSON and fd (SCM_RIGHTS) and answers notifications with
-//! libseccomp's notify API: `getppid` returns 4242 and `mkdir`/`mkdirat` return success
-//! without making anything. Neither outcome can come from the kernel, so a container that
+//! The agent (`codex_tests::seccomp_agent`) is a thread of the test: it listens on a unix
+//! socket in the test's temp dir, takes each connection's state JSON and fd (SCM_RIGHTS)
+//! and answers notifications with libseccomp's notify API: `getppid` returns 4242 and
+//! `mkdir`/`mkdirat` return success without making anything. Neither outcome can come
+//! from the kernel, so a container that
 //! prints `ppid=4242` and finds no directory after a successful `mkdir` was answered by the
 //! agent. Every wait is bounded: a runtime that never connects, or a container that never
 //! ends, fails the test instead of hanging it.
@@ -15,219 +16,11 @@
 //! Tests named `codex_*` check codex's own refusals (fields named in the message).
 
 use std::collections::HashMap;
-use std::io::{IoSliceMut, Read};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
+use codex_tests::seccomp_agent::{Agent, FAKE_PPID};
 use codex_tests::*;
-use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
 use serde_json::{json, Value};
-
-/// What `getppid` returns under the agent.
-const FAKE_PPID: i64 = 4242;
-/// The longest the agent lives: far beyond any run on a loaded machine, short of forever.
-const AGENT_LIFETIME: Duration = Duration::from_secs(120);
-
-/// One connection the agent took: the state JSON and whether an fd came with it.
-#[derive(Debug, Clone)]
-struct Received {
-    state: Value,
-    had_fd: bool,
-}
-
-/// What the agent saw, reported when it stops.
-#[derive(Debug, Default)]
-struct Report {
-    connections: Vec<Received>,
-    /// (pid, syscall name) of every notification it answered.
-    answered: Vec<(u32, String)>,
-    errors: Vec<String>,
-}
-
-struct Agent {
-    path: PathBuf,
-    stop: Arc<AtomicBool>,
-    done: Option<mpsc::Receiver<Report>>,
-}
-
-impl Agent {
-    fn start(path: &Path) -> Agent {
-        let listener = UnixListener::bind(path).expect("bind the agent's socket");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel();
-        let s = stop.clone();
-        std::thread::spawn(move || {
-            let _ = tx.send(agent_main(listener, &s));
-        });
-        Agent {
-            path: path.to_path_buf(),
-            stop,
-            done: Some(rx),
-        }
-    }
-
-    /// Stops the agent (it answers what is pending first) and returns what it saw.
-    fn finish(&mut self) -> Report {
-        self.stop.store(true, Ordering::SeqCst);
-        let rx = self.done.take().expect("finish once");
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("the agent thread did not stop within 30 s")
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
-/// Reads one connection: the state JSON up to EOF, the fd from the first message.
-fn take_connection(conn: UnixStream) -> Result<(Value, Option<OwnedFd>), String> {
-    conn.set_nonblocking(false).map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut space = nix::cmsg_space!([RawFd; 4]);
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .map_err(|e| format!("recvmsg: {e}"))?;
-    let n = msg.bytes;
-    let mut fd = None;
-    for c in msg.cmsgs().map_err(|e| e.to_string())? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for raw in fds {
-                // SAFETY: SCM_RIGHTS gave this process a new fd that nothing else owns.
-                let owned = unsafe { OwnedFd::from_raw_fd(raw) };
-                fd.get_or_insert(owned);
-            }
-        }
-    }
-    let mut data = buf[..n].to_vec();
-    // The runtime may send the rest in more messages: read until the JSON is complete
-    // (not until EOF: one runtime keeps the connection open while the process runs).
-    let state = loop {
-        match serde_json::from_slice::<Value>(&data) {
-            Ok(v) => break v,
-            Err(e) if e.is_eof() => {}
-            Err(e) => {
-                return Err(format!(
-                    "state is not JSON ({e}): {:?}",
-                    String::from_utf8_lossy(&data)
-                ))
-            }
-        }
-        let mut more = [0u8; 4096];
-        match (&conn).read(&mut more) {
-            Ok(0) => {
-                return Err(format!(
-                    "connection closed mid-state: {:?}",
-                    String::from_utf8_lossy(&data)
-                ))
-            }
-            Ok(k) => data.extend_from_slice(&more[..k]),
-            Err(e) => return Err(format!("reading the rest of the state: {e}")),
-        }
-    };
-    Ok((state, fd))
-}
-
-fn answer(fd: &OwnedFd, report: &mut Report) {
-    let req = match ScmpNotifReq::receive(fd.as_raw_fd()) {
-        Ok(r) => r,
-        // The task was killed between the wakeup and the receive.
-        Err(_) => return,
-    };
-    let name = req
-        .data
-        .syscall
-        .get_name_by_arch(req.data.arch)
-        .unwrap_or_else(|_| format!("nr {}", i32::from(req.data.syscall)));
-    let flags = ScmpNotifRespFlags::empty();
-    let resp = match name.as_str() {
-        "getppid" => ScmpNotifResp::new_val(req.id, FAKE_PPID, flags),
-        "mkdir" | "mkdirat" => ScmpNotifResp::new_val(req.id, 0, flags),
-        _ => ScmpNotifResp::new_continue(req.id, flags),
-    };
-    match resp.respond(fd.as_raw_fd()) {
-        Ok(()) => report.answered.push((req.pid, name)),
-        Err(e) => report.errors.push(format!("responding to {name}: {e}")),
-    }
-}
-
-fn agent_main(listener: UnixListener, stop: &AtomicBool) -> Report {
-    let mut report = Report::default();
-    let mut notify_fds: Vec<OwnedFd> = Vec::new();
-    let deadline = Instant::now() + AGENT_LIFETIME;
-    while Instant::now() < deadline {
-        let stopping = stop.load(Ordering::SeqCst);
-        let mut fds = vec![PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        fds.extend(
-            notify_fds
-                .iter()
-                .map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)),
-        );
-        let n = match poll(&mut fds, PollTimeout::from(100u16)) {
-            Ok(n) => n,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => {
-                report.errors.push(format!("poll: {e}"));
-                break;
-            }
-        };
-        let ready: Vec<PollFlags> = fds
-            .iter()
-            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
-            .collect();
-        drop(fds);
-        if n == 0 && stopping {
-            break;
-        }
-        if ready[0].contains(PollFlags::POLLIN) {
-            match listener.accept() {
-                Ok((conn, _)) => match take_connection(conn) {
-                    Ok((state, fd)) => {
-                        report.connections.push(Received {
-                            state,
-                            had_fd: fd.is_some(),
-                        });
-                        notify_fds.extend(fd);
-                    }
-                    Err(e) => report.errors.push(e),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => report.errors.push(format!("accept: {e}")),
-            }
-        }
-        let mut gone = Vec::new();
-        for (i, flags) in ready[1..].iter().enumerate() {
-            if flags.contains(PollFlags::POLLIN) {
-                answer(&notify_fds[i], &mut report);
-            } else if flags.intersects(PollFlags::POLLHUP | PollFlags::POLLERR) {
-                // No task uses this filter any more.
-                gone.push(i);
-            }
-        }
-        for i in gone.into_iter().rev() {
-            notify_fds.remove(i);
-        }
-    }
-    report
-}
 
 /// The native architecture and its compat ones, as in the profiles docker and podman ship.
 fn architectures() -> Value {
@@ -434,6 +227,33 @@ fn foreground_run_hands_the_agent_the_fd_too() {
     assert!(o.stdout.contains("made-missing"), "{o:?}");
     assert_eq!(report.connections.len(), 1, "{report:#?}");
     assert!(report.connections[0].had_fd, "{report:#?}");
+}
+
+#[test]
+fn a_user_namespace_and_an_unprivileged_user_with_no_new_privileges_work_too() {
+    // The filter is loaded while the init is still root in its user namespace (loading
+    // without no_new_privs needs CAP_SYS_ADMIN there), before the user, capabilities and
+    // no_new_privs change; the agent's answers reach a program running as uid 1000.
+    if !notify_supported() {
+        return;
+    }
+    let ctx = TestCtx::new("notify-userns");
+    let sock = ctx.path("agent.sock");
+    let mut agent = Agent::start(&sock);
+    let mut b = notify_bundle(&ctx, profile(Some(&sock), true));
+    b.user_namespace(100000, 65536)
+        .user(1000, 1000)
+        .no_new_privileges(true);
+    let o = ctx.run_sh(&mut b, &format!("id -u; {PROBE}"));
+    let report = agent.finish();
+    assert!(report.errors.is_empty(), "agent errors: {report:#?}");
+    assert!(o.stdout.starts_with("1000\n"), "{o:?}");
+    assert!(
+        o.stdout.contains(&format!("ppid={FAKE_PPID}")),
+        "{o:?} {report:#?}"
+    );
+    assert!(o.stdout.contains("made-missing"), "{o:?}");
+    assert_eq!(report.connections.len(), 1, "{report:#?}");
 }
 
 #[test]
