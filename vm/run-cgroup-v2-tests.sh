@@ -186,6 +186,9 @@ RUST_PLAN=(
   # exec joins the container's cgroup and its namespaces (cgroup included); the other
   # exec tests check process settings, not cgroups
   "exec exec_process_runs_in_the_containers_cgroup exec_joins_every_namespace"
+  # kill --all and delete --force against a container that forks while it is killed
+  # (cgroup.kill on v2; freeze and pidfds where it is missing)
+  "hardening kill_all_reaches delete_force_leaves_no_process"
   # the cgroup mount (cgroup2 inside), default and linux.devices (device cgroup rules)
   "mounts cgroup_mount default_devices linux_devices"
   # the cgroup namespace
