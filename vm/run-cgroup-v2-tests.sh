@@ -10,7 +10,7 @@
 #                        (so is CODEX_REQUIRE_ALL=1; a skip is recorded in the skip
 #                        registry, $CODEX_SKIP_DIR or target/codex-tests/skips, for make test)
 #   VM_KERNEL            the kernel to boot (default: the newest /boot/vmlinuz-*)
-#   VM_TIMEOUT           seconds before QEMU is stopped (default 600)
+#   VM_TIMEOUT           seconds before QEMU is stopped (default 900)
 #   VM_LOG               where the serial console is written (default: a temp file,
 #                        kept and named at the end)
 #   VM_KEEP              when set, keep the temp dir (initramfs and its tree)
@@ -23,7 +23,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 codex_oci=${CODEX_OCI:-$repo/target/release/codex-oci}
-timeout_s=${VM_TIMEOUT:-600}
+timeout_s=${VM_TIMEOUT:-900}
 started=$(date +%s)
 
 say() { echo "vm-tests: $*" >&2; }
