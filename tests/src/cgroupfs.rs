@@ -140,6 +140,28 @@ pub fn cgroup_dirs_containing(needle: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The cgroup a container with an empty or relative `cgroupsPath`, created by this process,
+/// is nested under in the hierarchy of `controller` ("" = the v2 tree): on a v1 hierarchy
+/// the caller's own cgroup; on v2 the caller's cgroup holds the caller, and a cgroup with
+/// processes cannot hand controllers to children (the no-internal-processes rule), so the
+/// container goes beside it, under its parent (as runc does), unless the caller sits at
+/// the root (exempt from the rule).
+pub fn nesting_base(controller: &str) -> Option<String> {
+    let own = cgroup_of(std::process::id() as i64, controller)?;
+    Some(nesting_base_of(&own, controller.is_empty()))
+}
+
+/// [`nesting_base`] for a caller in cgroup `own` (which holds the caller).
+pub fn nesting_base_of(own: &str, v2: bool) -> String {
+    if !v2 || own == "/" {
+        return own.to_string();
+    }
+    match Path::new(own).parent() {
+        Some(p) => p.to_string_lossy().into_owned(),
+        None => "/".to_string(),
+    }
+}
+
 /// The cgroup path of `pid` for a v1 controller (e.g. "pids") or "" for the v2 line.
 pub fn cgroup_of(pid: i64, controller: &str) -> Option<String> {
     let t = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
@@ -206,6 +228,15 @@ mod tests {
             cgroup_dir_in(&m, "", "/a"),
             Some(PathBuf::from("/sys/fs/cgroup/a"))
         );
+    }
+
+    #[test]
+    fn containers_nest_under_the_caller_on_v1_and_beside_it_on_v2() {
+        assert_eq!(nesting_base_of("/a/b", false), "/a/b");
+        assert_eq!(nesting_base_of("/a/b", true), "/a");
+        assert_eq!(nesting_base_of("/a", true), "/");
+        assert_eq!(nesting_base_of("/", true), "/");
+        assert_eq!(nesting_base_of("/", false), "/");
     }
 
     #[test]

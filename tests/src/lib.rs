@@ -97,13 +97,29 @@ pub fn runtime_is_runc() -> bool {
         .is_some_and(|n| n.to_string_lossy().starts_with("runc"))
 }
 
-/// The busybox fixture bundle (`rootfs/`, `config.json`, `rootfs.tar`), built once and cached
-/// in `<workspace>/target/codex-tests/busybox-bundle` under a file lock; rebuilt when the
-/// script is newer than the cache. Always built with the script's own minimal config (not
-/// `$CODEX_OCI spec`), so every test starts from the same spec. Treat it as read-only.
+/// The busybox fixture bundle (`rootfs/`, `config.json`, `rootfs.tar`): `$CODEX_FIXTURE`
+/// when set (a bundle `rootfs-fixtures/make-busybox-bundle.sh` made, used as it is: `make
+/// test` passes the one `make fixtures` keeps current, the cgroup v2 VM has no bash to
+/// build one), else built once and cached in `<workspace>/target/codex-tests/busybox-bundle`
+/// under a file lock, rebuilt when the script is newer than the cache. Always the script's
+/// own minimal config (not `$CODEX_OCI spec`), so every test starts from the same spec.
+/// Treat it as read-only.
 pub fn fixture_dir() -> &'static Path {
     static FIXTURE: OnceLock<PathBuf> = OnceLock::new();
-    FIXTURE.get_or_init(build_fixture)
+    FIXTURE.get_or_init(|| match std::env::var_os("CODEX_FIXTURE") {
+        Some(d) if !d.is_empty() => {
+            let d = PathBuf::from(d);
+            for f in ["config.json", "rootfs/bin/busybox", "rootfs.tar"] {
+                assert!(
+                    d.join(f).exists(),
+                    "CODEX_FIXTURE={} has no {f}: make it with rootfs-fixtures/make-busybox-bundle.sh",
+                    d.display()
+                );
+            }
+            d
+        }
+        _ => build_fixture(),
+    })
 }
 
 fn build_fixture() -> PathBuf {

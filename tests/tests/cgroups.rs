@@ -12,6 +12,12 @@ fn own(controller: &str) -> String {
     cgroup_of(std::process::id() as i64, controller).expect("own cgroup")
 }
 
+/// Where this process's containers are nested for a controller: its own cgroup on v1,
+/// beside it (under its parent) on v2 ([`nesting_base`]).
+fn base(controller: &str) -> String {
+    nesting_base(controller).expect("own cgroup")
+}
+
 fn join(parent: &str, child: &str) -> String {
     if parent == "/" {
         format!("/{child}")
@@ -35,16 +41,17 @@ fn container_is_in_a_cgroup_named_after_its_id() {
             p.contains(&id),
             "{c} cgroup {p:?} does not name the container"
         );
-        assert!(
-            p.starts_with(&own(c)),
-            "{c} cgroup {p:?} is not under the caller's {:?}",
+        assert_eq!(
+            p,
+            join(&base(c), &id),
+            "{c} cgroup is not <caller's cgroup (v1) or its parent (v2)>/<id> (caller: {:?})",
             own(c)
         );
     }
 }
 
 #[test]
-fn relative_cgroups_path_is_nested_under_the_callers_cgroup() {
+fn relative_cgroups_path_is_nested_where_the_caller_nests_containers() {
     let ctx = TestCtx::new("cg-relative");
     let mut b = ctx.bundle();
     let id = ctx.id("cg");
@@ -56,7 +63,7 @@ fn relative_cgroups_path_is_nested_under_the_callers_cgroup() {
     for c in placement_controllers() {
         assert_eq!(
             parse_cgroup_line(&o.stdout, c).as_deref(),
-            Some(join(&own(c), &rel).as_str()),
+            Some(join(&base(c), &rel).as_str()),
             "{c}: {o:?}"
         );
     }

@@ -60,10 +60,12 @@ fn run_with(tool: &str, ctx: &TestCtx, b: &Bundle, id: &str) -> Out {
 /// MACHINE-NOTES.md), so it runs in a private mount namespace without the v2 mount there,
 /// as `make bench` runs it.
 fn tool_command(tool: &str) -> std::process::Command {
-    let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
-    if tool != "crun" || !hybrid {
-        return std::process::Command::new(tool);
-    }
+    // hybrid: v1 controller hierarchies beside a cgroup2 mount (wherever it is mounted)
+    let unified = cgroup_mounts().into_iter().find(|m| m.v2);
+    let unified = match unified {
+        Some(m) if tool == "crun" && !cgroup_v2_only() => m.mount_point,
+        _ => return std::process::Command::new(tool),
+    };
     let mut c = std::process::Command::new("unshare");
     c.args([
         "-m",
@@ -71,9 +73,9 @@ fn tool_command(tool: &str) -> std::process::Command {
         "private",
         "sh",
         "-c",
-        "umount /sys/fs/cgroup/unified && exec crun \"$@\"",
-        "crun",
+        "umount \"$0\" && exec crun \"$@\"",
     ]);
+    c.arg(unified);
     c
 }
 
