@@ -27,6 +27,7 @@ mod inspect;
 mod logs;
 mod networks;
 mod query;
+mod resources;
 mod router;
 mod security;
 mod server;

@@ -12,6 +12,7 @@ use crate::network::mode::{AddHost, NetworkMode};
 use crate::restart::RestartPolicy;
 
 mod parse;
+pub mod sched;
 pub mod security;
 use parse::valid_env_key;
 pub use parse::{
@@ -157,6 +158,19 @@ pub struct Limits {
     pub io_read_bps: BTreeMap<String, u64>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub io_write_bps: BTreeMap<String, u64>,
+    /// Relative CPU weight under contention (`--cpu-shares`, 2..=262144; 1024 is what a
+    /// container without it gets). Changes nothing while CPUs are idle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_shares: Option<u64>,
+    /// The CPUs it may run on (`0-2,4`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_cpus: Option<String>,
+    /// The memory nodes it may allocate from (`0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset_mems: Option<String>,
+    /// Memory plus swap, bytes (at least `memory`, which it needs); -1: swap unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_swap: Option<i64>,
 }
 
 /// Seconds a container that ran past `--timeout` has between the stop signal and
@@ -426,6 +440,15 @@ impl ContainerConfig {
                 return Err(Error::invalid("limits.cpus", "must be more than 0"));
             }
         }
+        let l = &self.limits;
+        sched::validate(
+            "limits.",
+            l.memory,
+            l.cpu_shares,
+            l.cpuset_cpus.as_deref(),
+            l.cpuset_mems.as_deref(),
+            l.memory_swap,
+        )?;
         for (field, rates) in [
             ("limits.io_read_bps", &self.limits.io_read_bps),
             ("limits.io_write_bps", &self.limits.io_write_bps),

@@ -171,6 +171,9 @@ pub struct CreateArgs {
     /// --cap-add, --privileged, --read-only, --security-opt, ... (secflags.rs).
     #[command(flatten)]
     pub sec: super::secflags::SecurityFlags,
+    /// --cpu-shares, --cpuset-cpus/-mems, --memory-swap (schedflags.rs).
+    #[command(flatten)]
+    pub sched: super::schedflags::SchedFlags,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(
         trailing_var_arg = true,

@@ -15,6 +15,7 @@ mod netflags;
 mod network;
 mod ops;
 mod ports;
+mod schedflags;
 mod secflags;
 mod serve;
 mod template;
