@@ -446,6 +446,8 @@ pub enum Command {
     Pull(super::image::PullArgs),
     /// Make an image of a container's changes (one new layer; --change edits the config).
     Commit(super::build::CommitArgs),
+    /// The paths a container added (A), changed (C) or deleted (D) in its image's files.
+    Diff(super::diff::DiffArgs),
     /// Build an image from a Dockerfile and a context directory.
     Build(super::build::BuildArgs),
     /// Store credentials for a registry in Docker's config.json (0600).

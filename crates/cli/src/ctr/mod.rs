@@ -6,6 +6,7 @@ mod build;
 mod commands;
 mod create;
 mod dashboard;
+mod diff;
 mod image;
 mod listing;
 mod manpages;
