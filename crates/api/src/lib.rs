@@ -16,6 +16,7 @@ mod archive;
 mod attach;
 mod body;
 mod build;
+mod commit;
 mod containers;
 mod create;
 mod error;
