@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use codex_engine::config::sched::{check_shares, check_swap, parse_cpuset, UNLIMITED_SWAP};
+use codex_engine::config::sched::{
+    check_online, check_shares, check_swap, parse_cpuset, UNLIMITED_SWAP,
+};
 use codex_engine::config::Limits;
 use codex_engine::update::LimitsUpdate;
 use serde::Deserialize;
@@ -214,11 +216,22 @@ impl ResourcesBody {
         Ok(s)
     }
 
-    fn cpuset(prefix: &str, field: &str, v: &Option<String>) -> ApiResult<Option<String>> {
+    /// A cpuset list, well-formed; `online` (`cpus`/`mems`): also present on this host
+    /// (a 400 naming Docker's field, before the engine's own check).
+    fn cpuset(
+        prefix: &str,
+        field: &str,
+        v: &Option<String>,
+        online: Option<&str>,
+    ) -> ApiResult<Option<String>> {
         let Some(s) = v.as_ref().filter(|s| !s.is_empty()) else {
             return Ok(None);
         };
-        parse_cpuset(&format!("{prefix}{field}"), s)?;
+        let field = format!("{prefix}{field}");
+        parse_cpuset(&field, s)?;
+        if let Some(what) = online {
+            check_online(&field, what, s)?;
+        }
         Ok(Some(s.clone()))
     }
 
@@ -270,8 +283,8 @@ impl ResourcesBody {
             memory_swap,
             cpus: self.cpus(prefix)?,
             cpu_shares: self.shares(prefix)?,
-            cpuset_cpus: Self::cpuset(prefix, "CpusetCpus", &self.cpuset_cpus)?,
-            cpuset_mems: Self::cpuset(prefix, "CpusetMems", &self.cpuset_mems)?,
+            cpuset_cpus: Self::cpuset(prefix, "CpusetCpus", &self.cpuset_cpus, Some("cpus"))?,
+            cpuset_mems: Self::cpuset(prefix, "CpusetMems", &self.cpuset_mems, Some("mems"))?,
             // Docker: 0 and -1 are both "no limit".
             pids: self.pids_limit.filter(|p| *p > 0),
             io_read_bps: Self::throttles(
@@ -311,8 +324,8 @@ impl ResourcesBody {
             memory_swap: self.swap("")?,
             cpus: self.cpus("")?,
             cpu_shares: self.shares("")?,
-            cpuset_cpus: Self::cpuset("", "CpusetCpus", &self.cpuset_cpus)?,
-            cpuset_mems: Self::cpuset("", "CpusetMems", &self.cpuset_mems)?,
+            cpuset_cpus: Self::cpuset("", "CpusetCpus", &self.cpuset_cpus, Some("cpus"))?,
+            cpuset_mems: Self::cpuset("", "CpusetMems", &self.cpuset_mems, Some("mems"))?,
             pids: self.pids_limit.filter(|p| *p != 0),
         })
     }

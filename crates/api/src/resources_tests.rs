@@ -109,6 +109,9 @@ fn fields_codex_cannot_honour_are_a_400_naming_them() {
         (r#"{"CpuShares":-5}"#, "HostConfig.CpuShares"),
         (r#"{"CpusetCpus":"0-"}"#, "HostConfig.CpusetCpus"),
         (r#"{"CpusetMems":"x"}"#, "HostConfig.CpusetMems"),
+        // Well-formed, but no such CPU or node on any test machine.
+        (r#"{"CpusetCpus":"4000"}"#, "HostConfig.CpusetCpus"),
+        (r#"{"CpusetMems":"4000"}"#, "HostConfig.CpusetMems"),
         (r#"{"MemorySwap":134217728}"#, "HostConfig.MemorySwap"),
         (
             r#"{"Memory":134217728,"MemorySwap":67108864}"#,

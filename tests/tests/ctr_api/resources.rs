@@ -146,7 +146,7 @@ fn docker_run_and_update_set_cpu_shares_cpusets_and_swap() {
         (vec!["--cpu-rt-runtime", "950000"], "CpuRealtimeRuntime"),
         (vec!["--memory-reservation", "32m"], "MemoryReservation"),
         (vec!["--oom-kill-disable", "-m", "64m"], "OomKillDisable"),
-        (vec!["--cpuset-cpus", "64"], "cpuset_cpus"),
+        (vec!["--cpuset-cpus", "64"], "CpusetCpus"),
         (vec!["--cpu-shares", "1"], "CpuShares"),
         (vec!["-m", "64m", "--memory-swap", "32m"], "MemorySwap"),
     ] {

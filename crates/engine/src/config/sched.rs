@@ -75,6 +75,12 @@ fn online(what: &str) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|_| "0".into())
 }
 
+/// [`check_available`] against the host's online CPUs (`what` = `cpus`) or memory
+/// nodes (`mems`).
+pub fn check_online(field: &str, what: &str, asked: &str) -> Result<()> {
+    check_available(field, asked, &online(what))
+}
+
 /// `--cpu-shares`: 2..=262144 (0 means "not set" and never reaches here).
 pub fn check_shares(field: &str, shares: u64) -> Result<()> {
     if !(MIN_CPU_SHARES..=MAX_CPU_SHARES).contains(&shares) {
@@ -152,10 +158,10 @@ pub fn validate(
         check_shares(&format!("{prefix}cpu_shares"), s)?;
     }
     if let Some(c) = cpus {
-        check_available(&format!("{prefix}cpuset_cpus"), c, &online("cpus"))?;
+        check_online(&format!("{prefix}cpuset_cpus"), "cpus", c)?;
     }
     if let Some(m) = mems {
-        check_available(&format!("{prefix}cpuset_mems"), m, &online("mems"))?;
+        check_online(&format!("{prefix}cpuset_mems"), "mems", m)?;
     }
     if let Some(s) = swap {
         check_swap(&format!("{prefix}memory_swap"), s, memory)?;
