@@ -7,6 +7,8 @@
 mod harness;
 #[path = "ctr_api/images.rs"]
 mod images;
+#[path = "ctr_api/resources.rs"]
+mod resources;
 #[path = "ctr_api/streams.rs"]
 mod streams;
 #[path = "ctr_api/tls.rs"]

@@ -246,3 +246,75 @@ fn hostile_names_and_symlinks_are_data_or_refused() {
     let left = std::fs::read_dir(&tmp).unwrap().count();
     assert_eq!(left, 0, "work dirs left in {}", tmp.display());
 }
+
+/// `codex-ctr diff`: writes, deletions in a lower layer, a replaced (opaque) directory and
+/// a symlink, over a two-layer image, exactly; a volume's writes are not the container's
+/// files; a container without an image has nothing to list.
+#[test]
+fn diff_lists_additions_changes_and_deletions_over_every_layer() {
+    let c = Ctr::new();
+    c.run(&[
+        "run",
+        "--name",
+        "w",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /usr/keep /var/old && echo o > /var/old/f && echo kept > /usr/keep/k",
+    ])
+    .assert_ok();
+    out(&c, &["commit", "w", "mid:1"]);
+    // Positive control: a container that changed nothing lists nothing.
+    c.run(&[
+        "run",
+        "--name",
+        "idle",
+        "--network",
+        "none",
+        "mid:1",
+        "true",
+    ])
+    .assert_ok();
+    assert_eq!(out(&c, &["diff", "idle"]), "");
+    c.run(&[
+        "run",
+        "--name",
+        "x",
+        "--network",
+        "none",
+        "-v",
+        "/data",
+        "mid:1",
+        "sh",
+        "-c",
+        "rm -rf /var/old && mkdir /var/old && echo n > /var/old/new && rm /usr/keep/k \
+         && echo z > /usr/keep/z && ln -s /etc/shadow /lnk && echo v > /data/in-volume",
+    ])
+    .assert_ok();
+    assert_eq!(
+        out(&c, &["diff", "x"]),
+        "A /lnk\nC /usr\nC /usr/keep\nD /usr/keep/k\nA /usr/keep/z\nC /var\nC /var/old\nD /var/old/f\nA /var/old/new\n"
+    );
+    let o = c.run(&["diff", "--format", "json", "x"]);
+    o.assert_ok();
+    assert_eq!(
+        o.json()[3],
+        serde_json::json!({"path": "/usr/keep/k", "kind": "deleted"})
+    );
+    let o = c.run(&["diff", "nosuch"]);
+    o.assert_code(125).assert_stderr_mentions("nosuch");
+    c.run(&[
+        "create",
+        "--name",
+        "host",
+        "--isolation",
+        "minimal",
+        "/bin/true",
+    ])
+    .assert_ok();
+    let o = c.run(&["diff", "host"]);
+    o.assert_code(125)
+        .assert_stderr_mentions("host's filesystem");
+}

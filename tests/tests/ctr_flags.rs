@@ -1026,6 +1026,125 @@ fn cpus_sets_a_cfs_quota_seen_in_the_spec_and_inside() {
     zero.assert_code(125).assert_stderr_mentions("cpus");
 }
 
+/// `--cpu-shares`, `--cpuset-cpus/-mems` and `--memory-swap`: in the spec, in the
+/// container's own cgroup files (against a container without them), changed at once by
+/// `update`, and refused by name out of range.
+#[test]
+fn cpu_shares_cpusets_and_swap_reach_the_cgroup_and_update_changes_them() {
+    let c = Ctr::new();
+    let v2 = cgroup_v2_only();
+    let read = "cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight; \
+                cat /sys/fs/cgroup/cpuset/cpuset.cpus 2>/dev/null || cat /sys/fs/cgroup/cpuset.cpus; \
+                cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.swap.max";
+    let shares = |s: u64| {
+        if v2 {
+            (1 + ((s - 2) * 9999) / 262_142).to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    let swap = |total: u64| {
+        if v2 {
+            (total - (64 << 20)).to_string()
+        } else {
+            total.to_string()
+        }
+    };
+    // Control: the defaults of a container without the flags.
+    let o = c.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-m",
+        "64m",
+        "busybox",
+        "sh",
+        "-c",
+        read,
+    ]);
+    o.assert_ok();
+    let control: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(control[0], shares(1024), "{o:?}");
+    assert_ne!(control[1], "0", "needs a host with 2 CPUs: {o:?}");
+    c.run(&[
+        "run",
+        "-d",
+        "--name",
+        "s",
+        "--network",
+        "none",
+        "--cpu-shares",
+        "512",
+        "--cpuset-cpus",
+        "0",
+        "--cpuset-mems",
+        "0",
+        "-m",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "busybox",
+        "sleep",
+        "300",
+    ])
+    .assert_ok();
+    let spec = c.run(&["inspect", "--spec", "s"]).json();
+    let r = &spec["linux"]["resources"];
+    assert_eq!(
+        r["cpu"],
+        serde_json::json!({"shares": 512, "cpus": "0", "mems": "0"}),
+        "{r}"
+    );
+    assert_eq!(r["memory"]["swap"], 128 << 20, "{r}");
+    let inside = || {
+        let o = c.run(&["exec", "s", "sh", "-c", read]);
+        o.assert_ok();
+        o.stdout.lines().map(String::from).collect::<Vec<_>>()
+    };
+    assert_eq!(inside(), [shares(512), "0".into(), swap(128 << 20)]);
+    c.run(&[
+        "update",
+        "--cpu-shares",
+        "256",
+        "--cpuset-cpus",
+        "1",
+        "--memory-swap",
+        "256m",
+        "s",
+    ])
+    .assert_ok();
+    assert_eq!(inside(), [shares(256), "1".into(), swap(256 << 20)]);
+    assert_eq!(c.inspect("s")["limits"]["cpu_shares"], 256);
+    // -1: unlimited swap.
+    c.run(&["update", "--memory-swap", "-1", "s"]).assert_ok();
+    let unlimited = &inside()[2];
+    assert!(
+        unlimited == "max" || unlimited.parse::<u64>().is_ok_and(|n| n > 1 << 40),
+        "{unlimited}"
+    );
+    // Out of range, or against the rules: refused by name, nothing made or changed.
+    for (args, field) in [
+        (vec!["--cpu-shares", "1"], "cpu_shares"),
+        (vec!["--cpuset-cpus", "99"], "cpuset_cpus"),
+        (vec!["--cpuset-cpus", "1-0"], "cpuset_cpus"),
+        (vec!["--memory-swap", "128m"], "memory_swap"),
+        (vec!["-m", "64m", "--memory-swap", "32m"], "memory_swap"),
+        (vec!["--memory-swap", "lots"], "memory-swap"),
+    ] {
+        let mut a = vec!["run", "--rm", "--network", "none"];
+        a.extend(args.iter().copied());
+        a.extend(["busybox", "true"]);
+        c.run(&a).assert_code(125).assert_stderr_mentions(field);
+    }
+    c.run(&["update", "--cpu-shares", "300000", "s"])
+        .assert_code(125)
+        .assert_stderr_mentions("cpu_shares");
+    assert_eq!(inside()[0], shares(256));
+    assert_eq!(c.run(&["ps", "-aq"]).stdout.lines().count(), 1);
+    c.run(&["rm", "-f", "s"]).assert_ok();
+}
+
 #[test]
 fn labels_are_recorded_and_filter_ps_by_key_or_key_and_value() {
     let c = Ctr::new();

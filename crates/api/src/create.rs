@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use codex_engine::config::{ContainerConfig, Limits, Volume, VolumeSource};
+use codex_engine::config::{ContainerConfig, Volume, VolumeSource};
 use codex_engine::health::{HealthCheck, HealthProbe};
 use codex_engine::network::ports::{parse_expose, PortSpec, Publish};
 use codex_engine::network::{AddHost, NetworkMode};
@@ -13,6 +13,7 @@ use codex_engine::restart::RestartPolicy;
 use serde::Deserialize;
 
 use crate::error::{ApiError, ApiResult};
+use crate::query::from_object;
 
 /// Docker's `strslice`: a list, or a single string (one element, as Docker reads it).
 #[derive(Debug, Clone, Deserialize)]
@@ -88,9 +89,42 @@ pub struct Mount {
     pub read_only: Option<bool>,
 }
 
+/// `HostConfig`: its own fields, the security ones and the resources, each read from
+/// the same object (see `query::from_object`: a type error names its field).
+#[derive(Debug, Default, Deserialize)]
+#[serde(try_from = "serde_json::Value")]
+pub struct HostConfig {
+    pub base: HostConfigBase,
+    /// Privileged, ReadonlyRootfs, CapAdd/CapDrop, SecurityOpt, Ulimits, ShmSize, Devices.
+    pub security: crate::security::SecurityBody,
+    /// Memory, MemorySwap, NanoCpus, CpuShares, CpusetCpus, ... (resources.rs).
+    pub resources: crate::resources::ResourcesBody,
+}
+
+impl TryFrom<serde_json::Value> for HostConfig {
+    type Error = serde_json::Error;
+    fn try_from(v: serde_json::Value) -> Result<Self, Self::Error> {
+        if v.is_null() {
+            return Ok(HostConfig::default());
+        }
+        Ok(HostConfig {
+            base: from_object(&v)?,
+            security: from_object(&v)?,
+            resources: from_object(&v)?,
+        })
+    }
+}
+
+impl std::ops::Deref for HostConfig {
+    type Target = HostConfigBase;
+    fn deref(&self) -> &HostConfigBase {
+        &self.base
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
-pub struct HostConfig {
+pub struct HostConfigBase {
     pub binds: Option<Vec<String>>,
     pub network_mode: Option<String>,
     pub port_bindings: Option<BTreeMap<String, Option<Vec<PortBinding>>>>,
@@ -98,18 +132,9 @@ pub struct HostConfig {
     pub auto_remove: Option<bool>,
     pub mounts: Option<Vec<Mount>>,
     pub publish_all_ports: Option<bool>,
-    pub memory: Option<i64>,
-    pub nano_cpus: Option<i64>,
-    pub cpu_shares: Option<i64>,
-    pub cpu_quota: Option<i64>,
-    pub cpu_period: Option<i64>,
-    pub pids_limit: Option<i64>,
     pub dns: Option<Vec<String>>,
     pub extra_hosts: Option<Vec<String>>,
     pub init: Option<bool>,
-    /// Privileged, ReadonlyRootfs, CapAdd/CapDrop, SecurityOpt, Ulimits, ShmSize, Devices.
-    #[serde(flatten)]
-    pub security: crate::security::SecurityBody,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -289,34 +314,6 @@ fn volumes(hc: &HostConfig) -> ApiResult<Vec<Volume>> {
     Ok(out)
 }
 
-fn limits(hc: &HostConfig) -> ApiResult<Limits> {
-    let positive = |field: &str, v: Option<i64>| -> ApiResult<Option<u64>> {
-        match v {
-            None | Some(0) => Ok(None),
-            Some(n) if n < 0 => Err(bad(field, "must not be negative")),
-            Some(n) => Ok(Some(u64::try_from(n).unwrap_or(0))),
-        }
-    };
-    let mut cpus = positive("HostConfig.NanoCpus", hc.nano_cpus)?.map(|n| n as f64 / 1e9);
-    if let Some(q) = positive("HostConfig.CpuQuota", hc.cpu_quota)? {
-        if cpus.is_some() {
-            return Err(bad(
-                "HostConfig.CpuQuota",
-                "conflicts with NanoCpus: give one",
-            ));
-        }
-        let period = positive("HostConfig.CpuPeriod", hc.cpu_period)?.unwrap_or(100_000);
-        cpus = Some(q as f64 / period as f64);
-    }
-    Ok(Limits {
-        memory: positive("HostConfig.Memory", hc.memory)?,
-        cpus,
-        // Docker: 0 and -1 are both "no limit".
-        pids: hc.pids_limit.filter(|p| *p > 0),
-        ..Default::default()
-    })
-}
-
 fn restart(r: &RestartPolicyBody) -> ApiResult<RestartPolicy> {
     Ok(match r.name.as_deref().unwrap_or("") {
         "" | "no" => RestartPolicy::No,
@@ -407,7 +404,7 @@ pub fn config_from(body: &CreateBody, name: Option<&str>) -> ApiResult<Container
         publish: publish(body, hc)?,
         volumes: volumes(hc)?,
         labels: body.labels.clone().unwrap_or_default(),
-        limits: limits(hc)?,
+        limits: hc.resources.limits("HostConfig.")?,
         stop_signal: body.stop_signal.clone().filter(|s| !s.is_empty()),
         stop_timeout,
         auto_remove: hc.auto_remove.unwrap_or(false),

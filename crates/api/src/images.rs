@@ -119,7 +119,22 @@ pub async fn inspect(ctx: &Ctx, name: &str) -> ApiResult<Resp> {
         let store = e.images()?;
         let img = store.get(&name)?;
         let refs = store.references()?;
-        Ok(inspect_json(&img, tags_of(&refs, &img.id)))
+        let mut v = inspect_json(&img, tags_of(&refs, &img.id));
+        // Docker's Author is the config's; its Comment the newest history entry's (what
+        // `docker commit -a/-m` set). Best effort: an image without them shows "".
+        if let Ok(config) = store.config_json(&img) {
+            if let Some(a) = config["author"].as_str() {
+                v["Author"] = a.into();
+            }
+        }
+        if let Some(c) = store
+            .history(&img)
+            .ok()
+            .and_then(|h| h.last().and_then(|s| s.comment.clone()))
+        {
+            v["Comment"] = c.into();
+        }
+        Ok(v)
     })
     .await?;
     body::ok_json(&v)

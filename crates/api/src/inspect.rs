@@ -222,7 +222,7 @@ pub fn inspect(rec: &ContainerRecord, a: &Around) -> Value {
     });
     let nets = networks_json(a, rec.short_id());
     let first = a.networks.values().next();
-    json!({
+    let mut v = json!({
         "Id": rec.id,
         "Created": rec.created,
         "Path": argv.first().cloned().unwrap_or_default(),
@@ -242,10 +242,6 @@ pub fn inspect(rec: &ContainerRecord, a: &Around) -> Value {
             "RestartPolicy": restart_json(&cfg.restart),
             "AutoRemove": cfg.auto_remove,
             "PublishAllPorts": cfg.publish.all,
-            "Memory": cfg.limits.memory.unwrap_or(0),
-            "NanoCpus": cfg.limits.cpus.map(|c| (c * 1e9).round() as i64).unwrap_or(0),
-            "CpuShares": 0, "CpuQuota": 0, "CpuPeriod": 0,
-            "PidsLimit": cfg.limits.pids,
             "Dns": cfg.dns.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "ExtraHosts": cfg.add_hosts.iter().map(|h| format!("{}:{}", h.host, h.ip)).collect::<Vec<_>>(),
             "LogConfig": {"Type": "json-file", "Config": {}},
@@ -283,7 +279,15 @@ pub fn inspect(rec: &ContainerRecord, a: &Around) -> Value {
             "MacAddress": first.map(|n| n.mac.clone()).unwrap_or_default(),
             "Networks": nets,
         },
-    })
+    });
+    // Memory, MemorySwap, NanoCpus, CpuShares, CpusetCpus, ... (resources.rs).
+    if let (Some(hc), Value::Object(res)) = (
+        v["HostConfig"].as_object_mut(),
+        crate::resources::inspect_json(&cfg.limits),
+    ) {
+        hc.extend(res);
+    }
+    v
 }
 
 /// "Up 3 minutes", "Exited (0) 5 seconds ago", "Created": `docker ps`'s STATUS.

@@ -159,9 +159,35 @@ pub fn parse_json<T: DeserializeOwned + Default>(b: &[u8]) -> ApiResult<T> {
     }
     let de = &mut serde_json::Deserializer::from_slice(b);
     serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::bad_request(format!("invalid JSON body at {path}: {}", e.inner()))
+        let mut path = e.path().to_string();
+        let mut inner = e.inner().to_string();
+        // A part read by `from_object` carries the rest of its path.
+        if let Some((rest, msg)) = inner
+            .strip_prefix(PATH_MARK)
+            .and_then(|r| r.split_once(PATH_MARK))
+        {
+            path = match (path.as_str(), rest) {
+                (_, ".") => path,
+                (".", _) => rest.to_string(),
+                _ => format!("{path}.{rest}"),
+            };
+            inner = msg.to_string();
+        }
+        ApiError::bad_request(format!("invalid JSON body at {path}: {inner}"))
     })
+}
+
+/// Marks the inner path in an error of [`from_object`] for [`parse_json`].
+const PATH_MARK: char = '\u{1}';
+
+/// Reads `T` from a JSON object already parsed, for a struct made of parts (serde's
+/// `flatten` loses the path of a field's type error: `HostConfig` instead of
+/// `HostConfig.CpuShares`); the error keeps the part's own path for [`parse_json`].
+pub fn from_object<T: DeserializeOwned, E: serde::de::Error>(
+    v: &serde_json::Value,
+) -> Result<T, E> {
+    serde_path_to_error::deserialize(v)
+        .map_err(|e| E::custom(format!("{PATH_MARK}{}{PATH_MARK}{}", e.path(), e.inner())))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
             "POST /auth (use `codex-ctr login` for registry credentials)",
         )),
         (["build"], &Method::POST) => build::build(ctx, &mut c).await,
+        (["commit"], &Method::POST) => crate::commit::commit(ctx, &mut c).await,
 
         // No plugins here: an empty list, and Docker's 404 for one (`docker inspect X`
         // asks for a plugin X after a container, image, network and volume X).
@@ -48,6 +49,7 @@ pub async fn route(ctx: &Ctx, mut c: Call) -> ApiResult<Resp> {
             crate::update::update(ctx, &mut c, id).await
         }
         (["containers", id, "top"], &Method::GET) => crate::top::top(ctx, &c, id).await,
+        (["containers", id, "changes"], &Method::GET) => crate::commit::changes(ctx, id).await,
         (["containers", id, "export"], &Method::GET) => containers::export(ctx, id).await,
         (["containers", id, "exec"], &Method::POST) => exec::create(ctx, &mut c, id).await,
         (["containers", id, action], &Method::POST) if containers::is_action(action) => {

@@ -1,83 +1,51 @@
-//! `POST /containers/{id}/update`: new resource limits (Memory, NanoCpus or
-//! CpuQuota/CpuPeriod, PidsLimit) over the engine's `update`: applied at once to a
-//! running container, kept for its later starts. Fields the engine cannot change are a
-//! 400 that names them.
+//! `POST /containers/{id}/update`: new resource limits (Memory, MemorySwap, NanoCpus or
+//! CpuQuota/CpuPeriod, CpuShares, CpusetCpus/Mems, PidsLimit; resources.rs) over the
+//! engine's `update`: applied at once to a running container, kept for its later
+//! starts. Fields the engine cannot change are a 400 that names them.
 
 use codex_engine::update::LimitsUpdate;
+
+use crate::resources::ResourcesBody;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::body::{self, Resp};
 use crate::containers::blocking;
 use crate::error::{ApiError, ApiResult};
-use crate::query::Call;
+use crate::query::{from_object, Call};
 use crate::server::Ctx;
 
+/// The body: Docker's resources and a restart policy, each read from the same object
+/// (see `query::from_object`: a type error names its field).
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+#[serde(try_from = "serde_json::Value")]
 pub struct UpdateBody {
-    pub memory: Option<i64>,
-    pub nano_cpus: Option<i64>,
-    pub cpu_quota: Option<i64>,
-    pub cpu_period: Option<i64>,
-    pub pids_limit: Option<i64>,
-    pub memory_swap: Option<i64>,
-    pub memory_reservation: Option<i64>,
-    pub cpu_shares: Option<i64>,
-    pub cpuset_cpus: Option<String>,
-    pub blkio_weight: Option<i64>,
+    pub resources: ResourcesBody,
     pub restart_policy: Option<serde_json::Value>,
+}
+
+impl TryFrom<serde_json::Value> for UpdateBody {
+    type Error = serde_json::Error;
+    fn try_from(v: serde_json::Value) -> Result<Self, Self::Error> {
+        Ok(UpdateBody {
+            resources: from_object(&v)?,
+            restart_policy: v.get("RestartPolicy").cloned().filter(|r| !r.is_null()),
+        })
+    }
 }
 
 /// The engine's update for a body; what it cannot change is refused by name.
 pub fn limits_from(b: &UpdateBody) -> ApiResult<LimitsUpdate> {
-    let set = |v: Option<i64>| v.is_some_and(|n| n != 0);
-    for (field, on) in [
-        (
-            "MemorySwap",
-            set(b.memory_swap) && b.memory_swap != Some(-1),
-        ),
-        ("MemoryReservation", set(b.memory_reservation)),
-        ("CpuShares", set(b.cpu_shares)),
-        (
-            "CpusetCpus",
-            b.cpuset_cpus.as_ref().is_some_and(|c| !c.is_empty()),
-        ),
-        ("BlkioWeight", set(b.blkio_weight)),
-        (
-            "RestartPolicy",
-            b.restart_policy.as_ref().is_some_and(|r| {
-                r.get("Name")
-                    .and_then(|n| n.as_str())
-                    .is_some_and(|n| !n.is_empty())
-            }),
-        ),
-    ] {
-        if on {
-            return Err(ApiError::bad_request(format!(
-                "{field}: codex-ctr cannot change it on an existing container (memory, CPUs and pids only)"
-            )));
-        }
+    if b.restart_policy.as_ref().is_some_and(|r| {
+        r.get("Name")
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| !n.is_empty())
+    }) {
+        return Err(ApiError::bad_request(
+            "RestartPolicy: codex-ctr cannot change it on an existing container (resources only)",
+        ));
     }
-    let positive = |field: &str, v: Option<i64>| -> ApiResult<Option<u64>> {
-        match v {
-            None | Some(0) => Ok(None),
-            Some(n) if n < 0 => Err(ApiError::bad_request(format!(
-                "{field}: must not be negative"
-            ))),
-            Some(n) => Ok(Some(u64::try_from(n).unwrap_or(0))),
-        }
-    };
-    let mut cpus = positive("NanoCpus", b.nano_cpus)?.map(|n| n as f64 / 1e9);
-    if let Some(q) = positive("CpuQuota", b.cpu_quota)? {
-        let period = positive("CpuPeriod", b.cpu_period)?.unwrap_or(100_000);
-        cpus = Some(q as f64 / period as f64);
-    }
-    Ok(LimitsUpdate {
-        memory: positive("Memory", b.memory)?,
-        cpus,
-        pids: b.pids_limit.filter(|p| *p != 0),
-    })
+    b.resources.update()
 }
 
 pub async fn update(ctx: &Ctx, c: &mut Call, id: &str) -> ApiResult<Resp> {

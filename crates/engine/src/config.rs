@@ -11,8 +11,11 @@ use crate::error::{Error, Result};
 use crate::network::mode::{AddHost, NetworkMode};
 use crate::restart::RestartPolicy;
 
+mod limits;
 mod parse;
+pub mod sched;
 pub mod security;
+pub use limits::Limits;
 use parse::valid_env_key;
 pub use parse::{
     parse_cpus, parse_device_rates, parse_duration_secs, parse_duration_secs_or_zero,
@@ -136,27 +139,6 @@ pub fn valid_name(s: &str) -> bool {
     s.len() <= 128
         && chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-}
-
-/// Resource limits in the units a user thinks in.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Limits {
-    /// Bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<u64>,
-    /// CPUs (0.5 = half a core).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpus: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pids: Option<i64>,
-    /// RLIMIT_NOFILE (soft = hard).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub open_files: Option<u64>,
-    /// Bytes per second, per device path (`/dev/vda`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub io_read_bps: BTreeMap<String, u64>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub io_write_bps: BTreeMap<String, u64>,
 }
 
 /// Seconds a container that ran past `--timeout` has between the stop signal and
@@ -411,40 +393,7 @@ impl ContainerConfig {
             codex_runtime::parse_signal(s)
                 .map_err(|_| Error::invalid("stop_signal", format!("{s:?} is not a signal")))?;
         }
-        if let Some(p) = self.limits.pids {
-            if p < 1 {
-                return Err(Error::invalid("limits.pids", "must be at least 1"));
-            }
-        }
-        if let Some(m) = self.limits.memory {
-            if m < 4 << 20 {
-                return Err(Error::invalid("limits.memory", "must be at least 4 MiB"));
-            }
-        }
-        if let Some(c) = self.limits.cpus {
-            if !(c > 0.0 && c.is_finite()) {
-                return Err(Error::invalid("limits.cpus", "must be more than 0"));
-            }
-        }
-        for (field, rates) in [
-            ("limits.io_read_bps", &self.limits.io_read_bps),
-            ("limits.io_write_bps", &self.limits.io_write_bps),
-        ] {
-            for (dev, rate) in rates {
-                if !dev.starts_with("/dev/") {
-                    return Err(Error::invalid(
-                        field,
-                        format!("{dev:?} is not a device path under /dev"),
-                    ));
-                }
-                if *rate == 0 {
-                    return Err(Error::invalid(
-                        field,
-                        format!("{dev}: rate must be positive"),
-                    ));
-                }
-            }
-        }
+        self.limits.validate()?;
         if self.log_max_size.is_some_and(|s| s < 4096) {
             return Err(Error::invalid("log_max_size", "must be at least 4 KiB"));
         }

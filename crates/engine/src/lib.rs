@@ -180,6 +180,7 @@ pub mod commit_api;
 pub mod config;
 pub mod copy;
 pub mod df;
+pub mod diff_api;
 pub mod engine;
 pub mod error;
 pub mod events;

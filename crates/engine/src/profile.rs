@@ -249,9 +249,22 @@ fn resources(config: &ContainerConfig) -> Result<Value> {
     if let Some(m) = l.memory {
         r["memory"] = json!({"limit": m});
     }
+    // -1 (unlimited swap) is what a new cgroup has: nothing to write.
+    if let Some(s) = l.memory_swap.filter(|s| *s >= 0) {
+        r["memory"]["swap"] = json!(s);
+    }
     if let Some(c) = l.cpus {
         let period = 100_000u64;
         r["cpu"] = json!({"quota": (c * period as f64).round() as i64, "period": period});
+    }
+    if let Some(s) = l.cpu_shares {
+        r["cpu"]["shares"] = json!(s);
+    }
+    if let Some(c) = &l.cpuset_cpus {
+        r["cpu"]["cpus"] = json!(c);
+    }
+    if let Some(m) = &l.cpuset_mems {
+        r["cpu"]["mems"] = json!(m);
     }
     if let Some(p) = l.pids {
         r["pids"] = json!({"limit": p});
@@ -398,6 +411,26 @@ mod tests {
         assert!(m["options"].as_array().unwrap().contains(&json!("ro")));
         assert_eq!(s["process"]["env"], json!(["A=1", "PATH=/bin"]));
         assert_eq!(s["process"]["user"], json!({"uid": 1000, "gid": 100}));
+    }
+
+    #[test]
+    fn shares_cpusets_and_swap_map_to_oci_resources() {
+        let mut c = cfg(Isolation::Standard);
+        c.limits = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(128 << 20),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            cpuset_mems: Some("0".into()),
+            ..Default::default()
+        };
+        let r = spec(&c)["linux"]["resources"].clone();
+        assert_eq!(r["memory"], json!({"limit": 64 << 20, "swap": 128 << 20}));
+        assert_eq!(r["cpu"], json!({"shares": 512, "cpus": "0", "mems": "0"}));
+        // -1 (unlimited swap) is a new cgroup's own value: nothing is written.
+        c.limits.memory_swap = Some(-1);
+        let r = spec(&c)["linux"]["resources"].clone();
+        assert_eq!(r["memory"], json!({"limit": 64 << 20}));
     }
 
     fn namespaces(s: &Value) -> Vec<String> {

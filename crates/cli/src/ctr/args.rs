@@ -171,6 +171,9 @@ pub struct CreateArgs {
     /// --cap-add, --privileged, --read-only, --security-opt, ... (secflags.rs).
     #[command(flatten)]
     pub sec: super::secflags::SecurityFlags,
+    /// --cpu-shares, --cpuset-cpus/-mems, --memory-swap (schedflags.rs).
+    #[command(flatten)]
+    pub sched: super::schedflags::SchedFlags,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(
         trailing_var_arg = true,
@@ -443,6 +446,8 @@ pub enum Command {
     Pull(super::image::PullArgs),
     /// Make an image of a container's changes (one new layer; --change edits the config).
     Commit(super::build::CommitArgs),
+    /// The paths a container added (A), changed (C) or deleted (D) in its image's files.
+    Diff(super::diff::DiffArgs),
     /// Build an image from a Dockerfile and a context directory.
     Build(super::build::BuildArgs),
     /// Store credentials for a registry in Docker's config.json (0600).

@@ -369,6 +369,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         }
         Command::Pull(a) => super::image::pull(&eng, a),
         Command::Commit(a) => super::build::commit(&eng, a),
+        Command::Diff(a) => super::diff::diff(&eng, &a),
         Command::Build(a) => super::build::build(&eng, a),
         Command::Login(a) => super::image::login(a),
         Command::Volume { command } => super::listing::volume(&eng, command),

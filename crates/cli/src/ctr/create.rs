@@ -75,7 +75,7 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             anonymous: false,
         });
     }
-    let limits = Limits {
+    let mut limits = Limits {
         memory: a
             .memory
             .as_deref()
@@ -90,7 +90,9 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
         open_files: a.open_files,
         io_read_bps: parse_device_rates("device-read-bps", &a.device_read_bps)?,
         io_write_bps: parse_device_rates("device-write-bps", &a.device_write_bps)?,
+        ..Default::default()
     };
+    a.sched.apply(&mut limits)?;
     let network = a
         .network
         .as_deref()

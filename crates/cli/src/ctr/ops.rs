@@ -33,6 +33,9 @@ pub struct UpdateArgs {
     /// New limit of processes and threads (at least 1).
     #[arg(long = "pids-limit")]
     pub pids_limit: Option<i64>,
+    /// --cpu-shares, --cpuset-cpus/-mems, --memory-swap (schedflags.rs).
+    #[command(flatten)]
+    pub sched: super::schedflags::SchedFlags,
     /// Containers to change (names or ids); running ones at once.
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -75,7 +78,7 @@ pub(super) fn top(eng: &Engine, a: &TopArgs) -> Result<i32> {
 }
 
 pub(super) fn update(eng: &Engine, a: &UpdateArgs) -> Result<i32> {
-    let up = LimitsUpdate {
+    let mut up = LimitsUpdate {
         memory: a
             .memory
             .as_deref()
@@ -87,7 +90,9 @@ pub(super) fn update(eng: &Engine, a: &UpdateArgs) -> Result<i32> {
             .map(|c| codex_engine::config::parse_cpus("cpus", c))
             .transpose()?,
         pids: a.pids_limit,
+        ..Default::default()
     };
+    a.sched.apply_update(&mut up)?;
     each(&a.containers, |c| {
         let rec = eng.update(c, &up)?;
         println!("{}", rec.name);

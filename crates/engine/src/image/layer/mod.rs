@@ -17,12 +17,15 @@
 //! unpacked layer reproduces it.
 
 mod archive;
+mod changes;
 mod pack;
 mod sys;
 mod unpack;
 mod upper;
 
 pub(crate) use archive::{decoder, looks_like_tar, open_archive, Compression};
+pub(crate) use changes::changes;
+pub use changes::{Change, ChangeKind};
 pub(crate) use pack::{pack, ExactReader};
 pub(crate) use unpack::{unpack, unpack_limited};
 pub(crate) use upper::{pack_upper, IdMap, IdRange, UpperOptions};

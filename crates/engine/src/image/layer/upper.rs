@@ -352,7 +352,7 @@ impl<W: Write> UpperPacker<'_, W> {
 }
 
 /// Refuses an entry overlayfs keeps only in part in the upper dir.
-fn refuse_partial(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
+pub(super) fn refuse_partial(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
     for (x, what) in [
         (
             REDIRECT_XATTR,
@@ -399,7 +399,7 @@ fn list_xattrs(fd: BorrowedFd<'_>) -> io::Result<Vec<std::ffi::CString>> {
         .collect())
 }
 
-fn xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+pub(super) fn xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: fgetxattr writes at most buf.len() bytes into buf.
