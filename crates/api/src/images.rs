@@ -326,7 +326,10 @@ pub async fn pull(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
         let r2 = reference.clone();
         let got = blocking(&ctx, move |e| {
             let opts = codex_engine::image::pull::PullOptions {
-                insecure: insecure_ok(&r2),
+                transport: codex_engine::image::pull::Transport {
+                    insecure: insecure_ok(&r2),
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             e.images()?.pull(&r2, &opts)

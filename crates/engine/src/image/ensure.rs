@@ -5,6 +5,7 @@
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::image::pull::Transport;
 use crate::image::{PullOptions, Reference};
 
 /// When to pull the image of a new container.
@@ -81,7 +82,10 @@ impl Engine {
             return Ok(false);
         }
         let opts = PullOptions {
-            insecure: true,
+            transport: Transport {
+                insecure: true,
+                ..Default::default()
+            },
             ..Default::default()
         };
         store.pull(reference, &opts)?;

@@ -6,14 +6,17 @@
 
 mod client;
 pub mod creds;
+mod push;
 mod target;
+pub mod tls;
 
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use client::Client;
-pub use client::Credentials;
+pub use client::{Credentials, Transport};
+pub use push::{PushOptions, Pushed};
 use target::Target;
 
 use super::fsutil::{sha256_hex, WorkDir};
@@ -31,8 +34,9 @@ application/vnd.docker.distribution.manifest.v2+json";
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     pub load: LoadOptions,
-    /// Plain HTTP (the only transport this build has).
-    pub insecure: bool,
+    /// HTTPS verified against the system's and the registry's CAs, or (`insecure`)
+    /// unverified HTTPS or plain HTTP.
+    pub transport: Transport,
     /// Credentials; `None`: those stored for the registry (`codex-ctr login`), if any.
     pub creds: Option<Credentials>,
 }
@@ -52,7 +56,7 @@ impl ImageStore {
             Some(c) => Some(c.clone()),
             None => creds::lookup(&target.registry)?,
         };
-        let mut client = Client::new(target.clone(), opts.insecure, creds)?;
+        let mut client = Client::connect(target.clone(), &opts.transport, creds, "pull")?;
         let work = WorkDir::create(&self.tmp_dir(), "pull-")?;
         let layout = work.path().join("layout");
         let blobs = layout.join("blobs/sha256");
