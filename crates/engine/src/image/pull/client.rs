@@ -150,8 +150,8 @@ impl Client {
         mut call: impl FnMut(&ureq::Agent, Option<&str>) -> std::result::Result<Response, ureq::Error>,
     ) -> Result<Response> {
         for attempt in 0..2 {
-            let resp =
-                call(&self.agent, self.auth.as_deref()).map_err(|e| self.transport_error(url, e))?;
+            let resp = call(&self.agent, self.auth.as_deref())
+                .map_err(|e| self.transport_error(url, e))?;
             if resp.status().as_u16() == 401 && attempt == 0 {
                 let challenge = resp
                     .headers()

@@ -53,13 +53,21 @@ impl ImageStore {
     /// Pushes the image `source` names (a reference or an id) to `dest` (default:
     /// `source`, which must then be a reference).
     pub fn push(&self, source: &str, dest: Option<&str>, opts: &PushOptions) -> Result<Pushed> {
-        let rec = self.get(source)?;
-        let dest = Reference::parse(dest.unwrap_or(source)).map_err(|e| {
-            Error::invalid(
-                "reference",
-                format!("{source:?} is not a NAME[:TAG] to push to (give a destination): {e}"),
-            )
-        })?;
+        let index = self.read_index()?;
+        let (id, by_ref) = self.resolve(&index, source)?;
+        let rec = self.load_record(&id, &index)?;
+        let dest = match (dest, by_ref) {
+            (Some(d), _) => Reference::parse(d)?,
+            (None, Some(r)) => Reference::parse(&r)?,
+            (None, None) => {
+                return Err(Error::invalid(
+                    "reference",
+                    format!(
+                        "{source:?} names the image by id: give a destination NAME[:TAG] to push to"
+                    ),
+                ))
+            }
+        };
         let target = Target::of(&dest);
         let creds = match &opts.creds {
             Some(c) => Some(c.clone()),
