@@ -199,6 +199,7 @@ pub fn pull(eng: &Engine, a: PullArgs) -> Result<i32> {
         load: load_options(a.platform.as_deref(), a.max_unpacked_size.as_deref())?,
         transport: a.registry.transport(),
         creds: a.registry.creds()?,
+        progress: super::progress::sink(a.quiet),
     };
     let loaded = eng.images()?.pull(&a.reference, &opts)?;
     if a.quiet {

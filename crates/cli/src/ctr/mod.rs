@@ -15,6 +15,7 @@ mod netflags;
 mod network;
 mod ops;
 mod ports;
+mod progress;
 mod secflags;
 mod serve;
 mod template;

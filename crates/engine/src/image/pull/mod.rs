@@ -6,16 +6,22 @@
 
 mod client;
 pub mod creds;
+mod fetch;
+pub mod progress;
 mod push;
 mod target;
 pub mod tls;
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use client::Client;
 pub use client::{Credentials, Transport};
+pub use progress::{ProgressEvent, ProgressSink};
 pub use push::{PushOptions, Pushed};
 use target::Target;
 
@@ -39,7 +45,12 @@ pub struct PullOptions {
     pub transport: Transport,
     /// Credentials; `None`: those stored for the registry (`codex-ctr login`), if any.
     pub creds: Option<Credentials>,
+    /// Where per-blob progress goes, if anywhere.
+    pub progress: Option<ProgressSink>,
 }
+
+/// Blobs downloaded at once.
+const PARALLEL: usize = 3;
 
 /// For the fuzz target: a `WWW-Authenticate` header parsed.
 #[doc(hidden)]
@@ -100,31 +111,22 @@ impl ImageStore {
             }
             let have = self.blob_path_hex(&hex);
             if have.exists() && fs::hard_link(&have, &dest).is_ok() {
+                ProgressSink::emit(
+                    opts.progress.as_ref(),
+                    ProgressEvent::new(&hex, "Already exists", d.size(), d.size()),
+                );
                 continue;
             }
             jobs.push((hex, d.size()));
         }
-        for chunk in jobs.chunks(4) {
-            let results: Vec<Result<()>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|(hex, size)| {
-                        let mut c = client.clone();
-                        let dest = blobs.join(hex);
-                        s.spawn(move || fetch_blob(&mut c, hex, *size, &dest))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::invalid("registry", "a download thread panicked"))
-                        })
-                    })
-                    .collect()
-            });
-            results.into_iter().collect::<Result<Vec<()>>>()?;
+        for (hex, size) in &jobs {
+            ProgressSink::emit(
+                opts.progress.as_ref(),
+                ProgressEvent::new(hex, "Waiting", 0, *size),
+            );
         }
+        let partial_dir = self.partial_dir()?;
+        self.fetch_all(&client, &jobs, &partial_dir, &blobs, opts.progress.as_ref())?;
         // The layout: its index names the top-level manifest (or index) under the
         // reference pulled, so the load picks the same platform and names the image.
         let top_hex = sha256_hex(&top);
@@ -172,16 +174,91 @@ fn fetch_manifest(client: &mut Client, reference: &str, blobs: &Path) -> Result<
     Ok((bytes, media))
 }
 
-/// GETs a blob into `dest` (its digest is checked when the layout is loaded).
-fn fetch_blob(client: &mut Client, hex: &str, size: u64, dest: &Path) -> Result<()> {
-    let resp = client.get(&format!("blobs/sha256:{hex}"), "*/*")?;
-    let mut reader = resp
-        .into_body()
-        .into_with_config()
-        .limit(size.saturating_add(1))
-        .reader();
-    let mut out = super::new_file(dest)?;
-    io::copy(&mut reader, &mut out)
-        .map_err(|e| Error::invalid("registry", format!("blob sha256:{hex}: {e}")))?;
-    out.sync_all().ctx(|| format!("writing {}", dest.display()))
+impl ImageStore {
+    /// `<store>/partial/` (0700): downloads in progress or interrupted.
+    fn partial_dir(&self) -> Result<PathBuf> {
+        let d = self.dir.join("partial");
+        match fs::create_dir(&d) {
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
+                    .ctx(|| format!("securing {}", d.display()))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("creating {}", d.display())),
+        }
+        Ok(d)
+    }
+
+    /// The blobs of `jobs` into `blobs/`, `PARALLEL` at a time; the first error stops
+    /// the others from starting new ones (what they finished stays in `partial/`).
+    fn fetch_all(
+        &self,
+        client: &Client,
+        jobs: &[(String, u64)],
+        partial_dir: &Path,
+        blobs: &Path,
+        progress: Option<&ProgressSink>,
+    ) -> Result<()> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let errors: Mutex<Vec<Error>> = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            for _ in 0..PARALLEL.min(jobs.len()) {
+                let mut c = client.clone();
+                let (next, failed, errors) = (&next, &failed, &errors);
+                s.spawn(move || {
+                    while !failed.load(Ordering::SeqCst) {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some((hex, size)) = jobs.get(i) else {
+                            break;
+                        };
+                        let f = fetch::Fetch {
+                            partial_dir: partial_dir.to_path_buf(),
+                            hex,
+                            size: *size,
+                            progress,
+                        };
+                        if let Err(e) = f.run(&mut c, &blobs.join(hex)) {
+                            failed.store(true, Ordering::SeqCst);
+                            if let Ok(mut v) = errors.lock() {
+                                v.push(e);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        match errors.into_inner() {
+            Ok(mut v) if !v.is_empty() => Err(v.swap_remove(0)),
+            Ok(_) => Ok(()),
+            Err(_) => Err(Error::invalid("registry", "a download thread panicked")),
+        }
+    }
+
+    /// Removes interrupted downloads no pull is working on (`image prune`).
+    pub(crate) fn prune_partials(&self) -> Result<()> {
+        let d = self.dir.join("partial");
+        let entries = match fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx(|| format!("reading {}", d.display())),
+        };
+        for e in entries.flatten() {
+            let Ok(f) = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(e.path())
+            else {
+                continue;
+            };
+            // A pull holding it keeps it.
+            if let Ok(_held) =
+                nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            {
+                fs::remove_file(e.path()).ctx(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+        Ok(())
+    }
 }
