@@ -77,8 +77,9 @@ pub(crate) fn on_reply(from: u64, status: u16, content_range: Option<&str>, size
     }
 }
 
-/// `partial/<hex>` opened (created 0600 if missing) and exclusively locked; reopened if a
-/// `prune` unlinked it while we waited for the lock.
+/// `partial/<hex>` opened (created 0600 if missing) and exclusively locked. Reopened
+/// when, by the time the lock is ours, the name no longer leads to the file we locked:
+/// the pull we waited for renamed it into its layout, or a `prune` removed it.
 fn open_locked(path: &Path) -> Result<Flock<File>> {
     loop {
         let f = OpenOptions::new()
@@ -93,13 +94,14 @@ fn open_locked(path: &Path) -> Result<Flock<File>> {
         let locked = Flock::lock(f, FlockArg::LockExclusive)
             .map_err(|(_, e)| io::Error::from(e))
             .ctx(|| format!("locking {}", path.display()))?;
-        let linked = locked
+        let ours = locked
             .metadata()
-            .ctx(|| format!("reading {}", path.display()))?
-            .nlink()
-            > 0;
-        if linked {
-            return Ok(locked);
+            .ctx(|| format!("reading {}", path.display()))?;
+        match fs::symlink_metadata(path) {
+            Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => return Ok(locked),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
         }
     }
 }
