@@ -324,12 +324,32 @@ pub async fn pull(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
             .send(body::json_line(&json!({"status": format!("Pulling from {from}"), "id": reference.rsplit(':').next()})))
             .await;
         let r2 = reference.clone();
+        let ptx = tx.clone();
         let got = blocking(&ctx, move |e| {
+            // Docker's progress lines, one per blob event (from the engine's download
+            // threads, outside the async runtime: a blocking send is right there).
+            let progress = codex_engine::image::pull::ProgressSink(std::sync::Arc::new(
+                move |ev: &codex_engine::image::pull::ProgressEvent| {
+                    // Only a download in progress has numbers: the docker CLI shows a
+                    // line with them as a bar on a terminal and drops it otherwise.
+                    let detail = if ev.status == "Downloading" {
+                        json!({"current": ev.current, "total": ev.total})
+                    } else {
+                        json!({})
+                    };
+                    let _ = ptx.blocking_send(body::json_line(&json!({
+                        "status": ev.status,
+                        "id": ev.id,
+                        "progressDetail": detail,
+                    })));
+                },
+            ));
             let opts = codex_engine::image::pull::PullOptions {
                 transport: codex_engine::image::pull::Transport {
                     insecure: insecure_ok(&r2),
                     ..Default::default()
                 },
+                progress: Some(progress),
                 ..Default::default()
             };
             e.images()?.pull(&r2, &opts)
