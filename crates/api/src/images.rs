@@ -292,8 +292,9 @@ pub async fn save(ctx: &Ctx, names: Vec<String>) -> ApiResult<Resp> {
     }))
 }
 
-/// Registries on this machine's loopback are spoken to in plain HTTP (the engine's only
-/// transport); any other is refused by the engine with its own message.
+/// Registries on this machine's loopback are insecure registries (plain HTTP or
+/// unverified HTTPS, as dockerd allows there); any other is spoken to over verified
+/// HTTPS.
 fn insecure_ok(reference: &str) -> bool {
     let host = reference.split('/').next().unwrap_or("");
     reference.contains('/')
