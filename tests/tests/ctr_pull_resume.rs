@@ -223,4 +223,10 @@ fn two_pulls_of_one_image_at_once_both_succeed() {
     );
     o.assert_ok();
     assert!(o.stdout.starts_with(&sum), "{o:?} vs {sum}");
+    // `image prune` removes an interrupted download no pull holds.
+    let stale = root.join("images/partial").join("ab".repeat(32));
+    std::fs::write(&stale, b"half").expect("write a stale partial");
+    assert_eq!(partials(&root).len(), 1);
+    ns_ctr(&c, &root, &["image", "prune"]).assert_ok();
+    assert!(partials(&root).is_empty(), "{:?}", partials(&root));
 }
