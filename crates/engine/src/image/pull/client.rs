@@ -4,7 +4,7 @@
 //! (`tls.rs`); `--insecure` allows an unverified certificate or plain HTTP.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -123,21 +123,12 @@ impl Client {
     /// A transport error explained: certificates, or TLS to a plain-HTTP registry.
     fn transport_error(&self, url: &str, e: ureq::Error) -> Error {
         let text = e.to_string();
-        let hint = if text.contains("certificate") || text.contains("UnknownIssuer") {
-            format!(
-                " (the registry's certificate is not trusted: put its CA in {}/{}/ca.crt or \
-                 the system store, or pass --insecure)",
-                self.certs_dir.display(),
-                self.target.registry
-            )
-        } else if self.base.starts_with("https://")
-            && (text.contains("corrupt message") || text.contains("InvalidContentType"))
-        {
-            " (the registry does not speak TLS; pass --insecure for a plain-HTTP registry)"
-                .to_string()
-        } else {
-            String::new()
-        };
+        let hint = transport_hint(
+            &text,
+            self.base.starts_with("https://"),
+            &self.certs_dir,
+            &self.target.registry,
+        );
         bad(url, format!("{text}{hint}"))
     }
 
@@ -203,6 +194,22 @@ impl Client {
             req.call()
         })?;
         check(&url, resp)
+    }
+}
+
+/// What to do about a transport error's `text`: trust the CA, or say `--insecure` for
+/// a plain-HTTP registry reached over TLS; nothing for other errors.
+fn transport_hint(text: &str, https: bool, certs_dir: &Path, registry: &str) -> String {
+    if text.contains("certificate") || text.contains("UnknownIssuer") {
+        format!(
+            " (the registry's certificate is not trusted: put its CA in {}/{registry}/ca.crt \
+             or the system store, or pass --insecure)",
+            certs_dir.display()
+        )
+    } else if https && (text.contains("corrupt message") || text.contains("InvalidContentType")) {
+        " (the registry does not speak TLS; pass --insecure for a plain-HTTP registry)".into()
+    } else {
+        String::new()
     }
 }
 
@@ -288,5 +295,35 @@ impl Client {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_errors_say_what_to_do() {
+        let d = Path::new("/etc/docker/certs.d");
+        let h = transport_hint(
+            "invalid peer certificate: UnknownIssuer",
+            true,
+            d,
+            "reg:5000",
+        );
+        assert!(h.contains("/etc/docker/certs.d/reg:5000/ca.crt"), "{h}");
+        let h = transport_hint(
+            "rustls: received corrupt message of type InvalidContentType",
+            true,
+            d,
+            "r",
+        );
+        assert!(h.contains("--insecure"), "{h}");
+        assert_eq!(
+            transport_hint("received corrupt message", false, d, "r"),
+            "",
+            "plain HTTP already"
+        );
+        assert_eq!(transport_hint("connection refused", true, d, "r"), "");
     }
 }
