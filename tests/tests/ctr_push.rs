@@ -152,6 +152,28 @@ fn push_uploads_what_the_registry_lacks_and_reads_back_byte_for_byte() {
     o.assert_ok();
     assert_eq!(o.stdout, "pushed-layer\n");
 
+    // On a terminal (script(1) gives the pull a pty) the progress is drawn as bars, one
+    // per blob named by its short digest; not JSON lines.
+    if have_tool("script") {
+        let third = work(&c).join("root3");
+        let line = format!(
+            "CODEX_CTR_ROOT={} {} pull --insecure {r}",
+            third.display(),
+            ctr_binary().display()
+        );
+        let o = run_command(&mut c.netns().cmd(&["script", "-qec", &line, "/dev/null"]));
+        o.assert_ok();
+        assert!(o.stdout.contains("Download complete"), "{}", o.stdout);
+        assert!(
+            o.stdout.contains(&id[..12]),
+            "the config's bar: {}",
+            o.stdout
+        );
+        assert!(!o.stdout.contains("{\"id\""), "{}", o.stdout);
+    } else {
+        skip("script is not installed (apt-get install -y bsdutils)");
+    }
+
     // Push under another name (SOURCE DESTINATION), by id.
     let r2 = format!("127.0.0.1:{}/copy/bb:x", reg.port);
     let o = ns_ctr(
