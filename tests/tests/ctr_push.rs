@@ -266,3 +266,93 @@ fn push_with_basic_auth_needs_the_right_credentials() {
     o.assert_ok();
     assert_eq!(o.stdout.trim(), digest);
 }
+
+/// The stand-in bearer-token registry (tests/tests/ctr_images/token_registry.py) in
+/// `c`'s namespace; stopped with its process group.
+struct TokenRegistry {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for TokenRegistry {
+    fn drop(&mut self) {
+        kill_group(&mut self.child);
+        let _ = wait_child(&mut self.child, std::time::Duration::from_secs(10));
+    }
+}
+
+#[test]
+fn push_answers_bearer_challenges_asking_again_for_the_push_scope() {
+    if !have_tool("python3") {
+        skip("python3 is not installed (apt-get install -y python3; make deps)");
+        return;
+    }
+    let c = Ctr::new();
+    let w = work(&c);
+    // An empty layout for it to serve and to receive pushes into.
+    let layout = w.join("tok-layout");
+    std::fs::create_dir_all(layout.join("blobs/sha256")).expect("mkdir");
+    std::fs::write(
+        layout.join("index.json"),
+        br#"{"schemaVersion":2,"manifests":[]}"#,
+    )
+    .expect("index");
+    let port_file = w.join("tok-port");
+    let script = workspace_dir().join("tests/tests/ctr_images/token_registry.py");
+    let mut cmd = c.netns().cmd(&[
+        "python3",
+        &script.to_string_lossy(),
+        &layout.to_string_lossy(),
+        &port_file.to_string_lossy(),
+        "dave",
+        "b3arer",
+    ]);
+    cmd.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    own_group(&mut cmd);
+    let child = cmd.spawn().expect("start the token registry");
+    let up = wait_until(std::time::Duration::from_secs(20), || port_file.exists());
+    let port: u16 = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let reg = TokenRegistry { child, port };
+    assert!(up && reg.port > 0, "the token registry did not start");
+    let r = format!("127.0.0.1:{}/tok/bb:v1", reg.port);
+    c.run(&["image", "tag", "busybox", &r]).assert_ok();
+    let id = image_id(&c, &c.root, &r);
+    let dc = w.join("docker-config");
+    let env = [("DOCKER_CONFIG", dc.as_path())];
+    // Without credentials and with wrong ones the token service refuses.
+    ns_ctr(&c, &c.root, &["push", "--insecure", &r], &env)
+        .assert_refused_naming("registry")
+        .assert_stderr_mentions("token service answered HTTP 401");
+    ns_ctr(
+        &c,
+        &c.root,
+        &["push", "--insecure", "--creds", "dave:nope", &r],
+        &env,
+    )
+    .assert_refused()
+    .assert_stderr_mentions("token service answered HTTP 401");
+    // With them: a pull token for the HEADs, then (on the upload's 401 asking for
+    // pull,push) a push token; every blob is checked by the server.
+    let o = ns_ctr(
+        &c,
+        &c.root,
+        &["push", "--insecure", "--creds", "dave:b3arer", &r],
+        &env,
+    );
+    o.assert_ok();
+    assert_eq!(o.stdout.matches("Pushed sha256:").count(), 2, "{o:?}");
+    // Pulled back (with a pull token) into another store: the same image.
+    let other = w.join("tok-root");
+    let o = ns_ctr(
+        &c,
+        &other,
+        &["pull", "-q", "--insecure", "--creds", "dave:b3arer", &r],
+        &env,
+    );
+    o.assert_ok();
+    assert_eq!(o.stdout.trim(), format!("sha256:{id}"));
+}
