@@ -7,6 +7,7 @@
 mod client;
 pub mod creds;
 mod fetch;
+mod pool;
 pub mod progress;
 mod push;
 mod target;
@@ -16,8 +17,6 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 use client::Client;
 pub use client::{Credentials, Transport};
@@ -49,8 +48,8 @@ pub struct PullOptions {
     pub progress: Option<ProgressSink>,
 }
 
-/// Blobs downloaded at once.
-const PARALLEL: usize = 3;
+/// Blobs downloaded (or uploaded, by push) at once.
+pub(crate) const PARALLEL: usize = 3;
 
 /// For the fuzz target: a `WWW-Authenticate` header parsed.
 #[doc(hidden)]
@@ -200,40 +199,16 @@ impl ImageStore {
         blobs: &Path,
         progress: Option<&ProgressSink>,
     ) -> Result<()> {
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let errors: Mutex<Vec<Error>> = Mutex::new(Vec::new());
-        std::thread::scope(|s| {
-            for _ in 0..PARALLEL.min(jobs.len()) {
-                let mut c = client.clone();
-                let (next, failed, errors) = (&next, &failed, &errors);
-                s.spawn(move || {
-                    while !failed.load(Ordering::SeqCst) {
-                        let i = next.fetch_add(1, Ordering::SeqCst);
-                        let Some((hex, size)) = jobs.get(i) else {
-                            break;
-                        };
-                        let f = fetch::Fetch {
-                            partial_dir: partial_dir.to_path_buf(),
-                            hex,
-                            size: *size,
-                            progress,
-                        };
-                        if let Err(e) = f.run(&mut c, &blobs.join(hex)) {
-                            failed.store(true, Ordering::SeqCst);
-                            if let Ok(mut v) = errors.lock() {
-                                v.push(e);
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        match errors.into_inner() {
-            Ok(mut v) if !v.is_empty() => Err(v.swap_remove(0)),
-            Ok(_) => Ok(()),
-            Err(_) => Err(Error::invalid("registry", "a download thread panicked")),
-        }
+        pool::run(client, jobs, PARALLEL, |c, (hex, size)| {
+            let f = fetch::Fetch {
+                partial_dir: partial_dir.to_path_buf(),
+                hex,
+                size: *size,
+                progress,
+            };
+            f.run(c, &blobs.join(hex))
+        })
+        .map(|_| ())
     }
 
     /// Removes interrupted downloads no pull is working on (`image prune`).

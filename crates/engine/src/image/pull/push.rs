@@ -1,7 +1,7 @@
 //! `image push`: an image of the store to an OCI distribution registry. Each blob (the
-//! config, then the layers as stored: the bytes their digests name) is asked for with a
-//! HEAD first and skipped when the registry has it; otherwise uploaded in one PUT (POST
-//! for an upload session, PUT to its location with `?digest=`). The manifest goes last,
+//! config, then the layers as stored, three at a time: the bytes their digests name) is
+//! asked for with a HEAD first and skipped when the registry has it; otherwise uploaded
+//! in one PUT (POST for an upload session, PUT to its location with `?digest=`). The manifest goes last,
 //! under the tag, so the registry never names an image whose blobs it lacks. The
 //! registry checks every digest itself; the digests it answers with are checked here.
 
@@ -83,7 +83,7 @@ impl ImageStore {
         if let Some(layers) = m["layers"].as_array() {
             digests.extend(layers.iter().map(|l| l["digest"].clone()));
         }
-        let mut blobs = Vec::new();
+        let mut hexes = Vec::new();
         for d in digests {
             let h = d
                 .as_str()
@@ -93,9 +93,22 @@ impl ImageStore {
                     reason: format!("manifest names a bad digest {d}"),
                 })?
                 .to_string();
-            let uploaded = self.push_blob(&mut client, &h)?;
-            blobs.push((format!("sha256:{h}"), uploaded));
+            hexes.push(h);
         }
+        // The config alone first, so the pool's clones start with its token.
+        let (config, layers) = hexes.split_first().ok_or_else(|| Error::Corrupt {
+            path: self.blob_path_hex(&hex),
+            reason: "manifest names no config".into(),
+        })?;
+        let first = self.push_blob(&mut client, config)?;
+        let rest = super::pool::run(&client, layers, super::PARALLEL, |c, h| {
+            self.push_blob(c, h)
+        })?;
+        let blobs: Vec<(String, bool)> = hexes
+            .iter()
+            .zip(std::iter::once(first).chain(rest))
+            .map(|(h, up)| (format!("sha256:{h}"), up))
+            .collect();
         let digest = put_manifest(&mut client, &dest.tag, manifest_media_type(&m), &bytes)?;
         if digest != format!("sha256:{hex}") {
             return Err(bad(
