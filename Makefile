@@ -11,7 +11,7 @@ all: build
 # What building and the fixtures need from Debian (installed only when missing).
 # protobuf-compiler builds the CRI client (k8s-cri); containernetworking-plugins is the CNI of
 # tests/tests/cri.rs.
-DEPS := busybox-static tini tmux libseccomp-dev pkg-config file python3 skopeo umoci docker-registry apache2-utils nftables iproute2 protobuf-compiler containernetworking-plugins
+DEPS := busybox-static tini tmux libseccomp-dev pkg-config file python3 skopeo umoci docker-registry apache2-utils nftables iproute2 protobuf-compiler containernetworking-plugins openssl
 deps:
 	@missing=$$(for p in $(DEPS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

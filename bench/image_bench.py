@@ -5,10 +5,10 @@
 `codex-ctr pull` against `podman pull`. Each measurement starts from an empty store.
 Rewrites the images section of docs/benchmarks.md."""
 
-import argparse, os, random, shutil, socket, statistics, subprocess, tempfile, time
+import argparse, os, random, shutil, socket, statistics, subprocess, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CTR = os.path.join(ROOT, "target/release/codex-ctr")
+CTR = os.environ.get("CODEX_CTR") or os.path.join(ROOT, "target/release/codex-ctr")
 ROOTFS = os.path.join(ROOT, "rootfs-fixtures/out/busybox/rootfs")
 
 
@@ -54,7 +54,10 @@ def main():
     ap.add_argument("--mib", type=int, default=16)
     ap.add_argument("--out")
     a = ap.parse_args()
-    base = tempfile.mkdtemp(prefix="cib-", dir="/tmp")  # short: podman wants a runroot under 50 characters
+    # short: podman wants a runroot under 50 characters; lower-case letters and digits
+    # only: podman parses the layout path as an image name (mkdtemp's '_' breaks it)
+    base = f"/tmp/cib-{os.getpid()}-{random.randrange(1 << 30):x}"
+    os.makedirs(base, mode=0o700)
     reg = None
     try:
         build(base, a.layers, a.mib)
@@ -72,12 +75,19 @@ def main():
         ref = f"127.0.0.1:{port}/bench:x"
         sh(f"skopeo copy -q --dest-tls-verify=false oci:{base}/oci:b docker://{ref}")
         pod = lambda r: f"podman --root {r} --runroot {r}-run --storage-driver vfs --cgroup-manager cgroupfs"
+        # Pushes start from a store that has the image, to a repository the registry
+        # does not have yet (every blob uploaded).
+        sh(f"{CTR} --root {base}/pushsrc image load -q -i {base}/oci")
+        src_id = sh(f"{CTR} --root {base}/pushsrc image ls -q").split()[0]
+        push_ref = lambda r: f"127.0.0.1:{port}/push-{os.path.basename(r)}:x"
         cases = {
             "codex-ctr image load": lambda r: f"{CTR} --root {r} image load -q -i {base}/oci",
             "skopeo copy + umoci unpack": lambda r: f"skopeo copy -q oci:{base}/oci:b oci:{r}/o:b && umoci unpack --image {r}/o:b {r}/bundle",
             "podman load (vfs)": lambda r: f"{pod(r)} load -q -i {base}/oci",
             "codex-ctr pull": lambda r: f"{CTR} --root {r} pull -q --insecure {ref}",
             "podman pull (vfs)": lambda r: f"{pod(r)} pull -q --tls-verify=false {ref}",
+            "codex-ctr push": lambda r: f"{CTR} --root {base}/pushsrc push -q --insecure {src_id} {push_ref(r)}",
+            "skopeo copy oci: to the registry": lambda r: f"skopeo copy -q --dest-tls-verify=false oci:{base}/oci:b docker://{push_ref(r)}-s",
         }
         times = {k: [] for k in cases}
         for i in range(a.runs):
@@ -92,7 +102,7 @@ def main():
             "",
             f"A busybox image plus {a.layers} layers of {a.mib} MiB of random files ({size} MiB as an OCI layout, gzip),",
             f"each tool from an empty store, {a.runs} interleaved runs, median and best. Pulls from Debian's",
-            "docker-registry on 127.0.0.1 (plain HTTP). podman uses vfs storage (no overlay mounts to undo),\nwhich copies the lower layers into each layer it applies: with its default overlay driver it\nwould do less work; codex-ctr and umoci unpack each layer once. Machine: this 2-core VM.",
+            "docker-registry on 127.0.0.1 (plain HTTP); pushes of the same image to a new repository\nthere (every blob uploaded). podman uses vfs storage (no overlay mounts to undo),\nwhich copies the lower layers into each layer it applies: with its default overlay driver it\nwould do less work; codex-ctr and umoci unpack each layer once. Machine: this 2-core VM.",
             "",
             "| what | median | best |",
             "| --- | ---: | ---: |",

@@ -13,10 +13,24 @@ pub struct NsRegistry {
     pub port: u16,
 }
 
+/// What the registry asks of its clients.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// Basic auth against this htpasswd file (bcrypt: `htpasswd -Bbn`).
+    pub htpasswd: Option<std::path::PathBuf>,
+    /// HTTPS with this certificate and key (PEM).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
 impl NsRegistry {
     /// The registry on `port` in `c`'s namespace, or `None` after a visible skip when
     /// docker-registry or skopeo is missing.
     pub fn start(c: &Ctr, port: u16) -> Option<NsRegistry> {
+        Self::start_with(c, port, &RegistryConfig::default())
+    }
+
+    /// [`NsRegistry::start`] with basic auth and/or TLS.
+    pub fn start_with(c: &Ctr, port: u16, rc: &RegistryConfig) -> Option<NsRegistry> {
         for (t, pkg) in [("docker-registry", "docker-registry"), ("skopeo", "skopeo")] {
             if !have_tool(t) {
                 skip(&format!(
@@ -31,10 +45,31 @@ impl NsRegistry {
             .expect("the root has a parent")
             .to_path_buf();
         let config = dir.join(format!("registry-{port}.yml"));
+        let tls = rc
+            .tls
+            .as_ref()
+            .map(|(cert, key)| {
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                )
+            })
+            .unwrap_or_default();
+        let auth = rc
+            .htpasswd
+            .as_ref()
+            .map(|p| {
+                format!(
+                    "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                    p.display()
+                )
+            })
+            .unwrap_or_default();
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
                 dir.join(format!("registry-data-{port}")).display()
             ),
         )

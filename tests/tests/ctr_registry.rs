@@ -267,19 +267,14 @@ fn pull_of_a_multi_platform_index_picks_the_platform() {
         .assert_refused_naming("platform");
 }
 
-/// A work dir's blob of at least `min` bytes, if a pull has one in flight.
+/// A download of at least `min` bytes in the store's `partial/` (where pulls write).
 fn blob_in_flight(root: &Path, min: u64) -> bool {
-    let Ok(tmp) = std::fs::read_dir(root.join("images/tmp")) else {
-        return false;
-    };
-    tmp.flatten().any(|w| {
-        std::fs::read_dir(w.path().join("layout/blobs/sha256"))
-            .map(|d| {
-                d.flatten()
-                    .any(|b| b.metadata().is_ok_and(|m| m.len() >= min))
-            })
-            .unwrap_or(false)
-    })
+    std::fs::read_dir(root.join("images/partial"))
+        .map(|d| {
+            d.flatten()
+                .any(|b| b.metadata().is_ok_and(|m| m.len() >= min))
+        })
+        .unwrap_or(false)
 }
 
 #[test]

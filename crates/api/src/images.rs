@@ -307,8 +307,9 @@ pub async fn save(ctx: &Ctx, names: Vec<String>) -> ApiResult<Resp> {
     }))
 }
 
-/// Registries on this machine's loopback are spoken to in plain HTTP (the engine's only
-/// transport); any other is refused by the engine with its own message.
+/// Registries on this machine's loopback are insecure registries (plain HTTP or
+/// unverified HTTPS, as dockerd allows there); any other is spoken to over verified
+/// HTTPS.
 fn insecure_ok(reference: &str) -> bool {
     let host = reference.split('/').next().unwrap_or("");
     reference.contains('/')
@@ -339,9 +340,32 @@ pub async fn pull(ctx: &Ctx, c: &Call) -> ApiResult<Resp> {
             .send(body::json_line(&json!({"status": format!("Pulling from {from}"), "id": reference.rsplit(':').next()})))
             .await;
         let r2 = reference.clone();
+        let ptx = tx.clone();
         let got = blocking(&ctx, move |e| {
+            // Docker's progress lines, one per blob event (from the engine's download
+            // threads, outside the async runtime: a blocking send is right there).
+            let progress = codex_engine::image::pull::ProgressSink(std::sync::Arc::new(
+                move |ev: &codex_engine::image::pull::ProgressEvent| {
+                    // Only a download in progress has numbers: the docker CLI shows a
+                    // line with them as a bar on a terminal and drops it otherwise.
+                    let detail = if ev.status == "Downloading" {
+                        json!({"current": ev.current, "total": ev.total})
+                    } else {
+                        json!({})
+                    };
+                    let _ = ptx.blocking_send(body::json_line(&json!({
+                        "status": ev.status,
+                        "id": ev.id,
+                        "progressDetail": detail,
+                    })));
+                },
+            ));
             let opts = codex_engine::image::pull::PullOptions {
-                insecure: insecure_ok(&r2),
+                transport: codex_engine::image::pull::Transport {
+                    insecure: insecure_ok(&r2),
+                    ..Default::default()
+                },
+                progress: Some(progress),
                 ..Default::default()
             };
             e.images()?.pull(&r2, &opts)

@@ -132,6 +132,8 @@ fn docker_pull_fetches_from_a_local_registry() {
     let r = r.trim_end_matches(":v1").to_string();
     let o = s.docker(&["pull", &format!("{r}:v1")]);
     assert!(stdout_of(&o).contains("Downloaded"), "{}", o.stdout);
+    // The engine's per-blob progress reaches the client as Docker's progress lines.
+    assert!(stdout_of(&o).contains("Download complete"), "{}", o.stdout);
     let out = stdout_of(&s.docker(&[
         "run",
         "--rm",

@@ -444,6 +444,8 @@ pub enum Command {
     Serve(super::serve::ServeArgs),
     /// Pull an image from a registry (as `image pull`).
     Pull(super::image::PullArgs),
+    /// Push an image to a registry (as `image push`).
+    Push(super::image::PushArgs),
     /// Make an image of a container's changes (one new layer; --change edits the config).
     Commit(super::build::CommitArgs),
     /// The paths a container added (A), changed (C) or deleted (D) in its image's files.

@@ -368,6 +368,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
             super::image::image(&eng, super::image::ImageCommand::Rm { references })
         }
         Command::Pull(a) => super::image::pull(&eng, a),
+        Command::Push(a) => super::image::push(&eng, a),
         Command::Commit(a) => super::build::commit(&eng, a),
         Command::Diff(a) => super::diff::diff(&eng, &a),
         Command::Build(a) => super::build::build(&eng, a),

@@ -6,7 +6,8 @@ use anyhow::Result;
 use clap::Subcommand;
 use codex_engine::engine::Engine;
 use codex_engine::image::{
-    Credentials, ImageFilter, LoadOptions, Platform, PullOptions, SaveFormat, DEFAULT_MAX_UNPACKED,
+    Credentials, ImageFilter, LoadOptions, Platform, PullOptions, PushOptions, SaveFormat,
+    Transport, DEFAULT_MAX_UNPACKED,
 };
 
 use crate::oci::commands::print_table;
@@ -38,6 +39,8 @@ pub enum ImageCommand {
     },
     /// Pull an image from an OCI distribution registry.
     Pull(PullArgs),
+    /// Push an image to an OCI distribution registry.
+    Push(PushArgs),
     /// Build an image from a Dockerfile (as `build`).
     Build(super::build::BuildArgs),
     /// List images (one row per reference; dangling ones as <none>).
@@ -102,17 +105,50 @@ pub enum ImageCommand {
     },
 }
 
+/// How to reach a registry (pull and push).
 #[derive(Debug, clap::Args)]
-pub struct PullArgs {
-    /// OS/ARCH[/VARIANT] to pick from a multi-platform image (default: the host's).
-    #[arg(long)]
-    pub platform: Option<String>,
-    /// Plain HTTP (required: this build has no TLS).
+pub struct RegistryArgs {
+    /// Accept an unverified certificate, or plain HTTP when the registry has no TLS.
     #[arg(long)]
     pub insecure: bool,
     /// USER:PASSWORD (default: what `codex-ctr login` stored for the registry).
     #[arg(long)]
     pub creds: Option<String>,
+    /// The per-registry CA dir (DIR/HOST[:PORT]/*.crt; default $CODEX_REGISTRY_CERTS_DIR,
+    /// else /etc/docker/certs.d).
+    #[arg(long = "cert-dir")]
+    pub cert_dir: Option<PathBuf>,
+}
+
+impl RegistryArgs {
+    fn creds(&self) -> Result<Option<Credentials>> {
+        let Some(c) = &self.creds else {
+            return Ok(None);
+        };
+        let (u, p) = c
+            .split_once(':')
+            .ok_or_else(|| codex_engine::Error::invalid("creds", "expected USER:PASSWORD"))?;
+        Ok(Some(Credentials {
+            username: u.to_string(),
+            password: p.to_string(),
+        }))
+    }
+
+    fn transport(&self) -> Transport {
+        Transport {
+            insecure: self.insecure,
+            certs_dir: self.cert_dir.clone(),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PullArgs {
+    /// OS/ARCH[/VARIANT] to pick from a multi-platform image (default: the host's).
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// The most one layer may unpack to: 512m, 20g (default 32g).
     #[arg(long = "max-unpacked-size")]
     pub max_unpacked_size: Option<String>,
@@ -121,6 +157,19 @@ pub struct PullArgs {
     pub quiet: bool,
     /// The image to pull: [REGISTRY/]NAME[:TAG].
     pub reference: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Only the pushed manifest's digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The image to push: [REGISTRY/]NAME[:TAG], or an id when DESTINATION is given.
+    pub source: String,
+    /// Where to push it (default: SOURCE).
+    pub destination: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,22 +195,11 @@ fn load_options(platform: Option<&str>, max: Option<&str>) -> Result<LoadOptions
 }
 
 pub fn pull(eng: &Engine, a: PullArgs) -> Result<i32> {
-    let creds = match &a.creds {
-        Some(c) => {
-            let (u, p) = c
-                .split_once(':')
-                .ok_or_else(|| codex_engine::Error::invalid("creds", "expected USER:PASSWORD"))?;
-            Some(Credentials {
-                username: u.to_string(),
-                password: p.to_string(),
-            })
-        }
-        None => None,
-    };
     let opts = PullOptions {
         load: load_options(a.platform.as_deref(), a.max_unpacked_size.as_deref())?,
-        insecure: a.insecure,
-        creds,
+        transport: a.registry.transport(),
+        creds: a.registry.creds()?,
+        progress: super::progress::sink(a.quiet),
     };
     let loaded = eng.images()?.pull(&a.reference, &opts)?;
     if a.quiet {
@@ -169,6 +207,26 @@ pub fn pull(eng: &Engine, a: PullArgs) -> Result<i32> {
     } else {
         println!("Pulled {}: sha256:{}", a.reference, loaded.id);
     }
+    Ok(0)
+}
+
+pub fn push(eng: &Engine, a: PushArgs) -> Result<i32> {
+    let opts = PushOptions {
+        transport: a.registry.transport(),
+        creds: a.registry.creds()?,
+    };
+    let pushed = eng
+        .images()?
+        .push(&a.source, a.destination.as_deref(), &opts)?;
+    if a.quiet {
+        println!("{}", pushed.digest);
+        return Ok(0);
+    }
+    for (digest, uploaded) in &pushed.blobs {
+        let what = if *uploaded { "Pushed" } else { "Exists" };
+        println!("{what} {digest}");
+    }
+    println!("Pushed {}: {}", pushed.reference, pushed.digest);
     Ok(0)
 }
 
@@ -221,6 +279,7 @@ pub fn image(eng: &Engine, cmd: ImageCommand) -> Result<i32> {
             }
         }
         ImageCommand::Pull(a) => return pull(eng, a),
+        ImageCommand::Push(a) => return push(eng, a),
         ImageCommand::Build(a) => return super::build::build(eng, a),
         ImageCommand::Ls {
             format,

@@ -16,6 +16,7 @@ mod netflags;
 mod network;
 mod ops;
 mod ports;
+mod progress;
 mod schedflags;
 mod secflags;
 mod serve;

@@ -1,10 +1,12 @@
 //! `--pull missing|always|never` for `run`/`create`, and FROM of `build`: an image the
-//! store lacks is pulled before use. The pull client speaks plain HTTP only (no TLS
-//! stack yet), which Docker allows by default for a registry on the loopback; an image
-//! of any other registry is refused by name, with what to do instead.
+//! store lacks is pulled before use, from a registry on the loopback only, as an
+//! insecure registry (plain HTTP or unverified HTTPS, which Docker allows there by
+//! default); an image of any other registry is refused by name, with what to do
+//! instead (reaching off the machine from `run` is not done yet).
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::image::pull::Transport;
 use crate::image::{PullOptions, Reference};
 
 /// When to pull the image of a new container.
@@ -81,7 +83,10 @@ impl Engine {
             return Ok(false);
         }
         let opts = PullOptions {
-            insecure: true,
+            transport: Transport {
+                insecure: true,
+                ..Default::default()
+            },
             ..Default::default()
         };
         store.pull(reference, &opts)?;

@@ -59,6 +59,7 @@ impl ImageStore {
             }
         }
         removal.layers = self.gc()?;
+        self.prune_partials()?;
         Ok(removal)
     }
 
@@ -91,6 +92,7 @@ impl ImageStore {
             self.delete_record(id)?;
         }
         removal.layers = self.gc()?;
+        self.prune_partials()?;
         Ok(removal)
     }
 

@@ -68,7 +68,7 @@ pub(crate) use fsutil::unique_name as unique_work_name;
 pub use inspect::HistoryEntry;
 pub use load::{LoadOptions, Loaded};
 pub use manifest::Platform;
-pub use pull::{Credentials, PullOptions};
+pub use pull::{Credentials, PullOptions, PushOptions, Pushed, Transport};
 use record::Index;
 pub use record::{Healthcheck, ImageConfig, ImageRecord, LayerRecord, Removal};
 pub use reference::{Reference, DEFAULT_TAG};
@@ -236,7 +236,7 @@ fn is_hex64(s: &str) -> bool {
 }
 
 /// The hex of `sha256:<hex>` (or of bare hex), if it is one.
-fn digest_hex(d: &str) -> Option<&str> {
+pub(crate) fn digest_hex(d: &str) -> Option<&str> {
     let hex = d.strip_prefix("sha256:").unwrap_or(d);
     is_hex64(hex).then_some(hex)
 }

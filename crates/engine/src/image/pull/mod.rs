@@ -6,14 +6,22 @@
 
 mod client;
 pub mod creds;
+mod fetch;
+mod pool;
+pub mod progress;
+mod push;
 mod target;
+pub mod tls;
 
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use client::Client;
-pub use client::Credentials;
+pub use client::{Credentials, Transport};
+pub use progress::{ProgressEvent, ProgressSink};
+pub use push::{PushOptions, Pushed};
 use target::Target;
 
 use super::fsutil::{sha256_hex, WorkDir};
@@ -31,11 +39,17 @@ application/vnd.docker.distribution.manifest.v2+json";
 #[derive(Debug, Clone, Default)]
 pub struct PullOptions {
     pub load: LoadOptions,
-    /// Plain HTTP (the only transport this build has).
-    pub insecure: bool,
+    /// HTTPS verified against the system's and the registry's CAs, or (`insecure`)
+    /// unverified HTTPS or plain HTTP.
+    pub transport: Transport,
     /// Credentials; `None`: those stored for the registry (`codex-ctr login`), if any.
     pub creds: Option<Credentials>,
+    /// Where per-blob progress goes, if anywhere.
+    pub progress: Option<ProgressSink>,
 }
+
+/// Blobs downloaded (or uploaded, by push) at once.
+pub(crate) const PARALLEL: usize = 3;
 
 /// For the fuzz target: a `WWW-Authenticate` header parsed.
 #[doc(hidden)]
@@ -52,7 +66,7 @@ impl ImageStore {
             Some(c) => Some(c.clone()),
             None => creds::lookup(&target.registry)?,
         };
-        let mut client = Client::new(target.clone(), opts.insecure, creds)?;
+        let mut client = Client::connect(target.clone(), &opts.transport, creds, "pull")?;
         let work = WorkDir::create(&self.tmp_dir(), "pull-")?;
         let layout = work.path().join("layout");
         let blobs = layout.join("blobs/sha256");
@@ -96,31 +110,22 @@ impl ImageStore {
             }
             let have = self.blob_path_hex(&hex);
             if have.exists() && fs::hard_link(&have, &dest).is_ok() {
+                ProgressSink::emit(
+                    opts.progress.as_ref(),
+                    ProgressEvent::new(&hex, "Already exists", d.size(), d.size()),
+                );
                 continue;
             }
             jobs.push((hex, d.size()));
         }
-        for chunk in jobs.chunks(4) {
-            let results: Vec<Result<()>> = std::thread::scope(|s| {
-                let handles: Vec<_> = chunk
-                    .iter()
-                    .map(|(hex, size)| {
-                        let mut c = client.clone();
-                        let dest = blobs.join(hex);
-                        s.spawn(move || fetch_blob(&mut c, hex, *size, &dest))
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::invalid("registry", "a download thread panicked"))
-                        })
-                    })
-                    .collect()
-            });
-            results.into_iter().collect::<Result<Vec<()>>>()?;
+        for (hex, size) in &jobs {
+            ProgressSink::emit(
+                opts.progress.as_ref(),
+                ProgressEvent::new(hex, "Waiting", 0, *size),
+            );
         }
+        let partial_dir = self.partial_dir()?;
+        self.fetch_all(&client, &jobs, &partial_dir, &blobs, opts.progress.as_ref())?;
         // The layout: its index names the top-level manifest (or index) under the
         // reference pulled, so the load picks the same platform and names the image.
         let top_hex = sha256_hex(&top);
@@ -168,16 +173,67 @@ fn fetch_manifest(client: &mut Client, reference: &str, blobs: &Path) -> Result<
     Ok((bytes, media))
 }
 
-/// GETs a blob into `dest` (its digest is checked when the layout is loaded).
-fn fetch_blob(client: &mut Client, hex: &str, size: u64, dest: &Path) -> Result<()> {
-    let resp = client.get(&format!("blobs/sha256:{hex}"), "*/*")?;
-    let mut reader = resp
-        .into_body()
-        .into_with_config()
-        .limit(size.saturating_add(1))
-        .reader();
-    let mut out = super::new_file(dest)?;
-    io::copy(&mut reader, &mut out)
-        .map_err(|e| Error::invalid("registry", format!("blob sha256:{hex}: {e}")))?;
-    out.sync_all().ctx(|| format!("writing {}", dest.display()))
+impl ImageStore {
+    /// `<store>/partial/` (0700): downloads in progress or interrupted.
+    fn partial_dir(&self) -> Result<PathBuf> {
+        let d = self.dir.join("partial");
+        match fs::create_dir(&d) {
+            Ok(()) => {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&d, fs::Permissions::from_mode(0o700))
+                    .ctx(|| format!("securing {}", d.display()))?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e).ctx(|| format!("creating {}", d.display())),
+        }
+        Ok(d)
+    }
+
+    /// The blobs of `jobs` into `blobs/`, `PARALLEL` at a time; the first error stops
+    /// the others from starting new ones (what they finished stays in `partial/`).
+    fn fetch_all(
+        &self,
+        client: &Client,
+        jobs: &[(String, u64)],
+        partial_dir: &Path,
+        blobs: &Path,
+        progress: Option<&ProgressSink>,
+    ) -> Result<()> {
+        pool::run(client, jobs, PARALLEL, |c, (hex, size)| {
+            let f = fetch::Fetch {
+                partial_dir: partial_dir.to_path_buf(),
+                hex,
+                size: *size,
+                progress,
+            };
+            f.run(c, &blobs.join(hex))
+        })
+        .map(|_| ())
+    }
+
+    /// Removes interrupted downloads no pull is working on (`image prune`).
+    pub(crate) fn prune_partials(&self) -> Result<()> {
+        let d = self.dir.join("partial");
+        let entries = match fs::read_dir(&d) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).ctx(|| format!("reading {}", d.display())),
+        };
+        for e in entries.flatten() {
+            let Ok(f) = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(e.path())
+            else {
+                continue;
+            };
+            // A pull holding it keeps it.
+            if let Ok(_held) =
+                nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            {
+                fs::remove_file(e.path()).ctx(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+        Ok(())
+    }
 }
