@@ -20,6 +20,9 @@ pub struct RegistryConfig {
     pub htpasswd: Option<std::path::PathBuf>,
     /// HTTPS with this certificate and key (PEM).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Listen on every address of the namespace, not only 127.0.0.1 (for a registry
+    /// the engine must treat as off the loopback).
+    pub all_addresses: bool,
 }
 
 impl NsRegistry {
@@ -66,10 +69,15 @@ impl NsRegistry {
                 )
             })
             .unwrap_or_default();
+        let host = if rc.all_addresses {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}:{port}\n{tls}{auth}",
                 dir.join(format!("registry-data-{port}")).display()
             ),
         )

@@ -584,12 +584,21 @@ fn from_pulls_a_missing_image_from_a_loopback_registry() {
     ]);
     assert_eq!(o.status.code(), Some(125), "{o:?}");
     assert!(o.stderr.contains("pull"), "{o:?}");
-    // A registry that is not the loopback: refused by name, nothing fetched.
+    // A registry off the loopback is pulled over verified HTTPS: one that does not
+    // resolve (`.invalid` never does) fails naming FROM and the registry.
     let ctx = context(&c, "far", "FROM registry.invalid:5000/x/y:1\n", &[]);
     let o = build(&c, &ctx, &[]);
     o.assert_fails();
     assert!(
-        o.stderr.contains("FROM") && o.stderr.contains("loopback"),
+        o.stderr.contains("FROM") && o.stderr.contains("registry.invalid:5000"),
+        "{o:?}"
+    );
+    // A short name the store lacks is not sent anywhere: "not in the image store".
+    let ctx = context(&c, "short", "FROM nosuchbase-xyz:1\n", &[]);
+    let o = build(&c, &ctx, &[]);
+    o.assert_fails();
+    assert!(
+        o.stderr.contains("FROM") && o.stderr.contains("not in the image store"),
         "{o:?}"
     );
 }

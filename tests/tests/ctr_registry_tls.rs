@@ -21,7 +21,12 @@ fn ns_ctr(c: &Ctr, root: &Path, args: &[&str], certs: &Path) -> Out {
     o
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, srv.crt, srv.key).
+/// An address (TEST-NET-1) the tests give the namespace's `lo`, so a registry is reached
+/// off the loopback range.
+const FAR_ADDR: &str = "192.0.2.10";
+
+/// A CA and a server certificate for 127.0.0.1 and [`FAR_ADDR`] signed by it:
+/// (ca.crt, srv.crt, srv.key).
 fn make_certs(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
     if !have_tool("openssl") {
         skip("openssl is not installed (apt-get install -y openssl; make deps)");
@@ -33,9 +38,10 @@ ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'
 openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj /CN=codex-test-ca \
   -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
 openssl req $ec -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
+printf 'subjectAltName=IP:127.0.0.1,IP:{far}\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
 openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile ext 2>/dev/null",
-        d = dir.display()
+        d = dir.display(),
+        far = FAR_ADDR
     ));
     o.assert_ok();
     Some((dir.join("ca.crt"), dir.join("srv.crt"), dir.join("srv.key")))
@@ -136,4 +142,58 @@ fn pull_over_https_trusts_the_registry_ca_dir_and_refuses_an_unknown_ca() {
             .starts_with(local.stdout.trim()),
         "{id3} vs {local:?}"
     );
+}
+
+/// `run` of an image the store lacks, named by a registry off the loopback: pulled over
+/// verified HTTPS (the CA from the certs dir) and run; without the CA refused naming the
+/// certificate, and nothing pulled.
+#[test]
+fn run_pulls_a_missing_image_from_an_https_registry_off_the_loopback() {
+    let c = Ctr::new();
+    let w = c.root.parent().expect("parent").join("tls-far");
+    std::fs::create_dir_all(&w).expect("mkdir");
+    let Some((ca, cert, key)) = make_certs(&w) else {
+        return;
+    };
+    let rc = RegistryConfig {
+        tls: Some((cert, key)),
+        all_addresses: true,
+        ..Default::default()
+    };
+    run_command(
+        &mut c
+            .netns()
+            .cmd(&["ip", "addr", "add", &format!("{FAR_ADDR}/32"), "dev", "lo"]),
+    )
+    .assert_ok();
+    let Some(reg) = NsRegistry::start_with(&c, 5444, &rc) else {
+        return;
+    };
+    let near = reg.push_busybox(&c, "far/bb:v1");
+    let far = near.replacen("127.0.0.1", FAR_ADDR, 1);
+    let empty = w.join("no-certs");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let certs = w.join("certs");
+    let host_dir = certs.join(format!("{FAR_ADDR}:{}", reg.port));
+    std::fs::create_dir_all(&host_dir).expect("mkdir");
+    std::fs::copy(&ca, host_dir.join("ca.crt")).expect("copy ca");
+    let run = |certs: &Path| {
+        ns_ctr(
+            &c,
+            &w.join("root"),
+            &["run", "--rm", "--network", "none", &far, "echo", "far-ok"],
+            certs,
+        )
+    };
+
+    // No CA for it: verified, so refused naming the certificate; nothing stored.
+    run(&empty)
+        .assert_refused()
+        .assert_stderr_mentions("certificate");
+    ns_ctr(&c, &w.join("root"), &["image", "inspect", &far], &empty).assert_refused();
+    // The CA in its certs dir: pulled and run.
+    let o = run(&certs);
+    o.assert_ok();
+    assert_eq!(o.stdout.trim(), "far-ok", "{o:?}");
+    ns_ctr(&c, &w.join("root"), &["image", "inspect", &far], &empty).assert_ok();
 }

@@ -304,13 +304,17 @@ impl Builder<'_> {
         if let Some(i) = self.plan.stage_ref(image, si) {
             return Ok(self.results[i].clone());
         }
-        if self.eng.ensure_image(image, PullPolicy::Missing)? {
+        let pulled = self
+            .eng
+            .ensure_image(image, PullPolicy::Missing)
+            .map_err(|e| Error::invalid("FROM", format!("{image}: pulling it failed: {e}")))?;
+        if pulled {
             say!(self, " ---> pulled {image}");
         }
         self.eng.images()?.get(image).map(Some).map_err(|e| match e {
             Error::NotFound { .. } => Error::invalid(
                 "FROM",
-                format!("{image}: not in the image store, and build pulls only from a registry on the loopback (127.0.0.1, localhost; plain HTTP): `codex-ctr pull --insecure` or `image load` it first"),
+                format!("{image}: not in the image store, and a short name is not pulled (name its registry, e.g. `docker.io/library/{image}`, or `codex-ctr pull` / `image load` it first)"),
             ),
             e => e,
         })

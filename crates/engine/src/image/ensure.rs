@@ -1,8 +1,11 @@
 //! `--pull missing|always|never` for `run`/`create`, and FROM of `build`: an image the
-//! store lacks is pulled before use, from a registry on the loopback only, as an
-//! insecure registry (plain HTTP or unverified HTTPS, which Docker allows there by
-//! default); an image of any other registry is refused by name, with what to do
-//! instead (reaching off the machine from `run` is not done yet).
+//! store lacks is pulled before use when its reference names a registry (Docker's rule:
+//! the first part has a dot, a port, or is `localhost`). A registry on the loopback is
+//! insecure (plain HTTP or unverified HTTPS, which Docker allows there by default); any
+//! other is verified HTTPS against the system CAs and the per-registry certs dir, with
+//! the credentials `login` stored. A short name (`busybox`) names the local store only:
+//! it is not expanded to Docker Hub, so a missing one stays the caller's "not found"
+//! (which says how to pull it) rather than a surprise trip off the machine.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -56,9 +59,9 @@ pub fn registry_of(reference: &Reference) -> Option<&str> {
 }
 
 impl Engine {
-    /// Pulls `reference` as `policy` says, when it names a registry on the loopback;
-    /// returns whether it pulled. A missing image of any other registry is left for the
-    /// caller to report (not found, with what to do).
+    /// Pulls `reference` as `policy` says, when it names a registry; returns whether it
+    /// pulled. A missing short name is left for the caller to report (not found, with
+    /// what to do).
     pub fn ensure_image(&self, reference: &str, policy: PullPolicy) -> Result<bool> {
         let store = self.images()?;
         let present = match store.get(reference) {
@@ -74,17 +77,15 @@ impl Engine {
         if !want {
             return Ok(false);
         }
-        // Only a registry on the loopback is pulled from here; anything else missing is
-        // the caller's NotFound (which says how to get it).
         let Ok(r) = Reference::parse(reference) else {
             return Ok(false);
         };
-        if !registry_of(&r).is_some_and(is_loopback_registry) {
+        let Some(registry) = registry_of(&r) else {
             return Ok(false);
-        }
+        };
         let opts = PullOptions {
             transport: Transport {
-                insecure: true,
+                insecure: is_loopback_registry(registry),
                 ..Default::default()
             },
             ..Default::default()
