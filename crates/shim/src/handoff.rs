@@ -40,6 +40,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::log::Rotation;
+use crate::monitor::{Thresholds, UsageFiles};
 use crate::pump::{Outcome, Timeout};
 use crate::sys;
 
@@ -49,11 +50,14 @@ pub const MODE: &str = "__supervise";
 pub const HEALTH_MODE: &str = "__health";
 /// `__supervise --root ROOT ID --restart`: start the container again (restart policy).
 pub const RESTART_FLAG: &str = "--restart";
+/// `__supervise --root ROOT ID --threshold WHICH VALUE LIMIT`: write the event of a
+/// threshold's crossing (see [`crate::monitor`]).
+pub const THRESHOLD_FLAG: &str = "--threshold";
 /// The shim's file name, next to `codex-ctr`.
 pub const SHIM_NAME: &str = "codex-shim";
 
 /// What the shim is handed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ShimArgs {
     pub root: OsString,
     pub id: OsString,
@@ -77,6 +81,17 @@ pub struct ShimArgs {
     /// A container with a terminal: the socket on which the worker sends the pty
     /// master (before its handover); the master then stands for `stdout`.
     pub console: Option<RawFd>,
+    /// Usage sampling and thresholds (see [`crate::monitor`]).
+    pub monitor: Option<MonitorArgs>,
+}
+
+/// How the supervisor samples a container's usage: every `interval`, into the
+/// history at `history`, judged against `thresholds`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorArgs {
+    pub interval: Duration,
+    pub history: PathBuf,
+    pub thresholds: Thresholds,
 }
 
 /// What the full binary is told when it records the end.
@@ -96,6 +111,8 @@ pub struct Handover {
     /// The `cgroup.procs` file that lists the container's processes (for the
     /// timeout's signals).
     pub procs: Option<PathBuf>,
+    /// Where its memory and CPU usage are read.
+    pub usage: UsageFiles,
     /// `--timeout`, not fired yet.
     pub timeout: Option<Timeout>,
     /// The log's unterminated lines (stdout, stderr).
@@ -194,7 +211,41 @@ impl ShimArgs {
                 s(limit.as_millis()),
             ]);
         }
+        if let Some(m) = &self.monitor {
+            a.extend([
+                "--monitor-interval-ms".into(),
+                s(m.interval.as_millis()),
+                "--usage-history".into(),
+                m.history.clone().into(),
+            ]);
+            let t = m.thresholds;
+            if let Some(v) = t.warn_memory {
+                a.extend(["--warn-memory".into(), s(v)]);
+            }
+            if let Some(v) = t.warn_cpu {
+                a.extend(["--warn-cpu".into(), s(v)]);
+            }
+            if let Some(v) = t.stop_memory {
+                a.extend(["--stop-on-memory".into(), s(v)]);
+            }
+        }
         a
+    }
+
+    /// The full binary's command line (`argv[0]` included) that reports a
+    /// threshold's crossing as an event.
+    pub fn threshold_argv(&self, c: &crate::monitor::Crossing) -> Vec<OsString> {
+        vec![
+            self.exe.clone().into(),
+            MODE.into(),
+            "--root".into(),
+            self.root.clone(),
+            self.id.clone(),
+            THRESHOLD_FLAG.into(),
+            c.which.name().into(),
+            c.value.clone().into(),
+            c.limit.clone().into(),
+        ]
     }
 
     /// The full binary's command line (`argv[0]` included) that runs one health
@@ -222,6 +273,8 @@ impl ShimArgs {
         let mut console = None;
         let (mut log, mut exe) = (None, None);
         let (mut interval, mut limit) = (None, None);
+        let (mut monitor_interval, mut history) = (None, None);
+        let mut thresholds = Thresholds::default();
         let mut rotation = Rotation::default();
         while let [key, value, more @ ..] = rest {
             rest = more;
@@ -242,6 +295,13 @@ impl ShimArgs {
                     interval = Some(Duration::from_millis(number(key, value)?))
                 }
                 "--health-limit-ms" => limit = Some(Duration::from_millis(number(key, value)?)),
+                "--monitor-interval-ms" => {
+                    monitor_interval = Some(Duration::from_millis(number(key, value)?))
+                }
+                "--usage-history" => history = Some(PathBuf::from(value)),
+                "--warn-memory" => thresholds.warn_memory = Some(number(key, value)?),
+                "--warn-cpu" => thresholds.warn_cpu = Some(number(key, value)?),
+                "--stop-on-memory" => thresholds.stop_memory = Some(number(key, value)?),
                 _ => return Err(format!("unknown option {key:?}")),
             }
         }
@@ -263,6 +323,13 @@ impl ShimArgs {
             view,
             health: interval.zip(limit),
             console,
+            monitor: monitor_interval
+                .zip(history)
+                .map(|(interval, history)| MonitorArgs {
+                    interval,
+                    history,
+                    thresholds,
+                }),
         })
     }
 
@@ -304,6 +371,7 @@ impl Finish {
                 s(o.code),
                 s(o.signal.unwrap_or(0)),
                 s(u8::from(o.timed_out)),
+                s(u8::from(o.memory_stopped)),
             ],
             Finish::Failed(msg) => vec!["--finish".into(), "failed".into(), msg.into()],
         }
@@ -313,29 +381,35 @@ impl Finish {
     pub fn parse<S: AsRef<OsStr>>(args: &[S]) -> Result<Finish, String> {
         let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
         match args.as_slice() {
-            [kind, code, signal, timed_out] if *kind == "exited" => {
+            // Four fields: a shim of the version before memory stops.
+            [kind, code, signal, timed_out, more @ ..] if *kind == "exited" && more.len() <= 1 => {
                 let signal: i32 = number("signal", signal)?;
+                let memory_stopped = match more {
+                    [m] => number::<u8>("memory stopped", m)? != 0,
+                    _ => false,
+                };
                 Ok(Finish::Exited(Outcome {
                     code: number("code", code)?,
                     signal: (signal != 0).then_some(signal),
                     timed_out: number::<u8>("timed out", timed_out)? != 0,
+                    memory_stopped,
                 }))
             }
             [kind, msg] if *kind == "failed" => {
                 Ok(Finish::Failed(msg.to_string_lossy().into_owned()))
             }
             _ => {
-                Err("usage: --finish exited CODE SIGNAL TIMED_OUT | --finish failed MESSAGE".into())
+                Err("usage: --finish exited CODE SIGNAL TIMED_OUT [MEMORY_STOPPED] | --finish failed MESSAGE".into())
             }
         }
     }
 }
 
 impl Handover {
-    /// As the worker writes it on the info pipe: `PID`, `PROCS`, `DEADLINE_NS`,
-    /// `STOP_SIGNAL`, `GRACE_NS` (the last three empty without a timeout), and the
-    /// lengths of the pending stdout and stderr, each ended by a NUL; then the
-    /// pending bytes.
+    /// As the worker writes it on the info pipe: `PID`, `PROCS`, `MEMORY_FILE`,
+    /// `CPU_FILE` (empty: none), `DEADLINE_NS`, `STOP_SIGNAL`, `GRACE_NS` (the last
+    /// three empty without a timeout), and the lengths of the pending stdout and
+    /// stderr, each ended by a NUL; then the pending bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut field = |v: &[u8]| {
@@ -343,11 +417,10 @@ impl Handover {
             out.push(0);
         };
         field(self.pid.to_string().as_bytes());
-        field(
-            self.procs
-                .as_ref()
-                .map_or(&[][..], |p| p.as_os_str().as_bytes()),
-        );
+        let path = |p: &Option<PathBuf>| p.as_ref().map_or(Vec::new(), |p| p.as_os_str().as_bytes().to_vec());
+        field(&path(&self.procs));
+        field(&path(&self.usage.memory));
+        field(&path(&self.usage.cpu));
         let t = self.timeout;
         field(
             t.map(|t| t.deadline.as_nanos().to_string())
@@ -373,15 +446,21 @@ impl Handover {
 
     pub fn decode(data: &[u8]) -> Option<Handover> {
         let mut rest = data;
-        let mut fields: Vec<&[u8]> = Vec::with_capacity(7);
-        for _ in 0..7 {
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(9);
+        for _ in 0..9 {
             let end = rest.iter().position(|b| *b == 0)?;
             fields.push(&rest[..end]);
             rest = &rest[end + 1..];
         }
         let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u64>().ok();
         let pid = i32::try_from(num(fields[0])?).ok()?;
-        let procs = (!fields[1].is_empty()).then(|| OsString::from_vec(fields[1].to_vec()).into());
+        let path = |f: &[u8]| (!f.is_empty()).then(|| PathBuf::from(OsString::from_vec(f.to_vec())));
+        let procs = path(fields[1]);
+        let usage = UsageFiles {
+            memory: path(fields[2]),
+            cpu: path(fields[3]),
+        };
+        let fields = &fields[2..];
         let timeout = match (fields[2], fields[3], fields[4]) {
             (b"", b"", b"") => None,
             (d, s, g) => Some(Timeout {
@@ -399,6 +478,7 @@ impl Handover {
         Some(Handover {
             pid,
             procs,
+            usage,
             timeout,
             pending: [out.to_vec(), err.to_vec()],
         })
@@ -481,11 +561,27 @@ mod tests {
             view: None,
             health: None,
             console: None,
+            monitor: None,
         };
+        assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
+        a.monitor = Some(MonitorArgs {
+            interval: Duration::from_secs(10),
+            history: "/r/containers/abc/usage.ring".into(),
+            thresholds: Thresholds::default(),
+        });
         assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
         a.view = Some(11);
         a.console = Some(12);
         a.health = Some((Duration::from_secs(1), Duration::from_millis(10_500)));
+        a.monitor = Some(MonitorArgs {
+            interval: Duration::from_millis(250),
+            history: "/r/containers/abc/usage.ring".into(),
+            thresholds: Thresholds {
+                warn_memory: Some(64 << 20),
+                warn_cpu: Some(87.5),
+                stop_memory: Some(1 << 30),
+            },
+        });
         let args = a.to_args();
         assert_eq!(ShimArgs::parse(&args), Ok(a.clone()));
         // The engine's liveness check: the mode and the id are whole arguments.
@@ -529,11 +625,19 @@ mod tests {
                 code: 137,
                 signal: Some(9),
                 timed_out: true,
+                memory_stopped: false,
+            }),
+            Finish::Exited(Outcome {
+                code: 137,
+                signal: Some(9),
+                timed_out: false,
+                memory_stopped: true,
             }),
             Finish::Exited(Outcome {
                 code: 0,
                 signal: None,
                 timed_out: false,
+                memory_stopped: false,
             }),
             Finish::Failed("writing /x: No space left on device".into()),
         ] {
@@ -542,6 +646,17 @@ mod tests {
             assert_eq!(Finish::parse(&args[1..]), Ok(f));
         }
         assert!(Finish::parse(&["exited", "x", "0", "0"]).is_err());
+        assert!(Finish::parse(&["exited", "1", "0", "0", "0", "0"]).is_err());
+        // What a shim of the version before memory stops says.
+        assert_eq!(
+            Finish::parse(&["exited", "3", "0", "1"]),
+            Ok(Finish::Exited(Outcome {
+                code: 3,
+                signal: None,
+                timed_out: true,
+                memory_stopped: false,
+            }))
+        );
     }
 
     #[test]
@@ -550,6 +665,10 @@ mod tests {
             Handover {
                 pid: 77,
                 procs: Some("/sys/fs/cgroup/pids/c 1/cgroup.procs".into()),
+                usage: UsageFiles {
+                    memory: Some("/sys/fs/cgroup/memory/c/memory.usage_in_bytes".into()),
+                    cpu: Some("/sys/fs/cgroup/unified/c/cpu.stat".into()),
+                },
                 timeout: Some(Timeout {
                     deadline: Duration::new(12345, 678),
                     stop_signal: 15,
@@ -560,6 +679,7 @@ mod tests {
             Handover {
                 pid: 1,
                 procs: None,
+                usage: UsageFiles::default(),
                 timeout: None,
                 pending: [Vec::new(), Vec::new()],
             },
@@ -568,7 +688,7 @@ mod tests {
         }
         assert_eq!(Handover::decode(b""), None);
         // pid 12, no cgroup, no timeout, one pending byte of stdout.
-        let head: &[u8] = b"12\0\0\0\0\0";
+        let head: &[u8] = b"12\0\0\0\0\0\0\0";
         assert_eq!(Handover::decode(&[head, b"1\0", b"0\0"].concat()), None);
         assert_eq!(
             Handover::decode(&[head, b"1\0", b"0\0", b"x"].concat()).map(|h| h.pending),
@@ -605,7 +725,7 @@ mod tests {
         let (info_r, info_w) = pipe();
         // Says nothing before the ready byte (head blocks until it comes).
         let w = worker(
-            r"head -c1 >/dev/null; printf '4242\000/cg/cgroup.procs\000\000\000\000%s\000%s\000' 0 0",
+            r"head -c1 >/dev/null; printf '4242\000/cg/cgroup.procs\000/cg/memory.current\000\000\000\000\000%s\000%s\000' 0 0",
             ready_r,
             info_w,
         );
@@ -614,6 +734,10 @@ mod tests {
             Worker::HandedOver(Handover {
                 pid: 4242,
                 procs: Some("/cg/cgroup.procs".into()),
+                usage: UsageFiles {
+                    memory: Some("/cg/memory.current".into()),
+                    cpu: None,
+                },
                 timeout: None,
                 pending: [Vec::new(), Vec::new()],
             })

@@ -45,6 +45,8 @@ pub struct Outcome {
     pub signal: Option<i32>,
     /// The timeout fired (the record then says exit code 124).
     pub timed_out: bool,
+    /// `--stop-on-memory` killed it (see [`Sampler`]).
+    pub memory_stopped: bool,
 }
 
 /// After the init has exited, processes outside a PID namespace may keep the pipes
@@ -71,6 +73,16 @@ pub struct HealthTimer<'a> {
     pub limit: Duration,
     /// Starts one check as the leader of a new process group; returns its pid.
     pub spawn: &'a mut dyn FnMut() -> std::io::Result<i32>,
+}
+
+/// The usage sampling of [`crate::monitor`], timed as health checks are: `sample`
+/// runs every `interval` while the init runs (the first an interval after the pump
+/// starts). When it returns `true` the container is killed: SIGKILL to all its
+/// processes, again every 100 ms until the init has exited, and the outcome says
+/// `memory_stopped`.
+pub struct Sampler<'a> {
+    pub interval: Duration,
+    pub sample: &'a mut dyn FnMut() -> bool,
 }
 
 /// A check under way.
@@ -108,8 +120,9 @@ pub fn pump(
     timeout: Option<Timeout>,
     kill: &mut dyn FnMut(i32),
     health: Option<HealthTimer>,
+    sampler: Option<Sampler>,
 ) -> Result<Outcome> {
-    match pump_until(log, &pipes, pid, timeout, None, kill, health)? {
+    match pump_until(log, &pipes, pid, timeout, None, kill, health, sampler)? {
         Pumped::Exited(o) => Ok(o),
         // Without a yield_at there is no yielding.
         Pumped::Yielded => Err(crate::Error::new(
@@ -121,6 +134,7 @@ pub fn pump(
 
 /// [`pump`], that also returns at `yield_at` (CLOCK_MONOTONIC) if the init still
 /// runs then and the timeout has not fired.
+#[allow(clippy::too_many_arguments)]
 pub fn pump_until(
     log: &mut LogWriter,
     pipes: &[OwnedFd; 2],
@@ -129,6 +143,7 @@ pub fn pump_until(
     yield_at: Option<Duration>,
     kill: &mut dyn FnMut(i32),
     mut health: Option<HealthTimer>,
+    mut sampler: Option<Sampler>,
 ) -> Result<Pumped> {
     let mut check: Option<Check> = None;
     let pumped = pump_loop(
@@ -140,6 +155,7 @@ pub fn pump_until(
         kill,
         &mut health,
         &mut check,
+        &mut sampler,
     );
     // Nothing of a check outlives the pump.
     if let Some(c) = check.take() {
@@ -158,8 +174,12 @@ fn pump_loop(
     kill: &mut dyn FnMut(i32),
     health: &mut Option<HealthTimer>,
     check: &mut Option<Check>,
+    sampler: &mut Option<Sampler>,
 ) -> Result<Pumped> {
     let mut next_check: Option<Duration> = None;
+    let mut next_sample: Option<Duration> = None;
+    // When --stop-on-memory killed it last (SIGKILL again every TICK until it ends).
+    let mut memory_kill: Option<Duration> = None;
     // Sleep on the init's pidfd; without one (kernels before 5.3), look every TICK.
     let pidfd = sys::pidfd_open(pid).ok();
     let mut open = [true, true];
@@ -210,14 +230,16 @@ fn pump_loop(
                 return Ok(Pumped::Exited(Outcome {
                     code,
                     signal,
-                    timed_out,
+                    // Both fired: the memory stop is what is recorded.
+                    timed_out: timed_out && memory_kill.is_none(),
+                    memory_stopped: memory_kill.is_some(),
                 }));
             }
             if let Some(at) = exited_at {
                 due(at + EXIT_GRACE);
             }
         } else {
-            if let Some(at) = yield_at.filter(|_| !timed_out) {
+            if let Some(at) = yield_at.filter(|_| !timed_out && memory_kill.is_none()) {
                 if now >= at {
                     return Ok(Pumped::Yielded);
                 }
@@ -268,6 +290,37 @@ fn pump_loop(
         } else if let Some(c) = check.take() {
             // The init has exited: no more checks.
             c.kill();
+        }
+        if let Some(s) = sampler.as_mut().filter(|_| status.is_none()) {
+            match memory_kill {
+                Some(last) if now >= last + TICK => {
+                    kill(libc::SIGKILL);
+                    memory_kill = Some(now);
+                    due(now + TICK);
+                }
+                Some(last) => due(last + TICK),
+                None => {
+                    let at = *next_sample.get_or_insert(now + s.interval);
+                    if now >= at {
+                        if (s.sample)() {
+                            kill(libc::SIGKILL);
+                            memory_kill = Some(now);
+                            due(now + TICK);
+                        } else {
+                            // From the due time, so that a late wake does not drift.
+                            let next = if at + s.interval > now {
+                                at + s.interval
+                            } else {
+                                now + s.interval
+                            };
+                            next_sample = Some(next);
+                            due(next);
+                        }
+                    } else {
+                        due(at);
+                    }
+                }
+            }
         }
         if let Some(at) = output_at {
             if now >= at + QUIET {
@@ -368,14 +421,15 @@ mod tests {
         let pid = spawn("echo hi; echo oops >&2; exit 3", &out_w, &err_w);
         drop((out_w, err_w));
         let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
-        let o = pump(&mut log, [out_r, err_r], pid, None, &mut |_| {}, None).unwrap();
+        let o = pump(&mut log, [out_r, err_r], pid, None, &mut |_| {}, None, None).unwrap();
         log.flush().unwrap();
         assert_eq!(
             o,
             Outcome {
                 code: 3,
                 signal: None,
-                timed_out: false
+                timed_out: false,
+                memory_stopped: false,
             }
         );
         let l = lines(&path);
@@ -418,9 +472,11 @@ mod tests {
                 unsafe { libc::kill(pid, s) };
             },
             None,
+            None,
         )
         .unwrap();
         assert!(o.timed_out);
+        assert!(!o.memory_stopped);
         assert_eq!(o.signal, Some(libc::SIGKILL));
         assert_eq!(sent.first(), Some(&libc::SIGUSR1));
         assert!(sent.contains(&libc::SIGKILL));
@@ -446,14 +502,24 @@ mod tests {
         let pipes = [out_r, err_r];
         let mut first = LogWriter::open(&path, Rotation::default()).unwrap();
         let at = sys::monotonic() + Duration::from_millis(200);
-        let p = pump_until(&mut first, &pipes, pid, None, Some(at), &mut |_| {}, None).unwrap();
+        let p = pump_until(
+            &mut first,
+            &pipes,
+            pid,
+            None,
+            Some(at),
+            &mut |_| {},
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(p, Pumped::Yielded);
         let pending = first.take_pending();
         assert_eq!(pending, [b"tw".to_vec(), Vec::new()]);
         drop(first);
         let mut second = LogWriter::open(&path, Rotation::default()).unwrap();
         second.set_pending(pending);
-        let o = pump(&mut second, pipes, pid, None, &mut |_| {}, None).unwrap();
+        let o = pump(&mut second, pipes, pid, None, &mut |_| {}, None, None).unwrap();
         second.flush().unwrap();
         assert_eq!(o.code, 4);
         let l = lines(&path);
@@ -501,6 +567,7 @@ mod tests {
                 limit: Duration::from_millis(300),
                 spawn: &mut spawn_check,
             }),
+            None,
         )
         .unwrap();
         assert_eq!(o.code, 0);
@@ -526,6 +593,54 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(all.iter().all(|p| gone(*p)), "{text}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_sampler_runs_every_interval_and_its_stop_kills_the_container() {
+        let dir = std::env::temp_dir().join(format!("codex-shim-sample-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.log");
+        let (out_r, out_w) = pipe();
+        let (err_r, err_w) = pipe();
+        // Ignores SIGTERM: only a SIGKILL ends it early.
+        let pid = spawn("trap '' TERM; exec sleep 30", &out_w, &err_w);
+        drop((out_w, err_w));
+        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
+        let mut at = Vec::new();
+        let mut sample = || {
+            at.push(std::time::Instant::now());
+            at.len() == 3
+        };
+        let mut sent = Vec::new();
+        let t0 = std::time::Instant::now();
+        let o = pump(
+            &mut log,
+            [out_r, err_r],
+            pid,
+            None,
+            &mut |s| {
+                sent.push(s);
+                // SAFETY: kill with integer arguments; pid is this test's child.
+                unsafe { libc::kill(pid, s) };
+            },
+            None,
+            Some(Sampler {
+                interval: Duration::from_millis(100),
+                sample: &mut sample,
+            }),
+        )
+        .unwrap();
+        assert!(o.memory_stopped && !o.timed_out, "{o:?}");
+        assert_eq!(o.signal, Some(libc::SIGKILL));
+        assert_eq!(sent.first(), Some(&libc::SIGKILL));
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        // Three samples, an interval apart (the first an interval after the start).
+        assert_eq!(at.len(), 3);
+        assert!(at[0] - t0 >= Duration::from_millis(95));
+        for w in at.windows(2) {
+            assert!(w[1] - w[0] >= Duration::from_millis(95), "{:?}", w[1] - w[0]);
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -9,6 +9,7 @@ mod dashboard;
 mod image;
 mod listing;
 mod manpages;
+mod monflags;
 mod monitors;
 mod netargs;
 mod netflags;
