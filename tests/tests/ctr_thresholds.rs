@@ -145,8 +145,15 @@ fn stop_on_memory_kills_it_and_its_restart_policy_runs_it_again() {
             leak,
         ],
     );
-    c.run(&["wait", "--condition", "exited", "--timeout", "30s", "capped"])
-        .assert_ok();
+    c.run(&[
+        "wait",
+        "--condition",
+        "exited",
+        "--timeout",
+        "30s",
+        "capped",
+    ])
+    .assert_ok();
     let v = c.inspect("capped");
     assert_eq!(v["status"], "exited", "{v:#}");
     assert_eq!(v["exit_code"], 137, "{v:#}");
@@ -245,7 +252,10 @@ fn thresholds_that_cannot_work_are_refused_naming_the_flag() {
     };
     refused(&["--warn-memory", "lots"], "warn-memory");
     refused(&["--warn-cpu=-3"], "warn-cpu");
-    refused(&["--stop-on-memory", "64m", "--memory", "32m"], "stop_on_memory");
+    refused(
+        &["--stop-on-memory", "64m", "--memory", "32m"],
+        "stop_on_memory",
+    );
     refused(
         &["--warn-memory", "64m", "--stop-on-memory", "32m"],
         "warn_memory",
@@ -372,7 +382,10 @@ fn stats_plot_writes_an_svg_of_what_the_container_did() {
     });
     assert!(ok, "never 8 CPU samples: {cpu:?}");
     let (cpu, mem) = plotted(&svg);
-    assert!(mem.len() > cpu.len(), "the first sample of a run has no CPU figure");
+    assert!(
+        mem.len() > cpu.len(),
+        "the first sample of a run has no CPU figure"
+    );
     // A busy loop: near a whole core when the machine is free; on this shared
     // 2-core machine at least a fifth of one, sample after sample.
     let mut sorted = cpu.clone();
@@ -413,11 +426,19 @@ fn stats_plot_writes_an_svg_of_what_the_container_did() {
     // Errors: no container, two, none of that history; nothing written.
     let nothing = dir.path().join("nothing.svg");
     let nothing_s = nothing.to_string_lossy().to_string();
-    c.run(&["stats", "--plot", &nothing_s]).assert_refused_naming("plot");
+    c.run(&["stats", "--plot", &nothing_s])
+        .assert_refused_naming("plot");
     c.run(&["stats", "--plot", &nothing_s, "busy", "holder"])
         .assert_refused_naming("plot");
-    c.run(&["stats", "--plot", &nothing_s, "busy", "--since", "2099-01-01T00:00:00Z"])
-        .assert_refused_naming("plot");
+    c.run(&[
+        "stats",
+        "--plot",
+        &nothing_s,
+        "busy",
+        "--since",
+        "2099-01-01T00:00:00Z",
+    ])
+    .assert_refused_naming("plot");
     assert!(!nothing.exists());
     c.run(&["rm", "-f", "busy", "holder"]).assert_ok();
 }

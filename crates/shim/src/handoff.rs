@@ -417,7 +417,10 @@ impl Handover {
             out.push(0);
         };
         field(self.pid.to_string().as_bytes());
-        let path = |p: &Option<PathBuf>| p.as_ref().map_or(Vec::new(), |p| p.as_os_str().as_bytes().to_vec());
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or(Vec::new(), |p| p.as_os_str().as_bytes().to_vec())
+        };
         field(&path(&self.procs));
         field(&path(&self.usage.memory));
         field(&path(&self.usage.cpu));
@@ -454,7 +457,8 @@ impl Handover {
         }
         let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u64>().ok();
         let pid = i32::try_from(num(fields[0])?).ok()?;
-        let path = |f: &[u8]| (!f.is_empty()).then(|| PathBuf::from(OsString::from_vec(f.to_vec())));
+        let path =
+            |f: &[u8]| (!f.is_empty()).then(|| PathBuf::from(OsString::from_vec(f.to_vec())));
         let procs = path(fields[1]);
         let usage = UsageFiles {
             memory: path(fields[2]),

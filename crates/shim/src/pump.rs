@@ -639,7 +639,11 @@ mod tests {
         assert_eq!(at.len(), 3);
         assert!(at[0] - t0 >= Duration::from_millis(95));
         for w in at.windows(2) {
-            assert!(w[1] - w[0] >= Duration::from_millis(95), "{:?}", w[1] - w[0]);
+            assert!(
+                w[1] - w[0] >= Duration::from_millis(95),
+                "{:?}",
+                w[1] - w[0]
+            );
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -122,13 +122,7 @@ mod tests {
             memory_ceiling: Some(24 << 20),
         };
         let l = line(&v);
-        for part in [
-            "leaker",
-            "running",
-            " 3 ",
-            "12.3",
-            "20.0MiB / 24.0MiB",
-        ] {
+        for part in ["leaker", "running", " 3 ", "12.3", "20.0MiB / 24.0MiB"] {
             assert!(l.contains(part), "{part}: {l}");
         }
         let idle = line(&BotView {

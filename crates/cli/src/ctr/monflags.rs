@@ -108,7 +108,10 @@ pub(super) fn stats(eng: &codex_engine::engine::Engine, a: &StatsArgs) -> Result
 /// `stats --plot FILE NAME [--since T]`: written whole or not at all.
 fn plot(eng: &codex_engine::engine::Engine, a: &StatsArgs, file: &std::path::Path) -> Result<i32> {
     let [name] = a.containers.as_slice() else {
-        bail!("plot: give exactly one container (got {})", a.containers.len());
+        bail!(
+            "plot: give exactly one container (got {})",
+            a.containers.len()
+        );
     };
     if a.no_stream || a.interval.is_some() || a.format != "table" {
         bail!("plot: --no-stream, --interval and --format do not apply to a plot");

@@ -30,12 +30,12 @@ mod worker;
 
 use finish::{complete, finish, Next};
 use health::{health_timing, start_check};
+pub(crate) use monitor::history_path;
 use restart::{restart_main, supervise_runs};
 pub use rootfs::{
     lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
     ROOTFS_LOCK,
 };
-pub(crate) use monitor::history_path;
 use worker::supervise_with_shim;
 
 use std::io::Write;
