@@ -245,7 +245,7 @@ mod tests {
     fn attr<'a>(svg: &'a str, id: &str, name: &str) -> &'a str {
         let at = svg.find(&format!(r#"id="{id}""#)).unwrap();
         let rest = &svg[at..];
-        let start = rest.find(&format!(r#"{name}=""#)).unwrap() + name.len() + 2;
+        let start = rest.find(&format!(r#" {name}=""#)).unwrap() + name.len() + 3;
         let len = rest[start..].find('"').unwrap();
         &rest[start..start + len]
     }
