@@ -7,7 +7,10 @@
 //! ```text
 //! codex-shim __supervise --root ROOT ID --shim --worker PID --ready FD --info FD
 //!     --stdout FD --stderr FD --log PATH --log-max-size N --log-max-files N
-//!     --exe PATH [--view FD]
+//!     --exe PATH [--view FD] [--console FD]
+//!     [--health-interval-ms N --health-limit-ms N]
+//!     [--monitor-interval-ms N --usage-history PATH [--warn-memory BYTES]
+//!      [--warn-cpu PERCENT] [--stop-on-memory BYTES]]
 //! ```
 //!
 //! The shim writes a byte on `ready` once it runs ([`await_worker`]). Only then does
@@ -25,9 +28,12 @@
 //! it ended and clean up, and exits after it:
 //!
 //! ```text
-//! codex-ctr __supervise --root ROOT ID --finish exited CODE SIGNAL TIMED_OUT
+//! codex-ctr __supervise --root ROOT ID --finish exited CODE SIGNAL TIMED_OUT MEMORY_STOPPED
 //! codex-ctr __supervise --root ROOT ID --finish failed MESSAGE
 //! ```
+//!
+//! and, while it runs, `codex-ctr __supervise --root ROOT ID --threshold WHICH VALUE
+//! LIMIT` for each threshold crossed (see [`crate::monitor`]).
 //!
 //! The shim's command line keeps `__supervise` and the container id as whole
 //! arguments, as the engine's liveness check wants.
