@@ -66,6 +66,16 @@ impl Engine {
     /// The usage history its supervisors sampled of a container (running or not),
     /// oldest first, from `since` on: up to the last 1024 samples, one every
     /// `--monitor-interval` (default 10 s, 1 s with a threshold) while it ran.
+    ///
+    /// ```no_run
+    /// # fn demo(engine: &codex_engine::engine::Engine) -> Result<(), Box<dyn std::error::Error>> {
+    /// let since = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    /// let points = engine.usage_history("web", Some(since))?;
+    /// let busiest = points.iter().filter_map(|p| p.cpu_percent).fold(0.0, f64::max);
+    /// println!("web: {} samples, busiest {busiest:.0}% of a core", points.len());
+    /// std::fs::write("web.svg", codex_engine::plot::svg("web", &points))?;
+    /// # Ok(()) }
+    /// ```
     pub fn usage_history(
         &self,
         reference: &str,

@@ -18,6 +18,22 @@ pub const HISTORY_INTERVAL: Duration = Duration::from_secs(10);
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 /// A container's thresholds and sampling interval (all optional).
+///
+/// ```
+/// use codex_engine::config::monitor::MonitorConfig;
+/// use std::time::Duration;
+/// let m = MonitorConfig {
+///     warn_memory: Some(64 << 20),    // --warn-memory 64m: a `threshold` event
+///     stop_on_memory: Some(96 << 20), // --stop-on-memory 96m: killed (137)
+///     ..Default::default()
+/// };
+/// assert!(m.validate(Some(128 << 20)).is_ok());
+/// // At or above --memory the kernel's OOM killer would act first.
+/// let e = m.validate(Some(80 << 20)).unwrap_err();
+/// assert!(e.to_string().starts_with("monitor.stop_on_memory: "));
+/// // A threshold set: sampled every second.
+/// assert_eq!(m.interval(), Duration::from_secs(1));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MonitorConfig {
     /// A `threshold` event when its memory use rises above this many bytes
