@@ -19,7 +19,7 @@ exec unshare -m -n --propagation private bash -c '
   python3 bench/net_bench.py --runs '"${NET_RUNS:-20}"' --out docs/benchmarks.md
   python3 bench/image_bench.py --runs '"${IMAGE_RUNS:-3}"' --out docs/benchmarks.md
   python3 bench/build_bench.py --runs '"${BUILD_RUNS:-3}"' --out docs/benchmarks.md
-  python3 bench/monitors_bench.py --many '"${MONITORS_MANY:-20}"'
+  python3 bench/monitors_bench.py --many '"${MONITORS_MANY:-20}"' --out docs/benchmarks.md
   python3 bench/api_bench.py --runs '"${API_RUNS:-20}"' --out docs/benchmarks.md
   # a pod through containerd'"'"'s CRI plugin, codex-oci against runc (tests/tests/cri_bench.rs)
   CODEX_OCI="$PWD/target/release/codex-oci" CRI_BENCH_RUNS='"${CRI_RUNS:-10}"' \

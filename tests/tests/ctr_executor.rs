@@ -54,7 +54,7 @@ const BOTS: &str = r#"{"bots": [
   {"name": "leaker", "image": "busybox", "network": "none", "stop_timeout": "1s",
    "command": ["sh", "-c",
      "i=0; while :; do dd if=/dev/zero of=/dev/shm/leak-$i bs=1M count=2 2>/dev/null; i=$((i+1)); sleep 0.3; done"],
-   "limits": {"memory": "128m", "pids": 32}, "memory_ceiling": "24m"}
+   "restart": "always", "limits": {"memory": "128m", "pids": 32}, "memory_ceiling": "24m"}
 ]}"#;
 
 /// The executor, running in the fixture's netns, in its own process group (killed with
@@ -169,8 +169,9 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
     //   then stays exited with exit code 1;
     // - hanger (restart_on_unhealthy, always): its check hangs, is killed at its
     //   timeout, the container turns unhealthy, is SIGKILLed (137) and run again;
-    // - leaker (no policy; the executor's memory ceiling): crosses 24 MiB, the
-    //   executor records a `threshold` event and stops and starts it.
+    // - leaker (always; a memory ceiling, which is the engine's --stop-on-memory):
+    //   crosses 24 MiB, its supervisor writes a `threshold` event and kills it (137),
+    //   and its policy runs it again.
     let deadline = Instant::now() + HEAL_BOUND;
     let (healed, state) = loop {
         if let Some(st) = ex.exited() {
@@ -192,7 +193,10 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
             ],
         );
         let leaker = actions(&events(&c, "bot-leaker"), "action");
-        let leaker_done = in_order(&leaker, &["start", "threshold:restart", "stop", "start"]);
+        let leaker_done = in_order(
+            &leaker,
+            &["start", "threshold:stop", "die", "restart", "start"],
+        );
         let state = format!(
             "crasher: {}\nhanger: {hanger:?}\nleaker: {leaker:?}",
             crasher.map_or("gone".into(), |r| format!(
@@ -236,17 +240,24 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
     let rec = record(&c, "bot-hanger").expect("the hanger's record");
     assert!(rec["restart_count"].as_u64().unwrap() >= 1, "{rec}");
     assert_eq!(rec["manually_stopped"], Value::Null, "{rec}");
-    // The leaker: the executor's threshold event names the memory it saw above the
-    // 24 MiB ceiling, and the engine counted the restart; its policy is `no`, so only
-    // the executor can have run it again.
+    // The leaker: its supervisor's threshold event names the memory it saw above the
+    // 24 MiB ceiling, the run ended with 137 for it, and the engine counted the
+    // restart.
     let leaker = events(&c, "bot-leaker");
     let t = leaker
         .iter()
         .find(|e| e["action"] == "threshold")
         .expect("a threshold event");
-    let used: u64 = t["attributes"]["memory"].as_str().unwrap().parse().unwrap();
+    assert_eq!(t["attributes"]["threshold"], "stop-on-memory", "{t}");
+    let used: u64 = t["attributes"]["value"].as_str().unwrap().parse().unwrap();
     assert!(used > 24 << 20, "{t}");
-    assert_eq!(t["attributes"]["ceiling"], (24u64 << 20).to_string());
+    assert_eq!(t["attributes"]["limit"], (24u64 << 20).to_string());
+    let die = leaker
+        .iter()
+        .find(|e| e["action"] == "die")
+        .expect("a die of the leaker");
+    assert_eq!(die["attributes"]["exit_code"], "137", "{die}");
+    assert_eq!(die["attributes"]["stopped_by"], "stop-on-memory", "{die}");
     let rec = record(&c, "bot-leaker").expect("the leaker's record");
     assert!(rec["restart_count"].as_u64().unwrap() >= 1, "{rec}");
     // The live status: a line per bot; the crasher's shows it exited (the executor
@@ -265,8 +276,7 @@ fn the_executor_heals_a_crash_a_hang_and_a_leak_and_leaves_nothing_on_sigterm() 
                 f.first() == Some(&"event") && f.get(2) == Some(&bot) && f.get(3) == Some(&action)
             })
         };
-        out.contains("heal leaker memory")
-            && event("bot-crasher", "restart")
+        event("bot-crasher", "restart")
             && event("bot-hanger", "health_status")
             && event("bot-leaker", "threshold")
             && has("crasher", "exited")

@@ -12,6 +12,7 @@ use crate::network::mode::{AddHost, NetworkMode};
 use crate::restart::RestartPolicy;
 
 mod limits;
+pub mod monitor;
 mod parse;
 pub mod sched;
 pub mod security;
@@ -231,6 +232,10 @@ pub struct ContainerConfig {
     /// runs it again (`--restart-on-unhealthy`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restart_on_unhealthy: bool,
+    /// Memory and CPU thresholds and the usage sampling (`--warn-memory`,
+    /// `--warn-cpu`, `--stop-on-memory`, `--monitor-interval`).
+    #[serde(default, skip_serializing_if = "monitor::MonitorConfig::is_default")]
+    pub monitor: monitor::MonitorConfig,
     /// A terminal for its process (`-t`): its output is the terminal's (one stream,
     /// in the log as stdout), and `attach` types into it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -403,6 +408,7 @@ impl ContainerConfig {
         if self.timeout == Some(0) {
             return Err(Error::invalid("timeout", "must be positive"));
         }
+        self.monitor.validate(self.limits.memory)?;
         Ok(())
     }
 }

@@ -7,7 +7,10 @@
 //! ```text
 //! codex-shim __supervise --root ROOT ID --shim --worker PID --ready FD --info FD
 //!     --stdout FD --stderr FD --log PATH --log-max-size N --log-max-files N
-//!     --exe PATH [--view FD]
+//!     --exe PATH [--view FD] [--console FD]
+//!     [--health-interval-ms N --health-limit-ms N]
+//!     [--monitor-interval-ms N --usage-history PATH [--warn-memory BYTES]
+//!      [--warn-cpu PERCENT] [--stop-on-memory BYTES]]
 //! ```
 //!
 //! The shim writes a byte on `ready` once it runs ([`await_worker`]). Only then does
@@ -25,9 +28,12 @@
 //! it ended and clean up, and exits after it:
 //!
 //! ```text
-//! codex-ctr __supervise --root ROOT ID --finish exited CODE SIGNAL TIMED_OUT
+//! codex-ctr __supervise --root ROOT ID --finish exited CODE SIGNAL TIMED_OUT MEMORY_STOPPED
 //! codex-ctr __supervise --root ROOT ID --finish failed MESSAGE
 //! ```
+//!
+//! and, while it runs, `codex-ctr __supervise --root ROOT ID --threshold WHICH VALUE
+//! LIMIT` for each threshold crossed (see [`crate::monitor`]).
 //!
 //! The shim's command line keeps `__supervise` and the container id as whole
 //! arguments, as the engine's liveness check wants.
@@ -40,6 +46,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::log::Rotation;
+use crate::monitor::{Thresholds, UsageFiles};
 use crate::pump::{Outcome, Timeout};
 use crate::sys;
 
@@ -49,11 +56,14 @@ pub const MODE: &str = "__supervise";
 pub const HEALTH_MODE: &str = "__health";
 /// `__supervise --root ROOT ID --restart`: start the container again (restart policy).
 pub const RESTART_FLAG: &str = "--restart";
+/// `__supervise --root ROOT ID --threshold WHICH VALUE LIMIT`: write the event of a
+/// threshold's crossing (see [`crate::monitor`]).
+pub const THRESHOLD_FLAG: &str = "--threshold";
 /// The shim's file name, next to `codex-ctr`.
 pub const SHIM_NAME: &str = "codex-shim";
 
 /// What the shim is handed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ShimArgs {
     pub root: OsString,
     pub id: OsString,
@@ -77,6 +87,17 @@ pub struct ShimArgs {
     /// A container with a terminal: the socket on which the worker sends the pty
     /// master (before its handover); the master then stands for `stdout`.
     pub console: Option<RawFd>,
+    /// Usage sampling and thresholds (see [`crate::monitor`]).
+    pub monitor: Option<MonitorArgs>,
+}
+
+/// How the supervisor samples a container's usage: every `interval`, into the
+/// history at `history`, judged against `thresholds`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorArgs {
+    pub interval: Duration,
+    pub history: PathBuf,
+    pub thresholds: Thresholds,
 }
 
 /// What the full binary is told when it records the end.
@@ -96,6 +117,8 @@ pub struct Handover {
     /// The `cgroup.procs` file that lists the container's processes (for the
     /// timeout's signals).
     pub procs: Option<PathBuf>,
+    /// Where its memory and CPU usage are read.
+    pub usage: UsageFiles,
     /// `--timeout`, not fired yet.
     pub timeout: Option<Timeout>,
     /// The log's unterminated lines (stdout, stderr).
@@ -194,7 +217,41 @@ impl ShimArgs {
                 s(limit.as_millis()),
             ]);
         }
+        if let Some(m) = &self.monitor {
+            a.extend([
+                "--monitor-interval-ms".into(),
+                s(m.interval.as_millis()),
+                "--usage-history".into(),
+                m.history.clone().into(),
+            ]);
+            let t = m.thresholds;
+            if let Some(v) = t.warn_memory {
+                a.extend(["--warn-memory".into(), s(v)]);
+            }
+            if let Some(v) = t.warn_cpu {
+                a.extend(["--warn-cpu".into(), s(v)]);
+            }
+            if let Some(v) = t.stop_memory {
+                a.extend(["--stop-on-memory".into(), s(v)]);
+            }
+        }
         a
+    }
+
+    /// The full binary's command line (`argv[0]` included) that reports a
+    /// threshold's crossing as an event.
+    pub fn threshold_argv(&self, c: &crate::monitor::Crossing) -> Vec<OsString> {
+        vec![
+            self.exe.clone().into(),
+            MODE.into(),
+            "--root".into(),
+            self.root.clone(),
+            self.id.clone(),
+            THRESHOLD_FLAG.into(),
+            c.which.name().into(),
+            c.value.clone().into(),
+            c.limit.clone().into(),
+        ]
     }
 
     /// The full binary's command line (`argv[0]` included) that runs one health
@@ -222,6 +279,8 @@ impl ShimArgs {
         let mut console = None;
         let (mut log, mut exe) = (None, None);
         let (mut interval, mut limit) = (None, None);
+        let (mut monitor_interval, mut history) = (None, None);
+        let mut thresholds = Thresholds::default();
         let mut rotation = Rotation::default();
         while let [key, value, more @ ..] = rest {
             rest = more;
@@ -242,6 +301,13 @@ impl ShimArgs {
                     interval = Some(Duration::from_millis(number(key, value)?))
                 }
                 "--health-limit-ms" => limit = Some(Duration::from_millis(number(key, value)?)),
+                "--monitor-interval-ms" => {
+                    monitor_interval = Some(Duration::from_millis(number(key, value)?))
+                }
+                "--usage-history" => history = Some(PathBuf::from(value)),
+                "--warn-memory" => thresholds.warn_memory = Some(number(key, value)?),
+                "--warn-cpu" => thresholds.warn_cpu = Some(number(key, value)?),
+                "--stop-on-memory" => thresholds.stop_memory = Some(number(key, value)?),
                 _ => return Err(format!("unknown option {key:?}")),
             }
         }
@@ -263,6 +329,13 @@ impl ShimArgs {
             view,
             health: interval.zip(limit),
             console,
+            monitor: monitor_interval
+                .zip(history)
+                .map(|(interval, history)| MonitorArgs {
+                    interval,
+                    history,
+                    thresholds,
+                }),
         })
     }
 
@@ -304,6 +377,7 @@ impl Finish {
                 s(o.code),
                 s(o.signal.unwrap_or(0)),
                 s(u8::from(o.timed_out)),
+                s(u8::from(o.memory_stopped)),
             ],
             Finish::Failed(msg) => vec!["--finish".into(), "failed".into(), msg.into()],
         }
@@ -313,29 +387,35 @@ impl Finish {
     pub fn parse<S: AsRef<OsStr>>(args: &[S]) -> Result<Finish, String> {
         let args: Vec<&OsStr> = args.iter().map(AsRef::as_ref).collect();
         match args.as_slice() {
-            [kind, code, signal, timed_out] if *kind == "exited" => {
+            // Four fields: a shim of the version before memory stops.
+            [kind, code, signal, timed_out, more @ ..] if *kind == "exited" && more.len() <= 1 => {
                 let signal: i32 = number("signal", signal)?;
+                let memory_stopped = match more {
+                    [m] => number::<u8>("memory stopped", m)? != 0,
+                    _ => false,
+                };
                 Ok(Finish::Exited(Outcome {
                     code: number("code", code)?,
                     signal: (signal != 0).then_some(signal),
                     timed_out: number::<u8>("timed out", timed_out)? != 0,
+                    memory_stopped,
                 }))
             }
             [kind, msg] if *kind == "failed" => {
                 Ok(Finish::Failed(msg.to_string_lossy().into_owned()))
             }
             _ => {
-                Err("usage: --finish exited CODE SIGNAL TIMED_OUT | --finish failed MESSAGE".into())
+                Err("usage: --finish exited CODE SIGNAL TIMED_OUT [MEMORY_STOPPED] | --finish failed MESSAGE".into())
             }
         }
     }
 }
 
 impl Handover {
-    /// As the worker writes it on the info pipe: `PID`, `PROCS`, `DEADLINE_NS`,
-    /// `STOP_SIGNAL`, `GRACE_NS` (the last three empty without a timeout), and the
-    /// lengths of the pending stdout and stderr, each ended by a NUL; then the
-    /// pending bytes.
+    /// As the worker writes it on the info pipe: `PID`, `PROCS`, `MEMORY_FILE`,
+    /// `CPU_FILE` (empty: none), `DEADLINE_NS`, `STOP_SIGNAL`, `GRACE_NS` (the last
+    /// three empty without a timeout), and the lengths of the pending stdout and
+    /// stderr, each ended by a NUL; then the pending bytes.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut field = |v: &[u8]| {
@@ -343,11 +423,13 @@ impl Handover {
             out.push(0);
         };
         field(self.pid.to_string().as_bytes());
-        field(
-            self.procs
-                .as_ref()
-                .map_or(&[][..], |p| p.as_os_str().as_bytes()),
-        );
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or(Vec::new(), |p| p.as_os_str().as_bytes().to_vec())
+        };
+        field(&path(&self.procs));
+        field(&path(&self.usage.memory));
+        field(&path(&self.usage.cpu));
         let t = self.timeout;
         field(
             t.map(|t| t.deadline.as_nanos().to_string())
@@ -373,15 +455,22 @@ impl Handover {
 
     pub fn decode(data: &[u8]) -> Option<Handover> {
         let mut rest = data;
-        let mut fields: Vec<&[u8]> = Vec::with_capacity(7);
-        for _ in 0..7 {
+        let mut fields: Vec<&[u8]> = Vec::with_capacity(9);
+        for _ in 0..9 {
             let end = rest.iter().position(|b| *b == 0)?;
             fields.push(&rest[..end]);
             rest = &rest[end + 1..];
         }
         let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u64>().ok();
         let pid = i32::try_from(num(fields[0])?).ok()?;
-        let procs = (!fields[1].is_empty()).then(|| OsString::from_vec(fields[1].to_vec()).into());
+        let path =
+            |f: &[u8]| (!f.is_empty()).then(|| PathBuf::from(OsString::from_vec(f.to_vec())));
+        let procs = path(fields[1]);
+        let usage = UsageFiles {
+            memory: path(fields[2]),
+            cpu: path(fields[3]),
+        };
+        let fields = &fields[2..];
         let timeout = match (fields[2], fields[3], fields[4]) {
             (b"", b"", b"") => None,
             (d, s, g) => Some(Timeout {
@@ -399,6 +488,7 @@ impl Handover {
         Some(Handover {
             pid,
             procs,
+            usage,
             timeout,
             pending: [out.to_vec(), err.to_vec()],
         })
@@ -459,185 +549,4 @@ fn number<T: std::str::FromStr>(what: &str, v: &OsStr) -> Result<T, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shim_arguments_round_trip() {
-        let mut a = ShimArgs {
-            root: "/var/lib/codex-ctr".into(),
-            id: "abc".into(),
-            worker: 42,
-            ready: 8,
-            info: 9,
-            stdout: 5,
-            stderr: 7,
-            log: "/r/containers/abc/container.log".into(),
-            rotation: Rotation {
-                max_size: 300,
-                max_files: 1,
-            },
-            exe: "/usr/bin/codex-ctr".into(),
-            view: None,
-            health: None,
-            console: None,
-        };
-        assert_eq!(ShimArgs::parse(&a.to_args()), Ok(a.clone()));
-        a.view = Some(11);
-        a.console = Some(12);
-        a.health = Some((Duration::from_secs(1), Duration::from_millis(10_500)));
-        let args = a.to_args();
-        assert_eq!(ShimArgs::parse(&args), Ok(a.clone()));
-        // The engine's liveness check: the mode and the id are whole arguments.
-        assert!(args.iter().any(|x| x == MODE) && args.iter().any(|x| x == "abc"));
-        assert!(ShimArgs::parse(&args[..args.len() - 1]).is_err());
-        let f = a.finish_argv(&Finish::Failed("x".into()));
-        assert_eq!(
-            f[..5],
-            [
-                "/usr/bin/codex-ctr",
-                MODE,
-                "--root",
-                "/var/lib/codex-ctr",
-                "abc"
-            ]
-            .map(OsString::from)
-        );
-    }
-
-    #[test]
-    fn restart_notices_round_trip() {
-        for ms in [0, 100, 60_000] {
-            let d = Duration::from_millis(ms);
-            assert_eq!(decode_restart(&encode_restart(d)), Some(d));
-        }
-        for bad in [
-            &b""[..],
-            b"restart \n",
-            b"restart 1",
-            b"restart x\n",
-            b"12\0",
-        ] {
-            assert_eq!(decode_restart(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn finish_arguments_round_trip() {
-        for f in [
-            Finish::Exited(Outcome {
-                code: 137,
-                signal: Some(9),
-                timed_out: true,
-            }),
-            Finish::Exited(Outcome {
-                code: 0,
-                signal: None,
-                timed_out: false,
-            }),
-            Finish::Failed("writing /x: No space left on device".into()),
-        ] {
-            let args = f.to_args();
-            assert_eq!(args[0], "--finish");
-            assert_eq!(Finish::parse(&args[1..]), Ok(f));
-        }
-        assert!(Finish::parse(&["exited", "x", "0", "0"]).is_err());
-    }
-
-    #[test]
-    fn a_handover_round_trips() {
-        for h in [
-            Handover {
-                pid: 77,
-                procs: Some("/sys/fs/cgroup/pids/c 1/cgroup.procs".into()),
-                timeout: Some(Timeout {
-                    deadline: Duration::new(12345, 678),
-                    stop_signal: 15,
-                    grace: Duration::from_secs(10),
-                }),
-                pending: [b"par\0tial".to_vec(), b"\xff".to_vec()],
-            },
-            Handover {
-                pid: 1,
-                procs: None,
-                timeout: None,
-                pending: [Vec::new(), Vec::new()],
-            },
-        ] {
-            assert_eq!(Handover::decode(&h.encode()), Some(h));
-        }
-        assert_eq!(Handover::decode(b""), None);
-        // pid 12, no cgroup, no timeout, one pending byte of stdout.
-        let head: &[u8] = b"12\0\0\0\0\0";
-        assert_eq!(Handover::decode(&[head, b"1\0", b"0\0"].concat()), None);
-        assert_eq!(
-            Handover::decode(&[head, b"1\0", b"0\0", b"x"].concat()).map(|h| h.pending),
-            Some([b"x".to_vec(), Vec::new()])
-        );
-    }
-
-    fn pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid array of two ints.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: pipe2 returned two new fds that nothing else owns.
-        unsafe {
-            use std::os::fd::FromRawFd;
-            (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1]))
-        }
-    }
-
-    // await_worker reaps the worker (by pid), not its `Child`.
-    #[allow(clippy::zombie_processes)]
-    fn worker(script: &str, ready_r: OwnedFd, info_w: OwnedFd) -> i32 {
-        std::process::Command::new("/bin/sh")
-            .args(["-c", script])
-            .stdin(ready_r)
-            .stdout(info_w)
-            .spawn()
-            .unwrap()
-            .id() as i32
-    }
-
-    #[test]
-    fn the_worker_speaks_only_after_ready() {
-        let (ready_r, ready_w) = pipe();
-        let (info_r, info_w) = pipe();
-        // Says nothing before the ready byte (head blocks until it comes).
-        let w = worker(
-            r"head -c1 >/dev/null; printf '4242\000/cg/cgroup.procs\000\000\000\000%s\000%s\000' 0 0",
-            ready_r,
-            info_w,
-        );
-        assert_eq!(
-            await_worker(ready_w, info_r, w).unwrap(),
-            Worker::HandedOver(Handover {
-                pid: 4242,
-                procs: Some("/cg/cgroup.procs".into()),
-                timeout: None,
-                pending: [Vec::new(), Vec::new()],
-            })
-        );
-        for (script, want) in [
-            ("exit 0", Worker::Done),
-            (
-                "printf 'restart 1600\\n'",
-                Worker::Restart(Duration::from_millis(1600)),
-            ),
-            ("exit 1", Worker::Failed),
-            (
-                "exit 101",
-                Worker::Died(format!("{WORKER_DIED}: exit code 101")),
-            ),
-            (
-                "kill -9 $$",
-                Worker::Died(format!("{WORKER_DIED}: killed by signal 9")),
-            ),
-        ] {
-            let (ready_r, ready_w) = pipe();
-            let (info_r, info_w) = pipe();
-            let w = worker(&format!("head -c1 >/dev/null; {script}"), ready_r, info_w);
-            assert_eq!(await_worker(ready_w, info_r, w).unwrap(), want);
-        }
-    }
-}
+mod tests;

@@ -21,7 +21,9 @@
 
 pub mod fdpass;
 pub mod handoff;
+pub mod history;
 pub mod log;
+pub mod monitor;
 pub mod pump;
 pub mod sys;
 

@@ -45,6 +45,8 @@ pub struct Outcome {
     pub signal: Option<i32>,
     /// The timeout fired (the record then says exit code 124).
     pub timed_out: bool,
+    /// `--stop-on-memory` killed it (see [`Sampler`]).
+    pub memory_stopped: bool,
 }
 
 /// After the init has exited, processes outside a PID namespace may keep the pipes
@@ -71,6 +73,16 @@ pub struct HealthTimer<'a> {
     pub limit: Duration,
     /// Starts one check as the leader of a new process group; returns its pid.
     pub spawn: &'a mut dyn FnMut() -> std::io::Result<i32>,
+}
+
+/// The usage sampling of [`crate::monitor`], timed as health checks are: `sample`
+/// runs every `interval` while the init runs (the first an interval after the pump
+/// starts). When it returns `true` the container is killed: SIGKILL to all its
+/// processes, again every 100 ms until the init has exited, and the outcome says
+/// `memory_stopped`.
+pub struct Sampler<'a> {
+    pub interval: Duration,
+    pub sample: &'a mut dyn FnMut() -> bool,
 }
 
 /// A check under way.
@@ -108,8 +120,9 @@ pub fn pump(
     timeout: Option<Timeout>,
     kill: &mut dyn FnMut(i32),
     health: Option<HealthTimer>,
+    sampler: Option<Sampler>,
 ) -> Result<Outcome> {
-    match pump_until(log, &pipes, pid, timeout, None, kill, health)? {
+    match pump_until(log, &pipes, pid, timeout, None, kill, health, sampler)? {
         Pumped::Exited(o) => Ok(o),
         // Without a yield_at there is no yielding.
         Pumped::Yielded => Err(crate::Error::new(
@@ -121,6 +134,7 @@ pub fn pump(
 
 /// [`pump`], that also returns at `yield_at` (CLOCK_MONOTONIC) if the init still
 /// runs then and the timeout has not fired.
+#[allow(clippy::too_many_arguments)]
 pub fn pump_until(
     log: &mut LogWriter,
     pipes: &[OwnedFd; 2],
@@ -129,6 +143,7 @@ pub fn pump_until(
     yield_at: Option<Duration>,
     kill: &mut dyn FnMut(i32),
     mut health: Option<HealthTimer>,
+    mut sampler: Option<Sampler>,
 ) -> Result<Pumped> {
     let mut check: Option<Check> = None;
     let pumped = pump_loop(
@@ -140,6 +155,7 @@ pub fn pump_until(
         kill,
         &mut health,
         &mut check,
+        &mut sampler,
     );
     // Nothing of a check outlives the pump.
     if let Some(c) = check.take() {
@@ -158,8 +174,12 @@ fn pump_loop(
     kill: &mut dyn FnMut(i32),
     health: &mut Option<HealthTimer>,
     check: &mut Option<Check>,
+    sampler: &mut Option<Sampler>,
 ) -> Result<Pumped> {
     let mut next_check: Option<Duration> = None;
+    let mut next_sample: Option<Duration> = None;
+    // When --stop-on-memory killed it last (SIGKILL again every TICK until it ends).
+    let mut memory_kill: Option<Duration> = None;
     // Sleep on the init's pidfd; without one (kernels before 5.3), look every TICK.
     let pidfd = sys::pidfd_open(pid).ok();
     let mut open = [true, true];
@@ -210,14 +230,16 @@ fn pump_loop(
                 return Ok(Pumped::Exited(Outcome {
                     code,
                     signal,
-                    timed_out,
+                    // Both fired: the memory stop is what is recorded.
+                    timed_out: timed_out && memory_kill.is_none(),
+                    memory_stopped: memory_kill.is_some(),
                 }));
             }
             if let Some(at) = exited_at {
                 due(at + EXIT_GRACE);
             }
         } else {
-            if let Some(at) = yield_at.filter(|_| !timed_out) {
+            if let Some(at) = yield_at.filter(|_| !timed_out && memory_kill.is_none()) {
                 if now >= at {
                     return Ok(Pumped::Yielded);
                 }
@@ -268,6 +290,37 @@ fn pump_loop(
         } else if let Some(c) = check.take() {
             // The init has exited: no more checks.
             c.kill();
+        }
+        if let Some(s) = sampler.as_mut().filter(|_| status.is_none()) {
+            match memory_kill {
+                Some(last) if now >= last + TICK => {
+                    kill(libc::SIGKILL);
+                    memory_kill = Some(now);
+                    due(now + TICK);
+                }
+                Some(last) => due(last + TICK),
+                None => {
+                    let at = *next_sample.get_or_insert(now + s.interval);
+                    if now >= at {
+                        if (s.sample)() {
+                            kill(libc::SIGKILL);
+                            memory_kill = Some(now);
+                            due(now + TICK);
+                        } else {
+                            // From the due time, so that a late wake does not drift.
+                            let next = if at + s.interval > now {
+                                at + s.interval
+                            } else {
+                                now + s.interval
+                            };
+                            next_sample = Some(next);
+                            due(next);
+                        }
+                    } else {
+                        due(at);
+                    }
+                }
+            }
         }
         if let Some(at) = output_at {
             if now >= at + QUIET {
@@ -324,208 +377,4 @@ fn pump_loop(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::log::Rotation;
-    use std::os::fd::FromRawFd;
-
-    fn pipe() -> (OwnedFd, OwnedFd) {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid array of two ints.
-        assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
-        // SAFETY: pipe2 returned two new fds that nothing else owns.
-        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
-    }
-
-    // The pump under test reaps the child (by pid), not its `Child`.
-    #[allow(clippy::zombie_processes)]
-    fn spawn(script: &str, out: &OwnedFd, err: &OwnedFd) -> i32 {
-        let child = std::process::Command::new("/bin/sh")
-            .args(["-c", script])
-            .stdout(out.try_clone().unwrap())
-            .stderr(err.try_clone().unwrap())
-            .spawn()
-            .unwrap();
-        child.id() as i32
-    }
-
-    fn lines(path: &std::path::Path) -> Vec<String> {
-        std::fs::read_to_string(path)
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-
-    #[test]
-    fn output_is_logged_and_the_exit_code_returned() {
-        let dir = std::env::temp_dir().join(format!("codex-shim-pump-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("a.log");
-        let _ = std::fs::remove_file(&path);
-        let (out_r, out_w) = pipe();
-        let (err_r, err_w) = pipe();
-        let pid = spawn("echo hi; echo oops >&2; exit 3", &out_w, &err_w);
-        drop((out_w, err_w));
-        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
-        let o = pump(&mut log, [out_r, err_r], pid, None, &mut |_| {}, None).unwrap();
-        log.flush().unwrap();
-        assert_eq!(
-            o,
-            Outcome {
-                code: 3,
-                signal: None,
-                timed_out: false
-            }
-        );
-        let l = lines(&path);
-        assert_eq!(l.len(), 2, "{l:?}");
-        assert!(l
-            .iter()
-            .any(|x| x.contains(r#""stream":"stdout","log":"hi""#)));
-        assert!(l
-            .iter()
-            .any(|x| x.contains(r#""stream":"stderr","log":"oops""#)));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn the_timeout_sends_the_stop_signal_then_sigkill() {
-        let dir = std::env::temp_dir().join(format!("codex-shim-timeout-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("t.log");
-        let (out_r, out_w) = pipe();
-        let (err_r, err_w) = pipe();
-        // Ignores the stop signal: only SIGKILL ends it.
-        let pid = spawn("trap '' USR1; exec sleep 30", &out_w, &err_w);
-        drop((out_w, err_w));
-        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
-        let t = Timeout {
-            deadline: sys::monotonic() + Duration::from_millis(200),
-            stop_signal: libc::SIGUSR1,
-            grace: Duration::from_millis(300),
-        };
-        let mut sent = Vec::new();
-        let started = std::time::Instant::now();
-        let o = pump(
-            &mut log,
-            [out_r, err_r],
-            pid,
-            Some(t),
-            &mut |s| {
-                sent.push(s);
-                // SAFETY: kill with integer arguments; pid is this test's child.
-                unsafe { libc::kill(pid, s) };
-            },
-            None,
-        )
-        .unwrap();
-        assert!(o.timed_out);
-        assert_eq!(o.signal, Some(libc::SIGKILL));
-        assert_eq!(sent.first(), Some(&libc::SIGUSR1));
-        assert!(sent.contains(&libc::SIGKILL));
-        assert!(started.elapsed() >= Duration::from_millis(500));
-        assert!(started.elapsed() < Duration::from_secs(5));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn a_yield_leaves_the_pipes_and_the_pending_line_to_the_next_pump() {
-        let dir = std::env::temp_dir().join(format!("codex-shim-yield-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("y.log");
-        let _ = std::fs::remove_file(&path);
-        let (out_r, out_w) = pipe();
-        let (err_r, err_w) = pipe();
-        let pid = spawn(
-            "printf 'one\\ntw'; sleep 0.5; echo o; exit 4",
-            &out_w,
-            &err_w,
-        );
-        drop((out_w, err_w));
-        let pipes = [out_r, err_r];
-        let mut first = LogWriter::open(&path, Rotation::default()).unwrap();
-        let at = sys::monotonic() + Duration::from_millis(200);
-        let p = pump_until(&mut first, &pipes, pid, None, Some(at), &mut |_| {}, None).unwrap();
-        assert_eq!(p, Pumped::Yielded);
-        let pending = first.take_pending();
-        assert_eq!(pending, [b"tw".to_vec(), Vec::new()]);
-        drop(first);
-        let mut second = LogWriter::open(&path, Rotation::default()).unwrap();
-        second.set_pending(pending);
-        let o = pump(&mut second, pipes, pid, None, &mut |_| {}, None).unwrap();
-        second.flush().unwrap();
-        assert_eq!(o.code, 4);
-        let l = lines(&path);
-        assert_eq!(l.len(), 2, "{l:?}");
-        assert!(l[0].ends_with(r#""log":"one"}"#) && l[1].ends_with(r#""log":"two"}"#));
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[test]
-    fn health_checks_never_overlap_and_a_hung_one_is_killed_with_its_group() {
-        let dir = std::env::temp_dir().join(format!("codex-shim-health-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("h.log");
-        let (out_r, out_w) = pipe();
-        let (err_r, err_w) = pipe();
-        let pid = spawn("sleep 1.5", &out_w, &err_w);
-        drop((out_w, err_w));
-        let mut log = LogWriter::open(&path, Rotation::default()).unwrap();
-        // Each check hangs (a child of its own that would outlive it too) and writes
-        // its pid and its grandchild's; the limit kills the whole group.
-        let pids = dir.join("pids");
-        let _ = std::fs::remove_file(&pids);
-        let mut started: Vec<(std::time::Instant, i32)> = Vec::new();
-        let mut spawn_check = || -> std::io::Result<i32> {
-            use std::os::unix::process::CommandExt;
-            let child = std::process::Command::new("/bin/sh")
-                .args([
-                    "-c",
-                    &format!("sleep 30 & echo $$ $! >> {}; wait", pids.display()),
-                ])
-                .process_group(0)
-                .spawn()?;
-            started.push((std::time::Instant::now(), child.id() as i32));
-            Ok(child.id() as i32)
-        };
-        let t0 = std::time::Instant::now();
-        let o = pump(
-            &mut log,
-            [out_r, err_r],
-            pid,
-            None,
-            &mut |_| {},
-            Some(HealthTimer {
-                interval: Duration::from_millis(100),
-                limit: Duration::from_millis(300),
-                spawn: &mut spawn_check,
-            }),
-        )
-        .unwrap();
-        assert_eq!(o.code, 0);
-        assert!(t0.elapsed() < Duration::from_secs(10));
-        // One at a time: each began at least limit + interval after the one before.
-        assert!(started.len() >= 2, "{started:?}");
-        for w in started.windows(2) {
-            let gap = w[1].0 - w[0].0;
-            assert!(gap >= Duration::from_millis(395), "{gap:?}");
-        }
-        // Every check and its background child are gone (killed as a group).
-        let text = std::fs::read_to_string(&pids).unwrap();
-        let all: Vec<i32> = text
-            .split_whitespace()
-            .map(|p| p.parse().unwrap())
-            .collect();
-        assert_eq!(all.len(), 2 * started.len(), "{text}");
-        let gone = |p: i32| {
-            std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |s| s.contains(") Z "))
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !all.iter().all(|p| gone(*p)) && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(all.iter().all(|p| gone(*p)), "{text}");
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

@@ -17,7 +17,7 @@ pub struct Args {
     /// The binary that supervises containers (`codex-ctr`); default: `codex-ctr` next to
     /// this executable, else on PATH.
     pub supervisor: Option<PathBuf>,
-    /// Between two status blocks (and memory checks).
+    /// Between two status blocks.
     pub interval: Duration,
     /// Containers are named `PREFIX-BOT` and labelled with the prefix.
     pub prefix: String,

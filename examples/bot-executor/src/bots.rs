@@ -60,7 +60,8 @@ pub struct BotSpec {
     /// Kill it when its health check turns unhealthy; the restart policy runs it again.
     #[serde(default)]
     pub restart_on_unhealthy: bool,
-    /// `64m`: above this, the executor stops and starts it again.
+    /// `64m`: above this, its supervisor kills it (the engine's `--stop-on-memory`);
+    /// its restart policy decides whether it runs again.
     #[serde(default)]
     pub memory_ceiling: Option<String>,
     /// Between the stop signal and SIGKILL (`2s`; default 5s).
@@ -106,12 +107,12 @@ pub struct HealthSpec {
     pub start_period: Option<String>,
 }
 
-/// A bot ready to run: its container config and what the executor itself watches.
+/// A bot ready to run: its container config, and what the status lines show.
 #[derive(Debug, Clone)]
 pub struct Bot {
     pub name: String,
     pub config: ContainerConfig,
-    /// Bytes.
+    /// Bytes (also in `config.monitor.stop_on_memory`).
     pub memory_ceiling: Option<u64>,
     pub stop_timeout: std::time::Duration,
 }
@@ -238,6 +239,7 @@ fn build(spec: &BotSpec, prefix: &str) -> Result<Bot> {
             bail!("memory_ceiling: {c} bytes is not below limits.memory ({l} bytes): the kernel's OOM killer would act first");
         }
     }
+    config.monitor.stop_on_memory = memory_ceiling;
     config.labels = BTreeMap::from([
         (LABEL.to_string(), prefix.to_string()),
         (BOT_LABEL.to_string(), spec.name.clone()),

@@ -1,6 +1,6 @@
 //! The loop: launch every bot, then until SIGINT or SIGTERM, print the engine's events
-//! about them as they come and, every interval, sample them, heal the ones above
-//! their memory ceiling and print the status block; then stop and remove them all.
+//! about them as they come and, every interval, sample them and print the status
+//! block; then stop and remove them all.
 
 use std::io::IsTerminal;
 use std::time::Duration;

@@ -1,10 +1,10 @@
-//! The bots as containers: made and started, looked at, restarted for their memory
-//! ceiling, and stopped and removed at the end. Every container is referred to by id
+//! The bots as containers: made and started, looked at, and stopped and removed at
+//! the end. Every container is referred to by id
 //! (a rename by someone else does not lose it) and remembered as soon as it exists, so
 //! the cleanup covers a start that failed half-way.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use codex_engine::aio::AsyncEngine;
@@ -13,14 +13,12 @@ use codex_engine::usage::ContainerUsage;
 use codex_engine::Error;
 
 use crate::bots::{Bot, LABEL};
-use crate::ceiling::{Ceiling, Verdict};
 use crate::status::BotView;
 
 /// One bot the executor made a container for.
 pub struct Member {
     pub bot: Bot,
     pub id: String,
-    pub ceiling: Ceiling,
     pub last: Option<ContainerUsage>,
 }
 
@@ -76,7 +74,6 @@ impl Fleet {
             .with_context(|| format!("bot {}: creating {name}", bot.name))?;
         let id = rec.id.clone();
         self.members.push(Member {
-            ceiling: Ceiling::new(bot.memory_ceiling),
             bot,
             id: id.clone(),
             last: None,
@@ -126,60 +123,15 @@ impl Fleet {
         batch.into_iter().map(|u| (u.id.clone(), u)).collect()
     }
 
-    /// One round: samples, heals bots above their memory ceiling, and returns what to
-    /// show of each.
+    /// One round: samples every bot and returns what to show of each. The healing
+    /// is the engine's (restart policies, `--restart-on-unhealthy`, and the memory
+    /// ceiling as `--stop-on-memory`, all in each bot's supervisor).
     pub async fn tick(&mut self, window: Duration) -> Vec<BotView> {
         let mut usage = self.sample(window).await;
         for m in &mut self.members {
             m.last = usage.remove(&m.id);
         }
-        let mut views = Vec::new();
-        for i in 0..self.members.len() {
-            self.heal(i).await;
-            views.push(self.view(&self.members[i]));
-        }
-        views
-    }
-
-    /// The executor's own healing: a running bot above its memory ceiling is stopped
-    /// and started again (a `threshold` event says why, then the engine's `stop` and
-    /// `start` events follow).
-    async fn heal(&mut self, i: usize) {
-        let m = &self.members[i];
-        let (Some(u), Ok(rec)) = (&m.last, self.eng.engine().get(&m.id)) else {
-            return;
-        };
-        match m.ceiling.judge(Instant::now(), rec.status, u.memory_usage) {
-            Verdict::Fine => {}
-            Verdict::Backoff { used, ceiling } => say(&format!(
-                "heal {} memory {used} above its ceiling {ceiling}: waiting out the backoff",
-                m.bot.name
-            )),
-            Verdict::Restart { used, ceiling } => {
-                say(&format!(
-                    "heal {} memory {used} above its ceiling {ceiling}: restarting it",
-                    m.bot.name
-                ));
-                codex_engine::events::emit_about(
-                    self.eng.engine().root(),
-                    &rec,
-                    "threshold",
-                    &[
-                        ("memory", used.to_string()),
-                        ("ceiling", ceiling.to_string()),
-                        ("action", "restart".into()),
-                    ],
-                );
-                let (id, timeout) = (m.id.clone(), m.bot.stop_timeout);
-                let done = self.eng.restart(&id, timeout).await;
-                let m = &mut self.members[i];
-                m.ceiling.restarted(Instant::now());
-                m.last = None;
-                if let Err(e) = done {
-                    eprintln!("heal {}: restarting it failed: {e}", m.bot.name);
-                }
-            }
-        }
+        self.members.iter().map(|m| self.view(m)).collect()
     }
 
     fn view(&self, m: &Member) -> BotView {
@@ -200,7 +152,6 @@ impl Fleet {
             state,
             health,
             restarts,
-            ceiling_restarts: m.ceiling.restarts,
             cpu_percent: m.last.as_ref().map(|u| u.cpu_percent),
             memory: m.last.as_ref().map(|u| u.memory_usage),
             memory_ceiling: m.bot.memory_ceiling,

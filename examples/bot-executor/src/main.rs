@@ -1,15 +1,14 @@
 //! codex-bot-executor: an example of embedding codex-engine. It reads a file of bots,
 //! runs each in a container on an engine root, lets the engine heal them (restart
-//! policies, `restart_on_unhealthy`), heals what the engine does not (a memory
-//! ceiling), shows a live status line per bot, and on SIGINT or SIGTERM stops and
-//! removes everything it created. See docs/embedding.md.
+//! policies, `restart_on_unhealthy`, a memory ceiling as `--stop-on-memory`), shows a
+//! live status line per bot, and on SIGINT or SIGTERM stops and removes everything it
+//! created. See docs/embedding.md.
 
 // Nothing outside tests panics on a value that can be absent at run time.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod args;
 mod bots;
-mod ceiling;
 mod executor;
 mod fleet;
 mod status;

@@ -13,10 +13,9 @@ pub struct BotView {
     pub state: String,
     /// `starting`, `healthy`, `unhealthy`, or `-` without a check.
     pub health: String,
-    /// Restarts the engine counted (its restart policy, and the executor's).
+    /// Restarts the engine counted (its restart policy, also after the memory
+    /// ceiling or an unhealthy check killed it).
     pub restarts: u32,
-    /// Of those, the executor's own, for the memory ceiling.
-    pub ceiling_restarts: u32,
     /// Over the last sample window; `None` while it is not running.
     pub cpu_percent: Option<f64>,
     pub memory: Option<u64>,
@@ -49,13 +48,9 @@ pub fn header() -> String {
     )
 }
 
-/// One bot's line. `RESTARTS` reads `N` or `N (C mem)` when the ceiling caused C.
+/// One bot's line.
 pub fn line(v: &BotView) -> String {
-    let restarts = if v.ceiling_restarts > 0 {
-        format!("{} ({} mem)", v.restarts, v.ceiling_restarts)
-    } else {
-        v.restarts.to_string()
-    };
+    let restarts = v.restarts.to_string();
     let cpu = v
         .cpu_percent
         .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
@@ -78,7 +73,7 @@ pub fn line(v: &BotView) -> String {
 }
 
 /// The block for a file or pipe: each bot's line prefixed with `status`, so a reader can
-/// pick them out (the executor's other lines are `event ...` and `heal ...`).
+/// pick them out (the executor's other lines are `event ...`).
 pub fn plain_block(time: &str, views: &[BotView]) -> String {
     let mut s = String::new();
     for v in views {
@@ -122,19 +117,12 @@ mod tests {
             state: "running".into(),
             health: "-".into(),
             restarts: 3,
-            ceiling_restarts: 2,
             cpu_percent: Some(12.345),
             memory: Some(20 << 20),
             memory_ceiling: Some(24 << 20),
         };
         let l = line(&v);
-        for part in [
-            "leaker",
-            "running",
-            "3 (2 mem)",
-            "12.3",
-            "20.0MiB / 24.0MiB",
-        ] {
+        for part in ["leaker", "running", " 3 ", "12.3", "20.0MiB / 24.0MiB"] {
             assert!(l.contains(part), "{part}: {l}");
         }
         let idle = line(&BotView {

@@ -19,7 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use codex_shim::handoff::{self, Finish, Handover, ShimArgs, Worker};
+use codex_shim::history::History;
 use codex_shim::log::LogWriter;
+use codex_shim::monitor::{Monitor, Watch};
 use codex_shim::pump::{self, Outcome};
 use codex_shim::{sys, Error};
 
@@ -92,6 +94,32 @@ fn supervise(a: &ShimArgs, view: Option<&OwnedFd>, h: Handover) -> codex_shim::R
         limit,
         spawn: &mut spawn_check,
     });
+    let mut monitor = a.monitor.as_ref().map(|m| Monitor {
+        interval: m.interval,
+        files: h.usage.clone(),
+        watch: Watch::new(m.thresholds),
+        history: History::open(&m.history).ok(),
+    });
+    // The event writers under way (reaped as they end, and all before the end is
+    // recorded, so a threshold's event comes before the `die` it may cause).
+    let mut reporters: Vec<i32> = Vec::new();
+    let mut sample = || {
+        let Some(m) = monitor.as_mut() else {
+            return false;
+        };
+        reporters.retain(|p| matches!(sys::try_wait(*p), Ok(None)));
+        let verdict = m.sample();
+        for c in &verdict.crossings {
+            if let Ok(pid) = start_full(a, view, &a.threshold_argv(c)) {
+                reporters.push(pid);
+            }
+        }
+        verdict.stop
+    };
+    let sampler = a.monitor.as_ref().map(|m| pump::Sampler {
+        interval: m.interval,
+        sample: &mut sample,
+    });
     let outcome = pump::pump(
         &mut log,
         [out, err],
@@ -99,7 +127,12 @@ fn supervise(a: &ShimArgs, view: Option<&OwnedFd>, h: Handover) -> codex_shim::R
         h.timeout,
         &mut |sig| kill_all(h.procs.as_deref(), sig),
         health,
-    )?;
+        sampler,
+    );
+    for p in reporters {
+        let _ = sys::wait(p);
+    }
+    let outcome = outcome?;
     let _ = log.flush();
     Ok(outcome)
 }
@@ -107,7 +140,13 @@ fn supervise(a: &ShimArgs, view: Option<&OwnedFd>, h: Handover) -> codex_shim::R
 /// Starts `codex-ctr __health ...` (through the read-only view when there is one)
 /// as the leader of a new process group, with no stdio; its pid. The pump reaps it.
 fn start_check(a: &ShimArgs, view: Option<&OwnedFd>) -> std::io::Result<i32> {
-    let argv = a.health_argv();
+    start_full(a, view, &a.health_argv())
+}
+
+/// Starts the full binary with `argv` (through the read-only view when there is
+/// one) as the leader of a new process group, with no stdio; its pid, to be reaped
+/// by pid.
+fn start_full(a: &ShimArgs, view: Option<&OwnedFd>, argv: &[OsString]) -> std::io::Result<i32> {
     let through_view = full_binary(a, view);
     let program = match &through_view {
         Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),

@@ -174,6 +174,9 @@ pub struct CreateArgs {
     /// --cpu-shares, --cpuset-cpus/-mems, --memory-swap (schedflags.rs).
     #[command(flatten)]
     pub sched: super::schedflags::SchedFlags,
+    /// --warn-memory, --warn-cpu, --stop-on-memory, --monitor-interval (monflags.rs).
+    #[command(flatten)]
+    pub mon: super::monflags::MonitorFlags,
     /// IMAGE then COMMAND... (with --rootfs or minimal isolation: only COMMAND...).
     #[arg(
         trailing_var_arg = true,
@@ -370,17 +373,8 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
         command: Vec<String>,
     },
-    /// Resource usage of running containers.
-    Stats {
-        /// Print once and return (default: refresh until interrupted).
-        #[arg(long = "no-stream")]
-        no_stream: bool,
-        /// Output format: table, or json (one array a line).
-        #[arg(long, default_value = "table", value_parser = ["table", "json"])]
-        format: String,
-        /// Containers to show (names or ids; default: every running one).
-        containers: Vec<String>,
-    },
+    /// Resource usage of running containers, streamed, once, or as a plot of the history.
+    Stats(super::monflags::StatsArgs),
     /// Copy files or directories into or out of a container: NAME:PATH on one side.
     Cp {
         /// What to copy: a host path, or CONTAINER:PATH.

@@ -145,11 +145,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                 interactive,
             },
         )?),
-        Command::Stats {
-            no_stream,
-            format,
-            containers,
-        } => super::listing::stats(&eng, &containers, &format, no_stream),
+        Command::Stats(a) => super::monflags::stats(&eng, &a),
         Command::Cp {
             source,
             destination,

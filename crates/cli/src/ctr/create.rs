@@ -156,6 +156,7 @@ pub(super) fn config_from(a: &CreateArgs) -> Result<ContainerConfig> {
             .unwrap_or_default(),
         health: health_from(a)?,
         restart_on_unhealthy: a.restart_on_unhealthy,
+        monitor: a.mon.monitor()?,
         tty: a.tty,
         interactive: a.interactive,
         security: a.sec.security()?,

@@ -266,11 +266,17 @@ pub(super) fn volume(eng: &Engine, cmd: VolumeCommand) -> Result<i32> {
     }
 }
 
-/// `stats`: once with `--no-stream`, else a refreshed table every window until
-/// interrupted (JSON: one array per line).
-pub(super) fn stats(eng: &Engine, names: &[String], format: &str, no_stream: bool) -> Result<i32> {
+/// `stats`: once with `--no-stream`, else a refreshed table every `window` until
+/// interrupted (JSON: one array per line); CPU % is measured over the window.
+pub(super) fn stats(
+    eng: &Engine,
+    names: &[String],
+    format: &str,
+    no_stream: bool,
+    window: std::time::Duration,
+) -> Result<i32> {
     loop {
-        let usage = eng.usage(names, codex_engine::usage::WINDOW)?;
+        let usage = eng.usage(names, window)?;
         if format == "json" {
             println!("{}", serde_json::to_string(&usage)?);
         } else {

@@ -10,6 +10,7 @@ mod diff;
 mod image;
 mod listing;
 mod manpages;
+mod monflags;
 mod monitors;
 mod netargs;
 mod netflags;

@@ -36,7 +36,17 @@ pub(super) fn complete(
     cfg: &ContainerConfig,
     outcome: Outcome,
 ) -> Result<Next> {
-    let (code, timeout_note) = if outcome.timed_out {
+    let (code, timeout_note) = if outcome.memory_stopped {
+        // Killed as the kernel's OOM killer kills, and reported with its exit code,
+        // whatever the processes made of it: the policy sees a failed run.
+        let limit = cfg.monitor.stop_on_memory.unwrap_or_default();
+        (
+            137,
+            Some(format!(
+                "killed: its memory use crossed --stop-on-memory ({limit} bytes)"
+            )),
+        )
+    } else if outcome.timed_out {
         let secs = cfg.timeout.unwrap_or_default();
         (124, Some(format!("timed out after {secs} s")))
     } else {
@@ -102,6 +112,9 @@ pub(super) fn complete(
         let mut details = vec![("exit_code", code.to_string())];
         if let Some(sig) = outcome.signal {
             details.push(("signal", sig.to_string()));
+        }
+        if outcome.memory_stopped {
+            details.push(("stopped_by", "stop-on-memory".into()));
         }
         if oom {
             details.push(("oom_killed", "true".into()));

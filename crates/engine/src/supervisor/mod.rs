@@ -18,6 +18,7 @@ mod abandon;
 mod finish;
 mod health;
 pub mod logs;
+mod monitor;
 pub mod netplug;
 mod restart;
 mod rootfs;
@@ -29,6 +30,7 @@ mod worker;
 
 use finish::{complete, finish, Next};
 use health::{health_timing, start_check};
+pub(crate) use monitor::history_path;
 use restart::{restart_main, supervise_runs};
 pub use rootfs::{
     lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
@@ -42,7 +44,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use codex_shim::pump::{HealthTimer, TimeLimit, Timeout};
+use codex_shim::monitor::UsageFiles;
+use codex_shim::pump::{HealthTimer, Sampler, TimeLimit, Timeout};
 use codex_sys::ProcessId;
 
 use crate::config::ContainerConfig;
@@ -94,6 +97,11 @@ pub fn main(args: &[String]) -> i32 {
         }
         [flag, root, id, r] if flag == "--root" && r == codex_shim::handoff::RESTART_FLAG => {
             restart_main(Path::new(root), id)
+        }
+        [flag, root, id, t, rest @ ..]
+            if flag == "--root" && t == codex_shim::handoff::THRESHOLD_FLAG =>
+        {
+            monitor::threshold_main(Path::new(root), id, rest)
         }
         _ => 2,
     }
@@ -212,6 +220,7 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<Next> {
         cfg: &cfg,
         pid: started.pid,
         timeout: time_limit(&cfg).map(|l| l.starting_now()),
+        usage: started.usage.clone(),
     };
     let out = started.master.take().unwrap_or(out_r);
     supervise_here(registry, id, &running, started.log, [out, err_r])
@@ -226,6 +235,8 @@ struct Started {
     pid: i32,
     /// The `cgroup.procs` file that lists its processes.
     procs: Option<PathBuf>,
+    /// Where its memory and CPU usage are read.
+    usage: UsageFiles,
     /// Its terminal's master (`-t`): its output, in place of the stdout pipe.
     master: Option<OwnedFd>,
 }
@@ -311,6 +322,7 @@ fn start_container(
     Ok(Started {
         pid: container.state.pid,
         procs: procs_file(&container.state.cgroups),
+        usage: monitor::usage_files(&container.state.cgroups),
         rt,
         dir,
         log,
@@ -378,6 +390,8 @@ struct Running<'a> {
     /// Its init, a child of this process.
     pid: i32,
     timeout: Option<Timeout>,
+    /// Where its memory and CPU usage are read.
+    usage: UsageFiles,
 }
 
 /// The steady state in this process: pumps the output into the log until the init
@@ -395,16 +409,29 @@ fn supervise_here(
         limit,
         spawn: &mut spawn_check,
     });
+    let mut mon = monitor::monitor(c.cfg, c.dir, c.usage.clone());
+    let interval = mon.interval;
+    let mut sample = || {
+        let verdict = mon.sample();
+        for crossing in &verdict.crossings {
+            monitor::emit_threshold(registry, id, crossing);
+        }
+        verdict.stop
+    };
     let outcome = codex_shim::pump::pump(
         &mut log.0,
         pipes,
         c.pid,
         c.timeout,
         &mut |sig| {
-            // Called when the timeout fires: the stop signal, then SIGKILL.
+            // The timeout's stop signal, then SIGKILL; SIGKILL for a memory stop.
             let _ = c.rt.kill(id, sig, true);
         },
         health,
+        Some(Sampler {
+            interval,
+            sample: &mut sample,
+        }),
     )
     .map_err(logs::from_shim)?;
     let _ = log.flush();

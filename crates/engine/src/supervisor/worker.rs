@@ -102,6 +102,7 @@ pub(super) fn supervise_with_shim(
         view: None,
         health: health_timing(&cfg),
         console: console.as_ref().map(|c| c.shim_raw_fd()),
+        monitor: Some(super::monitor::monitor_args(&cfg, &dir)),
     };
     // The worker reports; this process never does, and its copy of the status fd
     // must not outlive this image (the starter reads until every copy is closed).
@@ -155,6 +156,7 @@ pub(super) fn supervise_with_shim(
         cfg: &cfg,
         pid: h.pid,
         timeout: h.timeout,
+        usage: h.usage,
     };
     supervise_here(registry, id, &running, log, [out, err_r])
 }
@@ -218,6 +220,7 @@ fn work(
         mut log,
         pid,
         procs,
+        usage,
         master,
     } = match start_container(root, registry, id, cfg, out_w, err_w, console.as_ref()) {
         Ok(s) => s,
@@ -266,7 +269,8 @@ fn work(
             let _ = rt.kill(id, sig, true);
         },
         // Health checks begin with the shim (or the supervisor that stays whole):
-        // a check under way would not survive the handover.
+        // a check under way would not survive the handover. So does sampling.
+        None,
         None,
     );
     let done = match pumped {
@@ -286,6 +290,7 @@ fn work(
             let h = Handover {
                 pid,
                 procs,
+                usage,
                 timeout,
                 pending: log.0.take_pending(),
             };
