@@ -45,13 +45,12 @@ pub fn hosts_in(registry: &Registry, id: &str) -> Result<Hosts> {
     hosts_from(registry, id, &super::list(registry)?, &names)
 }
 
-/// Container names by id, from the index.
+/// Container names by id, from `names/` (O(N): one `readlink` per container).
 pub fn names_by_id(registry: &Registry) -> Result<BTreeMap<String, String>> {
     Ok(registry
-        .index()?
-        .containers()
-        .iter()
-        .map(|(name, id)| (id.clone(), name.clone()))
+        .container_names()?
+        .into_iter()
+        .map(|(name, id)| (id, name))
         .collect())
 }
 
