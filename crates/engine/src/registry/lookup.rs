@@ -51,11 +51,18 @@ impl Registry {
     pub fn list(&self) -> Result<Vec<ContainerRecord>> {
         let names = self.container_names()?;
         let mut records = Vec::with_capacity(names.len());
+        let mut seen = std::collections::BTreeSet::new();
         for (name, id) in &names {
-            // Listed under the name its record has: a container being renamed has two
-            // links for a moment, and is listed once.
+            // Once per id: a container being renamed has two links for a moment. Its
+            // record may already name the other link, one this listing did not see (made
+            // after it): the record's own name decides, read again.
+            if !seen.insert(id.as_str()) {
+                continue;
+            }
             match self.read_record(id)? {
-                Some(record) if &record.name == name => records.push(record),
+                Some(record) if &record.name == name || self.is_committed(&record)? => {
+                    records.push(record)
+                }
                 _ => {}
             }
         }

@@ -17,15 +17,16 @@ impl Registry {
         validate_name(new)?;
         let _lock = self.lock()?;
         let _intent = self.intent("rename")?;
-        let mut record = self
-            .read_record(id)?
-            .ok_or_else(|| self.missing_state(id))?;
-        if !self.is_committed(&record)? {
-            return Err(Error::NotFound {
-                kind: "container",
-                name: id.into(),
-            });
-        }
+        // Gone (an rm that won the race for the lock), or never committed: not found.
+        let mut record = match self.read_record(id)? {
+            Some(record) if self.is_committed(&record)? => record,
+            _ => {
+                return Err(Error::NotFound {
+                    kind: "container",
+                    name: id.into(),
+                })
+            }
+        };
         if record.name == new {
             return Ok(record);
         }
