@@ -175,7 +175,17 @@ fn rm_all_and_assert_clean(c: &Ctr, seen: &mut Seen) {
     assert_eq!(ps_all(c), Vec::<Value>::new(), "rm -f left a record");
     let index = std::fs::read(c.root.join("registry.json")).unwrap();
     let index: Value = serde_json::from_slice(&index).expect("registry.json parses");
-    assert_eq!(index["containers"], serde_json::json!({}), "{index}");
+    assert_eq!(
+        index.get("containers"),
+        None,
+        "names live in names/: {index}"
+    );
+    assert!(c.root.join("names").is_dir(), "the root has names/");
+    assert_eq!(
+        entries(&c.root.join("names")),
+        Vec::<String>::new(),
+        "names left"
+    );
     let dirs = entries(&c.root.join("containers"));
     let is_left = |n: &&String| !n.starts_with('.') || n.starts_with(".removing-");
     assert_eq!(dirs.iter().find(is_left), None, "left in containers/");

@@ -60,10 +60,11 @@ impl Engine {
     /// Every live record refreshed (a dead supervisor noticed), one at a time.
     fn refresh_all(&self) -> (Vec<(String, String)>, Vec<Problem>) {
         let (mut corrected, mut problems) = (Vec::new(), Vec::new());
-        let Ok(index) = self.registry.index() else {
+        let Ok(names) = self.registry.container_names() else {
             return (corrected, problems);
         };
-        for id in index.containers().values() {
+        let ids: std::collections::BTreeSet<String> = names.into_values().collect();
+        for id in &ids {
             let rec = match self.registry.get(id) {
                 Ok(r) => r,
                 // Removed meanwhile.

@@ -1,6 +1,7 @@
-//! The persistent registry: `<root>/registry.json` (the index: container names -> ids,
-//! image references, volumes, networks) and `<root>/containers/<id>/state.json` (one
-//! container's record), as DESIGN.md ("State") lays them out.
+//! The persistent registry: `<root>/names/<name>` (one symlink per container name, whose
+//! target is the id: see `links`), `<root>/registry.json` (the index of volumes and
+//! networks) and `<root>/containers/<id>/state.json` (one container's record), as
+//! DESIGN.md ("State") lays them out.
 //!
 //! Every change is a transaction under an exclusive `flock` on `<root>/registry.lock`: the
 //! files are re-read inside the lock, changed, and written atomically (temp file, fsync,
@@ -10,15 +11,19 @@
 //! or the new one.
 //!
 //! Creating a container writes, in order, `containers/<id>/` then its `state.json` then
-//! the index; removing one renames `containers/<id>` to `containers/.removing-<id>`, writes
-//! the index, and deletes the renamed tree after the lock is released. A crash between any
-//! two steps leaves a state that [`Registry::reconcile`] recognises and repairs.
+//! its name's link (the commit point); removing one unlinks the name, renames
+//! `containers/<id>` to `containers/.removing-<id>`, and deletes the renamed tree after
+//! the lock is released. A crash between any two steps leaves a state that
+//! [`Registry::reconcile`] recognises and repairs. Neither touches `registry.json` (unless
+//! the create makes volumes): a create or an rm costs the same among 1 or 1000 containers.
 //!
 //! The files' schema is versioned in `runtime-state/` at the top of the repository.
 
 mod files;
 mod index;
 mod intent;
+mod links;
+mod lookup;
 mod names;
 mod reconcile;
 mod record;
@@ -32,6 +37,7 @@ use crate::error::{Context, Error, Result};
 
 pub use index::{Index, INDEX_VERSION};
 pub use intent::{Due, Intent, INTENTS_DIR, RECONCILED_FILE};
+pub use links::NAMES_DIR;
 pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
 pub use reconcile::{Problem, Reconciled, Repair};
 pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
@@ -113,7 +119,7 @@ impl Registry {
             .ctx(|| format!("resolving {}", root.display()))?;
         let reg = Registry { root };
         let containers = reg.containers_dir();
-        if reg.index_path().is_file() && containers.is_dir() {
+        if reg.index_path().is_file() && containers.is_dir() && reg.names_dir().is_dir() {
             ensure_shared_dir(&containers)?;
             return Ok(reg);
         }
@@ -123,6 +129,7 @@ impl Registry {
             let index = reg.index_when_missing()?;
             reg.save_index(&index)?;
         }
+        reg.ensure_names()?;
         Ok(reg)
     }
 
@@ -155,16 +162,21 @@ impl Registry {
 
     /// A snapshot of the index, read without the lock.
     pub fn index(&self) -> Result<Index> {
-        match read_versioned::<Index>(&self.index_path(), INDEX_VERSION)? {
-            Some(index) => Ok(index),
+        match self.read_index_file()? {
+            Some(index) => Ok(Self::without_old_names(index)),
             None => self.index_when_missing(),
         }
     }
 
+    /// `registry.json` as it is on disk (a version 1 file still has its container names).
+    fn read_index_file(&self) -> Result<Option<Index>> {
+        read_versioned::<Index>(&self.index_path(), INDEX_VERSION)
+    }
+
     /// Runs `f` on the index under the lock, after re-reading it, and writes the index
     /// atomically if `f` changed it. If `f` fails, nothing is written. Container names
-    /// change only through the container operations below: an `f` that changes them is
-    /// refused.
+    /// live in `names/` and change only through the container operations below: an `f`
+    /// that puts them back into the index is refused.
     ///
     /// `f` runs under the lock: it must be quick, must not wait for anything (a process, a
     /// socket, another lock) and must not call back into the registry, which would wait for
@@ -234,20 +246,22 @@ impl Registry {
         let _lock = self.lock()?;
         // Dropped (its file gone) before the lock: see `intent`.
         let _intent = self.intent("create")?;
-        let mut index = self.index()?;
-        let name = match name {
-            Some(name) if index.containers.contains_key(name) => {
-                return Err(Error::NameInUse {
-                    kind: "container",
-                    name: name.into(),
-                })
-            }
-            Some(name) => name.to_string(),
-            None => names::generate_name(|n| index.containers.contains_key(n))?,
+        let in_use = |name: &str| Error::NameInUse {
+            kind: "container",
+            name: name.into(),
         };
-        let (id, dir) = self.new_container_dir(&index)?;
+        let name = match name {
+            Some(name) if self.link_of(name)?.is_some() => return Err(in_use(name)),
+            Some(name) => name.to_string(),
+            // An unreadable link counts as taken.
+            None => names::generate_name(|n| !matches!(self.link_of(n), Ok(None)))?,
+        };
+        let (id, dir) = self.new_container_dir()?;
         let record = ContainerRecord::new(id, name, config, labels);
+        let mut linked = false;
         let committed = (|| {
+            let mut index = self.index()?;
+            let before = index.clone();
             prepare(&record.id, &dir, &mut index)?;
             write_atomic(
                 &dir.join(STATE_FILE),
@@ -255,52 +269,26 @@ impl Registry {
             )?;
             let containers = self.containers_dir();
             sync_dir(&containers).ctx(|| format!("syncing {}", containers.display()))?;
-            index
-                .containers
-                .insert(record.name.clone(), record.id.clone());
-            self.save_index(&index)
+            // Only what `prepare` made (volumes): most creates leave the index alone.
+            if index != before {
+                index.version = INDEX_VERSION;
+                self.save_index(&index)?;
+            }
+            // The commit point: from here on the container exists.
+            linked = self.add_link(&record.name, &record.id)?;
+            if !linked {
+                return Err(in_use(&record.name));
+            }
+            self.sync_names()
         })();
         if let Err(e) = committed {
+            if linked {
+                let _ = self.remove_link(&record.name);
+            }
             let _ = remove_tree(&dir);
             return Err(e);
         }
         Ok(record)
-    }
-
-    /// The container named by `reference`: an exact id, an exact name, or a unique prefix
-    /// of an id (like Docker). A prefix that matches several ids is an error that names
-    /// them.
-    pub fn get(&self, reference: &str) -> Result<ContainerRecord> {
-        let id = resolve_in(&self.index()?, reference)?;
-        match self.read_record(&id)? {
-            Some(record) => Ok(record),
-            // Removed since we read the index, or a broken entry.
-            None if self.index()?.has_container_id(&id) => Err(self.missing_state(&id)),
-            None => Err(Error::NotFound {
-                kind: "container",
-                name: reference.into(),
-            }),
-        }
-    }
-
-    /// The full id of the container named by `reference` (see [`Registry::get`]).
-    pub fn resolve(&self, reference: &str) -> Result<String> {
-        resolve_in(&self.index()?, reference)
-    }
-
-    /// Every container, oldest first. A container removed while listing is left out; a
-    /// corrupt `state.json` is an `Error::Corrupt` naming it (`remove_container` still
-    /// removes that container).
-    pub fn list(&self) -> Result<Vec<ContainerRecord>> {
-        let index = self.index()?;
-        let mut records = Vec::with_capacity(index.containers.len());
-        for id in index.containers.values() {
-            if let Some(record) = self.read_record(id)? {
-                records.push(record);
-            }
-        }
-        records.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
-        Ok(records)
     }
 
     /// Changes the record of container `id` (a full id) under the lock: re-reads it, runs
@@ -314,15 +302,15 @@ impl Registry {
     ) -> Result<ContainerRecord> {
         let path = self.container_dir(id)?.join(STATE_FILE);
         let _lock = self.lock()?;
-        if !self.index()?.has_container_id(id) {
-            return Err(Error::NotFound {
-                kind: "container",
-                name: id.into(),
-            });
-        }
-        let mut record = self
-            .read_record(id)?
-            .ok_or_else(|| self.missing_state(id))?;
+        let mut record = match self.read_record(id)? {
+            Some(record) if self.is_committed(&record)? => record,
+            _ => {
+                return Err(Error::NotFound {
+                    kind: "container",
+                    name: id.into(),
+                })
+            }
+        };
         let before = record.clone();
         f(&mut record)?;
         if record.id != before.id {
@@ -365,16 +353,22 @@ impl Registry {
         {
             let _lock = self.lock()?;
             // A corrupt record cannot be checked; removing it is what the caller wants.
-            if let Ok(Some(rec)) = self.read_record(id) {
-                check(&rec)?;
+            let record = self.read_record(id);
+            if let Ok(Some(rec)) = &record {
+                check(rec)?;
             }
-            let mut index = self.index()?;
-            let names: Vec<String> = index
-                .containers
-                .iter()
-                .filter(|(_, v)| v.as_str() == id)
-                .map(|(k, _)| k.clone())
-                .collect();
+            let names: Vec<String> = match &record {
+                Ok(Some(rec)) if self.is_committed(rec)? => vec![rec.name.clone()],
+                // Not committed: an interrupted create, whose directory goes too.
+                Ok(Some(_)) => Vec::new(),
+                // No readable name: whichever links point to the id (O(N), rare).
+                _ => self
+                    .container_names()?
+                    .into_iter()
+                    .filter(|(_, v)| v.as_str() == id)
+                    .map(|(k, _)| k)
+                    .collect(),
+            };
             let has_dir = dir.symlink_metadata().is_ok();
             if names.is_empty() && !has_dir {
                 return Err(Error::NotFound {
@@ -386,18 +380,22 @@ impl Registry {
             if let Some(mount) = mounts_under(&mounts, &dir).first() {
                 return Err(still_mounted(format!("removing {}", dir.display()), mount));
             }
-            // The index first, then the directory: a reader without the lock that still
-            // saw the id in the index and then finds no state.json re-reads the index and
-            // sees the container gone (NotFound), never a "corrupt" listed one. A crash in
-            // between leaves an unlisted directory, which reconcile removes.
-            let listed = index.clone();
+            // The name first, then the directory: a reader without the lock that still
+            // read the link and then finds no state.json re-reads the link and sees the
+            // container gone (NotFound), never a "corrupt" listed one. A crash in between
+            // leaves an unnamed directory, which reconcile removes.
             for name in &names {
-                index.containers.remove(name);
+                self.remove_link(name)?;
             }
-            self.save_index(&index)?;
+            if !names.is_empty() {
+                self.sync_names()?;
+            }
             if has_dir {
                 if let Err(e) = self.retire(&dir, &trash, &mounts) {
-                    let _ = self.save_index(&listed);
+                    for name in &names {
+                        let _ = self.add_link(name, id);
+                    }
+                    let _ = self.sync_names();
                     return Err(e);
                 }
             }
@@ -432,13 +430,10 @@ impl Registry {
         sync_dir(&containers).ctx(|| format!("syncing {}", containers.display()))
     }
 
-    /// A fresh id not in the index, and its new directory (0700).
-    fn new_container_dir(&self, index: &Index) -> Result<(String, PathBuf)> {
+    /// A fresh id (no directory has it), and its new directory (0700).
+    fn new_container_dir(&self) -> Result<(String, PathBuf)> {
         loop {
             let id = names::new_id()?;
-            if index.has_container_id(&id) {
-                continue;
-            }
             let dir = self.container_dir(&id)?;
             match files::create_dir(&dir, CONTAINER_DIR_MODE) {
                 Ok(true) => return Ok((id, dir)),
@@ -466,7 +461,7 @@ impl Registry {
         Error::Corrupt {
             path: self.containers_dir().join(id).join(STATE_FILE),
             reason: format!(
-                "missing, although {INDEX_FILE} lists the container (an interrupted create or rm; reconcile repairs it)"
+                "missing, although {NAMES_DIR}/ names the container (an interrupted create or rm; reconcile repairs it)"
             ),
         }
     }
@@ -506,44 +501,6 @@ impl Registry {
         let path = self.root.join(LOCK_FILE);
         codex_sys::FileLock::exclusive(&path).ctx(|| format!("locking {}", path.display()))
     }
-}
-
-/// Exact id, then exact name, then unique id prefix.
-fn resolve_in(index: &Index, reference: &str) -> Result<String> {
-    if reference.is_empty() {
-        return Err(Error::invalid("container", "no name or id given"));
-    }
-    if is_full_id(reference) && index.has_container_id(reference) {
-        return Ok(reference.into());
-    }
-    if let Some(id) = index.container_id(reference) {
-        return Ok(id.into());
-    }
-    if names::is_id_prefix(reference) {
-        let hits: Vec<(&String, &String)> = index
-            .containers
-            .iter()
-            .filter(|(_, id)| id.starts_with(reference))
-            .collect();
-        match hits.as_slice() {
-            [] => {}
-            [(_, id)] => return Ok(id.to_string()),
-            many => {
-                return Err(Error::Ambiguous {
-                    kind: "container",
-                    reference: reference.into(),
-                    matches: many
-                        .iter()
-                        .map(|(name, id)| format!("{} ({name})", id.get(..12).unwrap_or(id)))
-                        .collect(),
-                });
-            }
-        }
-    }
-    Err(Error::NotFound {
-        kind: "container",
-        name: reference.into(),
-    })
 }
 
 fn still_mounted(context: String, mount: &Path) -> Error {

@@ -154,25 +154,34 @@ impl Engine {
             }
         }
         let rt = self.runtime();
-        let sample = |rec: &ContainerRecord| -> Result<Sample> {
-            let v = rt.stats(&rec.id)?;
-            Ok(Sample {
-                data: v["data"].clone(),
-                at: Instant::now(),
-            })
+        // Each container's runtime state is read once, for where its cgroups are; each
+        // sample then reads only the counters shown (`Cgroups::brief_stats`).
+        let sample = |cg: &codex_runtime::cgroups::Cgroups| Sample {
+            data: cg.brief_stats(),
+            at: Instant::now(),
         };
-        let first = map_parallel(&recs, sample)
-            .into_iter()
-            .collect::<Result<Vec<_>>>()?;
+        let first = map_parallel(&recs, |rec| -> Result<_> {
+            let cg = rt.load(&rec.id)?.state.cgroups;
+            let a = sample(&cg);
+            Ok((cg, a))
+        })
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?;
         std::thread::sleep(window);
         let host_mem = host_memory();
-        let second = map_parallel(&recs, |rec| {
-            let b = sample(rec).ok()?;
+        let pairs: Vec<(&ContainerRecord, &codex_runtime::cgroups::Cgroups)> =
+            recs.iter().zip(first.iter().map(|(cg, _)| cg)).collect();
+        let second = map_parallel(&pairs, |(rec, cg)| {
+            // A container deleted during the window (its cgroups gone) is left out.
+            if !cg.dirs.iter().any(|d| d.path.is_dir()) {
+                return None;
+            }
+            let b = sample(cg);
             Some((b, rec.pid.and_then(crate::network::netstats::of_pid)))
         });
         Ok(recs
             .iter()
-            .zip(first)
+            .zip(first.into_iter().map(|(_, a)| a))
             .zip(second)
             .filter_map(|((rec, a), b)| {
                 let (b, net) = b?;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use codex_engine::registry::{
     is_full_id, ContainerRecord, ContainerStatus, Registry, Repair, CONTAINERS_DIR, INDEX_FILE,
-    SHARED_DIR_GID, STATE_FILE,
+    INDEX_VERSION, NAMES_DIR, SHARED_DIR_GID, STATE_FILE,
 };
 use codex_engine::Error;
 use serde_json::json;
@@ -38,7 +38,8 @@ fn mode(path: &Path) -> u32 {
 /// Every name in the index has a directory whose state.json has that id and name; every
 /// directory is in the index; no temp file is left; reconcile finds nothing to do.
 fn assert_consistent(reg: &Registry) -> Vec<ContainerRecord> {
-    let index = reg.index().expect("index loads");
+    reg.index().expect("index loads");
+    let links = reg.container_names().expect("names/ lists");
     let mut dirs = BTreeSet::new();
     for entry in std::fs::read_dir(reg.containers_dir()).expect("read containers/") {
         let entry = entry.expect("entry");
@@ -54,13 +55,9 @@ fn assert_consistent(reg: &Registry) -> Vec<ContainerRecord> {
         }
         dirs.insert(name);
     }
-    let indexed: BTreeSet<String> = index.containers().values().cloned().collect();
-    assert_eq!(indexed, dirs, "index and containers/ disagree");
-    assert_eq!(
-        indexed.len(),
-        index.containers().len(),
-        "an id has two names"
-    );
+    let indexed: BTreeSet<String> = links.values().cloned().collect();
+    assert_eq!(indexed, dirs, "names/ and containers/ disagree");
+    assert_eq!(indexed.len(), links.len(), "an id has two names");
     for entry in std::fs::read_dir(reg.root()).expect("read root") {
         let name = entry
             .expect("entry")
@@ -72,7 +69,7 @@ fn assert_consistent(reg: &Registry) -> Vec<ContainerRecord> {
     let records = reg.list().expect("list");
     assert_eq!(records.len(), dirs.len());
     for record in &records {
-        assert_eq!(index.container_id(&record.name), Some(record.id.as_str()));
+        assert_eq!(links.get(&record.name), Some(&record.id));
     }
     let reconciled = reg.reconcile().expect("reconcile");
     assert!(
@@ -103,8 +100,9 @@ fn open_creates_the_layout_with_private_modes() {
         serde_json::from_slice(&std::fs::read(root.join(INDEX_FILE)).expect("read")).expect("json");
     assert_eq!(
         index,
-        json!({"version": 1, "containers": {}, "images": {}, "volumes": {}, "networks": {}})
+        json!({"version": 2, "images": {}, "volumes": {}, "networks": {}})
     );
+    assert_eq!(mode(&root.join(NAMES_DIR)), 0o700);
 
     let rec = reg
         .create_container(Some("web"), json!({}), no_labels())
@@ -459,15 +457,16 @@ fn processes_killed_mid_create_or_rm_leave_what_reconcile_repairs() {
     }
     // Whatever the kills interrupted: the index loads, reconcile repairs the rest, and the
     // result is consistent (assert_consistent also asserts a second reconcile is clean).
-    let index = reg.index().expect("index loads after kill -9");
+    reg.index().expect("index loads after kill -9");
+    let linked = reg.container_names().expect("names/ lists").len();
     let reconciled = reg.reconcile().expect("reconcile");
     assert!(reconciled.problems.is_empty(), "{:?}", reconciled.problems);
     let records = assert_consistent(&reg);
     assert!(
-        records.len() + 4 >= index.containers().len(),
+        records.len() + 4 >= linked,
         "reconcile dropped more than the interrupted operations: {} of {}",
         records.len(),
-        index.containers().len()
+        linked
     );
     assert!(!records.is_empty(), "the workers left nothing to reconcile");
 }
@@ -651,6 +650,11 @@ fn fake_id(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
 
+/// Links `name` to `id` in names/ as a create or rename would (or a crash would leave).
+fn link(reg: &Registry, name: &str, id: &str) {
+    std::os::unix::fs::symlink(id, reg.names_dir().join(name)).expect("symlink");
+}
+
 fn edit_index(reg: &Registry, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(reg.index_path()).expect("read")).expect("json");
@@ -712,11 +716,9 @@ fn reconcile_repairs_every_kind_of_leftover_and_leaves_what_it_does_not_know() {
     let dangling = fake_id('d');
     let no_state = fake_id('e');
     std::fs::create_dir(containers.join(&no_state)).expect("mkdir");
-    edit_index(&reg, |index| {
-        index["containers"]["dangling"] = json!(dangling);
-        index["containers"]["no-state"] = json!(no_state);
-        index["containers"]["alias"] = json!(good.id);
-    });
+    link(&reg, "dangling", &dangling);
+    link(&reg, "no-state", &no_state);
+    link(&reg, "alias", &good.id);
     // Temp files of writers that died.
     let tmp_index = reg.root().join(".registry.json.tmp-99999-0");
     std::fs::write(&tmp_index, b"{").expect("write");
@@ -854,8 +856,9 @@ fn a_corrupt_registry_json_is_an_error_naming_the_file() {
         assert!(msg.starts_with(&index.display().to_string()), "{msg}");
         assert!(msg.contains("not valid JSON"), "{msg}");
     };
-    check(reg.get("x").unwrap_err());
-    check(reg.list().unwrap_err());
+    // Containers are found through names/, which does not read the index.
+    assert_eq!(reg.get("x").expect("get").name, "x");
+    assert_eq!(reg.list().expect("list").len(), 1);
     check(reg.index().unwrap_err());
     check(
         reg.create_container(Some("y"), json!({}), no_labels())
@@ -865,7 +868,7 @@ fn a_corrupt_registry_json_is_an_error_naming_the_file() {
     check(reg.update(|_| Ok(())).unwrap_err());
     check(
         Registry::open(tmp.path())
-            .and_then(|r| r.list())
+            .and_then(|r| r.index())
             .unwrap_err(),
     );
     // Nothing was overwritten or removed while refusing.
@@ -879,16 +882,20 @@ fn a_corrupt_registry_json_is_an_error_naming_the_file() {
 fn a_file_from_a_newer_version_is_refused_naming_both_versions() {
     let tmp = temp_root();
     let reg = Registry::open(tmp.path()).expect("open");
+    let newer = INDEX_VERSION + 1;
     edit_index(&reg, |index| {
-        index["version"] = json!(2);
+        index["version"] = json!(newer);
         index["pods"] = json!({});
     });
-    let msg = reg.list().unwrap_err().to_string();
+    let msg = reg.index().unwrap_err().to_string();
     assert!(
-        msg.contains("registry.json") && msg.contains("version 2"),
+        msg.contains("registry.json") && msg.contains(&format!("version {newer}")),
         "{msg}"
     );
-    assert!(msg.contains("up to version 1"), "{msg}");
+    assert!(
+        msg.contains(&format!("up to version {INDEX_VERSION}")),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -931,8 +938,11 @@ fn the_index_transaction_keeps_other_maps_and_writes_only_changes() {
         index.images.get("busybox:latest").map(String::as_str),
         Some("sha256:abc")
     );
-    assert_eq!(index.container_id("c"), Some(rec.id.as_str()));
-    assert_eq!(index.container_name(&rec.id), Some("c"));
+    assert_eq!(
+        reg.container_names().expect("names").get("c"),
+        Some(&rec.id)
+    );
+    assert_eq!(reg.name_of(&rec.id).expect("name_of"), Some("c".into()));
 
     let mtime = || {
         std::fs::metadata(reg.index_path())
@@ -998,7 +1008,7 @@ fn rm_refuses_a_container_with_something_mounted_below() {
     assert_eq!(reg.get("mounted").expect("still registered").id, rec.id);
 
     // Reconcile also leaves an unlisted directory with a mount below alone.
-    edit_index(&reg, |index| index["containers"] = json!({}));
+    std::fs::remove_file(reg.names_dir().join("mounted")).expect("unlink the name");
     let reconciled = reg.reconcile().expect("reconcile");
     assert!(reconciled.repairs.is_empty(), "{:?}", reconciled.repairs);
     assert_eq!(reconciled.problems.len(), 1);
@@ -1018,7 +1028,9 @@ fn the_index_transaction_cannot_touch_container_names() {
         .expect("create");
     let err = reg
         .update(|index| {
-            *index = serde_json::from_value(json!({"version": 1})).expect("an empty index");
+            *index =
+                serde_json::from_value(json!({"version": 1, "containers": {"x": fake_id('f')}}))
+                    .expect("a version 1 index");
             Ok(())
         })
         .unwrap_err();

@@ -276,7 +276,7 @@ impl Engine {
         }
         reg.update(|idx| {
             // Re-checked under the lock: an `rm` that won the race leaves no address behind.
-            if idx.container_name(&id).is_none() {
+            if reg.name_of(&id)?.is_none() {
                 return Err(Error::NotFound {
                     kind: "container",
                     name: container.to_string(),

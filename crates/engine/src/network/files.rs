@@ -41,17 +41,24 @@ pub fn add_mounts(spec: &mut Value, dir: &Path) {
 
 /// What container `id`'s hosts file says now, from the registry's records.
 pub fn hosts_in(registry: &Registry, id: &str) -> Result<Hosts> {
-    let names = names_by_id(registry)?;
-    hosts_from(registry, id, &super::list(registry)?, &names)
+    let networks = super::list(registry)?;
+    // Only its peers' names: one record read each, not a listing of every container
+    // (a container on no network, or alone on one, costs the same among 1 or 1000).
+    let names: BTreeMap<String, String> = networks
+        .iter()
+        .filter(|n| n.endpoints.contains_key(id))
+        .flat_map(|n| n.endpoints.keys())
+        .filter_map(|peer| Some((peer.clone(), registry.name_of(peer).ok()??)))
+        .collect();
+    hosts_from(registry, id, &networks, &names)
 }
 
-/// Container names by id, from the index.
+/// Container names by id, from `names/` (O(N): one `readlink` per container).
 pub fn names_by_id(registry: &Registry) -> Result<BTreeMap<String, String>> {
     Ok(registry
-        .index()?
-        .containers()
-        .iter()
-        .map(|(name, id)| (id.clone(), name.clone()))
+        .container_names()?
+        .into_iter()
+        .map(|(name, id)| (id, name))
         .collect())
 }
 

@@ -104,19 +104,17 @@ impl Engine {
         }
         let id = rec.id.clone();
         let (net, ep) = reg.update(|idx| {
-            let Some(name) = idx.container_name(&id).map(str::to_string) else {
+            let Some(name) = reg.name_of(&id)? else {
                 return Err(Error::NotFound {
                     kind: "container",
                     name: container.to_string(),
                 });
             };
             let mut net = find_in(reg, idx, network)?;
-            let names = idx.containers().clone();
             let holder = |other: &str| {
-                names
-                    .iter()
-                    .find(|(_, i)| i.as_str() == other)
-                    .map(|(n, _)| n.clone())
+                reg.name_of(other)
+                    .ok()
+                    .flatten()
                     .unwrap_or_else(|| other.to_string())
             };
             let ep = endpoint_for(&net, &id, &name, opts, holder)?;

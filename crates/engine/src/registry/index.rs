@@ -1,11 +1,12 @@
-//! `registry.json`: the index of the user's named objects.
+//! `registry.json`: the index of the volumes and networks (and, in version 1, of the
+//! container names, which now live in `names/`).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 /// The version of `registry.json` this engine writes. Every earlier version still loads.
-pub const INDEX_VERSION: u32 = 1;
+pub const INDEX_VERSION: u32 = 2;
 
 /// The index. Change it only inside [`super::Registry::update`]; the container map is
 /// changed only by the registry's own container operations, which keep it in step with
@@ -14,8 +15,9 @@ pub const INDEX_VERSION: u32 = 1;
 pub struct Index {
     /// Schema version of this file.
     pub version: u32,
-    /// Container name -> container id.
-    #[serde(default)]
+    /// Version 1 only: container name -> container id. Names now live in `names/` (see
+    /// `links`); a version 1 map is moved there once and never written again.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub(super) containers: BTreeMap<String, String>,
     /// Image reference (`name:tag`) -> image id (`sha256:<hex>`).
     #[serde(default)]
@@ -37,29 +39,5 @@ impl Default for Index {
             volumes: BTreeMap::new(),
             networks: BTreeMap::new(),
         }
-    }
-}
-
-impl Index {
-    /// Container names and their ids, by name.
-    pub fn containers(&self) -> &BTreeMap<String, String> {
-        &self.containers
-    }
-
-    /// The id of the container with this exact name.
-    pub fn container_id(&self, name: &str) -> Option<&str> {
-        self.containers.get(name).map(String::as_str)
-    }
-
-    /// The name the index gives this container id.
-    pub fn container_name(&self, id: &str) -> Option<&str> {
-        self.containers
-            .iter()
-            .find(|(_, v)| v.as_str() == id)
-            .map(|(k, _)| k.as_str())
-    }
-
-    pub(super) fn has_container_id(&self, id: &str) -> bool {
-        self.containers.values().any(|v| v == id)
     }
 }

@@ -17,22 +17,22 @@ use super::files::{
 };
 use super::names::is_full_id;
 use super::record::{ContainerRecord, RECORD_VERSION};
-use super::{Registry, INDEX_FILE, REMOVING_PREFIX, STATE_FILE};
+use super::{Registry, INDEX_FILE, NAMES_DIR, REMOVING_PREFIX, STATE_FILE};
 
 /// One thing [`Registry::reconcile`] repaired.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repair {
-    /// `containers/<id>/` had no `state.json` and no name in the index (a create
+    /// `containers/<id>/` had no `state.json` and no name in `names/` (a create
     /// interrupted before its record was written): removed.
     RemovedIncomplete { id: String },
-    /// A container record whose id was not in the index (a create interrupted before the
-    /// index was written): removed; the create had not succeeded.
+    /// A container record no name links to (a create interrupted before its name
+    /// was linked): removed; the create had not succeeded.
     RemovedOrphan { id: String, name: Option<String> },
-    /// The index named a container whose directory or `state.json` is missing (an
+    /// A name linked to a container whose directory or `state.json` is missing (an
     /// interrupted rm, or a lost directory): the name was dropped, and what was left of
     /// the directory removed.
     DroppedName { name: String, id: String },
-    /// `state.json` gave a name other than the index's: set to the index's.
+    /// `state.json` gave a name no link has: set to the name linked to its id.
     FixedName {
         id: String,
         was: String,
@@ -62,17 +62,17 @@ impl fmt::Display for Repair {
             }
             Repair::RemovedOrphan { id, name } => write!(
                 f,
-                "container {id} ({}): removed an interrupted create (not in {INDEX_FILE})",
+                "container {id} ({}): removed an interrupted create (no name in {NAMES_DIR}/)",
                 name.as_deref().unwrap_or("unreadable name")
             ),
             Repair::DroppedName { name, id } => write!(
                 f,
-                "container {name} ({id}): dropped from {INDEX_FILE}: its state.json is missing"
+                "container {name} ({id}): dropped from {NAMES_DIR}/: its state.json is missing"
             ),
             Repair::FixedName { id, was, now } => {
                 write!(
                     f,
-                    "container {id}: renamed {was:?} to {now:?} to match {INDEX_FILE}"
+                    "container {id}: renamed {was:?} to {now:?} to match {NAMES_DIR}/"
                 )
             }
             Repair::RemovedLeftover { path } => {
@@ -121,7 +121,7 @@ impl Reconciled {
 }
 
 impl Registry {
-    /// Brings `registry.json` and `containers/` back into agreement after a crash, under
+    /// Brings `names/`, `registry.json` and `containers/` back into agreement after a crash, under
     /// the lock; deleting directories happens after the lock is released. It never fails
     /// on what it finds: a corrupt `state.json`, an unknown entry in `containers/` or a
     /// directory with a mount below it is reported as a [`Problem`] and left alone. It
@@ -136,6 +136,14 @@ impl Registry {
             abandoned = self.abandoned_intents()?;
             let mut index = self.index()?;
             let before = index.clone();
+            let mut links = self.container_names()?;
+            let links_before = links.clone();
+            for path in self.stray_names()? {
+                out.problems.push(Problem {
+                    path,
+                    reason: "not a link to a container id; left alone".into(),
+                });
+            }
             let mounts = mount_points()?;
             remove_temp_files(&self.root, INDEX_FILE, &mut out);
 
@@ -170,8 +178,7 @@ impl Registry {
                 }
                 let id = file_name;
                 with_dir.insert(id.to_string());
-                let names: Vec<String> = index
-                    .containers
+                let names: Vec<String> = links
                     .iter()
                     .filter(|(_, v)| v.as_str() == id)
                     .map(|(k, _)| k.clone())
@@ -179,7 +186,7 @@ impl Registry {
                 let state_path = path.join(STATE_FILE);
                 let state = read_versioned::<ContainerRecord>(&state_path, RECORD_VERSION);
 
-                // Not in the index: a create that never finished. Its record, if any, was
+                // No name links to it: a create that never finished. Its record, if any, was
                 // never returned to anyone.
                 if names.is_empty() {
                     let had_state = state_path.exists();
@@ -202,12 +209,12 @@ impl Registry {
                 }
 
                 match state {
-                    // In the index without a record: drop the names, remove the rest.
+                    // Named without a record: drop the names, remove the rest.
                     Ok(None) => match self.retire_for_reconcile(&path, id, &mounts) {
                         Ok(trash) => {
                             doomed.push(trash);
                             for name in names {
-                                index.containers.remove(&name);
+                                links.remove(&name);
                                 out.repairs.push(Repair::DroppedName {
                                     name,
                                     id: id.into(),
@@ -229,14 +236,14 @@ impl Registry {
                         ),
                     }),
                     Ok(Some(mut record)) => {
-                        // One name per container: keep the record's if the index has it.
+                        // One name per container: keep the record's if it is linked.
                         let keep = if names.contains(&record.name) {
                             record.name.clone()
                         } else {
                             names[0].clone()
                         };
                         for name in names.into_iter().filter(|n| *n != keep) {
-                            index.containers.remove(&name);
+                            links.remove(&name);
                             out.repairs.push(Repair::DroppedName {
                                 name,
                                 id: id.into(),
@@ -265,20 +272,19 @@ impl Registry {
             }
 
             // Names whose container directory is gone altogether.
-            let dangling: Vec<(String, String)> = index
-                .containers
+            let dangling: Vec<(String, String)> = links
                 .iter()
                 .filter(|(_, id)| !with_dir.contains(id.as_str()))
                 .map(|(n, id)| (n.clone(), id.clone()))
                 .collect();
             for (name, id) in dangling {
-                index.containers.remove(&name);
+                links.remove(&name);
                 out.repairs.push(Repair::DroppedName { name, id });
             }
 
             // After the container names are settled: an address is held only by a
-            // container the index still lists.
-            let live: BTreeSet<String> = index.containers.values().cloned().collect();
+            // container a name still links to.
+            let live: BTreeSet<String> = links.values().cloned().collect();
             for r in crate::network::release_orphans(&mut index, &live) {
                 match r {
                     Orphan::Freed { network, id, ip } => out
@@ -291,6 +297,16 @@ impl Registry {
                 }
             }
 
+            let dropped: Vec<&String> = links_before
+                .keys()
+                .filter(|n| !links.contains_key(*n))
+                .collect();
+            for name in &dropped {
+                self.remove_link(name)?;
+            }
+            if !dropped.is_empty() {
+                self.sync_names()?;
+            }
             if index != before {
                 self.save_index(&index)?;
             }

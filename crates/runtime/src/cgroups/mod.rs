@@ -5,6 +5,7 @@
 //! from /proc/self/mountinfo and /proc/self/cgroup, so the same code works on the real
 //! host, on a pure v2 VM and on a fake tree in unit tests.
 
+mod brief;
 mod devices_bpf;
 mod kill;
 mod resources;

@@ -8,11 +8,11 @@ use serde_json::{json, Map, Value};
 
 use super::{CgroupDir, Cgroups};
 
-fn read(dir: &Path, file: &str) -> Option<String> {
+pub(super) fn read(dir: &Path, file: &str) -> Option<String> {
     std::fs::read_to_string(dir.join(file)).ok()
 }
 
-fn num(dir: &Path, file: &str) -> u64 {
+pub(super) fn num(dir: &Path, file: &str) -> u64 {
     read(dir, file)
         .and_then(|s| parse_limit(s.trim()))
         .unwrap_or(0)
@@ -28,7 +28,7 @@ fn parse_limit(s: &str) -> Option<u64> {
 }
 
 /// `key value` lines (memory.stat, cpu.stat, memory.events) as a map.
-fn keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
+pub(super) fn keyed(dir: &Path, file: &str) -> BTreeMap<String, u64> {
     read(dir, file)
         .unwrap_or_default()
         .lines()
@@ -48,7 +48,7 @@ fn list(dir: &Path, file: &str) -> Vec<u64> {
 }
 
 impl Cgroups {
-    fn with(&self, controller: &str) -> Option<&CgroupDir> {
+    pub(super) fn with(&self, controller: &str) -> Option<&CgroupDir> {
         self.dirs
             .iter()
             .find(|d| d.has(controller))
