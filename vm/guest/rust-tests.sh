@@ -16,8 +16,14 @@ mkdir -p $L /run/skips /root
 # test the plan names must really run here (the ones that cannot are left out by name,
 # on the host, with the reason).
 export CODEX_OCI=/usr/local/bin/codex-oci CODEX_FIXTURE=/bundle CODEX_SKIP_DIR=/run/skips
+# the engine under test (its supervisor execs codex-shim from beside it)
+export CODEX_CTR=/usr/local/bin/codex-ctr
 export CODEX_REQUIRE_ALL=1 HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
 threads=$(cat $D/threads 2>/dev/null || echo 2)
+# the engine mounts each container's rootfs as an overlay (a module in Debian's kernel)
+if [ -e /lib/modules/overlay.ko ] && ! grep -qw overlay /proc/filesystems; then
+  insmod /lib/modules/overlay.ko || echo "# cannot load the overlay module: the engine's tests will fail"
+fi
 
 # A cgroup of its own for this runner (as the shell tests' /t-NAME): the tests see
 # themselves in /rust/runner, and the runtime puts containers beside that, under /rust.
