@@ -210,8 +210,9 @@ RUST_PLAN=(
   # container and after its restart, a refused update
   "ctr_cli top_update_system_df_and_the_container_group"
   # `stats --no-stream` of busy/idle/exited containers (cpu %, memory usage and limit,
-  # the host's memory without one), --pids-limit enforced inside
-  "ctr_flags stats_json_shows_a_busy_loops_cpu pids_limit_caps_the_number"
+  # the host's memory without one), --pids-limit enforced inside, --device-read-bps and
+  # --device-write-bps as io.max (on /dev/ram0: the guest loads brd)
+  "ctr_flags stats_json_shows_a_busy_loops_cpu pids_limit_caps_the_number device_read_and_write_bps_reach"
   # the supervisor's OOM detection (memory.events oom_kill: inspect's oom_killed, the
   # oom event, a positive control first), --cpus as cpu.max and its update of a running
   # container, stop/kill/rm -f of a paused (frozen) container
@@ -227,8 +228,8 @@ RUST_PLAN=(
 #     terminals, or no cgroup behaviour of their own (images, volumes, logs, flags)
 #   ctr_flags stats_without_no_stream: the bridge network, and the same numbers as
 #     stats_json; cpus_sets_a_cfs_quota: the bridge network, and ctr_cgroup's update
-#     test checks the same --cpus 0.5 -> cpu.max first; device_*_bps: no block device
-#     (the VM's root is a tmpfs)
+#     test checks the same --cpus 0.5 -> cpu.max first; the rest: no cgroup behaviour
+#     (flags, logs, volumes)
 #   ctr_cli init_runs_in_front: --init needs tini-static, not in the VM
 #   errors, hooks, process, seccomp*, security*, console, newer_fields, library: no
 #     cgroup behaviour of their own beyond what lifecycle checks
@@ -253,6 +254,10 @@ else
   [ -r "$ovl" ] || fail "$ovl not found: the engine's tests need the overlay module of $kernel"
   mkdir -p "$root/lib/modules"
   cp "$ovl" "$root/lib/modules/overlay.ko"
+  # and brd (RAM disks): a block device for the engine's --device-read/write-bps (io.max)
+  brd=/lib/modules/$kver/kernel/drivers/block/brd.ko
+  [ -r "$brd" ] || fail "$brd not found: the engine's io.max test needs a block device"
+  cp "$brd" "$root/lib/modules/brd.ko"
   echo "$threads" > "$root/rust-tests/threads"
   tests=()
   for entry in "${RUST_PLAN[@]}"; do tests+=(--test "${entry%% *}"); done

@@ -802,6 +802,8 @@ fn device_read_and_write_bps_reach_the_spec_and_the_containers_cgroup() {
         &read,
         "--device-write-bps",
         &write,
+        "--network",
+        "none",
         "busybox",
         "sh",
         "-c",
