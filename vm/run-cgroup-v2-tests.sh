@@ -49,6 +49,15 @@ fail() { say "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (to install packages, read /boot/vmlinuz and build device nodes)"
 [ -x "$codex_oci" ] || fail "$codex_oci not found: build it first (make release)"
+# A binary older than a source file it is built from would test old code: refuse it, as
+# the harness's assert_fresh (tests/src/fresh.rs) does on the host, over the same dirs
+# (an edit in any of them relinks every binary of codex-cli).
+assert_fresh() {
+  local newer
+  newer=$(find "$repo"/crates/{runtime,engine,shim,cli}/src -type f -newer "$1" -print -quit)
+  [ -z "$newer" ] || fail "$1 is older than $newer: rebuild it (cargo build -p codex-cli)"
+}
+assert_fresh "$codex_oci"
 
 # --- What the tier needs from Debian, installed only when missing --------------------
 
@@ -245,6 +254,7 @@ else
   # it) of the kernel booted
   for b in "$codex_ctr" "$(dirname "$codex_ctr")/codex-shim"; do
     [ -x "$b" ] || fail "$b not found: build it first (cargo build -p codex-cli)"
+    assert_fresh "$b"
     strip --strip-debug -o "$root/usr/local/bin/$(basename "$b")" "$b" 2>/dev/null \
       || cp "$b" "$root/usr/local/bin/"
     add_libs "$b" >/dev/null
