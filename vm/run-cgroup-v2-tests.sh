@@ -6,6 +6,8 @@
 #
 # Environment:
 #   CODEX_OCI            the binary to test (default: target/release/codex-oci)
+#   CODEX_CTR            the engine for the engine's Rust tests (default: codex-ctr next
+#                        to CODEX_OCI; codex-shim is taken from beside it)
 #   VM_TESTS_REQUIRED    when set, a skip (no QEMU or kernel obtainable) is a failure
 #                        (so is CODEX_REQUIRE_ALL=1; a skip is recorded in the skip
 #                        registry, $CODEX_SKIP_DIR or target/codex-tests/skips, for make test)
@@ -23,6 +25,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 codex_oci=${CODEX_OCI:-$repo/target/release/codex-oci}
+codex_ctr=${CODEX_CTR:-$(dirname "$codex_oci")/codex-ctr}
 timeout_s=${VM_TIMEOUT:-900}
 started=$(date +%s)
 
@@ -46,6 +49,15 @@ fail() { say "FAIL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (to install packages, read /boot/vmlinuz and build device nodes)"
 [ -x "$codex_oci" ] || fail "$codex_oci not found: build it first (make release)"
+# A binary older than a source file it is built from would test old code: refuse it, as
+# the harness's assert_fresh (tests/src/fresh.rs) does on the host, over the same dirs
+# (an edit in any of them relinks every binary of codex-cli).
+assert_fresh() {
+  local newer
+  newer=$(find "$repo"/crates/{runtime,engine,shim,cli}/src -type f -newer "$1" -print -quit)
+  [ -z "$newer" ] || fail "$1 is older than $newer: rebuild it (cargo build -p codex-cli)"
+}
+assert_fresh "$codex_oci"
 
 # --- What the tier needs from Debian, installed only when missing --------------------
 
@@ -138,14 +150,17 @@ mknod -m 600 "$root/dev/console" c 5 1
 mknod -m 666 "$root/dev/null" c 1 3
 
 # codex-oci with every library ldd lists and the dynamic loader, at the same paths
+add_libs() { # add_libs BINARY: its libraries (ldd) and the loader, at the same paths
+  local l
+  l=$(ldd "$1" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
+  [ -n "$l" ] || fail "ldd listed no libraries for $1"
+  for lib in $l; do
+    [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+  done
+  echo $l
+}
 cp "$codex_oci" "$root/usr/local/bin/codex-oci"
-libs=$(ldd "$codex_oci" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u)
-[ -n "$libs" ] || fail "ldd listed no libraries for $codex_oci"
-for lib in $libs; do
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
-done
-say "codex-oci libraries: $(echo $libs)"
+say "codex-oci libraries: $(add_libs "$codex_oci")"
 
 # the busybox bundle (minimal runc-style spec) and the config variants of the tests
 env -u CODEX_OCI "$repo/rootfs-fixtures/make-busybox-bundle.sh" "$tmp/bundle" >/dev/null
@@ -193,11 +208,38 @@ RUST_PLAN=(
   "mounts cgroup_mount default_devices linux_devices"
   # the cgroup namespace
   "namespaces cgroup_namespace"
+  # The engine (codex-ctr, its per-container supervisor and codex-shim) on pure v2, every
+  # container with `--network none` or `--isolation minimal` (the host's network): the
+  # VM has no bridge, veth or nftables (their kernel modules are not in the initramfs).
+  # --memory read back inside, `stats` (memory limit, pids), exec, pause/unpause (the
+  # freezer), restart with the limit kept; a minimal (host program) container's
+  # memory.max in its own cgroup; `info` says v2
+  "ctr exec_pause_unpause_restart_and_stats_work_on_a_running_container minimal_isolation_runs_a_host_script_with_a_memory_limit version_and_info_describe_the_engine_and_host"
+  # `top NAME` (the container's cgroup.procs), `update -m/--pids-limit` of a running
+  # container and after its restart, a refused update
+  "ctr_cli top_update_system_df_and_the_container_group"
+  # `stats --no-stream` of busy/idle/exited containers (cpu %, memory usage and limit,
+  # the host's memory without one), --pids-limit enforced inside, --device-read-bps and
+  # --device-write-bps as io.max (on /dev/ram0: the guest loads brd)
+  "ctr_flags stats_json_shows_a_busy_loops_cpu pids_limit_caps_the_number device_read_and_write_bps_reach"
+  # the supervisor's OOM detection (memory.events oom_kill: inspect's oom_killed, the
+  # oom event, a positive control first), --cpus as cpu.max and its update of a running
+  # container, stop/kill/rm -f of a paused (frozen) container
+  "ctr_cgroup"
+  # a killed supervisor and init of a minimal container: rm -f kills what is left in
+  # the container's cgroup
+  "ctr_recovery killed_supervisor_and_init_of_a_minimal_container"
 )
 # The leftover/skip lists of other test files, and why none of them run here:
 #   compat, shim_calls, clients, cri*: runc, crun, containerd, podman (absent in the VM)
-#   ctr*, the engine's tests: codex-ctr with images, networks and bridges (no network and
-#     no codex-ctr in the VM; its cgroup use is codex-oci's, tested here)
+#   the rest of ctr*, the engine's tests: their containers use the default bridge
+#     network (no bridge/veth/nftables in the VM), registries, builds, tmux (ctr_top),
+#     terminals, or no cgroup behaviour of their own (images, volumes, logs, flags)
+#   ctr_flags stats_without_no_stream: the bridge network, and the same numbers as
+#     stats_json; cpus_sets_a_cfs_quota: the bridge network, and ctr_cgroup's update
+#     test checks the same --cpus 0.5 -> cpu.max first; the rest: no cgroup behaviour
+#     (flags, logs, volumes)
+#   ctr_cli init_runs_in_front: --init needs tini-static, not in the VM
 #   errors, hooks, process, seccomp*, security*, console, newer_fields, library: no
 #     cgroup behaviour of their own beyond what lifecycle checks
 threads=${VM_RUST_THREADS:-2}
@@ -207,6 +249,25 @@ if [ "${VM_RUST_TESTS:-1}" = 0 ]; then
 else
   command -v cargo >/dev/null || fail "cargo not found: the Rust tests cannot be built (VM_RUST_TESTS=0 leaves them out)"
   mkdir -p "$root/rust-tests"
+  # The engine's tests: codex-ctr, codex-shim beside it (the supervisor execs it from
+  # there) and the overlay module (the engine's rootfs is an overlay; the guest insmods
+  # it) of the kernel booted
+  for b in "$codex_ctr" "$(dirname "$codex_ctr")/codex-shim"; do
+    [ -x "$b" ] || fail "$b not found: build it first (cargo build -p codex-cli)"
+    assert_fresh "$b"
+    strip --strip-debug -o "$root/usr/local/bin/$(basename "$b")" "$b" 2>/dev/null \
+      || cp "$b" "$root/usr/local/bin/"
+    add_libs "$b" >/dev/null
+  done
+  kver=$(basename "$kernel" | sed 's/^vmlinuz-//')
+  ovl=/lib/modules/$kver/kernel/fs/overlayfs/overlay.ko
+  [ -r "$ovl" ] || fail "$ovl not found: the engine's tests need the overlay module of $kernel"
+  mkdir -p "$root/lib/modules"
+  cp "$ovl" "$root/lib/modules/overlay.ko"
+  # and brd (RAM disks): a block device for the engine's --device-read/write-bps (io.max)
+  brd=/lib/modules/$kver/kernel/drivers/block/brd.ko
+  [ -r "$brd" ] || fail "$brd not found: the engine's io.max test needs a block device"
+  cp "$brd" "$root/lib/modules/brd.ko"
   echo "$threads" > "$root/rust-tests/threads"
   tests=()
   for entry in "${RUST_PLAN[@]}"; do tests+=(--test "${entry%% *}"); done

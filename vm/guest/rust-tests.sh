@@ -16,8 +16,18 @@ mkdir -p $L /run/skips /root
 # test the plan names must really run here (the ones that cannot are left out by name,
 # on the host, with the reason).
 export CODEX_OCI=/usr/local/bin/codex-oci CODEX_FIXTURE=/bundle CODEX_SKIP_DIR=/run/skips
+# the engine under test (its supervisor execs codex-shim from beside it)
+export CODEX_CTR=/usr/local/bin/codex-ctr
 export CODEX_REQUIRE_ALL=1 HOME=/root TMPDIR=/tmp RUST_BACKTRACE=1
 threads=$(cat $D/threads 2>/dev/null || echo 2)
+# the engine mounts each container's rootfs as an overlay (a module in Debian's kernel)
+if [ -e /lib/modules/overlay.ko ] && ! grep -qw overlay /proc/filesystems; then
+  insmod /lib/modules/overlay.ko || echo "# cannot load the overlay module: the engine's tests will fail"
+fi
+# a block device (an 8 MiB RAM disk, /dev/ram0) for the engine's io.max test
+if [ -e /lib/modules/brd.ko ] && [ ! -e /dev/ram0 ]; then
+  insmod /lib/modules/brd.ko rd_nr=1 rd_size=8192 || echo "# cannot load brd: the io.max test will skip and fail"
+fi
 
 # A cgroup of its own for this runner (as the shell tests' /t-NAME): the tests see
 # themselves in /rust/runner, and the runtime puts containers beside that, under /rust.
@@ -51,7 +61,12 @@ while read -r name expected args; do
 done < $D/plan
 
 for f in /run/skips/*; do [ -e "$f" ] && echo "# rust-tests skip: $(cat "$f")"; done
-echo "# rust-tests: cgroups left under /rust: $(cd $CG/rust && ls -d */ 2>/dev/null | grep -v '^runner/$' | tr '\n' ' ')"
+# every container's cgroup (the runtime's and the engine's go beside the runner) must be
+# gone once its test ended: one left behind is a failure
+left=$(cd $CG/rust && ls -d */ 2>/dev/null | grep -v '^runner/$' | tr '\n' ' ')
+echo "# rust-tests: cgroups left under /rust: $left"
+echo "# rust-tests: the cgroup tree, two levels: $(cd $CG && find . -mindepth 1 -maxdepth 2 -type d | sort | tr '\n' ' ')"
+[ -z "$left" ] || bad="$bad cgroups-left-under-/rust($left)"
 if [ "$want" -eq 0 ]; then
   echo "RUST-TESTS: FAIL the plan names no tests"
 elif [ -z "$bad" ] && [ "$total" -eq "$want" ]; then
