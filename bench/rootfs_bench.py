@@ -30,6 +30,7 @@ def main():
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="codex-rbench-")
     env = dict(os.environ, CODEX_CTR_ROOT=os.path.join(tmp, "ctr"))
+    load0 = " ".join(open("/proc/loadavg").read().split()[:3])
     try:
         timed([CTR, "image", "import", TAR, "busybox"], env)
         plain = os.path.join(tmp, "plain")
@@ -50,7 +51,7 @@ def main():
                 if i >= 2:
                     creates[k].append(dc)
                     starts[k].append(ds)
-        load = open("/proc/loadavg").read().split()[:3]
+        load1 = " ".join(open("/proc/loadavg").read().split()[:3])
         rows = []
         for k in cases:
             both = [c + s for c, s in zip(creates[k], starts[k])]
@@ -63,7 +64,7 @@ def main():
             f"{a.runs} interleaved runs after two warm-up rounds, medians (and the best create + start);",
             "the overlay row mounts the image's layer as a lower dir with a fresh upper dir, the plain",
             "row uses a copy of the same busybox rootfs as it is. Release build; machine: this 2-core VM,",
-            f"load average {' '.join(load)} at the end of the run (other jobs were running).",
+            f"load average (1, 5, 15 min) {load0} before the run, {load1} after (other helpers share it).",
             "",
             "| rootfs | create | start | create + start | best |",
             "| --- | ---: | ---: | ---: | ---: |",
