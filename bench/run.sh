@@ -18,6 +18,7 @@ exec unshare -m -n --propagation private bash -c '
   python3 bench/engine_bench.py --runs '"${ENGINE_RUNS:-20}"' --many '"${ENGINE_MANY:-200}"' --out docs/benchmarks.md
   python3 bench/net_bench.py --runs '"${NET_RUNS:-20}"' --out docs/benchmarks.md
   python3 bench/image_bench.py --runs '"${IMAGE_RUNS:-3}"' --out docs/benchmarks.md
+  python3 bench/rootfs_bench.py --runs '"${ROOTFS_RUNS:-20}"' --out docs/benchmarks.md
   python3 bench/build_bench.py --runs '"${BUILD_RUNS:-3}"' --out docs/benchmarks.md
   python3 bench/monitors_bench.py --many '"${MONITORS_MANY:-20}"' --out docs/benchmarks.md
   python3 bench/api_bench.py --runs '"${API_RUNS:-20}"' --out docs/benchmarks.md

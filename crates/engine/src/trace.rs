@@ -4,6 +4,8 @@
 //! lines in one place). Each line: `trace PID MONOTONIC_MS +DELTA_MS PHASE`, where
 //! MONOTONIC_MS is CLOCK_MONOTONIC (comparable across processes) and DELTA_MS the time
 //! since this process's previous line. Off (one env lookup, once) when unset.
+//! The image store writes a few lines too (a layer unpacked, waited for or reused, a
+//! blob requested, waited for or reused: docs/images.md) so concurrency can be checked.
 
 use std::io::Write;
 use std::sync::Mutex;

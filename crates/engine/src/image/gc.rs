@@ -60,6 +60,7 @@ impl ImageStore {
         }
         removal.layers = self.gc()?;
         self.prune_partials()?;
+        self.prune_unpack_locks()?;
         Ok(removal)
     }
 
@@ -93,6 +94,7 @@ impl ImageStore {
         }
         removal.layers = self.gc()?;
         self.prune_partials()?;
+        self.prune_unpack_locks()?;
         Ok(removal)
     }
 

@@ -39,6 +39,7 @@ mod fsutil;
 mod gc;
 mod import;
 mod inspect;
+pub(crate) mod keylock;
 pub(crate) mod layer;
 mod load;
 mod manifest;

@@ -22,6 +22,7 @@ use super::{
     layer, runconfig, to_json, write_new, ImageRecord, ImageStore, LayerRecord, STORE_VERSION,
 };
 use crate::error::{Context, Error, Result};
+use crate::trace;
 use source::{Plan, Source};
 
 /// How `load` (and `pull`) treat their input.
@@ -173,6 +174,25 @@ impl ImageStore {
         opts: &LoadOptions,
     ) -> Result<Loaded> {
         let diff_ids = plan.config.rootfs().diff_ids();
+        // The unpack locks of the layers the store lacks, in one order (no two loads
+        // wait on each other), held until this load has committed them: a load that
+        // waited finds them in the store below and reuses them.
+        let mut missing: Vec<String> = diff_ids
+            .iter()
+            .filter_map(|d| manifest::sha256_hex_of(d))
+            .filter(|h| !self.layer_path(h).join("layer.json").exists())
+            .map(str::to_string)
+            .collect();
+        missing.sort();
+        missing.dedup();
+        let mut _unpack_locks = Vec::new();
+        for hex in &missing {
+            let l = self.lock_layer(hex)?;
+            if l.waited {
+                trace::phase(&format!("image: waited for layer sha256:{hex}"));
+            }
+            _unpack_locks.push(l);
+        }
         let mut staged = Vec::new();
         for (i, (l, diff_id)) in plan.layers.iter().zip(diff_ids).enumerate() {
             let diff_hex = manifest::sha256_hex_of(diff_id)
@@ -202,6 +222,11 @@ impl ImageStore {
                 .unwrap_or_else(|| self.blob_path_hex(&blob_hex));
             let mut media_type = l.media_type.clone();
             let layer_tmp = if have_layer {
+                if missing.contains(&diff_hex) {
+                    trace::phase(&format!(
+                        "image: reused layer sha256:{diff_hex} another load unpacked"
+                    ));
+                }
                 None
             } else {
                 let dir = stage.join(format!("layer-{i}"));
@@ -214,6 +239,7 @@ impl ImageStore {
                     opts.max_unpacked,
                     &what,
                 )?;
+                trace::phase(&format!("image: unpacked layer sha256:{diff_hex}"));
                 match media_type.as_deref().and_then(manifest::layer_media_type) {
                     Some(declared) if declared != kind => {
                         return Err(Error::invalid(
@@ -347,6 +373,7 @@ impl ImageStore {
         fs::create_dir_all(&rootfs).ctx(|| format!("creating {}", rootfs.display()))?;
         let what = format!("layer sha256:{diff_hex}");
         verify::unpack_layer(blob, diff_hex, &rootfs, u64::MAX, &what)?;
+        trace::phase(&format!("image: unpacked layer sha256:{diff_hex}"));
         let rec = LayerRecord {
             version: STORE_VERSION,
             diff_id: format!("sha256:{diff_hex}"),

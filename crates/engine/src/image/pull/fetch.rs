@@ -1,22 +1,25 @@
 //! One blob's download, resumable: the bytes go to `<store>/partial/<hex>` (0600, under
 //! an exclusive `flock` on that file, so two pulls of one blob take turns and the second
-//! finds it done), which an interrupted pull leaves behind. The next pull asks for the
-//! rest with `Range: bytes=N-` and appends when the registry answers 206 for exactly that
-//! range; anything else starts over. Only when the whole file has the blob's size and
-//! sha256 is it renamed into the pull's layout: a half blob is never used.
+//! reuses the first's finished file, checked, instead of fetching it again), which an
+//! interrupted pull leaves behind. The next pull asks for the rest with `Range: bytes=N-`
+//! and appends when the registry answers 206 for exactly that range; anything else starts
+//! over. Only when the whole file has the blob's size and sha256 is it renamed into the
+//! pull's layout: a half blob is never used.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::fcntl::Flock;
 use sha2::{Digest, Sha256};
 
 use super::client::{bad, check, Client};
 use super::progress::{due, ProgressEvent, ProgressSink};
 use crate::error::{Context, Error, Result};
 use crate::image::fsutil::hex;
+use crate::image::keylock;
+use crate::trace;
 
 /// Where a download starts, given what is on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,35 +80,6 @@ pub(crate) fn on_reply(from: u64, status: u16, content_range: Option<&str>, size
     }
 }
 
-/// `partial/<hex>` opened (created 0600 if missing) and exclusively locked. Reopened
-/// when, by the time the lock is ours, the name no longer leads to the file we locked:
-/// the pull we waited for renamed it into its layout, or a `prune` removed it.
-fn open_locked(path: &Path) -> Result<Flock<File>> {
-    loop {
-        let f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(path)
-            .ctx(|| format!("opening {}", path.display()))?;
-        let locked = Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| io::Error::from(e))
-            .ctx(|| format!("locking {}", path.display()))?;
-        let ours = locked
-            .metadata()
-            .ctx(|| format!("reading {}", path.display()))?;
-        match fs::symlink_metadata(path) {
-            Ok(now) if now.ino() == ours.ino() && now.dev() == ours.dev() => return Ok(locked),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
-        }
-    }
-}
-
 fn sha256_of(f: &mut File) -> io::Result<String> {
     f.rewind()?;
     let mut h = Sha256::new();
@@ -140,7 +114,23 @@ impl Fetch<'_> {
     pub(crate) fn run(&self, client: &mut Client, dest: &Path) -> Result<()> {
         let digest = format!("sha256:{}", self.hex);
         let path = self.partial_dir.join(self.hex);
-        let mut file = open_locked(&path)?;
+        // Locked, reopened when the name no longer leads to the file we locked (the
+        // pull we waited for renamed it into its layout, or a `prune` removed it).
+        let (mut file, waited, previous) = keylock::lock_path(&path)?;
+        if waited {
+            trace::phase(&format!("pull: waited for blob {digest}"));
+        }
+        let have = file
+            .metadata()
+            .ctx(|| format!("reading {}", path.display()))?
+            .len();
+        if have == 0 {
+            if let Some(prev) = previous {
+                if self.reuse(prev, &mut file, &path, dest)? {
+                    return Ok(());
+                }
+            }
+        }
         let have = file
             .metadata()
             .ctx(|| format!("reading {}", path.display()))?
@@ -156,6 +146,7 @@ impl Fetch<'_> {
                 Start::From(n) => n,
                 _ => 0,
             };
+            trace::phase(&format!("pull: GET blob {digest} from byte {from}"));
             let blob = format!("blobs/{digest}");
             let url = client.url(&blob);
             let resp = client.send(&url, |agent, auth| {
@@ -229,6 +220,52 @@ impl Fetch<'_> {
             .ctx(|| format!("moving {} to {}", path.display(), dest.display()))?;
         self.emit("Download complete", self.size);
         Ok(())
+    }
+
+    /// The file a pull we waited for downloaded (`prev`: the one we locked first, whose
+    /// name has moved on since): when it is the whole blob, with its digest, it is
+    /// linked to `dest` (or, when it has no name left, copied into our partial file for
+    /// the usual check and rename) instead of downloading it again. Returns whether
+    /// `dest` is done. A half or wrong file (a pull that failed, a pruned partial) is
+    /// left alone: the download goes on as usual.
+    fn reuse(
+        &self,
+        mut prev: Flock<File>,
+        file: &mut Flock<File>,
+        path: &Path,
+        dest: &Path,
+    ) -> Result<bool> {
+        let digest = format!("sha256:{}", self.hex);
+        let len = prev
+            .metadata()
+            .ctx(|| format!("reading the download of {digest}"))?
+            .len();
+        if len != self.size
+            || sha256_of(&mut prev).ctx(|| format!("reading the download of {digest}"))? != self.hex
+        {
+            return Ok(false);
+        }
+        let proc_path = format!("/proc/self/fd/{}", prev.as_raw_fd());
+        let linked = nix::unistd::linkat(
+            nix::fcntl::AT_FDCWD,
+            proc_path.as_str(),
+            nix::fcntl::AT_FDCWD,
+            dest,
+            nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW,
+        );
+        if linked.is_ok() {
+            // Our empty partial file is useless: gone (whoever waits on it reopens).
+            let _ = fs::remove_file(path);
+            trace::phase(&format!("pull: reused blob {digest} another pull fetched"));
+            self.emit("Download complete", self.size);
+            return Ok(true);
+        }
+        // No name left (that pull is over and its work dir collected): copy it.
+        prev.rewind()
+            .ctx(|| format!("reading the download of {digest}"))?;
+        io::copy(&mut *prev, &mut **file).ctx(|| format!("copying the download of {digest}"))?;
+        trace::phase(&format!("pull: copied blob {digest} another pull fetched"));
+        Ok(false)
     }
 
     /// The body into the file from byte `at`, with progress; more than the blob's size
