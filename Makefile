@@ -68,6 +68,12 @@ $(FIXTURE)/config.json: rootfs-fixtures/make-busybox-bundle.sh
 	rootfs-fixtures/make-busybox-bundle.sh $(FIXTURE)
 
 fixtures: deps $(FIXTURE)/config.json
+	@# A container run on the fixture itself leaves device nodes in its rootfs/dev (the
+	@# script leaves it empty): rebuild rather than hand tests a polluted rootfs.
+	@if [ -n "$$(ls -A $(FIXTURE)/rootfs/dev 2>/dev/null)" ]; then \
+	  echo "fixtures: $(FIXTURE)/rootfs/dev is not empty: rebuilding"; \
+	  rm -rf $(FIXTURE) && rootfs-fixtures/make-busybox-bundle.sh $(FIXTURE); \
+	fi
 
 # A real container: its own PID 1, hostname and root filesystem.
 demo: release fixtures

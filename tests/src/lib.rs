@@ -116,6 +116,22 @@ pub fn fixture_dir() -> &'static Path {
                     d.display()
                 );
             }
+            // The script leaves rootfs/dev empty; anything in it means a container ran
+            // on the fixture itself (device nodes made in place), and tests that build
+            // their own /dev from it would fail for a reason that is not theirs.
+            let dev = d.join("rootfs/dev");
+            let polluted: Vec<String> = fs::read_dir(&dev)
+                .map(|it| {
+                    it.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                polluted.is_empty(),
+                "CODEX_FIXTURE={}: rootfs/dev is not empty ({polluted:?}): something ran a container on the fixture; rebuild it (`make fixtures` does)",
+                d.display()
+            );
             d
         }
         _ => build_fixture(),
