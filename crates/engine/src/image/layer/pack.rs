@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header};
 
-use super::{layer_xattr, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::{append_layer_xattrs, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use crate::error::{Context, Error, Result};
 use crate::image::fsutil::{cstring, path_cstring, HashingWriter};
 
@@ -193,25 +193,14 @@ impl<W: Write> Packer<'_, W> {
 
     /// The layer xattrs of `abs`, as a PAX header before its entry.
     fn xattrs(&mut self, abs: &Path) -> Result<()> {
-        let list = list_xattrs(abs).map_err(|e| pack_io(abs, e))?;
-        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-        for name in list {
-            if !layer_xattr(name.as_bytes()) {
-                continue;
-            }
-            let Some(value) = get_xattr(abs, &name).map_err(|e| pack_io(abs, e))? else {
-                continue;
-            };
-            let Some(key) = name.to_str() else { continue };
-            records.push((format!("SCHILY.xattr.{key}"), value));
-        }
-        if records.is_empty() {
-            return Ok(());
-        }
-        records.sort();
-        self.builder
-            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
-            .map_err(|e| pack_io(abs, e))
+        let names = list_xattrs(abs).map_err(|e| pack_io(abs, e))?;
+        append_layer_xattrs(
+            &mut self.builder,
+            &names,
+            |n| n.as_bytes(),
+            |n| get_xattr(abs, n),
+        )
+        .map_err(|e| pack_io(abs, e))
     }
 }
 

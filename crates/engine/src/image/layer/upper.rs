@@ -31,7 +31,7 @@ use std::path::Path;
 use tar::{EntryType, Header};
 
 use super::pack::ExactReader;
-use super::{layer_xattr, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::{append_layer_xattrs, OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use crate::copy::node::{names, Kind, Node};
 use crate::error::{Context, Error, Result};
 use crate::image::fsutil::HashingWriter;
@@ -330,23 +330,8 @@ impl<W: Write> UpperPacker<'_, W> {
 
     /// The layer xattrs of the open entry, as a PAX header before it.
     fn xattrs(&mut self, fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
-        let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-        for name in list_xattrs(fd).map_err(|e| pack_io(path, e))? {
-            if !layer_xattr(name.as_bytes()) {
-                continue;
-            }
-            let Some(value) = xattr(fd, &name).map_err(|e| pack_io(path, e))? else {
-                continue;
-            };
-            let Ok(key) = name.to_str() else { continue };
-            records.push((format!("SCHILY.xattr.{key}"), value));
-        }
-        if records.is_empty() {
-            return Ok(());
-        }
-        records.sort();
-        self.tar
-            .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+        let names = list_xattrs(fd).map_err(|e| pack_io(path, e))?;
+        append_layer_xattrs(&mut self.tar, &names, |n| n.to_bytes(), |n| xattr(fd, n))
             .map_err(|e| pack_io(path, e))
     }
 }
