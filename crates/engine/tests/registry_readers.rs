@@ -22,8 +22,10 @@ fn a_reader_racing_rm_sees_the_container_or_not_found_never_corrupt() {
             .create_container(Some(&name), json!({}), BTreeMap::new())
             .expect("create");
         let stop = Arc::new(AtomicBool::new(false));
+        let reading = Arc::new(AtomicBool::new(false));
         let reader = {
             let (reg, stop, name) = (reg.clone(), stop.clone(), name.clone());
+            let reading = reading.clone();
             std::thread::spawn(move || {
                 let (mut present, mut gone) = (0, 0);
                 loop {
@@ -33,12 +35,18 @@ fn a_reader_racing_rm_sees_the_container_or_not_found_never_corrupt() {
                         Err(Error::NotFound { .. }) => gone += 1,
                         Err(e) => panic!("a reader racing rm got: {e}"),
                     }
+                    reading.store(true, Ordering::SeqCst);
                     if done {
                         return (present, gone);
                     }
                 }
             })
         };
+        // The rm starts only once the reader is reading (else, with an rm as quick as
+        // a few unlinks, a late-scheduled reader sees only "gone" and races nothing).
+        while !reading.load(Ordering::SeqCst) {
+            std::thread::yield_now();
+        }
         reg.remove_container(&rec.id).expect("remove");
         stop.store(true, Ordering::SeqCst);
         let (p, g) = reader.join().expect("the reader panicked");
