@@ -123,6 +123,19 @@ impl Ctr {
         o.json()
     }
 
+    /// A running container's merged rootfs as the host reaches it: through its
+    /// supervisor's root (the overlay is mounted in the supervisor's mount namespace
+    /// only).
+    pub fn live_rootfs(&self, name: &str) -> std::path::PathBuf {
+        let v = self.inspect(name);
+        let sup = v["supervisor_pid"].as_i64().expect("a running container's supervisor");
+        let id = v["id"].as_str().expect("id");
+        std::path::PathBuf::from(format!(
+            "/proc/{sup}/root{}/containers/{id}/rootfs",
+            self.root.display()
+        ))
+    }
+
     /// Container directories under the root, counting hidden ones (`.removing-*` and the
     /// like are leftovers too). The directory must exist (the fixture's image import made
     /// the root): a count of a directory that is not there would be 0 for any engine.

@@ -58,8 +58,7 @@ impl Race {
             "run", "-d", "--name", "race", "busybox", "sh", "-c", &script,
         ])
         .assert_ok();
-        let id = c.inspect("race")["id"].as_str().unwrap().to_string();
-        let live = c.root.join("containers").join(id).join("rootfs");
+        let live = c.live_rootfs("race");
         Race {
             c,
             tmp,
@@ -300,8 +299,7 @@ fn cp_out_refuses_fifos_and_device_nodes_by_name() {
         "mkdir -p /sp/sub && mkfifo /sp/fifo && echo ok > /sp/sub/ok && sleep 300",
     ])
     .assert_ok();
-    let id = c.inspect("special")["id"].as_str().unwrap().to_string();
-    let live = c.root.join("containers").join(id).join("rootfs");
+    let live = c.live_rootfs("special");
     assert!(wait_until(Duration::from_secs(20), || live
         .join("sp/sub/ok")
         .exists()));
@@ -386,8 +384,7 @@ fn cp_into_a_fifo_or_device_in_the_container_replaces_it() {
         "mkdir -p /in && mkfifo /in/fifo && sleep 300",
     ])
     .assert_ok();
-    let id = c.inspect("sink")["id"].as_str().unwrap().to_string();
-    let live = c.root.join("containers").join(id).join("rootfs");
+    let live = c.live_rootfs("sink");
     assert!(wait_until(Duration::from_secs(20), || live
         .join("in/fifo")
         .exists()));

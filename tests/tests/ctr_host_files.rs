@@ -113,9 +113,13 @@ fn host_users_cannot_run_read_or_list_what_containers_leave_under_the_root() {
     );
     let id = c.inspect("planter")["id"].as_str().unwrap().to_string();
     let cdir = c.root.join("containers").join(&id);
+    // The merged rootfs is mounted in the supervisor's mount namespace only; the host
+    // reaches it through the supervisor's root.
+    let sup = c.inspect("planter")["supervisor_pid"].as_i64().unwrap();
+    let live_rootfs = PathBuf::from(format!("/proc/{sup}/root{}/rootfs", cdir.display()));
     let planted = [
         c.root.join("volumes/plant/_data/euid"),
-        cdir.join("rootfs/euid"),
+        live_rootfs.join("euid"),
         cdir.join("upper/euid"),
     ];
     // The files are there and set-id root (as root sees them): the attack has a target.
@@ -137,7 +141,8 @@ fn host_users_cannot_run_read_or_list_what_containers_leave_under_the_root() {
             p.display()
         );
     }
-    for file in [cdir.join("rootfs/pub/f"), cdir.join("state.json")] {
+    for file in [live_rootfs.join("pub/f"), cdir.join("state.json")] {
+        assert!(file.is_file(), "control: root sees {}", file.display());
         let o = as_nobody(&["cat", file.to_str().unwrap()]);
         assert!(
             !o.status.success(),
@@ -158,10 +163,17 @@ fn host_users_cannot_run_read_or_list_what_containers_leave_under_the_root() {
         );
     }
 
-    // The host's view of the container's rootfs runs nothing set-id and opens no device.
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    // The host's own mount table does not hold the container's rootfs at all (it would
+    // grow with every running container); the supervisor's view of it runs nothing
+    // set-id and opens no device.
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mount_at(&host, cdir.join("rootfs").to_str().unwrap()).is_none(),
+        "the rootfs is mounted in the host's namespace"
+    );
+    let mountinfo = std::fs::read_to_string(format!("/proc/{sup}/mountinfo")).unwrap();
     let m = mount_at(&mountinfo, cdir.join("rootfs").to_str().unwrap())
-        .expect("the running container's rootfs is mounted on the host");
+        .expect("the running container's rootfs is mounted in its supervisor's namespace");
     assert!(
         m.has_opt("nosuid") && m.has_opt("nodev"),
         "host-side rootfs mount options: {:?}",

@@ -39,9 +39,10 @@ dst.close()
     Some(out)
 }
 
-/// Overlay mounts under `root` (from /proc/self/mountinfo): (mount point, options).
-fn overlay_mounts_under(root: &Path) -> Vec<(PathBuf, String)> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+/// Overlay mounts under `root` in the mount namespace of process `pid` (from its
+/// mountinfo): (mount point, options).
+fn overlay_mounts_under(pid: &str, root: &Path) -> Vec<(PathBuf, String)> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
     info.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
@@ -113,15 +114,26 @@ fn image_device_nodes_are_kept_but_never_honoured_outside_the_allowed_devices() 
     // The host side: the container's overlay rootfs is mounted nodev (and nosuid), so
     // the same null node opened through it is refused, while through the layer dir
     // (the control: root on the host, the store is 0700) it opens.
-    let mounts = overlay_mounts_under(&c.root);
+    // The overlay is mounted in the supervisor's mount namespace (none in the host's),
+    // and reached through the supervisor's root.
+    assert!(
+        overlay_mounts_under("self", &c.root).is_empty(),
+        "an overlay in the host's namespace"
+    );
+    let sup = c.inspect(&name)["supervisor_pid"]
+        .as_i64()
+        .expect("supervisor")
+        .to_string();
+    let mounts = overlay_mounts_under(&sup, &c.root);
     assert!(
         !mounts.is_empty(),
         "no overlay rootfs mounted under the root"
     );
+    let view = |mp: &Path| PathBuf::from(format!("/proc/{sup}/root{}", mp.display()));
     let (rootfs, opts) = mounts
         .iter()
+        .map(|(mp, o)| (view(mp), o.clone()))
         .find(|(mp, _)| mp.join("x/null").exists())
-        .cloned()
         .expect("the container's rootfs mount");
     assert!(
         opts.split(',').any(|o| o == "nodev") && opts.split(',').any(|o| o == "nosuid"),

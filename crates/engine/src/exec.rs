@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 
 use crate::config::ContainerConfig;
-use crate::engine::{Engine, ROOTFS_DIR};
+use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::registry::ContainerStatus;
+use crate::registry::{ContainerRecord, ContainerStatus};
 
 /// What [`Engine::exec`] runs and how.
 #[derive(Debug, Clone, Default)]
@@ -39,16 +39,19 @@ fn terminal_size() -> Option<(u64, u64)> {
 impl Engine {
     /// `exec -u`: numbers as given; names (`www`, `www:staff`) from the running
     /// container's own /etc/passwd and /etc/group, read through its merged root.
-    fn exec_user(&self, id: &str, user: &str) -> Result<String> {
+    fn exec_user(&self, rec: &ContainerRecord, user: &str) -> Result<String> {
         if user.split(':').all(|p| p.parse::<u32>().is_ok()) {
             return Ok(user.to_string());
         }
-        let dir = self.container_dir(id)?;
-        let roots = if dir.join("lowers").exists() {
-            vec![dir.join(ROOTFS_DIR)]
+        let dir = self.container_dir(&rec.id)?;
+        // Held while the files are read: the rootfs is mounted in the supervisor's
+        // mount namespace only.
+        let live = if dir.join("lowers").exists() {
+            Some(self.live_rootfs(rec, &dir)?)
         } else {
-            Vec::new() // minimal isolation: the host's root, refused for names
+            None // minimal isolation: the host's root, refused for names
         };
+        let roots: Vec<PathBuf> = live.iter().map(|l| l.path()).collect();
         let mut cfg = ContainerConfig {
             user: Some(user.to_string()),
             ..Default::default()
@@ -95,7 +98,7 @@ impl Engine {
             p.set_cwd(PathBuf::from(d));
         }
         if let Some(u) = user {
-            let u = &self.exec_user(&rec.id, u)?;
+            let u = &self.exec_user(&rec, u)?;
             let mut parts = u.split(':').map(|x| x.parse::<u32>());
             let uid = parts
                 .next()

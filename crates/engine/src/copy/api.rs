@@ -81,14 +81,34 @@ impl Engine {
             rec.status,
             ContainerStatus::Running | ContainerStatus::Paused
         );
-        if !running {
-            crate::supervisor::mount_rootfs_locked(&dir)?;
+        if running {
+            // Mounted in its supervisor's mount namespace only (supervisor/mountns.rs).
+            let live = self.live_rootfs(&rec, &dir)?;
+            return f(&live.path());
         }
+        crate::supervisor::mount_rootfs_locked(&dir)?;
         let res = f(&dir.join(ROOTFS_DIR));
-        if !running {
-            crate::supervisor::unmount_rootfs_locked(&dir);
-        }
+        crate::supervisor::unmount_rootfs_locked(&dir);
         res
+    }
+
+    /// A running container's merged rootfs, held open from its supervisor's mount
+    /// namespace.
+    pub(crate) fn live_rootfs(
+        &self,
+        rec: &crate::registry::ContainerRecord,
+        dir: &Path,
+    ) -> Result<crate::supervisor::LiveRootfs> {
+        let supervisor = rec.live_supervisor().ok_or_else(|| {
+            Error::invalid(
+                "container",
+                format!(
+                    "{}: its supervisor is gone; its rootfs is no longer mounted",
+                    rec.name
+                ),
+            )
+        })?;
+        crate::supervisor::LiveRootfs::open(supervisor, dir, &rec.name)
     }
 
     /// The container's state as JSON (`export`), or with `rootfs_tar` a tar of its

@@ -19,6 +19,7 @@ mod finish;
 mod health;
 pub mod logs;
 mod monitor;
+mod mountns;
 pub mod netplug;
 mod restart;
 mod rootfs;
@@ -31,6 +32,7 @@ mod worker;
 use finish::{complete, finish, Next};
 use health::{health_timing, start_check};
 pub(crate) use monitor::history_path;
+pub use mountns::LiveRootfs;
 use restart::{restart_main, supervise_runs};
 pub use rootfs::{
     lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
@@ -127,6 +129,11 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
             report(serde_json::json!({"error": format!("forking the supervisor: {e}")}));
             return 1;
         }
+    }
+    // Before anything it starts (worker, shim, the finishing run) exists: they share it.
+    if let Err(e) = mountns::enter_private() {
+        report(serde_json::json!({"error": e.to_string()}));
+        return 1;
     }
     let registry = match Registry::open(root) {
         Ok(r) => r,
