@@ -128,7 +128,9 @@ impl Ctr {
     /// only).
     pub fn live_rootfs(&self, name: &str) -> std::path::PathBuf {
         let v = self.inspect(name);
-        let sup = v["supervisor_pid"].as_i64().expect("a running container's supervisor");
+        let sup = v["supervisor_pid"]
+            .as_i64()
+            .expect("a running container's supervisor");
         let id = v["id"].as_str().expect("id");
         std::path::PathBuf::from(format!(
             "/proc/{sup}/root{}/containers/{id}/rootfs",

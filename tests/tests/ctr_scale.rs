@@ -132,3 +132,78 @@ fn a_killed_supervisor_among_many_containers_is_noticed_by_the_next_command_touc
     c.run(&["prune"]).assert_ok();
     assert_eq!(c.run(&["ps", "-a", "-q"]).stdout.trim(), "");
 }
+
+/// Overlay mount points under `root` in process `pid`'s mount namespace.
+fn overlays_under(pid: &str, root: &std::path::Path) -> Vec<String> {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    parse_mountinfo(&info)
+        .into_iter()
+        .filter(|m| m.fstype == "overlay" && m.mount_point.starts_with(&*root.to_string_lossy()))
+        .map(|m| m.mount_point)
+        .collect()
+}
+
+/// A running container's rootfs is mounted in its supervisor's mount namespace only:
+/// the host's table holds none of them, and each supervisor's holds its own and no
+/// other, so what a new container's namespace copies does not grow with N.
+#[test]
+fn each_rootfs_is_mounted_only_in_its_own_supervisors_namespace() {
+    let c = Ctr::new();
+    let names: Vec<String> = (0..4)
+        .map(|i| format!("flat-{i}-{}", std::process::id()))
+        .collect();
+    for name in &names {
+        let args = [
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "--name",
+            name,
+            "busybox",
+            "sleep",
+            "1000",
+        ];
+        c.run(&args).assert_ok();
+    }
+    assert_eq!(
+        overlays_under("self", &c.root),
+        Vec::<String>::new(),
+        "in the host's table"
+    );
+    for name in &names {
+        let v = c.inspect(name);
+        let sup = v["supervisor_pid"]
+            .as_i64()
+            .expect("supervisor")
+            .to_string();
+        let own = format!(
+            "{}/containers/{}/rootfs",
+            c.root.display(),
+            v["id"].as_str().unwrap()
+        );
+        assert_eq!(
+            overlays_under(&sup, &c.root),
+            vec![own],
+            "{name}'s supervisor"
+        );
+        // What the host reaches through it is the container's live tree.
+        c.run(&["exec", name, "sh", "-c", &format!("echo {name} > /mark")])
+            .assert_ok();
+        let mark = std::fs::read_to_string(c.live_rootfs(name).join("mark")).expect("mark");
+        assert_eq!(mark.trim(), name.as_str());
+    }
+    // Gone with the container: nothing is left mounted anywhere under the root.
+    let sup = c.inspect(&names[0])["supervisor_pid"].as_i64().unwrap();
+    c.run(&["rm", "-f", &names[0]]).assert_ok();
+    assert!(wait_until(Duration::from_secs(10), || !pid_alive(sup)));
+    assert_eq!(overlays_under("self", &c.root), Vec::<String>::new());
+    c.run(
+        &[
+            &["rm", "-f"][..],
+            &names[1..].iter().map(String::as_str).collect::<Vec<_>>(),
+        ]
+        .concat(),
+    )
+    .assert_ok();
+}
