@@ -62,7 +62,29 @@ impl Engine {
         let (r, w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the status pipe")?;
         let wfd = w.as_raw_fd();
-        let mut cmd = Command::new(&self.supervisor_exe);
+        // Executed from a read-only view of the binary, the supervisor is protected
+        // (codex_runtime::selfclone) without re-executing itself: one exec of the binary
+        // fewer on every start. Where no view can be made it protects itself as before.
+        let view = codex_runtime::selfclone::overlay_view(&self.supervisor_exe)
+            .ok()
+            .map(std::os::fd::OwnedFd::from)
+            .filter(|fd| {
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                )
+                .is_ok()
+            });
+        let view_fd = view.as_ref().map(|fd| fd.as_raw_fd());
+        let mut cmd = match view_fd {
+            Some(fd) => {
+                let mut c = Command::new(format!("/proc/self/fd/{fd}"));
+                // argv[0] names the binary: the supervisor finds codex-shim next to it.
+                c.arg0(&self.supervisor_exe);
+                c
+            }
+            None => Command::new(&self.supervisor_exe),
+        };
         cmd.arg("__supervise")
             .arg("--root")
             .arg(&self.root)
@@ -77,13 +99,20 @@ impl Engine {
                 if libc::dup2(wfd, crate::supervisor::STATUS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                // The view's fd stays open across the exec that goes through it (the
+                // supervisor closes every fd past its status fd at once).
+                if let Some(fd) = view_fd {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
         let mut child = cmd
             .spawn()
             .ctx(|| format!("starting the supervisor {}", self.supervisor_exe.display()))?;
-        drop(w);
+        drop((w, view));
         crate::trace::phase("start: supervisor spawned");
         // The supervisor forks at once and its first process exits: reap it.
         let _ = child.wait();

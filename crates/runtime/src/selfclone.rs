@@ -44,17 +44,19 @@ pub fn ensure_protected_self() -> Result<()> {
     if running_protected() {
         return Ok(());
     }
-    let view = match overlay_view() {
+    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "reading /proc/self/exe")?;
+    let view = match overlay_view(&exe) {
         Ok(f) => f,
         Err(_) => sealed_copy()?,
     };
     reexec(&view)
 }
 
-/// The binary opened through a detached overlayfs whose only layers are its own
-/// directory and an empty tmpfs: the same file, on a read-only superblock.
-fn overlay_view() -> Result<File> {
-    let exe = std::fs::read_link("/proc/self/exe").ctx(|| "reading /proc/self/exe")?;
+/// `exe` opened through a detached overlayfs whose only layers are its own directory
+/// and an empty tmpfs: the same file, on a read-only superblock. A process executed
+/// from it is already protected ([`running_protected`]) and does not re-execute
+/// itself: a starter that makes the view saves its child that exec.
+pub fn overlay_view(exe: &Path) -> Result<File> {
     let (Some(dir), Some(name)) = (exe.parent(), exe.file_name()) else {
         return Err(Error::Other("the runtime binary has no directory".into()));
     };
