@@ -133,6 +133,9 @@ impl Runtime {
         };
         let userns = crate::spec::has_namespace(&c.state.config, LinuxNamespaceType::User);
         let linux = c.state.config.linux().as_ref();
+        // In the runtime, where the state root (and the cache in it) is reachable.
+        let seccomp = self.prepare_seccomp(linux)?;
+        let seccomp = seccomp.as_ref();
         let runtime_pid = std::process::id() as i32;
         let (child, ch) = process::spawn(
             plan,
@@ -151,6 +154,7 @@ impl Runtime {
                     },
                     opts.preserve_fds,
                     runtime_pid,
+                    seccomp,
                     ch,
                 )
             },
@@ -245,6 +249,7 @@ fn exec_main(
     stdio: ExecStdio,
     preserve_fds: u32,
     runtime_pid: i32,
+    seccomp: Option<&crate::seccomp::Prepared>,
     ch: Channel,
 ) -> std::convert::Infallible {
     let ExecStdio {
@@ -273,12 +278,8 @@ fn exec_main(
         }
         crate::security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
         let program = Program::find(p)?;
-        let seccomp = linux
-            .and_then(|l| l.seccomp().as_ref())
-            .map(crate::seccomp::Filter::compile)
-            .transpose()?;
-        program::drop_privileges(p, linux, userns, preserve_fds, &ch, seccomp.as_ref())?;
-        if seccomp.as_ref().is_some_and(|f| f.notifies()) {
+        program::drop_privileges(p, linux, userns, preserve_fds, &ch, seccomp)?;
+        if seccomp.is_some_and(|f| f.notifies()) {
             // The runtime sends the fd to the agent; a failure there must stop the
             // program from running unobserved.
             ch.wait_for(&Msg::SeccompForwarded, "waiting for the seccomp agent")
