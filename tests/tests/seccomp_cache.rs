@@ -159,7 +159,7 @@ fn codex_a_profile_compiled_once_is_loaded_from_the_cache_with_the_same_effect()
     assert_eq!(m.uid(), 0);
     let bytes = fs::read(&entry).unwrap();
     assert_eq!(&bytes[..8], MAGIC);
-    assert!(bytes.len() > HEADER && (bytes.len() - HEADER) % 8 == 0);
+    assert!(bytes.len() > HEADER && (bytes.len() - HEADER).is_multiple_of(8));
 
     // Warm: the same denial, from the entry as it was (not rewritten: same inode, bytes).
     assert!(mkdir_denied(&ctx, &mut b), "warm run: mkdir must be denied");

@@ -50,7 +50,7 @@ impl BpfProgram {
     /// loaded with `flags`. Refuses what the kernel would: empty, too long, torn.
     pub fn from_bytes(bytes: &[u8], flags: u32) -> Result<BpfProgram> {
         let bad = |why: String| Error::Container(format!("seccomp program: {why}"));
-        if bytes.is_empty() || bytes.len() % INSN_BYTES != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(INSN_BYTES) {
             return Err(bad(format!(
                 "{} bytes is not a whole number of instructions",
                 bytes.len()

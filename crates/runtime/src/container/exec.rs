@@ -146,15 +146,17 @@ impl Runtime {
             |ch| {
                 exec_main(
                     &opts.process,
-                    linux,
-                    userns,
+                    ExecSecurity {
+                        linux,
+                        userns,
+                        seccomp,
+                    },
                     ExecStdio {
                         console,
                         null_stdin,
                     },
                     opts.preserve_fds,
                     runtime_pid,
-                    seccomp,
                     ch,
                 )
             },
@@ -242,16 +244,27 @@ struct ExecStdio {
     null_stdin: Option<OwnedFd>,
 }
 
+/// What the exec'd process is confined by: the container's `linux` section, whether it
+/// has a user namespace, and its seccomp filter (prepared by the runtime before the fork).
+struct ExecSecurity<'a> {
+    linux: Option<&'a oci_spec::runtime::Linux>,
+    userns: bool,
+    seccomp: Option<&'a crate::seccomp::Prepared>,
+}
+
 fn exec_main(
     p: &Process,
-    linux: Option<&oci_spec::runtime::Linux>,
-    userns: bool,
+    security: ExecSecurity,
     stdio: ExecStdio,
     preserve_fds: u32,
     runtime_pid: i32,
-    seccomp: Option<&crate::seccomp::Prepared>,
     ch: Channel,
 ) -> std::convert::Infallible {
+    let ExecSecurity {
+        linux,
+        userns,
+        seccomp,
+    } = security;
     let ExecStdio {
         console,
         null_stdin,
