@@ -46,6 +46,14 @@ fn entries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The runtime root's containers: its entries but the seccomp program cache, which
+/// outlives them by design (docs/seccomp.md).
+fn runtime_containers(dir: &Path) -> Vec<String> {
+    let mut v = entries(dir);
+    v.retain(|n| n != codex_runtime::seccomp_cache::DIR_NAME);
+    v
+}
+
 /// The processes in a container's cgroups, from its `inspect` JSON.
 fn cgroup_procs(v: &Value) -> BTreeSet<i64> {
     let dirs = v["cgroups"].as_array().into_iter().flatten();
@@ -91,7 +99,7 @@ impl Drop for Guard {
             std::thread::sleep(Duration::from_millis(20));
         }
         let rt = self.0.root.join("runtime");
-        for id in entries(&rt) {
+        for id in runtime_containers(&rt) {
             // bounded like every harness command; the Ctr drop that follows reports leftovers
             let mut del =
                 std::process::Command::new(workspace_dir().join("target/debug/codex-oci"));
@@ -189,7 +197,10 @@ fn rm_all_and_assert_clean(c: &Ctr, seen: &mut Seen) {
     let dirs = entries(&c.root.join("containers"));
     let is_left = |n: &&String| !n.starts_with('.') || n.starts_with(".removing-");
     assert_eq!(dirs.iter().find(is_left), None, "left in containers/");
-    assert_eq!(entries(&c.root.join("runtime")), Vec::<String>::new());
+    assert_eq!(
+        runtime_containers(&c.root.join("runtime")),
+        Vec::<String>::new()
+    );
     let root = c.root.to_string_lossy().into_owned();
     let mut mounts = parse_mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
     mounts.retain(|m| m.mount_point.starts_with(&root));

@@ -28,6 +28,8 @@ pub mod hooks;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+pub mod seccomp_bpf;
+pub mod seccomp_cache;
 pub mod seccomp_default;
 pub mod seccomp_notify;
 pub mod security;

@@ -12,7 +12,9 @@
 //! so that its fd reaches the agent during `create` (see [`crate::seccomp_notify`]).
 
 use std::collections::HashSet;
+use std::io::{Read, Seek};
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -21,7 +23,82 @@ use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction};
 
 use crate::error::{Error, Result};
 use crate::process::sync::{Channel, Msg};
+use crate::seccomp_bpf::{self, BpfProgram};
+use crate::seccomp_cache::{self, Cache, Miss};
 use crate::seccomp_notify::{self, Listener, HANDOFF_SYSCALLS};
+
+/// A profile made ready to load, before the fork into the container (where the state
+/// root, and so the cache, is out of reach).
+pub enum Prepared {
+    /// The program, from the cache or compiled and exported now; loaded with seccomp(2).
+    Raw(BpfProgram),
+    /// Profiles libseccomp must load itself: notify rules (the listener fd and its
+    /// hand-off) or SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (see [`seccomp_bpf::load_flags`]).
+    Lib(Filter),
+}
+
+impl Prepared {
+    /// Whether a rule notifies (the filter then has a listener to reach).
+    pub fn notifies(&self) -> bool {
+        matches!(self, Prepared::Lib(f) if f.notifies())
+    }
+
+    /// Loads the filter into the calling process (see [`Filter::load`]).
+    pub fn load(&self, handoff: &Channel) -> Result<()> {
+        match self {
+            Prepared::Raw(p) => p.load(),
+            Prepared::Lib(f) => f.load(handoff),
+        }
+    }
+}
+
+/// Makes `s` ready to load: from the cache under `root` when it holds the program, else
+/// compiled (a bad profile fails here with the errors [`Filter::compile`] gives) and
+/// stored. A cache that cannot be used is reported through `warn` and compiled around.
+pub fn prepare(s: &LinuxSeccomp, root: Option<&Path>, warn: &dyn Fn(&str)) -> Result<Prepared> {
+    let notifies = name_of(&s.default_action()) == "SCMP_ACT_NOTIFY"
+        || s.syscalls()
+            .iter()
+            .flatten()
+            .any(|r| name_of(&r.action()) == "SCMP_ACT_NOTIFY");
+    let Some(flags) = seccomp_bpf::load_flags(s).filter(|_| !notifies) else {
+        return Filter::compile(s).map(Prepared::Lib);
+    };
+    let cached = root.and_then(|root| {
+        let key = seccomp_cache::key_for(s)
+            .map_err(|e| warn(&format!("seccomp cache not used: {e}")))
+            .ok()?;
+        let cache = Cache::open(root)
+            .map_err(|e| warn(&format!("seccomp cache not used: {e}")))
+            .ok()?;
+        Some((key, cache))
+    });
+    if let Some((key, cache)) = &cached {
+        match cache.get(key) {
+            Ok(program) => match BpfProgram::from_bytes(&program, flags) {
+                Ok(p) => return Ok(Prepared::Raw(p)),
+                Err(e) => warn(&format!("ignoring a seccomp cache entry: {e}")),
+            },
+            Err(Miss::Absent) => {}
+            Err(Miss::Bad(why)) => warn(&format!(
+                "ignoring a seccomp cache entry ({why}): compiling the profile again"
+            )),
+        }
+    }
+    let filter = Filter::compile(s)?;
+    let bytes = filter.export()?;
+    // A program the kernel would refuse (too long) stays with libseccomp, whose load
+    // reports it just before the exec as without the cache.
+    let Ok(program) = BpfProgram::from_bytes(&bytes, flags) else {
+        return Ok(Prepared::Lib(filter));
+    };
+    if let Some((key, cache)) = &cached {
+        if let Err(e) = cache.put(key, &bytes) {
+            warn(&format!("seccomp cache: {e}"));
+        }
+    }
+    Ok(Prepared::Raw(program))
+}
 
 /// A compiled filter, ready to load.
 pub struct Filter {
@@ -30,7 +107,7 @@ pub struct Filter {
     listener: Option<Listener>,
 }
 
-fn name_of<T: serde::Serialize>(v: &T) -> String {
+pub(crate) fn name_of<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(String::from))
@@ -230,6 +307,26 @@ impl Filter {
     /// Whether a rule notifies (the filter then has a listener to reach).
     pub fn notifies(&self) -> bool {
         self.listener.is_some()
+    }
+
+    /// The BPF program libseccomp generates for this filter: what its load would pass
+    /// to the kernel. (`export_bpf_mem` needs libseccomp 2.6: through a memfd.)
+    pub fn export(&self) -> Result<Vec<u8>> {
+        let err = |e: &dyn std::fmt::Display| {
+            Error::Container(format!("exporting the seccomp program: {e}"))
+        };
+        // SAFETY: a NUL-terminated name and plain flags; the kernel returns a new fd.
+        let fd = unsafe { libc::memfd_create(c"codex-seccomp-bpf".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(err(&std::io::Error::last_os_error()));
+        }
+        // SAFETY: memfd_create returned a new fd that nothing else owns.
+        let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        self.ctx.export_bpf(f.as_fd()).map_err(|e| err(&e))?;
+        f.rewind().map_err(|e| err(&e))?;
+        let mut out = Vec::new();
+        f.read_to_end(&mut out).map_err(|e| err(&e))?;
+        Ok(out)
     }
 
     pub fn listener(&self) -> Option<&Listener> {

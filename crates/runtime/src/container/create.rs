@@ -100,6 +100,10 @@ impl Runtime {
             crate::rootfs::shared::check(spec)?;
         }
         self.ensure_root()?;
+        // Before anything is made, and before the fork: the init pivots into the
+        // container, out of reach of the cache under the state root. A bad profile fails
+        // `create` here.
+        let seccomp = self.prepare_seccomp(spec.linux().as_ref())?;
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -185,6 +189,7 @@ impl Runtime {
             preserve_fds: opts.preserve_fds,
             runtime_pid: std::process::id() as i32,
             id,
+            seccomp: seccomp.as_ref(),
         };
         let (pid, channel) = process::spawn(
             plan,

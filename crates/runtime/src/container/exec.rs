@@ -133,6 +133,9 @@ impl Runtime {
         };
         let userns = crate::spec::has_namespace(&c.state.config, LinuxNamespaceType::User);
         let linux = c.state.config.linux().as_ref();
+        // In the runtime, where the state root (and the cache in it) is reachable.
+        let seccomp = self.prepare_seccomp(linux)?;
+        let seccomp = seccomp.as_ref();
         let runtime_pid = std::process::id() as i32;
         let (child, ch) = process::spawn(
             plan,
@@ -143,8 +146,11 @@ impl Runtime {
             |ch| {
                 exec_main(
                     &opts.process,
-                    linux,
-                    userns,
+                    ExecSecurity {
+                        linux,
+                        userns,
+                        seccomp,
+                    },
                     ExecStdio {
                         console,
                         null_stdin,
@@ -238,15 +244,27 @@ struct ExecStdio {
     null_stdin: Option<OwnedFd>,
 }
 
+/// What the exec'd process is confined by: the container's `linux` section, whether it
+/// has a user namespace, and its seccomp filter (prepared by the runtime before the fork).
+struct ExecSecurity<'a> {
+    linux: Option<&'a oci_spec::runtime::Linux>,
+    userns: bool,
+    seccomp: Option<&'a crate::seccomp::Prepared>,
+}
+
 fn exec_main(
     p: &Process,
-    linux: Option<&oci_spec::runtime::Linux>,
-    userns: bool,
+    security: ExecSecurity,
     stdio: ExecStdio,
     preserve_fds: u32,
     runtime_pid: i32,
     ch: Channel,
 ) -> std::convert::Infallible {
+    let ExecSecurity {
+        linux,
+        userns,
+        seccomp,
+    } = security;
     let ExecStdio {
         console,
         null_stdin,
@@ -273,12 +291,8 @@ fn exec_main(
         }
         crate::security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
         let program = Program::find(p)?;
-        let seccomp = linux
-            .and_then(|l| l.seccomp().as_ref())
-            .map(crate::seccomp::Filter::compile)
-            .transpose()?;
-        program::drop_privileges(p, linux, userns, preserve_fds, &ch, seccomp.as_ref())?;
-        if seccomp.as_ref().is_some_and(|f| f.notifies()) {
+        program::drop_privileges(p, linux, userns, preserve_fds, &ch, seccomp)?;
+        if seccomp.is_some_and(|f| f.notifies()) {
             // The runtime sends the fd to the agent; a failure there must stop the
             // program from running unobserved.
             ch.wait_for(&Msg::SeccompForwarded, "waiting for the seccomp agent")

@@ -99,6 +99,18 @@ impl Runtime {
         Ok(c.state.cgroups.pids())
     }
 
+    /// `linux.seccomp` made ready to load, using the compiled-program cache in the
+    /// state root ([`crate::seccomp_cache`]).
+    fn prepare_seccomp(
+        &self,
+        linux: Option<&oci_spec::runtime::Linux>,
+    ) -> Result<Option<crate::seccomp::Prepared>> {
+        let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) else {
+            return Ok(None);
+        };
+        crate::seccomp::prepare(s, Some(&self.root), &|m| self.warn(m)).map(Some)
+    }
+
     fn ensure_root(&self) -> Result<()> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()

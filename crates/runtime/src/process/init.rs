@@ -11,7 +11,7 @@ use crate::cgroups::Cgroups;
 use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookKind};
 use crate::rootfs::{self, RootfsSetup};
-use crate::seccomp::Filter;
+use crate::seccomp::Prepared;
 use crate::spec::{self, Bundle};
 use crate::terminal;
 
@@ -37,14 +37,17 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     pub runtime_pid: i32,
     pub id: &'a str,
+    /// `linux.seccomp`, prepared by the runtime before the fork (compiled, or read from
+    /// its cache under the state root, which the init cannot reach after the pivot).
+    pub seccomp: Option<&'a Prepared>,
 }
 
 /// Runs in the container process. Reports any failure to whoever waits (the runtime,
 /// or `start`) and exits; on success it becomes the user's program.
 pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
     let err = match setup(&args, &ch) {
-        Ok((reply, seccomp)) => {
-            let err = run_program(&args, reply.as_ref().unwrap_or(&ch), seccomp.as_ref());
+        Ok(reply) => {
+            let err = run_program(&args, reply.as_ref().unwrap_or(&ch));
             // The program could not be exec'd: tell whoever started us.
             let target = reply.as_ref().unwrap_or(&ch);
             let _ = target.send(&Msg::failure(&err));
@@ -60,7 +63,7 @@ pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
 
 /// Everything up to "created", then the wait for start. Returns the channel to report
 /// exec failures on (the start connection in create mode).
-fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filter>)> {
+fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
     super::die_with_parent(args.runtime_pid)?;
     // Not dumpable since stage 1's first step (process::spawn): no process in the
     // container can open our /proc/PID/exe or fds.
@@ -164,18 +167,13 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
     crate::security::set_rlimits(process.rlimits().as_deref().unwrap_or(&[]))?;
     // Resolve now: a missing program fails `create`, as with runc.
     Program::find(process)?;
-    // Compile now: a bad profile fails `create`; it is loaded just before exec.
-    let mut seccomp = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.seccomp().as_ref())
-        .map(Filter::compile)
-        .transpose()?;
+    // The profile was compiled before the fork (a bad one failed `create` there); it is
+    // loaded just before exec.
     // A filter that notifies is loaded now instead, so that its fd reaches the agent
     // during `create` (as with runc, and what agents expect: `create` fails when the
     // listener is unreachable). What the init does from here to execve is under the
     // filter (hooks, privilege drop), and the agent answers what it notifies.
-    if let Some(f) = seccomp.take_if(|f| f.notifies()) {
+    if let Some(f) = args.seccomp.filter(|f| f.notifies()) {
         f.load(ch)?;
     }
 
@@ -196,7 +194,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
         StartSignal::Channel => {
             ch.wait_for(&Msg::Start, "waiting for start")
                 .map_err(Error::Container)?;
-            Ok((None, seccomp))
+            Ok(None)
         }
         StartSignal::Socket {
             listener,
@@ -220,13 +218,13 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<(Option<Channel>, Option<Filte
             );
             // SAFETY: accept4 returned a new fd that nothing else owns.
             let conn: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(conn) };
-            Ok((Some(Channel::from_fd(conn)), seccomp))
+            Ok(Some(Channel::from_fd(conn)))
         }
     }
 }
 
 /// After start: startContainer hooks, privileges, execve. Returns only on failure.
-fn run_program(args: &InitArgs, reply: &Channel, seccomp: Option<&Filter>) -> Error {
+fn run_program(args: &InitArgs, reply: &Channel) -> Error {
     let spec = &args.bundle.spec;
     let Some(process) = spec.process().as_ref() else {
         return Error::config("process", "missing");
@@ -252,7 +250,7 @@ fn run_program(args: &InitArgs, reply: &Channel, seccomp: Option<&Filter>) -> Er
         reply,
         // Never one that notifies: that was loaded at create (see `setup`), and its
         // fd must not go to the start connection.
-        seccomp.filter(|f| !f.notifies()),
+        args.seccomp.filter(|f| !f.notifies()),
     ) {
         return e;
     }

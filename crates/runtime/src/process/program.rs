@@ -134,14 +134,14 @@ fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
 /// no_new_privs in the order the kernel's permission checks require, enters the cwd
 /// (which must be inside the container) and restores default signal handling.
 /// `keep` stays open: it is where failures are reported and where a filter that
-/// notifies sends its fd (see [`crate::seccomp::Filter::load`]).
+/// notifies sends its fd (see [`crate::seccomp::Prepared::load`]).
 pub fn drop_privileges(
     p: &Process,
     linux: Option<&Linux>,
     userns: bool,
     preserve_fds: u32,
     keep: &super::sync::Channel,
-    seccomp: Option<&crate::seccomp::Filter>,
+    seccomp: Option<&crate::seccomp::Prepared>,
 ) -> Result<()> {
     let nnp = p.no_new_privileges().unwrap_or(false);
     let keep_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(keep));
