@@ -15,6 +15,7 @@ exec unshare -m -n --propagation private bash -c '
   ip link set lo up
   if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
   python3 bench/oci_bench.py --runs '"$runs"' --out docs/benchmarks.md
+  python3 bench/start_path_bench.py --runs '"${START_RUNS:-40}"' --out docs/benchmarks.md
   python3 bench/engine_bench.py --runs '"${ENGINE_RUNS:-20}"' --many '"${ENGINE_MANY:-200}"' --out docs/benchmarks.md
   python3 bench/net_bench.py --runs '"${NET_RUNS:-20}"' --out docs/benchmarks.md
   python3 bench/image_bench.py --runs '"${IMAGE_RUNS:-3}"' --out docs/benchmarks.md
