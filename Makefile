@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps api-clients build release fixtures demo test test-mutants lint bench bench-scale clean vm-test fuzz soak install
+.PHONY: all deps api-clients build release fixtures demo test test-mutants lint bench bench-scale test-scale clean vm-test fuzz soak install
 
 all: build
 
@@ -151,6 +151,11 @@ bench: release fixtures
 SCALE_N ?= 1000
 bench-scale: release fixtures
 	SCALE_N=$(SCALE_N) bench/scale.sh
+
+# ctr_scale's killed-supervisor test among SCALE_N *running* containers (make test runs it
+# with 300 created ones): minutes, so not in `make test`.
+test-scale: build fixtures
+	CODEX_SCALE_N=$(SCALE_N) CODEX_SCALE_RUNNING=1 cargo test -p codex-tests --test ctr_scale -- --test-threads 1
 
 clean:
 	$(CARGO) clean

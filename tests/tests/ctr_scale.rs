@@ -17,6 +17,12 @@ fn fill_count() -> usize {
         .unwrap_or(300)
 }
 
+/// Whether the fill is of running containers (`CODEX_SCALE_RUNNING=1`, what `make
+/// test-scale` sets with 1000 of them) rather than created ones.
+fn fill_running() -> bool {
+    std::env::var("CODEX_SCALE_RUNNING").is_ok_and(|v| v == "1")
+}
+
 /// Runs `codex-ctr args` with `CODEX_TRACE=1`; its stderr's trace lines.
 fn traced(c: &Ctr, args: &[&str]) -> (Out, Vec<String>) {
     let mut cmd = c.cmd(args);
@@ -60,8 +66,14 @@ fn a_killed_supervisor_among_many_containers_is_noticed_by_the_next_command_touc
             s.spawn(move || {
                 for i in (w..n).step_by(4) {
                     let name = format!("fill-{i}");
-                    let args = ["create", "--network", "none", "--name", &name, "busybox"];
-                    c.run(&[&args[..], &["true"]].concat()).assert_ok();
+                    let o = if fill_running() {
+                        let args = ["run", "-d", "--network", "none", "--name", &name];
+                        c.run(&[&args[..], &["busybox", "sleep", "1000"]].concat())
+                    } else {
+                        let args = ["create", "--network", "none", "--name", &name];
+                        c.run(&[&args[..], &["busybox", "true"]].concat())
+                    };
+                    o.assert_ok();
                 }
             });
         }
@@ -127,8 +139,15 @@ fn a_killed_supervisor_among_many_containers_is_noticed_by_the_next_command_touc
     );
     let o = c.run(&["system", "check"]);
     assert_eq!(o.stdout.trim(), "clean", "{o:?}");
-    // One command removes the fill (the fixture's drop would rm them one by one).
+    // A few commands remove the fill (the fixture's drop would rm them one by one).
     c.run(&["rm", "-f", "early", "late"]).assert_ok();
+    if fill_running() {
+        let names: Vec<String> = (0..n).map(|i| format!("fill-{i}")).collect();
+        for chunk in names.chunks(100) {
+            let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            c.run(&[&["rm", "-f"][..], &refs].concat()).assert_ok();
+        }
+    }
     c.run(&["prune"]).assert_ok();
     assert_eq!(c.run(&["ps", "-a", "-q"]).stdout.trim(), "");
 }
