@@ -10,7 +10,7 @@
 //! host is shadowed for connections arriving through the DNAT (as with Docker's
 //! `--userland-proxy=false`). docs/networking.md says why and what was measured.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 
 use super::ports::{Binding, PortSpec, Proto};
@@ -35,8 +35,20 @@ pub fn bind_ports(
         // ago, its status not yet `running`) holds them as much as a running one, so
         // two starts can never both pass the check for one port. A binding left by a
         // supervisor that died is nobody's.
-        let holders = holders(&registry.list()?, id);
         let mut recs = records_in(registry, idx)?;
+        // Only containers with bindings on some network can hold a port: their records
+        // alone are read (one each, by id), not every container's.
+        let bound: BTreeSet<&String> = recs
+            .values()
+            .flat_map(|n| n.endpoints.iter())
+            .filter(|(cid, ep)| !ep.ports.is_empty() && cid.as_str() != id)
+            .map(|(cid, _)| cid)
+            .collect();
+        let bound_recs: Vec<ContainerRecord> = bound
+            .into_iter()
+            .filter_map(|cid| registry.get(cid).ok())
+            .collect();
+        let holders = holders(&bound_recs, id);
         let mut taken: Vec<(Binding, String)> = recs
             .values()
             .flat_map(|n| n.endpoints.iter())
