@@ -37,11 +37,19 @@ pub enum When {
     IfApplied,
 }
 
-/// Containers whose published ports are live: being started, running or paused.
-fn active(registry: &Registry) -> Result<BTreeSet<String>> {
-    Ok(registry
-        .list()?
+/// Containers whose published ports are live: being started, running or paused. Only
+/// the containers with bindings on some network are looked at (one record read each):
+/// the others publish nothing, and a start must not read every container's record.
+fn active(registry: &Registry, networks: &[super::NetworkRecord]) -> Result<BTreeSet<String>> {
+    let bound: BTreeSet<&String> = networks
+        .iter()
+        .flat_map(|n| n.endpoints.iter())
+        .filter(|(_, ep)| !ep.ports.is_empty())
+        .map(|(id, _)| id)
+        .collect();
+    Ok(bound
         .into_iter()
+        .filter_map(|id| registry.get(id).ok())
         .filter(|r| {
             matches!(
                 r.status,
@@ -63,7 +71,8 @@ pub fn sync(registry: &Registry, when: When) -> Result<()> {
     let lock_path = root.join(LOCK_FILE);
     let _lock = codex_sys::lock::FileLock::exclusive(&lock_path)
         .ctx(|| format!("locking {}", lock_path.display()))?;
-    let plan = Plan::from_records(&super::list(registry)?, &active(registry)?);
+    let networks = super::list(registry)?;
+    let plan = Plan::from_records(&networks, &active(registry, &networks)?);
     let table = table_name(root);
     let script = plan.script(&table);
     let stamp = format!("{table} {here} {} {}\n", boot_id(), digest(&script));
