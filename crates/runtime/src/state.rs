@@ -157,6 +157,14 @@ impl ContainerState {
             .ctx(|| format!("writing {}", path.display()))
     }
 
+    /// Makes a state.json written by [`ContainerState::save_unsynced`] durable.
+    pub fn sync(dir: &Path) -> Result<()> {
+        let path = dir.join(STATE_FILE);
+        std::fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .ctx(|| format!("syncing {}", path.display()))
+    }
+
     /// Writes state.json atomically: temp file, fsync, rename. Every save replaces a
     /// state.json that exists (the create-in-progress record, or the container's record
     /// for `update`), so the directory is not synced (`without_dir_sync`): a host crash
