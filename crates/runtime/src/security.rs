@@ -81,16 +81,27 @@ pub fn unraisable_ambient_names(c: &LinuxCapabilities) -> Result<Vec<String>> {
 /// past it. Never read from /proc/sys/kernel/cap_last_cap: the bounding set is dropped
 /// after pivot_root, where /proc is the container's (absent, or a tmpfs that lies, and a
 /// lie of 3 would keep every capability above 3 in the bounding set).
+///
+/// The kernel knows capabilities 0 to the last, densely, so a binary search finds it in
+/// 6 calls instead of the 42 of a scan (one for each capability, at every container
+/// start).
 pub fn last_cap() -> u32 {
-    let mut last = 0;
-    for cap in 0..64u32 {
+    let known = |cap: u32| {
         // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) } < 0 {
-            break;
+        unsafe { libc::prctl(libc::PR_CAPBSET_READ, libc::c_ulong::from(cap), 0, 0, 0) >= 0 }
+    };
+    // known(lo) holds (capability 0, CAP_CHOWN, always exists); known(hi) does not (a
+    // capability set is 64 bits).
+    let (mut lo, mut hi) = (0u32, 64u32);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if known(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
         }
-        last = cap;
     }
-    last
+    lo
 }
 
 /// Drops from the bounding set every capability not in `bounding`.
@@ -153,7 +164,9 @@ pub fn set_capabilities(m: &CapMasks) -> Result<()> {
     if r < 0 {
         return Err(std::io::Error::last_os_error()).ctx(|| "setting capabilities (capset)");
     }
-    for cap in 0..=last_cap() {
+    // No ambient set (the usual case): no need to know the last capability.
+    let ambient_last = if m.ambient == 0 { 0 } else { last_cap() };
+    for cap in (0..=ambient_last).filter(|_| m.ambient != 0) {
         if m.ambient & (1 << cap) != 0 {
             // SAFETY: prctl with integer arguments only.
             let r = unsafe {

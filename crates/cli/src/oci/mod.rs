@@ -15,6 +15,7 @@ pub use commands::parse_duration as parse_interval;
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
+    reexec_early();
     let argv: Vec<String> = std::env::args().collect();
     let cli = match Cli::try_parse_from(&argv) {
         Ok(c) => c,
@@ -37,6 +38,22 @@ pub fn main() -> i32 {
             logger.error(&msg);
             1
         }
+    }
+}
+
+/// The commands that fork container processes first re-execute from a read-only view
+/// of this binary (`codex_runtime::selfclone`, the CVE-2019-5736 defence). Doing it
+/// before the arguments are parsed spares the first image the parsing and the logger
+/// it would redo after the exec (measured: 0.3 ms of CPU and 75 page faults of each
+/// `run`). A guess from argv alone: a wrong yes (an option value spelled `run`) costs
+/// one needless re-exec; a wrong no, or a failure here, is met again by `dispatch`,
+/// which re-executes, or reports the error, before anything forks.
+fn reexec_early() {
+    let forks = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "create" || a == "run" || a == "exec");
+    if forks {
+        let _ = codex_runtime::selfclone::ensure_protected_self();
     }
 }
 

@@ -29,6 +29,12 @@ impl Cgroups {
                 }
             }
         }
+        // An empty cgroup cannot fill up by forking: only a write to cgroup.procs adds
+        // a process, which freezing does not stop either. Nothing to freeze or signal
+        // (the usual case at `delete`: four freezer writes and reads saved).
+        if self.pids().is_empty() {
+            return Ok(());
+        }
         // A paused container stays paused; the signals arrive when it is resumed.
         let thaw = !self.is_frozen();
         if thaw {

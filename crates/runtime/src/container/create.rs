@@ -269,7 +269,12 @@ impl Runtime {
             }
         }
 
-        state.save(&dir)?;
+        if foreground {
+            // Renamed into place, synced by `run` while the init execs (see there).
+            state.save_unsynced(&dir)?;
+        } else {
+            state.save(&dir)?;
+        }
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid)?;
         }

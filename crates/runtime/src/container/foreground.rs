@@ -180,17 +180,29 @@ impl Runtime {
         let started = created
             .channel
             .send(&Msg::Start)
-            .ctx(|| "starting the container")
-            .and_then(|()| match created.channel.recv() {
-                Ok(None) => Ok(()),
-                Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => Err(m
-                    .into_error()
-                    .unwrap_or_else(|| Error::Other("failed".into()))),
-                Ok(Some(m)) => Err(Error::Other(format!(
-                    "unexpected message from the container: {m:?}"
-                ))),
-                Err(e) => Err(e).ctx(|| "waiting for the container to start"),
-            });
+            .ctx(|| "starting the container");
+        if started.is_ok() {
+            // The record went into place unsynced before `Committed` (a rename: a
+            // runtime killed from then on leaves it whole). Its fsync, a journal
+            // commit on a disk-backed root, runs here, while the init drops its
+            // privileges and execs, instead of before `Committed` on the start path. A
+            // host crash before it may leave the record unwritten, as a crash during
+            // any create may leave the create-in-progress record; the container dies
+            // with the host either way, and a foreground run removes it when it ends.
+            if let Err(e) = crate::state::ContainerState::sync(&c.dir) {
+                self.warn(&e.to_string());
+            }
+        }
+        let started = started.and_then(|()| match created.channel.recv() {
+            Ok(None) => Ok(()),
+            Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => Err(m
+                .into_error()
+                .unwrap_or_else(|| Error::Other("failed".into()))),
+            Ok(Some(m)) => Err(Error::Other(format!(
+                "unexpected message from the container: {m:?}"
+            ))),
+            Err(e) => Err(e).ctx(|| "waiting for the container to start"),
+        });
         let result = started.and_then(|()| {
             self.poststart(&c.state, &c.dir);
             signals.wait_forwarding(c.state.pid, console.as_mut())

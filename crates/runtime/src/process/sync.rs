@@ -161,8 +161,28 @@ impl Channel {
 
     /// [`Channel::recv`], keeping the file descriptor a message carries (at most one).
     pub fn recv_with_fd(&self) -> io::Result<Option<(Msg, Option<OwnedFd>)>> {
-        let mut buf = vec![0u8; 64 * 1024];
         let mut reset = false;
+        // The next packet's length first (MSG_PEEK | MSG_TRUNC answer the whole length
+        // of a SOCK_SEQPACKET packet and take nothing, fds included), then a buffer of
+        // that size: a 64 KiB zeroed buffer per message was 16 pages written, each a
+        // copy-on-write fault in a process that had just forked.
+        let len = loop {
+            match nix::sys::socket::recv(
+                self.fd.as_raw_fd(),
+                &mut [],
+                MsgFlags::MSG_PEEK | MsgFlags::MSG_TRUNC,
+            ) {
+                Ok(len) => break len,
+                Err(nix::errno::Errno::EINTR) => continue,
+                // As below: reported once, what the peer sent before exiting follows.
+                Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; len];
         let (n, fd) = loop {
             let mut iov = [IoSliceMut::new(&mut buf)];
             let mut space = nix::cmsg_space!([RawFd; 1]);
@@ -218,5 +238,49 @@ impl Channel {
 impl std::os::fd::AsFd for Channel {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.fd)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn messages_arrive_whole_in_order_then_eof() {
+        let (a, b) = Channel::pair().unwrap();
+        // Larger than the 64 KiB buffer a receive used to allocate.
+        let long = "x".repeat(100_000);
+        a.send(&Msg::Placed).unwrap();
+        a.send(&Msg::Error(long.clone())).unwrap();
+        a.send(&Msg::InitPid(42)).unwrap();
+        drop(a);
+        assert_eq!(b.recv().unwrap(), Some(Msg::Placed));
+        assert_eq!(b.recv().unwrap(), Some(Msg::Error(long)));
+        assert_eq!(b.recv().unwrap(), Some(Msg::InitPid(42)));
+        assert_eq!(b.recv().unwrap(), None);
+    }
+
+    #[test]
+    fn an_attached_fd_arrives_with_its_message_and_only_once() {
+        let (a, b) = Channel::pair().unwrap();
+        let (mut r, mut w) = std::io::pipe().unwrap();
+        let data = Channel::encode(&Msg::SeccompNotifyFd).unwrap();
+        a.send_encoded_with_fd(&data, std::os::fd::AsFd::as_fd(&w))
+            .unwrap();
+        a.send(&Msg::Created).unwrap();
+        let (msg, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert_eq!(msg, Msg::SeccompNotifyFd);
+        let mut sent = std::fs::File::from(fd.expect("the fd rides along"));
+        sent.write_all(b"ok").unwrap();
+        drop(sent);
+        w.flush().unwrap();
+        drop(w);
+        let mut got = String::new();
+        r.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "ok");
+        let (msg, fd) = b.recv_with_fd().unwrap().unwrap();
+        assert_eq!(msg, Msg::Created);
+        assert!(fd.is_none(), "no fd installed twice");
     }
 }
