@@ -8,7 +8,7 @@ during the run (from /proc/stat: the detached supervisor and the kernel's work i
 so it is only meaningful on a quiet machine). Then the engine run's phases from
 CODEX_TRACE, medians. Rewrites its section of docs/benchmarks.md."""
 
-import argparse, collections, json, os, resource, shutil, statistics, subprocess, tempfile, time
+import argparse, collections, json, os, random, resource, shutil, statistics, subprocess, tempfile, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target/release")
@@ -87,8 +87,13 @@ def main():
         }
         samples = {k: [] for k in cmds}
         trace = os.path.join(tmp, "trace")
+        rng = random.Random(19)
         for i in range(a.runs + 3):
-            for k, (cmd, cwd) in cmds.items():
+            # A shuffled order each round: a run's asynchronous teardown (network
+            # namespace, cgroups) lands on whichever command follows it.
+            order = list(cmds.items())
+            rng.shuffle(order)
+            for k, (cmd, cwd) in order:
                 if cwd:
                     cmd = cmd + [f"sp{i}-{len(samples[k])}"]
                 s = run(cmd, env, cwd)
@@ -108,12 +113,15 @@ def main():
                     phases[k].append(v)
                 os.remove(trace)
         for k, v in samples.items():
-            rows[k] = tuple(statistics.median(x[j] for x in v) for j in range(3))
+            # /proc/stat counts in ticks (10 ms): a single run's machine CPU is 0, 10 or
+            # 20 ms; the mean over all runs is what it measures.
+            rows[k] = (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
+                       statistics.mean(x[2] for x in v))
     finally:
         subprocess.run(["umount", "-R", tmp], stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows["codex-ctr run --rm"]
-    lines = ["| command | median wall (ms) | CPU of it and its children (ms) | machine CPU (ms) | "
+    lines = ["| command | median wall (ms) | CPU of it and its children, median (ms) | machine CPU, mean (ms) | "
              "codex-ctr's wall vs this | wall / machine CPU |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for k, (w, c, m) in rows.items():
         lines.append(f"| {k} | {w:.1f} | {c:.1f} | {m:.1f} | {base[0] / w:.2f}x | {w / max(m, 0.001):.2f} |")
@@ -126,7 +134,7 @@ def main():
         HEADING,
         "",
         f"Measured {time.strftime('%Y-%m-%d')} (release build, load average {load} at the end), {a.runs} "
-        "interleaved rounds, in `make bench`'s wrapper. The same busybox rootfs for all: imported into the "
+        "interleaved rounds (each in a shuffled order), in `make bench`'s wrapper. The same busybox rootfs for all: imported into the "
         "engine (an overlay of its layer) and extracted into a directory for the runtime. \"Machine CPU\" is "
         "the whole machine's busy time during the command (/proc/stat): with the engine it includes the "
         "detached supervisor, the container and the kernel's work; it is only meaningful on a quiet machine.",
