@@ -319,6 +319,13 @@ impl Containerd {
         ctx.on_cleanup(move || {
             // the shim keeps runc state under /run/containerd/runc/<namespace>
             let _ = fs::remove_dir(Path::new("/run/containerd/runc").join(&ns));
+            // and the namespace's parent cgroup (empty once its containers are gone) in
+            // every hierarchy: v1 controllers, the hybrid unified one, or a pure v2 root
+            let root = Path::new("/sys/fs/cgroup");
+            let _ = fs::remove_dir(root.join(&ns));
+            for h in fs::read_dir(root).into_iter().flatten().flatten() {
+                let _ = fs::remove_dir(h.path().join(&ns));
+            }
         });
         let c = Containerd {
             sock,
