@@ -7,6 +7,8 @@ Rewrites the engine section of docs/benchmarks.md."""
 
 import argparse, json, os, shutil, statistics, subprocess, tempfile, time
 
+from common import replace_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CTR = os.path.join(ROOT, "target/release/codex-ctr")
 TAR = os.path.join(ROOT, "rootfs-fixtures/out/busybox/rootfs.tar")
@@ -162,16 +164,7 @@ def main():
     ])
     print(section)
     if a.out:
-        path = os.path.join(ROOT, a.out)
-        text = open(path).read()
-        start = text.find("## Engine: `codex-ctr`")
-        if start >= 0:
-            end = text.find("\n## ", start + 1)
-            text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(path, "w") as f:
-            f.write(text)
+        replace_section(os.path.join(ROOT, a.out), "## Engine: `codex-ctr`", section)
 
 
 if __name__ == "__main__":

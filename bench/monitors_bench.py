@@ -11,6 +11,8 @@ Prints markdown; with --out, rewrites the "Monitors" section of that file.
 """
 import argparse, json, os, statistics, subprocess, tempfile, time
 
+from common import replace_section
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -159,15 +161,7 @@ def write_section(out, body, a):
         *body,
         "",
     ])
-    text = open(out).read()
-    start = text.find("## Monitors: what a supervisor costs")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(out, "w") as f:
-        f.write(text)
+    replace_section(out, "## Monitors: what a supervisor costs", section)
 
 
 if __name__ == "__main__":

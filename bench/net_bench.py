@@ -18,6 +18,8 @@ BIG_MIB = 64
 # Runs inside a namespace: GETs of /small (latency) and /big (throughput), printing JSON.
 CLIENT = r"""
 import json, socket, statistics, sys, time
+
+from common import replace_section
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def get(path):
     s = socket.create_connection((host, port), timeout=10)
@@ -179,16 +181,7 @@ def main():
     ])
     print(section)
     if a.out:
-        path = os.path.join(ROOT, a.out)
-        text = open(path).read()
-        start = text.find(SECTION)
-        if start >= 0:
-            end = text.find("\n## ", start + 1)
-            text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(path, "w") as f:
-            f.write(text)
+        replace_section(os.path.join(ROOT, a.out), SECTION, section)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ process, then rewrites the runtime section of docs/benchmarks.md."""
 
 import argparse, json, os, platform, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
+from common import replace_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "rootfs-fixtures/out/busybox")
 
@@ -107,18 +109,6 @@ def seccomp_section(med, runs):
         *lines,
         "",
     ])
-
-
-def replace_section(path, heading, section):
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
-    start = text.find(heading)
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(path, "w") as f:
-        f.write(text)
 
 
 def events_latency(runtimes, tmp, bundle_dir, runs):

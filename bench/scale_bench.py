@@ -9,6 +9,8 @@ engine, not the bridge, is measured). Rewrites the scale section of docs/benchma
 import argparse, json, os, resource, shutil, statistics, subprocess, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 
+from common import replace_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TAR = os.path.join(ROOT, "rootfs-fixtures/out/busybox/rootfs.tar")
 RUN_D = ["run", "-d", "--network", "none", "busybox", "sleep", "3600"]
@@ -207,16 +209,7 @@ def main():
     ])
     print(section)
     if a.out:
-        path = os.path.join(ROOT, a.out)
-        text = open(path).read()
-        start = text.find("## Scale (bench/scale_bench.py")
-        if start >= 0:
-            end = text.find("\n## ", start + 1)
-            text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(path, "w") as f:
-            f.write(text)
+        replace_section(os.path.join(ROOT, a.out), "## Scale (bench/scale_bench.py", section)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ CODEX_TRACE, medians. Rewrites its section of docs/benchmarks.md."""
 
 import argparse, collections, json, os, random, resource, shutil, statistics, subprocess, tempfile, time
 
+from common import replace_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(ROOT, "target/release")
 CTR = os.path.join(REL, "codex-ctr")
@@ -150,16 +152,7 @@ def main():
     ])
     print(section)
     if a.out:
-        path = os.path.join(ROOT, a.out)
-        text = open(path).read()
-        start = text.find(HEADING)
-        if start >= 0:
-            end = text.find("\n## ", start + 1)
-            text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        with open(path, "w") as f:
-            f.write(text)
+        replace_section(os.path.join(ROOT, a.out), HEADING, section)
 
 
 if __name__ == "__main__":

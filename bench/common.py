@@ -1,0 +1,17 @@
+"""What the bench scripts share."""
+
+import os
+
+
+def replace_section(path, heading, section):
+    """Replaces the section of docs/benchmarks.md (`path`) that starts with `heading` by
+    `section`, up to the next `## ` heading; appends it when there is none yet."""
+    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+    start = text.find(heading)
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    with open(path, "w") as f:
+        f.write(text)
