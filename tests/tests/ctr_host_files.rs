@@ -3,6 +3,7 @@
 //! by them, the root cannot be listed, records cannot be read. Each attack is first shown
 //! to work where nothing protects it (a set-id copy in a plain host dir the same user
 //! runs), so a failure below means the defence held, not that the attack was broken.
+//! A minimal container, which runs on the host's own root, leaves the host's /dev alone.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -291,4 +292,73 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A minimal container runs on the host's own root, so its start must leave the host's
+/// /dev alone: no node unlinked and made again (a window in which a host program's
+/// `> /dev/null` makes a regular file), no link added. Four start at once, as parallel
+/// CLIs do; the old code failed one of them now and then with EEXIST on /dev/null.
+#[test]
+fn minimal_containers_leave_the_hosts_dev_alone() {
+    let c = Ctr::new();
+    let nodes = [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+    ];
+    let identity = || -> Vec<(u64, u64)> {
+        nodes
+            .iter()
+            .map(|p| {
+                let md = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{p}: {e}"));
+                (md.ino(), md.rdev())
+            })
+            .collect()
+    };
+    // What a start would add as links or dirs, present or not on this host.
+    let extras = ["fd", "stdin", "stdout", "stderr", "ptmx", "core", "shm"];
+    let listing = || -> Vec<bool> {
+        extras
+            .iter()
+            .map(|n| std::fs::symlink_metadata(Path::new("/dev").join(n)).is_ok())
+            .collect()
+    };
+    let (before, names_before) = (identity(), listing());
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    c.run(&[
+                        "run",
+                        "--rm",
+                        "--isolation",
+                        "minimal",
+                        "/bin/sh",
+                        "-c",
+                        "test -c /dev/null && echo null-ok",
+                    ])
+                })
+            })
+            .collect();
+        runs.into_iter()
+            .map(|r| r.join().expect("run thread"))
+            .collect()
+    });
+    for o in &outs {
+        o.assert_ok();
+        assert_eq!(o.stdout, "null-ok\n", "{o:?}");
+    }
+    assert_eq!(
+        identity(),
+        before,
+        "the host's device nodes were made again"
+    );
+    assert_eq!(
+        listing(),
+        names_before,
+        "links or dirs of {extras:?} added to the host's /dev"
+    );
 }

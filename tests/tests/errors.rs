@@ -386,3 +386,31 @@ fn codex_invalid_id_error_names_the_id() {
         .assert_fails()
         .assert_stderr_mentions("a/b");
 }
+
+#[test]
+fn codex_devices_on_the_hosts_own_root_are_refused_naming_linux_devices() {
+    // root.path "/" is the host's own tree: a device node there would be made in the
+    // host's /dev. Before the refusal this create made the node on the host.
+    let ctx = TestCtx::new("devices-host-root");
+    let node = format!("/dev/codex-test-{}", ctx.id("node"));
+    let (b, id) = bad(&ctx, |b| {
+        b.set("/root/path", serde_json::json!("/"));
+        b.set("/mounts", serde_json::json!([]));
+        b.set(
+            "/linux/devices",
+            serde_json::json!([{"path": node, "type": "c", "major": 1, "minor": 3}]),
+        );
+    });
+    struct RemoveAtEnd<'a>(&'a str);
+    impl Drop for RemoveAtEnd<'_> {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(self.0);
+        }
+    }
+    let _cleanup = RemoveAtEnd(&node);
+    rejected(&ctx, &b, &id, "linux.devices");
+    assert!(
+        fs::symlink_metadata(&node).is_err(),
+        "{node} was made on the host"
+    );
+}

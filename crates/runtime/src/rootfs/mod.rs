@@ -142,6 +142,19 @@ pub fn populate(setup: &RootfsSetup, root: BorrowedFd) -> Result<()> {
         .as_ref()
         .and_then(|l| l.devices().clone())
         .unwrap_or_default();
+    if setup.rootfs == Path::new("/") {
+        // The host's own root: its /dev is the host's, with every default node already
+        // there. Creating them would unlink and re-make the host's /dev/null and the
+        // rest, leaving a window where a host program's `> /dev/null` makes a regular
+        // file, and failing with EEXIST when two such containers start together.
+        if !devices.is_empty() {
+            return Err(Error::config(
+                "linux.devices",
+                "not allowed with root.path \"/\": the nodes would replace the host's own",
+            ));
+        }
+        return Ok(());
+    }
     let mounted: Vec<&Path> = setup
         .spec
         .mounts()
