@@ -45,3 +45,47 @@ fn codex_state_file_is_readable_by_root_alone() {
         md.mode() & 0o7777
     );
 }
+
+#[test]
+fn codex_a_traced_run_writes_the_inits_lines_to_the_host_file_and_nothing_in_the_container() {
+    // CODEX_TRACE names a path on the host. The init pivots into the container's root,
+    // where the same path would be the container's: it must write through the file the
+    // runtime opened before the fork, never open the path again.
+    let ctx = TestCtx::new("trace-init");
+    let mut b = ctx.bundle();
+    let host_trace = std::path::PathBuf::from(format!(
+        "/codex-trace-file-{}",
+        std::process::id()
+    ));
+    b.sh(&format!(
+        "ls {} 2>&1 || echo absent; echo done",
+        host_trace.display()
+    ));
+    let id = ctx.id("c");
+    b.save();
+    struct RemoveAtEnd(std::path::PathBuf);
+    impl Drop for RemoveAtEnd {
+        fn drop(&mut self) {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+    let _cleanup = RemoveAtEnd(host_trace.clone());
+    let mut cmd = ctx
+        .rt
+        .command(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    cmd.env("CODEX_TRACE", &host_trace);
+    let o = ctx.rt.run_cmd(cmd);
+    o.assert_ok();
+    assert!(o.stdout.contains("absent"), "{o:?}");
+    let trace = fs::read_to_string(&host_trace).expect("the trace file on the host");
+    for phase in ["rt: bundle loaded", "init: root switched", "init: start received"] {
+        assert!(trace.contains(phase), "no {phase:?} in {trace}");
+    }
+    assert_eq!(fs::metadata(&host_trace).unwrap().mode() & 0o777, 0o600);
+    let in_rootfs = b.rootfs().join(host_trace.strip_prefix("/").unwrap());
+    assert!(
+        fs::symlink_metadata(&in_rootfs).is_err(),
+        "{} was made inside the container's root",
+        in_rootfs.display()
+    );
+}

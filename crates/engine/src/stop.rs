@@ -208,7 +208,7 @@ impl Engine {
 
 /// The state letter of `/proc/PID/stat` (`None` once the process is gone).
 fn state(pid: i32) -> Option<u8> {
-    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let stat = codex_sys::read_proc_stat(pid).ok()?;
     let after = &stat[stat.iter().rposition(|b| *b == b')')? + 1..];
     after.iter().copied().find(|b| !b.is_ascii_whitespace())
 }

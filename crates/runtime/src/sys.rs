@@ -198,7 +198,7 @@ pub unsafe fn fork_with_flags(flags: libc::c_int) -> io::Result<libc::pid_t> {
 /// The kernel's start time of a process (field 22 of /proc/PID/stat), which tells a
 /// live process from a recycled pid. `None` when the process is gone.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = String::from_utf8(codex_sys::read_proc_stat(pid).ok()?).ok()?;
     // The command name may contain spaces and parentheses: fields start after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
@@ -206,7 +206,7 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 
 /// The one-letter state of a process (`R`, `S`, `Z`...), `None` when it is gone.
 pub fn process_state(pid: i32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = String::from_utf8(codex_sys::read_proc_stat(pid).ok()?).ok()?;
     stat[stat.rfind(')')? + 2..].chars().next()
 }
 

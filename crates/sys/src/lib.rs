@@ -6,6 +6,7 @@
 //! - [`lock`]: `flock(2)` held for a scope.
 //! - [`pidfd`]: pidfds, and a process identity (pid + start time) that a recycled pid
 //!   cannot forge.
+//! - [`trace`]: the `CODEX_TRACE` timing lines of the start path.
 
 // Every unsafe block says why it is sound; nothing outside tests panics on a value that
 // can be absent at run time (make lint and CI enforce both).
@@ -15,10 +16,11 @@
 pub mod atomic;
 pub mod lock;
 pub mod pidfd;
+pub mod trace;
 
 pub use atomic::{write_atomic, AtomicFile, TMP_MARK};
 pub use lock::FileLock;
-pub use pidfd::{pidfd_getfd, pidfd_open, pidfd_send_signal, ProcessId};
+pub use pidfd::{pidfd_getfd, pidfd_open, pidfd_send_signal, read_proc_stat, ProcessId};
 
 use std::io;
 

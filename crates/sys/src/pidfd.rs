@@ -99,9 +99,19 @@ pub fn start_time(pid: i32) -> io::Result<u64> {
     stat(pid).map(|(_, t)| t)
 }
 
+/// The text of `/proc/PID/stat`. The kernel formats the whole line on every read, and
+/// its size shows as 0, so `fs::read` would read it six times in growing pieces: one
+/// buffer that holds any stat line takes one read (and one more that sees the end).
+pub fn read_proc_stat(pid: i32) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut text = Vec::with_capacity(1024);
+    std::fs::File::open(format!("/proc/{pid}/stat"))?.read_to_end(&mut text)?;
+    Ok(text)
+}
+
 /// (state, start time) of `/proc/PID/stat`.
 fn stat(pid: i32) -> io::Result<(char, u64)> {
-    let text = std::fs::read(format!("/proc/{pid}/stat"))?;
+    let text = read_proc_stat(pid)?;
     parse_stat(&text).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,

@@ -65,7 +65,7 @@ pub(super) struct Created {
 impl Runtime {
     /// `create`: the container exists, its init waits on the start socket.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
-        self.create_inner(id, opts, false, None)
+        self.create_inner(id, opts, Bundle::load(&opts.bundle)?, false, None)
             .map(|c| c.container)
     }
 
@@ -79,21 +79,25 @@ impl Runtime {
         opts: &CreateOptions,
         console: OwnedFd,
     ) -> Result<Container> {
-        self.create_inner(id, opts, false, Some(console))
+        self.create_inner(id, opts, Bundle::load(&opts.bundle)?, false, Some(console))
             .map(|c| c.container)
     }
 
+    /// `bundle`: `opts.bundle` loaded (parsed and checked) by the caller.
     pub(super) fn create_inner(
         &self,
         id: &str,
         opts: &CreateOptions,
+        bundle: Bundle,
         foreground: bool,
         own_console: Option<OwnedFd>,
     ) -> Result<Created> {
         process::ensure_safe_to_fork(if foreground { "run" } else { "create" })?;
         let dir = self.container_dir(id)?;
-        let bundle = Bundle::load(&opts.bundle)?;
+        // Opens a trace file before the fork, for the init's lines.
+        codex_sys::trace::enabled();
         let spec = &bundle.spec;
+        codex_sys::trace::phase("rt: bundle loaded");
         self.warn_unraisable_ambient(spec)?;
         if !spec::has_namespace(spec, LinuxNamespaceType::Mount) {
             // Refused before anything is made (the init checks again).
@@ -104,6 +108,7 @@ impl Runtime {
         // container, out of reach of the cache under the state root. A bad profile fails
         // `create` here.
         let seccomp = self.prepare_seccomp(spec.linux().as_ref())?;
+        codex_sys::trace::phase("rt: seccomp prepared");
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
@@ -127,6 +132,7 @@ impl Runtime {
             let devices = linux.and_then(|l| l.devices().clone()).unwrap_or_default();
             apply_resources(&cgroups, res, &devices, true)?;
         }
+        codex_sys::trace::phase("rt: cgroups made");
 
         // A record of the create in progress: if this process is killed, `state` says
         // stopped and `delete` finds the cgroups to remove.
@@ -197,6 +203,7 @@ impl Runtime {
             |ch| init_main(init_args, ch),
         )?;
         rollback.pid = Some(pid);
+        codex_sys::trace::phase("rt: init placed");
 
         if let Some(adj) = spec.process().as_ref().and_then(|p| p.oom_score_adj()) {
             let f = format!("/proc/{pid}/oom_score_adj");
@@ -250,7 +257,10 @@ impl Runtime {
                         .send(&Msg::HooksDone)
                         .ctx(|| "resuming the container")?;
                 }
-                Some(Msg::Created) => break,
+                Some(Msg::Created) => {
+                    codex_sys::trace::phase("rt: init reported created");
+                    break;
+                }
                 Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. })) => {
                     return Err(m
                         .into_error()
@@ -284,6 +294,7 @@ impl Runtime {
             .send(&Msg::Committed)
             .ctx(|| "telling the container it is recorded")?;
         rollback.armed = false;
+        codex_sys::trace::phase("rt: recorded");
         Ok(Created {
             container: Container { state, dir },
             channel,

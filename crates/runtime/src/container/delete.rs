@@ -20,6 +20,7 @@ impl Runtime {
             _ => {}
         }
         self.kill_everything(&c.state);
+        codex_sys::trace::phase("rt: delete: processes gone");
         let mut st = c.state.oci_state(&c.dir);
         st["status"] = "stopped".into();
         if let Some(h) = c.state.config.hooks().as_ref() {
@@ -30,7 +31,10 @@ impl Runtime {
             }
         }
         c.state.cgroups.remove()?;
-        std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))
+        codex_sys::trace::phase("rt: delete: cgroups removed");
+        std::fs::remove_dir_all(&c.dir).ctx(|| format!("removing {}", c.dir.display()))?;
+        codex_sys::trace::phase("rt: delete: state removed");
+        Ok(())
     }
 
     /// For `delete --force` of an id with no state (runc's answer is success: containerd's

@@ -151,9 +151,10 @@ impl Runtime {
     /// the container's exit code.
     pub fn run(&self, id: &str, opts: &CreateOptions) -> Result<i32> {
         let signals = SignalGuard::block()?;
+        let bundle = crate::spec::Bundle::load(&opts.bundle)?;
         // A terminal without --console-socket: the runtime is the console itself.
         let wants_tty = opts.console_socket.is_none()
-            && crate::spec::Bundle::load(&opts.bundle)?
+            && bundle
                 .spec
                 .process()
                 .as_ref()
@@ -165,7 +166,7 @@ impl Runtime {
         } else {
             (None, None)
         };
-        let created = self.create_inner(id, opts, true, theirs)?;
+        let created = self.create_inner(id, opts, bundle, true, theirs)?;
         let c = &created.container;
         let mut console = match &ours {
             Some(sock) => match receive_master(sock.as_fd()) {
@@ -204,9 +205,11 @@ impl Runtime {
             Err(e) => Err(e).ctx(|| "waiting for the container to start"),
         });
         let result = started.and_then(|()| {
+            codex_sys::trace::phase("rt: started");
             self.poststart(&c.state, &c.dir);
             signals.wait_forwarding(c.state.pid, console.as_mut())
         });
+        codex_sys::trace::phase("rt: exited");
         drop(console);
         let deleted = self.delete(id, true);
         drop(signals);

@@ -35,6 +35,7 @@ impl Runtime {
             }
             Err(e) => return Err(e).ctx(|| "waiting for the container to start"),
         }
+        codex_sys::trace::phase("rt: started");
         self.poststart(&c.state, &c.dir);
         Ok(())
     }

@@ -45,6 +45,8 @@ pub struct InitArgs<'a> {
 /// Runs in the container process. Reports any failure to whoever waits (the runtime,
 /// or `start`) and exits; on success it becomes the user's program.
 pub fn init_main(args: InitArgs, ch: Channel) -> std::convert::Infallible {
+    // The root changes below: trace lines go only to the file opened before the fork.
+    codex_sys::trace::pin();
     let err = match setup(&args, &ch) {
         Ok(reply) => {
             let err = run_program(&args, reply.as_ref().unwrap_or(&ch));
@@ -100,9 +102,11 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
         userns,
         host_null: host_null.as_fd(),
     };
+    codex_sys::trace::phase("init: namespaces joined");
     let root = if own_mounts {
         let root = rootfs::enter(&setup)?;
         rootfs::populate(&setup, root.as_fd())?;
+        codex_sys::trace::phase("init: mounts and devices made");
         root
     } else {
         rootfs::mount::open_path(&args.bundle.rootfs)
@@ -126,6 +130,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
 
     if own_mounts {
         rootfs::confine(&setup, root.as_fd())?;
+        codex_sys::trace::phase("init: masked and read-only paths");
     }
     set_names_and_sysctls(spec)?;
 
@@ -160,6 +165,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
     }
     drop(root);
     drop(host_null);
+    codex_sys::trace::phase("init: root switched");
     if let Some(slave) = &pty {
         terminal::make_controlling(slave.as_fd())?;
     }
@@ -184,6 +190,7 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
     // before recording it is noticed on the channel instead: no "committed", EOF.
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
+    codex_sys::trace::phase("init: created");
     ch.send(&Msg::Created).ctx(|| "reporting created")?;
     ch.wait_for(
         &Msg::Committed,
@@ -225,6 +232,8 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
 
 /// After start: startContainer hooks, privileges, execve. Returns only on failure.
 fn run_program(args: &InitArgs, reply: &Channel) -> Error {
+    // The last line before exec: the seccomp filter, loaded below, may forbid writes.
+    codex_sys::trace::phase("init: start received");
     let spec = &args.bundle.spec;
     let Some(process) = spec.process().as_ref() else {
         return Error::config("process", "missing");

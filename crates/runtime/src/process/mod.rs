@@ -190,6 +190,7 @@ pub fn spawn(
     }
     reap(());
     let pid = result?;
+    codex_sys::trace::phase("rt: init forked");
     place_and_release(pid, place, parent_end)
 }
 
@@ -230,6 +231,7 @@ fn spawn_direct(
         unsafe { libc::_exit(code) };
     }
     drop(child_end);
+    codex_sys::trace::phase("rt: init forked");
     place_and_release(pid, place, parent_end)
 }
 
