@@ -53,10 +53,7 @@ fn codex_a_traced_run_writes_the_inits_lines_to_the_host_file_and_nothing_in_the
     // runtime opened before the fork, never open the path again.
     let ctx = TestCtx::new("trace-init");
     let mut b = ctx.bundle();
-    let host_trace = std::path::PathBuf::from(format!(
-        "/codex-trace-file-{}",
-        std::process::id()
-    ));
+    let host_trace = std::path::PathBuf::from(format!("/codex-trace-file-{}", std::process::id()));
     b.sh(&format!(
         "ls {} 2>&1 || echo absent; echo done",
         host_trace.display()
@@ -78,7 +75,11 @@ fn codex_a_traced_run_writes_the_inits_lines_to_the_host_file_and_nothing_in_the
     o.assert_ok();
     assert!(o.stdout.contains("absent"), "{o:?}");
     let trace = fs::read_to_string(&host_trace).expect("the trace file on the host");
-    for phase in ["rt: bundle loaded", "init: root switched", "init: start received"] {
+    for phase in [
+        "rt: bundle loaded",
+        "init: root switched",
+        "init: start received",
+    ] {
         assert!(trace.contains(phase), "no {phase:?} in {trace}");
     }
     assert_eq!(fs::metadata(&host_trace).unwrap().mode() & 0o777, 0o600);

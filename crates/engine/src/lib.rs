@@ -175,6 +175,7 @@ pub mod aio;
 pub mod aio_events;
 pub mod attach;
 pub mod build;
+mod cgroup_warm;
 pub mod check;
 pub mod commit_api;
 pub mod config;

@@ -181,7 +181,8 @@ mod tests {
         // dup2 does both at once (no other test thread can take the number between).
         let other = std::fs::File::create(dir.path().join("other")).unwrap();
         // SAFETY: fd is the trace file this test opened; dup2 replaces it.
-        assert_eq!(unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&other), fd) }, fd);
+        let duped = unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&other), fd) };
+        assert_eq!(duped, fd);
         let again = current_fd(&mut open, &path).expect("reopened by path");
         assert_ne!(again, fd, "the other file's fd was taken for the trace");
         let (_, dev, ino) = open.unwrap();
