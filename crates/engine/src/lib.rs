@@ -175,7 +175,6 @@ pub mod aio;
 pub mod aio_events;
 pub mod attach;
 pub mod build;
-mod cgroup_warm;
 pub mod check;
 pub mod commit_api;
 pub mod config;

@@ -59,7 +59,7 @@ impl Engine {
                 ))
             }
         }
-        crate::cgroup_warm::warm_migration_lock();
+        codex_runtime::cgroups::warm::warm_in_thread();
         let (r, w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the status pipe")?;
         let wfd = w.as_raw_fd();

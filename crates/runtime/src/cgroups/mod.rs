@@ -11,6 +11,7 @@ mod kill;
 mod resources;
 mod stats;
 mod sub;
+pub mod warm;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
