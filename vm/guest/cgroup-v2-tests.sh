@@ -388,7 +388,25 @@ t_caller_intact() {
   fi
 }
 
-for t in plain memory pids cpu pause update abs devices devices_update cleanup; do
+# The init is cloned straight into its cgroup (clone3 with CLONE_INTO_CGROUP), never
+# moved there by a cgroup.procs write, which waits an RCU grace period: the runtime's
+# trace (CODEX_TRACE) names the way it went, and the container sees its own cgroup.
+t_cloned() {
+  enter cloned
+  b=$(bundle cloned plain-cgroupns)
+  CODEX_TRACE=/run/trace-cloned oci run --bundle "$b" cloned </dev/null >"$L/cloned.out" 2>"$L/cloned.err"
+  st=$?
+  out=$(tr '\n' ' ' < "$L/cloned.out")
+  trace=$(tr '\n' ';' < /run/trace-cloned 2>&1 | cut -c1-600)
+  oci delete --force cloned >/dev/null 2>&1
+  if [ $st -eq 0 ] && [ "$out" = "0::/ " ] && grep -q "rt: init cloned into its cgroup" /run/trace-cloned; then
+    ok init-cloned-into-cgroup
+  else
+    notok init-cloned-into-cgroup "run exited $st, /proc/self/cgroup inside '$out'; trace: $trace; stderr: $(err cloned)"
+  fi
+}
+
+for t in plain cloned memory pids cpu pause update abs devices devices_update cleanup; do
   "t_$t"
   caller_state "$t"
 done

@@ -263,6 +263,23 @@ impl Cgroups {
         Ok(())
     }
 
+    /// An fd of the container's cgroup when it is a single v2 hierarchy (a pure v2
+    /// host), to clone the init into; `None` with v1 hierarchies.
+    pub fn v2_only_dir(&self) -> Result<Option<std::os::fd::OwnedFd>> {
+        match self.dirs.as_slice() {
+            [d] if d.is_v2() => {
+                use std::os::unix::fs::OpenOptionsExt;
+                let f = std::fs::File::options()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+                    .open(&d.path)
+                    .ctx(|| format!("opening {}", d.path.display()))?;
+                Ok(Some(f.into()))
+            }
+            _ => Ok(None),
+        }
+    }
+
     /// Moves `pid` into the container's cgroup in every hierarchy.
     pub fn add(&self, pid: i32) -> Result<()> {
         for d in &self.dirs {

@@ -153,7 +153,8 @@ impl Runtime {
         };
         creating.save_unsynced(&dir)?;
 
-        let plan = namespace_plan(spec)?;
+        let mut plan = namespace_plan(spec)?;
+        plan.into_cgroup = cgroups.v2_only_dir()?;
         let dir_fd: OwnedFd = crate::rootfs::mount::open_path(&dir)
             .ctx(|| "opening the state directory")?
             .into();
@@ -380,6 +381,7 @@ fn namespace_plan(spec: &oci_spec::runtime::Spec) -> Result<NamespacePlan> {
         gid_mappings: Vec::new(),
         time_offsets: Vec::new(),
         initial_cpus: None,
+        into_cgroup: None,
     };
     for (i, ns) in spec::namespaces(spec).enumerate() {
         match ns.path() {

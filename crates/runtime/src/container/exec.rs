@@ -102,6 +102,7 @@ impl Runtime {
             gid_mappings: Vec::new(),
             time_offsets: Vec::new(),
             initial_cpus: affinity(&opts.process, |a| a.initial().clone()),
+            into_cgroup: None,
         };
         let terminal = opts.process.terminal().unwrap_or(false);
         // A foreground terminal without --console-socket: this process is the console.

@@ -48,6 +48,9 @@ pub struct NamespacePlan {
     pub time_offsets: Vec<(String, i64, u32)>,
     /// `execCPUAffinity.initial` (exec only): stage 1 pins itself before joining.
     pub initial_cpus: Option<String>,
+    /// The container's cgroup on a pure cgroup v2 host, to clone the process straight
+    /// into (`CLONE_INTO_CGROUP`) instead of moving it there by a `cgroup.procs` write.
+    pub into_cgroup: Option<OwnedFd>,
 }
 
 impl NamespacePlan {
@@ -206,8 +209,26 @@ fn spawn_direct(
     place: impl FnOnce(i32) -> Result<()>,
     container: impl FnOnce(Channel) -> std::convert::Infallible,
 ) -> Result<(i32, Channel)> {
-    // SAFETY: the runtime is single-threaded when it creates containers (see DESIGN.md).
-    let pid = unsafe { crate::sys::fork_with_flags(plan.create.bits()) }.ctx(|| {
+    // A move by a `cgroup.procs` write takes the kernel's cgroup migration lock for
+    // writing, which first waits an RCU grace period (4 to 12 ms on an idle host); a
+    // process cloned into its cgroup is never moved. Where the kernel cannot (before
+    // 5.7) the placement below writes as before.
+    let into = plan.into_cgroup.as_ref().and_then(|cg| {
+        // SAFETY: as for fork_with_flags below.
+        match unsafe { crate::sys::clone_into_cgroup(plan.create.bits(), cg.as_fd()) } {
+            Ok(pid) => Some(Ok(pid)),
+            Err(e) if crate::sys::clone3_unsupported(&e) => None,
+            Err(e) => Some(Err(e)),
+        }
+    });
+    let placed = into.is_some();
+    let pid = match into {
+        Some(r) => r,
+        // SAFETY: the runtime is single-threaded when it creates containers (see
+        // DESIGN.md).
+        None => unsafe { crate::sys::fork_with_flags(plan.create.bits()) },
+    }
+    .ctx(|| {
         format!(
             "creating the container process in namespaces {:?}",
             plan.create
@@ -231,7 +252,14 @@ fn spawn_direct(
         unsafe { libc::_exit(code) };
     }
     drop(child_end);
-    codex_sys::trace::phase("rt: init forked");
+    codex_sys::trace::phase(if placed {
+        "rt: init cloned into its cgroup"
+    } else {
+        "rt: init forked"
+    });
+    if placed {
+        return place_and_release(pid, |_| Ok(()), parent_end);
+    }
     place_and_release(pid, place, parent_end)
 }
 
