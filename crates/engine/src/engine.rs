@@ -164,6 +164,7 @@ impl Engine {
                     codex_runtime::state::write_atomic(&dir.join("lowers"), &list)?;
                     dir.join(ROOTFS_DIR)
                 };
+                crate::trace::phase("create: layers listed");
                 let mut spec = crate::profile::spec_value(
                     &config,
                     id,
@@ -180,11 +181,13 @@ impl Engine {
                     }
                     None => {}
                 }
+                crate::trace::phase("create: spec made");
                 let bundle = dir.join(BUNDLE_DIR);
                 std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
                 let text = serde_json::to_vec_pretty(&spec)
                     .map_err(|e| Error::invalid("spec", e.to_string()))?;
                 codex_runtime::state::write_atomic(&bundle.join("config.json"), &text)?;
+                crate::trace::phase("create: bundle written");
                 Ok(())
             },
         );

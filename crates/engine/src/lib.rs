@@ -209,3 +209,4 @@ pub mod volume;
 pub mod wait;
 
 pub use error::{Error, Result};
+pub use start::PreparedStart;

@@ -1,32 +1,52 @@
 //! `start`: the container's supervisor, started detached, and its report read back:
 //! the call returns once the container runs or with the error that kept it from
 //! starting (also stored in its record).
+//!
+//! A `run` can start the supervisor before its container exists ([`Engine::prepare_start`]):
+//! the supervisor's exec then overlaps the create (whose time is mostly the record's
+//! fsyncs), and it waits for the container's id on a pipe ([`ID_FD`]). Dropping the
+//! prepared start closes the pipe, and the supervisor exits without doing anything.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
 use crate::engine::{is_live, starting, Engine};
 use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerRecord, ContainerStatus};
+use crate::supervisor::{ID_FD, STATUS_FD};
+
+/// A supervisor started ahead of its container, waiting for the container's id. Give it
+/// to [`Engine::start_prepared`]; dropped unused, the supervisor exits.
+pub struct PreparedStart {
+    spawned: Spawned,
+}
+
+/// A spawned supervisor's first process, its report pipe, and (started ahead) the pipe
+/// that tells it the container's id.
+struct Spawned {
+    child: Child,
+    report: OwnedFd,
+    id_pipe: Option<std::fs::File>,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // Without an id the supervisor exits at the pipe's end; with one it has forked
+        // and its first process exits: either way reaped here, never left a zombie.
+        self.id_pipe.take();
+        let _ = self.child.wait();
+    }
+}
 
 impl Engine {
     /// Starts the container's supervisor and returns once the container runs, or
     /// with the error that kept it from starting (also stored in its record).
     pub fn start(&self, reference: &str) -> Result<ContainerRecord> {
-        let rec = self.get(reference)?;
-        if rec.restart_count != 0 && !is_live(rec.status) && !starting(&rec) {
-            // A user's start begins a new count (`on-failure:MAX` counts from here).
-            self.registry.update_container(&rec.id, |r| {
-                if !is_live(r.status) && !starting(r) {
-                    r.restart_count = 0;
-                }
-                Ok(())
-            })?;
-        }
+        let rec = self.reset_restart_count(reference)?;
         self.start_keeping_count(&rec.id, None)
     }
 
@@ -39,6 +59,40 @@ impl Engine {
         self.start_keeping_count(&rec.id, Some(stdin))
     }
 
+    /// Starts a supervisor for a container that is yet to be created (`run`: call this
+    /// first, then create, then [`Engine::start_prepared`]), with `stdin` as the
+    /// container's stdin as in [`Engine::start_with_stdin`].
+    pub fn prepare_start(&self, stdin: Option<OwnedFd>) -> Result<PreparedStart> {
+        Ok(PreparedStart {
+            spawned: self.spawn_supervisor(None, stdin)?,
+        })
+    }
+
+    /// [`Engine::start`] with a supervisor from [`Engine::prepare_start`].
+    pub fn start_prepared(
+        &self,
+        prepared: PreparedStart,
+        reference: &str,
+    ) -> Result<ContainerRecord> {
+        let rec = self.reset_restart_count(reference)?;
+        check_startable(&rec)?;
+        self.read_report(prepared.spawned, &rec.id)
+    }
+
+    /// A user's start begins a new count (`on-failure:MAX` counts from here).
+    fn reset_restart_count(&self, reference: &str) -> Result<ContainerRecord> {
+        let rec = self.get(reference)?;
+        if rec.restart_count != 0 && !is_live(rec.status) && !starting(&rec) {
+            return self.registry.update_container(&rec.id, |r| {
+                if !is_live(r.status) && !starting(r) {
+                    r.restart_count = 0;
+                }
+                Ok(())
+            });
+        }
+        Ok(rec)
+    }
+
     /// [`Engine::start`] without resetting the restart count.
     pub(crate) fn start_keeping_count(
         &self,
@@ -46,23 +100,27 @@ impl Engine {
         stdin: Option<OwnedFd>,
     ) -> Result<ContainerRecord> {
         let rec = self.get(reference)?;
-        match rec.status {
-            ContainerStatus::Created
-            | ContainerStatus::Exited
-            | ContainerStatus::Stopped
-            | ContainerStatus::Failed => {}
-            s => {
-                return Err(Error::wrong_state(
-                    &rec.name,
-                    s,
-                    "start needs it created or exited",
-                ))
-            }
-        }
+        check_startable(&rec)?;
+        let spawned = self.spawn_supervisor(Some(&rec.id), stdin)?;
+        self.read_report(spawned, &rec.id)
+    }
+
+    /// Spawns `codex-ctr __supervise --root ROOT ID` (ID `-` with `id` unknown yet:
+    /// it is written to the supervisor's [`ID_FD`] later).
+    fn spawn_supervisor(&self, id: Option<&str>, stdin: Option<OwnedFd>) -> Result<Spawned> {
+        // The placement of the container's init, about 10 ms from now, is then not
+        // held up by the kernel's cgroup migration lock (cgroups::warm).
         codex_runtime::cgroups::warm::warm_in_thread();
         let (r, w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the status pipe")?;
         let wfd = w.as_raw_fd();
+        let id_pipe = match id {
+            Some(_) => None,
+            None => Some(
+                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the id pipe")?,
+            ),
+        };
+        let id_rfd = id_pipe.as_ref().map(|(r, _)| r.as_raw_fd());
         // Executed from a read-only view of the binary, the supervisor is protected
         // (codex_runtime::selfclone) without re-executing itself: one exec of the binary
         // fewer on every start. Where no view can be made it protects itself as before.
@@ -89,16 +147,22 @@ impl Engine {
         cmd.arg("__supervise")
             .arg("--root")
             .arg(&self.root)
-            .arg(&rec.id);
+            .arg(id.unwrap_or("-"));
         cmd.stdin(stdin.map_or_else(Stdio::null, Stdio::from))
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // SAFETY: between fork and exec only async-signal-safe calls: setsid and dup2.
+        // SAFETY: between fork and exec only async-signal-safe calls: setsid, dup2 and
+        // fcntl.
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
-                if libc::dup2(wfd, crate::supervisor::STATUS_FD) < 0 {
+                if libc::dup2(wfd, STATUS_FD) < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = id_rfd {
+                    if libc::dup2(fd, ID_FD) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 // The view's fd stays open across the exec that goes through it (the
                 // supervisor closes every fd past its status fd at once).
@@ -110,21 +174,35 @@ impl Engine {
                 Ok(())
             });
         }
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .ctx(|| format!("starting the supervisor {}", self.supervisor_exe.display()))?;
         drop((w, view));
         crate::trace::phase("start: supervisor spawned");
+        Ok(Spawned {
+            child,
+            report: r,
+            id_pipe: id_pipe.map(|(_, w)| std::fs::File::from(w)),
+        })
+    }
+
+    /// Tells a supervisor started ahead which container is `id`, then reads its report.
+    fn read_report(&self, mut spawned: Spawned, id: &str) -> Result<ContainerRecord> {
+        if let Some(mut pipe) = spawned.id_pipe.take() {
+            // A supervisor that died meanwhile shows as a missing report below.
+            let _ = writeln!(pipe, "{id}");
+        }
         // The supervisor forks at once and its first process exits: reap it.
-        let _ = child.wait();
+        let _ = spawned.child.wait();
         crate::trace::phase("start: first process reaped");
         let mut report = String::new();
-        std::fs::File::from(r)
+        let status = spawned.report.try_clone().ctx(|| "dup")?;
+        std::fs::File::from(status)
             .read_to_string(&mut report)
             .ctx(|| "reading the supervisor's report")?;
         crate::trace::phase("start: report read");
         match serde_json::from_str::<Value>(report.trim()) {
-            Ok(v) if v["ok"] == true => self.get(&rec.id),
+            Ok(v) if v["ok"] == true => self.get(id),
             Ok(v) => {
                 let message = v["error"]
                     .as_str()
@@ -147,5 +225,20 @@ impl Engine {
                 }
             )))),
         }
+    }
+}
+
+/// Created or ended: what a start accepts.
+fn check_startable(rec: &ContainerRecord) -> Result<()> {
+    match rec.status {
+        ContainerStatus::Created
+        | ContainerStatus::Exited
+        | ContainerStatus::Stopped
+        | ContainerStatus::Failed => Ok(()),
+        s => Err(Error::wrong_state(
+            &rec.name,
+            s,
+            "start needs it created or exited",
+        )),
     }
 }

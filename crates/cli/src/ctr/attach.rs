@@ -25,9 +25,19 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     // the supervisor removes only detached ones.
     config.auto_remove = a.rm && detach;
     super::create::pull_for(eng, a, &config)?;
+    // The supervisor starts now and waits for the container's id: its exec overlaps
+    // the create. If the create fails, dropping it makes it exit.
+    let stdin = (!detach && config.interactive && !config.tty)
+        .then(|| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC))
+        .transpose()?;
+    let (stdin_r, stdin_w) = match stdin {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
+    let start = eng.prepare_start(stdin_r)?;
     let rec = eng.create(config)?;
     if detach {
-        if let Err(e) = eng.start(&rec.id) {
+        if let Err(e) = eng.start_prepared(start, &rec.id) {
             if a.rm {
                 let _ = eng.remove(&rec.id, true, true);
             }
@@ -36,7 +46,14 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
         println!("{}", rec.id);
         return Ok(0);
     }
-    attach_and_start(eng, &rec.id, a.rm)
+    attach_and_start(eng, &rec.id, a.rm, Some(Prepared { start, stdin_w }))
+}
+
+/// A supervisor started ahead of the create ([`Engine::prepare_start`]), and the
+/// writing end of the container's stdin pipe when it was made with `-i`.
+pub(super) struct Prepared {
+    start: codex_engine::PreparedStart,
+    stdin_w: Option<std::os::fd::OwnedFd>,
 }
 
 /// Starts a container and streams its output until it ends; signals to this command
@@ -44,7 +61,12 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
 /// at the end (or when it could not start). A container made with `-i` reads this
 /// command's stdin (to its end); one made with `-t` has its terminal connected to
 /// this one (raw mode, resizes, and the detach keys Ctrl-P Ctrl-Q).
-pub(super) fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i32> {
+pub(super) fn attach_and_start(
+    eng: &Engine,
+    id: &str,
+    remove: bool,
+    prepared: Option<Prepared>,
+) -> Result<i32> {
     let rec = eng.get(id)?;
     let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
     let forward = forward_signals(cfg.tty)?;
@@ -57,7 +79,13 @@ pub(super) fn attach_and_start(eng: &Engine, id: &str, remove: bool) -> Result<i
         },
     )?;
     let detached = Arc::new(AtomicBool::new(false));
-    let started = if cfg.interactive && !cfg.tty {
+    let started = if let Some(p) = prepared {
+        let started = eng.start_prepared(p.start, id);
+        if let (true, Some(w)) = (started.is_ok(), p.stdin_w) {
+            terminal::copy_stdin(w, false, detached.clone());
+        }
+        started
+    } else if cfg.interactive && !cfg.tty {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let started = eng.start_with_stdin(id, r);
         if started.is_ok() {

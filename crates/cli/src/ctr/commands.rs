@@ -57,7 +57,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                     bail!("start -a takes exactly one container");
                 };
                 let rec = eng.get(c)?;
-                return super::attach::attach_and_start(&eng, &rec.id, false);
+                return super::attach::attach_and_start(&eng, &rec.id, false, None);
             }
             each(&containers, |c| {
                 let rec = eng.start(c)?;

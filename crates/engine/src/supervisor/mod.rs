@@ -61,6 +61,10 @@ pub use shim::SHIM_ENV;
 /// The fd on which the supervisor reports `{"ok":true}` or `{"error":...}`.
 pub const STATUS_FD: i32 = 3;
 
+/// A supervisor started ahead of its container (`--root ROOT -`) reads the container's
+/// id from this pipe; its end without an id means the start was given up.
+pub const ID_FD: i32 = 4;
+
 /// The report was written (or is not ours to write): fd 3 is closed, and may since
 /// have been reused by something else.
 static REPORTED: AtomicBool = AtomicBool::new(false);
@@ -93,6 +97,13 @@ fn report(v: serde_json::Value) {
 /// both. Returns the process exit code.
 pub fn main(args: &[String]) -> i32 {
     match args {
+        [flag, root, dash] if flag == "--root" && dash == "-" => {
+            match read_id(ID_FD) {
+                Some(id) => supervise_main(Path::new(root), &id, true),
+                // The starter gave up (its create failed, or it died): nothing to do.
+                None => 0,
+            }
+        }
         [flag, root, id] if flag == "--root" => supervise_main(Path::new(root), id, true),
         [flag, root, id, fin, rest @ ..] if flag == "--root" && fin == "--finish" => {
             finish(Path::new(root), id, rest)
@@ -107,6 +118,20 @@ pub fn main(args: &[String]) -> i32 {
         }
         _ => 2,
     }
+}
+
+/// The id a starter writes to `fd` (then closed): a full container id, or `None` at
+/// an end without one.
+fn read_id(fd: i32) -> Option<String> {
+    use std::io::Read;
+    // SAFETY: the starter handed us `fd`, and nothing else in this fresh process uses it.
+    let pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut text = String::new();
+    pipe.take(crate::registry::ID_LEN as u64 + 2)
+        .read_to_string(&mut text)
+        .ok()?;
+    let id = text.trim();
+    crate::registry::is_full_id(id).then(|| id.to_string())
 }
 
 /// The supervisor's whole life, in this one process (never the shim: for a binary

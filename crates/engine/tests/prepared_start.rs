@@ -1,0 +1,96 @@
+//! A supervisor started ahead of its container (`Engine::prepare_start`, what `run`
+//! does so that the supervisor's exec overlaps the create), on real processes (run as
+//! root): used, it starts the container; dropped, it leaves no process and no zombie.
+
+use std::path::{Path, PathBuf};
+
+use codex_engine::config::{ContainerConfig, Isolation};
+use codex_engine::engine::Engine;
+
+fn supervisor() -> Option<PathBuf> {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/codex-ctr");
+    p.exists().then_some(p)
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// An engine over a fresh root, or None (with a loud note) where this cannot run.
+fn engine() -> Option<(tempfile::TempDir, Engine)> {
+    let Some(exe) = supervisor().filter(|_| is_root()) else {
+        codex_tests::skip("needs root and target/debug/codex-ctr (run `cargo build` first)");
+        return None;
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("codex-prepared-")
+        .tempdir()
+        .expect("temp dir");
+    let eng = Engine::open(&dir.path().join("root"), exe).expect("open engine");
+    Some((dir, eng))
+}
+
+/// Processes (pid, state) whose command line names `__supervise` and `root`, and any
+/// zombie child of this process.
+fn supervisors_of(root: &Path) -> Vec<(i32, char)> {
+    let me = std::process::id().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let mut fields = after.split(' ');
+        let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+        let ppid = fields.next().unwrap_or("");
+        let ours = args.contains(&&b"__supervise"[..])
+            && args.contains(&root.as_os_str().as_encoded_bytes());
+        if ours || (state == 'Z' && ppid == me) {
+            found.push((pid, state));
+        }
+    }
+    found
+}
+
+fn script(name: &str, sh: &str) -> ContainerConfig {
+    ContainerConfig {
+        name: Some(name.to_string()),
+        isolation: Isolation::Minimal,
+        command: vec!["/bin/sh".into(), "-c".into(), sh.into()],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_prepared_start_starts_the_container_and_a_dropped_one_leaves_nothing() {
+    let Some((_dir, eng)) = engine() else { return };
+    let root = eng.root().to_path_buf();
+
+    let prepared = eng.prepare_start(None).expect("prepare");
+    // Control: the supervisor waiting for its id is there to be found.
+    let waiting = supervisors_of(&root);
+    assert_eq!(waiting.len(), 1, "one waiting supervisor: {waiting:?}");
+    drop(prepared);
+    assert_eq!(
+        supervisors_of(&root),
+        vec![],
+        "a dropped prepared start left a process or a zombie"
+    );
+
+    let prepared = eng.prepare_start(None).expect("prepare");
+    let rec = eng.create(script("prepared", "exit 7")).expect("create");
+    let started = eng.start_prepared(prepared, &rec.id).expect("start");
+    assert_eq!(started.id, rec.id);
+    let code = eng.wait(&rec.id).expect("wait");
+    assert_eq!(code, Some(7));
+    eng.remove(&rec.id, true, true).expect("remove");
+    assert_eq!(
+        supervisors_of(&root),
+        vec![],
+        "the supervisor outlived its container"
+    );
+}
