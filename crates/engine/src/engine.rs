@@ -161,7 +161,13 @@ impl Engine {
                     }
                     let list = serde_json::to_vec(&lowers)
                         .map_err(|e| Error::invalid("image", format!("layer paths: {e}")))?;
-                    codex_runtime::state::write_atomic(&dir.join("lowers"), &list)?;
+                    // Its directory entry is made durable by the record's write below,
+                    // which syncs this same directory: no sync of its own.
+                    let lowers = dir.join("lowers");
+                    codex_sys::AtomicFile::new(&lowers)
+                        .without_dir_sync()
+                        .write(&list)
+                        .ctx(|| format!("writing {}", lowers.display()))?;
                     dir.join(ROOTFS_DIR)
                 };
                 crate::trace::phase("create: layers listed");

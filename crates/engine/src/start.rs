@@ -135,6 +135,7 @@ impl Engine {
                 .is_ok()
             });
         let view_fd = view.as_ref().map(|fd| fd.as_raw_fd());
+        crate::trace::phase("start: binary view made");
         let mut cmd = match view_fd {
             Some(fd) => {
                 let mut c = Command::new(format!("/proc/self/fd/{fd}"));
