@@ -122,3 +122,71 @@ fn codex_library_refuses_to_fork_from_an_unprotected_binary() {
     );
     assert!(!ctx.rt.root_has_entry(&t));
 }
+
+/// `clone_into_cgroup` (clone3 with CLONE_INTO_CGROUP, which a create on a pure v2 host
+/// uses instead of a `cgroup.procs` write) starts the child in the given cgroup. Checked
+/// on whichever v2 hierarchy this host has: the unified one beside v1 controllers on a
+/// hybrid host, the only one on a pure v2 host.
+#[test]
+fn codex_a_process_cloned_into_a_v2_cgroup_starts_there() {
+    let v2_root = if cgroup_v2_only() {
+        std::path::PathBuf::from("/sys/fs/cgroup")
+    } else {
+        std::path::PathBuf::from("/sys/fs/cgroup/unified")
+    };
+    if !v2_root.join("cgroup.procs").exists() {
+        skip("no cgroup v2 hierarchy mounted");
+        return;
+    }
+    // Beside this process's cgroup: a v2 cgroup with processes cannot have children.
+    let own_v2 = cgroup_of(std::process::id() as i64, "").expect("own v2 cgroup");
+    let parent = std::path::Path::new(&own_v2)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let rel = format!(
+        "{}/codex-clone3-{}",
+        parent.trim_end_matches('/'),
+        std::process::id()
+    );
+    let dir = v2_root.join(rel.trim_start_matches('/'));
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    struct RemoveAtEnd(std::path::PathBuf);
+    impl Drop for RemoveAtEnd {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _cleanup = RemoveAtEnd(dir.clone());
+    let fd = std::fs::File::open(&dir).unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    // SAFETY: the child only reads a file with raw syscalls, writes to a pipe and exits
+    // (no allocation after the fork of this multi-threaded test process).
+    let pid = unsafe { codex_runtime::sys::clone_into_cgroup(0, std::os::fd::AsFd::as_fd(&fd)) }
+        .unwrap_or_else(|e| panic!("clone3 into {}: {e}", dir.display()));
+    if pid == 0 {
+        // SAFETY: raw open/read/write/_exit with buffers on this stack.
+        unsafe {
+            let mut buf = [0u8; 4096];
+            let f = libc::open(c"/proc/self/cgroup".as_ptr(), libc::O_RDONLY);
+            let n = libc::read(f, buf.as_mut_ptr().cast(), buf.len());
+            if n > 0 {
+                libc::write(
+                    std::os::fd::AsRawFd::as_raw_fd(&w),
+                    buf.as_ptr().cast(),
+                    n as usize,
+                );
+            }
+            libc::_exit(0);
+        }
+    }
+    drop(w);
+    let mut seen = String::new();
+    std::io::Read::read_to_string(&mut std::fs::File::from(r), &mut seen).unwrap();
+    nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap();
+    let v2_line = seen
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no v2 line in {seen:?}"));
+    assert_eq!(v2_line, rel, "the child started elsewhere: {seen:?}");
+}
