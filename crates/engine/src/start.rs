@@ -31,6 +31,8 @@ struct Spawned {
     child: Child,
     report: OwnedFd,
     id_pipe: Option<std::fs::File>,
+    /// Joined with the rest: the caller is single-threaded again once the start is done.
+    _warm: codex_runtime::cgroups::warm::WarmThread,
 }
 
 impl Drop for Spawned {
@@ -110,7 +112,7 @@ impl Engine {
     fn spawn_supervisor(&self, id: Option<&str>, stdin: Option<OwnedFd>) -> Result<Spawned> {
         // The placement of the container's init, about 10 ms from now, is then not
         // held up by the kernel's cgroup migration lock (cgroups::warm).
-        codex_runtime::cgroups::warm::warm_in_thread();
+        let warm = codex_runtime::cgroups::warm::warm_in_thread();
         let (r, w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the status pipe")?;
         let wfd = w.as_raw_fd();
@@ -184,6 +186,7 @@ impl Engine {
             child,
             report: r,
             id_pipe: id_pipe.map(|(_, w)| std::fs::File::from(w)),
+            _warm: warm,
         })
     }
 

@@ -81,10 +81,22 @@ fn a_prepared_start_starts_the_container_and_a_dropped_one_leaves_nothing() {
         "a dropped prepared start left a process or a zombie"
     );
 
+    // A slow warm-up (a long grace period) must still be over when the start returns.
+    std::env::set_var("CODEX_TEST_PAUSE", "cgroup-warm:300");
     let prepared = eng.prepare_start(None).expect("prepare");
     let rec = eng.create(script("prepared", "exit 7")).expect("create");
     let started = eng.start_prepared(prepared, &rec.id).expect("start");
     assert_eq!(started.id, rec.id);
+    // The start's cgroup warm-up thread is joined by the time it returns: a
+    // single-threaded caller may fork (an in-process exec) right after.
+    let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .filter(|c| c.trim() == "cgroup-warm")
+        .collect();
+    assert!(threads.is_empty(), "the warm-up thread outlived the start");
+    std::env::remove_var("CODEX_TEST_PAUSE");
     let code = eng.wait(&rec.id).expect("wait");
     assert_eq!(code, Some(7));
     eng.remove(&rec.id, true, true).expect("remove");

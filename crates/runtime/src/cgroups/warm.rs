@@ -20,18 +20,47 @@ use std::path::PathBuf;
 /// runtime: it must be single-threaded when it forks the init, and a forked helper
 /// started at its `create` was measured slower, not faster (its head start is about
 /// 3 ms of a grace period of 4 to 12, and the fork and the reap cost more).
-pub fn warm_in_thread() {
+///
+/// The returned guard joins the thread when dropped: keep it until the start is done
+/// (its grace period has passed by then), so that the caller is single-threaded again
+/// for whatever forks next (an in-process `exec` refuses a multi-threaded caller).
+pub fn warm_in_thread() -> WarmThread {
     let Some(procs) = own_v1_procs_file() else {
-        return;
+        return WarmThread(None);
     };
-    let _ = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("cgroup-warm".into())
         .spawn(move || {
+            test_pause();
             if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(&procs) {
                 // "0": the writing process itself, moved to where it already is.
                 let _ = f.write_all(b"0");
             }
         });
+    WarmThread(thread.ok())
+}
+
+/// The warm-up thread of [`warm_in_thread`], joined on drop.
+pub struct WarmThread(Option<std::thread::JoinHandle<()>>);
+
+impl Drop for WarmThread {
+    fn drop(&mut self) {
+        if let Some(t) = self.0.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Debug builds: `CODEX_TEST_PAUSE=cgroup-warm:MS` holds the thread MS milliseconds
+/// first (a test's slow grace period), as the engine's test hooks do.
+fn test_pause() {
+    #[cfg(debug_assertions)]
+    if let Some(ms) = std::env::var("CODEX_TEST_PAUSE")
+        .ok()
+        .and_then(|v| v.strip_prefix("cgroup-warm:")?.parse::<u64>().ok())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(ms.min(10_000)));
+    }
 }
 
 /// `cgroup.procs` of this process's cgroup in the first v1 hierarchy with a single
