@@ -115,12 +115,15 @@ impl Engine {
         let warm = codex_runtime::cgroups::warm::warm_in_thread();
         let (r, w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the status pipe")?;
+        let w = above_child_fds(w)?;
         let wfd = w.as_raw_fd();
         let id_pipe = match id {
             Some(_) => None,
-            None => Some(
-                nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "creating the id pipe")?,
-            ),
+            None => {
+                let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                    .ctx(|| "creating the id pipe")?;
+                Some((above_child_fds(r)?, w))
+            }
         };
         let id_rfd = id_pipe.as_ref().map(|(r, _)| r.as_raw_fd());
         // Executed from a read-only view of the binary, the supervisor is protected
@@ -129,13 +132,7 @@ impl Engine {
         let view = codex_runtime::selfclone::overlay_view(&self.supervisor_exe)
             .ok()
             .map(std::os::fd::OwnedFd::from)
-            .filter(|fd| {
-                nix::fcntl::fcntl(
-                    fd,
-                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-                )
-                .is_ok()
-            });
+            .and_then(|fd| above_child_fds(fd).ok());
         let view_fd = view.as_ref().map(|fd| fd.as_raw_fd());
         crate::trace::phase("start: binary view made");
         let mut cmd = match view_fd {
@@ -232,6 +229,23 @@ impl Engine {
     }
 }
 
+/// `fd` moved to a number above the fds the supervisor is given ([`STATUS_FD`],
+/// [`ID_FD`]), close-on-exec. Whatever number the kernel handed out (another thread,
+/// such as the warm-up's, may open and close fds meanwhile), the child's `dup2`s onto
+/// 3 and 4 then never overwrite a source not yet copied, and never meet a source that
+/// is already its target, which `dup2` leaves close-on-exec: the fd would be gone at the
+/// exec. Found after a 1000-container fill (4 CLIs at once) aborted in one of six runs
+/// with four containers left running; the race was read from the code (an fd the
+/// warm-up thread held while the status pipe was made, closed before the id pipe),
+/// not reproduced on demand.
+fn above_child_fds(fd: OwnedFd) -> Result<OwnedFd> {
+    const FIRST_FREE: i32 = ID_FD + 1;
+    let raw = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(FIRST_FREE))
+        .ctx(|| "moving a supervisor fd")?;
+    // SAFETY: F_DUPFD_CLOEXEC just returned this new fd, owned by nothing else.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
+}
+
 /// Created or ended: what a start accepts.
 fn check_startable(rec: &ContainerRecord) -> Result<()> {
     match rec.status {
@@ -244,5 +258,19 @@ fn check_startable(rec: &ContainerRecord) -> Result<()> {
             s,
             "start needs it created or exited",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_moved_fd_is_above_the_childs_fds_and_close_on_exec() {
+        let (r, _w) = nix::unistd::pipe2(nix::fcntl::OFlag::empty()).unwrap();
+        let moved = above_child_fds(r).unwrap();
+        assert!(moved.as_raw_fd() > ID_FD, "fd {}", moved.as_raw_fd());
+        let flags = nix::fcntl::fcntl(&moved, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+        assert_ne!(flags & libc::FD_CLOEXEC, 0, "not close-on-exec");
     }
 }
