@@ -2,45 +2,18 @@
 //! shell under a real supervisor (the debug `codex-ctr` binary, built by `cargo build`
 //! before `cargo test`), so no image is needed. Each test has its own engine root.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use codex_engine::aio::AsyncEngine;
-use codex_engine::config::{ContainerConfig, Isolation};
-use codex_engine::engine::Engine;
 use codex_engine::logread::LogQuery;
 
-fn supervisor() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/codex-ctr");
-    p.exists().then_some(p)
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
+mod common;
+use common::script;
 
 /// An engine over a fresh root, or None (with a loud note) where this cannot run.
 fn engine() -> Option<(tempfile::TempDir, AsyncEngine)> {
-    let Some(exe) = supervisor().filter(|_| is_root()) else {
-        codex_tests::skip("needs root and target/debug/codex-ctr (run `cargo build` first)");
-        return None;
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("codex-aio-")
-        .tempdir()
-        .expect("temp dir");
-    let eng = Engine::open(&dir.path().join("root"), exe).expect("open engine");
+    let (dir, eng) = common::real_engine("codex-aio-")?;
     Some((dir, AsyncEngine::new(eng)))
-}
-
-fn script(name: &str, sh: &str) -> ContainerConfig {
-    ContainerConfig {
-        name: Some(name.to_string()),
-        isolation: Isolation::Minimal,
-        command: vec!["/bin/sh".into(), "-c".into(), sh.into()],
-        ..Default::default()
-    }
 }
 
 #[tokio::test(flavor = "current_thread")]

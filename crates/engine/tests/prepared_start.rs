@@ -2,34 +2,10 @@
 //! does so that the supervisor's exec overlaps the create), on real processes (run as
 //! root): used, it starts the container; dropped, it leaves no process and no zombie.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use codex_engine::config::{ContainerConfig, Isolation};
-use codex_engine::engine::Engine;
-
-fn supervisor() -> Option<PathBuf> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/codex-ctr");
-    p.exists().then_some(p)
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// An engine over a fresh root, or None (with a loud note) where this cannot run.
-fn engine() -> Option<(tempfile::TempDir, Engine)> {
-    let Some(exe) = supervisor().filter(|_| is_root()) else {
-        codex_tests::skip("needs root and target/debug/codex-ctr (run `cargo build` first)");
-        return None;
-    };
-    let dir = tempfile::Builder::new()
-        .prefix("codex-prepared-")
-        .tempdir()
-        .expect("temp dir");
-    let eng = Engine::open(&dir.path().join("root"), exe).expect("open engine");
-    Some((dir, eng))
-}
+mod common;
+use common::script;
 
 /// Processes (pid, state) whose command line names `__supervise` and `root`, and any
 /// zombie child of this process.
@@ -56,18 +32,11 @@ fn supervisors_of(root: &Path) -> Vec<(i32, char)> {
     found
 }
 
-fn script(name: &str, sh: &str) -> ContainerConfig {
-    ContainerConfig {
-        name: Some(name.to_string()),
-        isolation: Isolation::Minimal,
-        command: vec!["/bin/sh".into(), "-c".into(), sh.into()],
-        ..Default::default()
-    }
-}
-
 #[test]
 fn a_prepared_start_starts_the_container_and_a_dropped_one_leaves_nothing() {
-    let Some((_dir, eng)) = engine() else { return };
+    let Some((_dir, eng)) = common::real_engine("codex-prepared-") else {
+        return;
+    };
     let root = eng.root().to_path_buf();
 
     let prepared = eng.prepare_start(None).expect("prepare");

@@ -1,4 +1,4 @@
-//! Helpers shared by the registry's test files (each test binary uses a part of them).
+//! Helpers shared by the engine's test files (each test binary uses a part of them).
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -69,4 +69,36 @@ pub fn assert_consistent(reg: &Registry) -> Vec<ContainerRecord> {
 
 pub fn is_name_in_use(e: &Error, wanted: &str) -> bool {
     matches!(e, Error::NameInUse { kind: "container", name } if name == wanted)
+}
+
+/// An engine over a fresh root whose supervisor is the debug `codex-ctr` (built by
+/// `cargo build` before `cargo test`), or None, with a loud skip, where this cannot run
+/// (not root, or no binary).
+pub fn real_engine(prefix: &str) -> Option<(tempfile::TempDir, codex_engine::engine::Engine)> {
+    let exe =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/debug/codex-ctr");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() == 0 };
+    if !root || !exe.exists() {
+        codex_tests::skip("needs root and target/debug/codex-ctr (run `cargo build` first)");
+        return None;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temp dir");
+    let eng =
+        codex_engine::engine::Engine::open(&dir.path().join("root"), exe).expect("open engine");
+    Some((dir, eng))
+}
+
+/// A `minimal` container (a host shell under a real supervisor: no image needed)
+/// running `sh -c SH`.
+pub fn script(name: &str, sh: &str) -> codex_engine::config::ContainerConfig {
+    codex_engine::config::ContainerConfig {
+        name: Some(name.to_string()),
+        isolation: codex_engine::config::Isolation::Minimal,
+        command: vec!["/bin/sh".into(), "-c".into(), sh.into()],
+        ..Default::default()
+    }
 }
