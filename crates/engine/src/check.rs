@@ -7,7 +7,7 @@
 //! an abandoned change): every other command touches only the containers it names, so its
 //! cost does not grow with the number of containers (docs/engine.md, "Cost model").
 
-use crate::engine::{is_live, Engine};
+use crate::engine::{is_live, starting, Engine};
 use crate::error::Result;
 use crate::registry::{Due, Problem, Reconciled, Registry, Repair};
 
@@ -39,7 +39,7 @@ impl Engine {
     /// The full check (see the module's doc). O(number of containers); the registry lock
     /// is held only while the registry's files are reconciled.
     pub fn check(&self) -> Result<Checked> {
-        let registry = reconcile(&self.registry)?;
+        let registry = reconcile(&self.registry, false)?;
         let (corrected, problems) = self.refresh_all();
         Ok(Checked {
             registry,
@@ -48,13 +48,45 @@ impl Engine {
         })
     }
 
-    /// What an open runs when the check is due.
+    /// What an open runs when the check is due. After a reboot also: the runtime's
+    /// leftovers of the containers the reconcile removed, and every ephemeral (`run
+    /// --rm`) container, whose run ended with the host (as its supervisor would have
+    /// removed it), best effort: what fails stays for `rm`.
     pub(crate) fn check_due(&self, due: &Due) -> Result<()> {
-        reconcile(&self.registry)?;
-        if records_too(due) {
-            let _ = self.refresh_all();
+        if !records_too(due) {
+            reconcile(&self.registry, false)?;
+            return Ok(());
         }
+        let repaired = reconcile(&self.registry, true)?;
+        for id in repaired.repairs.iter().filter_map(removed_container) {
+            let _ = self.delete_runtime_container(id);
+        }
+        let _ = self.refresh_all();
+        self.remove_ephemeral();
         Ok(())
+    }
+
+    /// Removes every ephemeral container made on an earlier boot that nothing runs or
+    /// starts (after a reboot: none). One made on this boot may be a `run --rm` of
+    /// another CLI under way; and where the boot id cannot be read, none is removed.
+    fn remove_ephemeral(&self) {
+        let boot = crate::registry::boot_id();
+        let Ok(names) = self.registry.container_names() else {
+            return;
+        };
+        if boot.is_empty() {
+            return;
+        }
+        let ids: std::collections::BTreeSet<String> = names.into_values().collect();
+        for id in &ids {
+            let Ok(rec) = self.registry.get(id) else {
+                continue;
+            };
+            let earlier_boot = rec.ephemeral_boot.as_ref().is_some_and(|b| *b != boot);
+            if earlier_boot && !is_live(rec.status) && !starting(&rec) {
+                let _ = self.remove(id, true, true);
+            }
+        }
     }
 
     /// Every live record refreshed (a dead supervisor noticed), one at a time.
@@ -97,9 +129,24 @@ impl Engine {
     }
 }
 
-/// The registry's reconcile, and the network rules of addresses it freed.
-fn reconcile(registry: &Registry) -> Result<Reconciled> {
-    let repaired = registry.reconcile()?;
+/// The id of a container `repair` removed.
+fn removed_container(repair: &Repair) -> Option<&str> {
+    match repair {
+        Repair::RemovedIncomplete { id }
+        | Repair::RemovedOrphan { id, .. }
+        | Repair::DroppedName { id, .. }
+        | Repair::RemovedLostInCrash { id, .. } => Some(id),
+        _ => None,
+    }
+}
+
+/// The registry's reconcile (`after_reboot`: see [`Registry::reconcile_after_reboot`]),
+/// and the network rules of addresses it freed.
+fn reconcile(registry: &Registry, after_reboot: bool) -> Result<Reconciled> {
+    let repaired = match after_reboot {
+        true => registry.reconcile_after_reboot()?,
+        false => registry.reconcile()?,
+    };
     if repaired
         .repairs
         .iter()

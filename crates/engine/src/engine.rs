@@ -77,6 +77,17 @@ impl Engine {
     /// Validates `config`, resolves its image, writes the OCI bundle and records the
     /// container as `created`. Nothing is left behind on error.
     pub fn create(&self, config: ContainerConfig) -> Result<ContainerRecord> {
+        self.create_as(config, false)
+    }
+
+    /// [`Engine::create`] for `run --rm`: the container's files are written without
+    /// fsync, here and in every later change, since it goes when its run ends; a host
+    /// crash may lose it (see [`ContainerRecord::ephemeral`]).
+    pub fn create_ephemeral(&self, config: ContainerConfig) -> Result<ContainerRecord> {
+        self.create_as(config, true)
+    }
+
+    fn create_as(&self, config: ContainerConfig, ephemeral: bool) -> Result<ContainerRecord> {
         config.validate()?;
         let mut config = config;
         // Recorded as resolved: a later default (the bridge, once wired) does not
@@ -131,6 +142,7 @@ impl Engine {
             config.name.as_deref(),
             cfg_json,
             config.labels.clone(),
+            ephemeral,
             |id, dir, index| {
                 // Its address, handed out under the same lock as the container's entry.
                 if let Some(net) = &network {
@@ -164,10 +176,13 @@ impl Engine {
                     // Its directory entry is made durable by the record's write below,
                     // which syncs this same directory: no sync of its own.
                     let lowers = dir.join("lowers");
-                    codex_sys::AtomicFile::new(&lowers)
-                        .without_dir_sync()
-                        .write(&list)
-                        .ctx(|| format!("writing {}", lowers.display()))?;
+                    let file = codex_sys::AtomicFile::new(&lowers).without_dir_sync();
+                    match ephemeral {
+                        true => file.not_durable(),
+                        false => file,
+                    }
+                    .write(&list)
+                    .ctx(|| format!("writing {}", lowers.display()))?;
                     dir.join(ROOTFS_DIR)
                 };
                 crate::trace::phase("create: layers listed");
@@ -192,7 +207,12 @@ impl Engine {
                 std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
                 let text = serde_json::to_vec_pretty(&spec)
                     .map_err(|e| Error::invalid("spec", e.to_string()))?;
-                codex_runtime::state::write_atomic(&bundle.join("config.json"), &text)?;
+                let config_json = bundle.join("config.json");
+                if ephemeral {
+                    crate::registry::write_unsynced(&config_json, &text)?;
+                } else {
+                    codex_runtime::state::write_atomic(&config_json, &text)?;
+                }
                 crate::trace::phase("create: bundle written");
                 Ok(())
             },

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Context, Error, Result};
 
 pub use index::{Index, INDEX_VERSION};
+pub(crate) use intent::boot_id;
 pub use intent::{Due, Intent, INTENTS_DIR, RECONCILED_FILE};
 pub use links::NAMES_DIR;
 pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
@@ -45,6 +46,7 @@ pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
 /// How the registry reads its versioned files, for the fuzz target in `fuzz/`.
 #[doc(hidden)]
 pub use files::parse_versioned;
+pub(crate) use files::write_unsynced;
 
 /// A random name for an anonymous volume (64 hex characters, like an id).
 pub fn new_volume_name() -> Result<String> {
@@ -220,7 +222,7 @@ impl Registry {
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
     ) -> Result<ContainerRecord> {
-        self.create_container_with(name, config, labels, |_, _, _| Ok(()))
+        self.create_container_with(name, config, labels, false, |_, _, _| Ok(()))
     }
 
     /// [`Registry::create_container`], with `prepare(id, dir, index)` run on the new
@@ -230,11 +232,15 @@ impl Registry {
     /// with the container's entry, or not at all.
     /// If it fails, or the process dies while it runs, the container never existed (the
     /// next [`Registry::reconcile`] removes a directory left without `state.json`).
+    /// An `ephemeral` container (`run --rm`) is written without fsync, now and in every
+    /// later update (see [`ContainerRecord::ephemeral`]); `prepare` should write its own
+    /// files the same way.
     pub fn create_container_with(
         &self,
         name: Option<&str>,
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
+        ephemeral: bool,
         prepare: impl FnOnce(&str, &Path, &mut Index) -> Result<()>,
     ) -> Result<ContainerRecord> {
         if let Some(name) = name {
@@ -257,18 +263,21 @@ impl Registry {
             None => names::generate_name(|n| !matches!(self.link_of(n), Ok(None)))?,
         };
         let (id, dir) = self.new_container_dir()?;
-        let record = ContainerRecord::new(id, name, config, labels);
+        let mut record = ContainerRecord::new(id, name, config, labels);
+        record.ephemeral_boot = ephemeral.then(intent::boot_id);
         let mut linked = false;
         let committed = (|| {
             let mut index = self.index()?;
             let before = index.clone();
             prepare(&record.id, &dir, &mut index)?;
-            write_atomic(
-                &dir.join(STATE_FILE),
-                &to_json(&record, &dir.join(STATE_FILE))?,
-            )?;
-            let containers = self.containers_dir();
-            sync_dir(&containers).ctx(|| format!("syncing {}", containers.display()))?;
+            let state = dir.join(STATE_FILE);
+            if ephemeral {
+                files::write_unsynced(&state, &to_json(&record, &state)?)?;
+            } else {
+                write_atomic(&state, &to_json(&record, &state)?)?;
+                let containers = self.containers_dir();
+                sync_dir(&containers).ctx(|| format!("syncing {}", containers.display()))?;
+            }
             // Only what `prepare` made (volumes): most creates leave the index alone.
             if index != before {
                 index.version = INDEX_VERSION;
@@ -278,6 +287,9 @@ impl Registry {
             linked = self.add_link(&record.name, &record.id)?;
             if !linked {
                 return Err(in_use(&record.name));
+            }
+            if ephemeral {
+                return Ok(());
             }
             self.sync_names()
         })();
@@ -324,9 +336,14 @@ impl Registry {
         }
         if record != before {
             record.version = RECORD_VERSION;
-            // A status change: its data durable, its rename not waited for (see
-            // `files::replace_atomic`).
-            files::replace_atomic(&path, &to_json(&record, &path)?)?;
+            let data = to_json(&record, &path)?;
+            if record.ephemeral() {
+                files::write_unsynced(&path, &data)?;
+            } else {
+                // A status change: its data durable, its rename not waited for (see
+                // `files::replace_atomic`).
+                files::replace_atomic(&path, &data)?;
+            }
         }
         Ok(record)
     }
@@ -369,6 +386,9 @@ impl Registry {
                     .map(|(k, _)| k)
                     .collect(),
             };
+            // An ephemeral container's removal is not synced either: a host crash that
+            // undoes it leaves the container, which the next boot's open removes.
+            let durable = !matches!(&record, Ok(Some(rec)) if rec.ephemeral());
             let has_dir = dir.symlink_metadata().is_ok();
             if names.is_empty() && !has_dir {
                 return Err(Error::NotFound {
@@ -387,11 +407,11 @@ impl Registry {
             for name in &names {
                 self.remove_link(name)?;
             }
-            if !names.is_empty() {
+            if !names.is_empty() && durable {
                 self.sync_names()?;
             }
             if has_dir {
-                if let Err(e) = self.retire(&dir, &trash, &mounts) {
+                if let Err(e) = self.retire(&dir, &trash, &mounts, durable) {
                     for name in &names {
                         let _ = self.add_link(name, id);
                     }
@@ -418,7 +438,7 @@ impl Registry {
 
     /// Renames a container directory to its `.removing-<id>` name (under the lock), unless
     /// something is mounted below it.
-    fn retire(&self, dir: &Path, trash: &Path, mounts: &[PathBuf]) -> Result<()> {
+    fn retire(&self, dir: &Path, trash: &Path, mounts: &[PathBuf], durable: bool) -> Result<()> {
         if let Some(mount) = mounts_under(mounts, dir).first() {
             return Err(still_mounted(format!("removing {}", dir.display()), mount));
         }
@@ -426,6 +446,9 @@ impl Registry {
         remove_tree(trash)?;
         fs::rename(dir, trash)
             .ctx(|| format!("renaming {} to {}", dir.display(), trash.display()))?;
+        if !durable {
+            return Ok(());
+        }
         let containers = self.containers_dir();
         sync_dir(&containers).ctx(|| format!("syncing {}", containers.display()))
     }

@@ -152,7 +152,7 @@ impl Engine {
     /// `delete --force` of the runtime's container, retried while its processes are
     /// still dying (a cgroup is removed only once empty). An error leaves the record
     /// `removing`, for the next `rm` to finish.
-    fn delete_runtime_container(&self, id: &str) -> Result<()> {
+    pub(crate) fn delete_runtime_container(&self, id: &str) -> Result<()> {
         let rt = self.runtime();
         let end = Instant::now() + RUNTIME_DELETE_PATIENCE;
         loop {

@@ -219,6 +219,60 @@ fn a_corrupt_state_json_is_reported_and_rm_still_removes_the_container() {
     assert!(assert_consistent(&reg).is_empty());
 }
 
+/// An ephemeral (`run --rm`) record is written without fsync, so a host crash may leave
+/// it empty: the reconcile after a reboot removes such a container (its name too), as its
+/// end would have. Without a reboot an empty record is corruption like any other (reported,
+/// left), and after one a record with content that does not load is left as well.
+#[test]
+fn an_empty_record_is_removed_after_a_reboot_and_reported_before() {
+    let tmp = temp_root();
+    let reg = Registry::open(tmp.path()).expect("open");
+    let lost = reg
+        .create_container_with(Some("lost"), json!({}), no_labels(), true, |_, _, _| Ok(()))
+        .expect("ephemeral create");
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    assert_eq!(lost.ephemeral_boot.as_deref(), Some(boot.trim()));
+    assert!(reg.get("lost").expect("get").ephemeral());
+    let torn = reg
+        .create_container(Some("torn"), json!({}), no_labels())
+        .expect("create");
+    assert!(!torn.ephemeral());
+    let lost_state = reg.container_dir(&lost.id).expect("dir").join(STATE_FILE);
+    let torn_state = reg.container_dir(&torn.id).expect("dir").join(STATE_FILE);
+    std::fs::write(&lost_state, b"").expect("empty it, as the crash did");
+    std::fs::write(&torn_state, br#"{"version": 1, "id": "#).expect("write");
+
+    let before = reg.reconcile().expect("reconcile");
+    assert!(before.repairs.is_empty(), "{:?}", before.repairs);
+    let mut paths: Vec<PathBuf> = before.problems.iter().map(|p| p.path.clone()).collect();
+    paths.sort();
+    let mut want = vec![lost_state.clone(), torn_state.clone()];
+    want.sort();
+    assert_eq!(paths, want);
+
+    let after = reg
+        .reconcile_after_reboot()
+        .expect("reconcile after a reboot");
+    assert_eq!(
+        after.repairs,
+        vec![Repair::RemovedLostInCrash {
+            id: lost.id.clone(),
+            names: vec!["lost".into()],
+        }]
+    );
+    assert!(after.repairs[0]
+        .to_string()
+        .contains("empty after a reboot"));
+    assert_eq!(after.problems.len(), 1, "{:?}", after.problems);
+    assert_eq!(after.problems[0].path, torn_state);
+    assert!(!reg.container_dir(&lost.id).expect("dir").exists());
+    assert!(matches!(reg.get("lost"), Err(Error::NotFound { .. })));
+    assert!(
+        torn_state.exists(),
+        "a record with content is never removed"
+    );
+}
+
 #[test]
 fn a_corrupt_registry_json_is_an_error_naming_the_file() {
     let tmp = temp_root();

@@ -35,7 +35,12 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
         None => (None, None),
     };
     let start = eng.prepare_start(stdin_r)?;
-    let rec = eng.create(config)?;
+    // A container that goes when its run ends is not written durably (fsync): a host
+    // crash loses nothing a user could come back to.
+    let rec = match a.rm {
+        true => eng.create_ephemeral(config)?,
+        false => eng.create(config)?,
+    };
     if detach {
         if let Err(e) = eng.start_prepared(start, &rec.id) {
             if a.rm {

@@ -34,6 +34,15 @@ pub(crate) fn replace_atomic(path: &Path, data: &[u8]) -> Result<()> {
         .ctx(|| format!("writing {}", path.display()))
 }
 
+/// [`write_atomic`] without any fsync: for the files of an ephemeral container
+/// (`run --rm`), which a host crash may lose (see `ContainerRecord::ephemeral`).
+pub(crate) fn write_unsynced(path: &Path, data: &[u8]) -> Result<()> {
+    codex_sys::AtomicFile::new(path)
+        .not_durable()
+        .write(data)
+        .ctx(|| format!("writing {}", path.display()))
+}
+
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()

@@ -38,6 +38,11 @@ pub enum Repair {
         was: String,
         now: String,
     },
+    /// After a reboot, `state.json` was empty: an unsynced write lost in the host's crash,
+    /// which only an ephemeral (`run --rm`) container's record can be (every other
+    /// write syncs its data before the rename). Its names were dropped and the rest
+    /// removed, as that container's end would have.
+    RemovedLostInCrash { id: String, names: Vec<String> },
     /// The leftover of an interrupted rm (`containers/.removing-<id>`) was deleted.
     RemovedLeftover { path: PathBuf },
     /// A temp file of an interrupted write was deleted.
@@ -75,6 +80,11 @@ impl fmt::Display for Repair {
                     "container {id}: renamed {was:?} to {now:?} to match {NAMES_DIR}/"
                 )
             }
+            Repair::RemovedLostInCrash { id, names } => write!(
+                f,
+                "container {id} ({}): removed: its record was empty after a reboot (an unsynced run --rm record the crash lost)",
+                if names.is_empty() { "no name".to_string() } else { names.join(", ") }
+            ),
             Repair::RemovedLeftover { path } => {
                 write!(f, "{}: deleted what an interrupted rm left", path.display())
             }
@@ -127,6 +137,17 @@ impl Registry {
     /// directory with a mount below it is reported as a [`Problem`] and left alone. It
     /// fails only when the index itself is unreadable or the root cannot be read.
     pub fn reconcile(&self) -> Result<Reconciled> {
+        self.reconcile_as(false)
+    }
+
+    /// [`Registry::reconcile`] for the first open after a reboot: an empty `state.json`
+    /// is then what a host crash made of an unsynced write (see
+    /// [`Repair::RemovedLostInCrash`]), and its container is removed instead of left.
+    pub fn reconcile_after_reboot(&self) -> Result<Reconciled> {
+        self.reconcile_as(true)
+    }
+
+    fn reconcile_as(&self, after_reboot: bool) -> Result<Reconciled> {
         let mut out = Reconciled::default();
         let mut doomed: Vec<PathBuf> = Vec::new();
         let abandoned;
@@ -223,6 +244,21 @@ impl Registry {
                         }
                         Err(problem) => out.problems.push(problem),
                     },
+                    Err(_) if after_reboot && is_empty_file(&state_path) => {
+                        match self.retire_for_reconcile(&path, id, &mounts) {
+                            Ok(trash) => {
+                                doomed.push(trash);
+                                for name in &names {
+                                    links.remove(name);
+                                }
+                                out.repairs.push(Repair::RemovedLostInCrash {
+                                    id: id.into(),
+                                    names,
+                                });
+                            }
+                            Err(problem) => out.problems.push(problem),
+                        }
+                    }
                     // Corrupt: leave it for the user to see and `rm -f`.
                     Err(e) => out.problems.push(Problem {
                         path: state_path,
@@ -339,7 +375,7 @@ impl Registry {
         mounts: &[PathBuf],
     ) -> std::result::Result<PathBuf, Problem> {
         let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
-        self.retire(dir, &trash, mounts)
+        self.retire(dir, &trash, mounts, true)
             .map(|()| trash)
             .map_err(|e| Problem {
                 path: dir.to_path_buf(),
@@ -353,7 +389,8 @@ fn retired_as(repair: &Repair, trash: &Path) -> bool {
     let id = match repair {
         Repair::RemovedIncomplete { id }
         | Repair::RemovedOrphan { id, .. }
-        | Repair::DroppedName { id, .. } => id,
+        | Repair::DroppedName { id, .. }
+        | Repair::RemovedLostInCrash { id, .. } => id,
         _ => return false,
     };
     trash
@@ -361,6 +398,11 @@ fn retired_as(repair: &Repair, trash: &Path) -> bool {
         .and_then(|n| n.to_str())
         .and_then(|n| n.strip_prefix(REMOVING_PREFIX))
         == Some(id.as_str())
+}
+
+/// A regular file of length 0 (not a symlink: nothing is followed).
+fn is_empty_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0)
 }
 
 /// Deletes `.<file>.tmp-*` in `dir`: every writer of `file` holds the lock, so under the

@@ -137,6 +137,12 @@ pub struct ContainerRecord {
     /// and `unless-stopped` does not bring it back at boot. Cleared by a user's start.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub manually_stopped: bool,
+    /// Made by `run --rm`, on the boot this names (the kernel's boot id): its files are
+    /// written without fsync, since the container goes when its run ends. A host crash
+    /// may lose them or leave its record empty; the first open on a later boot removes
+    /// it (`Engine::open`, the registry's reconcile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ephemeral_boot: Option<String>,
     /// The backoff before the last restart, in milliseconds (doubled for the next one
     /// unless the container ran long enough; see `restart::next_delay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -181,6 +187,7 @@ impl ContainerRecord {
             restart_count: 0,
             stop_requested: false,
             manually_stopped: false,
+            ephemeral_boot: None,
             restart_delay_ms: None,
             restart_at: None,
             health: None,
@@ -212,6 +219,11 @@ impl ContainerRecord {
     pub(crate) fn set_supervisor(&mut self, process: Option<ProcessId>) {
         self.supervisor_pid = process.map(|p| p.pid);
         self.supervisor_start = process.map(|p| p.start_time);
+    }
+
+    /// Its files are written without fsync (see [`ContainerRecord::ephemeral_boot`]).
+    pub fn ephemeral(&self) -> bool {
+        self.ephemeral_boot.is_some()
     }
 
     /// The first 12 characters of the id, as `ps` shows it.

@@ -324,6 +324,8 @@ fn start_container(
     dup_to(&err_w, 2);
     let opts = codex_runtime::CreateOptions {
         bundle: dir.join(BUNDLE_DIR),
+        // As unsynced as the container's own record (see `ContainerRecord::ephemeral`).
+        unsynced_state: registry.get(id).is_ok_and(|r| r.ephemeral()),
         ..Default::default()
     };
     let created = match console {

@@ -24,6 +24,10 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// Writes the state record without fsync, for a caller that discards the container
+    /// after a host crash anyway (the engine's `run --rm`): a crash may lose the record
+    /// or leave it empty.
+    pub unsynced_state: bool,
 }
 
 /// Undoes a half-made container unless disarmed: kills its process, removes its
@@ -280,8 +284,8 @@ impl Runtime {
             }
         }
 
-        if foreground {
-            // Renamed into place, synced by `run` while the init execs (see there).
+        if foreground || opts.unsynced_state {
+            // Renamed into place; `run` syncs it while the init execs (see there).
             state.save_unsynced(&dir)?;
         } else {
             state.save(&dir)?;

@@ -1,0 +1,166 @@
+//! `run --rm` containers are ephemeral: their files are written without fsync (the
+//! container goes when its run ends, so a host crash loses nothing a user could come back
+//! to), and the first open on a later boot removes what a crash left of them. A reboot is
+//! simulated: the supervisor and the init are SIGKILLed (as the host's end kills them),
+//! the record is given an earlier boot id, and the root's record of its last full
+//! reconcile is deleted (what a new boot id means to the engine).
+
+use std::path::Path;
+use std::time::Duration;
+
+use codex_tests::ctr::Ctr;
+use codex_tests::*;
+
+/// Every fsync-like call `codex-ctr args` makes, in every process it starts (supervisor,
+/// shim, runtime, init), counted by strace.
+fn syncs_of(c: &Ctr, args: &[&str]) -> Vec<String> {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = c.root.with_file_name(format!("strace-{n}"));
+    let bin = codex_tests::ctr::ctr_binary();
+    let log_arg = log.to_string_lossy().to_string();
+    let bin_arg = bin.to_string_lossy().to_string();
+    let mut argv = vec![
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=fsync,fdatasync,sync_file_range,syncfs,sync",
+        "-o",
+        &log_arg,
+        &bin_arg,
+    ];
+    argv.extend_from_slice(args);
+    let mut cmd = c.netns().cmd(&argv);
+    cmd.env("CODEX_CTR_ROOT", &c.root);
+    run_command(&mut cmd).assert_ok();
+    let text = std::fs::read_to_string(&log).expect("strace's log");
+    let _ = std::fs::remove_file(&log);
+    text.lines()
+        .filter(|l| l.contains("sync") && !l.contains("+++") && !l.contains("---"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn run_rm_syncs_nothing_while_a_kept_container_is_synced() {
+    if !have_tool("strace") {
+        skip("strace is not installed (it counts the fsyncs)");
+        return;
+    }
+    let c = Ctr::new();
+    // Positive control: a container that stays is made durable.
+    let kept = syncs_of(
+        &c,
+        &[
+            "run",
+            "--name",
+            "kept",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ],
+    );
+    assert!(!kept.is_empty(), "a kept container was never synced");
+    let gone = syncs_of(&c, &["run", "--rm", "--network", "none", "busybox", "true"]);
+    assert!(gone.is_empty(), "run --rm synced: {gone:#?}");
+    assert_eq!(c.containers(), 1, "run --rm left its container");
+}
+
+#[test]
+fn run_rm_records_the_boot_it_was_made_on() {
+    let c = Ctr::new();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    let args = |name: &'static str, rm: bool| {
+        let mut a = vec!["run", "-d", "--name", name, "--network", "none"];
+        if rm {
+            a.push("--rm");
+        }
+        a.extend(["busybox", "sleep", "1000"]);
+        a
+    };
+    c.run(&args("gone", true)).assert_ok();
+    c.run(&args("kept", false)).assert_ok();
+    assert_eq!(c.inspect("gone")["ephemeral_boot"], boot.trim());
+    assert!(c.inspect("kept").get("ephemeral_boot").is_none());
+    c.run(&["rm", "-f", "gone", "kept"]).assert_ok();
+}
+
+/// SIGKILLs a running container's supervisor and init, as a host's end would, and waits
+/// for both to be gone.
+fn crash(c: &Ctr, name: &str) {
+    let r = c.inspect(name);
+    let sup = r["supervisor_pid"].as_i64().expect("a supervisor");
+    let init = r["pid"].as_i64().expect("an init");
+    for pid in [sup, init] {
+        // SAFETY: kill(2) with a pid the engine recorded for this test's container.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(sup)
+            && !pid_alive(init)),
+        "{name}: its processes outlived SIGKILL"
+    );
+}
+
+/// Gives the record of `name` another boot id, as if it were made before a reboot.
+fn made_on_an_earlier_boot(root: &Path, id: &str) {
+    let state = root.join("containers").join(id).join("state.json");
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("read the record")).expect("json");
+    rec["ephemeral_boot"] = "00000000-0000-0000-0000-000000000000".into();
+    std::fs::write(&state, serde_json::to_vec_pretty(&rec).expect("json")).expect("write");
+}
+
+#[test]
+fn the_first_open_after_a_reboot_removes_the_run_rm_containers_of_the_boot_before() {
+    let c = Ctr::new();
+    let run = |name: &str, rm: bool| {
+        let mut a = vec!["run", "-d", "--name", name, "--network", "none"];
+        if rm {
+            a.push("--rm");
+        }
+        a.extend(["busybox", "sleep", "1000"]);
+        c.run(&a).assert_ok();
+        c.inspect(name)["id"].as_str().expect("id").to_string()
+    };
+    let old = run("old-rm", true);
+    let kept = run("kept", false);
+    let this_boot = run("this-boot-rm", true);
+    let running = run("running-rm", true);
+    for name in ["old-rm", "kept", "this-boot-rm"] {
+        crash(&c, name);
+    }
+    made_on_an_earlier_boot(&c.root, &old);
+    // The one still running was made "before the reboot" too: a live supervisor says
+    // otherwise, and it is left alone (an open that only thinks the boot is new, say
+    // where the reconcile record was lost, must never remove a running container).
+    made_on_an_earlier_boot(&c.root, &running);
+    let runtime = c.root.join("runtime");
+    assert!(
+        runtime.join(&old).is_dir(),
+        "the runtime's record of old-rm"
+    );
+    std::fs::remove_file(c.root.join("reconciled")).expect("the root's reconcile record");
+
+    let listed = c.run(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    listed.assert_ok();
+    let out = listed.stdout.clone();
+    assert!(!out.contains("old-rm"), "old-rm was kept:\n{out}");
+    assert!(!c.root.join("containers").join(&old).exists());
+    assert!(
+        !runtime.join(&old).exists(),
+        "old-rm's runtime record was left"
+    );
+    // A durable container stays (ended), as does an ephemeral one of this boot (another
+    // CLI's `run --rm` may be starting it) and the running one.
+    for name in ["kept", "this-boot-rm", "running-rm"] {
+        assert!(out.contains(name), "{name} was removed:\n{out}");
+    }
+    assert_ne!(c.inspect("kept")["status"], "running");
+    assert_eq!(c.inspect("running-rm")["status"], "running");
+    let _ = (kept, this_boot);
+    c.run(&["rm", "-f", "kept", "this-boot-rm", "running-rm"])
+        .assert_ok();
+}
