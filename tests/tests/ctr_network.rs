@@ -297,3 +297,68 @@ fn hosts_and_resolv_conf_are_the_engines_and_the_container_resolves_its_own_name
         "a host-network container got the engine's hosts file"
     );
 }
+
+/// The create writes the hosts file and resolv.conf a start would write, so a start
+/// leaves them as they are (same inode: no file replaced); a start after a peer joined
+/// the network writes the new hosts file (the control: the check does look).
+#[test]
+fn a_start_rewrites_hosts_only_when_its_content_changed() {
+    use std::os::unix::fs::MetadataExt;
+    let c = Ctr::new();
+    c.run(&["network", "create", "--subnet", "10.213.7.0/24", "hn"])
+        .assert_ok();
+    let id = c
+        .run(&[
+            "create",
+            "--name",
+            "ha",
+            "--network",
+            "hn",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .stdout
+        .trim()
+        .to_string();
+    let dir = c.root.join("containers").join(&id);
+    let inode = |f: &str| std::fs::metadata(dir.join(f)).expect(f).ino();
+    let (hosts, resolv) = (inode("hosts"), inode("resolv.conf"));
+    let created = std::fs::read_to_string(dir.join("hosts")).expect("hosts");
+    assert!(
+        created.contains("\tha") || created.contains(" ha"),
+        "{created}"
+    );
+    c.run(&["start", "ha"]).assert_ok();
+    assert_eq!(
+        inode("hosts"),
+        hosts,
+        "an unchanged hosts file was replaced"
+    );
+    assert_eq!(
+        inode("resolv.conf"),
+        resolv,
+        "an unchanged resolv.conf was replaced"
+    );
+    c.run(&["stop", "-t", "0", "ha"]).assert_ok();
+    c.run(&[
+        "create",
+        "--name",
+        "hb",
+        "--network",
+        "hn",
+        "busybox",
+        "true",
+    ])
+    .assert_ok();
+    c.run(&["start", "ha"]).assert_ok();
+    let now = std::fs::read_to_string(dir.join("hosts")).expect("hosts");
+    assert!(now.contains("hb"), "the peer is missing: {now}");
+    assert_ne!(
+        inode("hosts"),
+        hosts,
+        "a changed hosts file was not written"
+    );
+    c.run(&["rm", "-f", "ha", "hb"]).assert_ok();
+    c.run(&["network", "rm", "hn"]).assert_ok();
+}

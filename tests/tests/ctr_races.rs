@@ -68,6 +68,7 @@ fn rm_force_racing_start_never_leaves_a_started_container_killed_behind_its_back
         let name = format!("r{i}");
         c.run(&["create", "--name", &name, "busybox", "sleep", "1000"])
             .assert_ok();
+        let id = c.inspect(&name)["id"].as_str().expect("id").to_string();
         // rm -f has read the record (created, nobody starting it) and pauses before it
         // touches anything; the start claims the container in that window.
         let pause = format!("rm-claim:{pause_ms}");
@@ -84,6 +85,13 @@ fn rm_force_racing_start_never_leaves_a_started_container_killed_behind_its_back
         if rm.status.success() {
             let gone = c.run(&["inspect", &name]);
             assert!(!gone.ok(), "rm -f succeeded but {name} remains: {gone:?}");
+            // And nothing of it runs on unrecorded (a removal that let the start through).
+            assert!(
+                wait_until(Duration::from_secs(5), || processes_in_cgroups_of(&id)
+                    .is_empty()),
+                "rm -f succeeded but {name}'s processes run on: {:?}",
+                processes_in_cgroups_of(&id)
+            );
         } else {
             // rm lost to the start: then the start's container must be intact.
             assert!(start.ok(), "both failed: start {start:?} rm {rm:?}");

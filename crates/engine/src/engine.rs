@@ -143,7 +143,8 @@ impl Engine {
             cfg_json,
             config.labels.clone(),
             ephemeral,
-            |id, dir, index| {
+            |rec, dir, index| {
+                let id = rec.id.as_str();
                 // Its address, handed out under the same lock as the container's entry.
                 if let Some(net) = &network {
                     crate::network::allocate_in(&self.registry, index, net, id, &config.aliases)?;
@@ -198,7 +199,13 @@ impl Engine {
                     Some(t) => crate::network::join::share_files(&mut spec, &self.registry, t)?,
                     None if own_etc_files(&config) => {
                         crate::network::files::add_mounts(&mut spec, dir);
-                        crate::network::files::write_placeholders(dir)?;
+                        crate::network::files::write_at_create(
+                            &self.registry,
+                            index,
+                            rec,
+                            &config,
+                            dir,
+                        )?;
                     }
                     None => {}
                 }

@@ -225,7 +225,7 @@ impl Registry {
         self.create_container_with(name, config, labels, false, |_, _, _| Ok(()))
     }
 
-    /// [`Registry::create_container`], with `prepare(id, dir, index)` run on the new
+    /// [`Registry::create_container`], with `prepare(record, dir, index)` run on the new
     /// container directory before the record and the index are written: under the lock,
     /// so it must be quick (write files, make directories) and must not call back into
     /// the registry. What it changes in `index` (volumes the container makes) is saved
@@ -241,7 +241,7 @@ impl Registry {
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
         ephemeral: bool,
-        prepare: impl FnOnce(&str, &Path, &mut Index) -> Result<()>,
+        prepare: impl FnOnce(&ContainerRecord, &Path, &mut Index) -> Result<()>,
     ) -> Result<ContainerRecord> {
         if let Some(name) = name {
             validate_name(name)?;
@@ -269,7 +269,7 @@ impl Registry {
         let committed = (|| {
             let mut index = self.index()?;
             let before = index.clone();
-            prepare(&record.id, &dir, &mut index)?;
+            prepare(&record, &dir, &mut index)?;
             let state = dir.join(STATE_FILE);
             if ephemeral {
                 files::write_unsynced(&state, &to_json(&record, &state)?)?;

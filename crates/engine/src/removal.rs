@@ -38,6 +38,9 @@ impl Engine {
     /// with `volumes`, its anonymous volumes too.
     pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
         let mut rec = self.get(reference)?;
+        if let Some(result) = self.remove_if_ended(&rec, volumes) {
+            return result;
+        }
         let mut attempt = 0;
         while rec.status != ContainerStatus::Removing {
             attempt += 1;
@@ -85,7 +88,58 @@ impl Engine {
         // in between leaves this intent abandoned, and the next command's open frees them.
         let _intent = self.registry.intent("rm")?;
         self.registry.remove_container(&rec.id)?;
-        crate::events::emit_about(self.root(), &rec, "destroy", &[]);
+        self.after_removal(&rec, volumes)
+    }
+
+    /// The removal of a container that has ended and whose supervisor cleaned up after
+    /// it (no runtime container is left: that is what a claim would have protected from
+    /// a racing `start`), in one step under the registry lock, with no claim written
+    /// first: the common end of `run --rm`. `None` when the container is not such a one,
+    /// or a `start` won the race to it (the claiming removal then takes over).
+    fn remove_if_ended(&self, rec: &ContainerRecord, volumes: bool) -> Option<Result<()>> {
+        let ended = |r: &ContainerRecord| !is_live(r.status) && !starting(r);
+        if !ended(rec) || self.runtime().root().join(&rec.id).exists() {
+            return None;
+        }
+        let dir = match self.container_dir(&rec.id) {
+            Ok(d) => d,
+            Err(e) => return Some(Err(e)),
+        };
+        crate::testhook::pause("rm-claim");
+        // A `cp` of the stopped container may have the overlay mounted here.
+        crate::supervisor::unmount_rootfs(&dir);
+        let intent = match self.registry.intent("rm") {
+            Ok(i) => i,
+            Err(e) => return Some(Err(e)),
+        };
+        let removed = self.registry.remove_container_if(&rec.id, |r| {
+            if ended(r) {
+                Ok(())
+            } else {
+                Err(Error::wrong_state(
+                    &r.name,
+                    r.status,
+                    "it was started again meanwhile",
+                ))
+            }
+        });
+        match removed {
+            Ok(()) => {}
+            Err(Error::WrongState { .. }) => return None,
+            // Removed by someone else meanwhile: gone, as asked.
+            Err(Error::NotFound { .. }) => return Some(Ok(())),
+            Err(e) => return Some(Err(e)),
+        }
+        let done = self.after_removal(rec, volumes);
+        drop(intent);
+        Some(done)
+    }
+
+    /// What follows a container's removal from the registry: its event, its addresses
+    /// and the rules of its ports, its peers' hosts files, with `volumes` its anonymous
+    /// volumes.
+    fn after_removal(&self, rec: &ContainerRecord, volumes: bool) -> Result<()> {
+        crate::events::emit_about(self.root(), rec, "destroy", &[]);
         // Its addresses go with it. Should this fail (or the process die first), the
         // next reconcile frees them: the container is no longer in the index.
         let freed = crate::network::release_container(&self.registry, &rec.id).unwrap_or_default();

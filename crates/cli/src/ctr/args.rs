@@ -187,7 +187,7 @@ pub struct CreateArgs {
 }
 
 /// `run --help`'s examples: the common forms, copied and pasted.
-const RUN_EXAMPLES: &str = "\
+pub(super) const RUN_EXAMPLES: &str = "\
 Examples:
   codex-ctr run --rm busybox echo hi                 run a command and remove the container
   codex-ctr run -d --name web -p 8080:80 IMAGE       in the background, host port 8080 to 80

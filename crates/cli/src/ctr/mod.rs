@@ -18,13 +18,12 @@ mod network;
 mod ops;
 mod ports;
 mod progress;
+mod runparse;
 mod schedflags;
 mod secflags;
 mod serve;
 mod template;
 mod terminal;
-
-use clap::Parser;
 
 /// Docker's exit codes for a failed command: 126 when the container's program could
 /// not be executed, 127 when it was not found (typed by the runtime, carried through the
@@ -96,7 +95,7 @@ pub fn main() -> i32 {
         }
         return codex_engine::health::probe::main(&argv[2..]);
     }
-    let cli = match args::Cli::try_parse_from(&argv) {
+    let cli = match runparse::parse(&argv) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

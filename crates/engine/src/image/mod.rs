@@ -186,6 +186,11 @@ impl ImageStore {
                 .ctx(|| format!("creating {}", dir.display()))?;
         }
         let store = ImageStore { dir };
+        // Made last below: once it is there, so are the others (one stat on every
+        // command's open instead of five mkdirs).
+        if store.tmp_dir().is_dir() {
+            return Ok(store);
+        }
         for d in [
             store.dir.clone(),
             store.dir.join("blobs/sha256"),

@@ -42,15 +42,23 @@ pub fn add_mounts(spec: &mut Value, dir: &Path) {
 /// What container `id`'s hosts file says now, from the registry's records.
 pub fn hosts_in(registry: &Registry, id: &str) -> Result<Hosts> {
     let networks = super::list(registry)?;
-    // Only its peers' names: one record read each, not a listing of every container
-    // (a container on no network, or alone on one, costs the same among 1 or 1000).
-    let names: BTreeMap<String, String> = networks
+    let names = peer_names(registry, id, &networks);
+    hosts_from(registry, id, &networks, &names)
+}
+
+/// The names of `id`'s peers on `networks`: one record read each, not a listing of every
+/// container (a container on no network, or alone on one, costs the same among 1 or 1000).
+fn peer_names(
+    registry: &Registry,
+    id: &str,
+    networks: &[super::NetworkRecord],
+) -> BTreeMap<String, String> {
+    networks
         .iter()
         .filter(|n| n.endpoints.contains_key(id))
         .flat_map(|n| n.endpoints.keys())
         .filter_map(|peer| Some((peer.clone(), registry.name_of(peer).ok()??)))
-        .collect();
-    hosts_from(registry, id, &networks, &names)
+        .collect()
 }
 
 /// Container names by id, from `names/` (O(N): one `readlink` per container).
@@ -72,18 +80,21 @@ pub fn hosts_from(
     let rec = registry.get(id)?;
     let cfg: ContainerConfig = serde_json::from_value(rec.config.clone())
         .map_err(|e| Error::invalid("config", e.to_string()))?;
+    hosts_of(networks, names, &rec.id, &rec.name, &cfg)
+}
+
+fn hosts_of(
+    networks: &[super::NetworkRecord],
+    names: &BTreeMap<String, String>,
+    id: &str,
+    name: &str,
+    cfg: &ContainerConfig,
+) -> Result<Hosts> {
     let hostname = cfg
         .hostname
         .clone()
-        .unwrap_or_else(|| rec.id.chars().take(12).collect());
-    hosts_for(
-        networks,
-        names,
-        &rec.id,
-        &rec.name,
-        &hostname,
-        &cfg.add_hosts,
-    )
+        .unwrap_or_else(|| id.chars().take(12).collect());
+    hosts_for(networks, names, id, name, &hostname, &cfg.add_hosts)
 }
 
 /// Its resolv.conf: `--dns`, else the host's usable nameservers.
@@ -93,7 +104,8 @@ pub fn resolv_conf_for(cfg: &ContainerConfig) -> String {
     resolv_conf(&host, &cfg.dns)
 }
 
-/// Writes both files of container `id` into `dir` (atomically; before its start).
+/// Writes both files of container `id` into `dir` (atomically; before its start). A file
+/// that already says the same (what its create wrote, a restart's) is left as it is.
 pub fn write_files(registry: &Registry, id: &str, dir: &Path) -> Result<()> {
     let rec = registry.get(id)?;
     let cfg: ContainerConfig =
@@ -103,16 +115,53 @@ pub fn write_files(registry: &Registry, id: &str, dir: &Path) -> Result<()> {
     write(&dir.join(RESOLV_FILE), resolv_conf_for(&cfg).as_bytes())
 }
 
-/// Placeholders for the bundle's binds, made with the container's directory (the real
-/// content comes at start).
-pub fn write_placeholders(dir: &Path) -> Result<()> {
-    write(&dir.join(HOSTS_FILE), b"127.0.0.1\tlocalhost\n")?;
-    write(&dir.join(RESOLV_FILE), b"")
+/// Both files as the container's create sees them (`index`: the index its create is
+/// changing, with the container's own addresses): what its start most often writes
+/// again, which it then skips.
+pub fn write_at_create(
+    registry: &Registry,
+    index: &crate::registry::Index,
+    rec: &crate::registry::ContainerRecord,
+    cfg: &ContainerConfig,
+    dir: &Path,
+) -> Result<()> {
+    let networks: Vec<_> = super::records_in(registry, index)?.into_values().collect();
+    let names = peer_names(registry, &rec.id, &networks);
+    let hosts = hosts_file(&hosts_of(&networks, &names, &rec.id, &rec.name, cfg)?);
+    write(&dir.join(HOSTS_FILE), hosts.as_bytes())?;
+    write(&dir.join(RESOLV_FILE), resolv_conf_for(cfg).as_bytes())
+}
+
+/// Whether `path` is a regular file holding exactly `data` (a symlink is not followed).
+fn content_is(path: &Path, data: &[u8]) -> bool {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    else {
+        return false;
+    };
+    let mut old = Vec::with_capacity(data.len() + 1);
+    let is_file = f.metadata().is_ok_and(|m| m.is_file());
+    // One byte more than `data`: a longer file is read far enough to differ.
+    is_file
+        && f.by_ref()
+            .take(data.len() as u64 + 1)
+            .read_to_end(&mut old)
+            .is_ok()
+        && old == data
 }
 
 fn write(path: &Path, data: &[u8]) -> Result<()> {
-    // Not synced: every start rewrites both files before the container sees them, and
-    // the placeholders' directory entries are made durable by the record's write that
+    // The same content already: no new file (on a disk mounted `discard` without a
+    // journal, every replaced file's block is a synchronous discard).
+    if content_is(path, data) {
+        return Ok(());
+    }
+    // Not synced: every start writes both files before the container sees them, and
+    // the create's directory entries are made durable by the record's write that
     // commits the create (it syncs the container's directory). Four fsyncs less on the
     // start path, two on create.
     codex_sys::AtomicFile::new(path)
