@@ -164,3 +164,68 @@ fn the_first_open_after_a_reboot_removes_the_run_rm_containers_of_the_boot_befor
     c.run(&["rm", "-f", "kept", "this-boot-rm", "running-rm"])
         .assert_ok();
 }
+
+/// A `run --rm` container's overlay is mounted `volatile` (no sync of its upper dir, nor
+/// of the whole upper filesystem at its unmount); a kept container's is not.
+#[test]
+fn run_rm_mounts_its_overlay_volatile_and_a_kept_container_does_not() {
+    let c = Ctr::new();
+    let root_mount = |args: &[&str]| -> String {
+        let o = c.run(&[args, &["busybox", "cat", "/proc/self/mountinfo"]].concat());
+        o.assert_ok();
+        o.stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("/"))
+            .unwrap_or_else(|| panic!("no root mount in:\n{}", o.stdout))
+            .to_string()
+    };
+    let gone = root_mount(&["run", "--rm", "--network", "none"]);
+    assert!(
+        gone.contains(" overlay ") && gone.contains("volatile"),
+        "{gone}"
+    );
+    let kept = root_mount(&["run", "--name", "kept", "--network", "none"]);
+    assert!(
+        kept.contains(" overlay ") && !kept.contains("volatile"),
+        "{kept}"
+    );
+}
+
+/// An attached `run --rm` whose CLI is killed leaves its container (nobody removes it):
+/// started again, its overlay mounts again although its last mount was volatile
+/// (overlayfs refuses that until its mark is cleared).
+#[test]
+fn an_ephemeral_container_left_behind_starts_again() {
+    let c = Ctr::new();
+    let mut cli = c.cmd(&[
+        "run",
+        "--rm",
+        "--name",
+        "left",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 1",
+    ]);
+    cli.stdout(std::process::Stdio::null());
+    let mut child = cli.spawn().expect("spawn run");
+    let running = wait_until(Duration::from_secs(10), || {
+        let o = c.run(&["inspect", "left"]);
+        o.ok() && o.json()["status"] == "running"
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "left never ran");
+    assert!(
+        wait_until(Duration::from_secs(10), || c.inspect("left")["status"]
+            == "exited"),
+        "left did not end: {}",
+        c.inspect("left")
+    );
+    let o = c.run(&["start", "-a", "left"]);
+    o.assert_ok();
+    assert!(o.stdout.contains("up"), "{o:?}");
+    c.run(&["rm", "-f", "left"]).assert_ok();
+}

@@ -294,7 +294,10 @@ fn start_container(
         // The peers and host nameservers of this start.
         crate::network::files::write_files(registry, id, &dir)?;
     }
-    mount_rootfs(&dir)?;
+    // Its record says whether it is ephemeral: its overlay and the runtime's record of
+    // it are then not synced either.
+    let ephemeral = registry.get(id).is_ok_and(|r| r.ephemeral());
+    mount_rootfs(&dir, ephemeral)?;
     // Only in the overlay this supervisor mounted (a --rootfs directory is the user's).
     let prepared = if dir.join("lowers").exists() {
         targets::prepare(&dir.join(crate::engine::ROOTFS_DIR), cfg)
@@ -324,8 +327,7 @@ fn start_container(
     dup_to(&err_w, 2);
     let opts = codex_runtime::CreateOptions {
         bundle: dir.join(BUNDLE_DIR),
-        // As unsynced as the container's own record (see `ContainerRecord::ephemeral`).
-        unsynced_state: registry.get(id).is_ok_and(|r| r.ephemeral()),
+        unsynced_state: ephemeral,
         ..Default::default()
     };
     let created = match console {

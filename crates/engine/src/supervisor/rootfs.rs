@@ -19,14 +19,26 @@ pub fn lock_rootfs(dir: &Path) -> Result<codex_sys::FileLock> {
 /// The lock file beside the rootfs (see [`lock_rootfs`]).
 pub const ROOTFS_LOCK: &str = "rootfs.lock";
 
-/// Mounts the overlay rootfs of a container whose directory has a layer list.
-pub fn mount_rootfs(dir: &Path) -> Result<()> {
+/// Where overlayfs marks an upper dir last mounted `volatile`: it refuses to mount that
+/// upper again while the mark is there.
+const VOLATILE_MARK: &str = "work/work/incompat";
+
+/// Mounts the overlay rootfs of a container whose directory has a layer list. A
+/// `volatile` one (an ephemeral container's: `ContainerRecord::ephemeral`) skips every
+/// sync of its upper dir: the fsyncs of the container's programs, and the sync of the
+/// whole upper filesystem at its unmount (0.5 ms of each `run --rm` here, 0.1 ms
+/// volatile); a host crash may lose what it wrote, which goes with it anyway.
+pub fn mount_rootfs(dir: &Path, volatile: bool) -> Result<()> {
     let _lock = lock_rootfs(dir)?;
-    mount_rootfs_locked(dir)
+    mount_overlay(dir, volatile)
 }
 
-/// [`mount_rootfs`] for a caller that holds [`lock_rootfs`].
+/// [`mount_rootfs`] (not volatile) for a caller that holds [`lock_rootfs`].
 pub fn mount_rootfs_locked(dir: &Path) -> Result<()> {
+    mount_overlay(dir, false)
+}
+
+fn mount_overlay(dir: &Path, volatile: bool) -> Result<()> {
     let Ok(text) = std::fs::read(dir.join("lowers")) else {
         return Ok(());
     };
@@ -43,17 +55,31 @@ pub fn mount_rootfs_locked(dir: &Path) -> Result<()> {
     );
     let target = dir.join(ROOTFS_DIR);
     unmount_rootfs_locked(dir);
+    // The mark of this container's last volatile mount, on this boot (after a reboot
+    // an ephemeral container is removed, never mounted again): the upper dir is what
+    // the page cache says, whole.
+    let mark = dir.join(VOLATILE_MARK);
+    if mark.symlink_metadata().is_ok() {
+        std::fs::remove_dir_all(&mark).ctx(|| format!("removing {}", mark.display()))?;
+    }
     // nosuid,nodev: nothing a container or an image put in it runs set-id or opens a
     // device through the host's mount (the container's bind clears them again, see
     // ROOTFS_SUID_DEV_ANNOTATION).
-    nix::mount::mount(
-        Some("overlay"),
-        &target,
-        Some("overlay"),
-        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-        Some(data.as_str()),
-    )
-    .map_err(|e| Error::Io {
+    let mount = |data: &str| {
+        nix::mount::mount(
+            Some("overlay"),
+            &target,
+            Some("overlay"),
+            nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+            Some(data),
+        )
+    };
+    let mounted = match volatile {
+        // A kernel before 5.10 has no `volatile`: the plain mount.
+        true => mount(&format!("{data},volatile")).or_else(|_| mount(&data)),
+        false => mount(&data),
+    };
+    mounted.map_err(|e| Error::Io {
         context: format!("mounting the rootfs overlay on {}", target.display()),
         cause: e.into(),
     })
