@@ -123,10 +123,16 @@ def main():
         subprocess.run(["umount", "-R", tmp], stderr=subprocess.DEVNULL)
         shutil.rmtree(tmp, ignore_errors=True)
     base = rows["codex-ctr run --rm"]
+    # Paired too: each round's engine run against the same round's run of this command,
+    # the median of those ratios (a slow spell of the machine hits both sides of a pair).
+    engine = [x[0] for x in samples["codex-ctr run --rm"]]
+    paired = {k: statistics.median(e / x[0] for e, x in zip(engine, v)) for k, v in samples.items()}
     lines = ["| command | median wall (ms) | CPU of it and its children, median (ms) | machine CPU, mean (ms) | "
-             "codex-ctr's wall vs this | wall / machine CPU |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+             "codex-ctr's wall vs this | the same, median of per-round ratios | wall / machine CPU |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for k, (w, c, m) in rows.items():
-        lines.append(f"| {k} | {w:.1f} | {c:.1f} | {m:.1f} | {base[0] / w:.2f}x | {w / max(m, 0.001):.2f} |")
+        lines.append(f"| {k} | {w:.1f} | {c:.1f} | {m:.1f} | {base[0] / w:.2f}x | {paired[k]:.2f}x | "
+                     f"{w / max(m, 0.001):.2f} |")
     plines = ["| phase (process) | median (ms) |", "| --- | ---: |"]
     for k, v in phases.items():
         plines.append(f"| {k} | {statistics.median(v):.2f} |")

@@ -82,3 +82,53 @@ fn rename_moves_the_name_and_leaves_nothing_for_reconcile() {
     assert_eq!(reg.get(&a.id).expect("by id").name, "xc");
     assert!(reg.reconcile().expect("reconcile").is_clean());
 }
+
+/// A listing and a lookup by id during a run of renames between two names always find
+/// the container, once. A rename links the new name, rewrites the record, unlinks the
+/// old name: a record read just before a rename's rewrite names a link that may be gone
+/// when it is checked, so the reader reads the record again (`ps` during renames once
+/// listed nothing).
+#[test]
+fn readers_during_a_run_of_renames_always_find_the_container_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let reg = Arc::new(Registry::open(dir.path()).expect("open"));
+    let rec = reg
+        .create_container(Some("spin-0"), json!({}), BTreeMap::new())
+        .expect("create");
+    let stop = Arc::new(AtomicBool::new(false));
+    let renamer = {
+        let (reg, stop, id) = (reg.clone(), stop.clone(), rec.id.clone());
+        std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let to = format!("spin-{}", (n + 1) % 2);
+                reg.rename_container(&id, &to).expect("rename");
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut looked = 0;
+    let mut problem = None;
+    while looked < 3000 && problem.is_none() {
+        let listed = reg.list().expect("list");
+        if listed.len() != 1 || listed[0].id != rec.id {
+            problem = Some(format!(
+                "listed {:?}",
+                listed.iter().map(|r| &r.name).collect::<Vec<_>>()
+            ));
+        }
+        match reg.get(&rec.id) {
+            Ok(r) if r.id == rec.id => {}
+            other => problem = Some(format!("get by id: {other:?}")),
+        }
+        looked += 1;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let renames = renamer.join().expect("renamer");
+    assert!(
+        problem.is_none(),
+        "after {looked} looks and {renames} renames: {problem:?}"
+    );
+    assert!(renames > 100, "too few renames to race: {renames}");
+}

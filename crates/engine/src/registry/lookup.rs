@@ -39,10 +39,28 @@ impl Registry {
     /// The name of container `id` (a full id) if it exists: one record read, one
     /// `readlink`, no lock (a check an index transaction may make).
     pub fn name_of(&self, id: &str) -> Result<Option<String>> {
-        match self.read_record(id)? {
-            Some(record) if self.is_committed(&record)? => Ok(Some(record.name)),
-            _ => Ok(None),
+        Ok(self.committed_record(id)?.map(|r| r.name))
+    }
+
+    /// The record of `id` if it is a container's: the link of its name points to it. A
+    /// record whose name is not linked is read again while its name keeps changing: a
+    /// rename links the new name, rewrites the record and unlinks the old name, so a
+    /// record read just before a rename's rewrite may name a link that is gone by the
+    /// time it is checked (`ps` during a run of renames listed nothing once). Bounded:
+    /// a record whose name stays unlinked is no container's (an interrupted create, or
+    /// an rm that has unlinked it).
+    fn committed_record(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        let mut last: Option<String> = None;
+        for _ in 0..RENAMES_WAITED {
+            match self.read_record(id)? {
+                Some(record) if self.is_committed(&record)? => return Ok(Some(record)),
+                Some(record) if last.as_deref() != Some(record.name.as_str()) => {
+                    last = Some(record.name)
+                }
+                _ => return Ok(None),
+            }
         }
+        Ok(None)
     }
 
     /// Every container, oldest first. A container removed while listing is left out; a
@@ -60,10 +78,9 @@ impl Registry {
                 continue;
             }
             match self.read_record(id)? {
-                Some(record) if &record.name == name || self.is_committed(&record)? => {
-                    records.push(record)
-                }
-                _ => {}
+                Some(record) if &record.name == name => records.push(record),
+                Some(_) => records.extend(self.committed_record(id)?),
+                None => {}
             }
         }
         records.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
@@ -77,11 +94,9 @@ impl Registry {
             return Err(Error::invalid("container", "no name or id given"));
         }
         if is_full_id(reference) {
-            match self.read_record(reference) {
-                Ok(Some(record)) if self.is_committed(&record)? => {
-                    return Ok((reference.into(), Some(record)))
-                }
-                Ok(_) => {}
+            match self.committed_record(reference) {
+                Ok(Some(record)) => return Ok((reference.into(), Some(record))),
+                Ok(None) => {}
                 // No readable name: is any link pointing to it? (O(N), rare.)
                 Err(Error::Corrupt { .. }) if self.linked_anywhere(reference)? => {
                     return Ok((reference.into(), None))
@@ -149,6 +164,9 @@ impl Registry {
         }
     }
 }
+
+/// How many renames under way a lookup reads past (see `committed_record`).
+const RENAMES_WAITED: usize = 8;
 
 fn not_found(reference: &str) -> Error {
     Error::NotFound {
