@@ -16,6 +16,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `run`'s arguments (also parsed alone: runparse.rs).
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub create: CreateArgs,
+    /// Print the id and return; the container runs on.
+    #[arg(short, long)]
+    pub detach: bool,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct CreateArgs {
     /// Keep stdin open: the attached `run` passes its stdin to the container.
@@ -198,13 +208,7 @@ Examples:
 pub enum Command {
     /// Create and start a container (attached unless -d).
     #[command(after_help = RUN_EXAMPLES)]
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        /// Print the id and return; the container runs on.
-        #[arg(short, long)]
-        detach: bool,
-    },
+    Run(RunArgs),
     /// Create a container.
     Create(CreateArgs),
     /// Start created or exited containers.
@@ -543,7 +547,7 @@ impl Command {
     /// (attached `run`, `start -a`): a closed stdout must not kill it mid-way.
     pub fn streams_a_container(&self) -> bool {
         match self {
-            Command::Run { detach, .. } => !detach,
+            Command::Run(run) => !run.detach,
             Command::Start { attach, .. } => *attach,
             // A client that goes away must not end the server.
             Command::Serve(_) => true,

@@ -26,7 +26,7 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         return super::serve::serve(eng, a);
     }
     match cli.command {
-        Command::Run { create, detach } => super::attach::run(&eng, &create, detach),
+        Command::Run(run) => super::attach::run(&eng, &run.create, run.detach),
         Command::Create(a) => {
             let config = config_from(&a)?;
             super::create::pull_for(&eng, &a, &config)?;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use super::args::{Cli, Command, CreateArgs, RUN_EXAMPLES};
+use super::args::{Cli, Command, RunArgs, RUN_EXAMPLES};
 
 #[derive(Debug, Parser)]
 #[command(name = "codex-ctr", about = "Containers without a daemon", version)]
@@ -24,13 +24,7 @@ struct RunCli {
 enum RunOnly {
     /// Create and start a container (attached unless -d).
     #[command(after_help = RUN_EXAMPLES)]
-    Run {
-        #[command(flatten)]
-        create: CreateArgs,
-        /// Print the id and return; the container runs on.
-        #[arg(short, long)]
-        detach: bool,
-    },
+    Run(RunArgs),
 }
 
 /// Parses `argv` as [`Cli`] would: with `run`'s parser alone when `run` is the command.
@@ -39,10 +33,10 @@ pub(super) fn parse(argv: &[String]) -> Result<Cli, clap::Error> {
         return Cli::try_parse_from(argv);
     }
     let RunCli { root, command } = RunCli::try_parse_from(argv)?;
-    let RunOnly::Run { create, detach } = command;
+    let RunOnly::Run(run) = command;
     Ok(Cli {
         root,
-        command: Command::Run { create, detach },
+        command: Command::Run(run),
     })
 }
 
