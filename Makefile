@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps api-clients build release fixtures demo test test-mutants lint bench bench-scale test-scale clean vm-test fuzz soak install
+.PHONY: all deps api-clients build release fixtures demo test test-release test-mutants lint bench bench-scale test-scale clean vm-test fuzz soak install
 
 all: build
 
@@ -46,8 +46,30 @@ api-clients:
 build: deps
 	$(CARGO) build --workspace --all-targets
 
+# The runtime's binaries, codex-oci and codex-shim, are released as static-pie executables
+# (glibc and libseccomp linked in): each exec skips the dynamic loader and its
+# relocations, which is most of what separated an exec of codex-oci from crun's, and the
+# runtime's peak RSS drops by the shared libraries' pages (docs/benchmarks.md, "Static
+# runtime binaries"). crt-static is given to the final link only (`cargo rustc`): with
+# RUSTFLAGS it would reach the proc-macros, which cannot be static. codex-ctr stays
+# dynamic: a static glibc's NSS (the API socket's group, registry host names) loads the
+# host's NSS modules (libnss_systemd...), which crash a static process; so no NSS code may
+# be linked into the static two, and the build fails if any is. Debug builds (the test
+# suite's) stay dynamic; `make test-release` runs tests on these.
+STATIC_BINS := codex-oci codex-shim
+SECCOMP_LIBDIR = $(shell pkg-config --variable=libdir libseccomp)
 release: deps
-	$(CARGO) build --release -p codex-cli
+	@set -e; export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(SECCOMP_LIBDIR); \
+	echo "+ cargo rustc --release -p codex-cli --bin codex-ctr"; \
+	$(CARGO) rustc --release -p codex-cli --bin codex-ctr; \
+	for b in $(STATIC_BINS); do \
+	  echo "+ cargo rustc --release -p codex-cli --bin $$b -- -C target-feature=+crt-static"; \
+	  $(CARGO) rustc --release -p codex-cli --bin $$b -- -C target-feature=+crt-static; \
+	  if grep -q -a -e /etc/nsswitch.conf target/release/$$b; then \
+	    echo "release: target/release/$$b is static but links glibc's NSS (getpwnam, getgrnam, getaddrinfo...): it would load the host's NSS modules and crash" >&2; \
+	    exit 1; \
+	  fi; \
+	done
 
 # The binaries, shell completions and man pages under $(DESTDIR)$(PREFIX).
 PREFIX ?= /usr/local
@@ -88,7 +110,8 @@ demo: release fixtures
 	@unshare --net sh -c 'ip link set lo up && exec demo/engine-demo.sh "$$1" "$$2"' demo \
 	  $(CURDIR)/target/release/codex-ctr $(CURDIR)/$(FIXTURE)/rootfs.tar
 
-# Everything: unit tests, then the root-run integration tests on real binaries. Every step
+# Everything: unit tests, then the root-run integration tests on real binaries (the debug
+# builds, then the released static ones: test-release). Every step
 # runs even when an earlier one failed; at the end the skips are listed ("N skipped: ...",
 # tests/report-skips.sh) and the target fails if any step did. CODEX_REQUIRE_ALL=1 makes
 # every skip a failure (CI sets it).
@@ -106,11 +129,25 @@ test: build fixtures lint
 	$(CARGO) test --doc -p codex-engine || rc=1; \
 	echo "+ cargo test -p codex-net --tests"; \
 	$(CARGO) test --no-fail-fast -p codex-net --tests || rc=1; \
+	echo "+ make test-release"; \
+	$(MAKE) --no-print-directory test-release || rc=1; \
 	echo "+ vm/run-cgroup-v2-tests.sh"; \
 	CODEX_OCI=$(CURDIR)/target/debug/codex-oci vm/run-cgroup-v2-tests.sh || rc=1; \
 	tests/report-skips.sh $(SKIPS); \
 	if [ $$rc -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$rc
+
+# The released (static, fat-LTO, panic=abort) binaries under the runtime's spec tests and
+# the engine's main paths: the rest of the suite runs the debug builds. The runtime files
+# are those the runc step of .ci/run uses; codex_* tests run here too.
+RELEASE_RUNTIME_TESTS := $(foreach f,$(wildcard tests/tests/*.rs),$(if $(filter ctr%,$(notdir $(f))),,--test $(basename $(notdir $(f)))))
+RELEASE_ENGINE_TESTS := ctr ctr_cli ctr_ephemeral ctr_flags ctr_network ctr_ports ctr_registry ctr_images ctr_health ctr_restart ctr_tty ctr_recovery ctr_api
+test-release: release fixtures
+	CODEX_OCI=$(CURDIR)/target/release/codex-oci CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) \
+	  $(CARGO) test --no-fail-fast -p codex-tests $(RELEASE_RUNTIME_TESTS)
+	CODEX_OCI=$(CURDIR)/target/release/codex-oci CODEX_CTR=$(CURDIR)/target/release/codex-ctr \
+	  CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) \
+	  $(CARGO) test --no-fail-fast -p codex-tests $(addprefix --test ,$(RELEASE_ENGINE_TESTS))
 
 # The mutant check: the runtime test suite against two stand-in runtimes that crash
 # (tests/mutants/panics.sh) or do nothing (tests/mutants/noop.sh); lists every test that
