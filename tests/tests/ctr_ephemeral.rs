@@ -191,33 +191,114 @@ fn run_rm_mounts_its_overlay_volatile_and_a_kept_container_does_not() {
     );
 }
 
-/// An attached `run --rm` whose CLI is killed leaves its container (nobody removes it):
-/// started again, its overlay mounts again although its last mount was volatile
-/// (overlayfs refuses that until its mark is cleared).
-#[test]
-fn an_ephemeral_container_left_behind_starts_again() {
-    let c = Ctr::new();
+/// Starts an attached `run --rm --name NAME` of `sh -c SCRIPT` (with `env` set for it),
+/// waits until its container runs, and returns the command.
+fn attached_run_rm(c: &Ctr, name: &str, script: &str, env: &[(&str, &str)]) -> std::process::Child {
     let mut cli = c.cmd(&[
         "run",
         "--rm",
         "--name",
-        "left",
+        name,
         "--network",
         "none",
         "busybox",
         "sh",
         "-c",
-        "echo up; sleep 1",
+        script,
     ]);
     cli.stdout(std::process::Stdio::null());
+    cli.envs(env.iter().copied());
     let mut child = cli.spawn().expect("spawn run");
     let running = wait_until(Duration::from_secs(10), || {
-        let o = c.run(&["inspect", "left"]);
-        o.ok() && o.json()["status"] == "running"
+        let o = c.run(&["inspect", name]);
+        o.ok() && o.json()["status"] != "created"
     });
+    if !running {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{name} never started");
+    }
+    child
+}
+
+fn gone_within(c: &Ctr, name: &str, limit: Duration) -> bool {
+    wait_until(limit, || !c.run(&["inspect", name]).ok())
+}
+
+/// An attached `run --rm` whose command is SIGKILLed while its container runs: the
+/// container is removed when it ends all the same (Docker's daemon removes it too), and
+/// its name is free again.
+#[test]
+fn a_killed_run_rm_still_has_its_container_removed_at_its_end() {
+    let c = Ctr::new();
+    let mut child = attached_run_rm(&c, "orphan", "echo up; sleep 1", &[]);
+    let rec = c.inspect("orphan");
+    assert_eq!(
+        rec["remover_pid"],
+        child.id(),
+        "the command is named as its remover: {rec}"
+    );
     let _ = child.kill();
     let _ = child.wait();
-    assert!(running, "left never ran");
+    assert!(
+        gone_within(&c, "orphan", Duration::from_secs(15)),
+        "the container of a killed run --rm was left: {}",
+        c.inspect("orphan")
+    );
+    c.run(&[
+        "run",
+        "--rm",
+        "--name",
+        "orphan",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ])
+    .assert_ok();
+}
+
+/// The command is killed after its container ended but before it removed it (held in its
+/// removal by a test pause): whoever recorded the end waits for the command's exit and
+/// removes what it left.
+#[test]
+fn a_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_removed() {
+    let c = Ctr::new();
+    let mut child = attached_run_rm(
+        &c,
+        "halfway",
+        "sleep 0.3",
+        &[("CODEX_TEST_PAUSE", "rm-claim:30000")],
+    );
+    let ended = wait_until(Duration::from_secs(10), || {
+        let o = c.run(&["inspect", "halfway"]);
+        o.ok() && o.json()["status"] == "exited"
+    });
+    assert!(ended, "halfway did not end: {}", c.inspect("halfway"));
+    // The command is still held (30 s) before its removal: the container is still there.
+    assert!(c.run(&["inspect", "halfway"]).ok());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        gone_within(&c, "halfway", Duration::from_secs(15)),
+        "left after its command was killed: {}",
+        c.inspect("halfway")
+    );
+}
+
+/// An attached `run --rm` whose command and supervisor both die (a host's end, or kill
+/// -9 of both) leaves its container: started again, its overlay mounts again although its
+/// last mount was volatile (overlayfs refuses that until its mark is cleared), and it
+/// stays after that run (the dead command no longer names it for removal).
+#[test]
+fn an_ephemeral_container_left_behind_starts_again() {
+    let c = Ctr::new();
+    let mut child = attached_run_rm(&c, "left", "echo up; sleep 2", &[]);
+    // Past the worker's first 250 ms: the shim alone supervises it now, and dies here.
+    std::thread::sleep(Duration::from_millis(600));
+    crash(&c, "left");
+    let _ = child.kill();
+    let _ = child.wait();
     assert!(
         wait_until(Duration::from_secs(10), || c.inspect("left")["status"]
             == "exited"),
@@ -227,5 +308,7 @@ fn an_ephemeral_container_left_behind_starts_again() {
     let o = c.run(&["start", "-a", "left"]);
     o.assert_ok();
     assert!(o.stdout.contains("up"), "{o:?}");
+    let rec = c.inspect("left");
+    assert!(rec.get("remover_pid").is_none(), "{rec}");
     c.run(&["rm", "-f", "left"]).assert_ok();
 }

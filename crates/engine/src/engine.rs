@@ -5,13 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use codex_sys::ProcessId;
 use serde_json::Value;
 
 use crate::config::{ContainerConfig, Isolation, VolumeSource};
 use crate::error::{Context, Error, Result};
 use crate::image::ImageStore;
 use crate::logread::{Followed, LogFollower, LogQuery};
-use crate::registry::{ContainerRecord, ContainerStatus, Registry};
+use crate::registry::{ContainerRecord, ContainerStatus, Keeping, Registry};
 use crate::supervisor::logs::{self, LogLine};
 use crate::volume;
 
@@ -77,18 +78,27 @@ impl Engine {
     /// Validates `config`, resolves its image, writes the OCI bundle and records the
     /// container as `created`. Nothing is left behind on error.
     pub fn create(&self, config: ContainerConfig) -> Result<ContainerRecord> {
-        self.create_as(config, false)
+        self.create_as(config, Keeping::Durable)
     }
 
     /// [`Engine::create`] for `run --rm`: the container's files are written without
     /// fsync, here and in every later change, since it goes when its run ends; a host
-    /// crash may lose it (see [`ContainerRecord::ephemeral`]).
-    pub fn create_ephemeral(&self, config: ContainerConfig) -> Result<ContainerRecord> {
-        self.create_as(config, true)
+    /// crash may lose it (see [`ContainerRecord::ephemeral`]). `remover` is the attached
+    /// command that will remove it once it has its exit code (this process, for an
+    /// attached `run --rm`): should that command be gone first, the container is
+    /// removed when it ends all the same ([`ContainerRecord::remover_pid`]). Without
+    /// one, set `auto_remove` in the config.
+    pub fn create_ephemeral(
+        &self,
+        config: ContainerConfig,
+        remover: Option<ProcessId>,
+    ) -> Result<ContainerRecord> {
+        self.create_as(config, Keeping::Ephemeral { remover })
     }
 
-    fn create_as(&self, config: ContainerConfig, ephemeral: bool) -> Result<ContainerRecord> {
+    fn create_as(&self, config: ContainerConfig, keeping: Keeping) -> Result<ContainerRecord> {
         config.validate()?;
+        let ephemeral = keeping != Keeping::Durable;
         let mut config = config;
         // Recorded as resolved: a later default (the bridge, once wired) does not
         // change what an existing container was made with.
@@ -142,7 +152,7 @@ impl Engine {
             config.name.as_deref(),
             cfg_json,
             config.labels.clone(),
-            ephemeral,
+            keeping,
             |rec, dir, index| {
                 let id = rec.id.as_str();
                 // Its address, handed out under the same lock as the container's entry.

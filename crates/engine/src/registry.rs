@@ -33,6 +33,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use codex_sys::ProcessId;
+
 use crate::error::{Context, Error, Result};
 
 pub use index::{Index, INDEX_VERSION};
@@ -96,6 +98,18 @@ pub fn default_root() -> PathBuf {
         Some(root) if !root.is_empty() => PathBuf::from(root),
         _ => PathBuf::from(DEFAULT_ROOT),
     }
+}
+
+/// How a new container is kept ([`Registry::create_container_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Keeping {
+    /// Written durably (fsync): it stays until it is removed.
+    #[default]
+    Durable,
+    /// Made by `run --rm`: written without fsync ([`ContainerRecord::ephemeral`]).
+    /// `remover` is the attached command that removes it at its end, when one does
+    /// ([`ContainerRecord::remover_pid`]).
+    Ephemeral { remover: Option<ProcessId> },
 }
 
 /// A handle on one root. Cheap to clone; safe to share between threads and to use from
@@ -222,7 +236,7 @@ impl Registry {
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
     ) -> Result<ContainerRecord> {
-        self.create_container_with(name, config, labels, false, |_, _, _| Ok(()))
+        self.create_container_with(name, config, labels, Keeping::Durable, |_, _, _| Ok(()))
     }
 
     /// [`Registry::create_container`], with `prepare(record, dir, index)` run on the new
@@ -232,15 +246,15 @@ impl Registry {
     /// with the container's entry, or not at all.
     /// If it fails, or the process dies while it runs, the container never existed (the
     /// next [`Registry::reconcile`] removes a directory left without `state.json`).
-    /// An `ephemeral` container (`run --rm`) is written without fsync, now and in every
-    /// later update (see [`ContainerRecord::ephemeral`]); `prepare` should write its own
-    /// files the same way.
+    /// An ephemeral container (`run --rm`, see [`Keeping`]) is written without fsync, now
+    /// and in every later update (see [`ContainerRecord::ephemeral`]); `prepare` should
+    /// write its own files the same way.
     pub fn create_container_with(
         &self,
         name: Option<&str>,
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
-        ephemeral: bool,
+        keeping: Keeping,
         prepare: impl FnOnce(&ContainerRecord, &Path, &mut Index) -> Result<()>,
     ) -> Result<ContainerRecord> {
         if let Some(name) = name {
@@ -264,7 +278,15 @@ impl Registry {
         };
         let (id, dir) = self.new_container_dir()?;
         let mut record = ContainerRecord::new(id, name, config, labels);
+        let ephemeral = keeping != Keeping::Durable;
         record.ephemeral_boot = ephemeral.then(intent::boot_id);
+        if let Keeping::Ephemeral {
+            remover: Some(remover),
+        } = keeping
+        {
+            record.remover_pid = Some(remover.pid);
+            record.remover_start = Some(remover.start_time);
+        }
         let mut linked = false;
         let committed = (|| {
             let mut index = self.index()?;

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use codex_engine::registry::{Registry, Repair, INDEX_FILE, INDEX_VERSION, STATE_FILE};
+use codex_engine::registry::{Keeping, Registry, Repair, INDEX_FILE, INDEX_VERSION, STATE_FILE};
 use codex_engine::Error;
 use serde_json::json;
 
@@ -228,7 +228,13 @@ fn an_empty_record_is_removed_after_a_reboot_and_reported_before() {
     let tmp = temp_root();
     let reg = Registry::open(tmp.path()).expect("open");
     let lost = reg
-        .create_container_with(Some("lost"), json!({}), no_labels(), true, |_, _, _| Ok(()))
+        .create_container_with(
+            Some("lost"),
+            json!({}),
+            no_labels(),
+            Keeping::Ephemeral { remover: None },
+            |_, _, _| Ok(()),
+        )
         .expect("ephemeral create");
     let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
     assert_eq!(lost.ephemeral_boot.as_deref(), Some(boot.trim()));

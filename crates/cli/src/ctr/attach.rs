@@ -36,9 +36,16 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     };
     let start = eng.prepare_start(stdin_r)?;
     // A container that goes when its run ends is not written durably (fsync): a host
-    // crash loses nothing a user could come back to.
+    // crash loses nothing a user could come back to. Attached, this command removes it
+    // and is named in it: should this command be killed, the container is removed at
+    // its end all the same.
     let rec = match a.rm {
-        true => eng.create_ephemeral(config)?,
+        true => {
+            let me = (!detach)
+                .then(|| codex_sys::ProcessId::of(std::process::id() as i32))
+                .transpose()?;
+            eng.create_ephemeral(config, me)?
+        }
         false => eng.create(config)?,
     };
     if detach {

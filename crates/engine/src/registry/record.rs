@@ -143,6 +143,14 @@ pub struct ContainerRecord {
     /// it (`Engine::open`, the registry's reconcile).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ephemeral_boot: Option<String>,
+    /// The attached `run --rm` that removes this container once it has its exit code
+    /// (pid and start time, as for the supervisor). Should that command be gone before
+    /// it did (killed), whoever records the end removes the container once the command
+    /// has exited, as Docker's daemon does (`supervisor::finish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remover_pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remover_start: Option<u64>,
     /// The backoff before the last restart, in milliseconds (doubled for the next one
     /// unless the container ran long enough; see `restart::next_delay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +196,8 @@ impl ContainerRecord {
             stop_requested: false,
             manually_stopped: false,
             ephemeral_boot: None,
+            remover_pid: None,
+            remover_start: None,
             restart_delay_ms: None,
             restart_at: None,
             health: None,
@@ -224,6 +234,14 @@ impl ContainerRecord {
     /// Its files are written without fsync (see [`ContainerRecord::ephemeral_boot`]).
     pub fn ephemeral(&self) -> bool {
         self.ephemeral_boot.is_some()
+    }
+
+    /// The command that removes it at its end ([`ContainerRecord::remover_pid`]).
+    pub fn remover(&self) -> Option<ProcessId> {
+        Some(ProcessId {
+            pid: self.remover_pid?,
+            start_time: self.remover_start?,
+        })
     }
 
     /// The first 12 characters of the id, as `ps` shows it.

@@ -1,6 +1,7 @@
 //! The end of a run: record how the container ended and clean up, in the supervisor
 //! (worker or full binary) or when the shim runs `__supervise ... --finish`.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
@@ -8,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use codex_shim::handoff::Finish;
 use codex_shim::pump::Outcome;
 use codex_sys::ProcessId;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::{abandon, load_config, unmount_rootfs, REPORTED};
 use crate::config::ContainerConfig;
@@ -60,12 +62,14 @@ pub(super) fn complete(
     unmount_rootfs(dir);
     let mut next = Next::Done;
     let mut auto_remove = cfg.auto_remove;
+    let mut remover = None;
     registry.update_container(id, |r| {
         let now = SystemTime::now();
         // Read under the same lock that records the end, so an
         // `Engine::remove_when_ended` racing with it either sees the container ended
         // (and removes it itself) or is seen here.
         auto_remove |= crate::removal::auto_remove_requested(r);
+        remover = r.remover();
         // Decided under the lock: a user's stop or kill recorded its intent here
         // before it signalled, so the policy never undoes it.
         let user_ended = r.stop_requested || r.manually_stopped;
@@ -136,14 +140,55 @@ pub(super) fn complete(
     // ignore: the container is no longer running).
     crate::network::publish::release(registry, id);
     if auto_remove {
-        // Abandoned if this dies before the addresses are freed (see `registry::intent`).
-        let _intent = registry.intent("auto-rm")?;
-        registry.remove_container(id)?;
-        // As `rm` does; a crash here leaves them to the reconcile its intent calls for.
-        let _ = crate::network::release_container(registry, id);
-        crate::volume::remove_anonymous(registry, cfg)?;
+        remove_ended(registry, id, cfg)?;
+    } else if let (Some(remover), Next::Done) = (remover, next) {
+        remove_if_left(registry, id, cfg, remover)?;
     }
     Ok(next)
+}
+
+/// Removes the ended container `id` (its runtime container and rootfs are already gone),
+/// as `rm` would.
+fn remove_ended(registry: &Registry, id: &str, cfg: &ContainerConfig) -> Result<()> {
+    // Abandoned if this dies before the addresses are freed (see `registry::intent`).
+    let _intent = registry.intent("auto-rm")?;
+    registry.remove_container(id)?;
+    // As `rm` does; a crash here leaves them to the reconcile its intent calls for.
+    let _ = crate::network::release_container(registry, id);
+    crate::volume::remove_anonymous(registry, cfg)
+}
+
+/// The end of an attached `run --rm`'s container: that command removes it once it has
+/// read the exit code just recorded. This waits for the command to exit (a few
+/// milliseconds from now, as a rule) and removes what it left: the container of a
+/// command that was killed goes all the same, as Docker's daemon removes it. A container
+/// started again meanwhile (a user's `start`) is left alone.
+fn remove_if_left(
+    registry: &Registry,
+    id: &str,
+    cfg: &ContainerConfig,
+    remover: ProcessId,
+) -> Result<()> {
+    // `None`: it has exited already (whether or not its pid is in use again).
+    if let Ok(Some(pidfd)) = remover.open() {
+        loop {
+            let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                _ => break,
+            }
+        }
+    }
+    let rec = match registry.get(id) {
+        Ok(rec) => rec,
+        Err(crate::error::Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if crate::engine::is_live(rec.status) || crate::engine::starting(&rec) {
+        return Ok(());
+    }
+    crate::events::emit_about(registry.root(), &rec, "destroy", &[]);
+    remove_ended(registry, id, cfg)
 }
 
 /// `--finish ...`, run by the shim: the init has exited (or supervision failed);

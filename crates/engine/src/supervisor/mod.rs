@@ -206,6 +206,13 @@ fn claim(registry: &Registry, id: &str) -> Result<()> {
                 "start needs it created or exited",
             ));
         }
+        if r.status != ContainerStatus::Created {
+            // The attached `run --rm` that made it removes only what its own start ran:
+            // a container it left behind (both it and the supervisor died) and that is
+            // started again stays until it is removed, like any other.
+            r.remover_pid = None;
+            r.remover_start = None;
+        }
         r.set_supervisor(Some(me));
         Ok(())
     })?;
