@@ -139,7 +139,9 @@ test: build fixtures lint
 
 # The released (static, fat-LTO, panic=abort) binaries under the runtime's spec tests and
 # the engine's main paths: the rest of the suite runs the debug builds. The runtime files
-# are those the runc step of .ci/run uses; codex_* tests run here too.
+# are those the runc step of .ci/run uses; codex_* tests run here too. Tests named
+# paused_* hold a process at a test pause (CODEX_TEST_PAUSE), which release builds
+# compile out: they run on the debug builds only.
 RELEASE_RUNTIME_TESTS := $(foreach f,$(wildcard tests/tests/*.rs),$(if $(filter ctr%,$(notdir $(f))),,--test $(basename $(notdir $(f)))))
 RELEASE_ENGINE_TESTS := ctr ctr_cli ctr_ephemeral ctr_flags ctr_network ctr_ports ctr_registry ctr_images ctr_health ctr_restart ctr_tty ctr_recovery ctr_api
 test-release: release fixtures
@@ -147,7 +149,7 @@ test-release: release fixtures
 	  $(CARGO) test --no-fail-fast -p codex-tests $(RELEASE_RUNTIME_TESTS)
 	CODEX_OCI=$(CURDIR)/target/release/codex-oci CODEX_CTR=$(CURDIR)/target/release/codex-ctr \
 	  CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) \
-	  $(CARGO) test --no-fail-fast -p codex-tests $(addprefix --test ,$(RELEASE_ENGINE_TESTS))
+	  $(CARGO) test --no-fail-fast -p codex-tests $(addprefix --test ,$(RELEASE_ENGINE_TESTS)) -- --skip paused_
 
 # The mutant check: the runtime test suite against two stand-in runtimes that crash
 # (tests/mutants/panics.sh) or do nothing (tests/mutants/noop.sh); lists every test that

@@ -319,6 +319,37 @@ fn docker_cli_runs_containers_through_the_api() {
     s.docker(&["rm", "-f", &id2]).assert_ok();
 }
 
+/// `docker run --rm` of a failing command gets its exit code even when the server's
+/// attach removes the container as soon as its end is recorded: here the supervisor is
+/// held by a test pause right after that record, so the removal always comes first.
+/// The `die` event is written with the record, under its lock, so the wait (condition
+/// `removed`) finds the exit code there. It got 0 when the event came after the record.
+#[test]
+fn paused_docker_run_rm_gets_the_exit_code_when_the_removal_comes_first() {
+    if !clients(false) {
+        return;
+    }
+    let c = Ctr::new();
+    let s = Server::start_with_env(&c, &[], &[("CODEX_TEST_PAUSE", "end-recorded:1500")]);
+    let o = s.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo bye; exit 3",
+    ]);
+    o.assert_code(3);
+    assert_eq!(o.stdout.trim(), "bye");
+    assert_eq!(
+        s.docker(&["ps", "-aq"]).stdout.trim(),
+        "",
+        "--rm leaves nothing"
+    );
+}
+
 #[test]
 fn unknown_routes_old_versions_and_ping_answer_as_docker_does() {
     let c = Ctr::new();

@@ -34,6 +34,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(c: &Ctr, extra: &[&str]) -> Server {
+        Server::start_with_env(c, extra, &[])
+    }
+
+    /// [`Server::start`] with `env` set for the server (and so for the supervisors it
+    /// starts).
+    pub fn start_with_env(c: &Ctr, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = c
             .root
             .parent()
@@ -46,6 +52,7 @@ impl Server {
         let mut args = vec!["serve", "--socket", &s];
         args.extend_from_slice(extra);
         let mut cmd = c.cmd(&args);
+        cmd.envs(env.iter().copied());
         own_group(&mut cmd);
         let child = cmd.spawn().expect("spawn codex-ctr serve");
         let server = Server {

@@ -63,7 +63,8 @@ pub(super) fn complete(
     let mut next = Next::Done;
     let mut auto_remove = cfg.auto_remove;
     let mut remover = None;
-    registry.update_container(id, |r| {
+    let root = registry.root();
+    let rec = registry.update_container(id, |r| {
         let now = SystemTime::now();
         // Read under the same lock that records the end, so an
         // `Engine::remove_when_ended` racing with it either sees the container ended
@@ -109,10 +110,11 @@ pub(super) fn complete(
             r.restart_at = None;
             r.set_supervisor(None);
         }
-        Ok(())
-    })?;
-    let root = registry.root();
-    if let Ok(rec) = registry.get(id) {
+        // Written under the lock that records the end: a removal (which takes this
+        // lock) comes after it, so whoever finds the container gone reads its exit code
+        // in the events (the Docker API's wait with `condition=removed` does).
+        // Otherwise an `Engine::remove_when_ended` could remove it in between, and a
+        // `docker run --rm` would get 0 for a run that failed.
         let mut details = vec![("exit_code", code.to_string())];
         if let Some(sig) = outcome.signal {
             details.push(("signal", sig.to_string()));
@@ -122,19 +124,21 @@ pub(super) fn complete(
         }
         if oom {
             details.push(("oom_killed", "true".into()));
-            crate::events::emit_about(root, &rec, "oom", &[]);
+            crate::events::emit_about(root, r, "oom", &[]);
         }
-        crate::events::emit_about(root, &rec, "die", &details);
-        if let Next::Restart(delay) = next {
-            let details = [
-                ("restart_count", rec.restart_count.to_string()),
-                ("delay_ms", delay.as_millis().to_string()),
-            ];
-            crate::events::emit_about(root, &rec, "restart", &details);
-        }
-        if auto_remove {
-            crate::events::emit_about(root, &rec, "destroy", &[]);
-        }
+        crate::events::emit_about(root, r, "die", &details);
+        Ok(())
+    })?;
+    crate::testhook::pause("end-recorded");
+    if let Next::Restart(delay) = next {
+        let details = [
+            ("restart_count", rec.restart_count.to_string()),
+            ("delay_ms", delay.as_millis().to_string()),
+        ];
+        crate::events::emit_about(root, &rec, "restart", &details);
+    }
+    if auto_remove {
+        crate::events::emit_about(root, &rec, "destroy", &[]);
     }
     // Its published ports end with the run (a failure here leaves a binding the rules
     // ignore: the container is no longer running).
