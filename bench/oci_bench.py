@@ -141,6 +141,55 @@ def events_latency(runtimes, tmp, bundle_dir, runs):
     return out
 
 
+def pair_rounds(runtimes, tmp, bundle, runs, rng):
+    """codex-oci and crun alone, interleaved in a shuffled order each round (issue 19's
+    runtime target compares these two): no third runtime's teardown lands on either.
+    Medians, and the median of each round's codex-oci / crun ratio (a paired statistic:
+    a slow moment slows both sides of one round)."""
+    if "crun" not in runtimes:
+        return None
+    two = [("codex-oci", runtimes["codex-oci"]), ("crun", runtimes["crun"])]
+    out = {"codex-oci": {"wall": [], "cpu": []}, "crun": {"wall": [], "cpu": []}}
+    ratios = {"wall": [], "cpu": []}
+    for i in range(runs + 3):
+        order = list(two)
+        rng.shuffle(order)
+        got = {}
+        for name, exe in order:
+            cid = f"bench-{os.getpid()}-{name}-pair{i}"
+            wall, cpu, _ = one_run([exe, "--root", os.path.join(tmp, "state-" + name), "run", "--bundle", bundle, cid])
+            got[name] = (wall * 1000, cpu * 1000)
+        if i >= 3:
+            for n, (w, c) in got.items():
+                out[n]["wall"].append(w)
+                out[n]["cpu"].append(c)
+            ratios["wall"].append(got["codex-oci"][0] / got["crun"][0])
+            ratios["cpu"].append(got["codex-oci"][1] / got["crun"][1])
+    med = {n: {m: statistics.median(v) for m, v in d.items()} for n, d in out.items()}
+    return med, {m: statistics.median(v) for m, v in ratios.items()}
+
+
+def pair_section(pair, runs):
+    if pair is None:
+        return ""
+    med, ratio = pair
+    c, r = med["codex-oci"], med["crun"]
+    return "\n".join([
+        "",
+        "### codex-oci against crun alone",
+        "",
+        f"Same wrapper and machine, {runs} rounds of the two alone, each round in a shuffled order "
+        "(no runc in the loop, whose teardown lands on whichever runtime follows it). Issue 19's "
+        "target for the runtime is 0.80x crun or less, in wall and CPU time.",
+        "",
+        "| | codex-oci (ms) | crun (ms) | ratio of the medians | median of per-round ratios |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| wall | {c['wall']:.2f} | {r['wall']:.2f} | {c['wall'] / r['wall']:.2f}x | {ratio['wall']:.2f}x |",
+        f"| CPU | {c['cpu']:.2f} | {r['cpu']:.2f} | {c['cpu'] / r['cpu']:.2f}x | {ratio['cpu']:.2f}x |",
+        "",
+    ])
+
+
 def one_run(cmd):
     t0 = time.perf_counter()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -209,6 +258,7 @@ def main():
                 wall = one_run(cmd)[0]
                 if i >= 3:
                     limited_wall[name].append(wall * 1000)
+        pair = pair_rounds(runtimes, tmp, bundle, a.runs, rng)
         events = events_latency(runtimes, tmp, bundle, a.runs // 2)
         sc = seccomp_section(seccomp_rows(runtimes, tmp, bundle, a.runs // 2), a.runs // 2)
         # Cold runs: after half a second of idle, as a single `run` on a quiet machine
@@ -261,7 +311,7 @@ def main():
             *lines,
             "",
             "Versions: " + "; ".join(f"{k}: {v}" for k, v in versions.items()),
-            "",
+            pair_section(pair, a.runs),
         ]
     )
     lim = {k: statistics.median(v) for k, v in limited_wall.items()}
