@@ -2,7 +2,7 @@
 //! container or see it gone, never a "corrupt" listed container. Unprivileged.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use codex_engine::registry::Registry;
@@ -96,21 +96,29 @@ fn readers_during_a_run_of_renames_always_find_the_container_once() {
         .create_container(Some("spin-0"), json!({}), BTreeMap::new())
         .expect("create");
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
     let renamer = {
-        let (reg, stop, id) = (reg.clone(), stop.clone(), rec.id.clone());
+        let (reg, stop, done, id) = (reg.clone(), stop.clone(), done.clone(), rec.id.clone());
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 let to = format!("spin-{}", (n + 1) % 2);
                 reg.rename_container(&id, &to).expect("rename");
                 n += 1;
+                done.store(n, Ordering::SeqCst);
             }
             n
         })
     };
     let mut looked = 0;
     let mut problem = None;
-    while looked < 3000 && problem.is_none() {
+    // Enough looks, and enough renames under them to race with (each rename syncs: on a
+    // busy disk 3000 looks saw fewer than 100), within a bound.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while (looked < 3000 || done.load(Ordering::SeqCst) < 200)
+        && problem.is_none()
+        && std::time::Instant::now() < until
+    {
         let listed = reg.list().expect("list");
         if listed.len() != 1 || listed[0].id != rec.id {
             problem = Some(format!(

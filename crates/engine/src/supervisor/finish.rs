@@ -173,15 +173,20 @@ fn remove_if_left(
     cfg: &ContainerConfig,
     remover: ProcessId,
 ) -> Result<()> {
-    // `None`: it has exited already (whether or not its pid is in use again).
-    if let Ok(Some(pidfd)) = remover.open() {
-        loop {
+    match remover.open() {
+        // It has exited already (whether or not its pid is in use again).
+        Ok(None) => {}
+        Ok(Some(pidfd)) => loop {
             let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => break,
                 Err(nix::errno::Errno::EINTR) => continue,
-                _ => break,
+                // When it exits cannot be told: it may still be about to read the exit
+                // code, so the container is left to it, as before this wait existed.
+                Err(_) => return Ok(()),
             }
-        }
+        },
+        Err(_) => return Ok(()),
     }
     let rec = match registry.get(id) {
         Ok(rec) => rec,
