@@ -310,7 +310,17 @@ impl Drop for TestCtx {
             } else {
                 let p = d.path().to_path_buf();
                 if let Err(e) = d.close() {
-                    problems.push(format!("removing {}: {e}", p.display()));
+                    // A client's own cleanup (podman's exit command, run by conmon once
+                    // the container has gone) may still hold a mount here for a moment.
+                    let retried = e.kind() == std::io::ErrorKind::ResourceBusy
+                        && (0..20).any(|_| {
+                            std::thread::sleep(std::time::Duration::from_millis(100));
+                            unmount_under(&p);
+                            std::fs::remove_dir_all(&p).is_ok()
+                        });
+                    if !retried {
+                        problems.push(format!("removing {}: {e}", p.display()));
+                    }
                 }
             }
         }
