@@ -5,11 +5,13 @@
 //! containers. Only an argument that is neither, but could start an id, lists
 //! `containers/` (O(N) directory entries, one record read per matching one).
 
+use std::os::unix::fs::MetadataExt;
+
 use crate::error::{Error, Result};
 
 use super::names::{is_full_id, is_id_prefix};
 use super::record::ContainerRecord;
-use super::Registry;
+use super::{Registry, STATE_FILE};
 
 impl Registry {
     /// The container named by `reference`: an exact id, an exact name, or a unique prefix
@@ -43,20 +45,24 @@ impl Registry {
     }
 
     /// The record of `id` if it is a container's: the link of its name points to it. A
-    /// record whose name is not linked is read again while its name keeps changing: a
-    /// rename links the new name, rewrites the record and unlinks the old name, so a
-    /// record read just before a rename's rewrite may name a link that is gone by the
-    /// time it is checked (`ps` during a run of renames listed nothing once). Bounded:
-    /// a record whose name stays unlinked is no container's (an interrupted create, or
-    /// an rm that has unlinked it).
+    /// record whose name is not linked is read again while the record keeps being
+    /// rewritten: a rename links the new name, rewrites the record and unlinks the old
+    /// name, so a record read just before a rename's rewrite may name a link that is gone
+    /// by the time it is checked (`ps` during a run of renames listed nothing). Every
+    /// rewrite replaces the file, so its identity (inode and change time) tells a record
+    /// that moved on from one that stays unlinked: that one is no container's (an
+    /// interrupted create, or an rm that has unlinked it). Comparing names instead was not
+    /// enough: a reader held up across a rename and back saw the same name twice.
     fn committed_record(&self, id: &str) -> Result<Option<ContainerRecord>> {
-        let mut last: Option<String> = None;
-        for _ in 0..RENAMES_WAITED {
+        let state = self.container_dir(id)?.join(STATE_FILE);
+        let mut last = None;
+        for _ in 0..REWRITES_WAITED {
+            let seen = std::fs::symlink_metadata(&state)
+                .ok()
+                .map(|m| (m.ino(), m.ctime(), m.ctime_nsec()));
             match self.read_record(id)? {
                 Some(record) if self.is_committed(&record)? => return Ok(Some(record)),
-                Some(record) if last.as_deref() != Some(record.name.as_str()) => {
-                    last = Some(record.name)
-                }
+                Some(_) if seen.is_some() && seen != last => last = seen,
                 _ => return Ok(None),
             }
         }
@@ -66,21 +72,31 @@ impl Registry {
     /// Every container, oldest first. A container removed while listing is left out; a
     /// corrupt `state.json` is an `Error::Corrupt` naming it (`remove_container` still
     /// removes that container).
+    ///
+    /// Listed by directory, not by name: a rename's links come and go while `names/` is
+    /// read, and a listing of it could see neither of a container's two names (`ps`
+    /// during a run of renames listed nothing). A container's directory stays put.
     pub fn list(&self) -> Result<Vec<ContainerRecord>> {
-        let names = self.container_names()?;
-        let mut records = Vec::with_capacity(names.len());
-        let mut seen = std::collections::BTreeSet::new();
-        for (name, id) in &names {
-            // Once per id: a container being renamed has two links for a moment. Its
-            // record may already name the other link, one this listing did not see (made
-            // after it): the record's own name decides, read again.
-            if !seen.insert(id.as_str()) {
+        let dir = self.containers_dir();
+        let entries = std::fs::read_dir(&dir).map_err(|cause| Error::Io {
+            context: format!("reading {}", dir.display()),
+            cause,
+        })?;
+        let mut records = Vec::new();
+        for entry in entries.flatten() {
+            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if !is_full_id(&id) {
                 continue;
             }
-            match self.read_record(id)? {
-                Some(record) if &record.name == name => records.push(record),
-                Some(_) => records.extend(self.committed_record(id)?),
-                None => {}
+            match self.committed_record(&id) {
+                Ok(Some(record)) => records.push(record),
+                Ok(None) => {}
+                // A corrupt record is reported when a name links to it (a container's);
+                // an interrupted create's is not a container (reconcile removes it).
+                Err(e) if self.linked_anywhere(&id)? => return Err(e),
+                Err(_) => {}
             }
         }
         records.sort_by(|a, b| (&a.created, &a.id).cmp(&(&b.created, &b.id)));
@@ -165,8 +181,8 @@ impl Registry {
     }
 }
 
-/// How many renames under way a lookup reads past (see `committed_record`).
-const RENAMES_WAITED: usize = 8;
+/// How many rewrites of a record a lookup reads past (see `committed_record`).
+const REWRITES_WAITED: usize = 64;
 
 fn not_found(reference: &str) -> Error {
     Error::NotFound {
