@@ -4,7 +4,7 @@ CARGO ?= cargo
 FIXTURE := rootfs-fixtures/out/busybox
 DEMO_ROOT := /run/codex-oci-demo
 
-.PHONY: all deps api-clients build release fixtures demo test test-release test-mutants lint bench bench-scale test-scale clean vm-test fuzz soak install
+.PHONY: all deps api-clients build release link-order fixtures demo test test-release test-mutants lint bench bench-scale test-scale clean vm-test fuzz soak install
 
 all: build
 
@@ -49,26 +49,55 @@ build: deps
 # The runtime's binaries, codex-oci and codex-shim, are released as static-pie executables
 # (glibc and libseccomp linked in): each exec skips the dynamic loader and its
 # relocations (1.2-1.5 ms of CPU per `codex-oci run`), and the runtime's peak RSS drops by
-# the shared libraries' pages (docs/benchmarks.md, "Static runtime binaries"). crt-static is given to the final link only (`cargo rustc`): with
-# RUSTFLAGS it would reach the proc-macros, which cannot be static. codex-ctr stays
-# dynamic: a static glibc's NSS (the API socket's group, registry host names) loads the
-# host's NSS modules (libnss_systemd...), which crash a static process; so no NSS code may
-# be linked into the static two, and the build fails if any is. Debug builds (the test
-# suite's) stay dynamic; `make test-release` runs tests on these.
+# the shared libraries' pages (docs/benchmarks.md, "Static runtime binaries"). crt-static
+# is given to the final link only (`cargo rustc`): with RUSTFLAGS it would reach the
+# proc-macros, which cannot be static. codex-ctr stays dynamic: a static glibc's NSS (the
+# API socket's group, registry host names) loads the host's NSS modules
+# (libnss_systemd...), which crash a static process; so no NSS code may be linked into the
+# static two, and the build fails if any is. Debug builds (the test suite's) stay dynamic;
+# `make test-release` runs tests on these.
+#
+# All three are linked by link/ordered-link: a binary with a profile (link/NAME.order,
+# written by `make link-order`) gets the functions the profile saw touched laid out
+# first and together, so the rest of its text is never mapped (docs/benchmarks.md, "Link
+# order"). Symbols are v0-mangled: their demangled names, which the profile keeps, then
+# tell a generic function's instances apart. Relative relocations are packed (RELR): a
+# few KiB to read at each exec instead of 250-380 KiB.
 STATIC_BINS := codex-oci codex-shim
 SECCOMP_LIBDIR = $(shell pkg-config --variable=libdir libseccomp)
+RELEASE_RUSTFLAGS := -C symbol-mangling-version=v0
+RELEASE_LINK := -C linker=$(CURDIR)/link/ordered-link -C link-arg=-Wl,-z,pack-relative-relocs
 release: deps
-	@set -e; export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(SECCOMP_LIBDIR); \
-	echo "+ cargo rustc --release -p codex-cli --bin codex-ctr"; \
-	$(CARGO) rustc --release -p codex-cli --bin codex-ctr; \
-	for b in $(STATIC_BINS); do \
-	  echo "+ cargo rustc --release -p codex-cli --bin $$b -- -C target-feature=+crt-static"; \
-	  $(CARGO) rustc --release -p codex-cli --bin $$b -- -C target-feature=+crt-static; \
-	  if grep -q -a -e /etc/nsswitch.conf target/release/$$b; then \
-	    echo "release: target/release/$$b is static but links glibc's NSS (getpwnam, getgrnam, getaddrinfo...): it would load the host's NSS modules and crash" >&2; \
-	    exit 1; \
+	@set -e; export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(SECCOMP_LIBDIR) RUSTFLAGS="$(RELEASE_RUSTFLAGS)"; \
+	for b in codex-ctr $(STATIC_BINS); do \
+	  flags="$(RELEASE_LINK)"; \
+	  case " $(STATIC_BINS) " in *" $$b "*) flags="$$flags -C target-feature=+crt-static";; esac; \
+	  report=$(CURDIR)/target/release/$$b.link-order; \
+	  if [ -e link/$$b.order ]; then \
+	    sum=$$(cat link/ordered-link link/$$b.order | sha256sum | cut -c1-16); \
+	    flags="$$flags -C link-arg=--codex-link-order=$(CURDIR)/link/$$b.order#$$sum -C link-arg=--codex-link-report=$$report"; \
 	  fi; \
+	  echo "+ cargo rustc --release -p codex-cli --bin $$b -- $$flags"; \
+	  $(CARGO) rustc --release -p codex-cli --bin $$b -- $$flags; \
+	  [ ! -e link/$$b.order ] || echo "link order: $$(cat $$report)"; \
+	  case " $(STATIC_BINS) " in *" $$b "*) \
+	    if grep -q -a -e /etc/nsswitch.conf target/release/$$b; then \
+	      echo "release: target/release/$$b is static but links glibc's NSS (getpwnam, getgrnam, getaddrinfo...): it would load the host's NSS modules and crash" >&2; \
+	      exit 1; \
+	    fi;; \
+	  esac; \
 	done
+
+# Writes the link profiles (link/*.order) from a profiling build whose every function has
+# a page of its own, run on the fixture (link/profile.py says how). Needs root and a loop
+# device; run it when `make release` reports that few of a profile's functions are left.
+link-order: deps fixtures
+	@set -e; export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(SECCOMP_LIBDIR) RUSTFLAGS="$(RELEASE_RUSTFLAGS)" \
+	  CARGO_TARGET_DIR=$(CURDIR)/target/link-order; \
+	echo "+ cargo rustc --release -p codex-cli --bin codex-oci (profiling build: functions page-aligned)"; \
+	$(CARGO) rustc --release -p codex-cli --bin codex-oci --config profile.release.strip=false -- \
+	  -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs -C llvm-args=-align-all-functions=12; \
+	python3 link/profile.py target/link-order/release/codex-oci --out link/codex-oci.order
 
 # The binaries, shell completions and man pages under $(DESTDIR)$(PREFIX).
 PREFIX ?= /usr/local
@@ -152,6 +181,12 @@ test-release: release fixtures
 	CODEX_OCI=$(CURDIR)/target/release/codex-oci CODEX_CTR=$(CURDIR)/target/release/codex-ctr \
 	  CODEX_FIXTURE=$(CURDIR)/$(FIXTURE) \
 	  $(CARGO) test --no-fail-fast -p codex-tests $(addprefix --test ,$(RELEASE_ENGINE_TESTS)) -- --skip paused_ || rc=1; \
+	echo "+ the link profiles still name the code (link/*.order, at least 90 % of their Rust functions found)"; \
+	for p in link/*.order; do \
+	  r=target/release/$$(basename $$p .order).link-order; \
+	  if [ ! -s $$r ]; then echo "$$r: missing: the binary was not linked with its profile" >&2; rc=1; continue; fi; \
+	  awk '{ print "link order: " $$0; if ($$2 < 0.9 * $$5) { print "the profile is stale: run make link-order" > "/dev/stderr"; exit 1 } }' $$r || rc=1; \
+	done; \
 	exit $$rc
 
 # The mutant check: the runtime test suite against two stand-in runtimes that crash
