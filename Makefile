@@ -89,15 +89,23 @@ release: deps
 	done
 
 # Writes the link profiles (link/*.order) from a profiling build whose every function has
-# a page of its own, run on the fixture (link/profile.py says how). Needs root and a loop
-# device; run it when `make release` reports that few of a profile's functions are left.
+# a page of its own, run on the fixture (link/profile.py says how): codex-oci's from a
+# run and a lifecycle, codex-ctr's and codex-shim's from run --rm and a detached
+# container's commands (in a network namespace of its own: the default network's bridge
+# lives and dies there). Needs root and a loop device; run it when `make test-release`
+# says a profile is stale.
+LINK_ORDER_DIR := $(CURDIR)/target/link-order
 link-order: deps fixtures
 	@set -e; export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(SECCOMP_LIBDIR) RUSTFLAGS="$(RELEASE_RUSTFLAGS)" \
-	  CARGO_TARGET_DIR=$(CURDIR)/target/link-order; \
-	echo "+ cargo rustc --release -p codex-cli --bin codex-oci (profiling build: functions page-aligned)"; \
-	$(CARGO) rustc --release -p codex-cli --bin codex-oci --config profile.release.strip=false -- \
-	  -C target-feature=+crt-static -C link-arg=-Wl,-z,pack-relative-relocs -C llvm-args=-align-all-functions=12; \
-	python3 link/profile.py target/link-order/release/codex-oci --out link/codex-oci.order
+	  CARGO_TARGET_DIR=$(LINK_ORDER_DIR); \
+	for b in codex-oci codex-ctr codex-shim; do \
+	  flags="-C link-arg=-Wl,-z,pack-relative-relocs -C llvm-args=-align-all-functions=12"; \
+	  case " $(STATIC_BINS) " in *" $$b "*) flags="$$flags -C target-feature=+crt-static";; esac; \
+	  echo "+ cargo rustc --release -p codex-cli --bin $$b -- $$flags (profiling build)"; \
+	  $(CARGO) rustc --release -p codex-cli --bin $$b --config profile.release.strip=false -- $$flags; \
+	done; \
+	python3 link/profile.py codex-oci $(LINK_ORDER_DIR)/release; \
+	unshare --net sh -c 'ip link set lo up && exec python3 link/profile.py codex-ctr $$0' $(LINK_ORDER_DIR)/release
 
 # The binaries, shell completions and man pages under $(DESTDIR)$(PREFIX).
 PREFIX ?= /usr/local

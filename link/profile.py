@@ -95,17 +95,19 @@ class Functions:
         return [name for first, last, name in self.functions if any(p in pages for p in range(first, last + 1))]
 
 
-def scenario(binary, commands, env=None):
-    """The functions of `binary` touched by `commands` (argv lists, run in order)."""
-    drop_cache(binary)
-    if cached_pages(binary):
-        raise SystemExit(f"{binary}: pages still cached after POSIX_FADV_DONTNEED")
+def scenario(binaries, commands, env=None):
+    """The file pages of each of `binaries` touched by `commands` (argv lists, in order)."""
+    for b in binaries:
+        drop_cache(b)
+        if cached_pages(b):
+            raise SystemExit(f"{b}: pages still cached after POSIX_FADV_DONTNEED")
     for cmd in commands:
         run(cmd, stdout=subprocess.DEVNULL, env=env)
-    return cached_pages(binary)
+    return [cached_pages(b) for b in binaries]
 
 
-def oci_scenarios(oci, work):
+def oci_scenarios(bindir, work):
+    oci = os.path.join(bindir, "codex-oci")
     with open(os.path.join(FIXTURE, "config.json")) as f:
         config = json.load(f)
     config["root"] = {"path": os.path.join(FIXTURE, "rootfs"), "readonly": True}
@@ -125,7 +127,7 @@ def oci_scenarios(oci, work):
     sleep = bundle("sleep", ["/bin/sleep", "30"])
     o = [oci, "--root", root]
     cid = f"link-order-{os.getpid()}"
-    yield "run of /bin/true (create, start, wait, delete)", [o + ["run", "--bundle", true, cid + "-run"]]
+    yield "run of /bin/true (create, start, wait, delete)", [o + ["run", "--bundle", true, cid + "-run"]], None
     yield "a container's lifecycle as podman and containerd drive it", [
         o + ["create", "--bundle", sleep, "--pid-file", os.path.join(work, "pid"), cid],
         o + ["start", cid],
@@ -141,22 +143,60 @@ def oci_scenarios(oci, work):
         o + ["delete", "--force", cid],
         o + ["features"],
         o + ["--version"],
-    ]
+    ], None
+
+
+def ctr_scenarios(bindir, work):
+    ctr = os.path.join(bindir, "codex-ctr")
+    env = dict(os.environ, CODEX_CTR_ROOT=os.path.join(work, "engine"))
+    # The image is imported before the profile starts: what matters is the start path.
+    run([ctr, "image", "import", os.path.join(FIXTURE, "rootfs.tar"), "busybox"], stdout=subprocess.DEVNULL, env=env)
+    name = f"link-order-{os.getpid()}"
+    yield "run --rm of true (the CLI, its supervisor, the shim)", [
+        [ctr, "run", "--rm", "--network", "none", "busybox", "true"],
+    ], env
+    yield "run --rm on the default bridge network", [[ctr, "run", "--rm", "busybox", "true"]], env
+    yield "a detached container's life", [
+        [ctr, "run", "-d", "--name", name, "busybox", "sh", "-c", "echo started; sleep 30"],
+        [ctr, "ps"],
+        [ctr, "ps", "-a"],
+        [ctr, "inspect", name],
+        [ctr, "logs", name],
+        [ctr, "exec", name, "true"],
+        [ctr, "stats", "--no-stream"],
+        [ctr, "stop", "-t", "1", name],
+        [ctr, "start", name],
+        [ctr, "rm", "-f", name],
+        [ctr, "images"],
+        [ctr, "--version"],
+    ], env
+
+
+# A suite runs its binaries from the build directory; each watched binary gets a profile.
+SUITES = {
+    "codex-oci": (["codex-oci"], oci_scenarios),
+    # codex-ctr starts the supervisor from itself and the shim from next to itself.
+    "codex-ctr": (["codex-ctr", "codex-shim"], ctr_scenarios),
+}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("binary", help="the profiling build of codex-oci (functions page-aligned, not stripped)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "link/codex-oci.order"))
+    ap.add_argument("suite", choices=SUITES)
+    ap.add_argument("bindir", help="the profiling build's directory (functions page-aligned, not stripped)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "link"), help="where NAME.order goes")
     a = ap.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("link-order: needs root (a loop device, and containers to profile)")
-    functions = Functions(a.binary)
+    names, scenarios = SUITES[a.suite]
+    functions = {n: Functions(os.path.join(a.bindir, n)) for n in names}
     work = tempfile.mkdtemp(prefix="codex-link-order-")
     image, mnt, loop = os.path.join(work, "fs.img"), os.path.join(work, "mnt"), None
+    lines = {n: [] for n in names}
+    seen = {n: set() for n in names}
     try:
         with open(image, "wb") as f:
-            f.truncate(os.path.getsize(a.binary) * 2 + (64 << 20))
+            f.truncate(sum(os.path.getsize(os.path.join(a.bindir, n)) for n in names) * 2 + (64 << 20))
         run(["mkfs.ext4", "-q", "-F", image])
         loop = run(["losetup", "--find", "--show", image], capture_output=True, text=True).stdout.strip()
         os.makedirs(mnt)
@@ -164,29 +204,31 @@ def main():
         # No readahead: a fault reads its own page only (see the module's comment).
         with open(f"/sys/class/block/{os.path.basename(loop)}/queue/read_ahead_kb", "w") as f:
             f.write("0")
-        binary = os.path.join(mnt, "codex-oci")
-        shutil.copy(a.binary, binary)
-        lines, seen = [], set()
-        for title, commands in oci_scenarios(binary, work):
-            names = functions.touched(scenario(binary, commands))
-            new = [n for n in dict.fromkeys(names) if n not in seen]
-            seen.update(new)
-            lines += [f"# {title}: {len(new)} more functions", *new]
-            print(f"link-order: {title}: {len(names)} functions touched, {len(new)} new", file=sys.stderr)
+        for n in names:
+            shutil.copy(os.path.join(a.bindir, n), os.path.join(mnt, n))
+        binaries = [os.path.join(mnt, n) for n in names]
+        for title, commands, env in scenarios(mnt, work):
+            for n, pages in zip(names, scenario(binaries, commands, env)):
+                touched = functions[n].touched(pages)
+                new = [f for f in dict.fromkeys(touched) if f not in seen[n]]
+                seen[n].update(new)
+                lines[n] += [f"# {title}: {len(new)} more functions", *new]
+                print(f"link-order: {n}: {title}: {len(touched)} functions touched, {len(new)} new", file=sys.stderr)
     finally:
         if loop:
-            subprocess.run(["umount", mnt])
+            subprocess.run(["umount", "--lazy", mnt])
             subprocess.run(["losetup", "-d", loop])
         shutil.rmtree(work, ignore_errors=True)
-    header = [
-        "# Functions of codex-oci that a profile run touched, in the order link/ordered-link",
-        "# lays them out. Generated by `make link-order` (link/profile.py); do not edit.",
-    ]
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        f.write("\n".join(header + lines) + "\n")
-    os.replace(tmp, a.out)
-    print(f"link-order: wrote {a.out} ({len(seen)} functions)", file=sys.stderr)
+    for n in names:
+        out = os.path.join(a.out, f"{n}.order")
+        header = [
+            f"# Functions of {n} that a profile run touched, in the order link/ordered-link",
+            "# lays them out. Generated by `make link-order` (link/profile.py); do not edit.",
+        ]
+        with open(out + ".tmp", "w") as f:
+            f.write("\n".join(header + lines[n]) + "\n")
+        os.replace(out + ".tmp", out)
+        print(f"link-order: wrote {out} ({len(seen[n])} functions)", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -469,6 +469,13 @@ impl LogFollow<'_> {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// Ends the follow for a command about to exit: the inotify instance's last close,
+    /// which waits on the kernel, is made by a child (codex_sys::release), so neither
+    /// the caller nor its exit waits for it.
+    pub fn close_in_background(self) {
+        codex_sys::release::close_in_child(self.follower.into_inotify_fd());
+    }
 }
 
 /// A container with a network namespace of its own gets the engine's `/etc/hosts` and

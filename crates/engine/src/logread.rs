@@ -142,6 +142,12 @@ pub struct LogFollower {
 }
 
 impl LogFollower {
+    /// The inotify instance, for a caller that closes it its own way; the rest is
+    /// dropped.
+    pub fn into_inotify_fd(self) -> std::os::fd::OwnedFd {
+        self.inotify.into()
+    }
+
     /// Opens the log of the container whose directory is `dir`: what is there already
     /// (filtered by `query`, `tail` applied) is the first batch.
     pub fn open(dir: &Path, file_name: &str, max_files: u32, query: LogQuery) -> Result<Self> {

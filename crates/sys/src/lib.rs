@@ -6,6 +6,8 @@
 //! - [`lock`]: `flock(2)` held for a scope.
 //! - [`pidfd`]: pidfds, and a process identity (pid + start time) that a recycled pid
 //!   cannot forge.
+//! - [`release`]: a last close that waits on the kernel (an inotify instance's), made by
+//!   a child so that a command about to end does not wait for it.
 //! - [`trace`]: the `CODEX_TRACE` timing lines of the start path.
 
 // Every unsafe block says why it is sound; nothing outside tests panics on a value that
@@ -16,6 +18,7 @@
 pub mod atomic;
 pub mod lock;
 pub mod pidfd;
+pub mod release;
 pub mod trace;
 
 pub use atomic::{write_atomic, AtomicFile, TMP_MARK};

@@ -207,6 +207,10 @@ fn stream(
         }
     }
     drop(raw);
+    // The last close of the follower's inotify instance waits 5-18 ms for the kernel
+    // to free its watch (an SRCU grace period): as a drop here, or at our exit, it
+    // delayed the end of every attached run by that much.
+    follow.close_in_background();
     codex_engine::trace::phase("attach: ended");
     let rec = eng.get(id)?;
     if rec.exit_code == Some(TIMED_OUT) {

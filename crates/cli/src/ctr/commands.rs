@@ -313,6 +313,8 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
                     print_log(l, timestamps)?;
                 }
             }
+            // As in an attached run: our exit need not wait for the watch's release.
+            f.close_in_background();
             Ok(0)
         }
         Command::Wait {
