@@ -6,6 +6,10 @@
 //! to end (an attached `run` whose container has ended) hands such a file to a child
 //! that makes the last close, and ends without that wait. Nothing depends on the close
 //! being over: the watches are inert once their instance is closed by anyone.
+//!
+//! The child keeps no other file of ours: not our stdout or stderr (a `$(...)` or a
+//! pipe reading us would wait for it), not a descriptor holding a `flock` (a lock is
+//! held while any copy is open).
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -16,22 +20,39 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// The child is not waited for: it is reaped with the rest when this process exits, so
 /// this is for a process that ends soon after (a CLI command), not a server.
 pub fn close_in_child(fd: OwnedFd) -> Option<libc::pid_t> {
-    // The child must close after us, or the last close is ours again: it waits for the
-    // end of file on a pipe whose write end we close after `fd`.
+    let (child, go) = spawn_closer(&fd)?;
+    // Ours first: the last close must be the child's.
+    drop(fd);
+    drop(go);
+    Some(child)
+}
+
+/// Forks the child that will close `fd`: it keeps only its copy of `fd` and the read end
+/// of a pipe, and closes `fd` (then exits) at the pipe's end of file, when the returned
+/// write end is closed.
+fn spawn_closer(fd: &OwnedFd) -> Option<(libc::pid_t, OwnedFd)> {
     let mut pipe = [-1; 2];
     // SAFETY: `pipe` is an array of two fds for pipe2 to fill.
     if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        drop(fd);
         return None;
     }
     let [read_end, write_end] = pipe;
+    let keep = (fd.as_raw_fd().min(read_end), fd.as_raw_fd().max(read_end));
     // SAFETY: the child of a multithreaded process may call only async-signal-safe
-    // functions: it calls close, read and _exit on fds of its own and a stack byte.
+    // functions: it makes close_range, read, close and _exit system calls, on its own
+    // fds and a stack byte.
     let child = unsafe { libc::fork() };
     if child == 0 {
-        // SAFETY: as above; the fds are the child's copies.
+        // SAFETY: as above.
         unsafe {
-            libc::close(write_end);
+            let (low, high) = (keep.0 as libc::c_uint, keep.1 as libc::c_uint);
+            if low > 0 {
+                libc::close_range(0, low - 1, 0);
+            }
+            if high > low + 1 {
+                libc::close_range(low + 1, high - 1, 0);
+            }
+            libc::close_range(high + 1, libc::c_uint::MAX, 0);
             let mut byte = 0u8;
             while libc::read(read_end, (&mut byte as *mut u8).cast(), 1) < 0
                 && *libc::__errno_location() == libc::EINTR
@@ -40,26 +61,23 @@ pub fn close_in_child(fd: OwnedFd) -> Option<libc::pid_t> {
             libc::_exit(0)
         }
     }
-    drop(fd);
-    // SAFETY: both ends were opened above and are closed once, here.
-    unsafe {
-        libc::close(write_end);
+    // SAFETY: both ends were opened above; the read end is closed once here and the
+    // write end is owned by the returned OwnedFd.
+    let go = unsafe {
         libc::close(read_end);
-    }
-    (child > 0).then_some(child)
+        <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(write_end)
+    };
+    (child > 0).then_some((child, go))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::fd::FromRawFd;
+    use std::time::{Duration, Instant};
 
-    /// An inotify instance watching a directory that is then removed (the case whose
-    /// last close waits): ours is closed on return, and a child that waited for that
-    /// (the pipe's end of file) made the last close and exited cleanly.
-    #[test]
-    fn the_fd_is_closed_here_and_a_child_makes_the_last_close() {
-        let dir = std::env::temp_dir().join(format!("codex-release-{}", std::process::id()));
+    fn inotify_watching_a_removed_dir(test: &str) -> OwnedFd {
+        let dir = std::env::temp_dir().join(format!("codex-release-{test}-{}", std::process::id()));
         std::fs::create_dir(&dir).unwrap();
         // SAFETY: inotify_init1 returns a new fd or -1.
         let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
@@ -69,28 +87,84 @@ mod tests {
         let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: a valid inotify fd and a NUL-terminated path.
         assert!(unsafe { libc::inotify_add_watch(raw, path.as_ptr(), libc::IN_CREATE) } >= 0);
+        // The case whose last close waits: the kernel is freeing the watch.
         std::fs::remove_dir(&dir).unwrap();
+        fd
+    }
 
-        let link = format!("/proc/self/fd/{raw}");
-        assert_eq!(
-            std::fs::read_link(&link).unwrap().to_str(),
-            Some("anon_inode:inotify")
-        );
-        let child = close_in_child(fd).expect("a child");
-        // The number may already be another test's file, but not an inotify instance:
-        // no other test of this crate makes one.
-        let now = std::fs::read_link(&link).ok();
-        assert_ne!(
-            now.as_deref().and_then(|p| p.to_str()),
-            Some("anon_inode:inotify"),
-            "ours is still open"
-        );
+    /// Reaps our child `child`, which must exit 0 within 10 s.
+    fn reap(child: libc::pid_t) {
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut status = 0;
-        // SAFETY: waits for our own child, by pid (other tests' children are theirs).
-        assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+        loop {
+            // SAFETY: waits for our own child, by pid (other tests' children are theirs).
+            match unsafe { libc::waitpid(child, &mut status, libc::WNOHANG) } {
+                0 if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+                0 => panic!("the child {child} did not end"),
+                pid => {
+                    assert_eq!(pid, child);
+                    break;
+                }
+            }
+        }
         assert!(
             libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             "status {status:#x}"
         );
+    }
+
+    /// The child holds the inotify instance and the pipe, and nothing else of ours:
+    /// here a pipe standing for our stdout, whose reader must see its end of file
+    /// when we close our end, child or not.
+    #[test]
+    fn the_child_keeps_only_the_fd_and_its_pipe() {
+        let fd = inotify_watching_a_removed_dir("keeps");
+        let mut out = [-1; 2];
+        // SAFETY: a pipe without CLOEXEC, as a stdout is; both ends closed below.
+        assert_eq!(unsafe { libc::pipe(out.as_mut_ptr()) }, 0);
+        let (child, go) = spawn_closer(&fd).expect("a child");
+        // It blocks on its pipe until `go` is closed: wait until it has closed the rest.
+        let fds = format!("/proc/{child}/fd");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let kept = loop {
+            // An entry may close between the listing and its readlink: it is gone.
+            let kept: Vec<String> = std::fs::read_dir(&fds)
+                .unwrap()
+                .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .map(|p| p.display().to_string())
+                .collect();
+            if kept.len() <= 2 || Instant::now() > deadline {
+                break kept;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut sorted = kept.clone();
+        sorted.sort();
+        assert_eq!(sorted.len(), 2, "the child kept {kept:?}");
+        assert_eq!(sorted[0], "anon_inode:inotify");
+        assert!(sorted[1].starts_with("pipe:"), "{kept:?}");
+        // SAFETY: our ends of the stand-in stdout, closed once.
+        unsafe {
+            libc::close(out[1]);
+            let mut byte = 0u8;
+            assert_eq!(
+                libc::read(out[0], (&mut byte as *mut u8).cast(), 1),
+                0,
+                "no end of file"
+            );
+            libc::close(out[0]);
+        }
+        drop(fd);
+        drop(go);
+        reap(child);
+    }
+
+    /// The child makes the last close after ours (it waits for the pipe's end of file,
+    /// which comes once we have closed both) and then ends by itself.
+    #[test]
+    fn the_child_closes_after_us_and_ends_by_itself() {
+        let fd = inotify_watching_a_removed_dir("ends");
+        let child = close_in_child(fd).expect("a child");
+        reap(child);
     }
 }
