@@ -274,11 +274,13 @@ impl Engine {
     }
 
     pub fn list(&self) -> Result<Vec<ContainerRecord>> {
-        self.registry
-            .list()?
-            .into_iter()
-            .map(|r| self.refresh(r))
-            .collect()
+        crate::parallel::map(
+            self.registry.list()?,
+            crate::parallel::Spread::per_cpu(),
+            |r| self.refresh(r),
+        )
+        .into_iter()
+        .collect()
     }
 
     /// A record that says running while its supervisor is gone (killed, or the host's

@@ -191,6 +191,7 @@ pub mod image;
 mod image_api;
 pub mod logread;
 pub mod network;
+mod parallel;
 pub mod plot;
 pub mod profile;
 pub mod registry;

@@ -104,23 +104,11 @@ const SAMPLERS: usize = 4;
 
 /// `f` of every item, on up to [`SAMPLERS`] threads, in the items' order.
 pub(crate) fn map_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    if items.len() < 2 * SAMPLERS {
-        return items.iter().map(&f).collect();
-    }
-    let chunk = items.len().div_ceil(SAMPLERS);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        // A sampler that panicked loses its part (a panic is a bug, not a container's
-        // fault; the rest is still reported).
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
-    })
+    let spread = crate::parallel::Spread {
+        min_per_thread: 2,
+        max_threads: SAMPLERS,
+    };
+    crate::parallel::map(items.iter().collect(), spread, f)
 }
 
 impl Engine {

@@ -105,7 +105,11 @@ pub fn start_time(pid: i32) -> io::Result<u64> {
 pub fn read_proc_stat(pid: i32) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut text = Vec::with_capacity(1024);
-    std::fs::File::open(format!("/proc/{pid}/stat"))?.read_to_end(&mut text)?;
+    // `take`: a plain read loop, without the size and position queries of
+    // `File::read_to_end` (a proc file has no size to ask); `ps` reads one per container.
+    std::fs::File::open(format!("/proc/{pid}/stat"))?
+        .take(u64::MAX)
+        .read_to_end(&mut text)?;
     Ok(text)
 }
 

@@ -55,9 +55,8 @@ pub(super) fn ps(
         }
     }
     if quiet {
-        for r in &recs {
-            println!("{}", &r.id[..12]);
-        }
+        let ids: String = recs.iter().map(|r| format!("{}\n", &r.id[..12])).collect();
+        print!("{ids}");
     } else if format != "json" && format != "table" {
         ps_template(eng, &recs, format)?;
     } else if format == "json" {

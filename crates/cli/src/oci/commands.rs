@@ -200,14 +200,18 @@ pub fn print_table(rows: &[Vec<String>]) {
                 .unwrap_or(0)
         })
         .collect();
+    // One print: a line at a time was a write(2) per row (stdout is line-buffered).
+    let mut out = String::new();
     for r in rows {
         let line: Vec<String> = r
             .iter()
             .enumerate()
             .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
             .collect();
-        println!("{}", line.join("   ").trim_end());
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
     }
+    print!("{out}");
 }
 
 fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<i32> {

@@ -66,8 +66,11 @@ pub(crate) fn read_versioned<T: DeserializeOwned>(
     path: &Path,
     supported: u32,
 ) -> Result<Option<T>> {
-    let mut text = Vec::new();
-    match File::open(path).and_then(|mut f| f.read_to_end(&mut text)) {
+    // Through `take`, a plain read loop: `File::read_to_end` first asks the size (statx)
+    // and position (lseek) of a file that fits the first read anyway; `ps` reads a
+    // thousand of them.
+    let mut text = Vec::with_capacity(4096);
+    match File::open(path).and_then(|f| f.take(u64::MAX).read_to_end(&mut text)) {
         Ok(_) => {}
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
@@ -85,6 +88,23 @@ pub fn parse_versioned<T: DeserializeOwned>(
     text: &[u8],
     supported: u32,
 ) -> std::result::Result<T, String> {
+    // The common case, a good file, parsed straight into `T`: the version alone first
+    // (no tree is built), then the document. Anything else takes the path below, which
+    // builds a JSON tree to say exactly what is wrong, and decides.
+    #[derive(serde::Deserialize)]
+    struct Header {
+        version: Option<u64>,
+    }
+    if let Ok(Header {
+        version: Some(version),
+    }) = serde_json::from_slice(text)
+    {
+        if (1..=u64::from(supported)).contains(&version) {
+            if let Ok(parsed) = serde_json::from_slice(text) {
+                return Ok(parsed);
+            }
+        }
+    }
     let value: serde_json::Value =
         serde_json::from_slice(text).map_err(|e| format!("not valid JSON: {e}"))?;
     let version = match value.get("version") {

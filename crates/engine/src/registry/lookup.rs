@@ -82,15 +82,18 @@ impl Registry {
             context: format!("reading {}", dir.display()),
             cause,
         })?;
-        let mut records = Vec::new();
-        for entry in entries.flatten() {
-            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
-            if !is_full_id(&id) {
-                continue;
-            }
-            match self.committed_record(&id) {
+        let ids: Vec<String> = entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str().map(str::to_string))
+            .filter(|id| is_full_id(id))
+            .collect();
+        let read = crate::parallel::map(ids, crate::parallel::Spread::per_cpu(), |id| {
+            let record = self.committed_record(&id);
+            (id, record)
+        });
+        let mut records = Vec::with_capacity(read.len());
+        for (id, record) in read {
+            match record {
                 Ok(Some(record)) => records.push(record),
                 Ok(None) => {}
                 // A corrupt record is reported when a name links to it (a container's);
