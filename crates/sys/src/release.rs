@@ -17,13 +17,24 @@ use std::os::fd::{AsRawFd, OwnedFd};
 /// the child's pid. If no child can be made, `fd` is closed here, waiting as a plain
 /// close would, and `None` is returned.
 ///
-/// The child is not waited for: it is reaped with the rest when this process exits, so
-/// this is for a process that ends soon after (a CLI command), not a server.
+/// A thread of ours reaps the child when it ends, so a long-lived caller (a program
+/// embedding the engine) collects no zombies; a command that exits before leaves the
+/// child to init, as any orphan.
 pub fn close_in_child(fd: OwnedFd) -> Option<libc::pid_t> {
     let (child, go) = spawn_closer(&fd)?;
     // Ours first: the last close must be the child's.
     drop(fd);
     drop(go);
+    // Without the thread (none could be started) the child stays a zombie until we exit.
+    let _ = std::thread::Builder::new()
+        .name("codex-release".into())
+        .spawn(move || {
+            let mut status = 0;
+            // SAFETY: waits for our own child, by pid, into a local.
+            while unsafe { libc::waitpid(child, &mut status, 0) } < 0
+                && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        });
     Some(child)
 }
 
@@ -160,11 +171,20 @@ mod tests {
     }
 
     /// The child makes the last close after ours (it waits for the pipe's end of file,
-    /// which comes once we have closed both) and then ends by itself.
+    /// which comes once we have closed both), ends by itself and is reaped by our
+    /// thread: its /proc entry goes (a zombie would keep it).
     #[test]
-    fn the_child_closes_after_us_and_ends_by_itself() {
+    fn the_child_closes_after_us_ends_by_itself_and_is_reaped() {
         let fd = inotify_watching_a_removed_dir("ends");
         let child = close_in_child(fd).expect("a child");
-        reap(child);
+        let entry = format!("/proc/{child}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::path::Path::new(&entry).exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the child {child} was not reaped"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
