@@ -15,3 +15,14 @@ def replace_section(path, heading, section):
         text = text.rstrip("\n") + "\n\n" + section
     with open(path, "w") as f:
         f.write(text)
+
+
+def drop_page_cache(path):
+    """Writes back and drops `path`'s page cache: the next reader (an exec) reads it from
+    disk, as it would a file that has been there a while."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)

@@ -7,7 +7,7 @@ process, then rewrites the runtime section of docs/benchmarks.md."""
 
 import argparse, json, os, platform, random, resource, shutil, statistics, subprocess, sys, tempfile, time
 
-from common import replace_section
+from common import drop_page_cache, replace_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(ROOT, "rootfs-fixtures/out/busybox")
@@ -224,12 +224,7 @@ def main():
     # written ran 0.6-0.8 ms faster per `run` than the same bytes read back
     # (docs/benchmarks.md, "Static runtime binaries").
     for exe in runtimes.values():
-        fd = os.open(exe, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
+        drop_page_cache(exe)
     sc_heading = "## `run` of /bin/true with the default seccomp profile"
     if a.only_seccomp:
         try:

@@ -21,6 +21,8 @@ page there names every function on it, a little more than was touched.
 import argparse, ctypes, json, os, shutil, subprocess, sys, tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from common import drop_page_cache  # noqa: E402  (the benchmarks' helper, shared)
 FIXTURE = os.path.join(ROOT, "rootfs-fixtures/out/busybox")
 PAGE = 4096
 
@@ -33,15 +35,6 @@ libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 
 def run(cmd, **kw):
     return subprocess.run(cmd, check=True, **kw)
-
-
-def drop_cache(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
 
 
 def cached_pages(path):
@@ -98,7 +91,7 @@ class Functions:
 def scenario(binaries, commands, env=None):
     """The file pages of each of `binaries` touched by `commands` (argv lists, in order)."""
     for b in binaries:
-        drop_cache(b)
+        drop_page_cache(b)
         if cached_pages(b):
             raise SystemExit(f"{b}: pages still cached after POSIX_FADV_DONTNEED")
     for cmd in commands:

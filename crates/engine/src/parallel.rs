@@ -77,12 +77,24 @@ pub(crate) fn map<T: Send, R: Send>(
 mod tests {
     use super::*;
 
+    /// Both spreads in use: the listings' (per CPU) and `stats`' sampling (4 threads
+    /// from 8 items on, usage::map_parallel).
     #[test]
     fn results_keep_the_items_order_at_every_size() {
-        for n in [0, 1, 63, 64, 200, 1000, 1001] {
-            let items: Vec<usize> = (0..n).collect();
-            let out = map(items, Spread::per_cpu(), |i| i * 2);
-            assert_eq!(out, (0..n).map(|i| i * 2).collect::<Vec<_>>(), "n = {n}");
+        let sampling = Spread {
+            min_per_thread: 2,
+            max_threads: 4,
+        };
+        for spread in [Spread::per_cpu(), sampling] {
+            for n in [0, 1, 7, 8, 9, 63, 64, 200, 1000, 1001] {
+                let items: Vec<usize> = (0..n).collect();
+                let out = map(items, spread, |i| i * 2);
+                assert_eq!(
+                    out,
+                    (0..n).map(|i| i * 2).collect::<Vec<_>>(),
+                    "n = {n}, {spread:?}"
+                );
+            }
         }
     }
 

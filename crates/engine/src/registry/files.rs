@@ -250,6 +250,31 @@ mod tests {
         assert_eq!(unescape_octal(br"/plain\9"), br"/plain\9".to_vec());
     }
 
+    /// The direct parse and the tree's agree: a good file gives the same value either
+    /// way, and what the direct parse refuses but the tree accepts (a repeated key, whose
+    /// last value counts, as before) still parses; a bad field is still named by path.
+    #[test]
+    fn a_file_parses_the_same_on_the_direct_path_and_through_the_tree() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Doc {
+            version: u32,
+            name: String,
+        }
+        let good = br#"{"version": 1, "name": "a", "extra": [1, 2]}"#;
+        assert_eq!(
+            parse_versioned::<Doc>(good, 1).unwrap(),
+            Doc {
+                version: 1,
+                name: "a".into()
+            }
+        );
+        let repeated = br#"{"version": 1, "name": "a", "name": "b"}"#;
+        assert_eq!(parse_versioned::<Doc>(repeated, 1).unwrap().name, "b");
+        let bad = br#"{"version": 1, "name": 5}"#;
+        let err = parse_versioned::<Doc>(bad, 1).unwrap_err();
+        assert!(err.starts_with("name: "), "{err}");
+    }
+
     #[test]
     fn newer_version_is_refused_with_the_versions() {
         let err = parse_versioned::<serde_json::Value>(br#"{"version": 7}"#, 1).unwrap_err();
