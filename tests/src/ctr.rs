@@ -141,9 +141,25 @@ impl Ctr {
     /// Container directories under the root, counting hidden ones (`.removing-*` and the
     /// like are leftovers too). The directory must exist (the fixture's image import made
     /// the root): a count of a directory that is not there would be 0 for any engine.
+    ///
+    /// An attached `run --rm` returns once its container is removed and leaves the
+    /// deletion of its renamed directory (`.removing-ID`) to a background process: such
+    /// a directory is given 10 s to go before it counts as left.
     #[track_caller]
     pub fn containers(&self) -> usize {
-        count_entries(&self.root.join("containers"))
+        let dir = self.root.join("containers");
+        let deleting = || {
+            std::fs::read_dir(&dir).is_ok_and(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .any(|e| e.file_name().to_string_lossy().starts_with(".removing-"))
+            })
+        };
+        let end = std::time::Instant::now() + Duration::from_secs(10);
+        while deleting() && std::time::Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        count_entries(&dir)
     }
 }
 

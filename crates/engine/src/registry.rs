@@ -28,6 +28,7 @@ mod names;
 mod reconcile;
 mod record;
 mod rename;
+mod trash;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -44,6 +45,7 @@ pub use links::NAMES_DIR;
 pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
 pub use reconcile::{Problem, Reconciled, Repair};
 pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
+pub use trash::{Trash, DELETE_TRASH_LOCK_FD, DELETE_TRASH_MODE};
 
 /// How the registry reads its versioned files, for the fuzz target in `fuzz/`.
 #[doc(hidden)]
@@ -385,10 +387,23 @@ impl Registry {
         id: &str,
         check: impl FnOnce(&ContainerRecord) -> Result<()>,
     ) -> Result<()> {
+        // Held until the trash is deleted too: a kill anywhere leaves it abandoned.
+        let intent = self.intent("rm")?;
+        self.retire_container_if(id, check, &intent)?.delete()
+    }
+
+    /// The removal of [`Registry::remove_container_if`] up to the point where the
+    /// container is gone for everyone: its name unlinked and its directory renamed to
+    /// the returned [`Trash`], whose files the caller deletes (now, or in a background
+    /// process that takes `intent` over). Hold `intent` until they are deleted.
+    pub fn retire_container_if(
+        &self,
+        id: &str,
+        check: impl FnOnce(&ContainerRecord) -> Result<()>,
+        _intent: &Intent,
+    ) -> Result<Trash> {
         let dir = self.container_dir(id)?;
         let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
-        // Held until the trash is deleted too: a kill anywhere leaves it abandoned.
-        let _intent = self.intent("rm")?;
         {
             let _lock = self.lock()?;
             // A corrupt record cannot be checked; removing it is what the caller wants.
@@ -442,6 +457,7 @@ impl Registry {
                 }
             }
         }
+        crate::trace::phase("rm: committed");
         // The container is gone; deleting its files needs no lock.
         if let Some(mount) = mounts_under(&mount_points()?, &trash).first() {
             return Err(still_mounted(
@@ -449,13 +465,7 @@ impl Registry {
                 mount,
             ));
         }
-        remove_tree(&trash).map_err(|e| match e {
-            Error::Io { context, cause } => Error::Io {
-                context: format!("container {id} is removed, but {context} failed"),
-                cause,
-            },
-            other => other,
-        })
+        Ok(Trash::new(id, trash))
     }
 
     /// Renames a container directory to its `.removing-<id>` name (under the lock), unless

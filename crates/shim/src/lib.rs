@@ -26,6 +26,7 @@ pub mod log;
 pub mod monitor;
 pub mod pump;
 pub mod sys;
+pub mod trash;
 
 use std::fmt;
 

@@ -219,7 +219,8 @@ fn stream(
         eprintln!("codex-ctr: {}: {why} (--timeout): stopped", rec.name);
     }
     if remove {
-        eng.remove(id, true, true)?;
+        // Its files are deleted in the background: this command only exits after this.
+        eng.remove_before_exit(id, true, true)?;
         codex_engine::trace::phase("attach: removed");
     }
     match rec.exit_code {
