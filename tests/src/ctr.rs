@@ -142,9 +142,9 @@ impl Ctr {
     /// like are leftovers too). The directory must exist (the fixture's image import made
     /// the root): a count of a directory that is not there would be 0 for any engine.
     ///
-    /// An attached `run --rm` returns once its container is removed and leaves the
-    /// deletion of its renamed directory (`.removing-ID`) to a background process: such
-    /// a directory is given 10 s to go before it counts as left.
+    /// An attached `run --rm` returns once its container is gone for everyone (renamed
+    /// to `.removing-ID`), while its supervisor deletes the files: such a directory is
+    /// given 10 s to go before it counts as left.
     #[track_caller]
     pub fn containers(&self) -> usize {
         let dir = self.root.join("containers");

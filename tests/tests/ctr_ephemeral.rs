@@ -267,10 +267,10 @@ fn a_killed_run_rm_still_has_its_container_removed_at_its_end() {
     .assert_ok();
 }
 
-/// The command is killed after its container ended but before it removed it (held in its
-/// removal by a test pause, which release builds compile out: `paused_` tests are
-/// skipped on them): whoever recorded the end waits for the command's exit and removes
-/// what it left.
+/// The container's end is recorded, and its supervisor is held before it removes it (a
+/// test pause, which release builds compile out: `paused_` tests are skipped on them):
+/// the attached command waits for the removal rather than making it, and a command
+/// killed meanwhile changes nothing: the supervisor removes the container all the same.
 #[test]
 fn paused_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_removed() {
     let c = Ctr::new();
@@ -278,15 +278,19 @@ fn paused_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_
         &c,
         "halfway",
         "sleep 0.3",
-        &[("CODEX_TEST_PAUSE", "rm-claim:30000")],
+        &[("CODEX_TEST_PAUSE", "end-recorded:3000")],
     );
     let ended = wait_until(Duration::from_secs(10), || {
         let o = c.run(&["inspect", "halfway"]);
         o.ok() && o.json()["status"] == "exited"
     });
     assert!(ended, "halfway did not end: {}", c.inspect("halfway"));
-    // The command is still held (30 s) before its removal: the container is still there.
+    // The supervisor is held (3 s) before the removal: the command still waits for it.
     assert!(c.run(&["inspect", "halfway"]).ok());
+    assert!(
+        child.try_wait().expect("the command's status").is_none(),
+        "the command returned before its container was removed"
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -294,12 +298,40 @@ fn paused_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_
         "left after its command was killed: {}",
         c.inspect("halfway")
     );
+    assert_eq!(c.containers(), 0);
+}
+
+/// The supervisor dies right after it recorded the end (a test point, as above), before
+/// its removal: the attached command sees it gone with the container still there, removes
+/// the container itself, and exits with the recorded code.
+#[test]
+fn paused_run_rm_whose_supervisor_dies_before_the_removal_is_removed_by_the_command() {
+    let c = Ctr::new();
+    let o = c
+        .cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "orphaned",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 7",
+        ])
+        .env("CODEX_TEST_DIE", "end-recorded")
+        .output()
+        .expect("run");
+    assert_eq!(o.status.code(), Some(7), "run --rm: {o:?}");
+    assert!(!c.run(&["inspect", "orphaned"]).ok(), "orphaned was left");
+    assert_eq!(c.containers(), 0);
 }
 
 /// An attached `run --rm` whose command and supervisor both die (a host's end, or kill
 /// -9 of both) leaves its container: started again, its overlay mounts again although its
-/// last mount was volatile (overlayfs refuses that until its mark is cleared), and it
-/// stays after that run (the dead command no longer names it for removal).
+/// last mount was volatile (overlayfs refuses that until its mark is cleared), and, made
+/// with --rm, it is removed at the end of that run, as Docker's auto-removal does.
 #[test]
 fn an_ephemeral_container_left_behind_starts_again() {
     let c = Ctr::new();
@@ -317,127 +349,9 @@ fn an_ephemeral_container_left_behind_starts_again() {
     let o = c.run(&["start", "-a", "left"]);
     o.assert_ok();
     assert!(o.stdout.contains("up"), "{o:?}");
-    let rec = c.inspect("left");
-    assert!(rec.get("remover_pid").is_none(), "{rec}");
-    c.run(&["rm", "-f", "left"]).assert_ok();
-}
-
-/// The entries of `dir` (sorted), hidden ones included.
-fn entries_of(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Whether someone holds the flock of `path` (an intent in flight).
-fn locked(path: &Path) -> bool {
-    use std::os::fd::AsRawFd;
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // SAFETY: flock on an fd we own; a lock we get goes with the file at the end.
-    let r = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    r != 0
-}
-
-/// An attached `run --rm` removes its container and returns, leaving the deletion of the
-/// renamed directory to a process of its own (held here by a test pause: `paused_` tests
-/// are skipped on release builds). When the command has returned the container is gone
-/// for every command, its directory is still there, and the removal's intent is still
-/// held (by the deleter): a command's open meanwhile does not take it for a crash. Then
-/// the directory and the intent go.
-#[test]
-fn paused_an_attached_run_rm_returns_before_its_files_are_deleted_and_they_go() {
-    let c = Ctr::new();
-    let o = c
-        .cmd(&[
-            "run",
-            "--rm",
-            "--name",
-            "bg",
-            "--network",
-            "none",
-            "busybox",
-            "true",
-        ])
-        .env("CODEX_TEST_PAUSE", "delete-trash:3000")
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "run --rm: {o:?}");
-    assert!(!c.run(&["inspect", "bg"]).ok(), "bg is still listed");
-    let left = entries_of(&c.root.join("containers"));
     assert!(
-        left.len() == 1 && left[0].starts_with(".removing-"),
-        "the renamed directory, being deleted: {left:?}"
+        !c.run(&["inspect", "left"]).ok(),
+        "left stayed after its run"
     );
-    let intents = entries_of(&c.root.join("intents"));
-    assert_eq!(intents.len(), 1, "the removal's intent: {intents:?}");
-    let intent = c.root.join("intents").join(&intents[0]);
-    assert!(locked(&intent), "the deleter holds {}", intent.display());
-    // Not a crash to repair: this open leaves the deletion to the deleter.
-    let ps = c.run(&["ps", "-a", "-q"]);
-    ps.assert_ok();
-    assert_eq!(ps.stdout.trim(), "");
-    assert!(c.root.join("containers").join(&left[0]).exists());
-    // The name is free at once.
-    c.run(&[
-        "create",
-        "--name",
-        "bg",
-        "--network",
-        "none",
-        "busybox",
-        "true",
-    ])
-    .assert_ok();
-    c.run(&["rm", "bg"]).assert_ok();
-    let done = wait_until(Duration::from_secs(15), || {
-        entries_of(&c.root.join("containers")).is_empty()
-            && entries_of(&c.root.join("intents")).is_empty()
-    });
-    assert!(
-        done,
-        "left: {:?} {:?}",
-        entries_of(&c.root.join("containers")),
-        entries_of(&c.root.join("intents"))
-    );
-}
-
-/// The deleter is killed before it deleted anything (a test point, as above): its intent
-/// is left with nobody's lock on it, and the next command's open takes that for the
-/// crash it is, runs the full reconcile, and the directory and the intent go.
-#[test]
-fn paused_a_killed_deleter_leaves_its_intent_to_the_next_command() {
-    let c = Ctr::new();
-    let o = c
-        .cmd(&[
-            "run",
-            "--rm",
-            "--name",
-            "bgk",
-            "--network",
-            "none",
-            "busybox",
-            "true",
-        ])
-        .env("CODEX_TEST_DIE", "delete-trash")
-        .output()
-        .expect("run");
-    assert!(o.status.success(), "run --rm: {o:?}");
-    let intents = entries_of(&c.root.join("intents"));
-    assert_eq!(intents.len(), 1, "the removal's intent: {intents:?}");
-    let intent = c.root.join("intents").join(&intents[0]);
-    assert!(
-        wait_until(Duration::from_secs(10), || !locked(&intent)),
-        "the deleter was not killed"
-    );
-    let left = entries_of(&c.root.join("containers"));
-    assert!(
-        left.len() == 1 && left[0].starts_with(".removing-"),
-        "the killed deleter's directory: {left:?}"
-    );
-    c.run(&["ps", "-a"]).assert_ok();
-    assert_eq!(entries_of(&c.root.join("containers")), Vec::<String>::new());
-    assert_eq!(entries_of(&c.root.join("intents")), Vec::<String>::new());
+    assert_eq!(c.containers(), 0);
 }

@@ -48,12 +48,7 @@ pub fn met(cond: Condition, first: &ContainerRecord, now: &ContainerRecord) -> b
 
 /// The exit code the last `die` event recorded for `id` (the container is gone).
 fn exit_from_events(ctx: &Ctx, id: &str) -> Option<i32> {
-    let mut r = ctx.eng.engine().events().ok()?;
-    r.read_new()
-        .ok()?
-        .into_iter()
-        .rev()
-        .find(|e| e.id == id && e.action == "die")
+    codex_engine::events::newest_about(ctx.eng.engine().root(), id, "die")
         .and_then(|e| e.attributes.get("exit_code").and_then(|c| c.parse().ok()))
 }
 

@@ -388,6 +388,8 @@ impl Engine {
             engine: self,
             id: rec.id,
             follower,
+            supervisor: None,
+            ended: None,
         })
     }
 
@@ -445,9 +447,13 @@ impl Engine {
 
 /// A container's log as it grows; from [`Engine::follow_logs`].
 pub struct LogFollow<'e> {
-    engine: &'e Engine,
-    id: String,
-    follower: LogFollower,
+    pub(crate) engine: &'e Engine,
+    pub(crate) id: String,
+    pub(crate) follower: LogFollower,
+    /// Its supervisor, as last seen live: after the end, the record no longer names it.
+    pub(crate) supervisor: Option<ProcessId>,
+    /// The record that said it had ended (it may be removed by the next look).
+    pub(crate) ended: Option<ContainerRecord>,
 }
 
 impl LogFollow<'_> {
@@ -456,6 +462,7 @@ impl LogFollow<'_> {
     /// started again (restart) is followed on.
     pub fn poll(&mut self, timeout: Duration) -> Result<Followed> {
         let (engine, id) = (self.engine, self.id.as_str());
+        let (seen, ended) = (&mut self.supervisor, &mut self.ended);
         self.follower.poll(timeout, || {
             let rec = match engine.get(id) {
                 Ok(r) => r,
@@ -463,8 +470,23 @@ impl LogFollow<'_> {
                 Err(Error::NotFound { .. }) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            Ok(is_live(rec.status).then(|| rec.supervisor_pidfd()))
+            let live = rec.live_supervisor();
+            if live.is_some() {
+                *seen = live;
+            }
+            if !is_live(rec.status) {
+                *ended = Some(rec);
+                return Ok(None);
+            }
+            Ok(Some(live.and_then(|p| p.open().ok().flatten())))
         })
+    }
+
+    /// Notes the supervisor that `rec` (the record a start returned) names.
+    pub fn started(&mut self, rec: &ContainerRecord) {
+        if let Some(p) = rec.live_supervisor() {
+            self.supervisor = Some(p);
+        }
     }
 
     /// The container being followed.

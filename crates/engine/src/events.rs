@@ -263,6 +263,54 @@ impl crate::engine::Engine {
 
 /// Moves the complete lines of `buf` into `out` as events (a line that does not
 /// parse, cut by a crash, is skipped); leaves an unterminated tail in `buf`.
+/// How much of the live file's end [`newest_about`] reads first.
+const TAIL_BYTES: u64 = 64 * 1024;
+
+/// The newest kept event about container `id` with `action` (a `die`, for the exit code
+/// of a container removed before it could be read from its record). An event written
+/// just now is in the live file's last [`TAIL_BYTES`], which are read first; only if it
+/// is not there is everything kept read.
+pub fn newest_about(root: &Path, id: &str, action: &str) -> Option<Event> {
+    let about = |events: Vec<Event>| {
+        events
+            .into_iter()
+            .rev()
+            .find(|e| e.id == id && e.action == action)
+    };
+    if let Some(e) = about(read_tail(&root.join(EVENTS_FILE), TAIL_BYTES)) {
+        return Some(e);
+    }
+    about(EventReader::open(root).ok()?.read_new().ok()?)
+}
+
+/// The whole lines among the last `max` bytes of the events file `path`.
+fn read_tail(path: &Path, max: u64) -> Vec<Event> {
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return Vec::new();
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let from = len.saturating_sub(max);
+    let mut buf = Vec::new();
+    if f.seek(SeekFrom::Start(from)).is_err() || f.read_to_end(&mut buf).is_err() {
+        return Vec::new();
+    }
+    if from > 0 {
+        // Started inside a line: it begins after the first newline.
+        let start = buf
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(buf.len(), |p| p + 1);
+        buf.drain(..start);
+    }
+    let mut out = Vec::new();
+    parse(&mut buf, &mut out);
+    out
+}
+
 fn parse(buf: &mut Vec<u8>, out: &mut Vec<Event>) {
     let end = buf.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1);
     for line in buf[..end].split(|b| *b == b'\n') {
@@ -321,6 +369,39 @@ mod tests {
             ..Default::default()
         };
         assert!(!future.matches(&e));
+    }
+
+    /// The newest event of a kind about one container, whether it is among the file's
+    /// last bytes (the usual case) or only further back (then everything is read).
+    #[test]
+    fn the_newest_event_about_a_container_is_found_near_the_end_or_further_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        assert!(newest_about(root, "a0000", "die").is_none());
+        emit(root, &event("die", "a", &[("exit_code", "1")]));
+        emit(root, &event("die", "a", &[("exit_code", "2")]));
+        // Enough of others' events to push a's out of the tail read first.
+        let big = "x".repeat(4000);
+        for i in 0..(TAIL_BYTES as usize / 4000 + 2) {
+            emit(root, &event("start", &format!("b{i}-{big}"), &[]));
+        }
+        let far = newest_about(root, "a0000", "die").expect("found further back");
+        assert_eq!(far.attributes["exit_code"], "2");
+        emit(root, &event("die", "a", &[("exit_code", "3")]));
+        let near = newest_about(root, "a0000", "die").expect("found in the tail");
+        assert_eq!(near.attributes["exit_code"], "3");
+        assert!(newest_about(root, "a0000", "oom").is_none());
+        // The tail alone: only whole lines, the newest last.
+        let tail = read_tail(&root.join(EVENTS_FILE), 10_000);
+        assert_eq!(
+            tail.last().map(|e| e.attributes["exit_code"].as_str()),
+            Some("3")
+        );
+        assert!(
+            tail.len() <= 3,
+            "{} lines from 10 kB of 4 kB lines",
+            tail.len()
+        );
     }
 
     #[test]

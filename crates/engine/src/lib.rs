@@ -198,6 +198,7 @@ pub mod registry;
 mod removal;
 pub mod restart;
 mod restarting;
+pub mod run_end;
 mod start;
 mod stop;
 pub mod supervisor;

@@ -159,7 +159,11 @@ impl LogFollower {
                 AddWatchFlags::IN_MODIFY
                     | AddWatchFlags::IN_CREATE
                     | AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_CLOSE_WRITE,
+                    | AddWatchFlags::IN_CLOSE_WRITE
+                    // The container's removal (its directory renamed away, then deleted):
+                    // an attached `run --rm` waits for it (crate::run_end).
+                    | AddWatchFlags::IN_MOVE_SELF
+                    | AddWatchFlags::IN_DELETE_SELF,
             )
             .ctx(|| format!("watching {}", dir.display()))?;
         let path = dir.join(file_name);
@@ -274,6 +278,11 @@ impl LogFollower {
         self.inotify.as_fd()
     }
 
+    /// Reads and forgets the pending change events (after a wait on [`LogFollower::wake_fd`]).
+    pub fn drain(&self) {
+        while self.inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
+    }
+
     /// Returns new lines, or waits up to `timeout` for some. `running` tells whether
     /// the container still runs and gives its supervisor's pidfd to wake on its exit.
     pub fn poll(
@@ -305,7 +314,7 @@ impl LogFollower {
         }
         drop(fds);
         // Drain the events: they only say "look again".
-        while self.inotify.read_events().is_ok_and(|e| !e.is_empty()) {}
+        self.drain();
         let lines = self.take_new()?;
         Ok(if lines.is_empty() {
             Followed::Idle

@@ -45,7 +45,7 @@ pub use links::NAMES_DIR;
 pub use names::{is_full_id, validate_name, ID_LEN, NAME_MAX};
 pub use reconcile::{Problem, Reconciled, Repair};
 pub use record::{ContainerRecord, ContainerStatus, RECORD_VERSION};
-pub use trash::{Trash, DELETE_TRASH_LOCK_FD, DELETE_TRASH_MODE};
+pub use trash::Trash;
 
 /// How the registry reads its versioned files, for the fuzz target in `fuzz/`.
 #[doc(hidden)]
@@ -394,8 +394,8 @@ impl Registry {
 
     /// The removal of [`Registry::remove_container_if`] up to the point where the
     /// container is gone for everyone: its name unlinked and its directory renamed to
-    /// the returned [`Trash`], whose files the caller deletes (now, or in a background
-    /// process that takes `intent` over). Hold `intent` until they are deleted.
+    /// the returned [`Trash`], whose files the caller deletes. Hold `intent` (the
+    /// removal's, which may cover more of it) until they are deleted.
     pub fn retire_container_if(
         &self,
         id: &str,

@@ -27,15 +27,6 @@ pub(crate) fn auto_remove_requested(rec: &ContainerRecord) -> bool {
         .unwrap_or(false)
 }
 
-/// Where a removal deletes the container's files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Files {
-    /// Before the removal returns.
-    Here,
-    /// In a process of their own, for a caller that exits next.
-    InBackground,
-}
-
 /// How long `rm` waits for a container's last processes to die.
 const RUNTIME_DELETE_PATIENCE: Duration = Duration::from_secs(5);
 
@@ -46,20 +37,8 @@ impl Engine {
     /// Removes a container (`force` stops a running one first) and everything of it;
     /// with `volumes`, its anonymous volumes too.
     pub fn remove(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
-        self.remove_with(reference, force, volumes, Files::Here)
-    }
-
-    /// [`Engine::remove`] for a command that exits next (the end of an attached `run
-    /// --rm`): the container is gone for everyone when this returns, but the files of an
-    /// ended one are deleted by a process of their own, which the caller does not wait
-    /// for ([`crate::registry::Trash`]).
-    pub fn remove_before_exit(&self, reference: &str, force: bool, volumes: bool) -> Result<()> {
-        self.remove_with(reference, force, volumes, Files::InBackground)
-    }
-
-    fn remove_with(&self, reference: &str, force: bool, volumes: bool, files: Files) -> Result<()> {
         let mut rec = self.get(reference)?;
-        if let Some(result) = self.remove_if_ended(&rec, volumes, files) {
+        if let Some(result) = self.remove_if_ended(&rec, volumes) {
             return result;
         }
         let mut attempt = 0;
@@ -117,12 +96,7 @@ impl Engine {
     /// a racing `start`), in one step under the registry lock, with no claim written
     /// first: the common end of `run --rm`. `None` when the container is not such a one,
     /// or a `start` won the race to it (the claiming removal then takes over).
-    fn remove_if_ended(
-        &self,
-        rec: &ContainerRecord,
-        volumes: bool,
-        files: Files,
-    ) -> Option<Result<()>> {
+    fn remove_if_ended(&self, rec: &ContainerRecord, volumes: bool) -> Option<Result<()>> {
         let ended = |r: &ContainerRecord| !is_live(r.status) && !starting(r);
         if !ended(rec) || self.runtime().root().join(&rec.id).exists() {
             return None;
@@ -158,24 +132,9 @@ impl Engine {
             Err(e) => return Some(Err(e)),
         };
         let done = self.after_removal(rec, volumes);
-        let deleted = match (files, self.trash_deleter()) {
-            (Files::InBackground, Some(deleter)) => trash.delete_in_background(intent, &deleter),
-            _ => {
-                let deleted = trash.delete();
-                drop(intent);
-                deleted
-            }
-        };
+        let deleted = trash.delete();
+        drop(intent);
         Some(done.and(deleted))
-    }
-
-    /// The `codex-shim` next to the supervisor binary, which deletes a removed
-    /// container's files in the background; `None` when it is not there.
-    fn trash_deleter(&self) -> Option<std::path::PathBuf> {
-        let shim = self
-            .supervisor_exe
-            .with_file_name(codex_shim::handoff::SHIM_NAME);
-        shim.is_file().then_some(shim)
     }
 
     /// What follows a container's removal from the registry: its event, its addresses

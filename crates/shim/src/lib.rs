@@ -26,7 +26,6 @@ pub mod log;
 pub mod monitor;
 pub mod pump;
 pub mod sys;
-pub mod trash;
 
 use std::fmt;
 

@@ -31,11 +31,6 @@ fn main() {
 
 fn run() -> i32 {
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    if let [mode, rest @ ..] = args.as_slice() {
-        if mode == codex_shim::trash::MODE {
-            return codex_shim::trash::run(rest);
-        }
-    }
     let a = match ShimArgs::parse(&args) {
         Ok(a) => a,
         Err(e) => {

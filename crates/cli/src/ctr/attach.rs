@@ -10,6 +10,7 @@ use codex_engine::attach::set_terminal_size;
 use codex_engine::config::ContainerConfig;
 use codex_engine::engine::{Engine, LogFollow};
 use codex_engine::logread::{Followed, LogQuery};
+use codex_engine::registry::ContainerRecord;
 use codex_engine::supervisor::logs::LogLine;
 
 use super::args::CreateArgs;
@@ -21,9 +22,9 @@ use super::terminal;
 /// code (signals to `run` are passed to the container).
 pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     let mut config = config_from(a)?;
-    // Attached, this command removes the container itself once it has its exit code;
-    // the supervisor removes only detached ones.
-    config.auto_remove = a.rm && detach;
+    // Its supervisor removes it when it ends, attached or not; attached, this command
+    // waits for that (codex_engine::run_end).
+    config.auto_remove = a.rm;
     super::create::pull_for(eng, a, &config)?;
     // The supervisor starts now and waits for the container's id: its exec overlaps
     // the create. If the create fails, dropping it makes it exit.
@@ -36,9 +37,8 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     };
     let start = eng.prepare_start(stdin_r)?;
     // A container that goes when its run ends is not written durably (fsync): a host
-    // crash loses nothing a user could come back to. Attached, this command removes it
-    // and is named in it: should this command be killed, the container is removed at
-    // its end all the same.
+    // crash loses nothing a user could come back to. Attached, this command is named in
+    // it as the one that waits for its end.
     let rec = match a.rm {
         true => {
             let me = (!detach)
@@ -83,7 +83,7 @@ pub(super) fn attach_and_start(
     let cfg: ContainerConfig = serde_json::from_value(rec.config.clone()).unwrap_or_default();
     let forward = forward_signals(cfg.tty)?;
     // Opened before the start, showing nothing older: no early line is missed.
-    let follow = eng.follow_logs(
+    let mut follow = eng.follow_logs(
         id,
         LogQuery {
             tail: Some(0),
@@ -107,13 +107,15 @@ pub(super) fn attach_and_start(
     } else {
         eng.start(id)
     };
-    if let Err(e) = started {
-        if remove {
+    match &started {
+        Ok(rec) => follow.started(rec),
+        Err(_) if remove => {
             let _ = eng.remove(id, true, true);
         }
-        return Err(e.into());
+        Err(_) => {}
     }
-    stream(eng, id, follow, forward, remove, detached, &cfg)
+    started?;
+    stream(eng, &rec, follow, forward, remove, detached, &cfg)
 }
 
 /// `attach`: the running container's output from now on, its terminal connected to
@@ -141,19 +143,20 @@ pub(super) fn attach(eng: &Engine, reference: &str) -> Result<i32> {
             terminal::copy_stdin(w, false, detached.clone());
         }
     }
-    stream(eng, &rec.id, follow, forward, false, detached, &cfg)
+    stream(eng, &rec, follow, forward, false, detached, &cfg)
 }
 
 /// Streams the output of a started container until it ends (or the detach keys).
 fn stream(
     eng: &Engine,
-    id: &str,
+    rec: &ContainerRecord,
     mut follow: LogFollow,
     forward: Forward,
     remove: bool,
     detached: Arc<AtomicBool>,
     cfg: &ContainerConfig,
 ) -> Result<i32> {
+    let (id, name) = (rec.id.as_str(), rec.name.as_str());
     // A terminal: a copy of its master, sized as ours, typed into from our stdin (raw
     // while attached) when the container was made with -i.
     let mut raw = None;
@@ -183,10 +186,6 @@ fn stream(
         }
         if detached.load(Ordering::SeqCst) {
             drop(raw.take());
-            let name = eng
-                .get(id)
-                .map(|r| r.name)
-                .unwrap_or_else(|_| id.to_string());
             eprintln!("\ncodex-ctr: detached; {name} runs on (codex-ctr attach {name} to return)");
             if remove {
                 eng.remove_when_ended(id)?;
@@ -207,27 +206,36 @@ fn stream(
         }
     }
     drop(raw);
+    codex_engine::trace::phase("attach: ended");
+    // Made with --rm (by this command, or a `create --rm` started with -a), it is
+    // removed by whoever records its end.
+    let (exit_code, error) = if remove || cfg.auto_remove {
+        let end = follow.await_removal(cfg)?;
+        codex_engine::trace::phase("attach: removed");
+        (end.exit_code, end.error)
+    } else {
+        let rec = eng.get(id)?;
+        (rec.exit_code, rec.error)
+    };
     // The last close of the follower's inotify instance waits 5-18 ms for the kernel
     // to free its watch (an SRCU grace period): as a drop here, or at our exit, it
     // delayed the end of every attached run by that much.
     follow.close_in_background();
-    codex_engine::trace::phase("attach: ended");
-    let rec = eng.get(id)?;
-    if rec.exit_code == Some(TIMED_OUT) {
-        // Otherwise a timeout looks like the program's own failure.
-        let why = rec.error.as_deref().unwrap_or("timed out");
-        eprintln!("codex-ctr: {}: {why} (--timeout): stopped", rec.name);
+    if exit_code == Some(TIMED_OUT) {
+        // Otherwise a timeout looks like the program's own failure. (The record that
+        // says why may be gone: its removal can be faster than this command.)
+        let why = error.unwrap_or_else(|| match cfg.timeout {
+            Some(secs) => format!("timed out after {secs} s"),
+            None => "timed out".into(),
+        });
+        eprintln!("codex-ctr: {name}: {why} (--timeout): stopped");
+        return Ok(TIMED_OUT);
     }
-    if remove {
-        // Its files are deleted in the background: this command only exits after this.
-        eng.remove_before_exit(id, true, true)?;
-        codex_engine::trace::phase("attach: removed");
-    }
-    match rec.exit_code {
+    match exit_code {
         Some(code) => Ok(code),
         None => bail!(
             "the exit code is unknown: {}",
-            rec.error.as_deref().unwrap_or("no exit was recorded")
+            error.as_deref().unwrap_or("no exit was recorded")
         ),
     }
 }

@@ -56,27 +56,7 @@ impl std::fmt::Display for Due {
 #[derive(Debug)]
 pub struct Intent {
     path: PathBuf,
-    /// `None` once handed over to another process ([`Intent::hand_over`]).
-    lock: Option<codex_sys::FileLock>,
-}
-
-impl Intent {
-    /// The intent's file and its lock, for a process that takes the change over: it
-    /// holds the intent as long as any copy of the lock's fd is open, and unlinks the
-    /// file when the change is complete. The file is not unlinked here.
-    pub(crate) fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// The fd that holds the intent's lock (`None` once handed over).
-    pub(crate) fn lock_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        self.lock.as_ref().map(|l| l.file().as_fd())
-    }
-
-    pub(crate) fn hand_over(mut self) -> (PathBuf, Option<codex_sys::FileLock>) {
-        (std::mem::take(&mut self.path), self.lock.take())
-    }
+    _lock: codex_sys::FileLock,
 }
 
 impl Drop for Intent {
@@ -84,9 +64,7 @@ impl Drop for Intent {
         // Unlinked while still locked: nobody ever sees this file unlocked while its
         // owner lives (but for the instant between its creation and its flock, which
         // costs at most one needless reconcile).
-        if self.lock.is_some() {
-            let _ = fs::remove_file(&self.path);
-        }
+        let _ = fs::remove_file(&self.path);
     }
 }
 
@@ -140,10 +118,7 @@ impl Registry {
             other => other,
         }
         .ctx(|| format!("declaring a change in {}", path.display()))?;
-        Ok(Intent {
-            path,
-            lock: Some(lock),
-        })
+        Ok(Intent { path, _lock: lock })
     }
 
     /// Whether the full reconcile is due: a new boot, or an abandoned change. Reads one

@@ -130,6 +130,7 @@ pub(super) fn complete(
         Ok(())
     })?;
     crate::testhook::pause("end-recorded");
+    crate::testhook::die("end-recorded");
     if let Next::Restart(delay) = next {
         let details = [
             ("restart_count", rec.restart_count.to_string()),
