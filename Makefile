@@ -46,16 +46,17 @@ api-clients:
 build: deps
 	$(CARGO) build --workspace --all-targets
 
-# The runtime's binaries, codex-oci and codex-shim, are released as static-pie executables
-# (glibc and libseccomp linked in): each exec skips the dynamic loader and its
-# relocations (1.2-1.5 ms of CPU per `codex-oci run`), and the runtime's peak RSS drops by
-# the shared libraries' pages (docs/benchmarks.md, "Static runtime binaries"). crt-static
-# is given to the final link only (`cargo rustc`): with RUSTFLAGS it would reach the
-# proc-macros, which cannot be static. codex-ctr stays dynamic: a static glibc's NSS (the
-# API socket's group, registry host names) loads the host's NSS modules
-# (libnss_systemd...), which crash a static process; so no NSS code may be linked into the
-# static two, and the build fails if any is. Debug builds (the test suite's) stay dynamic;
-# `make test-release` runs tests on these.
+# All three binaries are released as static-pie executables (glibc and libseccomp
+# linked in): each exec skips the dynamic loader and its relocations (1.2-1.5 ms of CPU
+# per `codex-oci run`; a `codex-ctr run --rm`, which execs codex-ctr twice, the command
+# and its supervisor, got 1.3 ms faster), and the peak RSS drops by the shared libraries'
+# pages (docs/benchmarks.md, "Static runtime binaries", "Static codex-ctr"). crt-static is
+# given to the final link only (`cargo rustc`): with RUSTFLAGS it would reach the
+# proc-macros, which cannot be static. A static glibc's NSS (getgrnam, getaddrinfo) loads
+# the host's NSS modules (libnss_systemd...), which crash a static process: codex-ctr
+# looks group and host names up through the host's `getent` instead (codex_sys::nss), no
+# NSS code may be linked into any of them, and the build fails if any is. Debug builds
+# (the test suite's) stay dynamic; `make test-release` runs tests on these.
 #
 # All three are linked by link/ordered-link: a binary with a profile (link/NAME.order,
 # written by `make link-order`) gets the functions the profile saw touched laid out
@@ -63,13 +64,13 @@ build: deps
 # order"). Symbols are v0-mangled: their demangled names, which the profile keeps, then
 # tell a generic function's instances apart. Relative relocations are packed (RELR): a
 # few KiB to read at each exec instead of 250-380 KiB.
-STATIC_BINS := codex-oci codex-shim
+STATIC_BINS := codex-ctr codex-oci codex-shim
 SECCOMP_LIBDIR = $(shell pkg-config --variable=libdir libseccomp)
 RELEASE_RUSTFLAGS := -C symbol-mangling-version=v0
 RELEASE_LINK := -C linker=$(CURDIR)/link/ordered-link -C link-arg=-Wl,-z,pack-relative-relocs
 release: deps
 	@set -e; export LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$(SECCOMP_LIBDIR) RUSTFLAGS="$(RELEASE_RUSTFLAGS)"; \
-	for b in codex-ctr $(STATIC_BINS); do \
+	for b in $(STATIC_BINS); do \
 	  flags="$(RELEASE_LINK)"; \
 	  case " $(STATIC_BINS) " in *" $$b "*) flags="$$flags -C target-feature=+crt-static";; esac; \
 	  report=$(CURDIR)/target/release/$$b.link-order; \

@@ -162,6 +162,20 @@ fn pull_anonymously_runs_the_image_and_shares_its_layers() {
             .count(),
         0
     );
+    // By host name: looked up through the host's getent (the release binary is static
+    // and runs no NSS of its own). `localhost` may list ::1 first, where nothing listens.
+    let by_name = format!("localhost:{}/busybox:test", reg.port);
+    assert_eq!(
+        pulled_id(&c.run(&["image", "pull", "-q", "--insecure", &by_name])),
+        id
+    );
+    c.run(&[
+        "pull",
+        "--insecure",
+        "no-such-registry.invalid/busybox:test",
+    ])
+    .assert_refused_naming("registry")
+    .assert_stderr_mentions("no-such-registry.invalid");
     // A tag the registry does not have.
     c.run(&[
         "pull",

@@ -97,8 +97,10 @@ fn bind(path: &Path) -> std::io::Result<UnixListener> {
     // SAFETY: as above, restoring it.
     unsafe { libc::umask(old) };
     let l = l?;
-    if let Ok(Some(g)) = nix::unistd::Group::from_name("codex") {
-        nix::unistd::chown(path, None, Some(g.gid)).map_err(std::io::Error::from)?;
+    // Looked up without NSS in this process (codex_sys::nss: the binary is static).
+    if let Ok(Some(gid)) = codex_sys::nss::group_id("codex") {
+        nix::unistd::chown(path, None, Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(std::io::Error::from)?;
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
     Ok(l)

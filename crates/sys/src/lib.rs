@@ -4,6 +4,8 @@
 //!   with an explicit mode (0600 unless told otherwise), a temp file that cannot be a
 //!   symlink someone planted, and fsync of the file and its directory.
 //! - [`lock`]: `flock(2)` held for a scope.
+//! - [`nss`]: group and host name lookups through `getent`, never glibc's NSS in a static
+//!   binary.
 //! - [`pidfd`]: pidfds, and a process identity (pid + start time) that a recycled pid
 //!   cannot forge.
 //! - [`release`]: a last close that waits on the kernel (an inotify instance's), made by
@@ -17,6 +19,7 @@
 
 pub mod atomic;
 pub mod lock;
+pub mod nss;
 pub mod pidfd;
 pub mod release;
 pub mod trace;

@@ -56,7 +56,12 @@ fn agent(tls: ureq::tls::TlsConfig) -> ureq::Agent {
         .timeout_recv_response(Some(Duration::from_secs(120)))
         .tls_config(tls)
         .build();
-    ureq::Agent::new_with_config(config)
+    // Host names through the host's getent, never this process's NSS (resolve.rs).
+    ureq::Agent::with_parts(
+        config,
+        ureq::unversioned::transport::DefaultConnector::default(),
+        super::resolve::HostResolver,
+    )
 }
 
 impl Client {

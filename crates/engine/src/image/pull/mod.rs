@@ -10,6 +10,7 @@ mod fetch;
 mod pool;
 pub mod progress;
 mod push;
+mod resolve;
 mod target;
 pub mod tls;
 
