@@ -203,13 +203,24 @@ fn run_rm_mounts_its_overlay_volatile_and_a_kept_container_does_not() {
 /// Starts an attached `run --rm --name NAME` of `sh -c SCRIPT` (with `env` set for it),
 /// waits until its container runs, and returns the command.
 fn attached_run_rm(c: &Ctr, name: &str, script: &str, env: &[(&str, &str)]) -> std::process::Child {
+    attached_run_rm_on(c, "none", name, script, env)
+}
+
+/// [`attached_run_rm`] on network `network`.
+fn attached_run_rm_on(
+    c: &Ctr,
+    network: &str,
+    name: &str,
+    script: &str,
+    env: &[(&str, &str)],
+) -> std::process::Child {
     let mut cli = c.cmd(&[
         "run",
         "--rm",
         "--name",
         name,
         "--network",
-        "none",
+        network,
         "busybox",
         "sh",
         "-c",
@@ -267,6 +278,30 @@ fn a_killed_run_rm_still_has_its_container_removed_at_its_end() {
     .assert_ok();
 }
 
+/// The same on the default bridge, where the attached command removes the container
+/// itself (its removal frees an address: codex_engine::run_end) and is named in its
+/// record: whoever records the end waits for the killed command and removes what it left.
+#[test]
+fn a_killed_run_rm_on_a_bridge_still_has_its_container_removed_at_its_end() {
+    let c = Ctr::new();
+    let mut child = attached_run_rm_on(&c, "bridge", "bridged", "echo up; sleep 1", &[]);
+    let rec = c.inspect("bridged");
+    assert_eq!(
+        rec["remover_pid"],
+        child.id(),
+        "the command is named: {rec}"
+    );
+    assert_eq!(rec["config"]["auto_remove"], false, "{rec}");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        gone_within(&c, "bridged", Duration::from_secs(15)),
+        "the container of a killed run --rm was left: {}",
+        c.inspect("bridged")
+    );
+    assert_eq!(c.containers(), 0);
+}
+
 /// The container's end is recorded, and its supervisor is held before it removes it (a
 /// test pause, which release builds compile out: `paused_` tests are skipped on them):
 /// the attached command waits for the removal rather than making it, and a command
@@ -307,8 +342,8 @@ fn paused_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_
 #[test]
 fn paused_run_rm_whose_supervisor_dies_before_the_removal_is_removed_by_the_command() {
     let c = Ctr::new();
-    let o = c
-        .cmd(&[
+    let o = run_command(
+        c.cmd(&[
             "run",
             "--rm",
             "--name",
@@ -320,10 +355,9 @@ fn paused_run_rm_whose_supervisor_dies_before_the_removal_is_removed_by_the_comm
             "-c",
             "exit 7",
         ])
-        .env("CODEX_TEST_DIE", "end-recorded")
-        .output()
-        .expect("run");
-    assert_eq!(o.status.code(), Some(7), "run --rm: {o:?}");
+        .env("CODEX_TEST_DIE", "end-recorded"),
+    );
+    o.assert_code(7);
     assert!(!c.run(&["inspect", "orphaned"]).ok(), "orphaned was left");
     assert_eq!(c.containers(), 0);
 }

@@ -29,6 +29,18 @@ use crate::engine::{is_live, starting, LogFollow};
 use crate::error::{Context, Error, Result};
 use crate::registry::ContainerRecord;
 
+/// Whether removing a container made with `cfg` frees more than its directory, after the
+/// directory is gone: network addresses (and with them published ports and its peers'
+/// hosts entries), anonymous volumes. An attached `run --rm` of such a container removes
+/// it itself, as it always did: waiting for its supervisor's end (the only sign that
+/// those are freed) measured 0.5-1.4 ms slower on the default bridge.
+pub fn frees_more_than_its_directory(cfg: &ContainerConfig) -> bool {
+    crate::network::mode::effective(cfg)
+        .network_name()
+        .is_some()
+        || cfg.volumes.iter().any(|v| v.anonymous)
+}
+
 /// How an attached `--rm` container ended, once it is removed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunEnd {
@@ -46,10 +58,7 @@ impl LogFollow<'_> {
     /// Once [`LogFollow::poll`] said `Ended` for a container made with `auto_remove`:
     /// waits until its removal is done, and returns how it ended (see the module doc).
     pub fn await_removal(&mut self, cfg: &ContainerConfig) -> Result<RunEnd> {
-        let frees_more = crate::network::mode::effective(cfg)
-            .network_name()
-            .is_some()
-            || cfg.volumes.iter().any(|v| v.anonymous);
+        let frees_more = frees_more_than_its_directory(cfg);
         // As the follow saw it end: a removal faster than this command's next look
         // leaves nothing else to read it from but the events.
         let mut ended: Option<ContainerRecord> = self.ended.take().filter(|r| !starting(r));

@@ -11,6 +11,7 @@ use codex_engine::config::ContainerConfig;
 use codex_engine::engine::{Engine, LogFollow};
 use codex_engine::logread::{Followed, LogQuery};
 use codex_engine::registry::ContainerRecord;
+use codex_engine::run_end::frees_more_than_its_directory;
 use codex_engine::supervisor::logs::LogLine;
 
 use super::args::CreateArgs;
@@ -22,9 +23,11 @@ use super::terminal;
 /// code (signals to `run` are passed to the container).
 pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     let mut config = config_from(a)?;
-    // Its supervisor removes it when it ends, attached or not; attached, this command
-    // waits for that (codex_engine::run_end).
-    config.auto_remove = a.rm;
+    // Its supervisor removes it when it ends; attached, this command waits for that
+    // (codex_engine::run_end), unless the removal frees more than the container's files
+    // (addresses, anonymous volumes): this command then removes it itself, and is named
+    // in it so that its container is removed all the same should it be killed.
+    config.auto_remove = a.rm && (detach || !frees_more_than_its_directory(&config));
     super::create::pull_for(eng, a, &config)?;
     // The supervisor starts now and waits for the container's id: its exec overlaps
     // the create. If the create fails, dropping it makes it exit.
@@ -207,14 +210,19 @@ fn stream(
     }
     drop(raw);
     codex_engine::trace::phase("attach: ended");
-    // Made with --rm (by this command, or a `create --rm` started with -a), it is
-    // removed by whoever records its end.
-    let (exit_code, error) = if remove || cfg.auto_remove {
+    // Made to be removed by whoever records its end (`run --rm`, or a `create --rm`
+    // started with -a): that removal is waited for. Otherwise, with `remove`, this
+    // command removes it once it has read the exit code.
+    let (exit_code, error) = if cfg.auto_remove {
         let end = follow.await_removal(cfg)?;
         codex_engine::trace::phase("attach: removed");
         (end.exit_code, end.error)
     } else {
         let rec = eng.get(id)?;
+        if remove {
+            eng.remove(id, true, true)?;
+            codex_engine::trace::phase("attach: removed");
+        }
         (rec.exit_code, rec.error)
     };
     // The last close of the follower's inotify instance waits 5-18 ms for the kernel
