@@ -1,23 +1,23 @@
-//! The end of an attached `run --rm`: the command waits for the removal that whoever
-//! records the container's end makes (its supervisor, as for `run -d --rm`), instead of
-//! making it itself.
+//! The end of an attached container that its supervisor removes (`auto_remove`: a
+//! `create --rm` started with `start -a`, or an `attach` to a `run -d --rm` one): the
+//! command waits for that removal, and returns how the container ended.
 //!
-//! Why: the removal is on the path of every `run --rm`. Made by the command, it began
-//! only once the command had woken to the exit record and read it, it took the
-//! registry lock while the supervisor was still busy with its own end, and the command
-//! then waited for the deletion of the container's files (a dozen directory removals,
-//! 0.8-1 ms here). Made by the supervisor, it begins as soon as the end is recorded,
-//! while the command wakes; and the command returns once the container is gone for
-//! everyone (its name unlinked and its directory renamed away, under the lock), while
-//! the supervisor, which runs anyway, deletes the files. A container whose removal frees
-//! more than its directory (network addresses, published ports, anonymous volumes, all
-//! freed after the rename) is waited for to its supervisor's end: when the command
-//! returns, whatever the container held is free.
+//! The command waits on an inotify watch of the container's directory (renamed away by
+//! the removal) and a pidfd of its supervisor. It returns once the container is gone for
+//! everyone (its name unlinked, under the registry lock), while the supervisor deletes
+//! its files; a container whose removal frees more than its directory (network
+//! addresses, published ports, anonymous volumes, all freed after the rename) is waited
+//! for to its supervisor's end, so that whatever it held is free when the command
+//! returns. Should the supervisor die before it has removed the container (its pidfd
+//! says so while the record is still there), the command removes it, as `rm -f` would.
+//! The exit code comes from the record the follow read ended, or, if the removal was
+//! faster than the command's look, from the `die` event that the end wrote under the
+//! lock of its record.
 //!
-//! Should the supervisor die before it has removed the container (its pidfd says so
-//! while the record is still there), the command removes it, as `rm -f` would. The exit
-//! code comes from the record read ended, or, if the removal was faster than this
-//! command, from the `die` event that the end wrote under the lock of its record.
+//! An attached `run --rm` does not leave its removal to the supervisor: it removes the
+//! container itself once it has read everything (docs/engine.md says what that costs
+//! and why: a removal faster than the command's first read of the log would lose the
+//! output of a container that ends at once).
 
 use std::os::fd::AsFd;
 use std::time::Duration;
@@ -31,10 +31,8 @@ use crate::registry::ContainerRecord;
 
 /// Whether removing a container made with `cfg` frees more than its directory, after the
 /// directory is gone: network addresses (and with them published ports and its peers'
-/// hosts entries), anonymous volumes. An attached `run --rm` of such a container removes
-/// it itself, as it always did: waiting for its supervisor's end (the only sign that
-/// those are freed) measured 0.5-1.4 ms slower on the default bridge.
-pub fn frees_more_than_its_directory(cfg: &ContainerConfig) -> bool {
+/// hosts entries), anonymous volumes.
+fn frees_more_than_its_directory(cfg: &ContainerConfig) -> bool {
     crate::network::mode::effective(cfg)
         .network_name()
         .is_some()

@@ -78,7 +78,7 @@ impl Engine {
     ) -> Result<ContainerRecord> {
         let rec = self.reset_restart_count(reference)?;
         check_startable(&rec)?;
-        self.read_report(prepared.spawned, &rec.id)
+        self.read_report(prepared.spawned, &rec)
     }
 
     /// A user's start begins a new count (`on-failure:MAX` counts from here).
@@ -104,7 +104,7 @@ impl Engine {
         let rec = self.get(reference)?;
         check_startable(&rec)?;
         let spawned = self.spawn_supervisor(Some(&rec.id), stdin)?;
-        self.read_report(spawned, &rec.id)
+        self.read_report(spawned, &rec)
     }
 
     /// Spawns `codex-ctr __supervise --root ROOT ID` (ID `-` with `id` unknown yet:
@@ -187,8 +187,14 @@ impl Engine {
         })
     }
 
-    /// Tells a supervisor started ahead which container is `id`, then reads its report.
-    fn read_report(&self, mut spawned: Spawned, id: &str) -> Result<ContainerRecord> {
+    /// Tells a supervisor started ahead which container is `before`, then reads its
+    /// report.
+    fn read_report(
+        &self,
+        mut spawned: Spawned,
+        before: &ContainerRecord,
+    ) -> Result<ContainerRecord> {
+        let id = before.id.as_str();
         if let Some(mut pipe) = spawned.id_pipe.take() {
             // A supervisor that died meanwhile shows as a missing report below.
             let _ = writeln!(pipe, "{id}");
@@ -203,7 +209,12 @@ impl Engine {
             .ctx(|| "reading the supervisor's report")?;
         crate::trace::phase("start: report read");
         match serde_json::from_str::<Value>(report.trim()) {
-            Ok(v) if v["ok"] == true => self.get(id),
+            Ok(v) if v["ok"] == true => match self.get(id) {
+                // It ran, ended and was removed by its supervisor (`--rm`) before this
+                // read: started all the same; its record as it was before the start.
+                Err(Error::NotFound { .. }) => Ok(before.clone()),
+                other => other,
+            },
             Ok(v) => {
                 let message = v["error"]
                     .as_str()

@@ -11,7 +11,6 @@ use codex_engine::config::ContainerConfig;
 use codex_engine::engine::{Engine, LogFollow};
 use codex_engine::logread::{Followed, LogQuery};
 use codex_engine::registry::ContainerRecord;
-use codex_engine::run_end::frees_more_than_its_directory;
 use codex_engine::supervisor::logs::LogLine;
 
 use super::args::CreateArgs;
@@ -23,11 +22,10 @@ use super::terminal;
 /// code (signals to `run` are passed to the container).
 pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     let mut config = config_from(a)?;
-    // Its supervisor removes it when it ends; attached, this command waits for that
-    // (codex_engine::run_end), unless the removal frees more than the container's files
-    // (addresses, anonymous volumes): this command then removes it itself, and is named
-    // in it so that its container is removed all the same should it be killed.
-    config.auto_remove = a.rm && (detach || !frees_more_than_its_directory(&config));
+    // Attached, this command removes the container itself once it has read its output
+    // and exit code (codex_engine::run_end says why not its supervisor); the supervisor
+    // removes only detached ones.
+    config.auto_remove = a.rm && detach;
     super::create::pull_for(eng, a, &config)?;
     // The supervisor starts now and waits for the container's id: its exec overlaps
     // the create. If the create fails, dropping it makes it exit.
