@@ -185,6 +185,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 mod exec;
+mod follow;
 pub mod health;
 pub mod history;
 pub mod image;
