@@ -251,20 +251,8 @@ fn gone_within(c: &Ctr, name: &str, limit: Duration) -> bool {
 #[test]
 fn a_killed_run_rm_still_has_its_container_removed_at_its_end() {
     let c = Ctr::new();
-    let mut child = attached_run_rm(&c, "orphan", "echo up; sleep 1", &[]);
-    let rec = c.inspect("orphan");
-    assert_eq!(
-        rec["remover_pid"],
-        child.id(),
-        "the command is named as its remover: {rec}"
-    );
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(
-        gone_within(&c, "orphan", Duration::from_secs(15)),
-        "the container of a killed run --rm was left: {}",
-        c.inspect("orphan")
-    );
+    killed_run_rm_is_removed(&c, "none", "orphan");
+    // Its name is free again.
     c.run(&[
         "run",
         "--rm",
@@ -278,26 +266,31 @@ fn a_killed_run_rm_still_has_its_container_removed_at_its_end() {
     .assert_ok();
 }
 
-/// The same on the default bridge, where the attached command removes the container
-/// itself (its removal frees an address: codex_engine::run_end) and is named in its
-/// record: whoever records the end waits for the killed command and removes what it left.
+/// The same on the default bridge, whose removal frees an address too.
 #[test]
 fn a_killed_run_rm_on_a_bridge_still_has_its_container_removed_at_its_end() {
     let c = Ctr::new();
-    let mut child = attached_run_rm_on(&c, "bridge", "bridged", "echo up; sleep 1", &[]);
-    let rec = c.inspect("bridged");
+    killed_run_rm_is_removed(&c, "bridge", "bridged");
+}
+
+/// An attached `run --rm` on `network` names its command as the container's remover (the
+/// command removes it itself); the command is SIGKILLed while the container runs, and
+/// whoever records the end waits for it and removes what it left.
+fn killed_run_rm_is_removed(c: &Ctr, network: &str, name: &str) {
+    let mut child = attached_run_rm_on(c, network, name, "echo up; sleep 1", &[]);
+    let rec = c.inspect(name);
     assert_eq!(
         rec["remover_pid"],
         child.id(),
-        "the command is named: {rec}"
+        "the command is named as its remover: {rec}"
     );
     assert_eq!(rec["config"]["auto_remove"], false, "{rec}");
     let _ = child.kill();
     let _ = child.wait();
     assert!(
-        gone_within(&c, "bridged", Duration::from_secs(15)),
+        gone_within(c, name, Duration::from_secs(15)),
         "the container of a killed run --rm was left: {}",
-        c.inspect("bridged")
+        c.inspect(name)
     );
     assert_eq!(c.containers(), 0);
 }

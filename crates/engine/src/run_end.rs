@@ -17,7 +17,10 @@
 //! An attached `run --rm` does not leave its removal to the supervisor: it removes the
 //! container itself once it has read everything (docs/engine.md says what that costs
 //! and why: a removal faster than the command's first read of the log would lose the
-//! output of a container that ends at once).
+//! output of a container that ends at once). The containers waited for here have that
+//! limit: one that ends and is removed before the command has opened its log loses its
+//! output to the command (it is in no file any more). Before this wait the command
+//! failed with "not found" at such a container's end.
 
 use std::os::fd::AsFd;
 use std::time::Duration;

@@ -38,8 +38,9 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     };
     let start = eng.prepare_start(stdin_r)?;
     // A container that goes when its run ends is not written durably (fsync): a host
-    // crash loses nothing a user could come back to. Attached, this command is named in
-    // it as the one that waits for its end.
+    // crash loses nothing a user could come back to. Attached, this command removes it
+    // and is named in it: should this command be killed, the container is removed at
+    // its end all the same.
     let rec = match a.rm {
         true => {
             let me = (!detach)
