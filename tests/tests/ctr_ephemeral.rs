@@ -412,3 +412,117 @@ fn a_detached_run_rm_whose_container_is_gone_at_once_still_reports_its_start() {
         c.run(&["ps", "-a"]).stdout
     );
 }
+
+/// The entries of the root's `containers/` and `intents/` now (no wait for a deletion
+/// under way, unlike `Ctr::containers`).
+fn entries(c: &Ctr, dir: &str) -> Vec<String> {
+    std::fs::read_dir(c.root.join(dir))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// An attached `run --rm` leaves the deletion of its container's files to the process
+/// that recorded the end, which waits for the command's exit anyway: the trace shows the
+/// command leaving them and that process deleting them, and nothing is left behind (no
+/// files, no intent).
+#[test]
+fn an_attached_run_rm_leaves_the_deletion_of_its_files_to_its_supervisor() {
+    let c = Ctr::new();
+    let trace = c.root.join("trace");
+    let o = run_command(
+        c.cmd(&["run", "--rm", "--name", "handed", "--network", "none", "busybox", "true"])
+            .env("CODEX_TRACE", &trace),
+    );
+    o.assert_ok();
+    let text = || std::fs::read_to_string(&trace).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(10), || text()
+            .contains("sup: removed files deleted")),
+        "the supervisor deleted nothing:\n{}",
+        text()
+    );
+    assert!(text().contains("rm: files left to the supervisor"), "{}", text());
+    assert!(!text().contains("rm: files deleted"), "{}", text());
+    assert_eq!(c.containers(), 0);
+    assert!(
+        wait_until(Duration::from_secs(10), || entries(&c, "intents").is_empty()),
+        "intents left: {:?}",
+        entries(&c, "intents")
+    );
+}
+
+/// The process that was to delete a removed container's files is killed first (a test
+/// point, after the command's exit): its intent is abandoned, so the files stay only
+/// until the next command, whose open runs the full reconcile and deletes them.
+#[test]
+fn killed_before_deleting_a_removed_containers_files_leaves_them_to_the_next_command() {
+    let c = Ctr::new();
+    let o = run_command(
+        c.cmd(&["run", "--rm", "--name", "dropped", "--network", "none", "busybox", "true"])
+            .env("CODEX_TEST_DIE", "delete-removed"),
+    );
+    o.assert_ok();
+    // The intent of a dead process: its file is there, and nobody holds its lock.
+    let abandoned = || {
+        entries(&c, "intents").iter().any(|name| {
+            let f = std::fs::File::open(c.root.join("intents").join(name));
+            // SAFETY: flock on an fd this closure owns.
+            f.is_ok_and(|f| unsafe {
+                libc::flock(
+                    std::os::fd::AsRawFd::as_raw_fd(&f),
+                    libc::LOCK_EX | libc::LOCK_NB,
+                ) == 0
+            })
+        })
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), abandoned),
+        "no abandoned intent: {:?}",
+        entries(&c, "intents")
+    );
+    let left = entries(&c, "containers");
+    assert!(
+        left.len() == 1 && left[0].starts_with(".removing-"),
+        "the files were not left: {left:?}"
+    );
+    c.run(&["ps", "-a"]).assert_ok();
+    assert!(entries(&c, "containers").is_empty(), "{:?}", entries(&c, "containers"));
+    assert!(entries(&c, "intents").is_empty(), "{:?}", entries(&c, "intents"));
+}
+
+/// Another command (a user's `rm`) removes the ended container while the attached
+/// `run --rm` is held before its own removal (a test point): that `rm` leaves the files
+/// to the process that recorded the end, which deletes them once the attached command
+/// has exited (with the container's code).
+#[test]
+fn a_users_rm_before_the_attached_run_rm_leaves_the_files_to_the_supervisor_too() {
+    let c = Ctr::new();
+    let mut child = attached_run_rm(
+        &c,
+        "raced",
+        "sleep 0.3; exit 5",
+        &[("CODEX_TEST_PAUSE", "rm-claim:1500")],
+    );
+    let ended = wait_until(Duration::from_secs(10), || {
+        let o = c.run(&["inspect", "raced"]);
+        o.ok() && o.json()["status"] == "exited"
+    });
+    assert!(ended, "raced did not end: {}", c.inspect("raced"));
+    let trace = c.root.join("trace");
+    let o = run_command(c.cmd(&["rm", "raced"]).env("CODEX_TRACE", &trace));
+    o.assert_ok();
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    assert!(text.contains("rm: files left to the supervisor"), "{text}");
+    let status = child.wait().expect("wait for run");
+    assert_eq!(status.code(), Some(5));
+    assert_eq!(c.containers(), 0);
+    assert!(
+        wait_until(Duration::from_secs(10), || entries(&c, "intents").is_empty()),
+        "intents left: {:?}",
+        entries(&c, "intents")
+    );
+}

@@ -59,6 +59,16 @@ pub struct Intent {
     _lock: codex_sys::FileLock,
 }
 
+impl Intent {
+    /// Ends this process's part without completing the change: the file stays, its lock
+    /// goes when the process exits, and the next command's open runs the full reconcile,
+    /// which completes it. For a change whose end this process cannot see to.
+    pub fn abandon(self) {
+        // The fd (and with it the lock) is kept until exit, when the kernel closes it.
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Intent {
     fn drop(&mut self) {
         // Unlinked while still locked: nobody ever sees this file unlocked while its

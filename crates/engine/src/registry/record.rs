@@ -151,6 +151,16 @@ pub struct ContainerRecord {
     pub remover_pid: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remover_start: Option<u64>,
+    /// The process that recorded the end (pid and start time) and now waits for the
+    /// remover above to exit: it deletes the removed container's files
+    /// (`containers/.removing-<id>`) then, so a remover that finds it running leaves
+    /// them to it and need not wait for their deletion. It declared an intent before it
+    /// recorded the end: should it die first, the next command's full reconcile deletes
+    /// them (`supervisor::finish`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleter_pid: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleter_start: Option<u64>,
     /// The backoff before the last restart, in milliseconds (doubled for the next one
     /// unless the container ran long enough; see `restart::next_delay`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +208,8 @@ impl ContainerRecord {
             ephemeral_boot: None,
             remover_pid: None,
             remover_start: None,
+            deleter_pid: None,
+            deleter_start: None,
             restart_delay_ms: None,
             restart_at: None,
             health: None,
@@ -242,6 +254,22 @@ impl ContainerRecord {
             pid: self.remover_pid?,
             start_time: self.remover_start?,
         })
+    }
+
+    /// The process that deletes its files once it is removed, while that process runs
+    /// ([`ContainerRecord::deleter_pid`]).
+    pub fn running_deleter(&self) -> Option<ProcessId> {
+        let deleter = ProcessId {
+            pid: self.deleter_pid?,
+            start_time: self.deleter_start?,
+        };
+        deleter.is_running().then_some(deleter)
+    }
+
+    /// Names `process` as the one that deletes its files once it is removed.
+    pub(crate) fn set_deleter(&mut self, process: Option<ProcessId>) {
+        self.deleter_pid = process.map(|p| p.pid);
+        self.deleter_start = process.map(|p| p.start_time);
     }
 
     /// The first 12 characters of the id, as `ps` shows it.

@@ -6,18 +6,37 @@
 //! before the files are gone leaves the intent abandoned, and the next command's open
 //! runs the full reconcile, which deletes `.removing-*` leftovers.
 //!
-//! Handing the deletion to a background process, so that a command exits before it,
-//! was measured and left: at the end of an attached `run --rm` the deletion takes
-//! 0.8-1 ms, handing it over (a spawn, even a vfork) 0.2-0.5 ms, and on two cores the
-//! deleter's exec and work land on the supervisor's and the next command's time: the
-//! end-to-end `run --rm` was 0.15-1.2 ms slower (docs/benchmarks.md).
+//! At the end of an attached `run --rm` the process that recorded the end, which waits
+//! for the command's exit anyway, deletes them ([`Registry::delete_retired`]; the
+//! record's `deleter_pid`), and the command exits 0.7-0.9 ms sooner. Handing the
+//! deletion to a process spawned for it was measured and left: the spawn (even a vfork)
+//! cost 0.2-0.5 ms, and on two cores the deleter's exec landed on the next command's
+//! time (docs/benchmarks.md).
 
 use std::path::{Path, PathBuf};
 
-use super::files::remove_tree;
-#[cfg(doc)]
-use super::Registry;
+use super::files::{mount_points, mounts_under, remove_tree};
+use super::{still_mounted, Registry, REMOVING_PREFIX};
 use crate::error::{Error, Result};
+
+impl Registry {
+    /// Deletes what a removal of container `id` left to be deleted (its `.removing-<id>`),
+    /// if anything: the end of a deletion a remover left to the container's last
+    /// supervisor ([`crate::registry::ContainerRecord::deleter_pid`]). Hold an intent
+    /// while this runs.
+    pub(crate) fn delete_retired(&self, id: &str) -> Result<()> {
+        let path = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
+        if path.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        // Nothing can be mounted below a renamed container, whose paths nobody uses any
+        // more; the check keeps a deletion from ever descending into a mount.
+        if let Some(mount) = mounts_under(&mount_points()?, &path).first() {
+            return Err(still_mounted(format!("deleting {}", path.display()), mount));
+        }
+        Trash::new(id, path).remove()
+    }
+}
 
 /// A removed container's renamed directory, to be deleted.
 #[derive(Debug)]
@@ -40,14 +59,18 @@ impl Trash {
 
     /// Deletes the files. The caller still holds the removal's intent.
     pub fn delete(self) -> Result<()> {
-        let deleted = remove_tree(&self.path).map_err(|e| match e {
+        let deleted = self.remove();
+        crate::trace::phase("rm: files deleted");
+        deleted
+    }
+
+    fn remove(self) -> Result<()> {
+        remove_tree(&self.path).map_err(|e| match e {
             Error::Io { context, cause } => Error::Io {
                 context: format!("container {} is removed, but {context} failed", self.id),
                 cause,
             },
             other => other,
-        });
-        crate::trace::phase("rm: files deleted");
-        deleted
+        })
     }
 }

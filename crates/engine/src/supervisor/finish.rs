@@ -13,8 +13,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use super::{abandon, load_config, unmount_rootfs, REPORTED};
 use crate::config::ContainerConfig;
-use crate::error::Result;
-use crate::registry::{ContainerStatus, Registry};
+use crate::error::{Error, Result};
+use crate::registry::{ContainerStatus, Intent, Registry};
 use crate::restart::next_delay;
 
 /// What the supervisor does once a run has ended and is recorded.
@@ -63,6 +63,7 @@ pub(super) fn complete(
     let mut next = Next::Done;
     let mut auto_remove = cfg.auto_remove;
     let mut remover = None;
+    let mut deleter = None;
     let root = registry.root();
     let rec = registry.update_container(id, |r| {
         let now = SystemTime::now();
@@ -110,6 +111,15 @@ pub(super) fn complete(
             r.restart_at = None;
             r.set_supervisor(None);
         }
+        // The remover (an attached `run --rm`) may leave the deletion of the container's
+        // files to this process, which waits for it anyway: declared before the end is
+        // recorded, so that the remover, who reads the end first, always finds it
+        // declared.
+        deleter = match (&remover, restart || auto_remove) {
+            (Some(_), false) => Deleter::declare(registry),
+            _ => None,
+        };
+        r.set_deleter(deleter.as_ref().map(|d| d.process));
         // Written under the lock that records the end: a removal (which takes this
         // lock) comes after it, so whoever finds the container gone reads its exit code
         // in the events (the Docker API's wait with `condition=removed` does).
@@ -147,9 +157,50 @@ pub(super) fn complete(
     if auto_remove {
         remove_ended(registry, id, cfg)?;
     } else if let (Some(remover), Next::Done) = (remover, next) {
-        remove_if_left(registry, id, cfg, remover)?;
+        remove_if_left(registry, id, cfg, remover, deleter)?;
     }
     Ok(next)
+}
+
+/// This process, as the one that deletes an ended container's files once its remover
+/// has removed it ([`crate::registry::ContainerRecord::deleter_pid`]), with the intent
+/// that hands them to the full reconcile should it die first.
+struct Deleter {
+    process: ProcessId,
+    intent: Intent,
+}
+
+impl Deleter {
+    /// `None` when either cannot be had: the remover then deletes the files itself.
+    fn declare(registry: &Registry) -> Option<Deleter> {
+        let process = ProcessId::of(std::process::id().try_into().ok()?).ok()?;
+        let intent = registry.intent("delete-removed").ok()?;
+        Some(Deleter { process, intent })
+    }
+
+    /// Deletes what a removal of `id` left: called once the remover has exited. First
+    /// the record, if the container is still there (`rm` failed, or it was started
+    /// again), stops naming this process, so whoever removes it later deletes the files
+    /// itself; a removal before that (under the same lock) left them here. Should
+    /// either step fail, the files are left to the next command's full reconcile.
+    fn finish(self, registry: &Registry, id: &str) {
+        crate::testhook::die("delete-removed");
+        let me = self.process;
+        let renounced = registry.update_container(id, |r| {
+            if r.deleter_pid == Some(me.pid) && r.deleter_start == Some(me.start_time) {
+                r.set_deleter(None);
+            }
+            Ok(())
+        });
+        let deleted = match renounced {
+            Ok(_) | Err(Error::NotFound { .. }) => registry.delete_retired(id),
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(()) => crate::trace::phase("sup: removed files deleted"),
+            Err(_) => self.intent.abandon(),
+        }
+    }
 }
 
 /// Removes the ended container `id` (its runtime container and rootfs are already gone),
@@ -173,22 +224,42 @@ fn remove_if_left(
     id: &str,
     cfg: &ContainerConfig,
     remover: ProcessId,
+    deleter: Option<Deleter>,
 ) -> Result<()> {
-    match remover.open() {
+    let exited = match remover.open() {
         // It has exited already (whether or not its pid is in use again).
-        Ok(None) => {}
+        Ok(None) => true,
         Ok(Some(pidfd)) => loop {
             let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
-                Ok(_) => break,
+                Ok(_) => break true,
                 Err(nix::errno::Errno::EINTR) => continue,
-                // When it exits cannot be told: it may still be about to read the exit
-                // code, so the container is left to it, as before this wait existed.
-                Err(_) => return Ok(()),
+                Err(_) => break false,
             }
         },
-        Err(_) => return Ok(()),
+        Err(_) => false,
+    };
+    if !exited {
+        // When it exits cannot be told: it may still be about to read the exit code, so
+        // the container is left to it, as before this wait existed; and the deletion of
+        // the files it may leave to this process, to the next command's full reconcile.
+        if let Some(d) = deleter {
+            d.intent.abandon();
+        }
+        return Ok(());
     }
+    let removed = remove_left(registry, id, cfg);
+    // Whoever removed it (the remover, or a user's `rm` meanwhile) may have left its
+    // files: after the remover's exit and the removal above, no removal of this run's
+    // container is still to come.
+    if let Some(d) = deleter {
+        d.finish(registry, id);
+    }
+    removed
+}
+
+/// The removal of [`remove_if_left`], once the remover has exited.
+fn remove_left(registry: &Registry, id: &str, cfg: &ContainerConfig) -> Result<()> {
     let rec = match registry.get(id) {
         Ok(rec) => rec,
         Err(crate::error::Error::NotFound { .. }) => return Ok(()),

@@ -213,6 +213,7 @@ fn claim(registry: &Registry, id: &str) -> Result<()> {
             r.remover_pid = None;
             r.remover_start = None;
         }
+        r.set_deleter(None);
         r.set_supervisor(Some(me));
         Ok(())
     })?;
