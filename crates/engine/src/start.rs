@@ -7,10 +7,16 @@
 //! fsyncs), and it waits for the container's id on a pipe ([`ID_FD`]). Dropping the
 //! prepared start closes the pipe, and the supervisor exits without doing anything.
 
+use std::ffi::CString;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use nix::spawn::{posix_spawn, PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
 
 use serde_json::Value;
 
@@ -28,7 +34,8 @@ pub struct PreparedStart {
 /// A spawned supervisor's first process, its report pipe, and (started ahead) the pipe
 /// that tells it the container's id.
 struct Spawned {
-    child: Child,
+    /// Until it is reaped.
+    child: Option<Pid>,
     report: OwnedFd,
     id_pipe: Option<std::fs::File>,
     /// Joined with the rest: the caller is single-threaded again once the start is done.
@@ -40,7 +47,15 @@ impl Drop for Spawned {
         // Without an id the supervisor exits at the pipe's end; with one it has forked
         // and its first process exits: either way reaped here, never left a zombie.
         self.id_pipe.take();
-        let _ = self.child.wait();
+        self.reap();
+    }
+}
+
+impl Spawned {
+    fn reap(&mut self) {
+        if let Some(pid) = self.child.take() {
+            while let Err(nix::errno::Errno::EINTR) = waitpid(pid, None) {}
+        }
     }
 }
 
@@ -135,52 +150,81 @@ impl Engine {
             .and_then(|fd| above_child_fds(fd).ok());
         let view_fd = view.as_ref().map(|fd| fd.as_raw_fd());
         crate::trace::phase("start: binary view made");
-        let mut cmd = match view_fd {
-            Some(fd) => {
-                let mut c = Command::new(format!("/proc/self/fd/{fd}"));
-                // argv[0] names the binary: the supervisor finds codex-shim next to it.
-                c.arg0(&self.supervisor_exe);
-                c
-            }
-            None => Command::new(&self.supervisor_exe),
-        };
-        cmd.arg("__supervise")
-            .arg("--root")
-            .arg(&self.root)
-            .arg(id.unwrap_or("-"));
-        cmd.stdin(stdin.map_or_else(Stdio::null, Stdio::from))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: between fork and exec only async-signal-safe calls: setsid, dup2 and
-        // fcntl.
-        unsafe {
-            cmd.pre_exec(move || {
-                libc::setsid();
-                if libc::dup2(wfd, STATUS_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(fd) = id_rfd {
-                    if libc::dup2(fd, ID_FD) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                // The view's fd stays open across the exec that goes through it (the
-                // supervisor closes every fd past its status fd at once).
-                if let Some(fd) = view_fd {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
+        // Every source fd above the targets (0-4), so no dup2 below overwrites one not
+        // yet copied (see `above_child_fds`).
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .ctx(|| "opening /dev/null")?;
+        let null = above_child_fds(null.into())?;
+        let stdin = stdin.map(above_child_fds).transpose()?;
+        let mut actions = PosixSpawnFileActions::init().ctx(|| "posix_spawn file actions")?;
+        let stdin_fd = stdin.as_ref().unwrap_or(&null).as_raw_fd();
+        let mut maps = vec![
+            (stdin_fd, 0),
+            (null.as_raw_fd(), 1),
+            (null.as_raw_fd(), 2),
+            (wfd, STATUS_FD),
+        ];
+        maps.extend(id_rfd.map(|fd| (fd, ID_FD)));
+        // The view's fd stays open across the exec that goes through it (a dup2 onto
+        // itself clears close-on-exec; the supervisor closes every fd past its status
+        // fd at once).
+        maps.extend(view_fd.map(|fd| (fd, fd)));
+        for (from, to) in maps {
+            actions
+                .add_dup2(from, to)
+                .ctx(|| "posix_spawn file actions")?;
         }
-        let child = cmd
-            .spawn()
+        // Its own session (it outlives this command and its terminal), no signal
+        // blocked, SIGPIPE back to its default (this process ignores it).
+        let mut attr = PosixSpawnAttr::init().ctx(|| "posix_spawn attributes")?;
+        let mut sigpipe = SigSet::empty();
+        sigpipe.add(Signal::SIGPIPE);
+        attr.set_flags(
+            PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK
+                | PosixSpawnFlags::POSIX_SPAWN_SETSIGDEF
+                | PosixSpawnFlags::from_bits_retain(libc::POSIX_SPAWN_SETSID.into()),
+        )
+        .and_then(|()| attr.set_sigmask(&SigSet::empty()))
+        .and_then(|()| attr.set_sigdefault(&sigpipe))
+        .ctx(|| "posix_spawn attributes")?;
+        let path = match view_fd {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{fd}")),
+            None => self.supervisor_exe.clone(),
+        };
+        let arg = |a: &std::ffi::OsStr| CString::new(a.as_bytes());
+        // argv[0] names the binary: the supervisor finds codex-shim next to it.
+        let args = [
+            self.supervisor_exe.as_os_str(),
+            "__supervise".as_ref(),
+            "--root".as_ref(),
+            self.root.as_os_str(),
+            id.unwrap_or("-").as_ref(),
+        ]
+        .map(arg)
+        .into_iter()
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|_| Error::invalid("root", "the path holds a NUL byte"))?;
+        // The environment as it is now (an embedding program may have changed it).
+        let env: Vec<CString> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut kv = k.into_vec();
+                kv.push(b'=');
+                kv.extend(v.as_bytes());
+                CString::new(kv).ok()
+            })
+            .collect();
+        // A vfork-like spawn (glibc's posix_spawn): no copy of this process's page
+        // tables, as a fork (`Command` with `pre_exec`) makes; 0.3-0.5 ms less here.
+        let child = posix_spawn(path.as_path(), &actions, &attr, &args, &env)
             .ctx(|| format!("starting the supervisor {}", self.supervisor_exe.display()))?;
+        drop((stdin, null));
         drop((w, view));
         crate::trace::phase("start: supervisor spawned");
         Ok(Spawned {
-            child,
+            child: Some(child),
             report: r,
             id_pipe: id_pipe.map(|(_, w)| std::fs::File::from(w)),
             _warm: warm,
@@ -200,7 +244,7 @@ impl Engine {
             let _ = writeln!(pipe, "{id}");
         }
         // The supervisor forks at once and its first process exits: reap it.
-        let _ = spawned.child.wait();
+        spawned.reap();
         crate::trace::phase("start: first process reaped");
         let mut report = String::new();
         let status = spawned.report.try_clone().ctx(|| "dup")?;
