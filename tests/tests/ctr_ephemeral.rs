@@ -434,8 +434,17 @@ fn an_attached_run_rm_leaves_the_deletion_of_its_files_to_its_supervisor() {
     let c = Ctr::new();
     let trace = c.root.join("trace");
     let o = run_command(
-        c.cmd(&["run", "--rm", "--name", "handed", "--network", "none", "busybox", "true"])
-            .env("CODEX_TRACE", &trace),
+        c.cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "handed",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ])
+        .env("CODEX_TRACE", &trace),
     );
     o.assert_ok();
     let text = || std::fs::read_to_string(&trace).unwrap_or_default();
@@ -445,11 +454,16 @@ fn an_attached_run_rm_leaves_the_deletion_of_its_files_to_its_supervisor() {
         "the supervisor deleted nothing:\n{}",
         text()
     );
-    assert!(text().contains("rm: files left to the supervisor"), "{}", text());
+    assert!(
+        text().contains("rm: files left to the supervisor"),
+        "{}",
+        text()
+    );
     assert!(!text().contains("rm: files deleted"), "{}", text());
     assert_eq!(c.containers(), 0);
     assert!(
-        wait_until(Duration::from_secs(10), || entries(&c, "intents").is_empty()),
+        wait_until(Duration::from_secs(10), || entries(&c, "intents")
+            .is_empty()),
         "intents left: {:?}",
         entries(&c, "intents")
     );
@@ -462,8 +476,17 @@ fn an_attached_run_rm_leaves_the_deletion_of_its_files_to_its_supervisor() {
 fn killed_before_deleting_a_removed_containers_files_leaves_them_to_the_next_command() {
     let c = Ctr::new();
     let o = run_command(
-        c.cmd(&["run", "--rm", "--name", "dropped", "--network", "none", "busybox", "true"])
-            .env("CODEX_TEST_DIE", "delete-removed"),
+        c.cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "dropped",
+            "--network",
+            "none",
+            "busybox",
+            "true",
+        ])
+        .env("CODEX_TEST_DIE", "delete-removed"),
     );
     o.assert_ok();
     // The intent of a dead process: its file is there, and nobody holds its lock.
@@ -490,8 +513,16 @@ fn killed_before_deleting_a_removed_containers_files_leaves_them_to_the_next_com
         "the files were not left: {left:?}"
     );
     c.run(&["ps", "-a"]).assert_ok();
-    assert!(entries(&c, "containers").is_empty(), "{:?}", entries(&c, "containers"));
-    assert!(entries(&c, "intents").is_empty(), "{:?}", entries(&c, "intents"));
+    assert!(
+        entries(&c, "containers").is_empty(),
+        "{:?}",
+        entries(&c, "containers")
+    );
+    assert!(
+        entries(&c, "intents").is_empty(),
+        "{:?}",
+        entries(&c, "intents")
+    );
 }
 
 /// Another command (a user's `rm`) removes the ended container while the attached
@@ -521,7 +552,8 @@ fn a_users_rm_before_the_attached_run_rm_leaves_the_files_to_the_supervisor_too(
     assert_eq!(status.code(), Some(5));
     assert_eq!(c.containers(), 0);
     assert!(
-        wait_until(Duration::from_secs(10), || entries(&c, "intents").is_empty()),
+        wait_until(Duration::from_secs(10), || entries(&c, "intents")
+            .is_empty()),
         "intents left: {:?}",
         entries(&c, "intents")
     );

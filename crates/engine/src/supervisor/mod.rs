@@ -98,13 +98,11 @@ fn report(v: serde_json::Value) {
 pub fn main(args: &[String]) -> i32 {
     match args {
         [flag, root, dash] if flag == "--root" && dash == "-" => {
-            match read_id(ID_FD) {
-                Some(id) => supervise_main(Path::new(root), &id, true),
-                // The starter gave up (its create failed, or it died): nothing to do.
-                None => 0,
-            }
+            supervise_main(Path::new(root), Awaited::OnIdPipe, true)
         }
-        [flag, root, id] if flag == "--root" => supervise_main(Path::new(root), id, true),
+        [flag, root, id] if flag == "--root" => {
+            supervise_main(Path::new(root), Awaited::Known(id), true)
+        }
         [flag, root, id, fin, rest @ ..] if flag == "--root" && fin == "--finish" => {
             finish(Path::new(root), id, rest)
         }
@@ -138,13 +136,25 @@ fn read_id(fd: i32) -> Option<String> {
 /// that runs only this for `__supervise --root ROOT ID`). Returns the process exit
 /// code.
 pub fn run(root: &Path, id: &str) -> i32 {
-    supervise_main(root, id, false)
+    supervise_main(root, Awaited::Known(id), false)
 }
 
-fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
-    // Fds the starter leaked to us beyond stdio and the status fd are not ours to
-    // keep open for the container's lifetime (a caller's pipe would never see EOF).
-    let _ = codex_shim::sys::close_from(STATUS_FD as u32 + 1);
+/// The container's id: given, or still to come on [`ID_FD`] (a supervisor started
+/// ahead of the create).
+enum Awaited<'a> {
+    Known(&'a str),
+    OnIdPipe,
+}
+
+fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool) -> i32 {
+    // Fds the starter leaked to us beyond stdio, the status fd and the id pipe are not
+    // ours to keep open for the container's lifetime (a caller's pipe would never see
+    // EOF). The id pipe is closed once read.
+    let keep = match id {
+        Awaited::Known(_) => STATUS_FD,
+        Awaited::OnIdPipe => ID_FD,
+    };
+    let _ = codex_shim::sys::close_from(keep as u32 + 1);
     // Detach from the starter: it reaps this first process at once.
     // SAFETY: single-threaded here (a fresh exec); the child continues alone.
     match unsafe { nix::unistd::fork() } {
@@ -167,6 +177,17 @@ fn supervise_main(root: &Path, id: &str, use_shim: bool) -> i32 {
             return 1;
         }
     };
+    // Started ahead, all of the above (the fork, the namespace, the root) was done while
+    // the starter created the container: only the claim is left once its id comes.
+    let id = match id {
+        Awaited::Known(id) => id.to_string(),
+        Awaited::OnIdPipe => match read_id(ID_FD) {
+            Some(id) => id,
+            // The starter gave up (its create failed, or it died): nothing to do.
+            None => return 0,
+        },
+    };
+    let id = id.as_str();
     // One supervisor per container: two `start`s at once would undo each other's
     // mounts and cgroups. The loser only reports; the record is the winner's.
     if let Err(e) = claim(&registry, id) {
