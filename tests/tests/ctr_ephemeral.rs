@@ -471,9 +471,10 @@ fn an_attached_run_rm_leaves_the_deletion_of_its_files_to_its_supervisor() {
 
 /// The process that was to delete a removed container's files is killed first (a test
 /// point, after the command's exit): its intent is abandoned, so the files stay only
-/// until the next command, whose open runs the full reconcile and deletes them.
+/// until the next command, whose open runs the full reconcile and deletes them. (A test
+/// point: debug builds only, so `make test-release` skips `paused_` tests.)
 #[test]
-fn killed_before_deleting_a_removed_containers_files_leaves_them_to_the_next_command() {
+fn paused_deleter_killed_before_deleting_leaves_the_files_to_the_next_command() {
     let c = Ctr::new();
     let o = run_command(
         c.cmd(&[
@@ -528,9 +529,9 @@ fn killed_before_deleting_a_removed_containers_files_leaves_them_to_the_next_com
 /// Another command (a user's `rm`) removes the ended container while the attached
 /// `run --rm` is held before its own removal (a test point): that `rm` leaves the files
 /// to the process that recorded the end, which deletes them once the attached command
-/// has exited (with the container's code).
+/// has exited (with the container's code). (A test point: debug builds only.)
 #[test]
-fn a_users_rm_before_the_attached_run_rm_leaves_the_files_to_the_supervisor_too() {
+fn paused_run_rm_held_while_a_users_rm_removes_it_leaves_the_files_to_the_supervisor() {
     let c = Ctr::new();
     let mut child = attached_run_rm(
         &c,

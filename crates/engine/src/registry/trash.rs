@@ -23,18 +23,18 @@ impl Registry {
     /// Deletes what a removal of container `id` left to be deleted (its `.removing-<id>`),
     /// if anything: the end of a deletion a remover left to the container's last
     /// supervisor ([`crate::registry::ContainerRecord::deleter_pid`]). Hold an intent
-    /// while this runs.
-    pub(crate) fn delete_retired(&self, id: &str) -> Result<()> {
+    /// while this runs. Whether there was anything to delete.
+    pub(crate) fn delete_retired(&self, id: &str) -> Result<bool> {
         let path = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
         if path.symlink_metadata().is_err() {
-            return Ok(());
+            return Ok(false);
         }
         // Nothing can be mounted below a renamed container, whose paths nobody uses any
         // more; the check keeps a deletion from ever descending into a mount.
         if let Some(mount) = mounts_under(&mount_points()?, &path).first() {
             return Err(still_mounted(format!("deleting {}", path.display()), mount));
         }
-        Trash::new(id, path).remove()
+        Trash::new(id, path).remove().map(|()| true)
     }
 }
 

@@ -197,7 +197,8 @@ impl Deleter {
             Err(e) => Err(e),
         };
         match deleted {
-            Ok(()) => crate::trace::phase("sup: removed files deleted"),
+            Ok(true) => crate::trace::phase("sup: removed files deleted"),
+            Ok(false) => {}
             Err(_) => self.intent.abandon(),
         }
     }
