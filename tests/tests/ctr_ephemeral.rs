@@ -241,6 +241,15 @@ fn attached_run_rm_on(
     child
 }
 
+/// Waits (10 s at most) until container `name` has ended.
+fn wait_exited(c: &Ctr, name: &str) {
+    let ended = wait_until(Duration::from_secs(10), || {
+        let o = c.run(&["inspect", name]);
+        o.ok() && o.json()["status"] == "exited"
+    });
+    assert!(ended, "{name} did not end: {}", c.inspect(name));
+}
+
 fn gone_within(c: &Ctr, name: &str, limit: Duration) -> bool {
     wait_until(limit, || !c.run(&["inspect", name]).ok())
 }
@@ -308,11 +317,7 @@ fn paused_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_
         "sleep 0.3",
         &[("CODEX_TEST_PAUSE", "rm-claim:30000")],
     );
-    let ended = wait_until(Duration::from_secs(10), || {
-        let o = c.run(&["inspect", "halfway"]);
-        o.ok() && o.json()["status"] == "exited"
-    });
-    assert!(ended, "halfway did not end: {}", c.inspect("halfway"));
+    wait_exited(&c, "halfway");
     // The command is still held (30 s) before its removal: the container is still there.
     assert!(c.run(&["inspect", "halfway"]).ok());
     let _ = child.kill();
@@ -425,6 +430,15 @@ fn entries(c: &Ctr, dir: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Every intent goes (10 s at most): no change was left for a reconcile.
+fn assert_no_intent_left(c: &Ctr) {
+    assert!(
+        wait_until(Duration::from_secs(10), || entries(c, "intents").is_empty()),
+        "intents left: {:?}",
+        entries(c, "intents")
+    );
+}
+
 /// An attached `run --rm` leaves the deletion of its container's files to the process
 /// that recorded the end, which waits for the command's exit anyway: the trace shows the
 /// command leaving them and that process deleting them, and nothing is left behind (no
@@ -461,12 +475,7 @@ fn an_attached_run_rm_leaves_the_deletion_of_its_files_to_its_supervisor() {
     );
     assert!(!text().contains("rm: files deleted"), "{}", text());
     assert_eq!(c.containers(), 0);
-    assert!(
-        wait_until(Duration::from_secs(10), || entries(&c, "intents")
-            .is_empty()),
-        "intents left: {:?}",
-        entries(&c, "intents")
-    );
+    assert_no_intent_left(&c);
 }
 
 /// The process that was to delete a removed container's files is killed first (a test
@@ -539,11 +548,7 @@ fn paused_run_rm_held_while_a_users_rm_removes_it_leaves_the_files_to_the_superv
         "sleep 0.3; exit 5",
         &[("CODEX_TEST_PAUSE", "rm-claim:1500")],
     );
-    let ended = wait_until(Duration::from_secs(10), || {
-        let o = c.run(&["inspect", "raced"]);
-        o.ok() && o.json()["status"] == "exited"
-    });
-    assert!(ended, "raced did not end: {}", c.inspect("raced"));
+    wait_exited(&c, "raced");
     let trace = c.root.join("trace");
     let o = run_command(c.cmd(&["rm", "raced"]).env("CODEX_TRACE", &trace));
     o.assert_ok();
@@ -552,10 +557,5 @@ fn paused_run_rm_held_while_a_users_rm_removes_it_leaves_the_files_to_the_superv
     let status = child.wait().expect("wait for run");
     assert_eq!(status.code(), Some(5));
     assert_eq!(c.containers(), 0);
-    assert!(
-        wait_until(Duration::from_secs(10), || entries(&c, "intents")
-            .is_empty()),
-        "intents left: {:?}",
-        entries(&c, "intents")
-    );
+    assert_no_intent_left(&c);
 }
