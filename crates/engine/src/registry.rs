@@ -336,8 +336,17 @@ impl Registry {
         id: &str,
         f: impl FnOnce(&mut ContainerRecord) -> Result<()>,
     ) -> Result<ContainerRecord> {
-        let path = self.container_dir(id)?.join(STATE_FILE);
         let _lock = self.lock()?;
+        self.update_locked(id, f)
+    }
+
+    /// [`Registry::update_container`] for a caller that holds the lock.
+    fn update_locked(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord) -> Result<()>,
+    ) -> Result<ContainerRecord> {
+        let path = self.container_dir(id)?.join(STATE_FILE);
         let mut record = match self.read_record(id)? {
             Some(record) if self.is_committed(&record)? => record,
             _ => {

@@ -35,11 +35,20 @@ use crate::registry::ContainerRecord;
 /// Whether removing a container made with `cfg` frees more than its directory, after the
 /// directory is gone: network addresses (and with them published ports and its peers'
 /// hosts entries), anonymous volumes.
-fn frees_more_than_its_directory(cfg: &ContainerConfig) -> bool {
+pub(crate) fn frees_more_than_its_directory(cfg: &ContainerConfig) -> bool {
     crate::network::mode::effective(cfg)
         .network_name()
         .is_some()
         || cfg.volumes.iter().any(|v| v.anonymous)
+}
+
+/// What [`LogFollow::at_end`] finds.
+#[derive(Debug)]
+pub enum AtEnd {
+    /// The container is still there: its record.
+    Present(ContainerRecord),
+    /// It has been removed: how it ended.
+    Removed(RunEnd),
 }
 
 /// How an attached `--rm` container ended, once it is removed.
@@ -100,6 +109,33 @@ impl LogFollow<'_> {
             wait_readable(&[self.follower.wake_fd(), pidfd.as_fd()], RECHECK)?;
             self.follower.drain();
         }
+    }
+
+    /// For an attached command, once [`LogFollow::poll`] said `Ended`: the container's
+    /// record, or how it ended if it is gone: an attached `run --rm`'s supervisor
+    /// removes it with its end when it frees nothing but its directory
+    /// (`supervisor::finish`), and its removed record stays until that command has
+    /// exited.
+    pub fn at_end(&mut self) -> Result<AtEnd> {
+        match self.engine.get(&self.id) {
+            Ok(rec) => return Ok(AtEnd::Present(rec)),
+            Err(Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let ended = match self.ended.take().filter(|r| r.exit_code.is_some()) {
+            Some(rec) => Some(rec),
+            // Deleted already (by a full reconcile of another command's), or removed
+            // by someone else: the events say.
+            None => self
+                .engine
+                .registry()
+                .retired_record(&self.id)
+                .ok()
+                .flatten(),
+        };
+        Ok(AtEnd::Removed(
+            self.end_of(ended.filter(|r| !is_live(r.status))),
+        ))
     }
 
     /// The end as recorded: the record read ended, or the `die` event of the end.

@@ -11,6 +11,7 @@ use codex_engine::config::ContainerConfig;
 use codex_engine::engine::{Engine, LogFollow};
 use codex_engine::logread::{Followed, LogQuery};
 use codex_engine::registry::ContainerRecord;
+use codex_engine::run_end::AtEnd;
 use codex_engine::supervisor::logs::LogLine;
 
 use super::args::CreateArgs;
@@ -211,18 +212,34 @@ fn stream(
     codex_engine::trace::phase("attach: ended");
     // Made to be removed by whoever records its end (`run --rm`, or a `create --rm`
     // started with -a): that removal is waited for. Otherwise, with `remove`, this
-    // command removes it once it has read the exit code.
+    // command removes it once it has read the exit code, unless its supervisor removed
+    // it with its end.
     let (exit_code, error) = if cfg.auto_remove {
         let end = follow.await_removal(cfg)?;
         codex_engine::trace::phase("attach: removed");
         (end.exit_code, end.error)
     } else {
-        let rec = eng.get(id)?;
-        if remove {
-            eng.remove(id, true, true)?;
-            codex_engine::trace::phase("attach: removed");
+        match follow.at_end()? {
+            // Removed by its supervisor with its end: an attached `run --rm`'s container
+            // whose removal frees nothing but its directory (this command may be that
+            // `run`, or an `attach` to it).
+            AtEnd::Removed(end) => {
+                codex_engine::trace::phase("attach: removed");
+                (end.exit_code, end.error)
+            }
+            AtEnd::Present(rec) => {
+                if remove {
+                    match eng.remove(id, true, true) {
+                        // Its supervisor removed it with its end just after the look
+                        // above: gone, as asked, and the record read said how it ended.
+                        Ok(()) | Err(codex_engine::error::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    codex_engine::trace::phase("attach: removed");
+                }
+                (rec.exit_code, rec.error)
+            }
         }
-        (rec.exit_code, rec.error)
     };
     // The last close of the follower's inotify instance waits 5-18 ms for the kernel
     // to free its watch (an SRCU grace period): as a drop here, or at our exit, it
@@ -255,7 +272,11 @@ fn reader_gone(eng: &Engine, id: &str, remove: bool, e: std::io::Error) -> Resul
         return Err(anyhow::Error::new(e).context("writing the container's output"));
     }
     if remove {
-        eng.remove_when_ended(id)?;
+        match eng.remove_when_ended(id) {
+            // Removed with its end by its supervisor meanwhile: gone, as asked.
+            Ok(_) | Err(codex_engine::error::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(128 + libc::SIGPIPE)
 }

@@ -15,11 +15,63 @@
 
 use std::path::{Path, PathBuf};
 
-use super::files::{mount_points, mounts_under, remove_tree};
-use super::{still_mounted, Registry, REMOVING_PREFIX};
+use super::files::{mount_points, mounts_under, read_versioned, remove_tree};
+use super::STATE_FILE;
+use super::{still_mounted, ContainerRecord, Registry, RECORD_VERSION, REMOVING_PREFIX};
 use crate::error::{Error, Result};
 
 impl Registry {
+    /// [`Registry::update_container`], then, if `f` returned true, the container's
+    /// removal for everyone under the same lock: its name unlinked and its directory
+    /// renamed to `.removing-<id>`, whose files stay until someone deletes them
+    /// ([`Registry::delete_retired`]). The end of an attached `run --rm`: its supervisor
+    /// records the end and removes the container in one step, and the command, which
+    /// holds the log open, reads the end from the renamed record
+    /// ([`Registry::retired_record`]). Only an ephemeral container is removed so (its
+    /// removal is not synced); should the removal fail, the end stays recorded and the
+    /// container is left to its remover, as if `f` had said no. Returns the record as
+    /// written and whether the container was removed.
+    pub(crate) fn update_container_then_retire(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord) -> Result<bool>,
+    ) -> Result<(ContainerRecord, bool)> {
+        let _lock = self.lock()?;
+        let mut retire = false;
+        let rec = self.update_locked(id, |r| {
+            retire = f(r)?;
+            Ok(())
+        })?;
+        if !retire || !rec.ephemeral() {
+            return Ok((rec, false));
+        }
+        let dir = self.container_dir(id)?;
+        let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
+        // The name first, then the directory, as every removal does.
+        if self.remove_link(&rec.name).is_err() {
+            return Ok((rec, false));
+        }
+        // No mount check: nothing is mounted below a container whose end was just
+        // recorded (its supervisor unmounted the rootfs first, and a `cp`, which mounts
+        // a stopped container's, needs the end recorded and this lock); the deletion,
+        // later, checks.
+        if self.retire(&dir, &trash, &[], false).is_err() {
+            let _ = self.add_link(&rec.name, id);
+            return Ok((rec, false));
+        }
+        Ok((rec, true))
+    }
+
+    /// The record of container `id` as its removal left it in `.removing-<id>`, until its
+    /// files are deleted; `None` once they are (or if it was never removed so).
+    pub fn retired_record(&self, id: &str) -> Result<Option<ContainerRecord>> {
+        // Checked as an id before it becomes a path.
+        self.container_dir(id)?;
+        let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
+        let record = read_versioned::<ContainerRecord>(&trash.join(STATE_FILE), RECORD_VERSION)?;
+        Ok(record.filter(|r| r.id == id))
+    }
+
     /// Deletes what a removal of container `id` left to be deleted (its `.removing-<id>`),
     /// if anything: the end of a deletion a remover left to the container's last
     /// supervisor ([`crate::registry::ContainerRecord::deleter_pid`]). Hold an intent

@@ -65,7 +65,7 @@ pub(super) fn complete(
     let mut remover = None;
     let mut deleter = None;
     let root = registry.root();
-    let rec = registry.update_container(id, |r| {
+    let (rec, retired) = registry.update_container_then_retire(id, |r| {
         let now = SystemTime::now();
         // Read under the same lock that records the end, so an
         // `Engine::remove_when_ended` racing with it either sees the container ended
@@ -137,8 +137,16 @@ pub(super) fn complete(
             crate::events::emit_about(root, r, "oom", &[]);
         }
         crate::events::emit_about(root, r, "die", &details);
-        Ok(())
+        // The container of an attached `run --rm` is removed here, in the same step:
+        // its command, which has its log open, reads the end from the removed record
+        // and exits without a removal of its own. Not when the removal frees more than
+        // the directory (addresses, anonymous volumes): the command frees those before
+        // it returns.
+        Ok(deleter.is_some() && !crate::run_end::frees_more_than_its_directory(cfg))
     })?;
+    if retired {
+        crate::trace::phase("sup: ended and removed");
+    }
     crate::testhook::pause("end-recorded");
     crate::testhook::die("end-recorded");
     if let Next::Restart(delay) = next {
@@ -148,7 +156,7 @@ pub(super) fn complete(
         ];
         crate::events::emit_about(root, &rec, "restart", &details);
     }
-    if auto_remove {
+    if auto_remove || retired {
         crate::events::emit_about(root, &rec, "destroy", &[]);
     }
     // Its published ports end with the run (a failure here leaves a binding the rules
