@@ -14,13 +14,14 @@
 //! faster than the command's look, from the `die` event that the end wrote under the
 //! lock of its record.
 //!
-//! An attached `run --rm` does not leave its removal to the supervisor: it removes the
-//! container itself once it has read everything (docs/engine.md says what that costs
-//! and why: a removal faster than the command's first read of the log would lose the
-//! output of a container that ends at once). The containers waited for here have that
-//! limit: one that ends and is removed before the command has opened its log loses its
-//! output to the command (it is in no file any more). Before this wait the command
-//! failed with "not found" at such a container's end.
+//! An attached `run --rm` is another case ([`LogFollow::at_end`]): its supervisor
+//! removes the container in the step that records its end when the removal frees
+//! nothing but its directory, but deletes the files only once the command has exited,
+//! so the command reads the log and the end from them; otherwise the command removes it
+//! itself (docs/engine.md, "The end of an attached `run --rm`"). The containers waited
+//! for here have a limit: one that ends and is removed before the command has opened its
+//! log loses its output to the command (its supervisor deletes the files at once).
+//! Before this wait the command failed with "not found" at such a container's end.
 
 use std::os::fd::AsFd;
 use std::time::Duration;

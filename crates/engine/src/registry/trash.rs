@@ -11,7 +11,9 @@
 //! record's `deleter_pid`), and the command exits 0.7-0.9 ms sooner. Handing the
 //! deletion to a process spawned for it was measured and left: the spawn (even a vfork)
 //! cost 0.2-0.5 ms, and on two cores the deleter's exec landed on the next command's
-//! time (docs/benchmarks.md).
+//! time (docs/benchmarks.md). That process may also have removed the container itself,
+//! in the step that recorded its end ([`Registry::update_container_then_retire`]); the
+//! command then reads the end from the removed record ([`Registry::retired_record`]).
 
 use std::path::{Path, PathBuf};
 
