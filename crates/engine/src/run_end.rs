@@ -47,7 +47,7 @@ pub(crate) fn frees_more_than_its_directory(cfg: &ContainerConfig) -> bool {
 #[derive(Debug)]
 pub enum AtEnd {
     /// The container is still there: its record.
-    Present(ContainerRecord),
+    Present(Box<ContainerRecord>),
     /// It has been removed: how it ended.
     Removed(RunEnd),
 }
@@ -119,7 +119,7 @@ impl LogFollow<'_> {
     /// exited.
     pub fn at_end(&mut self) -> Result<AtEnd> {
         match self.engine.get(&self.id) {
-            Ok(rec) => return Ok(AtEnd::Present(rec)),
+            Ok(rec) => return Ok(AtEnd::Present(Box::new(rec))),
             Err(Error::NotFound { .. }) => {}
             Err(e) => return Err(e),
         }
