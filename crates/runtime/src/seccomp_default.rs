@@ -83,62 +83,67 @@
 use std::collections::HashSet;
 
 use oci_spec::runtime::LinuxSeccomp;
+use serde::de::IgnoredAny;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 /// The profile's data, as shipped.
 pub const DATA: &str = include_str!("seccomp-default.json");
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Data {
+struct Data<'a> {
     #[allow(dead_code)]
-    comment: Vec<String>,
-    default_action: String,
+    comment: IgnoredAny,
+    default_action: &'a str,
     default_errno_ret: u32,
-    architectures: std::collections::BTreeMap<String, Vec<String>>,
-    groups: Vec<Group>,
+    #[serde(borrow)]
+    architectures: std::collections::BTreeMap<&'a str, Vec<&'a str>>,
+    #[serde(borrow)]
+    groups: Vec<Group<'a>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Group {
+struct Group<'a> {
     #[allow(dead_code)]
-    comment: String,
-    names: Vec<String>,
-    #[serde(default)]
-    action: Option<String>,
+    comment: IgnoredAny,
+    #[serde(borrow)]
+    names: Vec<&'a str>,
+    #[serde(default, borrow)]
+    action: Option<&'a str>,
     #[serde(default)]
     errno_ret: Option<u32>,
-    #[serde(default)]
-    args: Vec<Arg>,
-    #[serde(default)]
-    only_with: Vec<String>,
-    #[serde(default)]
-    only_without: Vec<String>,
-    #[serde(default)]
-    only_on: Vec<String>,
+    #[serde(default, borrow)]
+    args: Vec<Arg<'a>>,
+    #[serde(default, borrow)]
+    only_with: Vec<&'a str>,
+    #[serde(default, borrow)]
+    only_without: Vec<&'a str>,
+    #[serde(default, borrow)]
+    only_on: Vec<&'a str>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Arg {
+struct Arg<'a> {
     index: u32,
-    op: String,
-    value: Num,
-    #[serde(default)]
-    value_two: Option<Num>,
+    op: &'a str,
+    #[serde(borrow)]
+    value: Num<'a>,
+    #[serde(default, borrow)]
+    value_two: Option<Num<'a>>,
 }
 
 /// A number written as a JSON number or a `"0x…"` string.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum Num {
+enum Num<'a> {
     N(u64),
-    S(String),
+    S(&'a str),
 }
 
-impl Num {
+impl Num<'_> {
     fn get(&self) -> u64 {
         match self {
             Num::N(n) => *n,
@@ -154,7 +159,9 @@ impl Num {
     }
 }
 
-fn data() -> Data {
+/// The embedded data, its strings borrowed from it (it has no escapes to undo): this
+/// runs in every `codex-ctr create`, on the start's path.
+fn data() -> Data<'static> {
     serde_json::from_str(DATA)
         .unwrap_or_else(|e| panic!("the embedded seccomp-default.json is invalid: {e}"))
 }
@@ -169,15 +176,14 @@ fn normalize_cap(c: &str) -> String {
     }
 }
 
-impl Group {
+impl Group<'_> {
     fn applies(&self, caps: &HashSet<String>, arch: &str) -> bool {
-        (self.only_with.is_empty() || self.only_with.iter().any(|c| caps.contains(c)))
-            && !self.only_without.iter().any(|c| caps.contains(c))
-            && (self.only_on.is_empty() || self.only_on.iter().any(|a| a == arch))
+        (self.only_with.is_empty() || self.only_with.iter().any(|c| caps.contains(*c)))
+            && !self.only_without.iter().any(|c| caps.contains(*c))
+            && (self.only_on.is_empty() || self.only_on.contains(&arch))
     }
     fn is_plain_allow(&self) -> bool {
-        self.args.is_empty()
-            && self.action.as_deref().unwrap_or("SCMP_ACT_ALLOW") == "SCMP_ACT_ALLOW"
+        self.args.is_empty() && self.action.unwrap_or("SCMP_ACT_ALLOW") == "SCMP_ACT_ALLOW"
     }
 }
 
@@ -194,26 +200,28 @@ pub fn default_profile_json(caps: &[&str]) -> Value {
 fn profile_for(caps: &[&str], arch: &str) -> Value {
     let d = data();
     let caps: HashSet<String> = caps.iter().map(|c| normalize_cap(c)).collect();
-    let mut allowed: HashSet<String> = HashSet::new();
+    let mut allowed: HashSet<&str> = HashSet::new();
     let mut rules = Vec::new();
+    let text = |s: &str| Value::String(s.to_string());
     for g in d.groups.iter().filter(|g| g.applies(&caps, arch)) {
-        let names: Vec<&String> = if g.is_plain_allow() {
-            g.names
-                .iter()
-                .filter(|n| allowed.insert((*n).clone()))
-                .collect()
-        } else {
-            g.names.iter().collect()
-        };
+        let plain = g.is_plain_allow();
+        let names: Vec<Value> = g
+            .names
+            .iter()
+            .filter(|n| !plain || allowed.insert(n))
+            .map(|n| text(n))
+            .collect();
         if names.is_empty() {
             continue;
         }
-        let mut r = json!({
-            "names": names,
-            "action": g.action.as_deref().unwrap_or("SCMP_ACT_ALLOW"),
-        });
+        let mut r = Map::new();
+        r.insert("names".into(), Value::Array(names));
+        r.insert(
+            "action".into(),
+            text(g.action.unwrap_or("SCMP_ACT_ALLOW")),
+        );
         if let Some(e) = g.errno_ret {
-            r["errnoRet"] = json!(e);
+            r.insert("errnoRet".into(), e.into());
         }
         if !g.args.is_empty() {
             let args: Vec<Value> = g
@@ -227,15 +235,16 @@ fn profile_for(caps: &[&str], arch: &str) -> Value {
                     v
                 })
                 .collect();
-            r["args"] = json!(args);
+            r.insert("args".into(), Value::Array(args));
         }
-        rules.push(r);
+        rules.push(Value::Object(r));
     }
+    let architectures = d.architectures.get(arch).map(|a| a.iter().map(|s| text(s)).collect());
     json!({
         "defaultAction": d.default_action,
         "defaultErrnoRet": d.default_errno_ret,
-        "architectures": d.architectures.get(arch).cloned().unwrap_or_default(),
-        "syscalls": rules,
+        "architectures": Value::Array(architectures.unwrap_or_default()),
+        "syscalls": Value::Array(rules),
     })
 }
 
@@ -275,7 +284,8 @@ mod tests {
         let mut v: Vec<String> = data()
             .groups
             .iter()
-            .flat_map(|g| g.only_with.iter().chain(&g.only_without).cloned())
+            .flat_map(|g| g.only_with.iter().chain(&g.only_without))
+            .map(|c| c.to_string())
             .collect();
         v.push("CAP_NET_ADMIN".into());
         v.sort();
@@ -395,10 +405,10 @@ mod tests {
         let none = plain_allowed(&default_profile_json(&[]));
         for g in d.groups.iter().filter(|g| !g.only_with.is_empty()) {
             for cap in &g.only_with {
-                let with = plain_allowed(&default_profile_json(&[cap.as_str()]));
-                for n in &g.names {
-                    assert!(!none.contains(n), "{n} is allowed without {cap}");
-                    assert!(with.contains(n), "{n} is not allowed with {cap}");
+                let with = plain_allowed(&default_profile_json(&[cap]));
+                for n in g.names.iter().map(|n| n.to_string()) {
+                    assert!(!none.contains(&n), "{n} is allowed without {cap}");
+                    assert!(with.contains(&n), "{n} is not allowed with {cap}");
                 }
             }
         }
@@ -561,8 +571,8 @@ mod tests {
             for n in g.names {
                 let known = arches
                     .iter()
-                    .any(|a| ScmpSyscall::from_name_by_arch(&n, *a).is_ok());
-                if !known && !RECENT.contains(&n.as_str()) {
+                    .any(|a| ScmpSyscall::from_name_by_arch(n, *a).is_ok());
+                if !known && !RECENT.contains(&n) {
                     unknown.push(n);
                 }
             }
