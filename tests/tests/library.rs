@@ -123,6 +123,33 @@ fn codex_library_refuses_to_fork_from_an_unprotected_binary() {
     assert!(!ctx.rt.root_has_entry(&t));
 }
 
+/// The container a create returned is started and deleted as it is (`start_created`,
+/// `delete_loaded`: the engine's supervisor does so, with no new read of its state): it
+/// runs, and nothing of it is left, neither its state nor its cgroup.
+#[test]
+fn codex_library_starts_and_deletes_the_container_its_create_returned() {
+    let ctx = TestCtx::new("lib-held");
+    let mut b = ctx.bundle();
+    b.args(&["true"]).save();
+    let bundle = b.dir.to_string_lossy().into_owned();
+    // Positive control for the cgroup walk: a created container's cgroup is found.
+    let other = ctx.id("created");
+    let o = probe(&ctx, &["--protect", "create", &bundle, &other]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+    assert!(
+        !cgroup_dirs_containing(&other).is_empty(),
+        "the walk finds no cgroup"
+    );
+    ctx.rt.run(&["delete", "--force", &other]).assert_ok();
+
+    let id = ctx.id("held");
+    let o = probe(&ctx, &["--protect", "run-held", &bundle, &id]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+    assert!(!ctx.rt.root_has_entry(&id), "its state was left");
+    let left = cgroup_dirs_containing(&id);
+    assert!(left.is_empty(), "its cgroup was left: {left:?}");
+}
+
 /// `clone_into_cgroup` (clone3 with CLONE_INTO_CGROUP, which a create on a pure v2 host
 /// uses instead of a `cgroup.procs` write) starts the child in the given cgroup. Checked
 /// on whichever v2 hierarchy this host has: the unified one beside v1 controllers on a

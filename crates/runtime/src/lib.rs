@@ -41,6 +41,6 @@ pub mod terminal;
 
 pub use container::exec::ExecOutcome;
 pub use container::kill::parse_signal;
-pub use container::{CreateOptions, ExecOptions, ListEntry, Runtime};
+pub use container::{Container, CreateOptions, ExecOptions, ListEntry, Runtime};
 pub use error::{Error, Result};
 pub use state::Status;

@@ -216,10 +216,7 @@ fn profile_for(caps: &[&str], arch: &str) -> Value {
         }
         let mut r = Map::new();
         r.insert("names".into(), Value::Array(names));
-        r.insert(
-            "action".into(),
-            text(g.action.unwrap_or("SCMP_ACT_ALLOW")),
-        );
+        r.insert("action".into(), text(g.action.unwrap_or("SCMP_ACT_ALLOW")));
         if let Some(e) = g.errno_ret {
             r.insert("errnoRet".into(), e.into());
         }
@@ -239,7 +236,10 @@ fn profile_for(caps: &[&str], arch: &str) -> Value {
         }
         rules.push(Value::Object(r));
     }
-    let architectures = d.architectures.get(arch).map(|a| a.iter().map(|s| text(s)).collect());
+    let architectures = d
+        .architectures
+        .get(arch)
+        .map(|a| a.iter().map(|s| text(s)).collect());
     json!({
         "defaultAction": d.default_action,
         "defaultErrnoRet": d.default_errno_ret,
@@ -385,7 +385,7 @@ mod tests {
             .filter(|g| g.is_plain_allow() && g.only_with.is_empty() && g.only_without.is_empty())
         {
             for n in &g.names {
-                assert!(base.insert(n.clone()), "{n} is listed twice");
+                assert!(base.insert(*n), "{n} is listed twice");
             }
         }
         for g in d.groups.iter().filter(|g| !g.only_with.is_empty()) {

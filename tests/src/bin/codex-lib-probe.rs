@@ -2,7 +2,9 @@
 //! for the tests of what the library refuses (tests/hardening.rs).
 //!
 //! `codex-lib-probe [--protect] [--thread] ROOT create BUNDLE ID` or
-//! `... ROOT exec ID ARG...`: prints `ok` or `error: MESSAGE`, exits 0 or 1.
+//! `... ROOT exec ID ARG...`, or `... ROOT run-held BUNDLE ID` (create, then start and
+//! delete the container the create returned, with no new read of its state, as the
+//! engine's supervisor does): prints `ok` or `error: MESSAGE`, exits 0 or 1.
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -53,6 +55,21 @@ fn run(args: &[String]) -> Result<(), codex_runtime::Error> {
                 ..Default::default()
             };
             rt.create(id, &opts).map(|_| ())
+        }
+        [op, bundle, id] if op == "run-held" => {
+            let opts = codex_runtime::CreateOptions {
+                bundle: bundle.into(),
+                ..Default::default()
+            };
+            let c = rt.create(id, &opts)?;
+            rt.start_created(&c)?;
+            // The init is this process's child: reaped here, then deleted.
+            let mut status = 0;
+            // SAFETY: waits for our own child; `status` is a valid out-pointer.
+            if unsafe { libc::waitpid(c.state.pid, &mut status, 0) } != c.state.pid {
+                return Err(codex_runtime::Error::Other("waitpid failed".into()));
+            }
+            rt.delete_loaded(c, false)
         }
         [op, id, argv @ ..] if op == "exec" && !argv.is_empty() => {
             let process = serde_json::from_value(serde_json::json!({

@@ -37,6 +37,7 @@ pub(super) fn complete(
     dir: &Path,
     cfg: &ContainerConfig,
     outcome: Outcome,
+    created: Option<codex_runtime::Container>,
 ) -> Result<Next> {
     let (code, timeout_note) = if outcome.memory_stopped {
         // Killed as the kernel's OOM killer kills, and reported with its exit code,
@@ -54,11 +55,12 @@ pub(super) fn complete(
     } else {
         (outcome.code, None)
     };
-    let oom = rt
-        .load(id)
-        .map(|c| c.state.cgroups.oom_kills() > 0)
-        .unwrap_or(false);
-    let deleted = rt.delete(id, true);
+    // The container this process created, or read now (the shim's finishing run).
+    let loaded = created.map(Ok).unwrap_or_else(|| rt.load(id));
+    let oom = loaded
+        .as_ref()
+        .is_ok_and(|c| c.state.cgroups.oom_kills() > 0);
+    let deleted = loaded.and_then(|c| rt.delete_loaded(c, true));
     unmount_rootfs(dir);
     let mut next = Next::Done;
     let mut auto_remove = cfg.auto_remove;
@@ -294,7 +296,7 @@ pub(super) fn finish(root: &Path, id: &str, args: &[String]) -> i32 {
             let dir = registry.container_dir(id)?;
             let cfg = load_config(&registry, id);
             let rt = codex_runtime::Runtime::new(root.join("runtime"));
-            complete(&rt, &registry, id, &dir, &cfg, outcome)
+            complete(&rt, &registry, id, &dir, &cfg, outcome, None)
         })()
         .map_err(|e| e.to_string()),
         Ok(Finish::Failed(msg)) => Err(msg),

@@ -290,6 +290,8 @@ fn supervise(root: &Path, registry: &Registry, id: &str) -> Result<Next> {
 /// A container that runs.
 struct Started {
     rt: codex_runtime::Runtime,
+    /// The runtime's container, as its create returned it (its end needs no new read).
+    container: codex_runtime::Container,
     dir: PathBuf,
     log: LogWriter,
     /// Its init, a child of this process.
@@ -378,7 +380,7 @@ fn start_container(
         return Err(e);
     }
     crate::trace::phase("sup: network plugged");
-    if let Err(e) = rt.start(id) {
+    if let Err(e) = rt.start_created(&container) {
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
         return Err(e.into());
@@ -388,6 +390,7 @@ fn start_container(
         pid: container.state.pid,
         procs: procs_file(&container.state.cgroups),
         usage: monitor::usage_files(&container.state.cgroups),
+        container,
         rt,
         dir,
         log,
@@ -500,7 +503,7 @@ fn supervise_here(
     )
     .map_err(logs::from_shim)?;
     let _ = log.flush();
-    complete(c.rt, registry, id, c.dir, c.cfg, outcome)
+    complete(c.rt, registry, id, c.dir, c.cfg, outcome, None)
 }
 
 /// The `cgroup.procs` file that codex-runtime's `kill` with `all` reads: of the

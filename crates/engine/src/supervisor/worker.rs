@@ -216,6 +216,7 @@ fn work(
     };
     let Started {
         rt,
+        container,
         dir,
         mut log,
         pid,
@@ -277,7 +278,7 @@ fn work(
         Ok(Pumped::Exited(outcome)) => {
             crate::trace::phase("worker: init exited");
             let _ = log.flush();
-            let done = complete(&rt, registry, id, &dir, cfg, outcome);
+            let done = complete(&rt, registry, id, &dir, cfg, outcome, Some(container));
             crate::trace::phase("worker: exit recorded, cleaned up");
             done
         }

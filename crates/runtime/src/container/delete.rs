@@ -11,7 +11,13 @@ use crate::state::Status;
 
 impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let c = self.load(id)?;
+        self.delete_loaded(self.load(id)?, force)
+    }
+
+    /// [`Runtime::delete`] of a container this process has created or loaded: its
+    /// state is not read again (what it says of the container's cgroups, init and hooks
+    /// does not change after the create).
+    pub fn delete_loaded(&self, c: super::Container, force: bool) -> Result<()> {
         match c.status() {
             Status::Stopped | Status::Created => {}
             Status::Running | Status::Paused | Status::Creating if !force => {

@@ -13,7 +13,13 @@ impl Runtime {
     /// Starts a created container. Returns once the program runs (or failed to, with
     /// the init's error), then runs the poststart hooks.
     pub fn start(&self, id: &str) -> Result<()> {
-        let c = self.load(id)?;
+        self.start_created(&self.load(id)?)
+    }
+
+    /// [`Runtime::start`] of the container a [`Runtime::create`] of this process
+    /// returned (or a [`Runtime::load`]): its state is not read again.
+    pub fn start_created(&self, c: &super::Container) -> Result<()> {
+        let id = c.state.id.as_str();
         if c.status() != Status::Created {
             return Err(c.wrong_state("start", "needs a created container"));
         }
