@@ -9,6 +9,8 @@ Rewrites the networking section of docs/benchmarks.md."""
 
 import argparse, json, os, shutil, statistics, subprocess, tempfile, time
 
+from common import replace_section
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CTR = os.environ.get("BENCH_CTR") or os.path.join(ROOT, "target/release/codex-ctr")
 TAR = os.path.join(ROOT, "rootfs-fixtures/out/busybox/rootfs.tar")
@@ -19,7 +21,6 @@ BIG_MIB = 64
 CLIENT = r"""
 import json, socket, statistics, sys, time
 
-from common import replace_section
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 def get(path):
     s = socket.create_connection((host, port), timeout=10)
