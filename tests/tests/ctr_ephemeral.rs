@@ -561,6 +561,40 @@ fn an_attach_to_a_run_rm_ends_with_its_code_when_the_supervisor_removes_it() {
     assert_eq!(c.containers(), 0);
 }
 
+/// The command reads the ended record in the moment between the supervisor's write of
+/// the end and its removal of the container (held there by a test point, with the
+/// registry lock: debug builds only): it removes the container itself, finds it gone
+/// once the supervisor is done, and ends with the code and output all the same.
+#[test]
+fn paused_run_rm_that_reads_its_end_before_the_supervisor_removes_it_ends_with_its_code() {
+    let c = Ctr::new();
+    let trace = c.root.join("trace");
+    let o = run_command(
+        c.cmd(&[
+            "run",
+            "--rm",
+            "--name",
+            "between",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo said; exit 5",
+        ])
+        .env("CODEX_TEST_PAUSE", "end-written:300")
+        .env("CODEX_TRACE", &trace),
+    );
+    o.assert_code(5);
+    assert_eq!(o.stdout, "said\n", "{o:?}");
+    let text = std::fs::read_to_string(&trace).unwrap_or_default();
+    assert!(text.contains("attach: removing"), "{text}");
+    assert!(text.contains("sup: ended and removed"), "{text}");
+    assert!(!c.run(&["inspect", "between"]).ok());
+    assert_eq!(c.containers(), 0);
+    assert_no_intent_left(&c);
+}
+
 /// Many short `run --rm` one after another: each one's output and exit code, whether the
 /// command looks at the record before or after its supervisor's removal of it (a race
 /// that went the wrong way once in about a hundred runs while this was built).

@@ -229,6 +229,7 @@ fn stream(
             }
             AtEnd::Present(rec) => {
                 if remove {
+                    codex_engine::trace::phase("attach: removing");
                     match eng.remove(id, true, true) {
                         // Its supervisor removed it with its end just after the look
                         // above: gone, as asked, and the record read said how it ended.

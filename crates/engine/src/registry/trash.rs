@@ -47,6 +47,10 @@ impl Registry {
         if !retire || !rec.ephemeral() {
             return Ok((rec, false));
         }
+        // The end is written and the container not yet removed: a reader now finds it
+        // ended and still there (the attached command then removes it itself, and finds
+        // it gone once this lock is released).
+        crate::testhook::pause("end-written");
         let dir = self.container_dir(id)?;
         let trash = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
         // The name first, then the directory, as every removal does.
