@@ -100,19 +100,28 @@ fn hosts_of(
 /// Its resolv.conf: `--dns`, else the host's usable nameservers.
 pub fn resolv_conf_for(cfg: &ContainerConfig) -> String {
     let etc = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let host = std::fs::read_to_string(host_resolv_conf_path(&etc)).unwrap_or(etc);
+    let host = match host_resolv_conf_path(&etc) {
+        // Read once: the create and every start come here.
+        "/etc/resolv.conf" => etc,
+        upstream => std::fs::read_to_string(upstream).unwrap_or(etc),
+    };
     resolv_conf(&host, &cfg.dns)
 }
 
-/// Writes both files of container `id` into `dir` (atomically; before its start). A file
-/// that already says the same (what its create wrote, a restart's) is left as it is.
-pub fn write_files(registry: &Registry, id: &str, dir: &Path) -> Result<()> {
-    let rec = registry.get(id)?;
-    let cfg: ContainerConfig =
-        serde_json::from_value(rec.config).map_err(|e| Error::invalid("config", e.to_string()))?;
-    let hosts = hosts_file(&hosts_in(registry, id)?);
+/// Writes both files of container `rec` (made with `cfg`) into `dir` (atomically;
+/// before its start). A file that already says the same (what its create wrote, a
+/// restart's) is left as it is.
+pub fn write_files(
+    registry: &Registry,
+    rec: &crate::registry::ContainerRecord,
+    cfg: &ContainerConfig,
+    dir: &Path,
+) -> Result<()> {
+    let networks = super::list(registry)?;
+    let names = peer_names(registry, &rec.id, &networks);
+    let hosts = hosts_file(&hosts_of(&networks, &names, &rec.id, &rec.name, cfg)?);
     write(&dir.join(HOSTS_FILE), hosts.as_bytes())?;
-    write(&dir.join(RESOLV_FILE), resolv_conf_for(&cfg).as_bytes())
+    write(&dir.join(RESOLV_FILE), resolv_conf_for(cfg).as_bytes())
 }
 
 /// Both files as the container's create sees them (`index`: the index its create is

@@ -321,13 +321,14 @@ fn start_container(
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
     crate::network::join::prepare_start(registry, cfg, &dir.join(BUNDLE_DIR))?;
+    let rec = registry.get(id)?;
     if dir.join(crate::network::files::HOSTS_FILE).exists() {
         // The peers and host nameservers of this start.
-        crate::network::files::write_files(registry, id, &dir)?;
+        crate::network::files::write_files(registry, &rec, cfg, &dir)?;
     }
     // Its record says whether it is ephemeral: its overlay and the runtime's record of
     // it are then not synced either.
-    let ephemeral = registry.get(id).is_ok_and(|r| r.ephemeral());
+    let ephemeral = rec.ephemeral();
     mount_rootfs(&dir, ephemeral)?;
     // Only in the overlay this supervisor mounted (a --rootfs directory is the user's).
     let prepared = if dir.join("lowers").exists() {
