@@ -595,6 +595,31 @@ fn paused_run_rm_that_reads_its_end_before_the_supervisor_removes_it_ends_with_i
     assert_no_intent_left(&c);
 }
 
+/// A user's `stop`, and a user's `rm -f`, of a running attached `run --rm` container that
+/// its supervisor removes with its end: each succeeds, the attached command ends with the
+/// code of the stop, and nothing is left.
+#[test]
+fn a_users_stop_or_rm_f_of_a_running_run_rm_ends_it_and_leaves_nothing() {
+    let c = Ctr::new();
+    for (how, name) in [
+        (&["stop", "-t", "1"][..], "stopped"),
+        (&["rm", "-f"][..], "forced"),
+    ] {
+        let mut run = attached_run_rm(&c, name, &[], "echo up; sleep 30", &[]);
+        let mut args = how.to_vec();
+        args.push(name);
+        c.run(&args).assert_ok();
+        let code = run.wait().expect("wait for run").code();
+        // SIGTERM ignored by sh as pid 1, then SIGKILL; or SIGKILL at once (`rm -f`).
+        assert!(matches!(code, Some(137) | Some(143)), "{how:?}: {code:?}");
+        // Both commands have returned: it is gone already.
+        let left = c.run(&["inspect", name]);
+        assert!(!left.ok(), "{how:?} left {name}: {left:?}");
+    }
+    assert_eq!(c.containers(), 0);
+    assert_no_intent_left(&c);
+}
+
 /// Many short `run --rm` one after another: each one's output and exit code, whether the
 /// command looks at the record before or after its supervisor's removal of it (a race
 /// that went the wrong way once in about a hundred runs while this was built).
