@@ -7,7 +7,7 @@ one large one. Each engine runs in a network namespace of its own (made here, in
 the private one `make bench` runs in), so neither's bridge or rules meet the other's.
 Rewrites the networking section of docs/benchmarks.md."""
 
-import argparse, json, os, shutil, statistics, subprocess, tempfile, time
+import argparse, json, os, random, shutil, statistics, subprocess, tempfile, time
 
 from common import replace_section
 
@@ -118,7 +118,12 @@ def main():
             cmds["podman, default bridge"] = (pns, pod + ["run", "--rm"] + popts + ["localhost/bb", "true"])
         walls = {k: [] for k in cmds}
         for i in range(a.runs + 2):
-            for k, (ns, cmd) in cmds.items():
+            # A shuffled order each round: in a fixed one, podman's bridge teardown (its
+            # network namespace and CNI cleanup, after the command returns) landed on the
+            # next round's first row, codex-ctr's `--network none`.
+            order = list(cmds.items())
+            random.shuffle(order)
+            for k, (ns, cmd) in order:
                 dt, _ = ns.run(cmd, env)
                 if i >= 2:
                     walls[k].append(dt)
@@ -163,7 +168,7 @@ def main():
     section = "\n".join([
         SECTION,
         "",
-        f"Measured {time.strftime('%Y-%m-%d')} by `make bench` (bench/net_bench.py), {a.runs} interleaved rounds; "
+        f"Measured {time.strftime('%Y-%m-%d')} by `make bench` (bench/net_bench.py), {a.runs} interleaved rounds (each in a shuffled order); "
         "each engine in a network namespace of its own. podman 4.3 with runc, its default network (CNI bridge "
         "and portmap here), `--cgroup-manager cgroupfs` and modest ulimits, vfs storage, the same busybox "
         f"rootfs. Load average (1 min) {load0:.1f} before and {os.getloadavg()[0]:.1f} after, on "
