@@ -308,6 +308,26 @@ fn killed_run_rm_is_removed(c: &Ctr, network: &str, name: &str) {
     assert_eq!(c.containers(), 0);
 }
 
+/// An attached `run --rm` of `sh -c SCRIPT` that removes its container itself, held for
+/// `pause_ms` before that removal (test point `rm-claim`), once its container has ended.
+fn ended_and_held_before_its_removal(
+    c: &Ctr,
+    name: &str,
+    script: &str,
+    pause_ms: u32,
+) -> std::process::Child {
+    let pause = format!("rm-claim:{pause_ms}");
+    let child = attached_run_rm(
+        c,
+        name,
+        REMOVED_BY_THE_COMMAND,
+        script,
+        &[("CODEX_TEST_PAUSE", pause.as_str())],
+    );
+    wait_exited(c, name);
+    child
+}
+
 /// The command is killed after its container ended but before it removed it (held in its
 /// removal by a test pause, which release builds compile out: `paused_` tests are
 /// skipped on them): whoever recorded the end waits for the command's exit and removes
@@ -315,14 +335,7 @@ fn killed_run_rm_is_removed(c: &Ctr, network: &str, name: &str) {
 #[test]
 fn paused_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_removed() {
     let c = Ctr::new();
-    let mut child = attached_run_rm(
-        &c,
-        "halfway",
-        REMOVED_BY_THE_COMMAND,
-        "sleep 0.3",
-        &[("CODEX_TEST_PAUSE", "rm-claim:30000")],
-    );
-    wait_exited(&c, "halfway");
+    let mut child = ended_and_held_before_its_removal(&c, "halfway", "sleep 0.3", 30_000);
     // The command is still held (30 s) before its removal: the container is still there.
     assert!(c.run(&["inspect", "halfway"]).ok());
     let _ = child.kill();
@@ -709,14 +722,7 @@ fn paused_deleter_killed_before_deleting_leaves_the_files_to_the_next_command() 
 #[test]
 fn paused_run_rm_held_while_a_users_rm_removes_it_leaves_the_files_to_the_supervisor() {
     let c = Ctr::new();
-    let mut child = attached_run_rm(
-        &c,
-        "raced",
-        REMOVED_BY_THE_COMMAND,
-        "sleep 0.3; exit 5",
-        &[("CODEX_TEST_PAUSE", "rm-claim:1500")],
-    );
-    wait_exited(&c, "raced");
+    let mut child = ended_and_held_before_its_removal(&c, "raced", "sleep 0.3; exit 5", 1500);
     let trace = c.root.join("trace");
     let o = run_command(c.cmd(&["rm", "raced"]).env("CODEX_TRACE", &trace));
     o.assert_ok();
