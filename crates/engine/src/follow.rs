@@ -78,6 +78,9 @@ impl LogFollow<'_> {
         if let Some(p) = rec.live_supervisor() {
             self.supervisor = Some(p);
         }
+        // A container that ends at once may be gone (removed with its end) before the
+        // follower's first look at its log, which it created after the follow began.
+        crate::testhook::pause("follow-started");
     }
 
     /// The container being followed.

@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -132,7 +132,13 @@ pub enum Followed {
 
 /// Follows one container's log; see the module doc.
 pub struct LogFollower {
+    /// The log's path through [`LogFollower::dir`]: `/proc/self/fd/N/container.log`.
     path: PathBuf,
+    /// The container's directory, held open: the log is found through it even after
+    /// the directory is renamed away (a `run --rm`'s container removed by its
+    /// supervisor, whose files stay until its attached command has exited), so a log
+    /// created or rotated just before that is still read to its end.
+    _dir: OwnedFd,
     max_files: u32,
     query: LogQuery,
     live: Option<(File, u64)>,
@@ -166,7 +172,16 @@ impl LogFollower {
                     | AddWatchFlags::IN_DELETE_SELF,
             )
             .ctx(|| format!("watching {}", dir.display()))?;
-        let path = dir.join(file_name);
+        let held: OwnedFd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(dir)
+            .ctx(|| format!("opening {}", dir.display()))?
+            .into();
+        let path = PathBuf::from(format!(
+            "/proc/self/fd/{}/{file_name}",
+            std::os::fd::AsRawFd::as_raw_fd(&held)
+        ));
         // The live file is opened first: a rotation while the older files are read
         // then shows as a changed inode on the next poll, and nothing is skipped.
         let live = open_with_inode(&path);
@@ -181,6 +196,7 @@ impl LogFollower {
         }
         let mut me = LogFollower {
             path,
+            _dir: held,
             max_files,
             query,
             live,
