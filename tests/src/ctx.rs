@@ -171,6 +171,17 @@ impl TestCtx {
 
     /// Foreground `run` in the background (the runtime keeps running while the test acts).
     pub fn spawn_run(&self, b: &Bundle, id: &str, extra: &[&str]) -> Background {
+        self.spawn_run_with_env(b, id, extra, &[])
+    }
+
+    /// [`TestCtx::spawn_run`] with extra environment for the runtime (test points).
+    pub fn spawn_run_with_env(
+        &self,
+        b: &Bundle,
+        id: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Background {
         b.save();
         let d = b.dir.to_string_lossy().into_owned();
         let mut args = vec!["run", "--bundle", d.as_str()];
@@ -178,6 +189,7 @@ impl TestCtx {
         args.push(id);
         let (o, e) = self.container_io(id);
         let mut cmd = self.rt.command(&args);
+        cmd.envs(env.iter().copied());
         let line = cmdline(&cmd);
         own_group(&mut cmd)
             .stdin(Stdio::null())

@@ -45,12 +45,16 @@ pub enum Error {
     /// The container's processes are forks of the caller until they exec: if the
     /// caller's binary is writable, a container can rewrite it through /proc/PID/exe.
     #[error(
-        "{op} refused: this process runs from a writable binary ({exe}), which a container \
+        "{op} refused: this process runs from a writable binary ({exe}){why}, which a container \
          could overwrite through /proc/PID/exe (CVE-2019-5736): call \
          codex_runtime::selfclone::ensure_protected_self() first (it re-executes the \
          process from a read-only view of its binary)"
     )]
-    Unprotected { op: &'static str, exe: String },
+    Unprotected {
+        op: &'static str,
+        exe: String,
+        why: String,
+    },
 
     #[error("not supported: {0}")]
     Unsupported(String),

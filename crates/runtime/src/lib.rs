@@ -13,7 +13,9 @@
 //! The process calling `create`, `run` or `exec` must be single-threaded (they fork)
 //! and must run from a binary a container cannot write: call
 //! [`selfclone::ensure_protected_self`] at the start of `main`. Both are checked, and a
-//! caller that breaks either gets an error saying so.
+//! caller that breaks either gets an error saying so. A foreground `run` whose init no
+//! container process can see before its exec needs no protected binary: it execs the
+//! program through [`trampoline`].
 
 // Every unsafe block says why it is sound; nothing outside tests panics on a value that
 // can be absent at run time (make lint and CI enforce both).
@@ -38,6 +40,7 @@ pub mod spec;
 pub mod state;
 pub mod sys;
 pub mod terminal;
+pub mod trampoline;
 
 pub use container::exec::ExecOutcome;
 pub use container::kill::parse_signal;

@@ -38,6 +38,12 @@ pub fn running_protected() -> bool {
         .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
 }
 
+/// The device and inode of the file `path` names (a `/proc/PID/exe` link followed).
+pub fn file_id(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// Re-executes the current process from a read-only view of its binary, with the same
 /// arguments and environment. Returns only if it already runs from one.
 pub fn ensure_protected_self() -> Result<()> {
@@ -87,7 +93,21 @@ pub fn overlay_view(exe: &Path) -> Result<File> {
 /// A sealed (unwritable, unresizable) memfd copy of the binary.
 fn sealed_copy() -> Result<File> {
     let mut exe = File::open("/proc/self/exe").ctx(|| "opening the runtime binary")?;
-    let name = c"codex-oci";
+    let mut copy = File::from(executable_memfd(c"codex-oci")?);
+    std::io::copy(&mut exe, &mut copy).ctx(|| "copying the runtime binary")?;
+    seal(&copy)?;
+    Ok(copy)
+}
+
+/// A sealed, executable memfd holding `bytes` (the exec trampoline).
+pub(crate) fn sealed_memfd(name: &std::ffi::CStr, bytes: &[u8]) -> Result<OwnedFd> {
+    let mut file = File::from(executable_memfd(name)?);
+    std::io::Write::write_all(&mut file, bytes).ctx(|| format!("writing {name:?}"))?;
+    seal(&file)?;
+    Ok(file.into())
+}
+
+fn executable_memfd(name: &std::ffi::CStr) -> Result<OwnedFd> {
     // SAFETY: name is a valid C string; the flags are plain integers.
     let mut fd = unsafe {
         libc::memfd_create(
@@ -95,7 +115,7 @@ fn sealed_copy() -> Result<File> {
             libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING | MFD_EXEC,
         )
     };
-    if fd < 0 {
+    if fd < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
         // Kernels before 6.3 do not know MFD_EXEC (and make memfds executable anyway).
         // SAFETY: as above.
         fd = unsafe {
@@ -103,16 +123,18 @@ fn sealed_copy() -> Result<File> {
         };
     }
     if fd < 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "memfd_create for the runtime binary");
+        return Err(std::io::Error::last_os_error()).ctx(|| format!("memfd_create for {name:?}"));
     }
     // SAFETY: memfd_create returned a new fd that nothing else owns.
-    let mut copy = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    std::io::copy(&mut exe, &mut copy).ctx(|| "copying the runtime binary")?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn seal(file: &File) -> Result<()> {
     // SAFETY: F_ADD_SEALS on a valid memfd.
-    if unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
-        return Err(std::io::Error::last_os_error()).ctx(|| "sealing the runtime binary copy");
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, SEALS) } < 0 {
+        return Err(std::io::Error::last_os_error()).ctx(|| "sealing a memfd");
     }
-    Ok(copy)
+    Ok(())
 }
 
 fn reexec(view: &File) -> Result<()> {

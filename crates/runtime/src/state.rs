@@ -62,6 +62,11 @@ pub struct ContainerState {
     /// reports `stopped` and which `delete` cleans up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<(i32, u64)>,
+    /// The device and inode of the writable binary the init of a foreground `run` runs
+    /// until it execs its program through the trampoline (see [`crate::trampoline`]).
+    /// `exec` refuses to join an init that still runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_exe_until_exec: Option<(u64, u64)>,
 }
 
 impl ContainerState {

@@ -145,27 +145,33 @@ pub fn mount_setattr(
 
 pub use codex_sys::{pidfd_open, pidfd_send_signal};
 
-/// Closes every fd from `first` upward except `keep` (the channel that reports an exec
-/// failure, itself close-on-exec). No runtime fd may survive into the container: not
+/// Closes every fd from `first` upward except those in `keep` (the channel that
+/// reports an exec failure, itself close-on-exec, and the exec trampoline's memfd). No runtime fd may survive into the container: not
 /// even as a cwd target through /proc/self/fd (the CVE-2024-21626 class).
-pub fn close_fds_except(first: u32, keep: RawFd) -> io::Result<()> {
+pub fn close_fds_except(first: u32, keep: &[RawFd]) -> io::Result<()> {
     let close = |a: u32, b: u32| {
         // SAFETY: closing fds the caller no longer uses; nothing refers to them after.
         let r = unsafe { libc::close_range(a, b, 0) };
         check(r as libc::c_long).map(|_| ())
     };
-    match u32::try_from(keep) {
-        Ok(k) if k >= first => {
-            if k > first {
-                close(first, k - 1)?;
-            }
-            if k < u32::MAX {
-                close(k + 1, u32::MAX)?;
-            }
-            Ok(())
+    let mut kept: Vec<u32> = keep
+        .iter()
+        .filter_map(|&k| u32::try_from(k).ok())
+        .filter(|&k| k >= first)
+        .collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut from = first;
+    for k in kept {
+        if k > from {
+            close(from, k - 1)?;
         }
-        _ => close(first, u32::MAX),
+        from = k.saturating_add(1);
+        if k == u32::MAX {
+            return Ok(());
+        }
     }
+    close(from, u32::MAX)
 }
 
 /// Marks every fd from `first` upward close-on-exec.

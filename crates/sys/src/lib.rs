@@ -10,6 +10,8 @@
 //!   cannot forge.
 //! - [`release`]: a last close that waits on the kernel (an inotify instance's), made by
 //!   a child so that a command about to end does not wait for it.
+//! - [`testhook`]: the points where race and crash tests hold or kill a process
+//!   (debug builds only).
 //! - [`trace`]: the `CODEX_TRACE` timing lines of the start path.
 
 // Every unsafe block says why it is sound; nothing outside tests panics on a value that
@@ -22,6 +24,7 @@ pub mod lock;
 pub mod nss;
 pub mod pidfd;
 pub mod release;
+pub mod testhook;
 pub mod trace;
 
 pub use atomic::{write_atomic, AtomicFile, TMP_MARK};

@@ -47,13 +47,21 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             detach,
             keep: _,
         } => {
-            codex_runtime::selfclone::ensure_protected_self()?;
             let opts = create_options(create);
             if *detach {
+                codex_runtime::selfclone::ensure_protected_self()?;
                 rt.run_detached(&create.id, &opts)?;
-                Ok(0)
-            } else {
-                Ok(rt.run(&create.id, &opts)?)
+                return Ok(0);
+            }
+            match rt.run(&create.id, &opts) {
+                // Refused before anything was made: the config does not qualify for the
+                // exec trampoline. The general defence re-executes this command.
+                Err(e @ codex_runtime::Error::Unprotected { .. }) => {
+                    super::log::debug(&e.to_string());
+                    codex_runtime::selfclone::ensure_protected_self()?;
+                    Err(e.into())
+                }
+                result => Ok(result?),
             }
         }
         Command::State { id } => {

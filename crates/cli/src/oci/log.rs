@@ -26,6 +26,13 @@ pub fn warn(msg: &str) {
     }
 }
 
+/// A debug record (only with `--debug`).
+pub fn debug(msg: &str) {
+    if let Some(l) = LOGGER.get() {
+        l.debug(msg);
+    }
+}
+
 impl Logger {
     pub fn new(file: Option<PathBuf>, format: String, debug: bool) -> Logger {
         Logger {

@@ -48,10 +48,14 @@ pub fn main() -> i32 {
 /// `run`). A guess from argv alone: a wrong yes (an option value spelled `run`) costs
 /// one needless re-exec; a wrong no, or a failure here, is met again by `dispatch`,
 /// which re-executes, or reports the error, before anything forks.
+///
+/// A foreground `run` is left alone: its init usually qualifies for the exec
+/// trampoline (`codex_runtime::trampoline`), which protects the binary without the
+/// re-exec; `dispatch` re-executes when its config does not.
 fn reexec_early() {
-    let forks = std::env::args_os()
-        .skip(1)
-        .any(|a| a == "create" || a == "run" || a == "exec");
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let has = |word: &str| args.iter().any(|a| a == word);
+    let forks = has("create") || has("exec") || (has("run") && (has("-d") || has("--detach")));
     if forks {
         let _ = codex_runtime::selfclone::ensure_protected_self();
     }

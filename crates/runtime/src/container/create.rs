@@ -96,7 +96,12 @@ impl Runtime {
         foreground: bool,
         own_console: Option<OwnedFd>,
     ) -> Result<Created> {
-        process::ensure_safe_to_fork(if foreground { "run" } else { "create" })?;
+        let trampoline = if foreground {
+            process::ensure_safe_to_run(&bundle.spec, opts.preserve_fds)?
+        } else {
+            process::ensure_safe_to_fork("create")?;
+            None
+        };
         let dir = self.container_dir(id)?;
         // Opens a trace file before the fork, for the init's lines.
         codex_sys::trace::enabled();
@@ -154,6 +159,7 @@ impl Runtime {
             config: spec.clone(),
             owner: String::new(),
             creator: crate::sys::process_start_time(me).map(|t| (me, t)),
+            init_exe_until_exec: None,
         };
         creating.save_unsynced(&dir)?;
 
@@ -201,6 +207,7 @@ impl Runtime {
             runtime_pid: std::process::id() as i32,
             id,
             seccomp: seccomp.as_ref(),
+            trampoline: trampoline.as_ref(),
         };
         let (pid, channel) = process::spawn(
             plan,
@@ -230,6 +237,9 @@ impl Runtime {
             config: spec.clone(),
             owner: String::new(),
             creator: None,
+            init_exe_until_exec: trampoline
+                .as_ref()
+                .and_then(|_| crate::selfclone::file_id("/proc/self/exe")),
         };
 
         loop {

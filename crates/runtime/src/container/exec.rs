@@ -94,6 +94,17 @@ impl Runtime {
         if !c.state.init_alive() {
             return Err(c.wrong_state("exec", "needs a running container"));
         }
+        // An init that has not exec'd its program through the trampoline still runs a
+        // writable runtime binary, which the process joined now could reach through
+        // /proc/1/exe (see crate::trampoline). It leaves it within a millisecond.
+        if let Some(binary) = c.state.init_exe_until_exec {
+            let now = crate::selfclone::file_id(&format!("/proc/{pid}/exe"));
+            if now.is_none_or(|f| f == binary) {
+                return Err(Error::Container(format!(
+                    "exec into {id}: the container is still starting (its init has not run its program yet); retry once it has"
+                )));
+            }
+        }
         let plan = NamespacePlan {
             join,
             create: CloneFlags::empty(),
@@ -292,7 +303,7 @@ fn exec_main(
         }
         crate::security::set_rlimits(p.rlimits().as_deref().unwrap_or(&[]))?;
         let program = Program::find(p)?;
-        program::drop_privileges(p, linux, userns, preserve_fds, &ch, seccomp)?;
+        program::drop_privileges(p, linux, userns, preserve_fds, &ch, None, seccomp)?;
         if seccomp.is_some_and(|f| f.notifies()) {
             // The runtime sends the fd to the agent; a failure there must stop the
             // program from running unobserved.

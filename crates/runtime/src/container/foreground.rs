@@ -140,6 +140,28 @@ fn finish(console: Option<&mut ConsoleProxy>, code: i32) -> i32 {
     code
 }
 
+/// The error of a program the exec trampoline could not exec, as a direct exec would
+/// have reported it (see `Program::exec`).
+fn program_exec_failed(c: &super::Container, errno: i32) -> Error {
+    let errno = nix::errno::Errno::from_raw(errno);
+    let program = c
+        .state
+        .config
+        .process()
+        .as_ref()
+        .and_then(|p| p.args().as_ref())
+        .and_then(|a| a.first().cloned())
+        .unwrap_or_default();
+    Error::Exec {
+        code: if errno == nix::errno::Errno::ENOENT {
+            127
+        } else {
+            126
+        },
+        message: format!("exec {program:?}: {}", errno.desc()),
+    }
+}
+
 impl Drop for SignalGuard {
     fn drop(&mut self) {
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old), None);
@@ -199,6 +221,7 @@ impl Runtime {
             Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => Err(m
                 .into_error()
                 .unwrap_or_else(|| Error::Other("failed".into()))),
+            Ok(Some(Msg::ProgramExecFailed(errno))) => Err(program_exec_failed(c, errno)),
             Ok(Some(m)) => Err(Error::Other(format!(
                 "unexpected message from the container: {m:?}"
             ))),

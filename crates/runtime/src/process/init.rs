@@ -40,6 +40,9 @@ pub struct InitArgs<'a> {
     /// `linux.seccomp`, prepared by the runtime before the fork (compiled, or read from
     /// its cache under the state root, which the init cannot reach after the pivot).
     pub seccomp: Option<&'a Prepared>,
+    /// Set when the runtime runs from a writable binary (a foreground `run` that
+    /// qualifies, see [`crate::trampoline`]): the program is exec'd through it.
+    pub trampoline: Option<&'a crate::trampoline::Trampoline>,
 }
 
 /// Runs in the container process. Reports any failure to whoever waits (the runtime,
@@ -234,6 +237,9 @@ fn setup(args: &InitArgs, ch: &Channel) -> Result<Option<Channel>> {
 fn run_program(args: &InitArgs, reply: &Channel) -> Error {
     // The last line before exec: the seccomp filter, loaded below, may forbid writes.
     codex_sys::trace::phase("init: start received");
+    // Widens the window in which the init, started, has not exec'd yet (tests of what
+    // `exec` refuses then).
+    codex_sys::testhook::pause("init-started");
     let spec = &args.bundle.spec;
     let Some(process) = spec.process().as_ref() else {
         return Error::config("process", "missing");
@@ -257,13 +263,17 @@ fn run_program(args: &InitArgs, reply: &Channel) -> Error {
         userns,
         args.preserve_fds,
         reply,
+        args.trampoline.map(|t| t.fd()),
         // Never one that notifies: that was loaded at create (see `setup`), and its
         // fd must not go to the start connection.
         args.seccomp.filter(|f| !f.notifies()),
     ) {
         return e;
     }
-    program.exec()
+    match args.trampoline {
+        Some(t) => program.exec_through(t, reply),
+        None => program.exec(),
+    }
 }
 
 fn creating_state(args: &InitArgs) -> serde_json::Value {

@@ -117,12 +117,36 @@ pub fn ensure_single_threaded(op: &'static str) -> Result<()> {
 pub fn ensure_safe_to_fork(op: &'static str) -> Result<()> {
     ensure_single_threaded(op)?;
     if !crate::selfclone::running_protected() {
-        let exe = std::fs::read_link("/proc/self/exe")
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|e| format!("unknown: {e}"));
-        return Err(Error::Unprotected { op, exe });
+        return Err(unprotected(op, None));
     }
     Ok(())
+}
+
+/// [`ensure_safe_to_fork`] for a foreground `run`, which may also run from a writable
+/// binary when its init qualifies for the exec trampoline (see [`crate::trampoline`]):
+/// then the trampoline, made now, is returned.
+pub fn ensure_safe_to_run(
+    spec: &oci_spec::runtime::Spec,
+    preserve_fds: u32,
+) -> Result<Option<crate::trampoline::Trampoline>> {
+    ensure_single_threaded("run")?;
+    if crate::selfclone::running_protected() {
+        return Ok(None);
+    }
+    if let Some(why) = crate::trampoline::unsupported(spec, preserve_fds) {
+        return Err(unprotected("run", Some(why.to_string())));
+    }
+    crate::trampoline::Trampoline::new()
+        .map(Some)
+        .map_err(|e| unprotected("run", Some(e.to_string())))
+}
+
+fn unprotected(op: &'static str, why: Option<String>) -> Error {
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|e| format!("unknown: {e}"));
+    let why = why.map_or(String::new(), |w| format!(" (no exec trampoline: {w})"));
+    Error::Unprotected { op, exe, why }
 }
 
 /// Forks stage 1 and drives it until the container process exists. `place` runs in

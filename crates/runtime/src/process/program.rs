@@ -53,6 +53,22 @@ impl Program {
         })
     }
 
+    /// Replaces the process image through `trampoline` (see [`crate::trampoline`]),
+    /// which reports a failed exec of the program on `status`. Returns only if the
+    /// trampoline itself could not be executed.
+    pub fn exec_through(
+        &self,
+        trampoline: &crate::trampoline::Trampoline,
+        status: &super::sync::Channel,
+    ) -> Error {
+        trampoline.exec(
+            &self.path,
+            &self.argv,
+            &self.envp,
+            std::os::fd::AsFd::as_fd(status),
+        )
+    }
+
     /// Replaces the process image. Returns only on failure.
     pub fn exec(&self) -> Error {
         let err = nix::unistd::execve(&self.path, &self.argv, &self.envp).unwrap_err();
@@ -134,18 +150,22 @@ fn lookup(arg0: &str, path_var: &str, cwd: &Path) -> Result<PathBuf> {
 /// no_new_privs in the order the kernel's permission checks require, enters the cwd
 /// (which must be inside the container) and restores default signal handling.
 /// `keep` stays open: it is where failures are reported and where a filter that
-/// notifies sends its fd (see [`crate::seccomp::Prepared::load`]).
+/// notifies sends its fd (see [`crate::seccomp::Prepared::load`]). So does
+/// `trampoline`, the memfd the program is to be exec'd through.
 pub fn drop_privileges(
     p: &Process,
     linux: Option<&Linux>,
     userns: bool,
     preserve_fds: u32,
     keep: &super::sync::Channel,
+    trampoline: Option<std::os::fd::BorrowedFd>,
     seccomp: Option<&crate::seccomp::Prepared>,
 ) -> Result<()> {
+    use std::os::fd::{AsFd, AsRawFd};
     let nnp = p.no_new_privileges().unwrap_or(false);
-    let keep_fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(keep));
-    crate::sys::close_fds_except(3 + preserve_fds, keep_fd)
+    let keep_fd = keep.as_fd().as_raw_fd();
+    let trampoline_fd = trampoline.map_or(keep_fd, |t| t.as_raw_fd());
+    crate::sys::close_fds_except(3 + preserve_fds, &[keep_fd, trampoline_fd])
         .ctx(|| "closing the runtime's file descriptors")?;
     security::set_process_attributes(p, linux.and_then(|l| l.personality().as_ref()))?;
     if let Some(policy) = linux.and_then(|l| l.memory_policy().as_ref()) {

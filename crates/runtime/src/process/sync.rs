@@ -43,6 +43,9 @@ pub enum Msg {
     SeccompForwarded,
     /// Init -> runtime: the program could not be run (see [`crate::Error::Exec`]).
     ExecFailed { code: i32, message: String },
+    /// Exec trampoline -> runtime: the program's exec failed with this errno. Sent as
+    /// the trampoline's own packet (see [`crate::trampoline`]), never as JSON.
+    ProgramExecFailed(i32),
 }
 
 impl Msg {
@@ -217,6 +220,9 @@ impl Channel {
         };
         if n == 0 {
             return Ok(None);
+        }
+        if let Some(errno) = crate::trampoline::failure_errno(&buf[..n]) {
+            return Ok(Some((Msg::ProgramExecFailed(errno), fd)));
         }
         let msg = serde_json::from_slice(&buf[..n]).map_err(io::Error::other)?;
         Ok(Some((msg, fd)))
