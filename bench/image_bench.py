@@ -6,6 +6,7 @@
 Rewrites the images section of docs/benchmarks.md."""
 
 import argparse, os, random, shutil, socket, statistics, subprocess, time
+from common import replace_section
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CTR = os.environ.get("CODEX_CTR") or os.path.join(ROOT, "target/release/codex-ctr")
@@ -111,14 +112,7 @@ def main():
         ])
         print(text)
         if a.out:
-            path = os.path.join(ROOT, a.out)
-            old = open(path).read() if os.path.exists(path) else ""
-            start = old.find("## Images (bench/image_bench.py)")
-            if start >= 0:
-                end = old.find("\n## ", start + 3)
-                old = old[:start] + (old[end + 1:] if end >= 0 else "")
-            with open(path, "w") as f:
-                f.write(old.rstrip() + "\n\n" + text)
+            replace_section(os.path.join(ROOT, a.out), "## Images (bench/image_bench.py)", text)
     finally:
         if reg:
             os.killpg(reg.pid, 15)

@@ -37,8 +37,9 @@ use crate::error::{Context, Error, Result};
 /// starts with a NUL, so the sync channel tells it from the protocol's own messages.
 pub const FAILURE_MAGIC: [u8; 4] = *b"\0CXT";
 
-/// The syscalls the trampoline makes under the container's seccomp filter.
-const SYSCALLS: [&str; 4] = ["fcntl", "execve", "write", "exit_group"];
+/// The syscalls made under the container's seccomp filter on the way to the program:
+/// the init's exec of the trampoline (`execveat`, on its memfd), then the trampoline's.
+const SYSCALLS: [&str; 5] = ["execveat", "fcntl", "execve", "write", "exit_group"];
 
 /// Where the trampoline is loaded. Above the usual `vm.mmap_min_addr` (64 KiB).
 const LOAD_ADDR: u64 = 0x10000;
@@ -228,7 +229,7 @@ impl Trampoline {
 
     /// Execs `path` through the trampoline, which reports a failed exec on `status`
     /// (see the module's contract). Returns only if the trampoline itself could not
-    /// be executed; `status` is then close-on-exec again.
+    /// be executed; the copy of `status` handed to it is closed then.
     pub fn exec(
         &self,
         path: &CStr,

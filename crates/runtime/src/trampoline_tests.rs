@@ -97,7 +97,7 @@ fn a_profile_must_allow_the_trampolines_syscalls_without_conditions() {
         None
     );
     // One of them missing under a refusing default.
-    let no_fcntl = serde_json::json!([{"names": ["execve", "write", "exit_group"],
+    let no_fcntl = serde_json::json!([{"names": ["execveat", "execve", "write", "exit_group"],
         "action": "SCMP_ACT_ALLOW"}]);
     assert!(unsupported(&profile("SCMP_ACT_ERRNO", no_fcntl), 0).is_some());
     // Refused by a rule under an allowing default.
@@ -105,10 +105,14 @@ fn a_profile_must_allow_the_trampolines_syscalls_without_conditions() {
     assert!(unsupported(&profile("SCMP_ACT_ALLOW", refused), 0).is_some());
     // Allowed only for some arguments.
     let conditional = serde_json::json!([
-        {"names": ["execve", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"},
+        {"names": ["execveat", "execve", "write", "exit_group"], "action": "SCMP_ACT_ALLOW"},
         {"names": ["fcntl"], "action": "SCMP_ACT_ALLOW",
          "args": [{"index": 1, "value": 1, "op": "SCMP_CMP_EQ"}]}]);
     assert!(unsupported(&profile("SCMP_ACT_ERRNO", conditional), 0).is_some());
+    // execve alone is not enough: the init execs the trampoline with execveat.
+    let no_execveat = serde_json::json!([{"names": ["fcntl", "execve", "write", "exit_group"],
+        "action": "SCMP_ACT_ALLOW"}]);
+    assert!(unsupported(&profile("SCMP_ACT_ERRNO", no_execveat), 0).is_some());
     // Notified: the agent would see the trampoline.
     let notified = serde_json::json!([{"names": ["write"], "action": "SCMP_ACT_NOTIFY"}]);
     assert!(unsupported(&profile("SCMP_ACT_ALLOW", notified), 0).is_some());
