@@ -123,6 +123,43 @@ fn codex_library_refuses_to_fork_from_an_unprotected_binary() {
     assert!(!ctx.rt.root_has_entry(&t));
 }
 
+/// A foreground `run` needs no protected binary when its init qualifies for the exec
+/// trampoline (codex_runtime::trampoline): the unprotected probe runs it. One whose
+/// init could be seen before its exec (here a startContainer hook) is refused as a
+/// `create` is, naming the reason, and leaves nothing.
+#[test]
+fn codex_library_runs_a_foreground_container_from_an_unprotected_binary_through_the_trampoline() {
+    let ctx = TestCtx::new("lib-run-unprotected");
+    let mut b = ctx.bundle();
+    b.sh("[ \"$(readlink /proc/1/exe)\" = /bin/busybox ] && exit 0; exit 3")
+        .save();
+    let bundle = b.dir.to_string_lossy().into_owned();
+    let id = ctx.id("run");
+    let o = probe(&ctx, &["run", &bundle, &id]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+    assert!(!ctx.rt.root_has_entry(&id));
+
+    let mut hooked = ctx.bundle();
+    hooked.sh("true");
+    hooked.set(
+        "/hooks",
+        serde_json::json!({"startContainer": [{"path": "/bin/true"}]}),
+    );
+    hooked.save();
+    let bundle = hooked.dir.to_string_lossy().into_owned();
+    let refused = ctx.id("hooked");
+    let o = probe(&ctx, &["run", &bundle, &refused]);
+    assert!(
+        o.stdout.contains("ensure_protected_self") && o.stdout.contains("startContainer"),
+        "{}",
+        o.stdout
+    );
+    assert!(!ctx.rt.root_has_entry(&refused));
+    // Positive control: protected, the same config runs.
+    let o = probe(&ctx, &["--protect", "run", &bundle, &refused]);
+    assert_eq!(o.stdout.trim(), "ok", "{}{}", o.stdout, o.stderr);
+}
+
 /// The container a create returned is started and deleted as it is (`start_created`,
 /// `delete_loaded`: the engine's supervisor does so, with no new read of its state): it
 /// runs, and nothing of it is left, neither its state nor its cgroup.

@@ -4,7 +4,8 @@
 //! `codex-lib-probe [--protect] [--thread] ROOT create BUNDLE ID` or
 //! `... ROOT exec ID ARG...`, or `... ROOT run-held BUNDLE ID` (create, then start and
 //! delete the container the create returned, with no new read of its state, as the
-//! engine's supervisor does): prints `ok` or `error: MESSAGE`, exits 0 or 1.
+//! engine's supervisor does), or `... ROOT run BUNDLE ID` (a foreground run; `ok` only
+//! when the container exited 0): prints `ok` or `error: MESSAGE`, exits 0 or 1.
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -70,6 +71,16 @@ fn run(args: &[String]) -> Result<(), codex_runtime::Error> {
                 return Err(codex_runtime::Error::Other("waitpid failed".into()));
             }
             rt.delete_loaded(c, false)
+        }
+        [op, bundle, id] if op == "run" => {
+            let opts = codex_runtime::CreateOptions {
+                bundle: bundle.into(),
+                ..Default::default()
+            };
+            match rt.run(id, &opts)? {
+                0 => Ok(()),
+                code => Err(codex_runtime::Error::Other(format!("exited {code}"))),
+            }
         }
         [op, id, argv @ ..] if op == "exec" && !argv.is_empty() => {
             let process = serde_json::from_value(serde_json::json!({
