@@ -41,8 +41,9 @@ pub const FAILURE_MAGIC: [u8; 4] = *b"\0CXT";
 /// the init's exec of the trampoline (`execveat`, on its memfd), then the trampoline's.
 const SYSCALLS: [&str; 5] = ["execveat", "fcntl", "execve", "write", "exit_group"];
 
-/// Where the trampoline is loaded. Above the usual `vm.mmap_min_addr` (64 KiB).
-const LOAD_ADDR: u64 = 0x10000;
+/// Where the trampoline is loaded: the usual base of x86_64 executables, far above any
+/// `vm.mmap_min_addr` (64 KiB on most distributions; a higher one would fail the exec).
+const LOAD_ADDR: u64 = 0x40_0000;
 const EHDR_SIZE: usize = 64;
 const PHDR_SIZE: usize = 56;
 const CODE_OFFSET: usize = EHDR_SIZE + 2 * PHDR_SIZE;
