@@ -92,7 +92,7 @@ fn codex_a_program_the_trampoline_cannot_exec_fails_the_run_naming_it_and_leaves
 const FALLBACK: &str = "no exec trampoline";
 
 #[test]
-fn codex_a_run_whose_init_others_could_see_re_executes_from_the_read_only_view_first() {
+fn codex_a_run_the_trampoline_cannot_serve_re_executes_from_the_read_only_view_first() {
     let ctx = TestCtx::new("trampoline-fallback");
     let mut plain = ctx.bundle();
     plain.sh("echo plain");
@@ -107,17 +107,22 @@ fn codex_a_run_whose_init_others_could_see_re_executes_from_the_read_only_view_f
     );
     let mut no_pid_ns = ctx.bundle();
     no_pid_ns.sh("echo host-pid");
-    let namespaces: Vec<serde_json::Value> = no_pid_ns.config["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|n| n["type"] != "pid")
-        .cloned()
-        .collect();
-    no_pid_ns.set("/linux/namespaces", namespaces.into());
+    no_pid_ns.config["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("the fixture's config lists namespaces")
+        .retain(|n| n["type"] != "pid");
+    // A profile under which the trampoline could not hand the channel over.
+    let mut no_fcntl = ctx.bundle();
+    no_fcntl.args(&["/bin/echo", "no-fcntl"]);
+    no_fcntl.set(
+        "/linux/seccomp",
+        serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["fcntl"], "action": "SCMP_ACT_ERRNO"}]}),
+    );
     for (b, printed, why) in [
         (&hooked, "hooked", "hooks exec from the init"),
         (&no_pid_ns, "host-pid", "no pid namespace"),
+        (&no_fcntl, "no-fcntl", "seccomp profile"),
     ] {
         b.save();
         let id = ctx.id(printed);

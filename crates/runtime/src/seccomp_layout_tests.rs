@@ -2,6 +2,9 @@
 //! runs both programs libseccomp makes for a profile over the same `seccomp_data`, for
 //! every syscall number of each architecture, and for the syscalls the profile filters
 //! by argument, with every value its rules compare against in every argument.
+//!
+//! A `#[cfg(test)]` module (included with `#[path]`): its `unwrap`s are assertions, a
+//! panic is the test failing, never a user's crash.
 
 use super::*;
 

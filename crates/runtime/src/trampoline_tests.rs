@@ -1,5 +1,8 @@
 //! The trampoline's decisions, its image, and the program itself, run as an ordinary
 //! process (no root, no container: its contract is only argv, envp and one fd).
+//!
+//! A `#[cfg(test)]` module (included with `#[path]`): its `unwrap`s are assertions, a
+//! panic is the test failing, never a user's crash.
 
 use super::*;
 use crate::process::sync::{Channel, Msg};
