@@ -181,7 +181,7 @@ test: build fixtures lint
 # compile out: they run on the debug builds only (the runtime's are paused_init_*: a
 # plain paused_ would also skip the tests of paused containers).
 RELEASE_RUNTIME_TESTS := $(foreach f,$(wildcard tests/tests/*.rs),$(if $(filter ctr%,$(notdir $(f))),,--test $(basename $(notdir $(f)))))
-RELEASE_ENGINE_TESTS := ctr ctr_cli ctr_ephemeral ctr_flags ctr_network ctr_ports ctr_registry ctr_images ctr_health ctr_restart ctr_tty ctr_recovery ctr_api
+RELEASE_ENGINE_TESTS := ctr ctr_cli ctr_ephemeral ctr_forked_start ctr_flags ctr_network ctr_ports ctr_registry ctr_images ctr_health ctr_restart ctr_tty ctr_recovery ctr_api
 test-release: release fixtures
 	@rc=0; \
 	echo "+ the runtime's tests on target/release/codex-oci"; \

@@ -186,6 +186,7 @@ pub mod error;
 pub mod events;
 mod exec;
 mod follow;
+mod forked_start;
 pub mod health;
 pub mod history;
 pub mod image;

@@ -85,6 +85,22 @@ impl Engine {
         })
     }
 
+    /// [`Engine::prepare_start`] for a container to be made with `config`: the
+    /// supervisor is forked from this process where that is safe (see
+    /// `forked_start`), executed otherwise.
+    pub fn prepare_start_for(
+        &self,
+        config: &crate::config::ContainerConfig,
+        stdin: Option<OwnedFd>,
+    ) -> Result<PreparedStart> {
+        if !self.can_fork_supervisor(config) {
+            return self.prepare_start(stdin);
+        }
+        Ok(PreparedStart {
+            spawned: self.fork_supervisor(stdin)?,
+        })
+    }
+
     /// [`Engine::start`] with a supervisor from [`Engine::prepare_start`].
     pub fn start_prepared(
         &self,
@@ -227,6 +243,49 @@ impl Engine {
             child: Some(child),
             report: r,
             id_pipe: id_pipe.map(|(_, w)| std::fs::File::from(w)),
+            _warm: warm,
+        })
+    }
+
+    /// [`Engine::spawn_supervisor`] for a container yet to be created, by a fork of this
+    /// process (see `forked_start`; the caller checked that it may).
+    fn fork_supervisor(&self, stdin: Option<OwnedFd>) -> Result<Spawned> {
+        let pipe = |what: &str| {
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .ctx(|| format!("creating the {what} pipe"))
+        };
+        let (r, w) = pipe("status")?;
+        let (id_r, id_w) = pipe("id")?;
+        let null = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .ctx(|| "opening /dev/null")?;
+        let [w, id_r, null] = [w, id_r, null.into()].map(above_child_fds);
+        let (w, id_r, null) = (w?, id_r?, null?);
+        let stdin = stdin.map(above_child_fds).transpose()?;
+        // SAFETY: this process has one thread (`can_fork_supervisor`); the child only
+        // moves fds and runs the supervisor, and never returns (see
+        // `forked_start::forked_supervisor`).
+        let child = match unsafe { nix::unistd::fork() }.ctx(|| "forking the supervisor")? {
+            nix::unistd::ForkResult::Child => crate::forked_start::forked_supervisor(
+                &self.root,
+                &self.supervisor_exe,
+                stdin.as_ref(),
+                &null,
+                &w,
+                &id_r,
+            ),
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        drop((stdin, null, w, id_r));
+        // After the fork: the child must not start with a second thread's locks.
+        let warm = codex_runtime::cgroups::warm::warm_in_thread();
+        crate::trace::phase("start: supervisor forked");
+        Ok(Spawned {
+            child: Some(child),
+            report: r,
+            id_pipe: Some(std::fs::File::from(id_w)),
             _warm: warm,
         })
     }

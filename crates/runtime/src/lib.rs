@@ -44,6 +44,6 @@ pub mod trampoline;
 
 pub use container::exec::ExecOutcome;
 pub use container::kill::parse_signal;
-pub use container::{Container, CreateOptions, ExecOptions, ListEntry, Runtime};
+pub use container::{Attached, Container, CreateOptions, ExecOptions, ListEntry, Runtime};
 pub use error::{Error, Result};
 pub use state::Status;

@@ -37,7 +37,7 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
         Some((r, w)) => (Some(r), Some(w)),
         None => (None, None),
     };
-    let start = eng.prepare_start(stdin_r)?;
+    let start = eng.prepare_start_for(&config, stdin_r)?;
     // A container that goes when its run ends is not written durably (fsync): a host
     // crash loses nothing a user could come back to. Attached, this command removes it
     // and is named in it: should this command be killed, the container is removed at

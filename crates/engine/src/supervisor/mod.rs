@@ -139,6 +139,14 @@ pub fn run(root: &Path, id: &str) -> i32 {
     supervise_main(root, Awaited::Known(id), false)
 }
 
+/// The supervisor of a `run`, forked from the command (see `forked_start`) rather
+/// than executed: as `__supervise --root ROOT -` of the binary `exe`, which it runs
+/// from. Returns the process exit code.
+pub(crate) fn forked_main(root: &Path, exe: &Path) -> i32 {
+    shim::set_supervisor_exe(exe);
+    supervise_main(root, Awaited::OnIdPipe, true)
+}
+
 /// The container's id: given, or still to come on [`ID_FD`] (a supervisor started
 /// ahead of the create).
 enum Awaited<'a> {
@@ -362,9 +370,15 @@ fn start_container(
         unsynced_state: ephemeral,
         ..Default::default()
     };
+    // Attached: only this process can start it, so a supervisor that runs from the
+    // writable binary (forked by its `run`, see `start`) has its init exec the
+    // program through the runtime's exec trampoline.
     let created = match console {
         Some(c) => c.create(&rt, id, &opts).map(|(c, m)| (c, Some(m))),
-        None => rt.create(id, &opts).map(|c| (c, None)).map_err(Error::from),
+        None => rt
+            .create_attached(id, &opts)
+            .map(|c| (c, None))
+            .map_err(Error::from),
     };
     let null_fd: OwnedFd = null.into();
     dup_to(&null_fd, 1);
@@ -373,19 +387,24 @@ fn start_container(
     // must not read the same pipe, nor must this process keep it.
     dup_to(&null_fd, 0);
     drop((out_w, err_w));
-    let (container, master) = created.inspect_err(|_| unmount_rootfs(&dir))?;
+    let (attached, master) = created.inspect_err(|_| unmount_rootfs(&dir))?;
     crate::trace::phase("sup: runtime created");
-    if let Err(e) = netplug::plug(registry, id, container.state.pid, cfg) {
+    if let Err(e) = netplug::plug(registry, id, attached.container().state.pid, cfg) {
+        // Its init exits with the channel this drops.
+        drop(attached);
         let _ = rt.delete(id, true);
         unmount_rootfs(&dir);
         return Err(e);
     }
     crate::trace::phase("sup: network plugged");
-    if let Err(e) = rt.start_created(&container) {
-        let _ = rt.delete(id, true);
-        unmount_rootfs(&dir);
-        return Err(e.into());
-    }
+    let container = match rt.start_attached(attached) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = rt.delete(id, true);
+            unmount_rootfs(&dir);
+            return Err(e.into());
+        }
+    };
     crate::trace::phase("sup: runtime started");
     Ok(Started {
         pid: container.state.pid,

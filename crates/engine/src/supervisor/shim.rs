@@ -13,6 +13,14 @@ use std::path::{Path, PathBuf};
 use codex_runtime::sys::{self, FsContext};
 use codex_shim::handoff::{ShimArgs, SHIM_NAME};
 
+/// The supervisor's binary, in a supervisor forked from a `run` (see `forked_start`).
+static FORKED_FROM: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Names the binary a forked supervisor runs (its argv[0] is the command's).
+pub(super) fn set_supervisor_exe(exe: &Path) {
+    let _ = FORKED_FROM.set(exe.to_path_buf());
+}
+
 /// Set to `off` (or `0`), supervisors stay in one process and never exec the shim.
 pub const SHIM_ENV: &str = "CODEX_CTR_SHIM";
 
@@ -29,8 +37,12 @@ impl Shim {
             return None;
         }
         // The engine starts the supervisor by path, and the re-execution from the
-        // binary's read-only view keeps the arguments: argv[0] is that path.
-        let exe = PathBuf::from(std::env::args_os().next()?);
+        // binary's read-only view keeps the arguments: argv[0] is that path. A forked
+        // supervisor has the command's arguments, and was told the path.
+        let exe = match FORKED_FROM.get() {
+            Some(exe) => exe.clone(),
+            None => PathBuf::from(std::env::args_os().next()?),
+        };
         let exe = if exe.is_absolute() {
             exe
         } else if exe.components().count() > 1 {

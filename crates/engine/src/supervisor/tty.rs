@@ -40,12 +40,12 @@ impl Console {
         rt: &codex_runtime::Runtime,
         id: &str,
         opts: &codex_runtime::CreateOptions,
-    ) -> Result<(codex_runtime::container::Container, OwnedFd)> {
+    ) -> Result<(codex_runtime::Attached, OwnedFd)> {
         let init_end = self
             .theirs
             .try_clone()
             .ctx(|| "duplicating the console socket")?;
-        let container = rt.create_with_console(id, opts, init_end)?;
+        let container = rt.create_attached_with_console(id, opts, init_end)?;
         match codex_runtime::terminal::receive_master(self.ours.as_fd()) {
             Ok(master) => Ok((container, master)),
             Err(e) => {

@@ -69,7 +69,7 @@ pub(super) struct Created {
 impl Runtime {
     /// `create`: the container exists, its init waits on the start socket.
     pub fn create(&self, id: &str, opts: &CreateOptions) -> Result<Container> {
-        self.create_inner(id, opts, Bundle::load(&opts.bundle)?, false, None)
+        self.create_inner(id, opts, Bundle::load(&opts.bundle)?, None, None)
             .map(|c| c.container)
     }
 
@@ -83,25 +83,29 @@ impl Runtime {
         opts: &CreateOptions,
         console: OwnedFd,
     ) -> Result<Container> {
-        self.create_inner(id, opts, Bundle::load(&opts.bundle)?, false, Some(console))
+        self.create_inner(id, opts, Bundle::load(&opts.bundle)?, None, Some(console))
             .map(|c| c.container)
     }
 
-    /// `bundle`: `opts.bundle` loaded (parsed and checked) by the caller.
+    /// `bundle`: `opts.bundle` loaded (parsed and checked) by the caller. `foreground`:
+    /// the caller starts the init over the returned channel (`op` names the operation
+    /// in a refusal).
     pub(super) fn create_inner(
         &self,
         id: &str,
         opts: &CreateOptions,
         bundle: Bundle,
-        foreground: bool,
+        foreground: Option<&'static str>,
         own_console: Option<OwnedFd>,
     ) -> Result<Created> {
-        let trampoline = if foreground {
-            process::ensure_safe_to_run(&bundle.spec, opts.preserve_fds)?
-        } else {
-            process::ensure_safe_to_fork("create")?;
-            None
+        let trampoline = match foreground {
+            Some(op) => process::ensure_safe_to_run(op, &bundle.spec, opts.preserve_fds)?,
+            None => {
+                process::ensure_safe_to_fork("create")?;
+                None
+            }
         };
+        let foreground = foreground.is_some();
         let dir = self.container_dir(id)?;
         // Opens a trace file before the fork, for the init's lines.
         codex_sys::trace::enabled();

@@ -13,7 +13,6 @@ use super::console::{receive_master, ConsoleProxy};
 use super::create::CreateOptions;
 use super::Runtime;
 use crate::error::{Context, Error, Result};
-use crate::process::sync::Msg;
 
 /// Signals blocked (and then read from a signalfd) while a container runs in front.
 pub(super) struct SignalGuard {
@@ -140,28 +139,6 @@ fn finish(console: Option<&mut ConsoleProxy>, code: i32) -> i32 {
     code
 }
 
-/// The error of a program the exec trampoline could not exec, as a direct exec would
-/// have reported it (see `Program::exec`).
-fn program_exec_failed(c: &super::Container, errno: i32) -> Error {
-    let errno = nix::errno::Errno::from_raw(errno);
-    let program = c
-        .state
-        .config
-        .process()
-        .as_ref()
-        .and_then(|p| p.args().as_ref())
-        .and_then(|a| a.first().cloned())
-        .unwrap_or_default();
-    Error::Exec {
-        code: if errno == nix::errno::Errno::ENOENT {
-            127
-        } else {
-            126
-        },
-        message: format!("exec {program:?}: {}", errno.desc()),
-    }
-}
-
 impl Drop for SignalGuard {
     fn drop(&mut self) {
         let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.old), None);
@@ -188,7 +165,7 @@ impl Runtime {
         } else {
             (None, None)
         };
-        let created = self.create_inner(id, opts, bundle, true, theirs)?;
+        let created = self.create_inner(id, opts, bundle, Some("run"), theirs)?;
         let c = &created.container;
         let mut console = match &ours {
             Some(sock) => match receive_master(sock.as_fd()) {
@@ -200,33 +177,8 @@ impl Runtime {
             },
             None => None,
         };
-        let started = created
-            .channel
-            .send(&Msg::Start)
-            .ctx(|| "starting the container");
-        if started.is_ok() {
-            // The record went into place unsynced before `Committed` (a rename: a
-            // runtime killed from then on leaves it whole). Its fsync, a journal
-            // commit on a disk-backed root, runs here, while the init drops its
-            // privileges and execs, instead of before `Committed` on the start path. A
-            // host crash before it may leave the record unwritten, as a crash during
-            // any create may leave the create-in-progress record; the container dies
-            // with the host either way, and a foreground run removes it when it ends.
-            if let Err(e) = crate::state::ContainerState::sync(&c.dir) {
-                self.warn(&e.to_string());
-            }
-        }
-        let started = started.and_then(|()| match created.channel.recv() {
-            Ok(None) => Ok(()),
-            Ok(Some(m @ (Msg::Error(_) | Msg::ExecFailed { .. }))) => Err(m
-                .into_error()
-                .unwrap_or_else(|| Error::Other("failed".into()))),
-            Ok(Some(Msg::ProgramExecFailed(errno))) => Err(program_exec_failed(c, errno)),
-            Ok(Some(m)) => Err(Error::Other(format!(
-                "unexpected message from the container: {m:?}"
-            ))),
-            Err(e) => Err(e).ctx(|| "waiting for the container to start"),
-        });
+        // A foreground run's record is synced while the init execs (see there).
+        let started = super::attached::start_over_channel(self, &created, true);
         let result = started.and_then(|()| {
             codex_sys::trace::phase("rt: started");
             self.poststart(&c.state, &c.dir);

@@ -1,6 +1,7 @@
 //! The container lifecycle of the OCI runtime spec, one operation per file, as methods
 //! of [`Runtime`] (a state root such as `/run/codex-oci`).
 
+mod attached;
 pub(crate) mod console;
 mod create;
 mod delete;
@@ -15,6 +16,7 @@ mod update;
 
 use std::path::{Path, PathBuf};
 
+pub use attached::Attached;
 pub use create::CreateOptions;
 pub use exec::ExecOptions;
 pub use list::ListEntry;

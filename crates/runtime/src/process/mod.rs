@@ -122,23 +122,24 @@ pub fn ensure_safe_to_fork(op: &'static str) -> Result<()> {
     Ok(())
 }
 
-/// [`ensure_safe_to_fork`] for a foreground `run`, which may also run from a writable
-/// binary when its init qualifies for the exec trampoline (see [`crate::trampoline`]):
-/// then the trampoline, made now, is returned.
+/// [`ensure_safe_to_fork`] for a foreground `run` or an attached create (`op`), which
+/// may also run from a writable binary when its init qualifies for the exec trampoline
+/// (see [`crate::trampoline`]): then the trampoline, made now, is returned.
 pub fn ensure_safe_to_run(
+    op: &'static str,
     spec: &oci_spec::runtime::Spec,
     preserve_fds: u32,
 ) -> Result<Option<crate::trampoline::Trampoline>> {
-    ensure_single_threaded("run")?;
+    ensure_single_threaded(op)?;
     if crate::selfclone::running_protected() {
         return Ok(None);
     }
     if let Some(why) = crate::trampoline::unsupported(spec, preserve_fds) {
-        return Err(unprotected("run", Some(why.to_string())));
+        return Err(unprotected(op, Some(why.to_string())));
     }
     crate::trampoline::Trampoline::new()
         .map(Some)
-        .map_err(|e| unprotected("run", Some(e.to_string())))
+        .map_err(|e| unprotected(op, Some(e.to_string())))
 }
 
 fn unprotected(op: &'static str, why: Option<String>) -> Error {

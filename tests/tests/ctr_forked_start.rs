@@ -1,0 +1,205 @@
+//! `run`'s supervisor forked from the command (codex_engine's `forked_start`): it runs
+//! from the writable binary, so the container's init execs its program through the
+//! runtime's exec trampoline. What a container can reach, when the engine executes the
+//! supervisor from the read-only view instead, and that a run whose create fails
+//! leaves no forked process behind.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use codex_tests::ctr::{ctr_binary, Ctr};
+use codex_tests::*;
+
+/// `#!/proc/self/exe`: the kernel runs whatever the exec's caller runs from, with the
+/// script as its argument (the CVE-2019-5736 route in).
+const SELF_EXE_SCRIPT: &str = "#!/proc/self/exe\necho reached-the-caller\n";
+
+/// A private, writable copy of codex-ctr and codex-shim (a test must not risk the
+/// workspace's binary), in `dir`.
+fn copy_engine_to(dir: &Path) -> PathBuf {
+    let bin = ctr_binary();
+    let ctr = dir.join("codex-ctr");
+    fs::copy(&bin, &ctr).unwrap();
+    fs::copy(bin.with_file_name("codex-shim"), dir.join("codex-shim")).unwrap();
+    ctr
+}
+
+/// `codex-ctr args...` of binary `bin` in `c`'s root and network namespace, traced to
+/// `trace`.
+fn traced(c: &Ctr, bin: &Path, trace: &Path, args: &[&str]) -> Out {
+    let bin = bin.to_string_lossy().to_string();
+    let mut argv = vec![bin.as_str()];
+    argv.extend_from_slice(args);
+    let mut cmd = c.netns().cmd(&argv);
+    cmd.env("CODEX_CTR_ROOT", &c.root).env("CODEX_TRACE", trace);
+    run_command(&mut cmd)
+}
+
+#[test]
+fn a_runs_forked_supervisor_leaves_a_program_that_execs_proc_self_exe_the_trampoline_not_codex_ctr()
+{
+    let c = Ctr::new();
+    let bindir = c.root.with_file_name("bin");
+    fs::create_dir_all(&bindir).unwrap();
+    let bin = copy_engine_to(&bindir);
+    let before = fs::read(&bin).unwrap();
+    let script = c.root.with_file_name("selfexe");
+    fs::write(&script, SELF_EXE_SCRIPT).unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    let mount = format!("{}:/selfexe:ro", script.display());
+    let trace = c.root.with_file_name("trace-selfexe");
+
+    let o = traced(
+        &c,
+        &bin,
+        &trace,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            "busybox",
+            "/selfexe",
+        ],
+    );
+    let text = read_lossy(&trace);
+    assert!(
+        text.contains("sup: forked"),
+        "the supervisor was not forked:\n{text}"
+    );
+    assert!(!text.contains("sup: exec'd"), "{text}");
+    // The sealed trampoline ran again (with an argv that is not its contract) and
+    // exited 127, silent: neither codex-ctr's complaint about its arguments nor the
+    // script's line, nor a failed exec. (Without the trampoline, the init's exec of the
+    // script fails here: `exec "/selfexe": No such file or directory`, the binary's
+    // mount being out of the container's reach on this kernel. Found by running this
+    // test with the trampoline switched off.)
+    o.assert_code(127);
+    assert_eq!(o.stderr, "", "{o:?}");
+    assert!(!o.stdout.contains("reached-the-caller"), "{o:?}");
+    assert_eq!(
+        fs::read(&bin).unwrap(),
+        before,
+        "the codex-ctr copy changed"
+    );
+
+    // Control: in the container the route reaches the caller's binary: exec'd by the
+    // shell, the script runs busybox, which has no applet named `exe`.
+    let control = traced(
+        &c,
+        &bin,
+        &trace,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &mount,
+            "busybox",
+            "sh",
+            "-c",
+            "exec /selfexe",
+        ],
+    );
+    control.assert_code(127);
+    assert!(
+        control.stderr.contains("applet not found"),
+        "control: the shell's exec of the script did not reach busybox: {control:?}"
+    );
+}
+
+#[test]
+fn a_users_seccomp_profile_or_minimal_isolation_keeps_the_executed_supervisor() {
+    let c = Ctr::new();
+    let bin = ctr_binary();
+    let profile = c.root.with_file_name("allow-all.json");
+    fs::write(&profile, r#"{"defaultAction": "SCMP_ACT_ALLOW"}"#).unwrap();
+    let seccomp = format!("seccomp={}", profile.display());
+    for (name, extra, forked) in [
+        ("plain", vec![], true),
+        ("profile", vec!["--security-opt", seccomp.as_str()], false),
+        ("minimal", vec!["--isolation", "minimal"], false),
+    ] {
+        let trace = c.root.with_file_name(format!("trace-{name}"));
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(&extra);
+        match name {
+            // The host's program, in the host's network.
+            "minimal" => args.extend_from_slice(&["/bin/sh", "-c", "echo ran"]),
+            _ => args.extend_from_slice(&["--network", "none", "busybox", "sh", "-c", "echo ran"]),
+        }
+        let o = traced(&c, &bin, &trace, &args);
+        o.assert_ok();
+        assert_eq!(o.stdout, "ran\n", "{name}: {o:?}");
+        let text = read_lossy(&trace);
+        assert_eq!(
+            text.contains("sup: forked"),
+            forked,
+            "{name}: forked {forked} expected:\n{text}"
+        );
+        assert_eq!(text.contains("sup: exec'd"), !forked, "{name}:\n{text}");
+    }
+}
+
+/// Processes that carry this root in their environment (a forked supervisor has the
+/// command's) or on their command line (an executed one), other than `except`.
+fn processes_of(root: &Path, except: &[i32]) -> Vec<(i32, String)> {
+    let needle = root.as_os_str().as_encoded_bytes();
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if except.contains(&pid) || pid == std::process::id() as i32 {
+            continue;
+        }
+        let environ = fs::read(e.path().join("environ")).unwrap_or_default();
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+        if has(&environ) || has(&cmdline) {
+            let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_string()));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_run_whose_create_fails_leaves_no_forked_supervisor() {
+    let c = Ctr::new();
+    c.run(&["run", "-d", "--name", "taken", "busybox", "sleep", "30"])
+        .assert_ok();
+    let sup = c.inspect("taken")["supervisor_pid"].as_i64().unwrap() as i32;
+    let init = c.inspect("taken")["pid"].as_i64().unwrap() as i32;
+    // Control: the running container's own processes are what the search finds.
+    assert!(
+        processes_of(&c.root, &[]).iter().any(|(p, _)| *p == sup),
+        "control: the supervisor was not found by its root"
+    );
+    let trace = c.root.with_file_name("trace-taken");
+    // The name is in use: the create fails after the supervisor was forked.
+    let o = traced(
+        &c,
+        &ctr_binary(),
+        &trace,
+        &["run", "--name", "taken", "busybox", "true"],
+    );
+    o.assert_fails();
+    assert!(o.stderr.contains("taken"), "{o:?}");
+    let text = read_lossy(&trace);
+    assert!(text.contains("start: supervisor forked"), "{text}");
+    // Its supervisor saw the id pipe end and exited: nothing but the running
+    // container's processes carries the root (its detached half may take a moment).
+    let mut left = Vec::new();
+    let gone = wait_until(Duration::from_secs(5), || {
+        left = processes_of(&c.root, &[sup, init]);
+        left.is_empty()
+    });
+    assert!(gone, "processes left by the failed run: {left:?}");
+    assert_eq!(c.containers(), 1);
+}
