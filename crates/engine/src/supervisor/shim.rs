@@ -2,8 +2,10 @@
 //!
 //! The shim is executed through a read-only view of its directory (a detached,
 //! lower-only overlayfs, as codex-runtime's `selfclone` makes for the binary itself),
-//! so no supervisor ever runs a file that could be written through its
-//! `/proc/PID/exe`; the shim runs `codex-ctr` through the same view at the end.
+//! so the long-lived supervisor never runs a file that could be written through its
+//! `/proc/PID/exe`; the shim runs `codex-ctr` through the same view at the end. (A
+//! supervisor forked by `run` runs from the writable binary until it execs the shim:
+//! see `forked_start`.)
 
 use std::ffi::OsString;
 use std::io;
