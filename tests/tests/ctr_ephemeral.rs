@@ -365,9 +365,11 @@ fn paused_run_rm_whose_supervisor_dies_before_the_removal_is_removed_by_the_comm
 }
 
 /// The same for a container its supervisor removes with its end: the supervisor dies
-/// right after that step, before it deleted the files. The command exits with the
-/// recorded code, read from the removed record; the supervisor's intent, abandoned,
-/// has the next command delete the files.
+/// right after that step, before it deleted the files and its runtime container (which
+/// it deletes after that step, so that the command need not wait for it). The command
+/// exits with the recorded code, read from the removed record; the supervisor's
+/// intent, abandoned, has the next command delete the files, the runtime container and
+/// its cgroups.
 #[test]
 fn paused_run_rm_whose_supervisor_dies_after_its_end_and_removal_exits_with_its_code() {
     let c = Ctr::new();
@@ -393,12 +395,34 @@ fn paused_run_rm_whose_supervisor_dies_after_its_end_and_removal_exits_with_its_
         left.len() == 1 && left[0].starts_with(".removing-"),
         "the supervisor died before deleting the files: {left:?}"
     );
+    let id = left[0].trim_start_matches(".removing-").to_string();
+    // Its runtime container was still to be deleted: there, with its cgroups.
+    let state = c.root.join("runtime").join(&id).join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display())),
+    )
+    .unwrap();
+    let cgroups: Vec<std::path::PathBuf> = state["cgroups"]["dirs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d["path"].as_str().map(std::path::PathBuf::from))
+        .collect();
+    assert!(!cgroups.is_empty(), "no cgroup in {state}");
+    assert!(cgroups.iter().all(|p| p.is_dir()), "{cgroups:?}");
     assert!(!c.run(&["inspect", "dying"]).ok(), "dying was left");
     assert!(
         entries(&c, "containers").is_empty(),
         "{:?}",
         entries(&c, "containers")
     );
+    assert!(
+        !entries(&c, "runtime").contains(&id),
+        "its runtime container was left: {:?}",
+        entries(&c, "runtime")
+    );
+    let kept: Vec<_> = cgroups.iter().filter(|p| p.exists()).collect();
+    assert!(kept.is_empty(), "cgroups left: {kept:?}");
     assert_no_intent_left(&c);
 }
 
@@ -519,6 +543,13 @@ fn an_attached_run_rm_is_removed_with_its_end_by_its_supervisor() {
     assert!(o.stderr.contains("err"), "{o:?}");
     assert!(text.contains("sup: ended and removed"), "{text}");
     assert!(text.contains("attach: removed"), "{text}");
+    // Its runtime container is deleted after that step (the command does not wait for
+    // it), and is deleted.
+    let at = |phase: &str| text.find(phase);
+    assert!(
+        at("sup: ended and removed") < at("rt: delete: state removed"),
+        "the runtime container was deleted before the end was recorded:\n{text}"
+    );
     for by_the_command in ["rm: committed", "rm: files deleted", "rm: files left"] {
         assert!(!text.contains(by_the_command), "{text}");
     }

@@ -40,6 +40,7 @@ impl Engine {
     /// is held only while the registry's files are reconciled.
     pub fn check(&self) -> Result<Checked> {
         let registry = reconcile(&self.registry, false)?;
+        self.delete_leftover_runtime_containers(&registry);
         let (corrected, problems) = self.refresh_all();
         Ok(Checked {
             registry,
@@ -54,10 +55,12 @@ impl Engine {
     /// removed it), best effort: what fails stays for `rm`.
     pub(crate) fn check_due(&self, due: &Due) -> Result<()> {
         if !records_too(due) {
-            reconcile(&self.registry, false)?;
+            let repaired = reconcile(&self.registry, false)?;
+            self.delete_leftover_runtime_containers(&repaired);
             return Ok(());
         }
         let repaired = reconcile(&self.registry, true)?;
+        self.delete_leftover_runtime_containers(&repaired);
         for id in repaired.repairs.iter().filter_map(removed_container) {
             let _ = self.delete_runtime_container(id);
         }
@@ -138,6 +141,29 @@ fn removed_container(repair: &Repair) -> Option<&str> {
         | Repair::RemovedLostInCrash { id, .. } => Some(id),
         _ => None,
     }
+}
+
+impl Engine {
+    /// The runtime containers of removals the reconcile finished (`.removing-<id>`
+    /// leftovers): an attached `run --rm`'s supervisor deletes its runtime container
+    /// after the step that removed the container (see `supervisor::finish`), and one
+    /// killed in between leaves it. Best effort: what fails stays for `system check`.
+    fn delete_leftover_runtime_containers(&self, repaired: &Reconciled) {
+        for id in repaired.repairs.iter().filter_map(removed_leftover) {
+            let _ = self.delete_runtime_container(id);
+        }
+    }
+}
+
+/// The container id of a deleted `.removing-<id>` leftover.
+fn removed_leftover(repair: &Repair) -> Option<&str> {
+    let Repair::RemovedLeftover { path } = repair else {
+        return None;
+    };
+    path.file_name()?
+        .to_str()?
+        .strip_prefix(crate::registry::REMOVING_PREFIX)
+        .filter(|id| crate::registry::is_full_id(id))
 }
 
 /// The registry's reconcile (`after_reboot`: see [`Registry::reconcile_after_reboot`]),

@@ -74,7 +74,7 @@ pub const CONTAINERS_DIR: &str = "containers";
 /// A container's record, in its directory.
 pub const STATE_FILE: &str = "state.json";
 /// A container directory being deleted is first renamed to `.removing-<id>`.
-const REMOVING_PREFIX: &str = ".removing-";
+pub(crate) const REMOVING_PREFIX: &str = ".removing-";
 
 /// The root, `containers/`, `volumes/` and each volume's directory: owner root, group
 /// [`SHARED_DIR_GID`], 0710. Other host users cannot enter them at all, so nothing a

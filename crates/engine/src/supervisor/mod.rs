@@ -310,6 +310,8 @@ struct Started {
     usage: UsageFiles,
     /// Its terminal's master (`-t`): its output, in place of the stdout pipe.
     master: Option<OwnedFd>,
+    /// Expected to be removed in the step that records its end (see `complete`).
+    removed_with_end: bool,
 }
 
 /// Mounts the container's rootfs, opens its log and creates and starts it with
@@ -337,6 +339,12 @@ fn start_container(
     // Its record says whether it is ephemeral: its overlay and the runtime's record of
     // it are then not synced either.
     let ephemeral = rec.ephemeral();
+    // An attached `run --rm` (its command named as its remover) is removed with its
+    // end, unless the removal frees more than its directory (see `complete`).
+    let removed_with_end = ephemeral
+        && rec.remover().is_some()
+        && !cfg.auto_remove
+        && !crate::run_end::frees_more_than_its_directory(cfg);
     mount_rootfs(&dir, ephemeral)?;
     // Only in the overlay this supervisor mounted (a --rootfs directory is the user's).
     let prepared = if dir.join("lowers").exists() {
@@ -407,6 +415,7 @@ fn start_container(
     };
     crate::trace::phase("sup: runtime started");
     Ok(Started {
+        removed_with_end,
         pid: container.state.pid,
         procs: procs_file(&container.state.cgroups),
         usage: monitor::usage_files(&container.state.cgroups),
@@ -523,7 +532,7 @@ fn supervise_here(
     )
     .map_err(logs::from_shim)?;
     let _ = log.flush();
-    complete(c.rt, registry, id, c.dir, c.cfg, outcome, None)
+    complete(c.rt, registry, id, c.dir, c.cfg, outcome, None, false)
 }
 
 /// The `cgroup.procs` file that codex-runtime's `kill` with `all` reads: of the

@@ -223,6 +223,7 @@ fn work(
         procs,
         usage,
         master,
+        removed_with_end,
     } = match start_container(root, registry, id, cfg, out_w, err_w, console.as_ref()) {
         Ok(s) => s,
         Err(e) => {
@@ -278,7 +279,16 @@ fn work(
         Ok(Pumped::Exited(outcome)) => {
             crate::trace::phase("worker: init exited");
             let _ = log.flush();
-            let done = complete(&rt, registry, id, &dir, cfg, outcome, Some(container));
+            let done = complete(
+                &rt,
+                registry,
+                id,
+                &dir,
+                cfg,
+                outcome,
+                Some(container),
+                removed_with_end,
+            );
             crate::trace::phase("worker: exit recorded, cleaned up");
             done
         }
