@@ -143,6 +143,13 @@ fn a_users_seccomp_profile_or_minimal_isolation_keeps_the_executed_supervisor() 
             "{name}: forked {forked} expected:\n{text}"
         );
         assert_eq!(text.contains("sup: exec'd"), !forked, "{name}:\n{text}");
+        // A forked supervisor is named in the record by the create: it claims nothing.
+        assert_eq!(
+            text.contains("sup: named at the create"),
+            forked,
+            "{name}:\n{text}"
+        );
+        assert_eq!(text.contains("sup: claimed"), !forked, "{name}:\n{text}");
     }
 }
 

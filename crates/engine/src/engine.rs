@@ -80,7 +80,7 @@ impl Engine {
     /// Validates `config`, resolves its image, writes the OCI bundle and records the
     /// container as `created`. Nothing is left behind on error.
     pub fn create(&self, config: ContainerConfig) -> Result<ContainerRecord> {
-        self.create_as(config, Keeping::Durable)
+        self.create_as(config, Keeping::Durable, None)
     }
 
     /// [`Engine::create`] for `run --rm`: the container's files are written without
@@ -95,10 +95,28 @@ impl Engine {
         config: ContainerConfig,
         remover: Option<ProcessId>,
     ) -> Result<ContainerRecord> {
-        self.create_as(config, Keeping::Ephemeral { remover })
+        self.create_as(config, Keeping::Ephemeral { remover }, None)
     }
 
-    fn create_as(&self, config: ContainerConfig, keeping: Keeping) -> Result<ContainerRecord> {
+    /// [`Engine::create`] (`keeping` durable) or [`Engine::create_ephemeral`] of a
+    /// container that `prepared` will start: when its supervisor is already known (one
+    /// forked by this process), the record names it from the start, and the supervisor
+    /// need not claim the container (a locked write of its record) once it has its id.
+    pub fn create_for(
+        &self,
+        config: ContainerConfig,
+        keeping: Keeping,
+        prepared: &crate::start::PreparedStart,
+    ) -> Result<ContainerRecord> {
+        self.create_as(config, keeping, prepared.supervisor())
+    }
+
+    fn create_as(
+        &self,
+        config: ContainerConfig,
+        keeping: Keeping,
+        supervisor: Option<codex_sys::ProcessId>,
+    ) -> Result<ContainerRecord> {
         config.validate()?;
         let ephemeral = keeping != Keeping::Durable;
         let mut config = config;
@@ -156,6 +174,7 @@ impl Engine {
             config.labels.clone(),
             keeping,
             |rec, dir, index| {
+                rec.set_supervisor(supervisor);
                 let id = rec.id.as_str();
                 // Its address, handed out under the same lock as the container's entry.
                 if let Some(net) = &network {

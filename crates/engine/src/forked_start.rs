@@ -64,9 +64,9 @@ impl Engine {
 
 /// The forked child's whole life: `stdin` (or /dev/null) as fd 0, /dev/null as 1 and 2,
 /// `status` as the supervisor's status fd and `id` as its id pipe, in a session of its
-/// own with no signal blocked; then the supervisor, which forks again at once (this
-/// process exits and the command reaps it, as an executed supervisor's first process).
-/// Never returns.
+/// own with no signal blocked; then the supervisor, in this process (it does not fork
+/// again to detach, as an executed one does: the command knows this pid, names it in
+/// the record at the create, and never waits for it). Never returns.
 pub(crate) fn forked_supervisor(
     root: &std::path::Path,
     exe: &std::path::Path,

@@ -242,7 +242,8 @@ impl Registry {
     }
 
     /// [`Registry::create_container`], with `prepare(record, dir, index)` run on the new
-    /// container directory before the record and the index are written: under the lock,
+    /// container directory before the record and the index are written (it may add to
+    /// the record): under the lock,
     /// so it must be quick (write files, make directories) and must not call back into
     /// the registry. What it changes in `index` (volumes the container makes) is saved
     /// with the container's entry, or not at all.
@@ -257,7 +258,7 @@ impl Registry {
         config: serde_json::Value,
         labels: BTreeMap<String, String>,
         keeping: Keeping,
-        prepare: impl FnOnce(&ContainerRecord, &Path, &mut Index) -> Result<()>,
+        prepare: impl FnOnce(&mut ContainerRecord, &Path, &mut Index) -> Result<()>,
     ) -> Result<ContainerRecord> {
         if let Some(name) = name {
             validate_name(name)?;
@@ -293,7 +294,7 @@ impl Registry {
         let committed = (|| {
             let mut index = self.index()?;
             let before = index.clone();
-            prepare(&record, &dir, &mut index)?;
+            prepare(&mut record, &dir, &mut index)?;
             let state = dir.join(STATE_FILE);
             if ephemeral {
                 files::write_unsynced(&state, &to_json(&record, &state)?)?;

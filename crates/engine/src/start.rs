@@ -31,11 +31,21 @@ pub struct PreparedStart {
     spawned: Spawned,
 }
 
+impl PreparedStart {
+    /// The supervisor, when it is known before it has the container's id (forked by this
+    /// process): [`Engine::create_for`] names it in the record.
+    pub fn supervisor(&self) -> Option<codex_sys::ProcessId> {
+        self.spawned.supervisor
+    }
+}
+
 /// A spawned supervisor's first process, its report pipe, and (started ahead) the pipe
 /// that tells it the container's id.
 struct Spawned {
-    /// Until it is reaped.
+    /// Until it is reaped (a first process that exits at once; never the supervisor).
     child: Option<Pid>,
+    /// The supervisor itself, when it is known before it has the container's id.
+    supervisor: Option<codex_sys::ProcessId>,
     report: OwnedFd,
     id_pipe: Option<std::fs::File>,
     /// Joined with the rest: the caller is single-threaded again once the start is done.
@@ -241,6 +251,7 @@ impl Engine {
         crate::trace::phase("start: supervisor spawned");
         Ok(Spawned {
             child: Some(child),
+            supervisor: None,
             report: r,
             id_pipe: id_pipe.map(|(_, w)| std::fs::File::from(w)),
             _warm: warm,
@@ -279,11 +290,17 @@ impl Engine {
             nix::unistd::ForkResult::Parent { child } => child,
         };
         drop((stdin, null, w, id_r));
+        // The child is the supervisor itself (it does not fork to detach: this process
+        // is not waited for by it, and never waits for it; when this process exits it
+        // is handed to init). Known now, the record names it from its create (a
+        // supervisor whose start time cannot be read claims the container instead).
+        let supervisor = codex_sys::ProcessId::of(child.as_raw()).ok();
         // After the fork: the child must not start with a second thread's locks.
         let warm = codex_runtime::cgroups::warm::warm_in_thread();
         crate::trace::phase("start: supervisor forked");
         Ok(Spawned {
-            child: Some(child),
+            child: None,
+            supervisor,
             report: r,
             id_pipe: Some(std::fs::File::from(id_w)),
             _warm: warm,

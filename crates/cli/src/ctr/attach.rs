@@ -42,15 +42,16 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
     // crash loses nothing a user could come back to. Attached, this command removes it
     // and is named in it: should this command be killed, the container is removed at
     // its end all the same.
-    let rec = match a.rm {
+    let keeping = match a.rm {
         true => {
             let me = (!detach)
                 .then(|| codex_sys::ProcessId::of(std::process::id() as i32))
                 .transpose()?;
-            eng.create_ephemeral(config, me)?
+            codex_engine::registry::Keeping::Ephemeral { remover: me }
         }
-        false => eng.create(config)?,
+        false => codex_engine::registry::Keeping::Durable,
     };
+    let rec = eng.create_for(config, keeping, &start)?;
     if detach {
         if let Err(e) = eng.start_prepared(start, &rec.id) {
             if a.rm {

@@ -98,10 +98,10 @@ fn report(v: serde_json::Value) {
 pub fn main(args: &[String]) -> i32 {
     match args {
         [flag, root, dash] if flag == "--root" && dash == "-" => {
-            supervise_main(Path::new(root), Awaited::OnIdPipe, true)
+            supervise_main(Path::new(root), Awaited::OnIdPipe, true, true)
         }
         [flag, root, id] if flag == "--root" => {
-            supervise_main(Path::new(root), Awaited::Known(id), true)
+            supervise_main(Path::new(root), Awaited::Known(id), true, true)
         }
         [flag, root, id, fin, rest @ ..] if flag == "--root" && fin == "--finish" => {
             finish(Path::new(root), id, rest)
@@ -136,7 +136,7 @@ fn read_id(fd: i32) -> Option<String> {
 /// that runs only this for `__supervise --root ROOT ID`). Returns the process exit
 /// code.
 pub fn run(root: &Path, id: &str) -> i32 {
-    supervise_main(root, Awaited::Known(id), false)
+    supervise_main(root, Awaited::Known(id), false, true)
 }
 
 /// The supervisor of a `run`, forked from the command (see `forked_start`) rather
@@ -144,7 +144,7 @@ pub fn run(root: &Path, id: &str) -> i32 {
 /// from. Returns the process exit code.
 pub(crate) fn forked_main(root: &Path, exe: &Path) -> i32 {
     shim::set_supervisor_exe(exe);
-    supervise_main(root, Awaited::OnIdPipe, true)
+    supervise_main(root, Awaited::OnIdPipe, true, false)
 }
 
 /// The container's id: given, or still to come on [`ID_FD`] (a supervisor started
@@ -154,7 +154,9 @@ enum Awaited<'a> {
     OnIdPipe,
 }
 
-fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool) -> i32 {
+/// `detach`: fork first, the starter reaping this process (an executed supervisor); a
+/// forked one is already its own process.
+fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool, detach: bool) -> i32 {
     // Fds the starter leaked to us beyond stdio, the status fd and the id pipe are not
     // ours to keep open for the container's lifetime (a caller's pipe would never see
     // EOF). The id pipe is closed once read.
@@ -165,10 +167,10 @@ fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool) -> i32 {
     let _ = codex_shim::sys::close_from(keep as u32 + 1);
     // Detach from the starter: it reaps this first process at once.
     // SAFETY: single-threaded here (a fresh exec); the child continues alone.
-    match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
-        Ok(nix::unistd::ForkResult::Child) => {}
-        Err(e) => {
+    match detach.then(|| unsafe { nix::unistd::fork() }) {
+        Some(Ok(nix::unistd::ForkResult::Parent { .. })) => return 0,
+        Some(Ok(nix::unistd::ForkResult::Child)) | None => {}
+        Some(Err(e)) => {
             report(serde_json::json!({"error": format!("forking the supervisor: {e}")}));
             return 1;
         }
@@ -198,12 +200,32 @@ fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool) -> i32 {
     let id = id.as_str();
     // One supervisor per container: two `start`s at once would undo each other's
     // mounts and cgroups. The loser only reports; the record is the winner's.
-    if let Err(e) = claim(&registry, id) {
-        report(serde_json::json!({"error": e.to_string()}));
-        return 1;
+    match claim_unless_named(&registry, id) {
+        Ok(true) => crate::trace::phase("sup: claimed"),
+        Ok(false) => crate::trace::phase("sup: named at the create"),
+        Err(e) => {
+            report(serde_json::json!({"error": e.to_string()}));
+            return 1;
+        }
     }
-    crate::trace::phase("sup: claimed");
     supervise_runs(root, &registry, id, use_shim)
+}
+
+/// [`claim`], unless the record already names this process as the supervisor of the
+/// created container (a `run` that forked it named it at the create,
+/// `Engine::create_for`): then one read instead of a locked write. True if it claimed.
+fn claim_unless_named(registry: &Registry, id: &str) -> Result<bool> {
+    let me =
+        ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
+    let named = registry.get(id).is_ok_and(|r| {
+        r.status == ContainerStatus::Created
+            && r.supervisor_pid == Some(me.pid)
+            && r.supervisor_start == Some(me.start_time)
+    });
+    if named {
+        return Ok(false);
+    }
+    claim(registry, id).map(|()| true)
 }
 
 /// Records this process as the container's supervisor, unless the container is not
