@@ -210,3 +210,44 @@ fn a_run_whose_create_fails_leaves_no_forked_supervisor() {
     assert!(gone, "processes left by the failed run: {left:?}");
     assert_eq!(c.containers(), 1);
 }
+
+/// The command moves its forked supervisor to the other CPUs while it creates the
+/// container (`forked_start::Spread`); the supervisor takes the command's CPUs back once
+/// it has the id, so the container (and the supervisor's later children) may run on
+/// every CPU the command could.
+#[test]
+fn a_container_started_by_a_forked_supervisor_may_use_every_cpu_its_run_could() {
+    let allowed = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .map(|v| v.trim().to_string())
+    };
+    let mine = allowed(&fs::read_to_string("/proc/self/status").unwrap()).unwrap();
+    if !mine.contains(',') && !mine.contains('-') {
+        skip(&format!(
+            "this process may use one CPU ({mine}): a supervisor is not moved anywhere"
+        ));
+        return;
+    }
+    let c = Ctr::new();
+    let trace = c.root.with_file_name("trace-cpus");
+    let o = traced(
+        &c,
+        &ctr_binary(),
+        &trace,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "grep",
+            "Cpus_allowed_list",
+            "/proc/self/status",
+        ],
+    );
+    o.assert_ok();
+    assert!(read_lossy(&trace).contains("sup: forked"), "not forked");
+    assert_eq!(allowed(&o.stdout).as_deref(), Some(mine.as_str()), "{o:?}");
+}

@@ -27,6 +27,10 @@
 //! architectures) executes the supervisor as before.
 
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+use nix::sched::CpuSet;
+use nix::unistd::Pid;
 
 use crate::config::security::Seccomp;
 use crate::config::{ContainerConfig, Isolation};
@@ -62,11 +66,54 @@ impl Engine {
     }
 }
 
+/// Where the fork's two halves run. The command goes on creating the container (about
+/// 1 ms) while its child sets the supervisor up (its mount namespace, the registry)
+/// and waits for the id. A forked child is queued on its parent's CPU and, on these
+/// VMs, ran only once the command blocked, after the create: its set-up then came
+/// after the id instead of beside the create. So the command moves it at once to the
+/// other CPUs it may use, and the child takes back the command's CPUs once it has the
+/// id (before anything it starts inherits them). Nothing to do with one CPU.
+pub(crate) struct Spread {
+    /// The command's CPUs, which the child takes back.
+    allowed: CpuSet,
+    /// The same without the one the command runs on.
+    others: CpuSet,
+}
+
+impl Spread {
+    pub(crate) fn plan() -> Option<Spread> {
+        let allowed = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok()?;
+        // SAFETY: sched_getcpu takes no arguments.
+        let here = usize::try_from(unsafe { libc::sched_getcpu() }).ok()?;
+        let mut others = allowed;
+        others.unset(here).ok()?;
+        let any = (0..CpuSet::count()).any(|c| others.is_set(c).unwrap_or(false));
+        any.then_some(Spread { allowed, others })
+    }
+
+    /// In the command, right after the fork.
+    pub(crate) fn move_child(&self, child: Pid) {
+        let _ = nix::sched::sched_setaffinity(child, &self.others);
+    }
+}
+
+/// The command's CPUs, for a forked supervisor to take back once it has its id.
+static TAKE_BACK: OnceLock<CpuSet> = OnceLock::new();
+
+/// In a forked supervisor that has its container's id: the command's CPUs again (see
+/// [`Spread`]). The command moved it before it sent the id, so nothing undoes this.
+pub(crate) fn take_back_cpus() {
+    if let Some(allowed) = TAKE_BACK.get() {
+        let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), allowed);
+    }
+}
+
 /// The forked child's whole life: `stdin` (or /dev/null) as fd 0, /dev/null as 1 and 2,
 /// `status` as the supervisor's status fd and `id` as its id pipe, in a session of its
 /// own with no signal blocked; then the supervisor, in this process (it does not fork
 /// again to detach, as an executed one does: the command knows this pid, names it in
 /// the record at the create, and never waits for it). Never returns.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forked_supervisor(
     root: &std::path::Path,
     exe: &std::path::Path,
@@ -74,7 +121,11 @@ pub(crate) fn forked_supervisor(
     null: &OwnedFd,
     status: &OwnedFd,
     id: &OwnedFd,
+    spread: Option<&Spread>,
 ) -> ! {
+    if let Some(s) = spread {
+        let _ = TAKE_BACK.set(s.allowed);
+    }
     use crate::supervisor::{ID_FD, STATUS_FD};
     // Every source is above the targets (`above_child_fds`), so no dup2 overwrites a
     // source not yet copied; dup2 clears close-on-exec on the copy (kept by the shim's

@@ -275,6 +275,7 @@ impl Engine {
         let [w, id_r, null] = [w, id_r, null.into()].map(above_child_fds);
         let (w, id_r, null) = (w?, id_r?, null?);
         let stdin = stdin.map(above_child_fds).transpose()?;
+        let spread = crate::forked_start::Spread::plan();
         // SAFETY: this process has one thread (`can_fork_supervisor`); the child only
         // moves fds and runs the supervisor, and never returns (see
         // `forked_start::forked_supervisor`).
@@ -286,9 +287,13 @@ impl Engine {
                 &null,
                 &w,
                 &id_r,
+                spread.as_ref(),
             ),
             nix::unistd::ForkResult::Parent { child } => child,
         };
+        if let Some(s) = &spread {
+            s.move_child(child);
+        }
         drop((stdin, null, w, id_r));
         // The child is the supervisor itself (it does not fork to detach: this process
         // is not waited for by it, and never waits for it; when this process exits it

@@ -192,7 +192,10 @@ fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool, detach: bool) ->
     let id = match id {
         Awaited::Known(id) => id.to_string(),
         Awaited::OnIdPipe => match read_id(ID_FD) {
-            Some(id) => id,
+            Some(id) => {
+                crate::forked_start::take_back_cpus();
+                id
+            }
             // The starter gave up (its create failed, or it died): nothing to do.
             None => return 0,
         },
