@@ -51,21 +51,13 @@ fn a_runs_forked_supervisor_leaves_a_program_that_execs_proc_self_exe_the_trampo
     let mount = format!("{}:/selfexe:ro", script.display());
     let trace = c.root.with_file_name("trace-selfexe");
 
-    let o = traced(
-        &c,
-        &bin,
-        &trace,
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            "busybox",
-            "/selfexe",
-        ],
-    );
+    // `run --rm` of the copy, the script mounted at /selfexe, running `program`.
+    let run = |program: &[&str]| {
+        let mut args = vec!["run", "--rm", "--network", "none", "-v", &mount, "busybox"];
+        args.extend_from_slice(program);
+        traced(&c, &bin, &trace, &args)
+    };
+    let o = run(&["/selfexe"]);
     let text = read_lossy(&trace);
     assert!(
         text.contains("sup: forked"),
@@ -89,23 +81,7 @@ fn a_runs_forked_supervisor_leaves_a_program_that_execs_proc_self_exe_the_trampo
 
     // Control: in the container the route reaches the caller's binary: exec'd by the
     // shell, the script runs busybox, which has no applet named `exe`.
-    let control = traced(
-        &c,
-        &bin,
-        &trace,
-        &[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "-v",
-            &mount,
-            "busybox",
-            "sh",
-            "-c",
-            "exec /selfexe",
-        ],
-    );
+    let control = run(&["sh", "-c", "exec /selfexe"]);
     control.assert_code(127);
     assert!(
         control.stderr.contains("applet not found"),

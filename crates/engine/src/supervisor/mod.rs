@@ -15,6 +15,7 @@
 //! shim everything happens in this process. See docs/supervisor.md.
 
 mod abandon;
+mod claim;
 mod finish;
 mod health;
 pub mod logs;
@@ -29,6 +30,7 @@ mod targets;
 mod tty;
 mod worker;
 
+use claim::{claim_unless_named, read_id};
 use finish::{complete, finish, Next};
 use health::{health_timing, start_check};
 pub(crate) use monitor::history_path;
@@ -118,20 +120,6 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// The id a starter writes to `fd` (then closed): a full container id, or `None` at
-/// an end without one.
-fn read_id(fd: i32) -> Option<String> {
-    use std::io::Read;
-    // SAFETY: the starter handed us `fd`, and nothing else in this fresh process uses it.
-    let pipe = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let mut text = String::new();
-    pipe.take(crate::registry::ID_LEN as u64 + 2)
-        .read_to_string(&mut text)
-        .ok()?;
-    let id = text.trim();
-    crate::registry::is_full_id(id).then(|| id.to_string())
-}
-
 /// The supervisor's whole life, in this one process (never the shim: for a binary
 /// that runs only this for `__supervise --root ROOT ID`). Returns the process exit
 /// code.
@@ -212,66 +200,6 @@ fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool, detach: bool) ->
         }
     }
     supervise_runs(root, &registry, id, use_shim)
-}
-
-/// [`claim`], unless the record already names this process as the supervisor of the
-/// created container (a `run` that forked it named it at the create,
-/// `Engine::create_for`): then one read instead of a locked write. True if it claimed.
-fn claim_unless_named(registry: &Registry, id: &str) -> Result<bool> {
-    let me =
-        ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
-    let named = registry.get(id).is_ok_and(|r| {
-        r.status == ContainerStatus::Created
-            && r.supervisor_pid == Some(me.pid)
-            && r.supervisor_start == Some(me.start_time)
-    });
-    if named {
-        return Ok(false);
-    }
-    claim(registry, id).map(|()| true)
-}
-
-/// Records this process as the container's supervisor, unless the container is not
-/// startable or another live supervisor has it.
-fn claim(registry: &Registry, id: &str) -> Result<()> {
-    let me =
-        ProcessId::of(std::process::id() as i32).ctx(|| "reading this process's start time")?;
-    registry.update_container(id, |r| {
-        if let Some(p) = r.live_supervisor().filter(|p| *p != me) {
-            return Err(Error::wrong_state(
-                &r.name,
-                r.status,
-                format!(
-                    "its supervisor (process {}) is starting or running it",
-                    p.pid
-                ),
-            ));
-        }
-        if !matches!(
-            r.status,
-            ContainerStatus::Created
-                | ContainerStatus::Exited
-                | ContainerStatus::Stopped
-                | ContainerStatus::Failed
-        ) {
-            return Err(Error::wrong_state(
-                &r.name,
-                r.status,
-                "start needs it created or exited",
-            ));
-        }
-        if r.status != ContainerStatus::Created {
-            // The attached `run --rm` that made it removes only what its own start ran:
-            // a container it left behind (both it and the supervisor died) and that is
-            // started again stays until it is removed, like any other.
-            r.remover_pid = None;
-            r.remover_start = None;
-        }
-        r.set_deleter(None);
-        r.set_supervisor(Some(me));
-        Ok(())
-    })?;
-    Ok(())
 }
 
 /// The container could not be started or supervised: the record says why.
