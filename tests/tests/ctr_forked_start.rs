@@ -227,3 +227,42 @@ fn a_container_started_by_a_forked_supervisor_may_use_every_cpu_its_run_could() 
     assert!(read_lossy(&trace).contains("sup: forked"), "not forked");
     assert_eq!(allowed(&o.stdout).as_deref(), Some(mine.as_str()), "{o:?}");
 }
+
+/// The command is killed between the create, which named its forked supervisor in the
+/// record, and the id it would have sent (a test point: debug builds only). The
+/// supervisor sees the pipe end and exits; the container stays created, and a later
+/// `start` claims it (the named supervisor is dead) and runs it.
+#[test]
+fn paused_a_run_killed_after_its_create_leaves_a_created_container_that_starts() {
+    let c = Ctr::new();
+    let trace = c.root.with_file_name("trace-killed");
+    let mut cmd = c.cmd(&["run", "--name", "orphan", "busybox", "echo", "ran"]);
+    cmd.env("CODEX_TEST_DIE", "run-created")
+        .env("CODEX_TRACE", &trace);
+    let o = run_command(&mut cmd);
+    assert_eq!(
+        o.code(),
+        None,
+        "the command was to die at its test point: {o:?}"
+    );
+    assert!(
+        read_lossy(&trace).contains("start: supervisor forked"),
+        "not forked"
+    );
+    let rec = c.inspect("orphan");
+    assert_eq!(rec["status"], "created", "{rec}");
+    let named = rec["supervisor_pid"].as_i64().map(|p| p as i32);
+    assert!(named.is_some(), "the create named no supervisor: {rec}");
+    let mut left = Vec::new();
+    let gone = wait_until(Duration::from_secs(5), || {
+        left = processes_of(&c.root, &[]);
+        left.is_empty()
+    });
+    assert!(gone, "processes left by the killed run: {left:?}");
+    c.run(&["start", "orphan"]).assert_ok();
+    let code = c.run(&["wait", "orphan"]);
+    code.assert_ok();
+    assert_eq!(code.stdout.trim(), "0", "{code:?}");
+    let logs = c.run(&["logs", "orphan"]);
+    assert_eq!(logs.stdout, "ran\n", "{logs:?}");
+}

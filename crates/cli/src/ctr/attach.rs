@@ -52,6 +52,9 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
         false => codex_engine::registry::Keeping::Durable,
     };
     let rec = eng.create_for(config, keeping, &start)?;
+    // A command killed here leaves a created container whose record names a supervisor
+    // that gets no id and exits: the container stays startable (ctr_forked_start).
+    codex_engine::testhook::die("run-created");
     if detach {
         if let Err(e) = eng.start_prepared(start, &rec.id) {
             if a.rm {
