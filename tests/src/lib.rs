@@ -45,7 +45,7 @@ pub use cmd::{
     try_run_to, wait_child, wait_until, Out, CMD_TIMEOUT,
 };
 pub use ctx::{copy_runtime_to, TestCtx};
-pub use fresh::assert_fresh;
+pub use fresh::{assert_fresh, assert_fresh_from, ENGINE_CRATES};
 pub use procfs::*;
 pub use runtime::{Background, Runtime};
 pub use serde_json;

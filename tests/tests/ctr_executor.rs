@@ -25,8 +25,9 @@ fn executor_binary() -> PathBuf {
         return PathBuf::from(p);
     }
     let bin = workspace_dir().join("target/debug/codex-bot-executor");
-    // The engine's sources (what assert_fresh knows) and the example's own.
-    assert_fresh(&bin);
+    // The sources of the engine it links (not the CLI's: an edit there does not relink
+    // it) and the example's own.
+    assert_fresh_from(&bin, ENGINE_CRATES);
     let bin_time = std::fs::metadata(&bin).and_then(|m| m.modified()).unwrap();
     let src = workspace_dir().join("examples/bot-executor/src");
     for e in std::fs::read_dir(&src).unwrap() {
