@@ -126,6 +126,13 @@ fn a_users_seccomp_profile_or_minimal_isolation_keeps_the_executed_supervisor() 
             "{name}:\n{text}"
         );
         assert_eq!(text.contains("sup: claimed"), !forked, "{name}:\n{text}");
+        // Forked or executed, a supervisor started ahead mounts an image's rootfs
+        // while the create goes on; a container on the host's root has none.
+        assert_eq!(
+            text.contains("sup: rootfs premounted"),
+            name != "minimal",
+            "{name}:\n{text}"
+        );
     }
 }
 
@@ -265,4 +272,77 @@ fn paused_a_run_killed_after_its_create_leaves_a_created_container_that_starts()
     assert_eq!(code.stdout.trim(), "0", "{code:?}");
     let logs = c.run(&["logs", "orphan"]);
     assert_eq!(logs.stdout, "ran\n", "{logs:?}");
+}
+
+/// Mount lines of every process's mount table that name `path`.
+fn mounts_naming(path: &Path) -> Vec<String> {
+    let needle = path.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        if e.file_name().to_string_lossy().parse::<i32>().is_err() {
+            continue;
+        }
+        let table = fs::read_to_string(e.path().join("mountinfo")).unwrap_or_default();
+        found.extend(
+            table
+                .lines()
+                .filter(|l| l.contains(&needle))
+                .map(|l| format!("{}: {l}", e.file_name().to_string_lossy())),
+        );
+    }
+    found
+}
+
+/// The supervisor mounts the rootfs as soon as the create has made the container's
+/// directory, before the record commits. The command is killed right after it said so
+/// (a test point: debug builds only): the supervisor sees the pipe end and exits, its
+/// mount namespace and the overlay in it go with it, and the next command removes the
+/// uncommitted directory. Nothing is left: no process, no mount, no container.
+#[test]
+fn paused_a_run_killed_after_its_rootfs_was_mounted_ahead_leaves_no_mount_and_no_container() {
+    let c = Ctr::new();
+    let trace = c.root.with_file_name("trace-premount");
+    let containers = c.root.join("containers");
+    let mut cmd = c.cmd(&["run", "--rm", "--name", "ahead", "busybox", "echo", "ran"]);
+    cmd.env("CODEX_TEST_PAUSE", "create-premounted:3000")
+        .env("CODEX_TEST_DIE", "create-premounted")
+        .env("CODEX_TRACE", &trace)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    // Control: while the command pauses, the supervisor's namespace has the overlay.
+    let mut seen = Vec::new();
+    let mounted = wait_until(Duration::from_secs(10), || {
+        seen = mounts_naming(&containers);
+        read_lossy(&trace).contains("sup: rootfs premounted") && !seen.is_empty()
+    });
+    assert!(
+        mounted,
+        "the rootfs was not mounted ahead:\n{}",
+        read_lossy(&trace)
+    );
+    assert!(seen.iter().all(|l| l.contains("overlay")), "{seen:?}");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        None,
+        "the command was to die at its test point: {status:?}"
+    );
+    let mut left = Vec::new();
+    let gone = wait_until(Duration::from_secs(5), || {
+        left = processes_of(&c.root, &[]);
+        left.is_empty()
+    });
+    assert!(gone, "processes left by the killed run: {left:?}");
+    let mounts = mounts_naming(&containers);
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    // The next command repairs the abandoned create: no container, no directory.
+    let ps = c.run(&["ps", "-a", "-q"]);
+    ps.assert_ok();
+    assert_eq!(ps.stdout, "", "{ps:?}");
+    assert_eq!(c.containers(), 0);
+    // And the name is free for a run that goes through.
+    let o = c.run(&["run", "--rm", "--name", "ahead", "busybox", "echo", "ran"]);
+    o.assert_ok();
+    assert_eq!(o.stdout, "ran\n", "{o:?}");
 }

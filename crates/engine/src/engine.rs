@@ -101,22 +101,24 @@ impl Engine {
     /// [`Engine::create`] (`keeping` durable) or [`Engine::create_ephemeral`] of a
     /// container that `prepared` will start: when its supervisor is already known (one
     /// forked by this process), the record names it from the start, and the supervisor
-    /// need not claim the container (a locked write of its record) once it has its id.
+    /// need not claim the container (a locked write of its record) once it has its id;
+    /// and the supervisor mounts the rootfs while the create goes on.
     pub fn create_for(
         &self,
         config: ContainerConfig,
         keeping: Keeping,
         prepared: &crate::start::PreparedStart,
     ) -> Result<ContainerRecord> {
-        self.create_as(config, keeping, prepared.supervisor())
+        self.create_as(config, keeping, Some(prepared))
     }
 
     fn create_as(
         &self,
         config: ContainerConfig,
         keeping: Keeping,
-        supervisor: Option<codex_sys::ProcessId>,
+        ahead: Option<&crate::start::PreparedStart>,
     ) -> Result<ContainerRecord> {
+        let supervisor = ahead.and_then(|p| p.supervisor());
         config.validate()?;
         let ephemeral = keeping != Keeping::Durable;
         let mut config = config;
@@ -215,6 +217,11 @@ impl Engine {
                     }
                     .write(&list)
                     .ctx(|| format!("writing {}", lowers.display()))?;
+                    if let Some(ahead) = ahead {
+                        ahead.premount(id, ephemeral);
+                        crate::testhook::pause("create-premounted");
+                        crate::testhook::die("create-premounted");
+                    }
                     dir.join(ROOTFS_DIR)
                 };
                 crate::trace::phase("create: layers listed");

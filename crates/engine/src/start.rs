@@ -37,6 +37,16 @@ impl PreparedStart {
     pub fn supervisor(&self) -> Option<codex_sys::ProcessId> {
         self.spawned.supervisor
     }
+
+    /// Tells the supervisor that the directory of container `id`, still being created,
+    /// holds its layer list and upper and work dirs: it mounts the rootfs meanwhile
+    /// (see `supervisor::rootfs::premount`). A supervisor that died shows as a missing
+    /// report later.
+    pub(crate) fn premount(&self, id: &str, volatile: bool) {
+        if let Some(mut pipe) = self.spawned.id_pipe.as_ref() {
+            let _ = pipe.write_all(crate::supervisor::mount_line(id, volatile).as_bytes());
+        }
+    }
 }
 
 /// A spawned supervisor's first process, its report pipe, and (started ahead) the pipe

@@ -30,7 +30,8 @@ mod targets;
 mod tty;
 mod worker;
 
-use claim::{claim_unless_named, read_id};
+pub(crate) use claim::mount_line;
+use claim::{claim_unless_named, IdPipe, Told};
 use finish::{complete, finish, Next};
 use health::{health_timing, start_check};
 pub(crate) use monitor::history_path;
@@ -179,12 +180,10 @@ fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool, detach: bool) ->
     // the starter created the container: only the claim is left once its id comes.
     let id = match id {
         Awaited::Known(id) => id.to_string(),
-        Awaited::OnIdPipe => match read_id(ID_FD) {
-            Some(id) => {
-                crate::forked_start::take_back_cpus();
-                id
-            }
-            // The starter gave up (its create failed, or it died): nothing to do.
+        Awaited::OnIdPipe => match await_id(&registry) {
+            Some(id) => id,
+            // The starter gave up (its create failed, or it died): nothing to do. A
+            // rootfs mounted ahead goes with this process's namespace.
             None => return 0,
         },
     };
@@ -200,6 +199,37 @@ fn supervise_main(root: &Path, id: Awaited<'_>, use_shim: bool, detach: bool) ->
         }
     }
     supervise_runs(root, &registry, id, use_shim)
+}
+
+/// The id a starter sends on [`ID_FD`], once the container is created; meanwhile, the
+/// container's rootfs mounted as soon as the starter says its directory is ready (see
+/// [`rootfs::premount`]). `None` if the pipe ends without an id.
+fn await_id(registry: &Registry) -> Option<String> {
+    let mut pipe = IdPipe::take(ID_FD);
+    let mut mounted: Option<String> = None;
+    let id = loop {
+        match pipe.next() {
+            Told::Mount { id, volatile } if mounted.is_none() => {
+                let dir = registry.container_dir(&id).ok()?;
+                if rootfs::premount(&dir, volatile) {
+                    crate::trace::phase("sup: rootfs premounted");
+                    mounted = Some(id);
+                }
+            }
+            Told::Mount { .. } => {}
+            Told::Id(id) => break id,
+            Told::End => return None,
+        }
+    };
+    crate::forked_start::take_back_cpus();
+    if let Some(other) = mounted.filter(|m| *m != id) {
+        // Never sent by a starter; not this container's rootfs, whatever it is.
+        rootfs::take_premounted();
+        if let Ok(dir) = registry.container_dir(&other) {
+            unmount_rootfs(&dir);
+        }
+    }
+    Some(id)
 }
 
 /// The container could not be started or supervised: the record says why.
@@ -298,7 +328,9 @@ fn start_container(
         && rec.remover().is_some()
         && !cfg.auto_remove
         && !crate::run_end::frees_more_than_its_directory(cfg);
-    mount_rootfs(&dir, ephemeral)?;
+    if !rootfs::take_premounted() {
+        mount_rootfs(&dir, ephemeral)?;
+    }
     // Only in the overlay this supervisor mounted (a --rootfs directory is the user's).
     let prepared = if dir.join("lowers").exists() {
         targets::prepare(&dir.join(crate::engine::ROOTFS_DIR), cfg)

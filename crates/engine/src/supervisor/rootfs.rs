@@ -3,6 +3,7 @@
 //! `cp` or `export` of a stopped container and a start take turns.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::engine::ROOTFS_DIR;
 use crate::error::{Context, Error, Result};
@@ -83,6 +84,29 @@ fn mount_overlay(dir: &Path, volatile: bool) -> Result<()> {
         context: format!("mounting the rootfs overlay on {}", target.display()),
         cause: e.into(),
     })
+}
+
+/// Whether this supervisor mounted its container's rootfs ahead ([`premount`]) and no
+/// start has taken that mount yet.
+static PREMOUNTED: AtomicBool = AtomicBool::new(false);
+
+/// Mounts the rootfs of a container still being created, whose directory already holds
+/// its layer list and upper and work dirs (its starter says so on the id pipe): the
+/// mount then overlaps the rest of the create (the spec, the bundle, the record) instead
+/// of following it. In the supervisor's own mount namespace, so a create that fails
+/// after this leaves no mount behind: the supervisor exits when the pipe ends, and its
+/// namespace with it (and the directory's removal detaches it first). True if mounted.
+pub(super) fn premount(dir: &Path, volatile: bool) -> bool {
+    let mounted = mount_rootfs(dir, volatile).is_ok();
+    PREMOUNTED.store(mounted, Ordering::SeqCst);
+    mounted
+}
+
+/// Whether the rootfs is there from [`premount`], for the first start only: a later
+/// start (a restart) mounts it again. Take it in the process that decides, before a
+/// fork: the child's copy of the flag is not the parent's.
+pub(super) fn take_premounted() -> bool {
+    PREMOUNTED.swap(false, Ordering::SeqCst)
 }
 
 pub fn unmount_rootfs(dir: &Path) {

@@ -78,7 +78,12 @@ pub(super) fn supervise_with_shim(
             // flushing or unwinding with the supervisor.
             unsafe { libc::_exit(code) }
         }
-        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+        Ok(nix::unistd::ForkResult::Parent { child }) => {
+            // The worker's start took the rootfs mounted ahead; a restart by this
+            // process (the shim's exec failed) mounts it again.
+            super::rootfs::take_premounted();
+            child
+        }
         Err(e) => {
             let _ = codex_shim::sys::set_child_subreaper(false);
             return Err(Error::Io {
