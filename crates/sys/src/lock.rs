@@ -38,16 +38,7 @@ impl FileLock {
     /// someone does). A directory that is being deleted can carry its owner's lock to the
     /// very end: the directory is the last thing removed. Never through a symlink.
     pub fn try_exclusive_dir(path: &Path) -> io::Result<Option<FileLock>> {
-        let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        // SAFETY: a NUL-terminated path and plain flags; the kernel returns a new fd.
-        let fd = unsafe { libc::open(c.as_ptr(), flags) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the fd was just returned by open and nothing else owns it.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let file = open_dir(path)?;
         match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
             Ok(()) => Ok(Some(FileLock { file })),
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
@@ -55,10 +46,32 @@ impl FileLock {
         }
     }
 
+    /// The exclusive lock on a directory itself, waiting for it: no lock file to make
+    /// (an inode less to create and delete). The lock follows the directory through a
+    /// rename. Never through a symlink.
+    pub fn exclusive_dir(path: &Path) -> io::Result<FileLock> {
+        let file = open_dir(path)?;
+        flock(&file, libc::LOCK_EX)?;
+        Ok(FileLock { file })
+    }
+
     /// The locked file (to read or write a lock file that also carries data).
     pub fn file(&self) -> &File {
         &self.file
     }
+}
+
+fn open_dir(path: &Path) -> io::Result<File> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: a NUL-terminated path and plain flags; the kernel returns a new fd.
+    let fd = unsafe { libc::open(c.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd was just returned by open and nothing else owns it.
+    Ok(unsafe { File::from_raw_fd(fd) })
 }
 
 fn open(path: &Path, create: bool) -> io::Result<File> {

@@ -39,7 +39,6 @@ pub use mountns::LiveRootfs;
 use restart::{restart_main, supervise_runs};
 pub use rootfs::{
     lock_rootfs, mount_rootfs, mount_rootfs_locked, unmount_rootfs, unmount_rootfs_locked,
-    ROOTFS_LOCK,
 };
 use worker::supervise_with_shim;
 

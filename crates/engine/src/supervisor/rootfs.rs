@@ -11,14 +11,12 @@ use crate::error::{Context, Error, Result};
 /// Holds the container's rootfs lock: mounting and unmounting its rootfs, and a `cp`
 /// or `export` working on it, happen one at a time (a `start` racing a copy out of a
 /// stopped container would otherwise have its fresh mount undone by the copy's
-/// unmount). Released when dropped.
+/// unmount). The lock is on the container's directory itself: no lock file to make
+/// (on this VM's ext4, every inode a `run --rm` makes and deletes slows the next
+/// creates, see docs/benchmarks.md). Released when dropped.
 pub fn lock_rootfs(dir: &Path) -> Result<codex_sys::FileLock> {
-    let path = dir.join(ROOTFS_LOCK);
-    codex_sys::FileLock::exclusive(&path).ctx(|| format!("locking {}", path.display()))
+    codex_sys::FileLock::exclusive_dir(dir).ctx(|| format!("locking {}", dir.display()))
 }
-
-/// The lock file beside the rootfs (see [`lock_rootfs`]).
-pub const ROOTFS_LOCK: &str = "rootfs.lock";
 
 /// Where overlayfs marks an upper dir last mounted `volatile`: it refuses to mount that
 /// upper again while the mark is there.
