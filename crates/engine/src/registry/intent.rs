@@ -2,12 +2,21 @@
 //! full reconcile to repair, so that opening the engine does not read every container.
 //!
 //! A change that takes more than one write (create, rm, rename, an `--rm` supervisor's
-//! removal) first makes a file in `<root>/intents/` and holds an `flock` on it; when the
-//! change is done the file is unlinked (still locked) and then closed. A process killed
-//! half-way leaves the file with nobody's lock on it: "abandoned". Opening the engine
-//! lists `intents/` (empty or a few entries: one per change in flight) and tries each
-//! file's lock without waiting; one it gets is abandoned, and only then does the open run
-//! the full reconcile. A live writer's intent is locked, so readers never wait for it.
+//! removal) first takes a slot file in `<root>/intents/` (`slot-N`, the first whose
+//! `flock` it gets without waiting, made if none is free), holds the lock and marks the
+//! slot in flight (its first byte); when the change is done it marks the slot idle
+//! (still locked) and then closes it. A process killed half-way leaves a slot marked in
+//! flight with nobody's lock on it: "abandoned". Opening the engine lists `intents/`
+//! (one slot per change ever in flight at once: a few) and tries each file's lock
+//! without waiting; a slot it gets that is marked in flight is abandoned, and only then
+//! does the open run the full reconcile. A live writer's intent is locked, so readers
+//! never wait for it.
+//!
+//! Slots are reused, not made and unlinked per change: on an ext4 without a journal
+//! (these VMs), every inode made and deleted within about 30 s makes each later inode
+//! allocation step over it, so a `run --rm` that made two intent files slowed every
+//! later create (docs/benchmarks.md, thirteenth pass). A file named otherwise (an intent
+//! of an older version, `PID-N-WHAT`) is in flight for as long as it exists.
 //!
 //! A reboot ends every process at once, and the files of an unsynced change may be half
 //! on disk, so `<root>/reconciled` holds the boot id of the last full reconcile: another
@@ -19,8 +28,8 @@
 
 use std::fs;
 use std::io::ErrorKind;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Result};
 
@@ -52,17 +61,29 @@ impl std::fmt::Display for Due {
     }
 }
 
-/// A change in flight; its file goes when this is dropped (the lock right after).
+/// The prefix of a reusable intent slot's file name.
+const SLOT_PREFIX: &str = "slot-";
+/// A slot's length: its mark, then what the change is (for whoever reads it).
+const SLOT_LEN: usize = 32;
+/// A slot's first byte while its change is in flight.
+const IN_FLIGHT: u8 = b'1';
+/// A slot's first byte while it is free.
+const IDLE: u8 = b'0';
+/// Slots tried before a declaration gives up (each one locked by a live change).
+const MAX_SLOTS: usize = 4096;
+
+/// A change in flight; its slot is marked idle when this is dropped (its lock goes
+/// right after).
 #[derive(Debug)]
 pub struct Intent {
-    path: PathBuf,
-    _lock: codex_sys::FileLock,
+    lock: codex_sys::FileLock,
 }
 
 impl Intent {
-    /// Ends this process's part without completing the change: the file stays, its lock
-    /// goes when the process exits, and the next command's open runs the full reconcile,
-    /// which completes it. For a change whose end this process cannot see to.
+    /// Ends this process's part without completing the change: the slot stays in
+    /// flight, its lock goes when the process exits, and the next command's open runs
+    /// the full reconcile, which completes it. For a change whose end this process
+    /// cannot see to.
     pub fn abandon(self) {
         // The fd (and with it the lock) is kept until exit, when the kernel closes it.
         std::mem::forget(self);
@@ -71,19 +92,39 @@ impl Intent {
 
 impl Drop for Intent {
     fn drop(&mut self) {
-        // Unlinked while still locked: nobody ever sees this file unlocked while its
-        // owner lives (but for the instant between its creation and its flock, which
-        // costs at most one needless reconcile).
-        let _ = fs::remove_file(&self.path);
+        // Marked idle while still locked: nobody ever sees this slot unlocked and in
+        // flight while its owner lives. A mark that fails to be written costs one
+        // needless reconcile.
+        let _ = self.lock.file().write_at(&[IDLE], 0);
     }
 }
 
-/// Numbers a process's intents (with the pid, a unique file name).
-static SEQ: AtomicU64 = AtomicU64::new(0);
+/// What an in-flight slot holds: its mark and `what`, padded to [`SLOT_LEN`].
+fn slot_record(what: &str) -> [u8; SLOT_LEN] {
+    let mut rec = [b' '; SLOT_LEN];
+    rec[0] = IN_FLIGHT;
+    let what = what.as_bytes();
+    let n = what.len().min(SLOT_LEN - 3);
+    rec[2..2 + n].copy_from_slice(&what[..n]);
+    rec[SLOT_LEN - 1] = b'\n';
+    rec
+}
 
-/// The name of intent `n` of process `pid` doing `what`.
-pub(crate) fn intent_name(pid: u32, n: u64, what: &str) -> String {
-    format!("{pid}-{n}-{what}")
+fn is_slot(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(SLOT_PREFIX))
+}
+
+/// Whether the file at `path`, whose lock the caller got, stands for an abandoned
+/// change: a slot marked in flight, or an intent file of an older version.
+fn is_abandoned(path: &Path, lock: &codex_sys::FileLock) -> bool {
+    if !is_slot(path) {
+        return true;
+    }
+    let mut mark = [0u8; 1];
+    // An empty slot (made, never marked: its maker died first) is idle.
+    matches!(lock.file().read_at(&mut mark, 0), Ok(1) if mark[0] != IDLE)
 }
 
 /// The decision of [`Registry::reconcile_due`], from what was read: the boot id now, the
@@ -117,18 +158,33 @@ impl Registry {
     /// abandoned); hold the result until the change is complete.
     pub fn intent(&self, what: &str) -> Result<Intent> {
         let dir = self.intents_dir();
-        let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(intent_name(std::process::id(), n, what));
-        let lock = match codex_sys::FileLock::exclusive(&path) {
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                // A root made before intents existed.
-                files::create_dir(&dir, 0o700).ctx(|| format!("creating {}", dir.display()))?;
-                codex_sys::FileLock::exclusive(&path)
-            }
-            other => other,
+        let mut n = 0;
+        while n < MAX_SLOTS {
+            let path = dir.join(format!("{SLOT_PREFIX}{n}"));
+            let lock = match codex_sys::FileLock::try_exclusive(&path) {
+                Ok(Some(lock)) => lock,
+                // Another change holds it.
+                Ok(None) => {
+                    n += 1;
+                    continue;
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    // Made (or found made by another process at the same moment), then
+                    // tried again like any other.
+                    make_slot(&dir, &path)?;
+                    continue;
+                }
+                Err(e) => return Err(e).ctx(|| format!("locking {}", path.display())),
+            };
+            lock.file()
+                .write_all_at(&slot_record(what), 0)
+                .ctx(|| format!("declaring a change in {}", path.display()))?;
+            return Ok(Intent { lock });
         }
-        .ctx(|| format!("declaring a change in {}", path.display()))?;
-        Ok(Intent { path, _lock: lock })
+        Err(crate::error::Error::invalid(
+            "intents",
+            format!("{MAX_SLOTS} changes are in flight in {}", dir.display()),
+        ))
     }
 
     /// Whether the full reconcile is due: a new boot, or an abandoned change. Reads one
@@ -160,7 +216,9 @@ impl Registry {
         for entry in entries {
             let path = entry.ctx(|| format!("reading {}", dir.display()))?.path();
             match codex_sys::FileLock::try_exclusive(&path) {
-                Ok(Some(lock)) => out.push((path, lock)),
+                Ok(Some(lock)) if is_abandoned(&path, &lock) => out.push((path, lock)),
+                // Idle: a free slot.
+                Ok(Some(_)) => {}
                 // Held: a change in flight. Gone: it just finished.
                 Ok(None) => {}
                 Err(e) if e.kind() == ErrorKind::NotFound => {}
@@ -182,12 +240,41 @@ impl Registry {
     }
 }
 
-/// Deletes the intents a reconcile has found abandoned and repaired (their locks held).
+/// Clears the intents a reconcile has found abandoned and repaired (their locks held):
+/// a slot is marked idle, an older version's intent file deleted.
 pub(crate) fn forget(abandoned: Vec<(PathBuf, codex_sys::FileLock)>) {
     for (path, lock) in abandoned {
-        let _ = fs::remove_file(&path);
+        if is_slot(&path) {
+            let _ = lock.file().write_at(&[IDLE], 0);
+        } else {
+            let _ = fs::remove_file(&path);
+        }
         drop(lock);
     }
+}
+
+/// Makes the slot file `path` if it is not there (and `dir`, in a root made before
+/// intents existed). Empty: idle until a change marks it.
+fn make_slot(dir: &Path, path: &Path) -> Result<()> {
+    let open = || {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    match open() {
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            files::create_dir(dir, 0o700).ctx(|| format!("creating {}", dir.display()))?;
+            open()
+        }
+        other => other,
+    }
+    .map(drop)
+    .ctx(|| format!("making {}", path.display()))
 }
 
 #[cfg(test)]
@@ -218,28 +305,60 @@ mod tests {
     }
 
     #[test]
-    fn intent_names_are_unique_per_process_and_count() {
-        assert_eq!(intent_name(42, 7, "create"), "42-7-create");
-        assert_ne!(intent_name(42, 7, "rm"), intent_name(42, 8, "rm"));
-        assert_ne!(intent_name(42, 7, "rm"), intent_name(43, 7, "rm"));
-    }
-
-    #[test]
-    fn a_held_intent_is_not_abandoned_a_dropped_one_is_gone_and_a_dead_ones_is() {
+    fn a_held_intent_is_not_abandoned_a_dropped_one_leaves_an_idle_slot_a_dead_ones_is() {
         let d = tempfile::tempdir().unwrap();
         let reg = Registry::open(&d.path().join("root")).unwrap();
         let held = reg.intent("create").unwrap();
         assert!(reg.abandoned_intents().unwrap().is_empty());
+        let slot = reg.intents_dir().join("slot-0");
+        assert_eq!(&fs::read(&slot).unwrap()[..10], b"1 create  ");
+        // A second change at once takes another slot.
+        let second = reg.intent("rm").unwrap();
+        assert!(reg.intents_dir().join("slot-1").exists());
+        drop(second);
         drop(held);
-        assert_eq!(fs::read_dir(reg.intents_dir()).unwrap().count(), 0);
-        // What a killed owner leaves: the file, and no lock on it.
-        let left = reg.intents_dir().join(intent_name(1, 0, "rm"));
-        fs::write(&left, b"").unwrap();
+        assert!(reg.abandoned_intents().unwrap().is_empty());
+        // Reused, not made again: still two slots.
+        let again = reg.intent("rename").unwrap();
+        assert_eq!(&fs::read(&slot).unwrap()[..10], b"1 rename  ");
+        drop(again);
+        assert_eq!(fs::read_dir(reg.intents_dir()).unwrap().count(), 2);
+        assert_eq!(fs::read(&slot).unwrap()[0], IDLE);
+
+        // What a killed owner leaves: a slot in flight with no lock on it; an empty
+        // slot (made, never marked) is idle.
+        fs::write(reg.intents_dir().join("slot-2"), b"").unwrap();
+        reg.intent("rm").unwrap().abandon();
+        // The abandoned one is held by this process's leaked fd: copy its state to a
+        // slot nobody holds, as a dead owner leaves it.
+        let dead = reg.intents_dir().join("slot-7");
+        fs::write(&dead, slot_record("rm")).unwrap();
+        let found = reg.abandoned_intents().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, dead);
+        forget(found);
+        assert_eq!(fs::read(&dead).unwrap()[0], IDLE, "forgotten: idle again");
+        assert!(reg.abandoned_intents().unwrap().is_empty());
+
+        // An older version's intent file is in flight as long as it exists.
+        let old = reg.intents_dir().join("1-0-rm");
+        fs::write(&old, b"").unwrap();
         let found = reg.abandoned_intents().unwrap();
         assert_eq!(found.len(), 1);
-        assert_eq!(found[0].0, left);
+        assert_eq!(found[0].0, old);
         forget(found);
-        assert!(!left.exists());
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn a_slot_record_is_marked_in_flight_and_names_the_change_within_its_length() {
+        let r = slot_record("create");
+        assert_eq!(r[0], IN_FLIGHT);
+        assert_eq!(&r[2..8], b"create");
+        assert_eq!(r[SLOT_LEN - 1], b'\n');
+        let long = slot_record(&"x".repeat(100));
+        assert_eq!(long.len(), SLOT_LEN);
+        assert_eq!(long[SLOT_LEN - 1], b'\n');
     }
 
     #[test]
@@ -257,8 +376,8 @@ mod tests {
             "a live change is not due"
         );
         std::mem::forget(held); // the lock stays held by this process's fd
-        let left = reg.intents_dir().join(intent_name(1, 0, "create"));
-        fs::write(&left, b"").unwrap();
+        let left = reg.intents_dir().join("slot-9");
+        fs::write(&left, slot_record("create")).unwrap();
         assert_eq!(reg.reconcile_due().unwrap(), Some(Due::Abandoned(left)));
     }
 }
