@@ -83,7 +83,7 @@ impl Registry {
     /// supervisor ([`crate::registry::ContainerRecord::deleter_pid`]). Hold an intent
     /// while this runs. Whether there was anything to delete.
     pub(crate) fn delete_retired(&self, id: &str) -> Result<bool> {
-        let path = self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"));
+        let path = self.retired_dir(id);
         if path.symlink_metadata().is_err() {
             return Ok(false);
         }
@@ -93,6 +93,14 @@ impl Registry {
             return Err(still_mounted(format!("deleting {}", path.display()), mount));
         }
         Trash::new(id, path).remove().map(|()| true)
+    }
+}
+
+impl Registry {
+    /// Where the directory of container `id` is once it is removed (renamed, until its
+    /// files are deleted).
+    pub(crate) fn retired_dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(format!("{REMOVING_PREFIX}{id}"))
     }
 }
 

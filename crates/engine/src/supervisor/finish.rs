@@ -80,7 +80,12 @@ pub(super) fn complete(
         }
         false => loaded.and_then(|c| rt.delete_loaded(c, true)),
     };
-    unmount_rootfs(dir);
+    // A container removed with its end is unmounted after that step (it is on its
+    // command's path, and nobody can mount it again once it is removed); any other
+    // before the end is recorded, when a start may come at it.
+    if !removed_with_end {
+        unmount_rootfs(dir);
+    }
     let mut next = Next::Done;
     let mut auto_remove = cfg.auto_remove;
     let mut remover = None;
@@ -175,6 +180,16 @@ pub(super) fn complete(
     })?;
     if retired {
         crate::trace::phase("sup: ended and removed");
+    }
+    if removed_with_end {
+        // Renamed by its removal. Should the removal not have happened after all, a
+        // start that came in between mounted in its own namespace; this idle mount of
+        // the ended run goes now all the same.
+        let now_at = match retired {
+            true => registry.retired_dir(id),
+            false => dir.to_path_buf(),
+        };
+        unmount_rootfs(&now_at);
     }
     crate::testhook::pause("end-recorded");
     crate::testhook::die("end-recorded");
