@@ -268,7 +268,7 @@ fn records_bundle_and_logs_are_readable_by_root_alone() {
     );
     for f in [
         cdir.join("state.json"),
-        cdir.join("bundle/config.json"),
+        cdir.join("config.json"),
         cdir.join("container.log"),
     ]
     .into_iter()
@@ -277,6 +277,44 @@ fn records_bundle_and_logs_are_readable_by_root_alone() {
         let md = std::fs::symlink_metadata(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
         assert_eq!(md.mode() & 0o077, 0, "{} is {:o}", f.display(), md.mode());
     }
+}
+
+/// A container made by an earlier version keeps its OCI bundle in `bundle/` of its
+/// directory (a container made now is its own bundle): it still shows its spec and
+/// starts from it.
+#[test]
+fn a_container_with_the_earlier_bundle_layout_shows_its_spec_and_starts() {
+    let c = Ctr::new();
+    c.run(&[
+        "create",
+        "--name",
+        "old",
+        "--network",
+        "none",
+        "busybox",
+        "echo",
+        "from-old",
+    ])
+    .assert_ok();
+    let id = c.inspect("old")["id"].as_str().unwrap().to_string();
+    let cdir = c.root.join("containers").join(&id);
+    // What an earlier version left.
+    std::fs::create_dir(cdir.join("bundle")).unwrap();
+    std::fs::rename(cdir.join("config.json"), cdir.join("bundle/config.json")).unwrap();
+    let spec = c.run(&["inspect", "--spec", "old"]);
+    spec.assert_ok();
+    assert_eq!(
+        spec.json()["process"]["args"],
+        serde_json::json!(["echo", "from-old"])
+    );
+    c.run(&["start", "old"]).assert_ok();
+    let code = c.run(&["wait", "old"]);
+    assert_eq!(code.stdout.trim(), "0", "{code:?}");
+    assert_eq!(c.run(&["logs", "old"]).stdout, "from-old\n");
+    assert!(
+        !cdir.join("config.json").exists(),
+        "the old bundle was used"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -16,7 +16,23 @@ use crate::registry::{ContainerRecord, ContainerStatus, Keeping, Registry};
 use crate::supervisor::logs::{self, LogLine};
 use crate::volume;
 
-pub const BUNDLE_DIR: &str = "bundle";
+/// Where a container made by an earlier version keeps its OCI bundle (`config.json`),
+/// in its directory. A container made now is its own bundle: its directory holds the
+/// `config.json` (a directory less to make and delete per container; see
+/// [`bundle_dir`]).
+pub const OLD_BUNDLE_DIR: &str = "bundle";
+/// The OCI config in a container's bundle.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// The OCI bundle of the container whose directory is `dir`: `dir` itself, or its
+/// `bundle/` for a container made by an earlier version.
+pub(crate) fn bundle_dir(dir: &Path) -> PathBuf {
+    let old = dir.join(OLD_BUNDLE_DIR);
+    match dir.join(CONFIG_FILE).exists() || !old.is_dir() {
+        true => dir.to_path_buf(),
+        false => old,
+    }
+}
 pub const ROOTFS_DIR: &str = "rootfs";
 pub const LOG_FILE: &str = "container.log";
 
@@ -248,11 +264,9 @@ impl Engine {
                     None => {}
                 }
                 crate::trace::phase("create: spec made");
-                let bundle = dir.join(BUNDLE_DIR);
-                std::fs::create_dir(&bundle).ctx(|| format!("creating {}", bundle.display()))?;
                 let text = serde_json::to_vec_pretty(&spec)
                     .map_err(|e| Error::invalid("spec", e.to_string()))?;
-                let config_json = bundle.join("config.json");
+                let config_json = dir.join(CONFIG_FILE);
                 if ephemeral {
                     crate::registry::write_unsynced(&config_json, &text)?;
                 } else {
@@ -283,10 +297,7 @@ impl Engine {
     /// The OCI spec a container runs with (`inspect --spec`).
     pub fn spec(&self, reference: &str) -> Result<Value> {
         let rec = self.get(reference)?;
-        let p = self
-            .container_dir(&rec.id)?
-            .join(BUNDLE_DIR)
-            .join("config.json");
+        let p = bundle_dir(&self.container_dir(&rec.id)?).join(CONFIG_FILE);
         let text = std::fs::read(&p).ctx(|| format!("reading {}", p.display()))?;
         serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
             path: p,

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::config::Limits;
-use crate::engine::{Engine, BUNDLE_DIR};
+use crate::engine::{bundle_dir, Engine, CONFIG_FILE};
 use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerRecord, ContainerStatus};
 
@@ -130,10 +130,7 @@ impl Engine {
             self.runtime().update(&rec.id, &parsed)?;
         }
         // The bundle, for the next start.
-        let path = self
-            .container_dir(&rec.id)?
-            .join(BUNDLE_DIR)
-            .join("config.json");
+        let path = bundle_dir(&self.container_dir(&rec.id)?).join(CONFIG_FILE);
         if path.exists() {
             let text = std::fs::read(&path).ctx(|| format!("reading {}", path.display()))?;
             let mut spec: serde_json::Value = serde_json::from_slice(&text)

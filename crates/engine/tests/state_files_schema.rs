@@ -594,10 +594,12 @@ fn what_engine_create_writes_fits_the_current_schemas() {
         "lowers",
     );
     assert_eq!(lowers, json!([rootfs]));
-    for d in ["upper", "work", "rootfs", "bundle"] {
+    for d in ["upper", "work", "rootfs"] {
         assert!(dir.join(d).is_dir(), "containers/<id>/{d}");
     }
-    assert!(dir.join("bundle/config.json").is_file());
+    // The container's directory is its bundle.
+    assert!(dir.join("config.json").is_file());
+    assert!(!dir.join("bundle").exists());
 }
 
 /// An import writes `images/index.json`, a manifest and a layer record; a second import

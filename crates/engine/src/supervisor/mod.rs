@@ -53,7 +53,7 @@ use codex_shim::pump::{HealthTimer, Sampler, TimeLimit, Timeout};
 use codex_sys::ProcessId;
 
 use crate::config::ContainerConfig;
-use crate::engine::{BUNDLE_DIR, LOG_FILE};
+use crate::engine::{bundle_dir, LOG_FILE};
 use crate::error::{Context, Error, Result};
 use crate::registry::{ContainerStatus, Registry};
 use logs::LogWriter;
@@ -312,7 +312,8 @@ fn start_container(
     let rt = codex_runtime::Runtime::new(root.join("runtime"));
     // A previous run's runtime container (a crashed supervisor) goes first.
     let _ = rt.delete(id, true);
-    crate::network::join::prepare_start(registry, cfg, &dir.join(BUNDLE_DIR))?;
+    let bundle = bundle_dir(&dir);
+    crate::network::join::prepare_start(registry, cfg, &bundle)?;
     let rec = registry.get(id)?;
     if dir.join(crate::network::files::HOSTS_FILE).exists() {
         // The peers and host nameservers of this start.
@@ -358,7 +359,7 @@ fn start_container(
     dup_to(&out_w, 1);
     dup_to(&err_w, 2);
     let opts = codex_runtime::CreateOptions {
-        bundle: dir.join(BUNDLE_DIR),
+        bundle,
         unsynced_state: ephemeral,
         ..Default::default()
     };
