@@ -346,3 +346,34 @@ fn paused_a_run_killed_after_its_rootfs_was_mounted_ahead_leaves_no_mount_and_no
     o.assert_ok();
     assert_eq!(o.stdout, "ran\n", "{o:?}");
 }
+
+/// A create that fails after the supervisor was told to mount the rootfs (here: its
+/// second volume's source is missing, found while the spec is made) races the removal
+/// of what it made with the overlay's mount, which makes its work directory in the same
+/// tree: the command waits for the supervisor to be gone and removes what is left. Many
+/// times over, since the race is timing's (found by the full suite, which lost it about
+/// once per run: a directory left behind, and no intent to have it removed).
+#[test]
+fn creates_that_fail_after_the_rootfs_was_told_to_mount_leave_no_directory() {
+    let c = Ctr::new();
+    for round in 0..20 {
+        let o = c.run(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            "/nonexistent-source:/y",
+            "busybox",
+            "true",
+        ]);
+        o.assert_code(125);
+        o.assert_stderr_mentions("volumes[0]");
+        let left = fs::read_dir(c.root.join("containers"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>();
+        assert!(left.is_empty(), "round {round}: left {left:?}");
+    }
+}

@@ -123,7 +123,7 @@ impl Engine {
         &self,
         config: ContainerConfig,
         keeping: Keeping,
-        prepared: &crate::start::PreparedStart,
+        prepared: &mut crate::start::PreparedStart,
     ) -> Result<ContainerRecord> {
         self.create_as(config, keeping, Some(prepared))
     }
@@ -132,9 +132,12 @@ impl Engine {
         &self,
         config: ContainerConfig,
         keeping: Keeping,
-        ahead: Option<&crate::start::PreparedStart>,
+        mut ahead: Option<&mut crate::start::PreparedStart>,
     ) -> Result<ContainerRecord> {
-        let supervisor = ahead.and_then(|p| p.supervisor());
+        let supervisor = ahead.as_ref().and_then(|p| p.supervisor());
+        let premounter = ahead.as_deref();
+        // The container whose rootfs the supervisor was told to mount.
+        let mut premounted: Option<String> = None;
         config.validate()?;
         let ephemeral = keeping != Keeping::Durable;
         let mut config = config;
@@ -233,8 +236,9 @@ impl Engine {
                     }
                     .write(&list)
                     .ctx(|| format!("writing {}", lowers.display()))?;
-                    if let Some(ahead) = ahead {
+                    if let Some(ahead) = premounter {
                         ahead.premount(id, ephemeral);
+                        premounted = Some(id.to_string());
                         crate::testhook::pause("create-premounted");
                         crate::testhook::die("create-premounted");
                     }
@@ -276,6 +280,12 @@ impl Engine {
                 Ok(())
             },
         );
+        if let (Err(_), Some(ahead), Some(id)) = (&created, ahead.as_deref_mut(), &premounted) {
+            // The removal under the create may have met the overlay's work directory
+            // being made: once the supervisor is gone, what is left goes.
+            ahead.stop();
+            let _ = self.registry.remove_failed_create(id);
+        }
         if created.is_err() {
             // Anonymous volumes were made for this container only (and, the create having
             // failed, never recorded): their directories go.

@@ -402,6 +402,24 @@ impl Registry {
         self.retire_container_if(id, check, &intent)?.delete()
     }
 
+    /// Removes the directory a failed create of `id` left, unless a container is
+    /// committed there: the removal under the create can meet files being made in it
+    /// at that moment (the overlay work directory of a rootfs its supervisor, started
+    /// ahead, was mounting; see `Engine::create_for`).
+    pub(crate) fn remove_failed_create(&self, id: &str) -> Result<()> {
+        let dir = self.container_dir(id)?;
+        if dir.symlink_metadata().is_err() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        if let Ok(Some(rec)) = self.read_record(id) {
+            if self.is_committed(&rec)? {
+                return Ok(());
+            }
+        }
+        remove_tree(&dir)
+    }
+
     /// The removal of [`Registry::remove_container_if`] up to the point where the
     /// container is gone for everyone: its name unlinked and its directory renamed to
     /// the returned [`Trash`], whose files the caller deletes. Hold `intent` (the

@@ -47,6 +47,20 @@ impl PreparedStart {
             let _ = pipe.write_all(crate::supervisor::mount_line(id, volatile).as_bytes());
         }
     }
+
+    /// After a create that failed once the supervisor was told to mount its rootfs:
+    /// ends the id pipe without an id and waits for the supervisor to exit (its status
+    /// pipe's end), so that nothing it does in the directory races the removal of what
+    /// the create left.
+    pub(crate) fn stop(&mut self) {
+        if self.spawned.id_pipe.take().is_none() {
+            return;
+        }
+        if let Ok(report) = self.spawned.report.try_clone() {
+            let mut rest = Vec::new();
+            let _ = std::fs::File::from(report).read_to_end(&mut rest);
+        }
+    }
 }
 
 /// A spawned supervisor's first process, its report pipe, and (started ahead) the pipe

@@ -37,7 +37,7 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
         Some((r, w)) => (Some(r), Some(w)),
         None => (None, None),
     };
-    let start = eng.prepare_start_for(&config, stdin_r)?;
+    let mut start = eng.prepare_start_for(&config, stdin_r)?;
     // A container that goes when its run ends is not written durably (fsync): a host
     // crash loses nothing a user could come back to. Attached, this command removes it
     // and is named in it: should this command be killed, the container is removed at
@@ -51,7 +51,7 @@ pub(super) fn run(eng: &Engine, a: &CreateArgs, detach: bool) -> Result<i32> {
         }
         false => codex_engine::registry::Keeping::Durable,
     };
-    let rec = eng.create_for(config, keeping, &start)?;
+    let rec = eng.create_for(config, keeping, &mut start)?;
     // A command killed here leaves a created container whose record names a supervisor
     // that gets no id and exits: the container stays startable (ctr_forked_start).
     codex_engine::testhook::die("run-created");

@@ -162,9 +162,11 @@ impl Registry {
         while n < MAX_SLOTS {
             let path = dir.join(format!("{SLOT_PREFIX}{n}"));
             let lock = match codex_sys::FileLock::try_exclusive(&path) {
-                Ok(Some(lock)) => lock,
-                // Another change holds it.
-                Ok(None) => {
+                // Free, unless a dead change left it in flight: that one stays for the
+                // reconcile it calls for.
+                Ok(Some(lock)) if !is_abandoned(&path, &lock) => lock,
+                // Another change holds it, or left it.
+                Ok(_) => {
                     n += 1;
                     continue;
                 }
@@ -325,14 +327,23 @@ mod tests {
         assert_eq!(fs::read_dir(reg.intents_dir()).unwrap().count(), 2);
         assert_eq!(fs::read(&slot).unwrap()[0], IDLE);
 
-        // What a killed owner leaves: a slot in flight with no lock on it; an empty
-        // slot (made, never marked) is idle.
+        // What a killed owner leaves: a slot in flight with no lock on it, which no
+        // later change takes over; an empty slot (made, never marked) is idle.
         fs::write(reg.intents_dir().join("slot-2"), b"").unwrap();
         reg.intent("rm").unwrap().abandon();
         // The abandoned one is held by this process's leaked fd: copy its state to a
         // slot nobody holds, as a dead owner leaves it.
         let dead = reg.intents_dir().join("slot-7");
         fs::write(&dead, slot_record("rm")).unwrap();
+        let taken = (0..10)
+            .map(|_| reg.intent("create").unwrap())
+            .collect::<Vec<_>>();
+        assert_eq!(
+            fs::read(&dead).unwrap()[..4],
+            slot_record("rm")[..4],
+            "an abandoned slot was taken over"
+        );
+        drop(taken);
         let found = reg.abandoned_intents().unwrap();
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, dead);
