@@ -132,7 +132,7 @@ impl Engine {
         &self,
         config: ContainerConfig,
         keeping: Keeping,
-        mut ahead: Option<&mut crate::start::PreparedStart>,
+        ahead: Option<&mut crate::start::PreparedStart>,
     ) -> Result<ContainerRecord> {
         let supervisor = ahead.as_ref().and_then(|p| p.supervisor());
         let premounter = ahead.as_deref();
@@ -280,7 +280,7 @@ impl Engine {
                 Ok(())
             },
         );
-        if let (Err(_), Some(ahead), Some(id)) = (&created, ahead.as_deref_mut(), &premounted) {
+        if let (Err(_), Some(ahead), Some(id)) = (&created, ahead, &premounted) {
             // The removal under the create may have met the overlay's work directory
             // being made: once the supervisor is gone, what is left goes.
             ahead.stop();
