@@ -12,7 +12,9 @@
 //! does the open run the full reconcile. A live writer's intent is locked, so readers
 //! never wait for it.
 //!
-//! Slots are reused, not made and unlinked per change: on an ext4 without a journal
+//! Slots are reused, not made and unlinked per change (but for those past the first
+//! [`KEPT_SLOTS`], which a burst of changes at once makes: unlinked when done, so that
+//! an open's look stays a few files): on an ext4 without a journal
 //! (these VMs), every inode made and deleted within about 30 s makes each later inode
 //! allocation step over it, so a `run --rm` that made two intent files slowed every
 //! later create (docs/benchmarks.md, thirteenth pass). A file named otherwise (an intent
@@ -71,12 +73,17 @@ const IN_FLIGHT: u8 = b'1';
 const IDLE: u8 = b'0';
 /// Slots tried before a declaration gives up (each one locked by a live change).
 const MAX_SLOTS: usize = 4096;
+/// Slots kept once their change is done; one past these (a burst of changes at once)
+/// is unlinked when its change is done, so that an open's look stays a few files.
+const KEPT_SLOTS: usize = 8;
 
 /// A change in flight; its slot is marked idle when this is dropped (its lock goes
 /// right after).
 #[derive(Debug)]
 pub struct Intent {
     lock: codex_sys::FileLock,
+    /// A slot past [`KEPT_SLOTS`]: unlinked when the change is done.
+    unlink: Option<PathBuf>,
 }
 
 impl Intent {
@@ -92,10 +99,17 @@ impl Intent {
 
 impl Drop for Intent {
     fn drop(&mut self) {
-        // Marked idle while still locked: nobody ever sees this slot unlocked and in
-        // flight while its owner lives. A mark that fails to be written costs one
-        // needless reconcile.
-        let _ = self.lock.file().write_at(&[IDLE], 0);
+        // Marked idle (or unlinked) while still locked: nobody ever sees this slot
+        // unlocked and in flight while its owner lives. A mark that fails to be written
+        // costs one needless reconcile.
+        match &self.unlink {
+            Some(path) => {
+                let _ = fs::remove_file(path);
+            }
+            None => {
+                let _ = self.lock.file().write_at(&[IDLE], 0);
+            }
+        }
     }
 }
 
@@ -114,6 +128,25 @@ fn is_slot(path: &Path) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with(SLOT_PREFIX))
+}
+
+/// Whether `path` is a slot past [`KEPT_SLOTS`] (one a done change unlinks).
+fn is_extra_slot(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(SLOT_PREFIX))
+        .and_then(|n| n.parse::<usize>().ok())
+        .is_some_and(|n| n >= KEPT_SLOTS)
+}
+
+/// Whether the locked file is still the one at `path`: a slot its change unlinked
+/// while another process had it open (and then got its lock) is not.
+fn still_at(path: &Path, lock: &codex_sys::FileLock) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (lock.file().metadata(), fs::symlink_metadata(path)) {
+        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+        _ => false,
+    }
 }
 
 /// Whether the file at `path`, whose lock the caller got, stands for an abandoned
@@ -159,15 +192,23 @@ impl Registry {
     pub fn intent(&self, what: &str) -> Result<Intent> {
         let dir = self.intents_dir();
         let mut n = 0;
+        // Tries of the same slot (made by another process, or unlinked under us).
+        let mut again = 0;
         while n < MAX_SLOTS {
+            if again > 100 {
+                (n, again) = (n + 1, 0);
+            }
+            again += 1;
             let path = dir.join(format!("{SLOT_PREFIX}{n}"));
             let lock = match codex_sys::FileLock::try_exclusive(&path) {
+                // Unlinked by its change after this open: tried again.
+                Ok(Some(lock)) if !still_at(&path, &lock) => continue,
                 // Free, unless a dead change left it in flight: that one stays for the
                 // reconcile it calls for.
                 Ok(Some(lock)) if !is_abandoned(&path, &lock) => lock,
                 // Another change holds it, or left it.
                 Ok(_) => {
-                    n += 1;
+                    (n, again) = (n + 1, 0);
                     continue;
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
@@ -181,7 +222,8 @@ impl Registry {
             lock.file()
                 .write_all_at(&slot_record(what), 0)
                 .ctx(|| format!("declaring a change in {}", path.display()))?;
-            return Ok(Intent { lock });
+            let unlink = is_extra_slot(&path).then_some(path);
+            return Ok(Intent { lock, unlink });
         }
         Err(crate::error::Error::invalid(
             "intents",
@@ -218,6 +260,8 @@ impl Registry {
         for entry in entries {
             let path = entry.ctx(|| format!("reading {}", dir.display()))?.path();
             match codex_sys::FileLock::try_exclusive(&path) {
+                // Unlinked by its change after this open (and so not abandoned).
+                Ok(Some(lock)) if !still_at(&path, &lock) => {}
                 Ok(Some(lock)) if is_abandoned(&path, &lock) => out.push((path, lock)),
                 // Idle: a free slot.
                 Ok(Some(_)) => {}
@@ -246,7 +290,7 @@ impl Registry {
 /// a slot is marked idle, an older version's intent file deleted.
 pub(crate) fn forget(abandoned: Vec<(PathBuf, codex_sys::FileLock)>) {
     for (path, lock) in abandoned {
-        if is_slot(&path) {
+        if is_slot(&path) && !is_extra_slot(&path) {
             let _ = lock.file().write_at(&[IDLE], 0);
         } else {
             let _ = fs::remove_file(&path);
@@ -359,6 +403,50 @@ mod tests {
         assert_eq!(found[0].0, old);
         forget(found);
         assert!(!old.exists());
+    }
+
+    #[test]
+    fn slots_past_the_kept_ones_are_unlinked_when_done_and_a_lock_on_an_unlinked_one_is_not_used() {
+        let d = tempfile::tempdir().unwrap();
+        let reg = Registry::open(&d.path().join("root")).unwrap();
+        let burst = (0..KEPT_SLOTS + 3)
+            .map(|_| reg.intent("create").unwrap())
+            .collect::<Vec<_>>();
+        let count = || fs::read_dir(reg.intents_dir()).unwrap().count();
+        assert_eq!(count(), KEPT_SLOTS + 3);
+        // What another process's open of an extra slot holds once its change is done.
+        let extra = reg.intents_dir().join(format!("{SLOT_PREFIX}{KEPT_SLOTS}"));
+        let stale = fs::File::open(&extra).unwrap();
+        drop(burst);
+        assert_eq!(count(), KEPT_SLOTS, "the extra slots were not unlinked");
+        assert!(reg.abandoned_intents().unwrap().is_empty());
+        // A file at the slot's name is another inode than the one held open.
+        let again = (0..KEPT_SLOTS + 1)
+            .map(|_| reg.intent("rm").unwrap())
+            .collect::<Vec<_>>();
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(
+            stale.metadata().unwrap().ino(),
+            fs::metadata(&extra).unwrap().ino()
+        );
+        drop(again);
+        assert!(reg.abandoned_intents().unwrap().is_empty());
+        assert!(is_extra_slot(&extra));
+        assert!(!is_extra_slot(&reg.intents_dir().join("slot-0")));
+        assert!(!is_extra_slot(&reg.intents_dir().join("1-0-rm")));
+
+        // A lock got on a slot after its change unlinked it is no lock on the slot
+        // now at that name.
+        let path = reg.intents_dir().join("slot-99");
+        fs::write(&path, b"").unwrap();
+        let held = codex_sys::FileLock::try_exclusive(&path).unwrap().unwrap();
+        assert!(still_at(&path, &held));
+        fs::remove_file(&path).unwrap();
+        assert!(!still_at(&path, &held));
+        fs::write(&path, b"").unwrap();
+        assert!(!still_at(&path, &held));
+        let fresh = codex_sys::FileLock::try_exclusive(&path).unwrap().unwrap();
+        assert!(still_at(&path, &fresh));
     }
 
     #[test]
