@@ -77,8 +77,8 @@ const MAX_SLOTS: usize = 4096;
 /// is unlinked when its change is done, so that an open's look stays a few files.
 const KEPT_SLOTS: usize = 8;
 
-/// A change in flight; its slot is marked idle when this is dropped (its lock goes
-/// right after).
+/// A change in flight; its slot is marked idle (or, past [`KEPT_SLOTS`], unlinked) when
+/// this is dropped, its lock going right after.
 #[derive(Debug)]
 pub struct Intent {
     lock: codex_sys::FileLock,
@@ -124,19 +124,23 @@ fn slot_record(what: &str) -> [u8; SLOT_LEN] {
     rec
 }
 
+/// The number of the slot at `path` (`slot-N`); `None` for any other name (an older
+/// version's intent file).
+fn slot_number(path: &Path) -> Option<usize> {
+    path.file_name()?
+        .to_str()?
+        .strip_prefix(SLOT_PREFIX)?
+        .parse()
+        .ok()
+}
+
 fn is_slot(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with(SLOT_PREFIX))
+    slot_number(path).is_some()
 }
 
 /// Whether `path` is a slot past [`KEPT_SLOTS`] (one a done change unlinks).
 fn is_extra_slot(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix(SLOT_PREFIX))
-        .and_then(|n| n.parse::<usize>().ok())
-        .is_some_and(|n| n >= KEPT_SLOTS)
+    slot_number(path).is_some_and(|n| n >= KEPT_SLOTS)
 }
 
 /// Whether the locked file is still the one at `path`: a slot its change unlinked

@@ -140,22 +140,11 @@ mod tests {
     fn the_id_pipe_lines_parse_and_anything_else_is_its_end() {
         let id = "a".repeat(crate::registry::ID_LEN);
         assert_eq!(parse_told(&id), Told::Id(id.clone()));
-        let line = mount_line(&id, true);
-        assert_eq!(
-            parse_told(line.trim_end()),
-            Told::Mount {
-                id: id.clone(),
-                volatile: true
-            }
-        );
-        let line = mount_line(&id, false);
-        assert_eq!(
-            parse_told(line.trim_end()),
-            Told::Mount {
-                id: id.clone(),
-                volatile: false
-            }
-        );
+        for volatile in [true, false] {
+            let line = mount_line(&id, volatile);
+            let id = id.clone();
+            assert_eq!(parse_told(line.trim_end()), Told::Mount { id, volatile });
+        }
         for bad in [
             String::new(),
             "abc".to_string(),
