@@ -159,18 +159,14 @@ fn exec_process_has_the_containers_capabilities_no_new_privs_and_rlimits() {
         .caps("effective", &["CAP_KILL", "CAP_CHOWN"])
         .caps("permitted", &["CAP_KILL", "CAP_CHOWN"])
         .no_new_privileges(true)
-        .rlimits(&[("RLIMIT_NOFILE", 321, 654)]);
+        .rlimits(&[("RLIMIT_CORE", 4096, 8192)]);
     let id = running(&ctx, &mut b);
     let init = ctx.rt.pid(&id);
     let init_status = fs::read_to_string(format!("/proc/{init}/status")).unwrap();
     let o = ctx.exec(
         &id,
         &[],
-        &[
-            "sh",
-            "-c",
-            "cat /proc/self/status; echo nofile=$(ulimit -n)",
-        ],
+        &["sh", "-c", "cat /proc/self/status; echo core=$(ulimit -c)"],
     );
     o.assert_ok();
     for f in ["CapBnd", "CapEff", "CapPrm", "NoNewPrivs"] {
@@ -185,7 +181,27 @@ fn exec_process_has_the_containers_capabilities_no_new_privs_and_rlimits() {
         cap_mask(&["CAP_KILL", "CAP_CHOWN"])
     );
     assert_eq!(status_field(&o.stdout, "NoNewPrivs"), Some("1"));
-    assert!(o.stdout.contains("nofile=321"), "{o:?}");
+    // busybox sh's ulimit -c counts 512-byte blocks: the soft limit, 4096 bytes.
+    assert!(o.stdout.lines().any(|l| l == "core=8"), "{o:?}");
+}
+
+/// Apart from the other limits: runc 1.1.5 (Debian 12), built with Go 1.19, sets an exec's
+/// limits on its Go child while that child's runtime raises its own NOFILE soft limit to
+/// the hard one, so the soft limit comes out wrong in most runs (runc issue 4195, fixed in
+/// 1.1.13). `.ci/run` skips this test in its run against runc for that reason only.
+#[test]
+fn exec_process_has_the_containers_nofile_limit() {
+    let ctx = TestCtx::new("exec-nofile");
+    let mut b = ctx.bundle();
+    b.rlimits(&[("RLIMIT_NOFILE", 321, 654)]);
+    let id = running(&ctx, &mut b);
+    let o = ctx.exec(
+        &id,
+        &[],
+        &["sh", "-c", "echo nofile=$(ulimit -n) hard=$(ulimit -Hn)"],
+    );
+    o.assert_ok();
+    assert_eq!(o.stdout.trim(), "nofile=321 hard=654", "{o:?}");
 }
 
 #[test]
