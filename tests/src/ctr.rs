@@ -183,6 +183,11 @@ impl Drop for Ctr {
                 }
             }
         }
+        // A removal's deletion of a container's files may still be under way (its
+        // name is gone first): the directory is removed once it is done.
+        if self.root.join("containers").is_dir() {
+            let _ = self.containers();
+        }
         unmount_under(&self.root);
         if let Some(d) = self.dir.take() {
             if std::env::var_os("CODEX_TESTS_KEEP").is_some() {

@@ -345,6 +345,8 @@ fn paused_run_rm_killed_between_the_end_and_its_removal_still_has_its_container_
         "left after its command was killed: {}",
         c.inspect("halfway")
     );
+    // Its files too: the recorder deletes them after the name is gone.
+    assert_eq!(c.containers(), 0);
 }
 
 /// The supervisor dies right after it recorded the end (a test point, as above), of a

@@ -249,6 +249,13 @@ fn codex_worker_killed_after_recording_running_leaves_nothing_running() {
 }
 
 #[test]
+fn codex_worker_killed_once_it_called_for_the_shim_leaves_nothing_running() {
+    // The container runs past the worker's first moments: the supervisor is executing
+    // the shim, which finds the worker dead instead of a handover.
+    worker_dies_at("worker-called");
+}
+
+#[test]
 fn volume_rm_racing_a_create_that_mounts_it_never_deletes_a_used_volume() {
     let c = Ctr::new();
     for (i, pause_ms) in [400, 100].into_iter().enumerate() {

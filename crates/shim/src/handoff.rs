@@ -1,8 +1,15 @@
 //! How the halves of a supervisor meet.
 //!
 //! `codex-ctr __supervise --root ROOT ID` (the full binary) makes the container's
-//! output pipes, becomes a child subreaper, forks a *worker* that creates and starts
-//! the container, and execs the shim, which keeps the supervisor's pid:
+//! output pipes, becomes a child subreaper and forks a *worker* that creates and starts
+//! the container, marks it running (naming the supervisor's pid, which an exec keeps,
+//! with its start time) and reports to whoever started the supervisor. The worker then
+//! supervises the container itself for a while: a container that ends by then is
+//! recorded and cleaned up by the worker, which exits without a word, and the
+//! supervisor, which waited as the full binary, exits too ([`Worker::Done`]): a short
+//! container never pays for the shim's exec. Otherwise the worker *calls* for the shim
+//! (a byte on the supervisor's `call` pipe) and the supervisor execs it, keeping its
+//! pid:
 //!
 //! ```text
 //! codex-shim __supervise --root ROOT ID --shim --worker PID --ready FD --info FD
@@ -13,16 +20,11 @@
 //!      [--warn-cpu PERCENT] [--stop-on-memory BYTES]]
 //! ```
 //!
-//! The shim writes a byte on `ready` once it runs ([`await_worker`]). Only then does
-//! the worker mark the container running in the registry, naming the shim's pid as
-//! its supervisor (the engine tells a live supervisor by `/proc/PID/cmdline`, which
-//! reads empty while a process is in the middle of an exec), and report to whoever
-//! started the supervisor. The worker then supervises the container itself for a
-//! while: a container that ends by then is recorded and cleaned up by the worker,
-//! which exits without a word on `info` ([`Worker::Done`]). Otherwise it writes a
-//! [`Handover`] on `info` and exits, and its exit makes the init, its child, a child
-//! of the shim. The worker dies with the shim (parent-death signal), so a killed
-//! supervisor leaves the container unsupervised, as it always did.
+//! The shim writes a byte on `ready` once it runs ([`await_worker`]); only then does
+//! the worker write a [`Handover`] (or a restart notice) on `info` and exit, and its
+//! exit makes the init, its child, a child of the shim. The worker dies with the
+//! supervisor (parent-death signal), so a killed supervisor leaves the container
+//! unsupervised, as it always did.
 //!
 //! When the init has exited, the shim runs the full binary as a child to record how
 //! it ended and clean up, and exits after it:
@@ -510,6 +512,13 @@ pub fn await_worker(ready: OwnedFd, info: OwnedFd, worker: i32) -> std::io::Resu
     // gone already (EPIPE: SIGPIPE is ignored in Rust programs).
     let _ = unsafe { libc::write(ready.as_raw_fd(), b"1".as_ptr().cast(), 1) };
     drop(ready);
+    collect_worker(info, worker)
+}
+
+/// What the worker said on `info` (read to its end) and how it ended (it is reaped).
+/// The supervisor's side when the worker did not call for the shim: it ended without
+/// a handover. Afterwards this process is no longer a child subreaper.
+pub fn collect_worker(info: OwnedFd, worker: i32) -> std::io::Result<Worker> {
     let mut news = Vec::new();
     std::fs::File::from(info).read_to_end(&mut news)?;
     let status = sys::wait(worker)?;

@@ -1,6 +1,7 @@
-//! The supervisor with codex-shim: a forked worker starts the container while the
-//! supervisor execs the shim (same pid), supervises it for its first moments, then hands
-//! it over (see `codex_shim::handoff` and docs/supervisor.md).
+//! The supervisor with codex-shim: a forked worker starts the container and supervises
+//! it for its first moments; if it still runs then (or is to be restarted), the worker
+//! calls for the shim, the supervisor execs it (same pid), and the worker hands the
+//! container over (see `codex_shim::handoff` and docs/supervisor.md).
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
@@ -30,11 +31,12 @@ use crate::registry::Registry;
 const HANDOVER_AFTER: Duration = Duration::from_millis(250);
 
 /// The supervisor with codex-shim (see `codex_shim::handoff`): a forked worker
-/// starts the container while this process execs the shim, keeping its pid. The
-/// worker marks the container running, naming this pid, only once the shim says it
-/// runs (the engine tells a live supervisor by its `/proc/PID/cmdline`, which reads
-/// empty in the middle of an exec), supervises it for [`HANDOVER_AFTER`], then hands
-/// it over; its exit hands the init to this process (a child subreaper until then).
+/// starts the container, marks it running (naming this process, by pid and start
+/// time, which an exec keeps) and supervises it for [`HANDOVER_AFTER`]. This process
+/// waits as it is: a container that ends by then is recorded by the worker, and this
+/// process exits without ever executing the shim. Otherwise the worker calls for the
+/// shim, this process execs it (keeping its pid), and the worker hands the container
+/// over to it; its exit hands the init to this process (a child subreaper until then).
 /// If the exec fails, this process does the shim's part itself.
 pub(super) fn supervise_with_shim(
     root: &Path,
@@ -54,6 +56,7 @@ pub(super) fn supervise_with_shim(
     let (err_r, err_w) = pipe("stderr")?;
     let (ready_r, ready_w) = pipe("ready")?;
     let (info_r, info_w) = pipe("info")?;
+    let (call_r, call_w) = pipe("call")?;
     let console = cfg.tty.then(tty::Console::new).transpose()?;
     // Kept by the shim across its exec, for the container's life: see `stdin`.
     let stdin_w = super::stdin::own_stdin(&cfg)?;
@@ -62,7 +65,7 @@ pub(super) fn supervise_with_shim(
     // too); the child runs the worker and _exits.
     let worker = match unsafe { nix::unistd::fork() } {
         Ok(nix::unistd::ForkResult::Child) => {
-            drop((ready_w, info_r));
+            drop((ready_w, info_r, call_r));
             let fds = WorkerFds {
                 out_w,
                 err_w,
@@ -71,6 +74,7 @@ pub(super) fn supervise_with_shim(
                 pipes: [out_r, err_r],
                 ready: ready_r,
                 info: info_w,
+                call: call_w,
                 console,
             };
             let code = work(root, registry, id, &cfg, fds, me);
@@ -92,47 +96,56 @@ pub(super) fn supervise_with_shim(
             });
         }
     };
-    drop((out_w, err_w, ready_r, info_w));
-    let mut args = ShimArgs {
-        root: root.into(),
-        id: id.into(),
-        worker: worker.as_raw(),
-        ready: ready_w.as_raw_fd(),
-        info: info_r.as_raw_fd(),
-        stdout: out_r.as_raw_fd(),
-        stderr: err_r.as_raw_fd(),
-        log: dir.join(LOG_FILE),
-        rotation: cfg.log_rotation(),
-        exe: shim.supervisor_exe().to_path_buf(),
-        view: None,
-        health: health_timing(&cfg),
-        console: console.as_ref().map(|c| c.shim_raw_fd()),
-        monitor: Some(super::monitor::monitor_args(&cfg, &dir)),
-    };
-    // The worker reports; this process never does, and its copy of the status fd
-    // must not outlive this image (the starter reads until every copy is closed).
-    // A restart has no status fd (fd 3 may be anything then).
-    let status_fd = (!REPORTED.swap(true, Ordering::SeqCst)).then(|| {
+    drop((out_w, err_w, ready_r, info_w, call_w));
+    // The worker reports; this process never does, and its copy of the status fd must
+    // go now: the starter reads until every copy is closed. (A restart has no status
+    // fd; fd 3 may be anything then.)
+    if !REPORTED.swap(true, Ordering::SeqCst) {
         // SAFETY: STATUS_FD is open (nothing was reported) and, from here on, ours
         // alone.
-        unsafe { OwnedFd::from_raw_fd(STATUS_FD) }
-    });
-    if let Some(fd) = &status_fd {
-        let _ = codex_shim::sys::set_cloexec(fd.as_fd(), true);
+        drop(unsafe { OwnedFd::from_raw_fd(STATUS_FD) });
     }
-    let mut handed = vec![
-        out_r.as_fd(),
-        err_r.as_fd(),
-        ready_w.as_fd(),
-        info_r.as_fd(),
-    ];
-    handed.extend(console.as_ref().map(|c| c.shim_fd()));
-    handed.extend(stdin_w.as_ref().map(|w| w.as_fd()));
-    // Returns only if the exec failed.
-    let _ = shim.exec(&mut args, &handed);
-    drop(status_fd);
-    let ended = codex_shim::handoff::await_worker(ready_w, info_r, worker.as_raw())
-        .ctx(|| "waiting for the supervisor's worker")?;
+    // A supervisor forked by `run` has SIGPIPE at its default, for the worker and the
+    // container; this process must not die of writing to a worker that is gone.
+    ignore_sigpipe();
+    let ended = match await_call(call_r) {
+        true => {
+            crate::trace::phase("sup: shim called");
+            let mut args = ShimArgs {
+                root: root.into(),
+                id: id.into(),
+                worker: worker.as_raw(),
+                ready: ready_w.as_raw_fd(),
+                info: info_r.as_raw_fd(),
+                stdout: out_r.as_raw_fd(),
+                stderr: err_r.as_raw_fd(),
+                log: dir.join(LOG_FILE),
+                rotation: cfg.log_rotation(),
+                exe: shim.supervisor_exe().to_path_buf(),
+                view: None,
+                health: health_timing(&cfg),
+                console: console.as_ref().map(|c| c.shim_raw_fd()),
+                monitor: Some(super::monitor::monitor_args(&cfg, &dir)),
+            };
+            let mut handed = vec![
+                out_r.as_fd(),
+                err_r.as_fd(),
+                ready_w.as_fd(),
+                info_r.as_fd(),
+            ];
+            handed.extend(console.as_ref().map(|c| c.shim_fd()));
+            handed.extend(stdin_w.as_ref().map(|w| w.as_fd()));
+            // Returns only if the exec failed: this process is the shim's stand-in.
+            let _ = shim.exec(&mut args, &handed);
+            codex_shim::handoff::await_worker(ready_w, info_r, worker.as_raw())
+        }
+        // The worker ended without calling: nothing to hand over, nothing to exec.
+        false => {
+            drop(ready_w);
+            codex_shim::handoff::collect_worker(info_r, worker.as_raw())
+        }
+    }
+    .ctx(|| "waiting for the supervisor's worker")?;
     let h = match ended {
         Worker::HandedOver(h) => h,
         // The worker has recorded how the container ended.
@@ -173,19 +186,21 @@ struct WorkerFds {
     err_w: OwnedFd,
     /// Read ends of the same pipes.
     pipes: [OwnedFd; 2],
-    /// A byte (or EOF) once the supervisor is past its exec.
+    /// A byte (or EOF) once the supervisor is past the exec it was called for.
     ready: OwnedFd,
     /// Where the handover goes.
     info: OwnedFd,
+    /// A byte here calls for the shim (see [`call_shim`]).
+    call: OwnedFd,
     /// A container with a terminal: where its master comes and is passed on.
     console: Option<tty::Console>,
 }
 
-/// The worker: starts the container, waits until the supervisor is ready (the shim
-/// runs, or the exec failed), marks the container running and reports; then
-/// supervises it in this process for [`HANDOVER_AFTER`], and hands over what is
-/// left on `info` (or nothing if the container ended and all is recorded). Returns
-/// its exit code: not 0 if it failed (and recorded why).
+/// The worker: starts the container, marks it running and reports; then supervises it
+/// in this process for [`HANDOVER_AFTER`], and, if it still runs (or is to be
+/// restarted), calls for the shim and hands over what is left on `info` (nothing if the
+/// container ended and all is recorded). Returns its exit code: not 0 if it failed (and
+/// recorded why).
 fn work(
     root: &Path,
     registry: &Registry,
@@ -207,6 +222,7 @@ fn work(
         pipes,
         ready,
         info,
+        call,
         console,
     } = fds;
     let fail = |msg: String, ours: Option<ProcessId>, started: bool| {
@@ -235,6 +251,7 @@ fn work(
             let msg = e.to_string();
             // A restart that failed to start may be tried again (its policy says).
             if let Some(delay) = restart::retry_or_fail(registry, id, &msg) {
+                call_shim(call, ready);
                 let notice = codex_shim::handoff::encode_restart(delay);
                 return match std::fs::File::from(info).write_all(&notice) {
                     Ok(()) => 0,
@@ -246,11 +263,6 @@ fn work(
         }
     };
     crate::testhook::die("worker-started");
-    // A byte once the supervisor is the shim (or stays what it is), or EOF if it
-    // died: either way it is past its exec.
-    let mut byte = [0u8; 1];
-    while nix::unistd::read(&ready, &mut byte) == Err(nix::errno::Errno::EINTR) {}
-    crate::trace::phase("worker: shim ready");
     let ours = match ProcessId::of(supervisor)
         .ctx(|| format!("reading the start time of the supervisor {supervisor}"))
         .and_then(|sup| record_running(registry, id, pid, sup).map(|()| sup))
@@ -298,6 +310,7 @@ fn work(
             done
         }
         Ok(Pumped::Yielded) => {
+            call_shim(call, ready);
             if let Some(c) = &console {
                 if let Err(e) = c.pass_on(pipes[0].as_fd()) {
                     return fail(e.to_string(), Some(ours), true);
@@ -322,6 +335,7 @@ fn work(
         Ok(Next::Done) => 0,
         // The supervisor sleeps the backoff and starts it again.
         Ok(Next::Restart(delay)) => {
+            call_shim(call, ready);
             match std::fs::File::from(info).write_all(&codex_shim::handoff::encode_restart(delay)) {
                 Ok(()) => 0,
                 Err(_) => 1,
@@ -329,4 +343,41 @@ fn work(
         }
         Err(e) => fail(e.to_string(), Some(ours), true),
     }
+}
+
+/// In the supervisor: whether the worker called for the shim (a byte on `call`), or
+/// ended without (the pipe's end: it has nothing to hand over).
+fn await_call(call: OwnedFd) -> bool {
+    let mut byte = [0u8; 1];
+    loop {
+        match nix::unistd::read(&call, &mut byte) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Ok(1) => return true,
+            _ => return false,
+        }
+    }
+}
+
+/// In the worker: calls for the shim and waits until the supervisor is past the exec
+/// (a byte on `ready` from the shim or from the supervisor whose exec failed, or EOF
+/// if it died). The container's output waits in its pipes meanwhile (a few ms).
+fn call_shim(call: OwnedFd, ready: OwnedFd) {
+    let _ = nix::unistd::write(&call, b"1");
+    drop(call);
+    crate::testhook::die("worker-called");
+    let mut byte = [0u8; 1];
+    while nix::unistd::read(&ready, &mut byte) == Err(nix::errno::Errno::EINTR) {}
+    crate::trace::phase("worker: shim ready");
+}
+
+/// SIGPIPE ignored in this process (a Rust program's default, which a forked
+/// supervisor gave up for its children).
+fn ignore_sigpipe() {
+    // SAFETY: sets a signal's disposition to SIG_IGN; no handler runs.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigIgn,
+        )
+    };
 }
