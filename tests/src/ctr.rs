@@ -123,6 +123,53 @@ impl Ctr {
         o.json()
     }
 
+    /// The supervisor of running container `name` once it is the shim: a container's
+    /// supervisor execs codex-shim only when its worker hands the container over, 250 ms
+    /// into its life. Panics if that does not happen within 10 s.
+    pub fn handed_over_supervisor(&self, name: &str) -> i64 {
+        let sup = self.inspect(name)["supervisor_pid"]
+            .as_i64()
+            .expect("a running container's supervisor");
+        let cmdline = || {
+            std::fs::read(format!("/proc/{sup}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+                .unwrap_or_default()
+        };
+        assert!(
+            crate::wait_until(Duration::from_secs(10), || cmdline().contains(" --shim ")),
+            "the supervisor {sup} of {name} never became the shim: {:?}",
+            cmdline()
+        );
+        sup
+    }
+
+    /// Processes that carry this root in their environment (a supervisor forked by
+    /// `run` has the command's, the shim keeps it) or on their command line (an
+    /// executed supervisor), other than `except` and this process.
+    pub fn processes(&self, except: &[i32]) -> Vec<(i32, String)> {
+        let needle = self.root.as_os_str().as_encoded_bytes();
+        let mut found = Vec::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return found;
+        };
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if except.contains(&pid) || pid == std::process::id() as i32 {
+                continue;
+            }
+            let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+            if has(&environ) || has(&cmdline) {
+                let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+                found.push((pid, comm.trim().to_string()));
+            }
+        }
+        found
+    }
+
     /// A running container's merged rootfs as the host reaches it: through its
     /// supervisor's root (the overlay is mounted in the supervisor's mount namespace
     /// only).

@@ -461,7 +461,9 @@ fn the_supervisor_runs_from_a_read_only_view_of_the_binary() {
     let c = Ctr::new();
     c.run(&["run", "-d", "--name", "guarded", "busybox", "sleep", "30"])
         .assert_ok();
-    let sup = c.inspect("guarded")["supervisor_pid"].as_i64().unwrap();
+    // The long-lived supervisor: a `run`'s forked one runs the command's binary, as the
+    // command does, until its worker hands the container over to the shim.
+    let sup = c.handed_over_supervisor("guarded");
     // Opening a running binary for writing fails with ETXTBSY whatever it is, so that
     // proves nothing. What keeps a container from writing through /proc/PID/exe once the
     // supervisor has exited is that the file it leads to cannot be written: a sealed memfd

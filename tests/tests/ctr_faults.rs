@@ -161,26 +161,6 @@ pub fn other_tar(dir: &Path) -> String {
     out.to_string_lossy().into_owned()
 }
 
-/// The processes whose command line holds `needle` (this test's own root: tests in
-/// parallel never see each other's).
-fn processes_naming(needle: &str) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(needle))
-        .collect()
-}
-
 /// A `run` starts its supervisor ahead of the create, and that supervisor forks, enters
 /// its mount namespace and opens the root before the id comes: a create that fails
 /// (the name is taken) leaves no supervisor behind, detached or attached.
@@ -207,9 +187,8 @@ fn a_run_whose_create_fails_leaves_no_supervisor_waiting() {
         assert!(!o.ok(), "a taken name was accepted: {o:?}");
         assert!(o.stderr.contains("taken"), "{o:?}");
     }
-    let root = c.root.to_string_lossy().to_string();
-    let needle = format!("__supervise --root {root} ");
-    // Positive control: a running container's supervisor is seen.
+    // Positive control: a running container's supervisor is seen (a `run`'s is forked
+    // from the command, with the command's line and environment, until the shim).
     c.run(&[
         "run",
         "-d",
@@ -222,16 +201,16 @@ fn a_run_whose_create_fails_leaves_no_supervisor_waiting() {
         "60",
     ])
     .assert_ok();
+    let sup = c.inspect("live")["supervisor_pid"].as_i64().unwrap() as i32;
     assert!(
-        !processes_naming(&needle).is_empty(),
-        "the scan sees no supervisor"
+        c.processes(&[]).iter().any(|(p, _)| *p == sup),
+        "the scan does not see the supervisor {sup}"
     );
     c.run(&["rm", "-f", "live"]).assert_ok();
     assert!(
-        wait_until(Duration::from_secs(5), || processes_naming(&needle)
-            .is_empty()),
+        wait_until(Duration::from_secs(5), || c.processes(&[]).is_empty()),
         "supervisors left: {:?}",
-        processes_naming(&needle)
+        c.processes(&[])
     );
     c.run(&["rm", "taken"]).assert_ok();
 }

@@ -136,29 +136,6 @@ fn a_users_seccomp_profile_or_minimal_isolation_keeps_the_executed_supervisor() 
     }
 }
 
-/// Processes that carry this root in their environment (a forked supervisor has the
-/// command's) or on their command line (an executed one), other than `except`.
-fn processes_of(root: &Path, except: &[i32]) -> Vec<(i32, String)> {
-    let needle = root.as_os_str().as_encoded_bytes();
-    let mut found = Vec::new();
-    for e in fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if except.contains(&pid) || pid == std::process::id() as i32 {
-            continue;
-        }
-        let environ = fs::read(e.path().join("environ")).unwrap_or_default();
-        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let has = |b: &[u8]| b.windows(needle.len()).any(|w| w == needle);
-        if has(&environ) || has(&cmdline) {
-            let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-            found.push((pid, comm.trim().to_string()));
-        }
-    }
-    found
-}
-
 #[test]
 fn a_run_whose_create_fails_leaves_no_forked_supervisor() {
     let c = Ctr::new();
@@ -168,7 +145,7 @@ fn a_run_whose_create_fails_leaves_no_forked_supervisor() {
     let init = c.inspect("taken")["pid"].as_i64().unwrap() as i32;
     // Control: the running container's own processes are what the search finds.
     assert!(
-        processes_of(&c.root, &[]).iter().any(|(p, _)| *p == sup),
+        c.processes(&[]).iter().any(|(p, _)| *p == sup),
         "control: the supervisor was not found by its root"
     );
     let trace = c.root.with_file_name("trace-taken");
@@ -187,7 +164,7 @@ fn a_run_whose_create_fails_leaves_no_forked_supervisor() {
     // container's processes carries the root (its detached half may take a moment).
     let mut left = Vec::new();
     let gone = wait_until(Duration::from_secs(5), || {
-        left = processes_of(&c.root, &[sup, init]);
+        left = c.processes(&[sup, init]);
         left.is_empty()
     });
     assert!(gone, "processes left by the failed run: {left:?}");
@@ -262,7 +239,7 @@ fn paused_a_run_killed_after_its_create_leaves_a_created_container_that_starts()
     assert!(named.is_some(), "the create named no supervisor: {rec}");
     let mut left = Vec::new();
     let gone = wait_until(Duration::from_secs(5), || {
-        left = processes_of(&c.root, &[]);
+        left = c.processes(&[]);
         left.is_empty()
     });
     assert!(gone, "processes left by the killed run: {left:?}");
@@ -330,7 +307,7 @@ fn paused_a_run_killed_after_its_rootfs_was_mounted_ahead_leaves_no_mount_and_no
     );
     let mut left = Vec::new();
     let gone = wait_until(Duration::from_secs(5), || {
-        left = processes_of(&c.root, &[]);
+        left = c.processes(&[]);
         left.is_empty()
     });
     assert!(gone, "processes left by the killed run: {left:?}");
