@@ -102,3 +102,60 @@ fn a_short_container_never_execs_the_shim_and_a_long_one_is_handed_to_it() {
     assert_eq!(c.inspect("long")["status"], "stopped");
     c.run(&["rm", "long"]).assert_ok();
 }
+
+/// When the shim cannot be executed (here a `codex-shim` that is no program), the
+/// supervisor called for it stays what it is and supervises the container itself:
+/// the output after the handover is logged and a stop is recorded.
+#[test]
+fn a_supervisor_whose_shim_cannot_run_supervises_the_container_itself() {
+    let c = Ctr::new();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("codex-ctr");
+    fs::copy(codex_tests::ctr::ctr_binary(), &bin).unwrap();
+    fs::write(dir.path().join("codex-shim"), "not a program\n").unwrap();
+    fs::set_permissions(
+        dir.path().join("codex-shim"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let trace = dir.path().join("trace");
+    let bin_s = bin.to_string_lossy().to_string();
+    let mut cmd = c.netns().cmd(&[
+        bin_s.as_str(),
+        "run",
+        "-d",
+        "--name",
+        "noshim",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; sleep 0.8; echo after; sleep 60",
+    ]);
+    cmd.env("CODEX_CTR_ROOT", &c.root)
+        .env("CODEX_TRACE", &trace);
+    run_command(&mut cmd).assert_ok();
+    // Called for, the exec failed, and the worker handed the container over to the
+    // supervisor as it is.
+    let handed = wait_until(Duration::from_secs(10), || {
+        at(&events(&trace), "worker: shim ready").is_some()
+    });
+    let ev = events(&trace);
+    assert!(handed && at(&ev, "sup: shim called").is_some(), "{ev:?}");
+    let sup = c.inspect("noshim")["supervisor_pid"].as_i64().unwrap();
+    let exe = fs::read_link(format!("/proc/{sup}/exe")).unwrap();
+    assert_eq!(exe, bin, "the supervisor {sup} runs {exe:?}");
+    let logged = wait_until(Duration::from_secs(10), || {
+        c.run(&["logs", "noshim"]).stdout == "before\nafter\n"
+    });
+    assert!(logged, "{:?}", c.run(&["logs", "noshim"]));
+    assert_eq!(c.inspect("noshim")["status"], "running");
+    c.run(&["stop", "-t", "1", "noshim"]).assert_ok();
+    assert_eq!(c.inspect("noshim")["status"], "stopped");
+    assert!(
+        wait_until(Duration::from_secs(10), || !pid_alive(sup)),
+        "the supervisor {sup} outlived its container"
+    );
+    c.run(&["rm", "noshim"]).assert_ok();
+}
