@@ -227,9 +227,12 @@ impl Engine {
                     let list = serde_json::to_vec(&lowers)
                         .map_err(|e| Error::invalid("image", format!("layer paths: {e}")))?;
                     // Its directory entry is made durable by the record's write below,
-                    // which syncs this same directory: no sync of its own.
+                    // which syncs this same directory: no sync of its own. Nobody reads
+                    // the directory before that write commits it: written in place.
                     let lowers = dir.join("lowers");
-                    let file = codex_sys::AtomicFile::new(&lowers).without_dir_sync();
+                    let file = codex_sys::AtomicFile::new(&lowers)
+                        .without_dir_sync()
+                        .fresh();
                     match ephemeral {
                         true => file.not_durable(),
                         false => file,
@@ -270,12 +273,18 @@ impl Engine {
                 crate::trace::phase("create: spec made");
                 let text = serde_json::to_vec_pretty(&spec)
                     .map_err(|e| Error::invalid("spec", e.to_string()))?;
+                // In place, as the layer list above; synced unless ephemeral (its
+                // directory entry by the record's write).
                 let config_json = dir.join(CONFIG_FILE);
-                if ephemeral {
-                    crate::registry::write_unsynced(&config_json, &text)?;
-                } else {
-                    codex_runtime::state::write_atomic(&config_json, &text)?;
+                let file = codex_sys::AtomicFile::new(&config_json)
+                    .without_dir_sync()
+                    .fresh();
+                match ephemeral {
+                    true => file.not_durable(),
+                    false => file,
                 }
+                .write(&text)
+                .ctx(|| format!("writing {}", config_json.display()))?;
                 crate::trace::phase("create: bundle written");
                 Ok(())
             },

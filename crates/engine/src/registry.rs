@@ -50,7 +50,6 @@ pub use trash::Trash;
 /// How the registry reads its versioned files, for the fuzz target in `fuzz/`.
 #[doc(hidden)]
 pub use files::parse_versioned;
-pub(crate) use files::write_unsynced;
 
 /// A random name for an anonymous volume (64 hex characters, like an id).
 pub fn new_volume_name() -> Result<String> {

@@ -30,6 +30,7 @@ pub struct AtomicFile {
     mode: u32,
     durable: bool,
     sync_dir: bool,
+    fresh: bool,
 }
 
 impl AtomicFile {
@@ -40,6 +41,7 @@ impl AtomicFile {
             mode: 0o600,
             durable: true,
             sync_dir: true,
+            fresh: false,
         }
     }
 
@@ -65,12 +67,40 @@ impl AtomicFile {
         self
     }
 
-    /// Writes `data` to a temp file beside the target and renames it into place.
+    /// Writes the file in place, made new (`O_CREAT|O_EXCL|O_NOFOLLOW`: an existing
+    /// entry of any kind is refused, `EEXIST`), with no temp name and no rename: for a
+    /// file in a directory that nobody reads before its writer commits it, such as a
+    /// create's container directory before its record exists (a writer killed half-way
+    /// leaves a directory the reconcile removes whole). Two directory changes less than
+    /// a temp file's create and rename. A failed write removes what it made.
+    pub fn fresh(mut self) -> AtomicFile {
+        self.fresh = true;
+        self
+    }
+
+    /// Writes `data` to a temp file beside the target and renames it into place (or,
+    /// [`AtomicFile::fresh`], to the target itself).
     pub fn write(&self, data: &[u8]) -> io::Result<()> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d,
             _ => Path::new("."),
         };
+        if self.fresh {
+            let written = self.write_tmp(&self.path, data).and_then(|()| {
+                if self.durable && self.sync_dir {
+                    File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            });
+            if let Err(e) = written {
+                // Not a file someone else made: O_EXCL refused that one.
+                if e.kind() != io::ErrorKind::AlreadyExists {
+                    let _ = std::fs::remove_file(&self.path);
+                }
+                return Err(e);
+            }
+            return Ok(());
+        }
         let name = self.path.file_name().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -206,6 +236,44 @@ mod tests {
 
     fn mode(p: &Path) -> u32 {
         std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// A fresh write makes the file itself (its mode, its content, nothing else in the
+    /// directory, durable or not) and refuses any entry already at the path, a file or a
+    /// symlink, leaving it and what it leads to as they were.
+    #[test]
+    fn a_fresh_write_makes_only_the_file_and_refuses_an_existing_entry() {
+        let d = tempfile::tempdir().unwrap();
+        for durable in [true, false] {
+            let p = d.path().join(format!("hosts-{durable}"));
+            let file = AtomicFile::new(&p).mode(0o644).fresh();
+            let file = if durable { file } else { file.not_durable() };
+            file.write(b"127.0.0.1 localhost\n").unwrap();
+            assert_eq!(std::fs::read(&p).unwrap(), b"127.0.0.1 localhost\n");
+            assert_eq!(mode(&p), 0o644);
+            let again = AtomicFile::new(&p).fresh().write(b"other").unwrap_err();
+            assert_eq!(again.kind(), io::ErrorKind::AlreadyExists);
+            assert_eq!(std::fs::read(&p).unwrap(), b"127.0.0.1 localhost\n");
+        }
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().count(),
+            2,
+            "a temp file was left"
+        );
+        let target = d.path().join("target");
+        std::fs::write(&target, b"kept").unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = AtomicFile::new(&link)
+            .fresh()
+            .write(b"through")
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

@@ -137,8 +137,19 @@ pub fn write_at_create(
     let networks: Vec<_> = super::records_in(registry, index)?.into_values().collect();
     let names = peer_names(registry, &rec.id, &networks);
     let hosts = hosts_file(&hosts_of(&networks, &names, &rec.id, &rec.name, cfg)?);
-    write(&dir.join(HOSTS_FILE), hosts.as_bytes())?;
-    write(&dir.join(RESOLV_FILE), resolv_conf_for(cfg).as_bytes())
+    write_new(&dir.join(HOSTS_FILE), hosts.as_bytes())?;
+    write_new(&dir.join(RESOLV_FILE), resolv_conf_for(cfg).as_bytes())
+}
+
+/// A create's file, in the container's directory that nobody reads before the create
+/// commits it: written in place, not synced (as [`write`], for the same reasons).
+fn write_new(path: &Path, data: &[u8]) -> Result<()> {
+    codex_sys::AtomicFile::new(path)
+        .mode(FILE_MODE)
+        .not_durable()
+        .fresh()
+        .write(data)
+        .ctx(|| format!("writing {}", path.display()))
 }
 
 /// Whether `path` is a regular file holding exactly `data` (a symlink is not followed).
