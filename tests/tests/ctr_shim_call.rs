@@ -32,6 +32,35 @@ fn at(events: &[(f64, i32, String)], what: &str) -> Option<f64> {
     events.iter().find(|e| e.2 == what).map(|e| e.0)
 }
 
+/// `run -d --name NAME` of a container that prints on both sides of its handover to
+/// the shim (250 ms into its life) and then waits.
+fn across_the_handover(name: &str) -> Vec<&str> {
+    vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; sleep 0.8; echo after; sleep 60",
+    ]
+}
+
+/// What its supervisor, shim or not, does with it afterwards: the output after the
+/// handover reaches the log, and a stop is recorded.
+fn supervised_to_its_stop(c: &Ctr, name: &str) {
+    let logged = wait_until(Duration::from_secs(10), || {
+        c.run(&["logs", name]).stdout == "before\nafter\n"
+    });
+    assert!(logged, "{:?}", c.run(&["logs", name]));
+    assert_eq!(c.inspect(name)["status"], "running");
+    c.run(&["stop", "-t", "1", name]).assert_ok();
+    assert_eq!(c.inspect(name)["status"], "stopped");
+}
+
 #[test]
 fn a_short_container_never_execs_the_shim_and_a_long_one_is_handed_to_it() {
     let c = Ctr::new();
@@ -58,19 +87,8 @@ fn a_short_container_never_execs_the_shim_and_a_long_one_is_handed_to_it() {
     // supervisor let go of the status pipe at once, not at its exec).
     let long = dir.path().join("long");
     let o = run_command(
-        c.cmd(&[
-            "run",
-            "-d",
-            "--name",
-            "long",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "echo before; sleep 0.8; echo after; sleep 60",
-        ])
-        .env("CODEX_TRACE", &long),
+        c.cmd(&across_the_handover("long"))
+            .env("CODEX_TRACE", &long),
     );
     o.assert_ok();
     let handed = wait_until(Duration::from_secs(10), || {
@@ -92,14 +110,7 @@ fn a_short_container_never_execs_the_shim_and_a_long_one_is_handed_to_it() {
         exe.to_string_lossy().ends_with("codex-shim"),
         "the supervisor {sup} runs {exe:?}"
     );
-    // The shim carries on: the output after the handover reaches the log, and a stop
-    // is recorded.
-    let logged = wait_until(Duration::from_secs(10), || {
-        c.run(&["logs", "long"]).stdout == "before\nafter\n"
-    });
-    assert!(logged, "{:?}", c.run(&["logs", "long"]));
-    c.run(&["stop", "-t", "1", "long"]).assert_ok();
-    assert_eq!(c.inspect("long")["status"], "stopped");
+    supervised_to_its_stop(&c, "long");
     c.run(&["rm", "long"]).assert_ok();
 }
 
@@ -120,19 +131,9 @@ fn a_supervisor_whose_shim_cannot_run_supervises_the_container_itself() {
     .unwrap();
     let trace = dir.path().join("trace");
     let bin_s = bin.to_string_lossy().to_string();
-    let mut cmd = c.netns().cmd(&[
-        bin_s.as_str(),
-        "run",
-        "-d",
-        "--name",
-        "noshim",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "echo before; sleep 0.8; echo after; sleep 60",
-    ]);
+    let mut argv = vec![bin_s.as_str()];
+    argv.extend(across_the_handover("noshim"));
+    let mut cmd = c.netns().cmd(&argv);
     cmd.env("CODEX_CTR_ROOT", &c.root)
         .env("CODEX_TRACE", &trace);
     run_command(&mut cmd).assert_ok();
@@ -146,13 +147,7 @@ fn a_supervisor_whose_shim_cannot_run_supervises_the_container_itself() {
     let sup = c.inspect("noshim")["supervisor_pid"].as_i64().unwrap();
     let exe = fs::read_link(format!("/proc/{sup}/exe")).unwrap();
     assert_eq!(exe, bin, "the supervisor {sup} runs {exe:?}");
-    let logged = wait_until(Duration::from_secs(10), || {
-        c.run(&["logs", "noshim"]).stdout == "before\nafter\n"
-    });
-    assert!(logged, "{:?}", c.run(&["logs", "noshim"]));
-    assert_eq!(c.inspect("noshim")["status"], "running");
-    c.run(&["stop", "-t", "1", "noshim"]).assert_ok();
-    assert_eq!(c.inspect("noshim")["status"], "stopped");
+    supervised_to_its_stop(&c, "noshim");
     assert!(
         wait_until(Duration::from_secs(10), || !pid_alive(sup)),
         "the supervisor {sup} outlived its container"
