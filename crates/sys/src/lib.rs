@@ -6,6 +6,8 @@
 //! - [`lock`]: `flock(2)` held for a scope.
 //! - [`nss`]: group and host name lookups through `getent`, never glibc's NSS in a static
 //!   binary.
+//! - [`placement`]: the `T` attribute that gives each store of a state root a place of
+//!   its own on the filesystem.
 //! - [`pidfd`]: pidfds, and a process identity (pid + start time) that a recycled pid
 //!   cannot forge.
 //! - [`release`]: a last close that waits on the kernel (an inotify instance's), made by
@@ -23,6 +25,7 @@ pub mod atomic;
 pub mod lock;
 pub mod nss;
 pub mod pidfd;
+pub mod placement;
 pub mod release;
 pub mod testhook;
 pub mod trace;

@@ -156,6 +156,11 @@ pub(crate) fn create_dir_all(dir: &Path, mode: u32) -> std::io::Result<()> {
 /// `mode`, fixing one an earlier version made with other modes. A symlink in its place is
 /// refused, never followed: the owner and mode are set through the opened directory.
 pub fn ensure_shared_dir(dir: &Path, mode: u32, gid: u32) -> std::io::Result<()> {
+    open_shared_dir(dir, mode, gid).map(drop)
+}
+
+/// [`ensure_shared_dir`], returning the directory open.
+pub(crate) fn open_shared_dir(dir: &Path, mode: u32, gid: u32) -> std::io::Result<File> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::MetadataExt;
     match DirBuilder::new().mode(mode & 0o700).create(dir) {
@@ -176,7 +181,7 @@ pub fn ensure_shared_dir(dir: &Path, mode: u32, gid: u32) -> std::io::Result<()>
     if md.mode() & 0o7777 != mode || md.gid() != gid {
         fd.set_permissions(fs::Permissions::from_mode(mode))?;
     }
-    Ok(())
+    Ok(fd)
 }
 
 /// `N` bytes from the kernel's CSPRNG.
