@@ -15,6 +15,11 @@ pub enum Error {
     #[error("container {0:?} does not exist")]
     NotFound(String),
 
+    /// The container's state.json cannot be read as a record: left empty or cut short by
+    /// a host crash (a foreground `run`'s and a create's record are written unsynced).
+    #[error("{}: corrupt state: {reason} (delete --force removes it)", path.display())]
+    CorruptState { path: PathBuf, reason: String },
+
     /// The container's program could not be run: `code` is the shell's (and Docker's)
     /// exit code for it, 127 when it was not found and 126 when it could not be
     /// executed, so callers can report it without reading the message.

@@ -146,8 +146,10 @@ impl ContainerState {
             }
             Err(e) => return Err(e).ctx(|| format!("reading {}", f.display())),
         };
-        serde_json::from_slice(&text)
-            .map_err(|e| Error::Other(format!("{}: corrupt state: {e}", f.display())))
+        serde_json::from_slice(&text).map_err(|e| Error::CorruptState {
+            path: f,
+            reason: e.to_string(),
+        })
     }
 
     /// Writes state.json by rename but without fsync: for the short-lived record of a

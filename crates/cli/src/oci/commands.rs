@@ -82,6 +82,14 @@ pub fn dispatch(cli: &Cli) -> Result<i32> {
             match rt.delete(id, *force) {
                 // runc's answer: nothing to delete is success with --force
                 Err(codex_runtime::Error::NotFound(_)) if *force => rt.remove_stateless_dir(id)?,
+                Err(codex_runtime::Error::CorruptState { path, reason }) if *force => {
+                    super::log::warn(&format!(
+                        "{}: corrupt state ({reason}), as a host crash leaves an unsynced \
+                         record: removing the container's directory",
+                        path.display()
+                    ));
+                    rt.remove_unreadable(id)?
+                }
                 r => r?,
             }
             Ok(0)

@@ -299,7 +299,8 @@ impl Runtime {
         }
 
         if foreground || opts.unsynced_state {
-            // Renamed into place; `run` syncs it while the init execs (see there).
+            // Renamed into place; an attached create syncs it while the init execs
+            // (`start_over_channel`), unless it is unsynced or a foreground `run`'s.
             state.save_unsynced(&dir)?;
         } else {
             state.save(&dir)?;

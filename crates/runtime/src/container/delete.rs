@@ -5,7 +5,7 @@ use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 use super::Runtime;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::hooks::{self, HookKind};
 use crate::state::Status;
 
@@ -65,6 +65,23 @@ impl Runtime {
             }
             Err(e) => Err(e).ctx(|| format!("removing {}", dir.display())),
         }
+    }
+
+    /// For `delete --force` of a container whose state.json is no record
+    /// ([`Error::CorruptState`]): removes its directory. A record is replaced whole by a
+    /// rename, so it is cut short only by a host crash that came before its data reached
+    /// the disk (a foreground `run`'s and a create's record are written unsynced), and
+    /// the container's processes and cgroups died with that host. The record is read
+    /// again first: one that reads whole now is deleted as any other, never removed
+    /// blind.
+    pub fn remove_unreadable(&self, id: &str) -> Result<()> {
+        match self.load(id) {
+            Err(Error::CorruptState { .. }) => {}
+            Ok(c) => return self.delete_loaded(c, true),
+            Err(e) => return Err(e),
+        }
+        let dir = self.container_dir(id)?;
+        std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))
     }
 
     /// SIGKILL to every process (thawing a frozen cgroup first), then waits until the

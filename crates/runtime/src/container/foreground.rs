@@ -177,8 +177,12 @@ impl Runtime {
             },
             None => None,
         };
-        // A foreground run's record is synced while the init execs (see there).
-        let started = super::attached::start_over_channel(self, &created, true);
+        // The record is not synced: this run deletes its container when the program
+        // ends (crun and runc sync none either). A host crash kills the container with
+        // it and may leave the record cut short, which `delete --force` removes
+        // (`Runtime::remove_unreadable`). Its fsync was 1-3 ms of a `run` on a
+        // disk-backed root, on the command's path when the program is quick.
+        let started = super::attached::start_over_channel(self, &created, false);
         let result = started.and_then(|()| {
             codex_sys::trace::phase("rt: started");
             self.poststart(&c.state, &c.dir);

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::Runtime;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ListEntry {
@@ -31,8 +31,16 @@ impl Runtime {
                 continue;
             };
             // A directory without a state file is a create in progress (or a crashed
-            // one): it is not a container yet.
-            let Ok(c) = self.load(&id) else { continue };
+            // one): it is not a container yet. One whose record a host crash cut short
+            // is named, for `delete --force` to remove.
+            let c = match self.load(&id) {
+                Ok(c) => c,
+                Err(e @ Error::CorruptState { .. }) => {
+                    self.warn(&e.to_string());
+                    continue;
+                }
+                Err(_) => continue,
+            };
             let st = c.state.oci_state(&c.dir);
             let s = |k: &str| st[k].as_str().unwrap_or_default().to_string();
             out.push(ListEntry {
