@@ -93,18 +93,6 @@ pub fn ensure_shared_dir(dir: &Path) -> Result<()> {
         .ctx(|| format!("securing directory {}", dir.display()))
 }
 
-/// [`ensure_shared_dir`] of the root, marked so that the filesystem places each store
-/// made in it (`containers/`, `names/`, `runtime/`, the layers...) as a tree of its own
-/// ([`codex_sys::placement`]), away from whatever else churns beside the root.
-fn ensure_root_dir(root: &Path) -> Result<()> {
-    use std::os::fd::AsFd;
-    let fd = files::open_shared_dir(root, SHARED_DIR_MODE, SHARED_DIR_GID)
-        .ctx(|| format!("securing directory {}", root.display()))?;
-    // A hint: a filesystem that refuses it costs only the placement.
-    let _ = codex_sys::placement::spread_children(fd.as_fd());
-    Ok(())
-}
-
 /// `$CODEX_CTR_ROOT` if set and non-empty, else `/var/lib/codex-ctr`.
 pub fn default_root() -> PathBuf {
     match std::env::var_os(ROOT_ENV) {
@@ -142,7 +130,8 @@ impl Registry {
             files::create_dir_all(parent, 0o755)
                 .ctx(|| format!("creating {}", parent.display()))?;
         }
-        ensure_root_dir(root)?;
+        files::ensure_root_dir(root, SHARED_DIR_MODE, SHARED_DIR_GID)
+            .ctx(|| format!("securing directory {}", root.display()))?;
         let root = root
             .canonicalize()
             .ctx(|| format!("resolving {}", root.display()))?;

@@ -64,44 +64,6 @@ fn open_creates_the_layout_with_private_modes() {
     assert_consistent(&again);
 }
 
-/// The `T` attribute (`FS_TOPDIR_FL`) of the directory at `path`, or `None` where its
-/// filesystem has no such flags (ext2/3/4 have them).
-fn topdir_flag(path: &Path) -> Option<bool> {
-    use std::os::fd::AsRawFd;
-    let dir = std::fs::File::open(path).expect("open dir");
-    let mut flags: libc::c_int = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one int to the pointer, which points at ours.
-    let r = unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) };
-    (r == 0).then_some(flags & 0x0002_0000 != 0)
-}
-
-#[test]
-fn open_marks_the_root_so_that_each_store_is_placed_apart() {
-    let tmp = temp_root();
-    let root = tmp.path().join("root");
-    std::fs::create_dir(&root).expect("mkdir");
-    let Some(false) = topdir_flag(&root) else {
-        codex_tests::skip(&format!(
-            "{} has no unmarked ext2/3/4 directory flags to check (chattr +T)",
-            root.display()
-        ));
-        return;
-    };
-    // An existing root without the mark (an earlier version's) gets it on open.
-    Registry::open(&root).expect("open");
-    assert_eq!(topdir_flag(&root), Some(true), "the root is marked");
-    // Its stores are not: each container's directory stays beside the others (spreading
-    // them costs a cold read of a block group's bitmaps per container).
-    assert_eq!(topdir_flag(&root.join(CONTAINERS_DIR)), Some(false));
-    assert_eq!(topdir_flag(&root.join(NAMES_DIR)), Some(false));
-    // A fresh root is marked before its stores are made, and a reopen keeps the mark.
-    let fresh = tmp.path().join("fresh/root");
-    Registry::open(&fresh).expect("open fresh");
-    Registry::open(&fresh).expect("reopen");
-    assert_eq!(topdir_flag(&fresh), Some(true));
-    assert_eq!(mode(&fresh), 0o710, "the mark leaves the mode alone");
-}
-
 #[test]
 fn a_container_goes_through_create_get_update_list_and_remove() {
     let tmp = temp_root();

@@ -159,6 +159,17 @@ pub fn ensure_shared_dir(dir: &Path, mode: u32, gid: u32) -> std::io::Result<()>
     open_shared_dir(dir, mode, gid).map(drop)
 }
 
+/// [`ensure_shared_dir`] of an engine root, marked so that the filesystem places each
+/// store made in it (`containers/`, `names/`, `runtime/`, the layers...) as a tree of its
+/// own ([`codex_sys::placement`]), away from whatever else churns beside the root.
+pub(crate) fn ensure_root_dir(root: &Path, mode: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::fd::AsFd;
+    let fd = open_shared_dir(root, mode, gid)?;
+    // A hint: a filesystem that refuses it costs only the placement.
+    let _ = codex_sys::placement::spread_children(fd.as_fd());
+    Ok(())
+}
+
 /// [`ensure_shared_dir`], returning the directory open.
 pub(crate) fn open_shared_dir(dir: &Path, mode: u32, gid: u32) -> std::io::Result<File> {
     use std::os::fd::AsRawFd;
