@@ -252,6 +252,20 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// strace's `-e` filter for every call that makes data durable.
+pub const STRACE_SYNC_CALLS: &str = "trace=fsync,fdatasync,sync_file_range,syncfs,sync";
+
+/// The sync calls an `strace -o log -e` [`STRACE_SYNC_CALLS`] run recorded (strace's own
+/// exit and signal lines left out); the log is removed. Empty if there is no log.
+pub fn sync_calls_in(log: &Path) -> Vec<String> {
+    let text = read_lossy(log);
+    let _ = fs::remove_file(log);
+    text.lines()
+        .filter(|l| l.contains("sync") && !l.contains("+++") && !l.contains("---"))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Is `tool` on $PATH?
 pub fn have_tool(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| {

@@ -42,7 +42,7 @@ pub use bundle::Bundle;
 pub use cgroupfs::*;
 pub use cmd::{
     cmd_timeout, have_tool, host_sh, kill_group, own_group, read_lossy, run_command, run_timeout,
-    try_run_to, wait_child, wait_until, Out, CMD_TIMEOUT,
+    sync_calls_in, try_run_to, wait_child, wait_until, Out, CMD_TIMEOUT, STRACE_SYNC_CALLS,
 };
 pub use ctx::{copy_runtime_to, TestCtx};
 pub use fresh::{assert_fresh, assert_fresh_from, ENGINE_CRATES};

@@ -25,7 +25,7 @@ fn syncs_of(c: &Ctr, args: &[&str]) -> Vec<String> {
         "-f",
         "-qq",
         "-e",
-        "trace=fsync,fdatasync,sync_file_range,syncfs,sync",
+        STRACE_SYNC_CALLS,
         "-o",
         &log_arg,
         &bin_arg,
@@ -34,12 +34,8 @@ fn syncs_of(c: &Ctr, args: &[&str]) -> Vec<String> {
     let mut cmd = c.netns().cmd(&argv);
     cmd.env("CODEX_CTR_ROOT", &c.root);
     run_command(&mut cmd).assert_ok();
-    let text = std::fs::read_to_string(&log).expect("strace's log");
-    let _ = std::fs::remove_file(&log);
-    text.lines()
-        .filter(|l| l.contains("sync") && !l.contains("+++") && !l.contains("---"))
-        .map(str::to_string)
-        .collect()
+    assert!(log.exists(), "strace wrote no log at {}", log.display());
+    sync_calls_in(&log)
 }
 
 #[test]

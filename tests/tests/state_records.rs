@@ -14,26 +14,19 @@ use std::fs;
 fn syncs_of(ctx: &TestCtx, args: &[&str]) -> (Vec<String>, Out) {
     let log = ctx.path(&format!("strace-{}", ctx.id("log")));
     let mut cmd = std::process::Command::new("strace");
-    cmd.args([
-        "-f",
-        "-qq",
-        "-e",
-        "trace=fsync,fdatasync,sync_file_range,syncfs,sync",
-        "-o",
-    ])
-    .arg(&log)
-    .arg(&ctx.rt.bin)
-    .arg("--root")
-    .arg(&ctx.rt.root)
-    .args(args);
+    cmd.args(["-f", "-qq", "-e", STRACE_SYNC_CALLS, "-o"])
+        .arg(&log)
+        .arg(&ctx.rt.bin)
+        .arg("--root")
+        .arg(&ctx.rt.root)
+        .args(args);
     let out = run_command(&mut cmd);
-    let text = fs::read_to_string(&log).unwrap_or_default();
-    let syncs = text
-        .lines()
-        .filter(|l| l.contains("sync") && !l.contains("+++") && !l.contains("---"))
-        .map(str::to_string)
-        .collect();
-    (syncs, out)
+    assert!(
+        log.exists(),
+        "strace wrote no log at {} ({out:?})",
+        log.display()
+    );
+    (sync_calls_in(&log), out)
 }
 
 #[test]

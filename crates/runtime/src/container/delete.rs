@@ -81,7 +81,11 @@ impl Runtime {
             Err(e) => return Err(e),
         }
         let dir = self.container_dir(id)?;
-        std::fs::remove_dir_all(&dir).ctx(|| format!("removing {}", dir.display()))
+        match std::fs::remove_dir_all(&dir) {
+            // A concurrent delete got there first.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r.ctx(|| format!("removing {}", dir.display())),
+        }
     }
 
     /// SIGKILL to every process (thawing a frozen cgroup first), then waits until the
